@@ -1,0 +1,18 @@
+"""The only place that uses ``st.cache_*``: process-wide resources shared by every session."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.store import Store, resolve_db_path
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    # One database object per process (DESIGN.md); Store hands each thread its own cursor.
+    return Store(path)
+
+
+def get_store() -> Store:
+    """The process's store for ``$EMBSCOPE_DB`` (or ``./embscope.duckdb``)."""
+    return _store(str(resolve_db_path().resolve()))

@@ -1,0 +1,272 @@
+"""The ``embscope`` command line: a stable contract that scripts and the other parts rely on.
+
+Every command takes ``--db PATH`` (before or after the command name; default
+``$EMBSCOPE_DB`` or ``./embscope.duckdb``). DATASET is an integer id or an exact name.
+On bad input a command prints one line starting with ``error:`` on stderr and exits
+with status 2, leaving the database unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from core.errors import InvalidInputError
+
+EXIT_BAD_INPUT = 2
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage mistakes as one ``error:`` line (status 2), like bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see `{self.prog} --help`)")
+
+
+def _fail(message: str) -> NoReturn:
+    # One line, so scripts can show it as is; newlines inside messages are flattened.
+    sys.stderr.write("error: " + " ".join(str(message).split()) + "\n")
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+
+
+def _open_store(args: argparse.Namespace, *, read_only: bool = False):
+    from core.store import Store
+
+    return Store(args.db, read_only=read_only)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from core.ingest import read_dataset
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidInputError(f"no such file: {args.file}")
+    metadata = None
+    if args.metadata is not None:
+        metadata = Path(args.metadata)
+        if not metadata.is_file():
+            raise InvalidInputError(f"no such metadata file: {args.metadata}")
+    parsed = read_dataset(
+        path,
+        metadata_path=metadata,
+        id_column=args.id_column,
+        vector_column=args.vector_column,
+    )
+    name = args.name if args.name is not None else path.stem
+    with _open_store(args) as store:
+        info = store.add_dataset(parsed, name=name)
+    if args.json:
+        _print_json(
+            {
+                "dataset": info.id,
+                "name": info.name,
+                "n": info.n,
+                "dim": info.dim,
+                "warnings": list(parsed.warnings),
+            }
+        )
+    else:
+        sys.stdout.write(f"stored dataset {info.id} {info.name!r}: {info.n} x {info.dim}\n")
+        for warning in parsed.warnings:
+            sys.stderr.write(f"warning: {warning}\n")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from core.store import resolve_db_path
+
+    if not resolve_db_path(args.db).exists():
+        rows = []
+    else:
+        with _open_store(args, read_only=True) as store:
+            rows = store.list_datasets()
+    if args.json:
+        _print_json([{"dataset": d.id, "name": d.name, "n": d.n, "dim": d.dim} for d in rows])
+    else:
+        if not rows:
+            sys.stdout.write("no datasets yet: add one with `embscope ingest FILE`\n")
+        for d in rows:
+            sys.stdout.write(f"{d.id:>4}  {d.name}  {d.n} x {d.dim}  ({d.source})\n")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from core.export import export_dataset
+
+    with _open_store(args, read_only=True) as store:
+        info = store.get_dataset(args.dataset)
+        out = export_dataset(store, info.id, args.out)
+    sys.stdout.write(f"wrote dataset {info.id} {info.name!r} to {out}\n")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        info = store.get_dataset(args.dataset)
+        store.delete_dataset(info.id)
+    sys.stdout.write(f"deleted dataset {info.id} {info.name!r}\n")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from core.demo import load_demo_datasets
+
+    with _open_store(args) as store:
+        if args.if_empty and not store.is_empty():
+            sys.stdout.write("the database already holds datasets: demo data not loaded\n")
+            return 0
+        added = load_demo_datasets(store)
+    if args.json:
+        _print_json([{"dataset": d.id, "name": d.name, "n": d.n, "dim": d.dim} for d in added])
+    else:
+        for d in added:
+            sys.stdout.write(f"stored demo dataset {d.id} {d.name!r}: {d.n} x {d.dim}\n")
+        if not added:
+            sys.stdout.write("demo datasets were already loaded\n")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from core.demo import GENERATORS, store_demo_dataset
+
+    make = GENERATORS[args.kind]
+    kwargs: dict[str, Any] = {"seed": args.seed}
+    if args.n is not None:
+        kwargs["n"] = args.n
+    if args.dim is not None:
+        if args.kind == "swiss-roll":
+            raise InvalidInputError("--dim does not apply to swiss-roll (it is 3-D)")
+        kwargs["dim"] = args.dim
+    demo = make(**kwargs)
+    with _open_store(args) as store:
+        info = store_demo_dataset(store, demo, name=args.name)
+    if args.json:
+        _print_json({"dataset": info.id, "name": info.name, "n": info.n, "dim": info.dim})
+    else:
+        sys.stdout.write(f"stored dataset {info.id} {info.name!r}: {info.n} x {info.dim}\n")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from core.store import resolve_db_path
+
+    db = resolve_db_path(args.db).resolve()
+    env = dict(os.environ, EMBSCOPE_DB=str(db))
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app" / "main.py"),
+        "--server.port",
+        str(args.port),
+        "--server.address",
+        args.address,
+        "--server.headless",
+        "true",
+        "--server.maxUploadSize",
+        str(args.max_upload_mb),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    sys.stdout.write(f"embscope: serving {db} on http://{args.address}:{args.port}\n")
+    sys.stdout.flush()
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``embscope`` (exposed for tests and docs)."""
+    db_help = "database file (default: $EMBSCOPE_DB or ./embscope.duckdb)"
+    parser = _Parser(prog="embscope", description="Explore embedding spaces in the browser.")
+    parser.add_argument("--db", metavar="PATH", default=None, help=db_help)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        # --db is accepted after the command too; SUPPRESS keeps the global value otherwise.
+        p.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=db_help)
+        return p
+
+    p = command("ingest", "store a file of vectors (and metadata) as a new dataset")
+    p.add_argument("file", help=".npy .npz .parquet .csv .tsv .jsonl .h5ad, or a Projector vectors.tsv")
+    p.add_argument("--metadata", metavar="FILE", help="a separate metadata file, row for row")
+    p.add_argument("--name", help="dataset name (default: the file name without suffix)")
+    p.add_argument("--id-column", metavar="COL", help="metadata column holding unique ids")
+    p.add_argument("--vector-column", metavar="COL", help="column, field or key holding the vectors")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = command("datasets", "list stored datasets")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=_cmd_datasets)
+
+    p = command("export", "write a dataset to .npy (vectors) or .parquet (vectors and metadata)")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument("--out", metavar="FILE", required=True, help="output file (.npy or .parquet)")
+    p.set_defaults(func=_cmd_export)
+
+    p = command("delete", "delete a dataset and everything computed from it")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.set_defaults(func=_cmd_delete)
+
+    p = command("demo", "load the bundled demo datasets")
+    p.add_argument("--if-empty", action="store_true", help="only when the database has no dataset")
+    p.add_argument("--json", action="store_true", help="print what was stored as JSON")
+    p.set_defaults(func=_cmd_demo)
+
+    p = command("generate", "store a synthetic dataset (for scale and ground-truth tests)")
+    p.add_argument("kind", choices=["gaussian-mixture", "swiss-roll"])
+    p.add_argument("--n", type=int, help="number of points")
+    p.add_argument("--dim", type=int, help="dimension (gaussian-mixture only)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--name", help="dataset name (default: kind, size and seed)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_generate)
+
+    p = command("serve", "start the dashboard")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--max-upload-mb", type=int, default=2048, help="upload size limit in MB")
+    p.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``embscope``; returns the exit status (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InvalidInputError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        # Disk full, permission denied, a path that is a directory...: the user can act on it.
+        _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was changed")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

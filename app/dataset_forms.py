@@ -1,0 +1,205 @@
+"""The Datasets page's sections: upload with preview, and the catalog with rename and delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import state, widgets
+from app.cache import get_store
+from app.uploads import save_upload
+from core.errors import InvalidInputError
+from core.ingest import SUPPORTED_SUFFIXES, inspect_file, read_dataset
+from core.store import DatasetInfo
+
+ROW_NUMBERS = "(row number)"
+METADATA_SUFFIXES = ("csv", "tsv", "txt", "parquet", "jsonl")
+def _uploader_generation() -> int:
+    # Streamlit cannot clear a file_uploader; a new key after a save gives an empty one.
+    return int(state.get("upload_generation", 0))
+
+
+def upload_section() -> None:
+    """Upload one or two files, show what was detected, and save them as a dataset."""
+    st.subheader("Add a dataset")
+    gen = _uploader_generation()
+    left, right = st.columns(2)
+    vec_file = left.file_uploader(
+        "Vectors file",
+        type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
+        key=f"upload.vectors.{gen}",
+        help="A matrix of vectors, one row per item: .npy, .npz, Parquet (a list column), "
+        "CSV/TSV (numeric columns), JSONL (a vector field), AnnData .h5ad, or the "
+        "TensorFlow Projector's vectors.tsv.",
+    )
+    meta_file = right.file_uploader(
+        "Metadata file (optional)",
+        type=list(METADATA_SUFFIXES),
+        key=f"upload.metadata.{gen}",
+        help="One row per vector, in the same order (for example the Projector's metadata.tsv).",
+    )
+    if vec_file is None:
+        st.caption("Drop a file above to preview it before saving.")
+        return
+    try:
+        vec_path = save_upload(vec_file, vec_file.name)
+        meta_path = save_upload(meta_file, meta_file.name) if meta_file is not None else None
+        inspection = inspect_file(vec_path, filename=vec_file.name, metadata_path=meta_path)
+    except InvalidInputError as exc:
+        widgets.show_error(exc)
+        return
+    _show_inspection(inspection)
+    _save_form(inspection, vec_file.name, vec_path, meta_file.name if meta_file else None, meta_path)
+
+
+def _show_inspection(inspection: Any) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Format", inspection.format)
+    cols[1].metric("Rows", f"{inspection.n_rows:,}")
+    cols[2].metric("Dimension", "?" if inspection.dim is None else f"{inspection.dim:,}")
+    cols[3].metric("Metadata columns", len(inspection.columns))
+    for warning in inspection.warnings:
+        st.warning(widgets.md_escape(warning))
+    st.caption("Preview (first rows)")
+    st.dataframe(inspection.preview, hide_index=True, width="stretch")
+
+
+def _save_form(
+    inspection: Any, filename: str, vec_path: Path, meta_name: str | None, meta_path: Path | None
+) -> None:
+    with st.form(f"save_dataset.{_uploader_generation()}"):
+        name = st.text_input("Name", value=Path(filename).stem, max_chars=200)
+        id_choice = st.selectbox(
+            "Id column",
+            [ROW_NUMBERS, *inspection.id_candidates],
+            help="A column whose values are unique; otherwise items are numbered by row.",
+        )
+        vector_column = None
+        if len(inspection.vector_candidates) > 1:
+            vector_column = st.selectbox("Vector column", list(inspection.vector_candidates))
+        elif inspection.vector_candidates:
+            vector_column = inspection.vector_candidates[0]
+        vector_columns = None
+        if inspection.numeric_columns:
+            vector_columns = st.multiselect(
+                "Vector columns",
+                list(inspection.numeric_columns),
+                default=list(inspection.numeric_columns),
+                help="Numeric columns that make up the vector; the others are kept as metadata.",
+            )
+        submitted = st.form_submit_button("Save dataset", type="primary")
+    if not submitted:
+        return
+    source = filename if meta_name is None else f"{filename} + {meta_name}"
+    kwargs = {
+        "filename": filename,
+        "metadata_path": meta_path,
+        "id_column": None if id_choice == ROW_NUMBERS else id_choice,
+        "vector_column": vector_column,
+        "vector_columns": vector_columns or None,
+    }
+    done: dict[str, Any] = {}
+    try:
+        widgets.run_steps(
+            "Saving dataset",
+            [
+                ("reading and checking the file", lambda: done.update(parsed=read_dataset(vec_path, **kwargs))),
+                (
+                    "writing to the database",
+                    lambda: done.update(
+                        info=get_store().add_dataset(done["parsed"], name=name, info={"source": source})
+                    ),
+                ),
+            ],
+        )
+    except InvalidInputError as exc:
+        widgets.show_error(exc)
+        return
+    info: DatasetInfo = done["info"]
+    state.select_dataset(info.id)
+    state.put("upload_generation", _uploader_generation() + 1)
+    state.flash("success", f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}.")
+    for warning in done["parsed"].warnings:
+        state.flash("warning", warning)
+    st.rerun()
+
+
+def catalog_frame(datasets: list[DatasetInfo]) -> pd.DataFrame:
+    """The table of stored datasets shown on the page."""
+    return pd.DataFrame(
+        {
+            "id": [d.id for d in datasets],
+            "name": [d.name for d in datasets],
+            "n": [d.n for d in datasets],
+            "dim": [d.dim for d in datasets],
+            "created": [d.created for d in datasets],
+            "source": [d.source for d in datasets],
+            "format": [d.format for d in datasets],
+        }
+    )
+
+
+def catalog_section(current: DatasetInfo | None) -> None:
+    """The stored datasets, details of the current one, and rename/delete."""
+    st.subheader("Stored datasets")
+    datasets = get_store().list_datasets()
+    if not datasets:
+        st.info("No datasets yet. Upload a file above, or run `embscope demo` to load the demo sets.")
+        return
+    st.dataframe(
+        catalog_frame(datasets),
+        hide_index=True,
+        width="stretch",
+        column_config={"created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")},
+    )
+    if current is None:
+        return
+    st.markdown(f"#### {widgets.md_escape(current.name)}")
+    st.caption(f"Dataset {current.id} · {current.n:,} × {current.dim} · from {widgets.md_escape(current.source)}")
+    for warning in current.warnings:
+        st.warning(widgets.md_escape(warning))
+    with st.expander("Metadata (first 200 rows)", expanded=True):
+        meta = get_store().load_metadata(current.id, limit=200)
+        if meta.shape[1] == 0:
+            st.caption("This dataset has no metadata columns.")
+        else:
+            st.dataframe(meta, hide_index=True, width="stretch")
+    if current.info:
+        with st.expander("Provenance"):
+            st.json(dict(current.info))
+    _rename_and_delete(current)
+
+
+def _rename_and_delete(current: DatasetInfo) -> None:
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    with left.form(f"rename.{current.id}", border=False):
+        new_name = st.text_input("Rename to", value=current.name, max_chars=200)
+        if st.form_submit_button("Rename"):
+            try:
+                get_store().rename_dataset(current.id, new_name)
+            except InvalidInputError as exc:
+                widgets.show_error(exc)
+            else:
+                state.flash("success", "Dataset renamed.")
+                st.rerun()
+    if right.button("Delete dataset…", type="secondary", icon=":material/delete:"):
+        _confirm_delete(current)
+
+
+@st.dialog("Delete this dataset?")
+def _confirm_delete(current: DatasetInfo) -> None:
+    st.markdown(
+        f"**{widgets.md_escape(current.name)}** ({current.n:,} × {current.dim}) and everything computed "
+        "from it will be deleted. This cannot be undone."
+    )
+    yes, no = st.columns(2)
+    if yes.button("Delete", type="primary", key="confirm_delete"):
+        get_store().delete_dataset(current.id)
+        state.select_dataset(None)
+        state.flash("success", "Dataset deleted.")
+        st.rerun()
+    if no.button("Cancel", key="cancel_delete"):
+        st.rerun()

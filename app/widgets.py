@@ -1,0 +1,88 @@
+"""Widgets shared by every page: the dataset picker, progress, and error display."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from app import state
+from app.cache import get_store
+from core.errors import InvalidInputError
+from core.store import DatasetInfo
+
+T = TypeVar("T")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md_escape(text: object) -> str:
+    """Escape text for Streamlit markdown so user text shows literally (no markup, no HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def dataset_picker() -> DatasetInfo | None:
+    """The sidebar dataset picker shared by every page; returns the chosen dataset or None."""
+    datasets = get_store().list_datasets()
+    with st.sidebar:
+        if not datasets:
+            st.caption("No datasets yet: upload one on the Datasets page.")
+            state.select_dataset(None)
+            return None
+        by_id = {d.id: d for d in datasets}
+        current = state.selected_dataset_id()
+        if current not in by_id:
+            current = datasets[-1].id
+        chosen = st.selectbox(
+            "Dataset",
+            options=list(by_id),
+            index=list(by_id).index(current),
+            format_func=lambda i: f"{by_id[i].name}  ({by_id[i].n:,} × {by_id[i].dim})",
+            key="embscope.picker",
+            help="Every page works on this dataset.",
+        )
+        state.select_dataset(chosen)
+        return by_id[chosen]
+
+
+def run_steps(title: str, steps: list[tuple[str, Callable[[], Any]]]) -> list[Any]:
+    """Run ``steps`` (label, function) one after another inside ``st.status`` with a progress bar.
+
+    Returns each step's result. An :class:`InvalidInputError` stops the run, marks the
+    status as failed and is re-raised for the caller to show.
+    """
+    results: list[Any] = []
+    with st.status(title, expanded=True) as status:
+        bar = st.progress(0.0)
+        for i, (label, fn) in enumerate(steps):
+            status.update(label=f"{title}: {label}")
+            bar.progress(i / len(steps), text=label)
+            try:
+                results.append(fn())
+            except InvalidInputError:
+                status.update(label=f"{title}: failed at “{label}”", state="error")
+                raise
+        bar.progress(1.0, text="done")
+        status.update(label=f"{title}: done", state="complete", expanded=False)
+    return results
+
+
+def show_error(exc: BaseException) -> None:
+    """Show a user-facing error as text (never a traceback; message escaped as plain text)."""
+    st.error(md_escape(exc), icon=":material/error:")
+
+
+def show_flashes() -> None:
+    """Show messages queued with :func:`app.state.flash` before the last rerun."""
+    for kind, message in state.pop_flashes():
+        getattr(st, kind, st.info)(md_escape(message))
+
+
+def guarded(fn: Callable[[], T]) -> T | None:
+    """Call ``fn``; show an :class:`InvalidInputError` with ``st.error`` and return None."""
+    try:
+        return fn()
+    except InvalidInputError as exc:
+        show_error(exc)
+        return None

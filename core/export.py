@@ -1,0 +1,64 @@
+"""Writing a stored dataset back out: vectors as ``.npy``, or vectors and metadata as Parquet."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import InvalidInputError
+from core.store import Store
+
+__all__ = ["EXPORT_FORMATS", "export_dataset"]
+
+EXPORT_FORMATS = {".npy": "vectors only (float32)", ".parquet": "ids, vectors and metadata"}
+
+
+def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -> Path:
+    """Write dataset ``dataset_id`` to ``out``; the suffix picks the format.
+
+    ``.npy`` holds the float32 (n, d) vectors; ``.parquet`` holds an ``id`` column, a
+    ``vector`` column (fixed-size list of float32) and every metadata column. The file
+    appears whole or not at all (written beside the target, then renamed).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown suffix, or the target directory does not exist.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in EXPORT_FORMATS:
+        choices = ", ".join(f"{k} ({v})" for k, v in EXPORT_FORMATS.items())
+        raise InvalidInputError(f"cannot export to {out.name!r}: use one of {choices}")
+    if not out.parent.exists():
+        raise InvalidInputError(f"directory {out.parent} does not exist: create it first")
+    if out.exists() and out.is_dir():
+        raise InvalidInputError(f"{out} is a directory: give a file name")
+    info = store.get_dataset(dataset_id)
+    vectors = store.load_vectors(info.id)
+    fd, tmp_name = tempfile.mkstemp(prefix=".embscope-export-", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix == ".npy":
+            np.save(tmp, vectors, allow_pickle=False)
+        else:
+            meta = store.load_metadata(info.id)
+            table = pa.Table.from_pandas(meta, preserve_index=False)
+            # The metadata may itself hold an "id" or "vector" column (the id column is
+            # kept as metadata); the exported key columns must not clash with it.
+            id_name = "id" if "id" not in meta.columns else "embscope_id"
+            vec_name = "vector" if "vector" not in meta.columns else "embscope_vector"
+            vec = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), info.dim)
+            table = table.add_column(0, id_name, pa.array(list(store.load_ids(info.id)), pa.string()))
+            table = table.add_column(1, vec_name, vec)
+            pq.write_table(table.replace_schema_metadata(None), tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

@@ -1,0 +1,715 @@
+"""The DuckDB store: the schema and every SQL statement embscope runs.
+
+One database file holds a catalog of datasets, per dataset its vectors (a ``FLOAT[d]``
+array column) and its metadata (real typed columns, filterable with SQL), and an
+``artifacts`` table for everything computed from a dataset (graphs, projections,
+scores), keyed by a fingerprint of (vectors, parameters, code version).
+
+Rules kept here:
+
+* Every user string reaches DuckDB as a bound parameter or inside an Arrow table.
+  Table names are built from integer ids only (``vectors_7``, ``meta_7``).
+* One ``duckdb`` database object per process and path; each thread gets its own
+  cursor (``duckdb`` connections are not safe to share between threads).
+* Writes are one transaction: a failed or interrupted ingest leaves the database
+  exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
+
+if TYPE_CHECKING:
+    from core.ingest import ParsedDataset
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Artifact",
+    "DatasetInfo",
+    "Store",
+    "fingerprint_arrays",
+    "resolve_db_path",
+]
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "embscope.duckdb"
+ROW_COLUMN = "__row"
+MAX_NAME_LENGTH = 200
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS embscope_settings (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL)""",
+    # Ids come from a counter row updated in the same transaction as the insert, so a
+    # rolled-back ingest leaves the counter (and so the database) exactly as it was;
+    # a DuckDB SEQUENCE would not roll back. Ids are never reused after a delete.
+    """CREATE TABLE IF NOT EXISTS embscope_counters (
+        name VARCHAR PRIMARY KEY,
+        value BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS datasets (
+        id INTEGER PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        n BIGINT NOT NULL,
+        dim INTEGER NOT NULL,
+        created TIMESTAMP NOT NULL,
+        source VARCHAR NOT NULL,
+        format VARCHAR NOT NULL,
+        id_column VARCHAR,
+        vector_column VARCHAR,
+        metadata_columns VARCHAR NOT NULL,
+        warnings VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        info VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER,
+        kind VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        created TIMESTAMP NOT NULL,
+        duration_s DOUBLE,
+        lineage VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        payload BLOB)""",
+]
+
+
+def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """Return the database path: ``path`` if given, else ``$EMBSCOPE_DB``, else ``./embscope.duckdb``."""
+    chosen = path if path not in (None, "") else os.environ.get("EMBSCOPE_DB") or DEFAULT_DB
+    return Path(chosen).expanduser()
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of the dataset catalog."""
+
+    id: int
+    name: str
+    n: int
+    dim: int
+    created: datetime
+    source: str
+    format: str
+    id_column: str | None
+    vector_column: str | None
+    metadata_columns: tuple[str, ...]
+    warnings: tuple[str, ...]
+    fingerprint: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (the CLI's ``datasets --json`` row and more)."""
+        return {
+            "dataset": self.id,
+            "name": self.name,
+            "n": self.n,
+            "dim": self.dim,
+            "created": self.created.isoformat(timespec="seconds"),
+            "source": self.source,
+            "format": self.format,
+            "id_column": self.id_column,
+            "vector_column": self.vector_column,
+            "metadata_columns": list(self.metadata_columns),
+            "warnings": list(self.warnings),
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Something computed from a dataset and persisted: a graph, a projection, a scorecard."""
+
+    id: int
+    dataset_id: int | None
+    kind: str
+    params: Mapping[str, Any]
+    fingerprint: str
+    created: datetime
+    duration_s: float | None
+    lineage: Mapping[str, Any]
+    status: str
+    arrays: Mapping[str, np.ndarray]
+
+
+def fingerprint_arrays(*parts: Any) -> str:
+    """A hex digest over numpy arrays (dtype, shape and bytes) and JSON-able values.
+
+    Used to key datasets and artifacts: the same vectors with the same parameters and
+    code version give the same fingerprint in any process.
+    """
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            if arr.dtype == object:
+                h.update(b"O")
+                h.update(json.dumps([str(v) for v in arr.ravel()], ensure_ascii=False).encode())
+            else:
+                h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+                h.update(memoryview(arr).cast("B"))
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str, ensure_ascii=False).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _one(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    # DuckDB 2 refuses new work on a connection whose last result is unfinished, so a
+    # single-row read drains the whole result instead of calling fetchone().
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def _arrays_to_blob(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _blob_to_arrays(blob: bytes | None) -> dict[str, np.ndarray]:
+    if not blob:
+        return {}
+    with np.load(BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _validate_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise InvalidInputError(f"dataset name must be text, got {type(name).__name__}")
+    clean = name.strip()
+    if not clean:
+        raise InvalidInputError("dataset name is empty: give the dataset a name")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise InvalidInputError(
+            f"dataset name is {len(clean)} characters long; use at most {MAX_NAME_LENGTH}"
+        )
+    if any(ord(c) < 32 for c in clean):
+        raise InvalidInputError(
+            "dataset name contains control characters (newline, tab, ...): remove them"
+        )
+    return clean
+
+
+def _metadata_table(metadata: pd.DataFrame, n: int) -> pa.Table:
+    """Arrow table of the metadata plus the row column; validates column names for DuckDB."""
+    if len(metadata) != n:
+        raise InvalidInputError(
+            f"metadata has {len(metadata)} rows but there are {n} vectors: they must match row for row"
+        )
+    names = [str(c) for c in metadata.columns]
+    seen: dict[str, str] = {}
+    for name in names:
+        if name == "":
+            raise InvalidInputError(
+                "a metadata column has an empty name: give every column a header"
+            )
+        if name.lower() == ROW_COLUMN:
+            raise InvalidInputError(
+                f"metadata column name {name!r} is reserved by embscope: rename it"
+            )
+        # DuckDB column names are case-insensitive, so "Label" and "label" would collide.
+        key = name.lower()
+        if key in seen:
+            raise InvalidInputError(
+                f"metadata columns {seen[key]!r} and {name!r} differ only in letter case; "
+                "the database treats them as the same column: rename one"
+            )
+        seen[key] = name
+    frame = metadata.reset_index(drop=True)
+    frame.columns = names
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(
+            f"metadata could not be stored: {exc}. Make each column hold one kind of value "
+            "(all numbers or all text)"
+        ) from exc
+    table = table.replace_schema_metadata(None)
+    return table.add_column(0, ROW_COLUMN, pa.array(np.arange(n, dtype=np.int64)))
+
+
+class Store:
+    """The embscope database: datasets, their vectors and metadata, and artifacts.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Database file; see :func:`resolve_db_path`. ``":memory:"`` gives a private
+        in-memory database (tests).
+    read_only : bool
+        Open without write access (several read-only processes may share a file).
+
+    Raises
+    ------
+    DatabaseBusyError
+        Another process holds the database open for writing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+        self.path = Path(":memory:") if str(path) == ":memory:" else resolve_db_path(path)
+        self.read_only = read_only
+        if str(self.path) != ":memory:":
+            if self.path.exists() and self.path.is_dir():
+                raise InvalidInputError(
+                    f"database path {self.path} is a directory: give a file path"
+                )
+            if read_only and not self.path.exists():
+                raise InvalidInputError(f"database {self.path} does not exist")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise DatabaseBusyError(
+                    f"database {self.path} is in use by another process (for example a running "
+                    "`embscope serve`); stop it, or use another file with --db"
+                ) from exc
+            raise InvalidInputError(f"cannot open database {self.path}: {exc}") from exc
+        except duckdb.Error as exc:
+            raise InvalidInputError(
+                f"cannot open database {self.path}: {exc}. Is it a DuckDB file?"
+            ) from exc
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        if not read_only:
+            self._create_schema()
+
+    # -- connection handling -------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._db.cursor()
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.read_only:
+            raise InvalidInputError("the database is open read-only: changes are not allowed")
+        cur = self._cursor()
+        with self._write_lock:
+            cur.begin()
+            try:
+                yield cur
+            except BaseException:
+                cur.rollback()
+                raise
+            else:
+                cur.commit()
+
+    def _create_schema(self) -> None:
+        with self._transaction() as cur:
+            for stmt in _SCHEMA:
+                cur.execute(stmt)
+            cur.execute(
+                "INSERT INTO embscope_settings VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
+                [str(SCHEMA_VERSION)],
+            )
+        version = _one(
+            self._cursor().execute(
+                "SELECT value FROM embscope_settings WHERE key = 'schema_version'"
+            )
+        )
+        if version and int(version[0]) > SCHEMA_VERSION:
+            raise InvalidInputError(
+                f"database {self.path} was written by a newer embscope (schema {version[0]}); "
+                "upgrade embscope to open it"
+            )
+
+    def close(self) -> None:
+        """Close the database. The store cannot be used afterwards."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _next_id(cur: duckdb.DuckDBPyConnection, counter: str, table: str) -> int:
+        row = _one(cur.execute("SELECT value FROM embscope_counters WHERE name = ?", [counter]))
+        # The MAX() covers databases whose counter row is missing (never the case when
+        # written by this module, but cheap insurance against reusing an id).
+        top = _one(cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}"))[0]
+        new_id = max(int(row[0]) if row else 0, int(top)) + 1
+        if row:
+            cur.execute("UPDATE embscope_counters SET value = ? WHERE name = ?", [new_id, counter])
+        else:
+            cur.execute("INSERT INTO embscope_counters VALUES (?, ?)", [counter, new_id])
+        return new_id
+
+    # -- datasets --------------------------------------------------------------------------
+
+    def add_dataset(
+        self,
+        parsed: ParsedDataset,
+        *,
+        name: str,
+        info: Mapping[str, Any] | None = None,
+    ) -> DatasetInfo:
+        """Store a parsed dataset in one transaction and return its catalog entry.
+
+        Parameters
+        ----------
+        parsed : ParsedDataset
+            Output of :func:`core.ingest.read_dataset` (vectors float32 (n, d), ids str (n,),
+            metadata with n rows).
+        name : str
+            Unique display name.
+        info : mapping, optional
+            JSON-serialisable provenance (for example the model that made the vectors).
+
+        Raises
+        ------
+        InvalidInputError
+            The name is empty or taken, or the data cannot be stored. Nothing is written.
+        """
+        name = _validate_name(name)
+        vectors = np.ascontiguousarray(parsed.vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] < 1 or vectors.shape[1] < 1:
+            raise InvalidInputError(
+                f"vectors must be a non-empty 2-D array, got shape {vectors.shape}"
+            )
+        n, d = vectors.shape
+        ids = np.asarray(parsed.ids, dtype=object)
+        if ids.shape != (n,):
+            raise InvalidInputError(
+                f"{ids.shape[0]} ids for {n} vectors: they must match row for row"
+            )
+        id_strings = pa.array([str(v) for v in ids], type=pa.string())
+        if len(pc.unique(id_strings)) != n:
+            raise InvalidInputError("ids are not unique: every row needs its own id")
+        meta = _metadata_table(parsed.metadata, n)
+        info_json = json.dumps(dict(info or {}), sort_keys=True, default=str, ensure_ascii=False)
+        vec_table = pa.table(
+            {
+                "row": pa.array(np.arange(n, dtype=np.int64)),
+                "id": id_strings,
+                "vec": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), d),
+            }
+        )
+        fingerprint = fingerprint_arrays(vectors, ids)
+        with self._transaction() as cur:
+            taken = _one(cur.execute("SELECT id FROM datasets WHERE name = ?", [name]))
+            if taken:
+                raise InvalidInputError(
+                    f"a dataset named {name!r} already exists (id {taken[0]}): choose another name"
+                )
+            new_id = self._next_id(cur, "dataset", "datasets")
+            cur.register("embscope_vec_in", vec_table)
+            cur.register("embscope_meta_in", meta)
+            try:
+                cur.execute(
+                    f"CREATE TABLE vectors_{new_id} (row BIGINT NOT NULL, id VARCHAR NOT NULL, "
+                    f"vec FLOAT[{int(d)}] NOT NULL)"
+                )
+                cur.execute(
+                    f"INSERT INTO vectors_{new_id} SELECT row, id, vec FROM embscope_vec_in"
+                )
+                cur.execute(f"CREATE TABLE meta_{new_id} AS SELECT * FROM embscope_meta_in")
+            except duckdb.Error as exc:
+                raise InvalidInputError(f"the dataset could not be stored: {exc}") from exc
+            finally:
+                cur.unregister("embscope_vec_in")
+                cur.unregister("embscope_meta_in")
+            cur.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    new_id,
+                    name,
+                    n,
+                    d,
+                    datetime.now(UTC).replace(tzinfo=None),
+                    str(parsed.source),
+                    str(parsed.format),
+                    parsed.id_column,
+                    parsed.vector_column,
+                    json.dumps([str(c) for c in parsed.metadata.columns], ensure_ascii=False),
+                    json.dumps(list(parsed.warnings), ensure_ascii=False),
+                    fingerprint,
+                    info_json,
+                ],
+            )
+        return self.get_dataset(new_id)
+
+    _DATASET_COLUMNS = (
+        "id, name, n, dim, created, source, format, id_column, vector_column, "
+        "metadata_columns, warnings, fingerprint, info"
+    )
+
+    @staticmethod
+    def _info_from_row(row: tuple[Any, ...]) -> DatasetInfo:
+        return DatasetInfo(
+            id=int(row[0]),
+            name=row[1],
+            n=int(row[2]),
+            dim=int(row[3]),
+            created=row[4],
+            source=row[5],
+            format=row[6],
+            id_column=row[7],
+            vector_column=row[8],
+            metadata_columns=tuple(json.loads(row[9])),
+            warnings=tuple(json.loads(row[10])),
+            fingerprint=row[11],
+            info=json.loads(row[12]),
+        )
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every stored dataset, oldest first."""
+        rows = (
+            self._cursor()
+            .execute(f"SELECT {self._DATASET_COLUMNS} FROM datasets ORDER BY id")
+            .fetchall()
+        )
+        return [self._info_from_row(r) for r in rows]
+
+    def get_dataset(self, ref: int | str) -> DatasetInfo:
+        """Look a dataset up by integer id or exact name.
+
+        A string of digits is tried as an id first, then as a name.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            No dataset has that id or name; the message lists what exists.
+        """
+        cur = self._cursor()
+        row = None
+        if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
+            row = _one(
+                cur.execute(
+                    f"SELECT {self._DATASET_COLUMNS} FROM datasets WHERE id = ?", [int(ref)]
+                )
+            )
+        elif isinstance(ref, str):
+            if ref.strip().isdigit():
+                row = _one(
+                    cur.execute(
+                        f"SELECT {self._DATASET_COLUMNS} FROM datasets WHERE id = ?", [int(ref)]
+                    )
+                )
+            if row is None:
+                row = _one(
+                    cur.execute(
+                        f"SELECT {self._DATASET_COLUMNS} FROM datasets WHERE name = ?", [ref]
+                    )
+                )
+        else:
+            raise InvalidInputError(
+                f"a dataset is named by its integer id or its name, not {ref!r}"
+            )
+        if row is None:
+            known = ", ".join(f"{d.id}: {d.name}" for d in self.list_datasets()[:20]) or "none yet"
+            raise DatasetNotFoundError(
+                f"no dataset with id or name {ref!r}; stored datasets are: {known}"
+            )
+        return self._info_from_row(row)
+
+    def _require(self, dataset_id: int) -> DatasetInfo:
+        if not isinstance(dataset_id, (int, np.integer)) or isinstance(dataset_id, bool):
+            raise InvalidInputError(f"dataset id must be an integer, got {dataset_id!r}")
+        return self.get_dataset(int(dataset_id))
+
+    def load_vectors(self, dataset_id: int) -> np.ndarray:
+        """The vectors of a dataset, float32 of shape (n, d), in ingest row order."""
+        ds = self._require(dataset_id)
+        table = self._cursor().sql(f"SELECT row, vec FROM vectors_{ds.id}").to_arrow_table()
+        rows = table.column("row").to_numpy()
+        col = table.column("vec").combine_chunks()
+        flat = col.values.to_numpy(zero_copy_only=False)
+        if col.offset or len(flat) != ds.n * ds.dim:
+            flat = col.flatten().to_numpy(zero_copy_only=False)
+        out = flat.reshape(ds.n, ds.dim)
+        # A plain scan returns insertion order (DuckDB's preserve_insertion_order); the row
+        # column makes that a checked fact rather than an assumption.
+        if not np.array_equal(rows, np.arange(ds.n)):
+            out = out[np.argsort(rows, kind="stable")]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def load_ids(self, dataset_id: int) -> np.ndarray:
+        """The ids of a dataset, an object array of str of shape (n,), in row order."""
+        ds = self._require(dataset_id)
+        table = self._cursor().sql(f"SELECT id FROM vectors_{ds.id} ORDER BY row").to_arrow_table()
+        return np.asarray(table.column("id").to_pylist(), dtype=object)
+
+    def load_metadata(
+        self, dataset_id: int, *, columns: list[str] | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
+        """The metadata of a dataset as a typed DataFrame in row order (RangeIndex).
+
+        Parameters
+        ----------
+        columns : list of str, optional
+            Only these columns (must exist).
+        limit : int, optional
+            Only the first ``limit`` rows.
+        """
+        ds = self._require(dataset_id)
+        params: list[Any] = []
+        sql = f"SELECT * EXCLUDE ({ROW_COLUMN}) FROM meta_{ds.id} ORDER BY {ROW_COLUMN}"
+        if limit is not None:
+            if int(limit) < 0:
+                raise InvalidInputError("limit must be >= 0")
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        frame = self._cursor().sql(sql, params=params).to_arrow_table().to_pandas()
+        if columns is not None:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise InvalidInputError(
+                    f"no metadata column(s) {missing}; the dataset has {list(frame.columns)}"
+                )
+            frame = frame[list(columns)]
+        return frame.reset_index(drop=True)
+
+    def rename_dataset(self, dataset_id: int, name: str) -> DatasetInfo:
+        """Give a dataset a new unique name."""
+        name = _validate_name(name)
+        ds = self._require(dataset_id)
+        with self._transaction() as cur:
+            taken = _one(
+                cur.execute("SELECT id FROM datasets WHERE name = ? AND id <> ?", [name, ds.id])
+            )
+            if taken:
+                raise InvalidInputError(
+                    f"a dataset named {name!r} already exists (id {taken[0]}): choose another name"
+                )
+            cur.execute("UPDATE datasets SET name = ? WHERE id = ?", [name, ds.id])
+        return self.get_dataset(ds.id)
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Delete a dataset, its tables and its artifacts, in one transaction."""
+        ds = self._require(dataset_id)
+        with self._transaction() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS vectors_{ds.id}")
+            cur.execute(f"DROP TABLE IF EXISTS meta_{ds.id}")
+            cur.execute("DELETE FROM artifacts WHERE dataset_id = ?", [ds.id])
+            cur.execute("DELETE FROM datasets WHERE id = ?", [ds.id])
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def put_artifact(
+        self,
+        *,
+        kind: str,
+        fingerprint: str,
+        dataset_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        duration_s: float | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        status: str = "done",
+    ) -> Artifact:
+        """Store (or replace) the artifact with this fingerprint, in one transaction.
+
+        ``arrays`` are kept as an ``.npz`` blob and read back without pickle.
+        """
+        if not kind or not isinstance(kind, str):
+            raise InvalidInputError("artifact kind must be a non-empty string")
+        if not fingerprint or not isinstance(fingerprint, str):
+            raise InvalidInputError("artifact fingerprint must be a non-empty string")
+        if dataset_id is not None:
+            self._require(dataset_id)
+        blob = _arrays_to_blob(arrays or {})
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM artifacts WHERE fingerprint = ?", [fingerprint])
+            new_id = self._next_id(cur, "artifact", "artifacts")
+            cur.execute(
+                "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    new_id,
+                    dataset_id,
+                    kind,
+                    json.dumps(dict(params or {}), sort_keys=True, default=str),
+                    fingerprint,
+                    datetime.now(UTC).replace(tzinfo=None),
+                    duration_s,
+                    json.dumps(dict(lineage or {}), sort_keys=True, default=str),
+                    status,
+                    blob,
+                ],
+            )
+        found = self.get_artifact(fingerprint)
+        assert found is not None
+        return found
+
+    _ARTIFACT_COLUMNS = (
+        "id, dataset_id, kind, params, fingerprint, created, duration_s, lineage, status, payload"
+    )
+
+    @staticmethod
+    def _artifact_from_row(row: tuple[Any, ...], *, with_arrays: bool = True) -> Artifact:
+        return Artifact(
+            id=int(row[0]),
+            dataset_id=None if row[1] is None else int(row[1]),
+            kind=row[2],
+            params=json.loads(row[3]),
+            fingerprint=row[4],
+            created=row[5],
+            duration_s=row[6],
+            lineage=json.loads(row[7]),
+            status=row[8],
+            arrays=_blob_to_arrays(row[9]) if with_arrays else {},
+        )
+
+    def get_artifact(self, fingerprint: str) -> Artifact | None:
+        """The artifact with this fingerprint, or None."""
+        row = _one(
+            self._cursor().execute(
+                f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE fingerprint = ?",
+                [fingerprint],
+            )
+        )
+        return None if row is None else self._artifact_from_row(row)
+
+    def list_artifacts(
+        self, dataset_id: int | None = None, *, kind: str | None = None
+    ) -> list[Artifact]:
+        """Artifacts (without their arrays), newest first, optionally of one dataset or kind."""
+        sql = f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE 1 = 1"
+        params: list[Any] = []
+        if dataset_id is not None:
+            sql += " AND dataset_id = ?"
+            params.append(int(dataset_id))
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        rows = self._cursor().execute(sql + " ORDER BY id DESC", params).fetchall()
+        return [self._artifact_from_row(r, with_arrays=False) for r in rows]
+
+    # -- whole-database facts -------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        """True when no dataset is stored."""
+        return _one(self._cursor().execute("SELECT COUNT(*) FROM datasets"))[0] == 0
+
+    def table_names(self) -> list[str]:
+        """Every table in the database (used by tests to check nothing half-written is left)."""
+        rows = (
+            self._cursor()
+            .execute("SELECT table_name FROM information_schema.tables ORDER BY table_name")
+            .fetchall()
+        )
+        return [r[0] for r in rows]

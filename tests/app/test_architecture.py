@@ -1,0 +1,71 @@
+"""The house rules that can be checked by reading the code (DESIGN.md, "Rules of the house")."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _files(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _files("core"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_is_free_of_ui(path):
+    assert not _imports(path) & {"streamlit", "plotly", "app", "pages"}, path
+
+
+@pytest.mark.parametrize("path", _files("pages"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_go_through_app_and_core(path):
+    forbidden = {"duckdb", "hnswlib", "umap", "sklearn", "pynndescent", "numba"}
+    assert not _imports(path) & forbidden, path
+
+
+@pytest.mark.parametrize("path", _files("pages"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_stay_thin(path):
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 150
+
+
+def test_app_never_imports_pages():
+    for path in _files("app"):
+        assert "pages" not in _imports(path), path
+
+
+def test_only_cache_module_uses_st_cache():
+    for path in _files("app") + _files("pages"):
+        if path.name == "cache.py":
+            continue
+        assert not re.search(r"st\.cache_(data|resource)", path.read_text(encoding="utf-8")), path
+
+
+def test_no_pickle_loading_in_product_code():
+    for path in _files("core") + _files("app") + _files("pages"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"allow_pickle\s*=\s*True|pickle\.loads?\(", text), path
+
+
+def test_sql_never_formats_text_in():
+    """f-strings in SQL may only interpolate integer ids/dims (checked by name)."""
+    allowed = {"new_id", "ds.id", "info.id", "int(d)", "table", "self._DATASET_COLUMNS",
+               "self._ARTIFACT_COLUMNS", "ROW_COLUMN"}
+    pattern = re.compile(r'f"([^"]*(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE)[^"]*)"')
+    for path in _files("core") + _files("app"):
+        for sql in pattern.findall(path.read_text(encoding="utf-8")):
+            for expr in re.findall(r"\{([^}]*)\}", sql):
+                assert expr in allowed, f"{path.name}: {{{expr}}} formatted into SQL: {sql}"

@@ -1,0 +1,145 @@
+"""The `embscope` CLI contract: commands, flags, JSON keys, exit status 2 with `error:`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from app.cli import main
+from core.store import Store
+from tests.conftest import snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def npy(tmp_path) -> Path:
+    X = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    path = tmp_path / "vecs.npy"
+    np.save(path, X)
+    return path
+
+
+def test_ingest_json_contract(capsys, tmp_path, npy):
+    db = str(tmp_path / "c.duckdb")
+    code, out, err = run(capsys, "--db", db, "ingest", str(npy), "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert set(obj) == {"dataset", "name", "n", "dim", "warnings"}
+    assert obj["name"] == "vecs" and obj["n"] == 50 and obj["dim"] == 8
+    assert isinstance(obj["dataset"], int) and obj["warnings"] == []
+
+
+def test_datasets_json_and_db_after_command(capsys, tmp_path, npy):
+    db = str(tmp_path / "c.duckdb")
+    assert run(capsys, "ingest", str(npy), "--name", "first", "--db", db)[0] == 0
+    code, out, _ = run(capsys, "datasets", "--json", "--db", db)
+    assert code == 0
+    rows = json.loads(out)
+    assert rows == [{"dataset": 1, "name": "first", "n": 50, "dim": 8}]
+
+
+def test_env_var_selects_database(capsys, tmp_path, npy, monkeypatch):
+    monkeypatch.setenv("EMBSCOPE_DB", str(tmp_path / "env.duckdb"))
+    assert run(capsys, "ingest", str(npy))[0] == 0
+    assert (tmp_path / "env.duckdb").exists()
+
+
+def test_ingest_with_metadata_and_id_column(capsys, tmp_path, npy):
+    meta = tmp_path / "meta.csv"
+    pd.DataFrame({"key": [f"k{i}" for i in range(50)], "label": np.arange(50) % 3}).to_csv(
+        meta, index=False
+    )
+    db = tmp_path / "c.duckdb"
+    code, out, err = run(
+        capsys, "--db", str(db), "ingest", str(npy), "--metadata", str(meta), "--id-column", "key", "--json"
+    )
+    assert code == 0, err
+    with Store(db) as s:
+        assert list(s.load_ids(1)[:2]) == ["k0", "k1"]
+        assert list(s.load_metadata(1)["label"][:4]) == [0, 1, 2, 0]
+
+
+def test_export_round_trips(capsys, tmp_path, npy):
+    db = str(tmp_path / "c.duckdb")
+    run(capsys, "--db", db, "ingest", str(npy), "--name", "x")
+    out_npy = tmp_path / "out.npy"
+    assert run(capsys, "--db", db, "export", "x", "--out", str(out_npy))[0] == 0
+    np.testing.assert_array_equal(np.load(out_npy, allow_pickle=False), np.load(npy))
+    out_pq = tmp_path / "out.parquet"
+    assert run(capsys, "--db", db, "export", "1", "--out", str(out_pq))[0] == 0
+    table = pq.read_table(out_pq)
+    assert table.column_names[:2] == ["id", "vector"]
+    np.testing.assert_array_equal(np.array(table.column("vector").to_pylist(), np.float32), np.load(npy))
+    # and the exported parquet ingests back to the same vectors
+    code, out, err = run(capsys, "--db", db, "ingest", str(out_pq), "--name", "again", "--json")
+    assert code == 0, err
+    with Store(db) as s:
+        np.testing.assert_array_equal(s.load_vectors(json.loads(out)["dataset"]), np.load(npy))
+
+
+def test_delete(capsys, tmp_path, npy):
+    db = str(tmp_path / "c.duckdb")
+    run(capsys, "--db", db, "ingest", str(npy), "--name", "x")
+    assert run(capsys, "--db", db, "delete", "x")[0] == 0
+    assert json.loads(run(capsys, "--db", db, "datasets", "--json")[1]) == []
+
+
+@pytest.mark.parametrize(
+    "argv_tail, match",
+    [
+        (["ingest", "missing.npy"], "no such file"),
+        (["ingest", "{bad}"], "NaN"),
+        (["export", "nope", "--out", "x.npy"], "no dataset"),
+        (["export", "1", "--out", "{tmp}/x.xlsx"], ".npy"),
+        (["delete", "42"], "no dataset"),
+        (["ingest"], "required"),
+        (["frobnicate"], "invalid choice"),
+        (["ingest", "{npy}", "--name", "taken"], "already exists"),
+    ],
+)
+def test_bad_input_exit_2_one_error_line_db_unchanged(capsys, tmp_path, npy, argv_tail, match):
+    db = tmp_path / "c.duckdb"
+    run(capsys, "--db", str(db), "ingest", str(npy), "--name", "taken")
+    bad = tmp_path / "bad.npy"
+    X = np.ones((4, 3), np.float32)
+    X[2, 1] = np.nan
+    np.save(bad, X)
+    with Store(db) as s:
+        before = snapshot(s)
+    argv = [a.format(bad=bad, npy=npy, tmp=tmp_path) for a in argv_tail]
+    code, out, err = run(capsys, "--db", str(db), *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert match in lines[0]
+    assert "Traceback" not in err
+    with Store(db) as s:
+        assert snapshot(s) == before
+
+
+def test_console_script_subprocess(tmp_path, npy):
+    """The installed console script behaves the same (exit status, stderr) as main()."""
+    exe = Path(sys.executable).parent / "embscope"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
+    db = str(tmp_path / "c.duckdb")
+    ok = subprocess.run([*cmd, "--db", db, "ingest", str(npy), "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["n"] == 50
+    bad = subprocess.run([*cmd, "--db", db, "ingest", str(tmp_path / "nope.csv")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stdout == ""
