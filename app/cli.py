@@ -184,6 +184,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "false",
         "--server.fileWatcherType",
         "none",
+        "--client.toolbarMode",
+        "minimal",
     ]
     sys.stdout.write(f"embscope: serving {db} on http://{args.address}:{args.port}\n")
     sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +107,17 @@ def _save_form(
         widgets.run_steps(
             "Saving dataset",
             [
-                ("reading and checking the file", lambda: done.update(parsed=read_dataset(vec_path, **kwargs))),
+                (
+                    "reading and checking the file",
+                    # The catalog shows the names the user's files had, not the upload paths.
+                    lambda: done.update(
+                        parsed=dataclasses.replace(read_dataset(vec_path, **kwargs), source=source)
+                    ),
+                ),
                 (
                     "writing to the database",
                     lambda: done.update(
-                        info=get_store().add_dataset(done["parsed"], name=name, info={"source": source})
+                        info=get_store().add_dataset(done["parsed"], name=name)
                     ),
                 ),
             ],
@@ -186,10 +193,17 @@ def _rename_and_delete(current: DatasetInfo) -> None:
                 state.flash("success", "Dataset renamed.")
                 st.rerun()
     if right.button("Delete dataset…", type="secondary", icon=":material/delete:"):
+        state.put("pending_delete", current.id)
+    # Kept in session state so the confirmation survives the rerun its own buttons cause.
+    if state.get("pending_delete") == current.id:
         _confirm_delete(current)
 
 
-@st.dialog("Delete this dataset?")
+def _clear_pending_delete() -> None:
+    state.put("pending_delete", None)
+
+
+@st.dialog("Delete this dataset?", on_dismiss=_clear_pending_delete)
 def _confirm_delete(current: DatasetInfo) -> None:
     st.markdown(
         f"**{widgets.md_escape(current.name)}** ({current.n:,} × {current.dim}) and everything computed "
@@ -198,8 +212,10 @@ def _confirm_delete(current: DatasetInfo) -> None:
     yes, no = st.columns(2)
     if yes.button("Delete", type="primary", key="confirm_delete"):
         get_store().delete_dataset(current.id)
+        _clear_pending_delete()
         state.select_dataset(None)
         state.flash("success", "Dataset deleted.")
         st.rerun()
     if no.button("Cancel", key="cancel_delete"):
+        _clear_pending_delete()
         st.rerun()

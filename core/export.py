@@ -49,7 +49,11 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
             np.save(tmp, vectors, allow_pickle=False)
         else:
             meta = store.load_metadata(info.id)
-            table = pa.Table.from_pandas(meta, preserve_index=False)
+            table = (
+                pa.Table.from_pandas(meta, preserve_index=False)
+                if meta.shape[1]
+                else pa.table({"__n": pa.nulls(info.n)}).drop_columns("__n")
+            )
             # The metadata may itself hold an "id" or "vector" column (the id column is
             # kept as metadata); the exported key columns must not clash with it.
             id_name = "id" if "id" not in meta.columns else "embscope_id"

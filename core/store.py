@@ -234,6 +234,10 @@ def _metadata_table(metadata: pd.DataFrame, n: int) -> pa.Table:
                 "the database treats them as the same column: rename one"
             )
         seen[key] = name
+    rows = pa.array(np.arange(n, dtype=np.int64))
+    if not names:
+        # A frame with no columns converts to a 0-row Arrow table; build the row column alone.
+        return pa.table({ROW_COLUMN: rows})
     frame = metadata.reset_index(drop=True)
     frame.columns = names
     try:
@@ -244,7 +248,7 @@ def _metadata_table(metadata: pd.DataFrame, n: int) -> pa.Table:
             "(all numbers or all text)"
         ) from exc
     table = table.replace_schema_metadata(None)
-    return table.add_column(0, ROW_COLUMN, pa.array(np.arange(n, dtype=np.int64)))
+    return table.add_column(0, ROW_COLUMN, rows)
 
 
 class Store:
@@ -567,6 +571,11 @@ class Store:
             Only the first ``limit`` rows.
         """
         ds = self._require(dataset_id)
+        if not ds.metadata_columns:
+            if columns:
+                raise InvalidInputError(f"no metadata column(s) {list(columns)}; the dataset has none")
+            rows = ds.n if limit is None else min(ds.n, max(int(limit), 0))
+            return pd.DataFrame(index=pd.RangeIndex(rows))
         params: list[Any] = []
         sql = f"SELECT * EXCLUDE ({ROW_COLUMN}) FROM meta_{ds.id} ORDER BY {ROW_COLUMN}"
         if limit is not None:
