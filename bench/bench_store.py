@@ -40,33 +40,37 @@ def main() -> None:
     npy = tmp / "x.npy"
     np.save(npy, X)
     counter = iter(range(10**6))
+    made: dict[str, Path] = {}
 
     def raw_insert():
-        con = duckdb.connect(str(tmp / f"raw{next(counter)}.duckdb"))
+        made["raw"] = tmp / f"raw{next(counter)}.duckdb"
+        con = duckdb.connect(str(made["raw"]))
         tbl = pa.table(
             {
                 "row": pa.array(np.arange(n, dtype=np.int64)),
                 "vec": pa.FixedSizeListArray.from_arrays(pa.array(np.load(npy).reshape(-1)), d),
             }
         )
+        con.register("tbl", tbl)
         con.execute(f"CREATE TABLE v (row BIGINT, vec FLOAT[{d}])")
         con.execute("INSERT INTO v SELECT * FROM tbl")
         con.close()
 
     def our_ingest():
-        with Store(tmp / f"ours{next(counter)}.duckdb") as s:
+        made["ours"] = tmp / f"ours{next(counter)}.duckdb"
+        with Store(made["ours"]) as s:
             s.add_dataset(read_dataset(npy), name="bench")
 
     raw_in = best(raw_insert, args.repeat)
     ours_in = best(our_ingest, args.repeat)
 
-    con = duckdb.connect(str(tmp / "raw0.duckdb"), read_only=True)
+    con = duckdb.connect(str(made["raw"]), read_only=True)
 
     def raw_read():
         col = con.sql("SELECT vec FROM v").to_arrow_table().column(0).combine_chunks()
         return col.values.to_numpy().reshape(-1, d)
 
-    store = Store(tmp / "ours0.duckdb", read_only=True)
+    store = Store(made["ours"], read_only=True)
     ds = store.list_datasets()[0]
     assert np.array_equal(store.load_vectors(ds.id), X)
     raw_rd = best(raw_read, args.repeat)
