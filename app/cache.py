@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.ingest import FileInspection, inspect_file
 from core.store import Store, resolve_db_path
 
 
@@ -16,3 +17,10 @@ def _store(path: str) -> Store:
 def get_store() -> Store:
     """The process's store for ``$EMBSCOPE_DB`` (or ``./embscope.duckdb``)."""
     return _store(str(resolve_db_path().resolve()))
+
+
+@st.cache_data(show_spinner="Reading the file…", max_entries=8)
+def inspect_upload(path: str, filename: str, metadata_path: str | None) -> FileInspection:
+    """:func:`core.ingest.inspect_file`, once per uploaded content (upload paths are content
+    hashes), so widget changes on the page do not parse the file again."""
+    return inspect_file(path, filename=filename, metadata_path=metadata_path)

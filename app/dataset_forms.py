@@ -10,14 +10,13 @@ import pandas as pd
 import streamlit as st
 
 from app import state, widgets
-from app.cache import get_store
+from app.cache import get_store, inspect_upload
 from app.uploads import save_upload
 from core.errors import InvalidInputError
-from core.ingest import SUPPORTED_SUFFIXES, inspect_file, read_dataset
+from core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
 from core.store import DatasetInfo
 
 ROW_NUMBERS = "(row number)"
-METADATA_SUFFIXES = ("csv", "tsv", "txt", "parquet", "jsonl")
 def _uploader_generation() -> int:
     # Streamlit cannot clear a file_uploader; a new key after a save gives an empty one.
     return int(state.get("upload_generation", 0))
@@ -38,7 +37,7 @@ def upload_section() -> None:
     )
     meta_file = right.file_uploader(
         "Metadata file (optional)",
-        type=list(METADATA_SUFFIXES),
+        type=[s.lstrip(".") for s in METADATA_SUFFIXES],
         key=f"upload.metadata.{gen}",
         help="One row per vector, in the same order (for example the Projector's metadata.tsv).",
     )
@@ -48,7 +47,9 @@ def upload_section() -> None:
     try:
         vec_path = save_upload(vec_file, vec_file.name)
         meta_path = save_upload(meta_file, meta_file.name) if meta_file is not None else None
-        inspection = inspect_file(vec_path, filename=vec_file.name, metadata_path=meta_path)
+        inspection = inspect_upload(
+            str(vec_path), vec_file.name, str(meta_path) if meta_path is not None else None
+        )
     except InvalidInputError as exc:
         widgets.show_error(exc)
         return

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.errors import InvalidInputError
+from core.ingest import SUPPORTED_SUFFIXES
 
 # Suffixes a reader exists for; the uploaded name contributes nothing else to the path.
-ALLOWED_SUFFIXES = (".npy", ".npz", ".parquet", ".csv", ".tsv", ".txt", ".jsonl", ".json", ".h5ad")
+ALLOWED_SUFFIXES = tuple(SUPPORTED_SUFFIXES)
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "embscope-uploads"
 
 
