@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,7 +122,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo import load_demo_datasets
+    from core.demo_store import load_demo_datasets
 
     with _open_store(args) as store:
         if args.if_empty and not store.is_empty():
@@ -141,7 +140,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from core.demo import GENERATORS, store_demo_dataset
+    from core.demo import GENERATORS
+    from core.demo_store import store_demo_dataset
 
     make = GENERATORS[args.kind]
     kwargs: dict[str, Any] = {"seed": args.seed}
@@ -189,10 +189,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     ]
     sys.stdout.write(f"embscope: serving {db} on http://{args.address}:{args.port}\n")
     sys.stdout.flush()
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    # Replace this process with the server, so a signal sent to `embscope serve` (Ctrl-C,
+    # SIGTERM from a supervisor or a test) reaches Streamlit itself and leaves no orphan.
+    os.execve(sys.executable, cmd, env)
+    return 0  # not reached
 
 
 # -- parser ---------------------------------------------------------------------------------

@@ -296,6 +296,65 @@ def read_dataset(
         return _assemble(path, label, loaded, metadata_path, id_column)
 
 
+def from_arrays(
+    vectors: np.ndarray,
+    *,
+    metadata: pd.DataFrame | None = None,
+    id_column: str | None = None,
+    source: str = "generated",
+    format: str = "generated",  # noqa: A002 - the ParsedDataset field it fills
+) -> ParsedDataset:
+    """Check in-memory vectors (and metadata) exactly as an uploaded file would be checked.
+
+    Used for demo and generated datasets, so they reach the store through the same
+    validation as uploads.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, d)
+        Any real numeric dtype; converted to float32.
+    metadata : DataFrame, optional
+        n rows of metadata, in row order.
+    id_column : str, optional
+        Metadata column whose values (as str) become the ids; default row numbers.
+    source, format : str
+        What the catalog shows as the dataset's origin.
+
+    Returns
+    -------
+    ParsedDataset
+
+    Raises
+    ------
+    InvalidInputError
+        Non-finite values, wrong shape or dtype, mismatched rows, duplicate ids.
+    """
+    arr = np.asarray(vectors)
+    meta = pd.DataFrame(index=pd.RangeIndex(arr.shape[0] if arr.ndim else 0))
+    if metadata is not None:
+        if not isinstance(metadata, pd.DataFrame):
+            raise InvalidInputError(f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
+        if arr.ndim >= 1 and len(metadata) != arr.shape[0]:
+            raise InvalidInputError(
+                f"{source}: metadata has {len(metadata)} rows but there are {arr.shape[0]} "
+                "vectors: they must match row for row"
+            )
+        meta = metadata.reset_index(drop=True)
+    loaded = _Loaded(format=format, vectors=arr, metadata=meta, where=_Where(), declared_dtype=False)
+    vecs, warnings = _finish_vectors(loaded, source)
+    ids = _make_ids(meta, id_column, vecs.shape[0], source, loaded)
+    return ParsedDataset(
+        vectors=vecs,
+        ids=ids,
+        metadata=meta,
+        warnings=tuple(dict.fromkeys(warnings)),
+        source=source,
+        format=format,
+        id_column=id_column,
+        vector_column=None,
+    )
+
+
 def inspect_file(
     path: str | os.PathLike[str],
     *,
