@@ -153,7 +153,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         kwargs["dim"] = args.dim
     demo = make(**kwargs)
     with _open_store(args) as store:
-        info = store_demo_dataset(store, demo, name=args.name)
+        n, dim = demo.vectors.shape
+        name = args.name or f"{args.kind} {n}x{dim} seed {args.seed}"
+        info = store_demo_dataset(store, demo, name=name)
     if args.json:
         _print_json({"dataset": info.id, "name": info.name, "n": info.n, "dim": info.dim})
     else:
@@ -213,11 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("ingest", "store a file of vectors (and metadata) as a new dataset")
-    p.add_argument("file", help=".npy .npz .parquet .csv .tsv .jsonl .h5ad, or a Projector vectors.tsv")
+    p.add_argument(
+        "file", help=".npy .npz .parquet .csv .tsv .jsonl .h5ad, or a Projector vectors.tsv"
+    )
     p.add_argument("--metadata", metavar="FILE", help="a separate metadata file, row for row")
     p.add_argument("--name", help="dataset name (default: the file name without suffix)")
     p.add_argument("--id-column", metavar="COL", help="metadata column holding unique ids")
-    p.add_argument("--vector-column", metavar="COL", help="column, field or key holding the vectors")
+    p.add_argument(
+        "--vector-column", metavar="COL", help="column, field or key holding the vectors"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_ingest)
 

@@ -12,11 +12,14 @@ import streamlit as st
 from app import state, widgets
 from app.cache import get_store, inspect_upload
 from app.uploads import save_upload
+from core.demo_store import load_demo_datasets
 from core.errors import InvalidInputError
 from core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
 from core.store import DatasetInfo
 
 ROW_NUMBERS = "(row number)"
+
+
 def _uploader_generation() -> int:
     # Streamlit cannot clear a file_uploader; a new key after a save gives an empty one.
     return int(state.get("upload_generation", 0))
@@ -54,7 +57,9 @@ def upload_section() -> None:
         widgets.show_error(exc)
         return
     _show_inspection(inspection)
-    _save_form(inspection, vec_file.name, vec_path, meta_file.name if meta_file else None, meta_path)
+    _save_form(
+        inspection, vec_file.name, vec_path, meta_file.name if meta_file else None, meta_path
+    )
 
 
 def _show_inspection(inspection: Any) -> None:
@@ -117,9 +122,7 @@ def _save_form(
                 ),
                 (
                     "writing to the database",
-                    lambda: done.update(
-                        info=get_store().add_dataset(done["parsed"], name=name)
-                    ),
+                    lambda: done.update(info=get_store().add_dataset(done["parsed"], name=name)),
                 ),
             ],
         )
@@ -155,18 +158,24 @@ def catalog_section(current: DatasetInfo | None) -> None:
     st.subheader("Stored datasets")
     datasets = get_store().list_datasets()
     if not datasets:
-        st.info("No datasets yet. Upload a file above, or run `embscope demo` to load the demo sets.")
+        st.info("No datasets yet. Upload a file above, or load the demo datasets.")
+        if st.button("Load the demo datasets", icon=":material/download:"):
+            _load_demos()
         return
     st.dataframe(
         catalog_frame(datasets),
         hide_index=True,
         width="stretch",
-        column_config={"created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")},
+        column_config={
+            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")
+        },
     )
     if current is None:
         return
     st.markdown(f"#### {widgets.md_escape(current.name)}")
-    st.caption(f"Dataset {current.id} · {current.n:,} × {current.dim} · from {widgets.md_escape(current.source)}")
+    st.caption(
+        f"Dataset {current.id} · {current.n:,} × {current.dim} · from {widgets.md_escape(current.source)}"
+    )
     for warning in current.warnings:
         st.warning(widgets.md_escape(warning))
     with st.expander("Metadata (first 200 rows)", expanded=True):
@@ -220,3 +229,24 @@ def _confirm_delete(current: DatasetInfo) -> None:
     if no.button("Cancel", key="cancel_delete"):
         _clear_pending_delete()
         st.rerun()
+
+
+def _load_demos() -> None:
+    with st.status("Loading the demo datasets", expanded=True) as status:
+        bar = st.progress(0.0)
+
+        def progress(fraction: float, message: str) -> bool:
+            bar.progress(fraction, text=message)
+            return False
+
+        try:
+            added = load_demo_datasets(get_store(), progress=progress)
+        except InvalidInputError as exc:
+            status.update(label="Loading the demo datasets: failed", state="error")
+            widgets.show_error(exc)
+            return
+        status.update(label="Demo datasets loaded", state="complete")
+    if added:
+        state.select_dataset(added[0].id)
+    state.flash("success", f"Loaded {len(added)} demo datasets.")
+    st.rerun()

@@ -26,7 +26,9 @@ def run() -> None:
     st.set_page_config(page_title="embscope", page_icon=":material/scatter_plot:", layout="wide")
     page = st.navigation(
         [
-            st.Page(PAGES / "datasets.py", title="Datasets", icon=":material/database:", default=True),
+            st.Page(
+                PAGES / "datasets.py", title="Datasets", icon=":material/database:", default=True
+            ),
         ]
     )
     st.logo(str(ROOT / "assets" / "logo.svg"), size="large")

@@ -77,8 +77,12 @@ def main() -> None:
     ours_rd = best(lambda: store.load_vectors(ds.id), args.repeat)
     mb = X.nbytes / 1e6
     print(f"data: {n} x {d} float32 ({mb:.0f} MB), best of {args.repeat}")
-    print(f"ingest .npy -> DuckDB   ours {ours_in:6.3f} s   raw Arrow insert {raw_in:6.3f} s   ratio {ours_in / raw_in:4.2f}x")
-    print(f"load -> numpy          ours {ours_rd:6.3f} s   raw Arrow read   {raw_rd:6.3f} s   ratio {ours_rd / raw_rd:4.2f}x")
+    print(
+        f"ingest .npy -> DuckDB   ours {ours_in:6.3f} s   raw Arrow insert {raw_in:6.3f} s   ratio {ours_in / raw_in:4.2f}x"
+    )
+    print(
+        f"load -> numpy          ours {ours_rd:6.3f} s   raw Arrow read   {raw_rd:6.3f} s   ratio {ours_rd / raw_rd:4.2f}x"
+    )
 
 
 if __name__ == "__main__":

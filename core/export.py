@@ -59,7 +59,9 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
             id_name = "id" if "id" not in meta.columns else "embscope_id"
             vec_name = "vector" if "vector" not in meta.columns else "embscope_vector"
             vec = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), info.dim)
-            table = table.add_column(0, id_name, pa.array(list(store.load_ids(info.id)), pa.string()))
+            table = table.add_column(
+                0, id_name, pa.array(list(store.load_ids(info.id)), pa.string())
+            )
             table = table.add_column(1, vec_name, vec)
             pq.write_table(table.replace_schema_metadata(None), tmp)
         os.replace(tmp, out)

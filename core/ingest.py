@@ -333,14 +333,18 @@ def from_arrays(
     meta = pd.DataFrame(index=pd.RangeIndex(arr.shape[0] if arr.ndim else 0))
     if metadata is not None:
         if not isinstance(metadata, pd.DataFrame):
-            raise InvalidInputError(f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
+            raise InvalidInputError(
+                f"metadata must be a pandas DataFrame, got {type(metadata).__name__}"
+            )
         if arr.ndim >= 1 and len(metadata) != arr.shape[0]:
             raise InvalidInputError(
                 f"{source}: metadata has {len(metadata)} rows but there are {arr.shape[0]} "
                 "vectors: they must match row for row"
             )
         meta = metadata.reset_index(drop=True)
-    loaded = _Loaded(format=format, vectors=arr, metadata=meta, where=_Where(), declared_dtype=False)
+    loaded = _Loaded(
+        format=format, vectors=arr, metadata=meta, where=_Where(), declared_dtype=False
+    )
     vecs, warnings = _finish_vectors(loaded, source)
     ids = _make_ids(meta, id_column, vecs.shape[0], source, loaded)
     return ParsedDataset(

@@ -573,7 +573,9 @@ class Store:
         ds = self._require(dataset_id)
         if not ds.metadata_columns:
             if columns:
-                raise InvalidInputError(f"no metadata column(s) {list(columns)}; the dataset has none")
+                raise InvalidInputError(
+                    f"no metadata column(s) {list(columns)}; the dataset has none"
+                )
             rows = ds.n if limit is None else min(ds.n, max(int(limit), 0))
             return pd.DataFrame(index=pd.RangeIndex(rows))
         params: list[Any] = []

@@ -60,6 +60,11 @@ def snapshot(store) -> dict:
     for d in store.list_datasets():
         vec = store.load_vectors(d.id)
         out["datasets"].append(
-            (d.to_json(), vec.tobytes(), list(store.load_ids(d.id)), store.load_metadata(d.id).to_json())
+            (
+                d.to_json(),
+                vec.tobytes(),
+                list(store.load_ids(d.id)),
+                store.load_metadata(d.id).to_json(),
+            )
         )
     return out

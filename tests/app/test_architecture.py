@@ -62,8 +62,16 @@ def test_no_pickle_loading_in_product_code():
 
 def test_sql_never_formats_text_in():
     """f-strings in SQL may only interpolate integer ids/dims (checked by name)."""
-    allowed = {"new_id", "ds.id", "info.id", "int(d)", "table", "self._DATASET_COLUMNS",
-               "self._ARTIFACT_COLUMNS", "ROW_COLUMN"}
+    allowed = {
+        "new_id",
+        "ds.id",
+        "info.id",
+        "int(d)",
+        "table",
+        "self._DATASET_COLUMNS",
+        "self._ARTIFACT_COLUMNS",
+        "ROW_COLUMN",
+    }
     pattern = re.compile(r'f"([^"]*(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE)[^"]*)"')
     for path in _files("core") + _files("app"):
         for sql in pattern.findall(path.read_text(encoding="utf-8")):

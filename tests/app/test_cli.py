@@ -68,7 +68,16 @@ def test_ingest_with_metadata_and_id_column(capsys, tmp_path, npy):
     )
     db = tmp_path / "c.duckdb"
     code, out, err = run(
-        capsys, "--db", str(db), "ingest", str(npy), "--metadata", str(meta), "--id-column", "key", "--json"
+        capsys,
+        "--db",
+        str(db),
+        "ingest",
+        str(npy),
+        "--metadata",
+        str(meta),
+        "--id-column",
+        "key",
+        "--json",
     )
     assert code == 0, err
     with Store(db) as s:
@@ -86,7 +95,9 @@ def test_export_round_trips(capsys, tmp_path, npy):
     assert run(capsys, "--db", db, "export", "1", "--out", str(out_pq))[0] == 0
     table = pq.read_table(out_pq)
     assert table.column_names[:2] == ["id", "vector"]
-    np.testing.assert_array_equal(np.array(table.column("vector").to_pylist(), np.float32), np.load(npy))
+    np.testing.assert_array_equal(
+        np.array(table.column("vector").to_pylist(), np.float32), np.load(npy)
+    )
     # and the exported parquet ingests back to the same vectors
     code, out, err = run(capsys, "--db", db, "ingest", str(out_pq), "--name", "again", "--json")
     assert code == 0, err
@@ -139,7 +150,11 @@ def test_console_script_subprocess(tmp_path, npy):
     exe = Path(sys.executable).parent / "embscope"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
     db = str(tmp_path / "c.duckdb")
-    ok = subprocess.run([*cmd, "--db", db, "ingest", str(npy), "--json"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [*cmd, "--db", db, "ingest", str(npy), "--json"], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and json.loads(ok.stdout)["n"] == 50
-    bad = subprocess.run([*cmd, "--db", db, "ingest", str(tmp_path / "nope.csv")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*cmd, "--db", db, "ingest", str(tmp_path / "nope.csv")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stdout == ""

@@ -52,6 +52,12 @@ def test_empty_database_shows_how_to_start(db):
     assert not at.exception
     assert at.title[0].value == "Datasets"
     assert any("No datasets yet" in i.value for i in at.info)
+    [b for b in at.button if b.label == "Load the demo datasets"][0].click()
+    at.run()
+    assert not at.exception
+    names = [d.name for d in _open_store(db).list_datasets()]
+    assert names[0] == "digits" and len(names) == 4
+    assert any("Loaded 4 demo datasets" in s.value for s in at.success)
 
 
 def test_upload_preview_and_save(db):

@@ -16,7 +16,11 @@ from core.store import Store
 from tests.conftest import make_parsed, snapshot
 from tests.core.corpus import build_corpus
 
-_KWARG_FLAGS = {"metadata_path": "--metadata", "id_column": "--id-column", "vector_column": "--vector-column"}
+_KWARG_FLAGS = {
+    "metadata_path": "--metadata",
+    "id_column": "--id-column",
+    "vector_column": "--vector-column",
+}
 
 
 def _argv(case) -> list[str] | None:

@@ -20,7 +20,10 @@ def test_upload_save_list_and_screenshot(page, app_server):
     np.save(vec, X)
     meta = tmp / "metadata.csv"
     pd.DataFrame(
-        {"key": [f"item{i}" for i in range(120)], "note": [EVIL if i % 2 else "plain" for i in range(120)]}
+        {
+            "key": [f"item{i}" for i in range(120)],
+            "note": [EVIL if i % 2 else "plain" for i in range(120)],
+        }
     ).to_csv(meta, index=False)
 
     inputs = page.locator("[data-testid='stFileUploaderDropzoneInput']")
