@@ -94,7 +94,7 @@ def _save_form(
             vector_columns = st.multiselect(
                 "Vector columns",
                 list(inspection.numeric_columns),
-                default=list(inspection.numeric_columns),
+                default=list(inspection.default_vector_columns or inspection.numeric_columns),
                 help="Numeric columns that make up the vector; the others are kept as metadata.",
             )
         submitted = st.form_submit_button("Save dataset", type="primary")

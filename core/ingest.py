@@ -106,7 +106,11 @@ class FileInspection:
         list fields, CSV columns of bracketed lists, h5ad ``"X"`` / ``"obsm/<key>"``.
     numeric_columns : tuple of str
         Choices for ``vector_columns`` (CSV/TSV with a header, Parquet without a list
-        column); all of them make the default vector.
+        column).
+    default_vector_columns : tuple of str
+        The columns the default reading used as the vector (a subset of
+        ``numeric_columns``; whole-number columns next to float columns are left out as
+        labels).
     id_candidates : tuple of str
         Columns whose values are unique, non-null and not floats (choices for ``id_column``).
     preview : pandas.DataFrame
@@ -124,6 +128,7 @@ class FileInspection:
     id_candidates: tuple[str, ...]
     preview: pd.DataFrame
     warnings: tuple[str, ...]
+    default_vector_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -409,6 +414,7 @@ def inspect_file(
         id_candidates=id_candidates,
         preview=preview,
         warnings=parsed.warnings,
+        default_vector_columns=tuple(loaded.vector_names) if loaded.numeric_columns else (),
     )
 
 
@@ -1735,12 +1741,15 @@ def _read_delimited(
             )
         ints = [c for c in chosen if pa.types.is_integer(table.column(c).type)]
         if ints and len(ints) < len(chosen):
+            # Whole numbers beside float coordinates are nearly always labels or counts
+            # ("label", "year"): keep them as metadata unless the user picks them.
+            chosen = [c for c in chosen if c not in ints]
             warnings.append(
                 f"{'columns' if len(ints) > 1 else 'column'} {_quote_list(ints, 5)} "
-                f"{'hold' if len(ints) > 1 else 'holds'} whole numbers and "
-                f"{'were' if len(ints) > 1 else 'was'} used as a vector coordinate; leave "
-                f"{'them' if len(ints) > 1 else 'it'} out of vector_columns if "
-                f"{'they are labels' if len(ints) > 1 else 'it is a label'}"
+                f"{'hold' if len(ints) > 1 else 'holds'} whole numbers beside float columns, so "
+                f"{'they were' if len(ints) > 1 else 'it was'} kept as metadata, not used as a "
+                "vector coordinate; choose the vector columns yourself to include "
+                f"{'them' if len(ints) > 1 else 'it'}"
             )
         gappy = [
             f.name

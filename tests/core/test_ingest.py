@@ -212,13 +212,24 @@ def test_csv_with_header_round_trip(tmp_path: Path) -> None:
     _check_meta(parsed.metadata, columns=("id", "text", "count", "score", "flag"))
 
 
-def test_csv_default_vector_is_every_numeric_column(tmp_path: Path) -> None:
+def test_csv_default_vector_is_the_float_columns(tmp_path: Path) -> None:
+    """Whole-number columns beside float columns are labels: kept as metadata by default."""
     path = _write_csv(tmp_path / "v.csv", _with_vector_columns(_meta_frame()))
     parsed = read_dataset(path, id_column="id")
-    expected = np.column_stack([COUNTS, SCORES, X.astype(np.float64)]).astype(np.float32)
+    expected = np.column_stack([SCORES, X.astype(np.float64)]).astype(np.float32)
     np.testing.assert_array_equal(parsed.vectors, expected)
-    assert list(parsed.metadata.columns) == ["id", "text", "flag"]
+    assert sorted(parsed.metadata.columns) == ["count", "flag", "id", "text"]
+    np.testing.assert_array_equal(parsed.metadata["count"].to_numpy(), COUNTS)
     assert any("column 'count' holds whole numbers" in w for w in parsed.warnings)
+    assert "count" not in inspect_file(path).default_vector_columns
+
+
+def test_csv_all_integer_columns_are_the_vector(tmp_path: Path) -> None:
+    """Integer-valued data (pixel counts, say) with no float column is still a vector."""
+    path = tmp_path / "ints.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    parsed = read_dataset(path)
+    np.testing.assert_array_equal(parsed.vectors, np.array([[1, 2, 3], [4, 5, 6]], np.float32))
 
 
 def test_csv_vector_columns_pick_and_order(tmp_path: Path) -> None:
@@ -744,14 +755,16 @@ def test_inspect_csv_with_header(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "v.csv", _with_vector_columns(frame, vectors))
     info = inspect_file(path)
     assert isinstance(info, FileInspection)
-    assert (info.format, info.n_rows, info.dim) == ("csv", 30, D + 2)
+    # whole-number columns "group" and "rank" are labels by default, not coordinates
+    assert (info.format, info.n_rows, info.dim) == ("csv", 30, D)
+    assert info.default_vector_columns == ("x0", "x1", "x2", "x3", "x4")
     assert info.columns == ("id", "text", "group", "rank", "x0", "x1", "x2", "x3", "x4")
     assert info.numeric_columns == ("group", "rank", "x0", "x1", "x2", "x3", "x4")
     assert info.vector_candidates == ()
-    assert info.id_candidates == ("id", "text")
+    assert info.id_candidates == ("id", "text", "rank")  # rank: unique integers, now metadata
     assert len(info.preview) == 20
     assert info.preview.columns[0] == "vector"
-    assert info.preview.iloc[0, 0].endswith(f"… ({D + 2} values)]")
+    assert info.preview.iloc[0, 0].endswith(f"… ({D} values)]")
     assert any("whole numbers" in w for w in info.warnings)
 
 
