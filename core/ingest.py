@@ -1285,6 +1285,15 @@ def _read_parquet(
                 f"{label}: no column holds vectors: a Parquet file needs a list column of "
                 f"numbers (e.g. 'vector') or numeric columns; columns found: {_quote_list(names)}"
             )
+        ints = [c for c in chosen if pa.types.is_integer(table.column(c).type)]
+        if ints and len(ints) < len(chosen):
+            # As for CSV: whole numbers beside float coordinates are labels, not coordinates.
+            chosen = [c for c in chosen if c not in ints]
+            warnings.append(
+                f"integer {'columns' if len(ints) > 1 else 'column'} {_quote_list(ints, 5)} "
+                "beside float columns kept as metadata, not used as vector coordinates; "
+                "choose the vector columns yourself to include them"
+            )
     if id_column in chosen:
         chosen.remove(id_column)
         warnings.append(f"the id column {id_column!r} was left out of the vector columns")

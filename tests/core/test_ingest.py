@@ -908,3 +908,17 @@ def test_h5ad_nullable_and_legacy_obs_columns(tmp_path: Path) -> None:
     assert meta["nstr"][0] == "x" and pd.isna(meta["nstr"][1]) and meta["nstr"][3] == "w"
     assert meta["old"][0] == "hi" and meta["old"][1] == "lo" and pd.isna(meta["old"][2])
     assert any("'weird'" in w for w in parsed.warnings)
+
+
+def test_parquet_numeric_columns_leave_integer_labels_as_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "v.parquet"
+    pd.DataFrame({"label": [1, 2, 3], "a": [0.1, 0.2, 0.3], "b": [1.0, 2.0, 3.0]}).to_parquet(path)
+    parsed = read_dataset(path)
+    np.testing.assert_array_equal(
+        parsed.vectors, np.array([[0.1, 1], [0.2, 2], [0.3, 3]], dtype=np.float32)
+    )
+    assert list(parsed.metadata.columns) == ["label"]
+    assert any("'label'" in w and "metadata" in w for w in parsed.warnings)
+    assert inspect_file(path).default_vector_columns == ("a", "b")
+    chosen = read_dataset(path, vector_columns=["label", "a"])
+    assert chosen.vectors.shape == (3, 2)
