@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")
 
 
 @pytest.fixture
