@@ -130,6 +130,10 @@ def _save_form(
         widgets.show_error(exc)
         return
     info: DatasetInfo = done["info"]
+    # The data now lives in the database; the temporary upload copies are not needed.
+    for path in (vec_path, meta_path):
+        if path is not None:
+            path.unlink(missing_ok=True)
     state.select_dataset(info.id)
     state.put("upload_generation", _uploader_generation() + 1)
     state.flash("success", f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}.")

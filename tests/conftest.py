@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 
-
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "test.duckdb"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.uploads import UPLOAD_DIR
 from core.store import Store
 from tests.conftest import make_parsed, snapshot
 
@@ -63,9 +65,12 @@ def test_empty_database_shows_how_to_start(db):
 def test_upload_preview_and_save(db):
     X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
     at = _app()
-    at.file_uploader[0].set_value(("my vectors.npy", _npy_bytes(X), "application/octet-stream"))
+    data = _npy_bytes(X)
+    at.file_uploader[0].set_value(("my vectors.npy", data, "application/octet-stream"))
     at.run()
     assert not at.exception and not at.error
+    upload_copy = UPLOAD_DIR / f"upload-{hashlib.blake2b(data, digest_size=16).hexdigest()}.npy"
+    assert upload_copy.exists()  # stored under a content hash, never the uploaded name
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows"] == "40" and metrics["Dimension"] == "6" and metrics["Format"] == "npy"
     assert at.text_input[0].value == "my vectors"
@@ -79,6 +84,7 @@ def test_upload_preview_and_save(db):
     [info] = store.list_datasets()
     assert info.name == "uploaded" and (info.n, info.dim) == (40, 6)
     np.testing.assert_array_equal(store.load_vectors(info.id), X)
+    assert not upload_copy.exists()  # the temporary copy is removed once stored
     # the sidebar picker now points at the new dataset
     assert at.sidebar.selectbox[0].value == info.id
 
