@@ -67,7 +67,8 @@ def _show_inspection(inspection: Any) -> None:
     cols[0].metric("Format", inspection.format)
     cols[1].metric("Rows", f"{inspection.n_rows:,}")
     cols[2].metric("Dimension", "?" if inspection.dim is None else f"{inspection.dim:,}")
-    cols[3].metric("Metadata columns", len(inspection.columns))
+    in_vector = set(inspection.default_vector_columns) | set(inspection.vector_candidates[:1])
+    cols[3].metric("Metadata columns", len([c for c in inspection.columns if c not in in_vector]))
     for warning in inspection.warnings:
         st.warning(widgets.md_escape(warning))
     st.caption("Preview (first rows)")
@@ -100,13 +101,16 @@ def _save_form(
         submitted = st.form_submit_button("Save dataset", type="primary")
     if not submitted:
         return
+    if vector_columns is not None and not vector_columns:
+        widgets.show_error(InvalidInputError("choose at least one vector column"))
+        return
     source = filename if meta_name is None else f"{filename} + {meta_name}"
     kwargs = {
         "filename": filename,
         "metadata_path": meta_path,
         "id_column": None if id_choice == ROW_NUMBERS else id_choice,
         "vector_column": vector_column,
-        "vector_columns": vector_columns or None,
+        "vector_columns": vector_columns,
     }
     done: dict[str, Any] = {}
     try:

@@ -152,3 +152,26 @@ def test_rename_and_delete_with_confirmation(db):
     at.run()
     assert not at.exception
     assert [d.name for d in store.list_datasets()] == ["one"]
+
+
+def test_csv_with_header_vector_columns_are_chosen_in_the_form(db):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.standard_normal((10, 5)), columns=[f"x{i}" for i in range(5)])
+    frame.insert(0, "label", range(10))
+    frame.insert(0, "name", [f"n{i}" for i in range(10)])
+    at = _app()
+    at.file_uploader[0].set_value(("t.csv", frame.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Dimension"] == "5" and metrics["Metadata columns"] == "2"
+    assert at.multiselect[0].value == ["x0", "x1", "x2", "x3", "x4"]  # 'label' stays metadata
+    at.multiselect[0].set_value([])
+    [b for b in at.button if b.label == "Save dataset"][0].click()
+    at.run()
+    assert any("at least one vector column" in e.value for e in at.error)
+    assert _open_store(db).list_datasets() == []
+    at.multiselect[0].set_value(["x0", "x1"])
+    [b for b in at.button if b.label == "Save dataset"][0].click()
+    at.run()
+    [info] = _open_store(db).list_datasets()
+    assert info.dim == 2 and set(info.metadata_columns) == {"name", "label", "x2", "x3", "x4"}
