@@ -19,3 +19,7 @@ class DatasetNotFoundError(InvalidInputError, LookupError):
 
 class DatabaseBusyError(InvalidInputError):
     """The database file is locked by another process (for example a running server)."""
+
+
+class OperationCancelled(Exception):
+    """Long work stopped because its ``progress`` callback returned True (the user cancelled)."""

@@ -1,0 +1,362 @@
+"""The one shared k-nearest-neighbour graph every consumer reads (science.md §0.1).
+
+UMAP, LargeVis, heat-geodesic, TwoNN/MLE/LID, hubness and the projection quality scores do
+not compute neighbours: they take ``graph.head(k)`` of one :class:`KnnGraph` per
+(dataset, metric), built once at the largest k any of them needs and stored in the database
+(:func:`get_or_build_graph`).
+
+Conventions: self is excluded **by row** (an identical duplicate of a point is still its
+neighbour, at distance 0), rows are sorted by (distance, index), and distances are true
+metric distances (Euclidean, not squared; ``1 - cos`` for cosine; ``1 - <a, b>`` for ip).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.errors import InvalidInputError
+from core.index import (
+    HnswIndex,
+    ProgressFn,
+    check_k,
+    check_metric,
+    check_vectors,
+    exact_knn,
+    normalise_rows,
+)
+
+if TYPE_CHECKING:
+    from core.store import Store
+
+__all__ = [
+    "GRAPH_CODE_VERSION",
+    "GRAPH_K",
+    "KnnGraph",
+    "build_knn_graph",
+    "find_graph",
+    "get_or_build_graph",
+    "graph_fingerprint",
+    "measure_recall",
+    "recall_at_k",
+]
+
+# The largest k any consumer asks for by default (LargeVis's K = 150); a stored graph is
+# built at least this wide so that no consumer has to rebuild it.
+GRAPH_K = 150
+# Bump when the way graphs are built changes, so stored graphs are rebuilt.
+GRAPH_CODE_VERSION = 1
+# Below this many points exact blocked BLAS is as fast as building an index (bench_graph.py).
+EXACT_MAX_N = 20_000
+# HNSW settings that reach recall >= 0.98 at k = 30 and k = 150 on 100k x 384
+# sentence-like data (bench_graph.py); ef grows with k.
+HNSW_GRAPH_M = 16
+HNSW_GRAPH_EF_CONSTRUCTION = 100
+HNSW_GRAPH_EF_FACTOR = 2.0
+HNSW_GRAPH_EF_MIN = 100
+RECALL_SAMPLE = 1000
+KIND = "knn_graph"
+
+
+@dataclass(frozen=True)
+class KnnGraph:
+    """k nearest neighbours of every point, self excluded.
+
+    Attributes
+    ----------
+    indices : int ndarray of shape (n, k)
+        Row numbers of the neighbours, nearest first.
+    distances : float32 ndarray of shape (n, k)
+        True metric distances, ascending along each row.
+    metric : str
+        ``"cosine"``, ``"l2"`` or ``"ip"``.
+    method : str
+        ``"exact"`` or ``"hnsw"``.
+    recall : float
+        recall@k against exact search on ``recall_sample`` random points (1.0 when exact).
+    params : mapping
+        How it was built (method parameters, seed, recall sample size).
+    seconds : float
+        Build time in seconds, recall measurement excluded.
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+    metric: str
+    method: str
+    recall: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.indices.shape != self.distances.shape or self.indices.ndim != 2:
+            raise InvalidInputError(
+                f"graph indices {self.indices.shape} and distances {self.distances.shape} "
+                "must be two arrays of the same (n, k) shape"
+            )
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        """Neighbours per point."""
+        return int(self.indices.shape[1])
+
+    def head(self, k: int) -> KnnGraph:
+        """The graph of the first ``k`` neighbours of every point (views, no copy)."""
+        k = check_k(k, self.k)
+        return KnnGraph(
+            self.indices[:, :k],
+            self.distances[:, :k],
+            self.metric,
+            self.method,
+            self.recall,
+            dict(self.params),
+            self.seconds,
+        )
+
+    def with_self(self, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """umap-learn's ``precomputed_knn`` convention: self first at distance 0.
+
+        Returns exactly ``n_neighbors`` columns (default ``k + 1``): the point itself, then
+        its ``n_neighbors - 1`` nearest neighbours. umap-learn silently uses every column it
+        is given below 4,096 points, so the width must be exact (science.md §0.1).
+        """
+        width = self.k + 1 if n_neighbors is None else int(n_neighbors)
+        if width < 2 or width > self.k + 1:
+            raise InvalidInputError(
+                f"n_neighbors must be between 2 and {self.k + 1} for a {self.k}-NN graph"
+            )
+        own = np.arange(self.n, dtype=self.indices.dtype)[:, None]
+        idx = np.hstack([own, self.indices[:, : width - 1]])
+        dist = np.hstack([np.zeros((self.n, 1), np.float32), self.distances[:, : width - 1]])
+        return idx, dist
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to persist."""
+        return {"indices": self.indices, "distances": self.distances}
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean fraction of each row of ``exact`` (m, k) found in the same row of ``approx``."""
+    approx, exact = np.asarray(approx), np.asarray(exact)
+    if approx.shape[0] != exact.shape[0] or exact.shape[1] == 0:
+        raise InvalidInputError(
+            f"recall needs the same rows: approx {approx.shape}, exact {exact.shape}"
+        )
+    hits = 0
+    for start in range(0, exact.shape[0], 256):  # (rows, k, k) comparisons, in slices
+        a, e = approx[start : start + 256], exact[start : start + 256]
+        hits += int((e[:, :, None] == a[:, None, :]).any(axis=2).sum())
+    return float(hits / exact.size)
+
+
+def _prepared(X: np.ndarray, metric: str) -> np.ndarray:
+    return normalise_rows(X) if metric == "cosine" else X
+
+
+def measure_recall(
+    X: np.ndarray,
+    indices: np.ndarray,
+    *,
+    metric: str,
+    sample: int = RECALL_SAMPLE,
+    seed: int = 0,
+) -> tuple[float, int]:
+    """recall@k of a kNN graph against exact search on ``sample`` random points.
+
+    Returns ``(recall, points_checked)``, the way LargeVis's ``test_accuracy`` does it.
+    """
+    n, k = indices.shape
+    m = min(n, int(sample))
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+    P = _prepared(X, metric)
+    exact_idx, _ = exact_knn(P[rows], P, k, metric=metric, exclude=rows)
+    return recall_at_k(indices[rows], exact_idx), m
+
+
+def _hnsw_ef(k: int) -> int:
+    return max(HNSW_GRAPH_EF_MIN, int(np.ceil(HNSW_GRAPH_EF_FACTOR * (k + 1))))
+
+
+def build_knn_graph(
+    X: np.ndarray,
+    *,
+    k: int,
+    metric: str = "cosine",
+    method: str = "auto",
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    recall_sample: int = RECALL_SAMPLE,
+) -> KnnGraph:
+    """Build the k-NN graph of the rows of ``X`` (self excluded), the fastest way to recall 0.98.
+
+    Parameters
+    ----------
+    X : float32 ndarray of shape (n, d)
+    k : int
+        Neighbours per point, 1 <= k < n.
+    metric : {"cosine", "l2", "ip"}
+    method : {"auto", "exact", "hnsw"}
+        ``auto``: exact blocked BLAS up to :data:`EXACT_MAX_N` points, HNSW above.
+    seed : int
+        Seeds the HNSW levels and the recall sample.
+    progress : callable(fraction, message) -> bool, optional
+        Returning True cancels (raises :class:`core.errors.OperationCancelled`).
+    recall_sample : int
+        Points checked against exact search to measure recall (approximate methods).
+
+    Returns
+    -------
+    KnnGraph
+    """
+    X = check_vectors(X)
+    metric = check_metric(metric)
+    n = X.shape[0]
+    if n < 2:
+        raise InvalidInputError("a neighbour graph needs at least 2 points")
+    k = check_k(k, n - 1)
+    if method == "auto":
+        method = "exact" if n <= EXACT_MAX_N else "hnsw"
+    if method not in ("exact", "hnsw"):
+        raise InvalidInputError(f"unknown graph method {method!r}: use auto, exact or hnsw")
+
+    def report(fraction: float, message: str, low: float, high: float) -> bool:
+        return bool(progress and progress(low + (high - low) * fraction, message))
+
+    rows = np.arange(n, dtype=np.int64)
+    t0 = time.perf_counter()
+    params: dict[str, Any] = {"k": k, "metric": metric, "method": method, "seed": seed}
+    if method == "exact":
+        P = _prepared(X, metric)
+        idx, dist = exact_knn(
+            P, P, k, metric=metric, exclude=rows, progress=lambda f, m: report(f, m, 0.0, 1.0)
+        )
+        seconds = time.perf_counter() - t0
+        recall, checked = 1.0, 0
+    else:
+        ef = _hnsw_ef(k)
+        params.update(M=HNSW_GRAPH_M, ef_construction=HNSW_GRAPH_EF_CONSTRUCTION, ef=ef)
+        index = HnswIndex(
+            metric, M=HNSW_GRAPH_M, ef_construction=HNSW_GRAPH_EF_CONSTRUCTION, ef=ef, seed=seed
+        )
+        index.build(X, progress=lambda f, m: report(f, m, 0.0, 0.6))
+        parts_i, parts_d = [], []
+        chunk = 5_000
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            i, d = index.query(X[start:stop], k, exclude=rows[start:stop], ef=ef)
+            parts_i.append(i)
+            parts_d.append(d)
+            if report(stop / n, f"searched {stop:,}/{n:,}", 0.6, 0.95):
+                from core.errors import OperationCancelled
+
+                raise OperationCancelled("building the neighbour graph was cancelled")
+        idx, dist = np.vstack(parts_i), np.vstack(parts_d)
+        seconds = time.perf_counter() - t0
+        recall, checked = measure_recall(X, idx, metric=metric, sample=recall_sample, seed=seed)
+    params["recall_sample"] = checked
+    if progress:
+        progress(1.0, f"{k}-NN graph ready")
+    index_dtype = np.int32 if n < 2**31 else np.int64
+    return KnnGraph(
+        np.ascontiguousarray(idx, dtype=index_dtype),
+        np.ascontiguousarray(dist, dtype=np.float32),
+        metric,
+        method,
+        float(recall),
+        params,
+        seconds,
+    )
+
+
+# -- persistence: one graph per (dataset, metric) -------------------------------------------
+
+
+def graph_fingerprint(dataset_fingerprint: str, *, metric: str, k: int, method: str) -> str:
+    """The artifact key of a graph of a dataset."""
+    from core.store import fingerprint_arrays
+
+    return fingerprint_arrays(KIND, dataset_fingerprint, metric, k, method, GRAPH_CODE_VERSION)
+
+
+def _graph_from_artifact(artifact: Any) -> KnnGraph:
+    p = artifact.params
+    return KnnGraph(
+        artifact.arrays["indices"],
+        artifact.arrays["distances"],
+        p["metric"],
+        p["method"],
+        float(artifact.lineage.get("recall", 1.0)),
+        dict(p),
+        float(artifact.duration_s or 0.0),
+    )
+
+
+def find_graph(store: Store, dataset_id: int, *, metric: str, k: int = 1) -> KnnGraph | None:
+    """The widest stored graph of this dataset and metric with at least ``k`` neighbours."""
+    metric = check_metric(metric)
+    info = store.get_dataset(dataset_id)
+    best = None
+    for art in store.list_artifacts(info.id, kind=KIND):
+        p = art.params
+        if (
+            art.status == "done"
+            and p.get("metric") == metric
+            and int(p.get("k", 0)) >= k
+            and p.get("code_version") == GRAPH_CODE_VERSION
+            and art.lineage.get("dataset_fingerprint") == info.fingerprint
+            and (best is None or int(p["k"]) > int(best.params["k"]))
+        ):
+            best = art
+    if best is None:
+        return None
+    full = store.get_artifact(best.fingerprint)
+    return None if full is None else _graph_from_artifact(full)
+
+
+def get_or_build_graph(
+    store: Store,
+    dataset_id: int,
+    *,
+    k: int,
+    metric: str = "cosine",
+    method: str = "auto",
+    progress: ProgressFn | None = None,
+) -> KnnGraph:
+    """The dataset's stored graph cut to ``k`` neighbours; built and stored first if missing.
+
+    A missing graph is built at ``max(k, GRAPH_K)`` neighbours (capped at n - 1), so later
+    consumers that need more neighbours than this one find it too.
+    """
+    metric = check_metric(metric)
+    info = store.get_dataset(dataset_id)
+    k = check_k(k, info.n - 1)
+    found = find_graph(store, info.id, metric=metric, k=k)
+    if found is not None:
+        return found.head(k)
+    X = store.load_vectors(info.id)
+    width = min(max(k, GRAPH_K), info.n - 1)
+    graph = build_knn_graph(X, k=width, metric=metric, method=method, progress=progress)
+    params = dict(graph.params, code_version=GRAPH_CODE_VERSION)
+    store.put_artifact(
+        kind=KIND,
+        fingerprint=graph_fingerprint(
+            info.fingerprint, metric=metric, k=width, method=graph.method
+        ),
+        dataset_id=info.id,
+        params=params,
+        arrays=graph.to_arrays(),
+        duration_s=graph.seconds,
+        lineage={"dataset_fingerprint": info.fingerprint, "recall": graph.recall},
+    )
+    return KnnGraph(
+        graph.indices, graph.distances, metric, graph.method, graph.recall, params, graph.seconds
+    ).head(k)

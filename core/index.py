@@ -1,0 +1,731 @@
+"""Nearest-neighbour indexes behind one protocol: HNSW (default), exact, and Milvus (scale-out).
+
+Every backend speaks the same :class:`NeighbourIndex` contract:
+
+* ``metric`` is ``"cosine"``, ``"l2"`` or ``"ip"`` and every backend returns **true
+  distances**: Euclidean distance (not squared) for ``l2``, ``1 - cos`` for ``cosine`` and
+  ``1 - <q, x>`` for ``ip`` (hnswlib's convention, so smaller is always nearer).
+* Items are labelled with non-negative integers (the dataset's row numbers by default).
+* ``query(Q, k, exclude=...)`` returns ``(indices int64[m, k], distances float32[m, k])``,
+  each row sorted by (distance, label). ``exclude[i]`` is a label removed from row ``i``'s
+  answer (the query item itself: self is excluded **by label**, so an identical duplicate
+  of the query is still a neighbour at distance 0).
+* ``save(path)`` / ``load(path)`` round-trip the index; query-time options such as HNSW's
+  ``ef`` are set on load, since hnswlib does not keep them in the file.
+
+:class:`ExactIndex` is brute force with BLAS and is the ground truth every recall figure is
+measured against. Backends are chosen by name with :func:`make_index`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from core.errors import InvalidInputError, OperationCancelled
+
+__all__ = [
+    "BACKENDS",
+    "METRICS",
+    "ExactIndex",
+    "HnswIndex",
+    "NeighbourIndex",
+    "ProgressFn",
+    "check_k",
+    "check_metric",
+    "check_vectors",
+    "exact_knn",
+    "make_index",
+    "normalise_rows",
+]
+
+METRICS = ("cosine", "l2", "ip")
+BACKENDS = ("hnsw", "exact", "milvus")
+ProgressFn = Callable[[float, str], "bool | None"]
+
+# Rows per BLAS block in exact search: a 2048 x n float32 distance block stays in memory
+# comfortably for n up to a few million.
+_EXACT_BLOCK = 2048
+
+
+# -- validation at the boundary -------------------------------------------------------------
+
+
+def check_metric(metric: Any) -> str:
+    """Return ``metric`` if it is one of :data:`METRICS`, else raise InvalidInputError."""
+    if metric not in METRICS:
+        raise InvalidInputError(
+            f"unknown metric {metric!r}: use one of {', '.join(METRICS)} "
+            "(cosine for sentence embeddings, l2 for raw features, ip for inner product)"
+        )
+    return str(metric)
+
+
+def check_vectors(X: Any, *, dim: int | None = None, name: str = "vectors") -> np.ndarray:
+    """A C-contiguous float32 2-D finite copy-or-view of ``X``; raise InvalidInputError otherwise.
+
+    A 1-D array is taken as one vector.
+    """
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be a numeric array: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise InvalidInputError(f"{name} must be real numbers, got complex values")
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidInputError(f"{name} must be a 2-D array (n, d), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape})")
+    if dim is not None and arr.shape[1] != dim:
+        raise InvalidInputError(
+            f"{name} have dimension {arr.shape[1]} but the index holds {dim}-dimensional vectors"
+        )
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int(np.argwhere(~np.isfinite(out))[0][0])
+        raise InvalidInputError(
+            f"{name} contain NaN or infinite values (first in row {bad}), "
+            "or values too large for float32"
+        )
+    return out
+
+
+def check_k(k: Any, available: int) -> int:
+    """``k`` as an int in [1, available]; raise InvalidInputError otherwise."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InvalidInputError(f"k must be a whole number, got {k!r}")
+    if k < 1:
+        raise InvalidInputError(f"k must be at least 1, got {k}")
+    if k > available:
+        raise InvalidInputError(
+            f"k = {k} asks for more neighbours than the {available} other items available"
+        )
+    return int(k)
+
+
+def _check_exclude(exclude: Any, m: int) -> np.ndarray | None:
+    if exclude is None:
+        return None
+    ex = np.asarray(exclude)
+    if ex.ndim == 0:
+        ex = ex[None]
+    if ex.shape != (m,) or not np.issubdtype(ex.dtype, np.integer):
+        raise InvalidInputError(
+            f"exclude must hold one integer label per query ({m}), got {ex.dtype} {ex.shape}"
+        )
+    return ex.astype(np.int64, copy=False)
+
+
+def normalise_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); zero rows stay zero (hnswlib does the same)."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0).astype(np.float32, copy=False)
+
+
+def _sort_rows(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Deterministic order: by distance, then label (science.md 0.2).
+    order = np.lexsort((indices, distances), axis=-1)
+    return (
+        np.take_along_axis(indices, order, axis=1),
+        np.take_along_axis(distances, order, axis=1),
+    )
+
+
+def _drop_excluded(
+    indices: np.ndarray, distances: np.ndarray, exclude: np.ndarray | None, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each row's excluded label from a (m, k+1) answer, leaving (m, k)."""
+    if exclude is None:
+        return indices[:, :k], distances[:, :k]
+    hit = indices == exclude[:, None]
+    # Rows without their excluded label lose their last (farthest) column instead.
+    no_hit = ~hit.any(axis=1)
+    hit[no_hit, -1] = True
+    keep = ~hit
+    m = indices.shape[0]
+    return indices[keep].reshape(m, -1)[:, :k], distances[keep].reshape(m, -1)[:, :k]
+
+
+# -- exact search ---------------------------------------------------------------------------
+
+
+def _block_distances(Qb: np.ndarray, X: np.ndarray, sq_norms: np.ndarray | None, metric: str):
+    dots = Qb @ X.T
+    if metric == "l2":
+        q2 = np.einsum("ij,ij->i", Qb, Qb)
+        d2 = q2[:, None] + sq_norms[None, :] - 2.0 * dots
+        return np.maximum(d2, 0.0, out=d2)  # squared; same order as the distance
+    return np.subtract(1.0, dots, out=dots)
+
+
+def _true_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
+    """Distances recomputed directly for the chosen pairs (no cancellation error)."""
+    cand = X[idx]  # (m, k, d)
+    if metric == "l2":
+        diff = cand - Q[:, None, :]
+        return np.sqrt(np.einsum("mkd,mkd->mk", diff, diff)).astype(np.float32)
+    dots = np.einsum("mkd,md->mk", cand, Q)
+    return (1.0 - dots).astype(np.float32)
+
+
+def exact_knn(
+    Q: np.ndarray,
+    X: np.ndarray,
+    k: int,
+    *,
+    metric: str,
+    exclude: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of each row of ``Q`` among the rows of ``X``, blocked BLAS.
+
+    Parameters
+    ----------
+    Q : float32 ndarray of shape (m, d)
+    X : float32 ndarray of shape (n, d)
+        For ``cosine`` both must already be unit-normalised (:func:`normalise_rows`).
+    k : int
+    metric : {"cosine", "l2", "ip"}
+    exclude : int ndarray of shape (m,), optional
+        Label removed from each row's answer (self, by label).
+    labels : int ndarray of shape (n,), optional
+        Labels of the rows of ``X`` (default: row numbers).
+
+    Returns
+    -------
+    indices : int64 ndarray of shape (m, k)
+        Labels, sorted by (distance, label); ties are broken by the smaller label.
+    distances : float32 ndarray of shape (m, k)
+        True distances (see the module docstring).
+    """
+    m, n = Q.shape[0], X.shape[0]
+    extra = 0 if exclude is None else 1
+    want = min(k + extra, n)
+    sq_norms = np.einsum("ij,ij->i", X, X) if metric == "l2" else None
+    out_i = np.empty((m, want), dtype=np.int64)
+    for start in range(0, m, _EXACT_BLOCK):
+        stop = min(start + _EXACT_BLOCK, m)
+        d = _block_distances(Q[start:stop], X, sq_norms, metric)
+        if want < n:
+            part = np.argpartition(d, want - 1, axis=1)[:, :want]
+            # Ties at the boundary: keep every column as close as the want-th, then take the
+            # smallest labels among them, so the answer never depends on partition order.
+            kth = np.take_along_axis(d, part, axis=1).max(axis=1)
+            for r in range(stop - start):
+                cols = np.flatnonzero(d[r] <= kth[r])
+                if cols.size > want:
+                    order = np.lexsort((cols, d[r, cols]))[:want]
+                    part[r] = cols[order]
+        else:
+            part = np.broadcast_to(np.arange(n), (stop - start, n)).copy()
+        dd = np.take_along_axis(d, part, axis=1)
+        order = np.lexsort((part, dd), axis=-1)
+        out_i[start:stop] = np.take_along_axis(part, order, axis=1)
+        if progress is not None and progress(stop / m, f"exact search {stop:,}/{m:,}"):
+            raise OperationCancelled("exact search was cancelled")
+    out_d = _true_distances(Q, X, out_i, metric)
+    if labels is not None:
+        out_i = labels[out_i]
+    out_i, out_d = _sort_rows(out_i, out_d)
+    return _drop_excluded(out_i, out_d, exclude, k)
+
+
+# -- the protocol ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class NeighbourIndex(Protocol):
+    """What every index backend offers. See the module docstring for the conventions."""
+
+    backend: str
+    metric: str
+    dim: int
+
+    def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> NeighbourIndex:
+        """Index the rows of ``X`` (labels 0..n-1), replacing any content; returns self."""
+        ...
+
+    def add(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Add rows (labels default to the next row numbers)."""
+        ...
+
+    def query(
+        self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels int64[m, k], distances float32[m, k]), rows sorted by (distance, label)."""
+        ...
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to ``path`` (atomically); returns the path."""
+        ...
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **options: Any) -> NeighbourIndex:
+        """Read an index written by :meth:`save`; ``options`` set query-time parameters."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Backend, metric, size, parameters and build time, JSON-serialisable."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class _ReadWriteLock:
+    """Many concurrent readers (queries) or one writer (add, a change of ef)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _read_sidecar(path: Path, backend: str) -> dict[str, Any]:
+    side = _sidecar(Path(path))
+    if not Path(path).exists() or not side.exists():
+        raise InvalidInputError(f"no {backend} index at {path}: build it first")
+    meta = json.loads(side.read_text(encoding="utf-8"))
+    if meta.get("backend") != backend:
+        raise InvalidInputError(f"{path} holds a {meta.get('backend')} index, not {backend}")
+    return meta
+
+
+# -- exact ----------------------------------------------------------------------------------
+
+
+class ExactIndex:
+    """Brute-force search with BLAS: the ground truth for every recall figure.
+
+    Parameters
+    ----------
+    metric : {"cosine", "l2", "ip"}
+    dim : int, optional
+        Set by :meth:`build` when not given.
+    """
+
+    backend = "exact"
+
+    def __init__(self, metric: str = "cosine", dim: int | None = None):
+        self.metric = check_metric(metric)
+        self.dim = dim
+        self._X = np.empty((0, dim or 0), dtype=np.float32)
+        self._labels = np.empty(0, dtype=np.int64)
+        self._lock = _ReadWriteLock()
+        self.build_seconds = 0.0
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        return normalise_rows(X) if self.metric == "cosine" else X
+
+    def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> ExactIndex:
+        X = check_vectors(X)
+        t0 = time.perf_counter()
+        with self._lock.write():
+            self.dim = X.shape[1]
+            self._X = np.ascontiguousarray(self._prepare(X))
+            self._labels = np.arange(X.shape[0], dtype=np.int64)
+        self.build_seconds = time.perf_counter() - t0
+        if progress is not None:
+            progress(1.0, "exact index ready")
+        return self
+
+    def add(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
+        X = check_vectors(X, dim=self.dim)
+        labels = _new_labels(labels, X.shape[0], self._labels)
+        with self._lock.write():
+            self.dim = X.shape[1]
+            self._X = np.ascontiguousarray(
+                np.vstack([self._X.reshape(-1, self.dim), self._prepare(X)])
+            )
+            self._labels = np.concatenate([self._labels, labels])
+
+    def query(
+        self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        Q = check_vectors(Q, dim=self.dim, name="query vectors")
+        exclude = _check_exclude(exclude, Q.shape[0])
+        with self._lock.read():
+            n = len(self._labels)
+            k = check_k(k, n - (1 if exclude is not None else 0))
+            labels = None if _is_arange(self._labels) else self._labels
+            return exact_knn(
+                self._prepare(Q), self._X, k, metric=self.metric, exclude=exclude, labels=labels
+            )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        with self._lock.read():
+            _atomic_write(path, lambda p: _save_npz(p, self._X, self._labels))
+            meta = {"backend": self.backend, "metric": self.metric, "dim": self.dim}
+            _atomic_write(_sidecar(path), lambda p: p.write_text(json.dumps(meta)))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **options: Any) -> ExactIndex:
+        meta = _read_sidecar(Path(path), cls.backend)
+        index = cls(meta["metric"], meta["dim"])
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+            index._X = np.ascontiguousarray(z["vectors"], dtype=np.float32)
+            index._labels = z["labels"].astype(np.int64)
+        return index
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "metric": self.metric,
+            "dim": self.dim,
+            "n": len(self),
+            "build_seconds": self.build_seconds,
+            "bytes": int(self._X.nbytes + self._labels.nbytes),
+        }
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+
+def _save_npz(path: Path, X: np.ndarray, labels: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, vectors=X, labels=labels)
+
+
+def _is_arange(labels: np.ndarray) -> bool:
+    return bool(labels.size == 0 or (labels[0] == 0 and np.all(np.diff(labels) == 1)))
+
+
+def _new_labels(labels: Any, m: int, existing: np.ndarray) -> np.ndarray:
+    if labels is None:
+        start = int(existing.max()) + 1 if existing.size else 0
+        return np.arange(start, start + m, dtype=np.int64)
+    arr = np.asarray(labels)
+    if arr.shape != (m,) or not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
+        raise InvalidInputError(
+            f"labels must be {m} non-negative integers, got {arr.dtype} {arr.shape}"
+        )
+    if len(np.unique(arr)) != m or np.isin(arr, existing).any():
+        raise InvalidInputError("labels must be unique and not already in the index")
+    return arr.astype(np.int64)
+
+
+# -- HNSW -----------------------------------------------------------------------------------
+
+
+class HnswIndex:
+    """Approximate search with hnswlib's HNSW graph: the default backend.
+
+    Parameters
+    ----------
+    metric : {"cosine", "l2", "ip"}
+    dim : int, optional
+        Set by :meth:`build` when not given.
+    M : int
+        Links per node (layer 0 keeps 2M). More links: better recall, more memory.
+    ef_construction : int
+        Candidate list size while inserting. Larger: better graph, slower build.
+    ef : int
+        Candidate list size while searching (at least k is used). hnswlib does not save it,
+        so it is set again on :meth:`load`.
+    seed : int
+        hnswlib's level-assignment seed.
+    num_threads : int
+        Threads for building (-1: all cores). Insertion order experiments need 1.
+    """
+
+    backend = "hnsw"
+
+    def __init__(
+        self,
+        metric: str = "cosine",
+        dim: int | None = None,
+        *,
+        M: int = 16,
+        ef_construction: int = 200,
+        ef: int = 50,
+        seed: int = 100,
+        num_threads: int = -1,
+    ):
+        self.metric = check_metric(metric)
+        self.dim = dim
+        for name, value, low in (
+            ("M", M, 2),
+            ("ef_construction", ef_construction, 1),
+            ("ef", ef, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
+        self.M, self.ef_construction, self.ef = int(M), int(ef_construction), int(ef)
+        self.seed, self.num_threads = int(seed), int(num_threads)
+        self._index: Any = None
+        self._lock = _ReadWriteLock()
+        self._ef_in_use = int(ef)
+        self.build_seconds = 0.0
+
+    def _threads(self) -> int:
+        return self.num_threads if self.num_threads > 0 else os.cpu_count() or 1
+
+    def _new(self, capacity: int) -> Any:
+        import hnswlib
+
+        index = hnswlib.Index(space=self.metric, dim=self.dim)
+        index.init_index(
+            max_elements=max(capacity, 1),
+            M=self.M,
+            ef_construction=self.ef_construction,
+            random_seed=self.seed,
+        )
+        index.set_num_threads(self._threads())
+        index.set_ef(self.ef)
+        return index
+
+    def build(
+        self,
+        X: np.ndarray,
+        *,
+        progress: ProgressFn | None = None,
+        order: np.ndarray | None = None,
+        chunk: int = 10_000,
+    ) -> HnswIndex:
+        """Index the rows of ``X`` (labels are row numbers).
+
+        ``order`` inserts the rows in that order (the insertion-order experiment); progress is
+        reported every ``chunk`` rows and returning True from it cancels the build.
+        """
+        X = check_vectors(X)
+        n = X.shape[0]
+        if order is None:
+            order = np.arange(n)
+        else:
+            order = np.asarray(order)
+            if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+                raise InvalidInputError("order must be a permutation of the row numbers")
+        t0 = time.perf_counter()
+        with self._lock.write():
+            self.dim = X.shape[1]
+            index = self._new(n)
+            for start in range(0, n, chunk):
+                rows = order[start : start + chunk]
+                index.add_items(X[rows], rows)
+                done = min(start + chunk, n)
+                if progress is not None and progress(done / n, f"indexed {done:,}/{n:,}"):
+                    raise OperationCancelled("building the HNSW index was cancelled")
+            self._index = index
+            self._ef_in_use = self.ef
+        self.build_seconds = time.perf_counter() - t0
+        return self
+
+    def add(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
+        X = check_vectors(X, dim=self.dim)
+        with self._lock.write():
+            if self._index is None:
+                self.dim = X.shape[1]
+                self._index = self._new(X.shape[0])
+            existing = np.asarray(self._index.get_ids_list(), dtype=np.int64)
+            labels = _new_labels(labels, X.shape[0], existing)
+            need = self._index.get_current_count() + X.shape[0]
+            if need > self._index.get_max_elements():
+                self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
+            self._index.add_items(X, labels)
+
+    @contextmanager
+    def _searching(self, ef: int) -> Iterator[Any]:
+        # hnswlib keeps one ef per index; queries with the ef in force run concurrently,
+        # a query with another ef waits for them and then changes it.
+        while True:
+            with self._lock.read():
+                if self._ef_in_use == ef:
+                    yield self._index
+                    return
+            with self._lock.write():
+                self._index.set_ef(ef)
+                self._ef_in_use = ef
+
+    def query(
+        self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self._index is None:
+            raise InvalidInputError("the HNSW index is empty: build it first")
+        Q = check_vectors(Q, dim=self.dim, name="query vectors")
+        exclude = _check_exclude(exclude, Q.shape[0])
+        extra = 0 if exclude is None else 1
+        k = check_k(k, len(self) - extra)
+        want = k + extra
+        ef = max(int(ef if ef is not None else self.ef), want)
+        while True:
+            try:
+                with self._searching(ef) as index:
+                    # One thread for a single query (concurrent sessions share the cores),
+                    # all of them for a batch.
+                    threads = 1 if Q.shape[0] < 64 else self._threads()
+                    labels, dist = index.knn_query(Q, k=want, num_threads=threads)
+                break
+            except RuntimeError:
+                # hnswlib could not collect `want` results with this ef (tiny or
+                # disconnected graphs): widen the search rather than fail.
+                if ef >= len(self):
+                    raise
+                ef = min(2 * ef, len(self))
+        labels = labels.astype(np.int64, copy=False)
+        if self.metric == "l2":
+            dist = np.sqrt(np.maximum(dist, 0.0))  # hnswlib returns squared L2
+        labels, dist = _sort_rows(labels, dist.astype(np.float32, copy=False))
+        return _drop_excluded(labels, dist, exclude, k)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        if self._index is None:
+            raise InvalidInputError("the HNSW index is empty: nothing to save")
+        path = Path(path)
+        with self._lock.read():
+            _atomic_write(path, lambda p: self._index.save_index(str(p)))
+            meta = {
+                "backend": self.backend,
+                "metric": self.metric,
+                "dim": self.dim,
+                "M": self.M,
+                "ef_construction": self.ef_construction,
+                "ef": self.ef,  # hnswlib's file does not keep it; load sets it again
+                "seed": self.seed,
+                "n": len(self),
+                "build_seconds": self.build_seconds,
+            }
+            _atomic_write(_sidecar(path), lambda p: p.write_text(json.dumps(meta)))
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        ef: int | None = None,
+        num_threads: int = -1,
+        **_: Any,
+    ) -> HnswIndex:
+        """Read an index written by :meth:`save`; ``ef`` defaults to the one it was saved with."""
+        meta = _read_sidecar(Path(path), cls.backend)
+        ef = int(meta.get("ef", 50)) if ef is None else ef
+        index = cls(
+            meta["metric"],
+            meta["dim"],
+            M=meta["M"],
+            ef_construction=meta["ef_construction"],
+            ef=ef,
+            seed=meta.get("seed", 100),
+            num_threads=num_threads,
+        )
+        import hnswlib
+
+        raw = hnswlib.Index(space=index.metric, dim=index.dim)
+        raw.load_index(str(path), max_elements=int(meta["n"]))
+        raw.set_ef(index.ef)  # not stored in the file
+        raw.set_num_threads(num_threads if num_threads > 0 else os.cpu_count() or 1)
+        index._index = raw
+        index._ef_in_use = index.ef
+        index.build_seconds = float(meta.get("build_seconds", 0.0))
+        return index
+
+    def stats(self) -> dict[str, Any]:
+        n = len(self)
+        return {
+            "backend": self.backend,
+            "metric": self.metric,
+            "dim": self.dim,
+            "n": n,
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "ef": self.ef,
+            "build_seconds": self.build_seconds,
+            # science.md 8.1: vectors plus 2M links on layer 0, plus the upper layers.
+            "bytes_estimate": int(
+                n * (4 * (self.dim or 0) + 4 * 2 * self.M + 16) * (1 + 1 / self.M)
+            ),
+        }
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.get_current_count())
+
+
+# -- choosing a backend ---------------------------------------------------------------------
+
+
+def make_index(backend: str = "hnsw", metric: str = "cosine", **options: Any) -> NeighbourIndex:
+    """A new, empty index of ``backend`` ("hnsw", "exact" or "milvus") for ``metric``.
+
+    ``options`` go to the backend's constructor (for example ``M``, ``ef_construction``
+    and ``ef`` for HNSW, ``uri`` for Milvus).
+    """
+    if backend == "hnsw":
+        return HnswIndex(metric, **options)
+    if backend == "exact":
+        return ExactIndex(metric, **options)
+    if backend == "milvus":
+        from core.index_milvus import MilvusIndex
+
+        return MilvusIndex(metric, **options)
+    raise InvalidInputError(f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+def load_index(backend: str, path: str | os.PathLike[str], **options: Any) -> NeighbourIndex:
+    """Load an index of ``backend`` saved at ``path``."""
+    if backend == "hnsw":
+        return HnswIndex.load(path, **options)
+    if backend == "exact":
+        return ExactIndex.load(path, **options)
+    if backend == "milvus":
+        from core.index_milvus import MilvusIndex
+
+        return MilvusIndex.load(path, **options)
+    raise InvalidInputError(f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}")
