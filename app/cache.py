@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ingest import FileInspection, inspect_file
+from core.neighbours import NeighbourService
 from core.store import Store, resolve_db_path
 
 
@@ -24,3 +25,14 @@ def inspect_upload(path: str, filename: str, metadata_path: str | None) -> FileI
     """:func:`core.ingest.inspect_file`, once per uploaded content (upload paths are content
     hashes), so widget changes on the page do not parse the file again."""
     return inspect_file(path, filename=filename, metadata_path=metadata_path)
+
+
+@st.cache_resource(show_spinner=False)
+def _neighbour_service(path: str) -> NeighbourService:
+    # One per process: loaded indexes and vectors are shared by every session.
+    return NeighbourService(_store(path))
+
+
+def get_neighbour_service() -> NeighbourService:
+    """The process's :class:`core.neighbours.NeighbourService` over :func:`get_store`."""
+    return _neighbour_service(str(resolve_db_path().resolve()))

@@ -163,6 +163,94 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from core.graph import GRAPH_K, find_graph, get_or_build_graph
+
+    with _open_store(args) as store:
+        info = store.get_dataset(args.dataset)
+        k = args.k if args.k is not None else min(GRAPH_K, max(info.n - 1, 1))
+        reused = find_graph(store, info.id, metric=args.metric, k=k) is not None
+        graph = get_or_build_graph(store, info.id, k=k, metric=args.metric)
+    result = {
+        "k": graph.k,
+        "metric": graph.metric,
+        "method": graph.method,
+        "recall": graph.recall,
+        "seconds": graph.seconds,
+        "stored_k": int(graph.params.get("k", graph.k)),
+        "recall_sample": int(graph.params.get("recall_sample", 0)),
+        "reused": reused,
+        "dataset": info.id,
+    }
+    if args.json:
+        _print_json(result)
+    else:
+        how = "reused the stored" if reused else "built a"
+        sys.stdout.write(
+            f"{how} {result['stored_k']}-NN {graph.metric} graph of {info.name!r} "
+            f"({graph.method}, recall {graph.recall:.4f}, {graph.seconds:.2f} s)\n"
+        )
+    return 0
+
+
+def _read_query_vector(path: str) -> Any:
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInputError(f"no such vector file: {path}")
+    try:
+        vec = np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InvalidInputError(f"{path} is not a readable .npy file: {exc}") from exc
+    if vec.ndim == 2 and vec.shape[0] == 1:
+        vec = vec[0]
+    if vec.ndim != 1:
+        raise InvalidInputError(
+            f"{path} holds an array of shape {vec.shape}: give one vector, shape (d,) or (1, d)"
+        )
+    return vec
+
+
+def _cmd_neighbours(args: argparse.Namespace) -> int:
+    from core.neighbours import NeighbourService
+
+    vector = _read_query_vector(args.vector_file) if args.vector_file is not None else None
+    with _open_store(args) as store:
+        service = NeighbourService(store)
+        info = store.get_dataset(args.dataset)
+        query = service.resolve(
+            info.id, row=args.row, item_id=args.id, vector=vector, text=args.text
+        )
+        options = {"k": args.k, "metric": args.metric, "backend": args.backend, "ef": args.ef}
+        if args.exact:
+            comparison = service.compare(info.id, query, **options)
+            answer = comparison.approximate
+        else:
+            answer = service.search(info.id, query, **options)
+    result = answer.to_json()
+    if args.exact:
+        exact = comparison.exact.to_json()
+        result["exact"] = exact["neighbours"]
+        result["exact_latency_ms"] = exact["latency_ms"]
+        result["recall"] = comparison.recall
+    if args.json:
+        _print_json(result)
+        return 0
+    sys.stdout.write(
+        f"{len(answer.rows)} nearest neighbours of {query.description} in {info.name!r} "
+        f"({answer.backend}, {args.metric}, {answer.latency_ms:.2f} ms)\n"
+    )
+    for rank, item in enumerate(result["neighbours"], start=1):
+        sys.stdout.write(f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}  {item['id']}\n")
+    if args.exact:
+        sys.stdout.write(
+            f"recall@{len(answer.rows)} against exact search: {comparison.recall:.3f} "
+            f"(exact search {comparison.exact.latency_ms:.2f} ms)\n"
+        )
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from core.store import resolve_db_path
 
@@ -253,6 +341,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="dataset name (default: kind, size and seed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_generate)
+
+    p = command("graph", "build (or reuse) the shared k-nearest-neighbour graph of a dataset")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument("-k", type=int, default=None, help="neighbours per point (default 150, or n-1)")
+    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default="cosine")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_graph)
+
+    p = command("neighbours", "nearest neighbours of an item, a vector or a text")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--row", type=int, metavar="R", help="query by row number")
+    which.add_argument("--id", metavar="ID", help="query by item id")
+    which.add_argument("--vector-file", metavar="F.npy", help="query by a vector in a .npy file")
+    which.add_argument("--text", metavar="T", help="query by text (needs the text extra)")
+    p.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
+    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default="cosine")
+    p.add_argument("--backend", choices=["hnsw", "exact", "milvus"], default="hnsw")
+    p.add_argument("--ef", type=int, default=None, help="HNSW search breadth (default 50)")
+    p.add_argument("--exact", action="store_true", help="also run exact search and report recall@k")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_neighbours)
 
     p = command("serve", "start the dashboard")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")

@@ -29,6 +29,12 @@ def run() -> None:
             st.Page(
                 PAGES / "datasets.py", title="Datasets", icon=":material/database:", default=True
             ),
+            st.Page(
+                PAGES / "neighbours.py",
+                title="Neighbours",
+                icon=":material/hub:",
+                url_path="neighbours",
+            ),
         ]
     )
     st.logo(str(ROOT / "assets" / "logo.svg"), size="large")

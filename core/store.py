@@ -595,6 +595,53 @@ class Store:
             frame = frame[list(columns)]
         return frame.reset_index(drop=True)
 
+    def load_rows(self, dataset_id: int, rows: Any) -> pd.DataFrame:
+        """``row``, ``id`` and the metadata of the given rows, in the order the rows are given."""
+        ds = self._require(dataset_id)
+        wanted = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= ds.n):
+            raise InvalidInputError(f"rows must be between 0 and {ds.n - 1}")
+        if ds.metadata_columns:
+            sql = (
+                f"SELECT v.row AS row, v.id AS id, m.* EXCLUDE ({ROW_COLUMN}) "
+                f"FROM vectors_{ds.id} v JOIN meta_{ds.id} m ON m.{ROW_COLUMN} = v.row "
+                "WHERE list_contains(?, v.row)"
+            )
+        else:
+            sql = f"SELECT row, id FROM vectors_{ds.id} WHERE list_contains(?, row)"
+        frame = self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table().to_pandas()
+        frame = frame.loc[:, ~frame.columns.duplicated()].set_index("row", drop=False)
+        return frame.loc[wanted].reset_index(drop=True)
+
+    def search_rows(self, dataset_id: int, text: str, *, limit: int = 50) -> pd.DataFrame:
+        """Rows whose id or any metadata value contains ``text`` (case-insensitive, literal).
+
+        Returns a frame with ``row``, ``id`` and every metadata column, in row order, at most
+        ``limit`` rows. The text is matched as a plain substring: ``%``, ``_`` and quotes
+        have no special meaning.
+        """
+        ds = self._require(dataset_id)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError("type some text to search the ids and metadata for")
+        limit = max(int(limit), 0)
+        if ds.metadata_columns:
+            sql = (
+                f"SELECT v.row AS row, v.id AS id, m.* EXCLUDE ({ROW_COLUMN}) "
+                f"FROM vectors_{ds.id} v JOIN meta_{ds.id} m ON m.{ROW_COLUMN} = v.row "
+                "WHERE contains(lower(v.id), lower(?)) OR contains(lower(concat_ws(chr(31), "
+                f"*COLUMNS(m.* EXCLUDE ({ROW_COLUMN})))), lower(?)) ORDER BY v.row LIMIT ?"
+            )
+            params: list[Any] = [text.strip(), text.strip(), limit]
+        else:
+            sql = (
+                f"SELECT row, id FROM vectors_{ds.id} WHERE contains(lower(id), lower(?)) "
+                "ORDER BY row LIMIT ?"
+            )
+            params = [text.strip(), limit]
+        frame = self._cursor().sql(sql, params=params).to_arrow_table().to_pandas()
+        # A metadata column named like the id (the chosen id column) would repeat it.
+        return frame.loc[:, ~frame.columns.duplicated()].reset_index(drop=True)
+
     def rename_dataset(self, dataset_id: int, name: str) -> DatasetInfo:
         """Give a dataset a new unique name."""
         name = _validate_name(name)

@@ -1,0 +1,273 @@
+"""The Neighbours page's sections: search settings, the query picker, and the answer beside the
+exact one."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import state, widgets
+from app.cache import get_neighbour_service, get_store
+from core.errors import InvalidInputError, OperationCancelled
+from core.neighbours import DEFAULT_EF, Query, QueryComparison
+from core.store import DatasetInfo
+
+QUERY_KEY = "neighbours.query"
+BACKEND_LABELS = {
+    "hnsw": "HNSW (hnswlib)",
+    "exact": "Exact (brute force)",
+    "milvus": "Milvus (scale-out)",
+}
+METRIC_LABELS = {"cosine": "cosine", "l2": "Euclidean (l2)", "ip": "inner product"}
+
+
+def settings(info: DatasetInfo) -> dict[str, Any]:
+    """k, metric, backend and ef, in one row."""
+    cols = st.columns(4)
+    k = cols[0].number_input(
+        "k (neighbours)",
+        min_value=1,
+        max_value=max(1, min(200, info.n - 1)),
+        value=min(10, info.n - 1),
+        key="neighbours.k",
+    )
+    metric = cols[1].selectbox(
+        "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="neighbours.metric"
+    )
+    backend = cols[2].selectbox(
+        "Index backend",
+        list(BACKEND_LABELS),
+        format_func=BACKEND_LABELS.get,
+        key="neighbours.backend",
+        help="HNSW is the default; Milvus is the scale-out backend (Milvus Lite beside the "
+        "database, or the server in $EMBSCOPE_MILVUS_URI).",
+    )
+    ef = cols[3].slider(
+        "ef (HNSW search breadth)",
+        min_value=1,
+        max_value=500,
+        value=DEFAULT_EF,
+        key="neighbours.ef",
+        disabled=backend == "exact",
+        help="Candidates HNSW keeps while searching (at least k are used). Larger: better "
+        "recall, slower queries.",
+    )
+    return {"k": int(k), "metric": metric, "backend": backend, "ef": int(ef)}
+
+
+def _set_query(info: DatasetInfo, kind: str, value: Any) -> None:
+    state.put(QUERY_KEY, {"dataset": info.id, "kind": kind, "value": value})
+
+
+def current_query(info: DatasetInfo) -> dict[str, Any] | None:
+    """The query chosen on this page for this dataset, or None."""
+    q = state.get(QUERY_KEY)
+    return q if q and q.get("dataset") == info.id else None
+
+
+def _parse_vector(text: str) -> np.ndarray:
+    parts = [p for p in re.split(r"[\s,;\[\]()]+", text.strip()) if p]
+    if not parts:
+        raise InvalidInputError("paste the numbers of a vector, separated by commas or spaces")
+    try:
+        return np.array([float(p) for p in parts], dtype=np.float32)
+    except ValueError as exc:
+        raise InvalidInputError(f"the pasted vector is not a list of numbers: {exc}") from exc
+
+
+def _match_labels(found: pd.DataFrame) -> list[str]:
+    """One line per matching row: its row, its id and the start of its metadata."""
+    labels = []
+    for record in found.to_dict("records"):
+        rest = " · ".join(str(v) for k, v in record.items() if k not in ("row", "id"))
+        line = f"row {record['row']} · {record['id']}" + (f" · {rest}" if rest else "")
+        labels.append(line if len(line) <= 160 else line[:159] + "…")
+    return labels
+
+
+def _item_tab(info: DatasetInfo) -> None:
+    store = get_store()
+    how = st.radio(
+        "Find the item by",
+        ["search", "id", "row"],
+        horizontal=True,
+        key="neighbours.item_how",
+        format_func={"search": "searching its metadata", "id": "its id", "row": "its row"}.get,
+    )
+    if how == "search":
+        text = st.text_input(
+            "Search ids and metadata",
+            key="neighbours.search",
+            placeholder="a word from a label, a text, an id…",
+        )
+        if text.strip():
+            found = widgets.guarded(lambda: store.search_rows(info.id, text, limit=200))
+            if found is None:
+                return
+            if found.empty:
+                st.caption("Nothing matches.")
+                return
+            labels = _match_labels(found)
+            picked = st.selectbox(
+                f"{len(found):,} matching item(s){' (the first 200)' if len(found) == 200 else ''}",
+                options=list(range(len(found))),
+                index=None,
+                format_func=lambda i: labels[i],
+                placeholder="pick the item",
+                key=f"neighbours.pick.{text}",
+            )
+            if picked is not None:
+                row = int(found.iloc[picked]["row"])
+                current = current_query(info)
+                if not current or current["kind"] != "row" or current["value"] != row:
+                    _set_query(info, "row", row)
+    elif how == "id":
+        item_id = st.text_input("Item id", key="neighbours.id")
+        if st.button("Find neighbours", key="neighbours.go_id", disabled=not item_id.strip()):
+            _set_query(info, "id", item_id.strip())
+    else:
+        row = st.number_input(
+            "Row number", min_value=0, max_value=info.n - 1, value=0, key="neighbours.row"
+        )
+        if st.button("Find neighbours", key="neighbours.go_row"):
+            _set_query(info, "row", int(row))
+
+
+def _vector_tab(info: DatasetInfo) -> None:
+    pasted = st.text_area(
+        f"Paste a vector ({info.dim} numbers)",
+        key="neighbours.vector_text",
+        height=100,
+        placeholder="0.12, -0.03, 0.51, …",
+    )
+    upload = st.file_uploader("…or upload one as .npy", type=["npy"], key="neighbours.vector_file")
+    if st.button("Find neighbours", key="neighbours.go_vector", disabled=not (pasted or upload)):
+        try:
+            if upload is not None:
+                vec = np.load(io.BytesIO(upload.getvalue()), allow_pickle=False)
+            else:
+                vec = _parse_vector(pasted)
+        except (ValueError, OSError) as exc:
+            widgets.show_error(InvalidInputError(f"could not read that vector: {exc}"))
+            return
+        _set_query(info, "vector", np.asarray(vec, dtype=np.float32).reshape(-1).tolist())
+
+
+def _text_tab(info: DatasetInfo) -> None:
+    ok, reason = get_neighbour_service().text_status(info.id)
+    if not ok:
+        st.info(widgets.md_escape(reason), icon=":material/info:")
+        return
+    st.caption(
+        f"The text is embedded with {widgets.md_escape(info.info.get('model'))}, "
+        "the model this dataset was embedded with (run offline with onnxruntime)."
+    )
+    text = st.text_input("Text", key="neighbours.text", placeholder="open a zip archive")
+    if st.button("Find neighbours", key="neighbours.go_text", disabled=not text.strip()):
+        _set_query(info, "text", text.strip())
+
+
+def query_picker(info: DatasetInfo) -> None:
+    """Tabs to choose the query: an item, a vector, or a text."""
+    item, vector, text = st.tabs(["By item", "By vector", "By text"])
+    with item:
+        _item_tab(info)
+    with vector:
+        _vector_tab(info)
+    with text:
+        _text_tab(info)
+
+
+def _resolve(info: DatasetInfo, q: dict[str, Any]) -> Query:
+    service = get_neighbour_service()
+    kind, value = q["kind"], q["value"]
+    if kind == "text":
+        with st.spinner("Embedding the text…"):
+            return service.resolve(info.id, text=value)
+    return service.resolve(
+        info.id,
+        row=value if kind == "row" else None,
+        item_id=value if kind == "id" else None,
+        vector=np.asarray(value, dtype=np.float32) if kind == "vector" else None,
+    )
+
+
+def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryComparison] | None:
+    """Answer the current query with the chosen backend and exactly; builds the index first
+    (with progress) when it does not exist yet."""
+    q = current_query(info)
+    if q is None:
+        st.caption("Choose an item, a vector or a text above to see its nearest neighbours.")
+        return None
+    service = get_neighbour_service()
+    try:
+        query = _resolve(info, q)
+        backend, metric = options["backend"], options["metric"]
+        if not service.has_index(info.id, metric=metric, backend=backend):
+            widgets.run_steps(
+                f"Building the {BACKEND_LABELS[backend]} index",
+                [(f"{info.n:,} vectors", lambda: _build(info, metric, backend))],
+            )
+        return query, service.compare(info.id, query, **options)
+    except (InvalidInputError, OperationCancelled) as exc:
+        widgets.show_error(exc)
+        return None
+
+
+def _build(info: DatasetInfo, metric: str, backend: str) -> None:
+    bar = st.progress(0.0, text="starting")
+    get_neighbour_service().get_index(
+        info.id,
+        metric=metric,
+        backend=backend,
+        progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m) and False,
+    )
+
+
+def _table(info: DatasetInfo, answer: Any, other_rows: set[int], mark: str) -> pd.DataFrame:
+    rows = get_store().load_rows(info.id, answer.rows)
+    rows.insert(0, "rank", np.arange(1, len(rows) + 1))
+    rows.insert(3, "distance", answer.distances)
+    rows.insert(4, mark, [int(r) in other_rows for r in answer.rows])
+    return rows
+
+
+def show_answer(info: DatasetInfo, query: Query, comparison: QueryComparison) -> None:
+    """Both answers side by side, with recall@k and the two latencies."""
+    approx, exact = comparison.approximate, comparison.exact
+    k = len(exact.rows)
+    st.markdown(f"**Query:** {widgets.md_escape(query.description)}")
+    cols = st.columns(3)
+    cols[0].metric(
+        f"recall@{k}",
+        f"{comparison.recall:.3f}",
+        help="Share of the exact k nearest neighbours the index found.",
+    )
+    cols[1].metric(f"{BACKEND_LABELS[approx.backend]} latency", f"{approx.latency_ms:.2f} ms")
+    cols[2].metric("Exact search latency", f"{exact.latency_ms:.2f} ms")
+    left, right = st.columns(2)
+    exact_rows = set(exact.rows.tolist())
+    approx_rows = set(approx.rows.tolist())
+    left.markdown(f"**{BACKEND_LABELS[approx.backend]}**")
+    left.dataframe(
+        _table(info, approx, exact_rows, "in exact"),
+        hide_index=True,
+        width="stretch",
+        key="neighbours.approx_table",
+    )
+    right.markdown("**Exact (ground truth)**")
+    right.dataframe(
+        _table(info, exact, approx_rows, "found by index"),
+        hide_index=True,
+        width="stretch",
+        key="neighbours.exact_table",
+    )
+    st.caption(
+        "Distances are true metric distances: 1 − cos for cosine, Euclidean for l2, "
+        "1 − ⟨q, x⟩ for inner product. The query item itself is left out."
+    )
