@@ -379,9 +379,14 @@ class NeighbourService:
     ) -> Neighbours:
         """The k nearest neighbours of a resolved query."""
         info = self.store.get_dataset(dataset_id)
-        index = self.get_index(info.id, metric=metric, backend=backend, progress=progress, **params)
         exclude = None if query.exclude_row is None else np.array([query.exclude_row])
+        # Checked before any index is built, so a bad k changes nothing.
         k = check_k(k, info.n - (0 if exclude is None else 1))
+        if ef is not None and (
+            isinstance(ef, bool) or not isinstance(ef, (int, np.integer)) or ef < 1
+        ):
+            raise InvalidInputError(f"ef must be a whole number of at least 1, got {ef!r}")
+        index = self.get_index(info.id, metric=metric, backend=backend, progress=progress, **params)
         t0 = time.perf_counter()
         rows, dist = index.query(query.vector, k, exclude=exclude, ef=ef)
         latency = (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,173 @@
+"""NeighbourService: queries by row, id, vector and text; the index built once and reused."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import core.index as index_mod
+from core.demo import stdlib_docstrings
+from core.demo_store import store_demo_dataset
+from core.errors import InvalidInputError
+from core.graph import build_knn_graph
+from core.neighbours import NeighbourService
+from core.store import Store
+from tests.conftest import make_parsed
+
+
+def _blobs(n=1200, d=24, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((5, d)) * 4
+    return (centres[rng.integers(0, 5, n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.fixture
+def blobs(store):
+    X = _blobs()
+    ids = np.array([f"item-{i}" for i in range(len(X))], dtype=object)
+    info = store.add_dataset(make_parsed(X, ids=ids), name="blobs")
+    return store, info, X
+
+
+@pytest.fixture
+def counted_hnsw_builds(monkeypatch):
+    calls = []
+    real = index_mod.HnswIndex.build
+
+    def counting(self, X, **kwargs):
+        calls.append(len(X))
+        return real(self, X, **kwargs)
+
+    monkeypatch.setattr(index_mod.HnswIndex, "build", counting)
+    return calls
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_row_query_matches_exact_graph_and_leaves_itself_out(blobs, metric):
+    store, info, X = blobs
+    service = NeighbourService(store)
+    graph = build_knn_graph(X, k=10, metric=metric, method="exact")
+    for row in (0, 17, 1199):
+        q = service.resolve(info.id, row=row)
+        answer = service.search(info.id, q, k=10, metric=metric, backend="exact")
+        assert row not in answer.rows
+        np.testing.assert_array_equal(answer.rows, graph.indices[row])
+        np.testing.assert_allclose(answer.distances, graph.distances[row], atol=1e-5)
+        assert list(answer.ids) == [f"item-{r}" for r in answer.rows]
+        comparison = service.compare(info.id, q, k=10, metric=metric, ef=100)
+        assert comparison.recall >= 0.9 and row not in comparison.approximate.rows
+        assert comparison.approximate.backend == "hnsw" and comparison.exact.backend == "exact"
+
+
+def test_id_and_vector_queries(blobs):
+    store, info, X = blobs
+    service = NeighbourService(store)
+    by_id = service.search(info.id, service.resolve(info.id, item_id="item-42"), k=5)
+    by_row = service.search(info.id, service.resolve(info.id, row=42), k=5)
+    np.testing.assert_array_equal(by_id.rows, by_row.rows)
+    # A vector query is not an item: the item with that very vector is its nearest neighbour.
+    by_vec = service.search(info.id, service.resolve(info.id, vector=X[42]), k=5)
+    assert by_vec.rows[0] == 42 and by_vec.distances[0] == pytest.approx(0, abs=1e-5)
+    assert by_vec.to_json()["neighbours"][0] == {
+        "row": 42,
+        "id": "item-42",
+        "distance": pytest.approx(0, abs=1e-5),
+    }
+    assert by_id.latency_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one"),
+        ({"row": 1, "item_id": "item-1"}, "exactly one"),
+        ({"row": 5000}, "outside the dataset"),
+        ({"row": -1}, "outside the dataset"),
+        ({"item_id": "nope"}, "no item with id"),
+        ({"vector": np.zeros(3)}, "dimension"),
+        ({"vector": np.zeros((2, 24))}, "one query vector"),
+        ({"vector": np.full(24, np.nan)}, "NaN"),
+        ({"text": "anything"}, "does not record which model"),
+    ],
+)
+def test_bad_queries_are_refused_clearly(blobs, kwargs, message):
+    store, info, _ = blobs
+    with pytest.raises(InvalidInputError, match=message):
+        NeighbourService(store).resolve(info.id, **kwargs)
+
+
+def test_k_and_backend_are_validated(blobs):
+    store, info, _ = blobs
+    service = NeighbourService(store)
+    q = service.resolve(info.id, row=0)
+    with pytest.raises(InvalidInputError, match="more neighbours"):
+        service.search(info.id, q, k=1200)
+    with pytest.raises(InvalidInputError, match="backend"):
+        service.search(info.id, q, backend="faiss")
+    with pytest.raises(InvalidInputError, match="metric"):
+        service.search(info.id, q, metric="hamming")
+
+
+def test_index_is_saved_beside_the_database_and_reused(db_path, counted_hnsw_builds):
+    X = _blobs(n=600)
+    with Store(db_path) as store:
+        info = store.add_dataset(make_parsed(X), name="blobs")
+        service = NeighbourService(store)
+        first = service.search(info.id, service.resolve(info.id, row=3), k=8)
+        service.search(info.id, service.resolve(info.id, row=4), k=8)
+        files = sorted(p.name for p in (db_path.parent / "test.duckdb.indexes").iterdir())
+        assert len(files) == 2 and files[0].endswith(".hnsw") and files[1].endswith(".json")
+        assert [a.kind for a in store.list_artifacts(info.id)] == ["index"]
+    assert counted_hnsw_builds == [600]
+    with Store(db_path) as store:  # a restart: read from disk, not rebuilt
+        service = NeighbourService(store)
+        again = service.search(info.id, service.resolve(info.id, row=3), k=8)
+    assert counted_hnsw_builds == [600]
+    np.testing.assert_array_equal(first.rows, again.rows)
+
+
+def test_damaged_index_file_is_rebuilt(db_path, counted_hnsw_builds):
+    X = _blobs(n=300)
+    with Store(db_path) as store:
+        info = store.add_dataset(make_parsed(X), name="blobs")
+        NeighbourService(store).get_index(info.id)
+    for path in (db_path.parent / "test.duckdb.indexes").glob("*.hnsw"):
+        path.write_bytes(b"not an index")
+    with Store(db_path) as store:
+        service = NeighbourService(store)
+        answer = service.search(info.id, service.resolve(info.id, row=1), k=3)
+    assert len(answer.rows) == 3 and counted_hnsw_builds == [300, 300]
+
+
+def test_concurrent_first_queries_share_one_build(blobs, counted_hnsw_builds):
+    store, info, _ = blobs
+    service = NeighbourService(store)
+    results, errors = [], []
+
+    def ask(row):
+        try:
+            results.append(service.search(info.id, service.resolve(info.id, row=row), k=5).rows)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(r,)) for r in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 6
+    assert counted_hnsw_builds == [len(_blobs())]
+
+
+def test_text_query_uses_the_datasets_model(store):
+    pytest.importorskip("onnxruntime")
+    info = store_demo_dataset(store, stdlib_docstrings())
+    service = NeighbourService(store)
+    ok, reason = service.text_status(info.id)
+    assert ok, reason
+    q = service.resolve(info.id, text="Serialize obj to a JSON formatted str")
+    answer = service.search(info.id, q, k=5, backend="exact")
+    modules = store.load_rows(info.id, answer.rows)["module"].tolist()
+    assert modules[0] == "json" and modules.count("json") >= 3, modules
