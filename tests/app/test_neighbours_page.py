@@ -1,0 +1,128 @@
+"""AppTest of the Neighbours page: item, vector and text queries with the exact answer beside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.demo import stdlib_docstrings
+from core.demo_store import store_demo_dataset
+from core.store import Store
+from tests.conftest import make_parsed
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "page.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    return path
+
+
+def _points(db: Path) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((300, 8)) + rng.integers(0, 3, 300)[:, None] * 4).astype(np.float32)
+    import pandas as pd
+
+    meta = pd.DataFrame({"label": [f"<b>group {i % 3}</b>" for i in range(300)]})
+    with Store(db) as s:
+        s.add_dataset(make_parsed(X, meta, ids=[f"p{i}" for i in range(300)]), name="points")
+    return X
+
+
+def _neighbours_page() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=90)
+    at.run()
+    at.switch_page("../pages/neighbours.py")
+    return at.run()
+
+
+def _by_key(elements, key):
+    return next(e for e in elements if e.key == key)
+
+
+def _result_frames(at) -> tuple:
+    frames = [d.value for d in at.dataframe]
+    return frames[-2], frames[-1]
+
+
+def test_empty_database(db):
+    at = _neighbours_page()
+    assert not at.exception
+    assert any("No dataset yet" in i.value for i in at.info)
+
+
+def test_row_query_shows_both_answers_and_recall(db):
+    _points(db)
+    at = _neighbours_page()
+    assert not at.exception
+    assert at.title[0].value == "Neighbours"
+    _by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    _by_key(at.number_input, "neighbours.row").set_value(12).run()
+    _by_key(at.button, "neighbours.go_row").click().run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert "recall@10" in labels and "Exact search latency" in labels
+    recall = float(next(m.value for m in at.metric if m.label == "recall@10"))
+    assert 0.0 <= recall <= 1.0
+    approx, exact = _result_frames(at)
+    assert len(approx) == len(exact) == 10
+    assert 12 not in exact["row"].tolist() and 12 not in approx["row"].tolist()
+    assert list(exact.columns[:5]) == ["rank", "row", "id", "distance", "found by index"]
+    assert (exact["distance"].diff().dropna() >= 0).all()
+    # Metadata is shown as data, exactly as stored (never rendered as HTML).
+    assert exact["label"].str.startswith("<b>group").all()
+    # Changing k answers the same query again.
+    _by_key(at.number_input, "neighbours.k").set_value(4).run()
+    assert len(_result_frames(at)[1]) == 4
+
+
+def test_search_then_pick_an_item(db):
+    _points(db)
+    at = _neighbours_page()
+    _by_key(at.text_input, "neighbours.search").input("p42").run()
+    pick = _by_key(at.selectbox, "neighbours.pick.p42")
+    assert "row 42 · p42" in pick.options[0]
+    pick.set_value(0).run()
+    assert not at.exception
+    assert any("row 42 (id p42)" in m.value.replace("\\", "") for m in at.markdown)
+    assert 42 not in _result_frames(at)[1]["row"].tolist()
+
+
+def test_vector_query_and_bad_vector(db):
+    X = _points(db)
+    at = _neighbours_page()
+    _by_key(at.text_area, "neighbours.vector_text").input(", ".join(map(str, X[5]))).run()
+    _by_key(at.button, "neighbours.go_vector").click().run()
+    assert not at.exception
+    exact = _result_frames(at)[1]
+    assert exact["row"].iloc[0] == 5 and exact["distance"].iloc[0] == pytest.approx(0, abs=1e-5)
+    _by_key(at.text_area, "neighbours.vector_text").input("1, 2, three").run()
+    _by_key(at.button, "neighbours.go_vector").click().run()
+    assert any("not a list of numbers" in e.value for e in at.error)
+    _by_key(at.text_area, "neighbours.vector_text").input("1, 2").run()
+    _by_key(at.button, "neighbours.go_vector").click().run()
+    assert any("dimension 2" in e.value for e in at.error)
+
+
+def test_text_box_hidden_with_a_reason_when_model_unknown(db):
+    _points(db)
+    at = _neighbours_page()
+    assert not [t for t in at.text_input if t.key == "neighbours.text"]
+    assert any("does not record which model" in i.value for i in at.info)
+
+
+def test_text_query_with_the_model(db):
+    pytest.importorskip("onnxruntime")
+    with Store(db) as s:
+        store_demo_dataset(s, stdlib_docstrings())
+    at = _neighbours_page()
+    _by_key(at.text_input, "neighbours.text").input("parse a JSON document").run()
+    _by_key(at.button, "neighbours.go_text").click().run()
+    assert not at.exception
+    exact = _result_frames(at)[1]
+    assert (exact["module"] == "json").sum() >= 5, exact["module"].tolist()
