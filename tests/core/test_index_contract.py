@@ -200,3 +200,79 @@ class TestHnswIndex(IndexContract):
         X = _data(n=12)
         idx, _ = HnswIndex("l2", ef=1).build(X).query(X[:3], 11, exclude=np.arange(3))
         assert idx.shape == (3, 11)
+
+
+class MilvusContractSetup:
+    """What both Milvus classes share: opening indexes, closing them after each test.
+
+    Milvus Lite builds its index asynchronously (and Milvus servers do too), so recall right
+    after a build is not a property of this backend: the recall test below checks the
+    answer's form only.
+    """
+
+    approximate = True
+    min_recall = 0.0  # see above: neighbours are checked against sklearn, recall is not
+    index_options: dict = {"M": 16, "ef_construction": 100, "ef": 64}
+
+    def uri(self, tmp_path) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture(autouse=True)
+    def _close_indexes_after_each_test(self):
+        pytest.importorskip("milvus_lite")
+        self._opened = []
+        yield
+        for index in self._opened:
+            if index._client is not None and not index.is_local:
+                index.drop()  # keep the shared server small
+            index.close()
+
+    def make(self, metric, tmp_path):
+        index = make_index("milvus", metric, uri=self.uri(tmp_path), **self.index_options)
+        self._opened.append(index)
+        return index
+
+    def reload(self, index, tmp_path):
+        again = super().reload(index, tmp_path)  # index.save, then load_index("milvus", path)
+        self._opened.append(again)
+        return again
+
+    def test_recall_against_exact(self, tmp_path):
+        # Milvus Lite builds its index asynchronously: recall is not asserted. What is checked
+        # is the form of the answer: shapes, sorted rows, self excluded, true distances.
+        X = _data(n=1500, d=32)
+        index = self.make("cosine", tmp_path).build(X)
+        got, dist = index.query(X[:200], 10, exclude=np.arange(200))
+        assert got.shape == dist.shape == (200, 10)
+        assert got.dtype == np.int64 and dist.dtype == np.float32
+        assert np.all(np.diff(dist, axis=1) >= -1e-6)
+        assert not (got == np.arange(200)[:, None]).any(), "self is excluded by label"
+        assert all(len(set(row)) == 10 for row in got)
+        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+        true = 1.0 - np.einsum("mkd,md->mk", Xn[got], Xn[:200])
+        np.testing.assert_allclose(dist, true, atol=2e-5, rtol=1e-4)
+
+
+class TestMilvusLiteIndex(MilvusContractSetup, IndexContract):
+    """Milvus Lite in-process: each test its own database file under its tmp_path."""
+
+    def uri(self, tmp_path):
+        return str(tmp_path / "milvus.db")
+
+
+class TestMilvusServerIndex(MilvusContractSetup, IndexContract):
+    """A `milvus-lite server` process on 127.0.0.1, shared by the class; each index its own
+    collection (the default, randomly named)."""
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _milvus_server(cls, tmp_path_factory):
+        pytest.importorskip("milvus_lite")
+        from tests.core.test_index_milvus import milvus_lite_server
+
+        with milvus_lite_server(tmp_path_factory.mktemp("milvus-server")) as uri:
+            cls.server_uri = uri
+            yield
+
+    def uri(self, tmp_path):
+        return self.server_uri

@@ -1,0 +1,854 @@
+"""Milvus, the scale-out :class:`~core.index.NeighbourIndex` backend, through pymilvus.
+
+One class, :class:`MilvusIndex`, configured by a URI:
+
+* a local path ending in ``.db`` (``/data/embscope/milvus.db``) runs **Milvus Lite**
+  in-process: pymilvus starts a gRPC server on a free loopback port for that path, shared by
+  every index of the process that uses the same path and stopped when the last one closes.
+  A Milvus Lite database is used by one process at a time.
+* ``http://host:19530`` (or ``https://``) reaches a Milvus server or cluster.
+
+The vectors live in a Milvus collection (an INT64 primary key ``id`` holding the label and a
+FLOAT_VECTOR field ``vector``); :meth:`MilvusIndex.save` writes only a small JSON
+description (uri, collection, metric, dim, n, parameters) from which :meth:`MilvusIndex.load`
+reconnects. Credentials are never written: pass ``token`` again to ``load``.
+
+Distances follow the protocol (smaller is nearer, true distances), converted from Milvus
+scores, which were checked against :class:`~core.index.ExactIndex` for every index type:
+
+========  ==========================  =====================
+metric    Milvus metric and score      distance returned
+========  ==========================  =====================
+cosine    COSINE: cosine similarity    ``1 - score``
+l2        L2: *squared* Euclidean      ``sqrt(score)``
+ip        IP: inner product            ``1 - score``
+========  ==========================  =====================
+
+Collections are created with Strong consistency, so a query sees every row written before
+it; a build flushes once at its end (Milvus rate-limits flushes, so add() does not). Milvus,
+Lite included, builds its index in the background, so recall right after a build can differ
+from recall later on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from core.errors import InvalidInputError, OperationCancelled
+from core.index import (
+    ProgressFn,
+    _atomic_write,
+    _check_exclude,
+    _drop_excluded,
+    _new_labels,
+    _read_sidecar,
+    _ReadWriteLock,
+    _sidecar,
+    _sort_rows,
+    check_k,
+    check_metric,
+    check_vectors,
+)
+
+__all__ = ["INDEX_TYPES", "MilvusIndex"]
+
+INSTALL_HINT = "install the milvus extra: pip install 'embscope[milvus]'"
+# FLAT is exact; HNSW and IVF_FLAT are approximate; AUTOINDEX lets the server choose
+# (HNSW in Milvus Lite). All four work in Milvus Lite 3.x (HNSW and IVF_FLAT through
+# faiss-cpu, a dependency of milvus-lite) and in Milvus 2.x servers.
+INDEX_TYPES = ("HNSW", "IVF_FLAT", "FLAT", "AUTOINDEX")
+_MILVUS_METRIC = {"cosine": "COSINE", "l2": "L2", "ip": "IP"}
+_PK, _VECTOR = "id", "vector"
+# Milvus names: a letter or underscore, then letters, digits and underscores, at most 255
+# characters; a rebuild stages into "<name>_build_<8 hex>", hence the lower limit here.
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_NAME = 200
+# Milvus answers at most 16384 results per query vector and 16384 vectors per request.
+_MAX_TOPK = 16_384
+_QUERY_ROWS = 1_024
+_MAX_EF = 32_768
+# Rows per insert request: ~16 MB of vectors keeps far below gRPC message limits.
+_INSERT_BYTES = 16 * 2**20
+_INSERT_MAX_ROWS = 10_000
+_GET_IDS = 1_000
+
+
+# -- Milvus Lite servers shared per database path -------------------------------------------
+
+# Re-entrant: a garbage-collected index's finaliser may run while this thread holds it.
+_local_lock = threading.RLock()
+_local_users: dict[str, int] = {}
+
+
+def _release_local(path: str) -> None:
+    with _local_lock:
+        _release_local_locked(path)
+
+
+def _release_local_locked(path: str) -> None:
+    left = _local_users.get(path, 0) - 1
+    if left > 0:
+        _local_users[path] = left
+        return
+    _local_users.pop(path, None)
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # pragma: no cover - the server could not have started
+        return
+    # Stops the in-process gRPC server and closes the database (releasing its lock file).
+    server_manager_instance.release_server(path)
+
+
+def _disconnect(client: Any, local_path: str | None) -> None:
+    """Close a client and, for Milvus Lite, release its server (also run by the finaliser)."""
+    try:
+        client.close()
+    finally:
+        if local_path is not None:
+            _release_local(local_path)
+
+
+# -- boundary checks ------------------------------------------------------------------------
+
+
+def _import_pymilvus() -> Any:
+    try:
+        import pymilvus
+    except ImportError as exc:
+        raise InvalidInputError(f"the milvus index backend needs pymilvus: {INSTALL_HINT}") from exc
+    return pymilvus
+
+
+def _resolve_uri(uri: Any) -> tuple[str, str | None]:
+    """(uri for pymilvus, absolute local database path or None for a server)."""
+    if uri is None:
+        raise InvalidInputError(
+            "the milvus backend needs a uri: a local path ending in .db runs Milvus Lite "
+            "in-process, http://host:19530 reaches a Milvus server"
+        )
+    if isinstance(uri, os.PathLike):
+        uri = os.fspath(uri)
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidInputError(f"the Milvus uri must be a non-empty string, got {uri!r}")
+    uri = uri.strip()
+    if uri.lower().startswith(("http://", "https://", "tcp://", "unix:")):
+        return uri, None
+    if "://" in uri:
+        raise InvalidInputError(
+            f"unsupported Milvus uri {_public_uri(uri)!r}: use http://host:port or "
+            "https://host:port for a server, or a local path ending in .db for Milvus Lite"
+        )
+    if not uri.endswith(".db"):
+        raise InvalidInputError(
+            f"a Milvus Lite database path must end in .db, got {uri!r} "
+            "(or give http://host:port for a Milvus server)"
+        )
+    # Absolute at once, so that a later change of working directory changes nothing.
+    path = os.path.abspath(os.path.expanduser(uri))
+    return path, path
+
+
+def _public_uri(uri: str) -> str:
+    """``uri`` without user name or password (for messages, stats and saved descriptions)."""
+    try:
+        parts = urlsplit(uri)
+        if parts.username is None and parts.password is None:
+            return uri
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparseable uri>"
+
+
+def _check_whole(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_collection(name: Any) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > _MAX_NAME:
+        raise InvalidInputError(
+            f"invalid Milvus collection name {name!r}: use letters, digits and underscores, "
+            f"starting with a letter or underscore, at most {_MAX_NAME} characters"
+        )
+    return name
+
+
+def default_collection_name(metric: str) -> str:
+    """A fresh collection name, ``embscope_<metric>_<12 hex digits>``.
+
+    Random rather than derived from the data, so that two indexes can never overwrite each
+    other's collection; it is fixed for the life of the index and saved with it.
+    """
+    return f"embscope_{metric}_{uuid.uuid4().hex[:12]}"
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
+
+
+# -- the index ------------------------------------------------------------------------------
+
+
+class MilvusIndex:
+    """Neighbour search in a Milvus collection: Milvus Lite in-process, or a Milvus server.
+
+    Parameters
+    ----------
+    metric : {"cosine", "l2", "ip"}
+    dim : int, optional
+        Set by :meth:`build` when not given.
+    uri : str or path
+        A local path ending in ``.db`` (Milvus Lite, in-process; relative paths are resolved
+        against the working directory once, here) or ``http(s)://host:port`` (a server).
+    collection : str, optional
+        Collection name; default :func:`default_collection_name`. An existing collection of
+        that name is adopted if it has this backend's schema and metric.
+    index_type : {"HNSW", "IVF_FLAT", "FLAT", "AUTOINDEX"}
+    M, ef_construction : int
+        HNSW graph degree and build-time candidate list size.
+    ef : int
+        HNSW search-time candidate list size (at least the number of neighbours asked for
+        is used). Not stored by Milvus; saved in the description and set again on load.
+    nlist, nprobe : int
+        IVF_FLAT cells and cells searched per query.
+    token : str, optional
+        ``"user:password"`` or an API key, for servers with authentication. Never saved.
+    connect_timeout : float
+        Seconds to wait for a server before giving up with InvalidInputError.
+
+    Notes
+    -----
+    Thread-safe: queries from many threads run concurrently over one gRPC channel (gRPC
+    channels are thread-safe; measured with 8 threads); :meth:`build`, :meth:`add` and
+    :meth:`close` wait for running queries and run alone. Call :meth:`close` (or use the
+    index as a context manager) to close the connection; an index that is garbage-collected
+    is closed too.
+    """
+
+    backend = "milvus"
+
+    def __init__(
+        self,
+        metric: str = "cosine",
+        dim: int | None = None,
+        *,
+        uri: str | os.PathLike[str] | None = None,
+        collection: str | None = None,
+        index_type: str = "HNSW",
+        M: int = 16,
+        ef_construction: int = 200,
+        ef: int = 50,
+        nlist: int = 128,
+        nprobe: int = 16,
+        token: str | None = None,
+        connect_timeout: float = 5.0,
+    ):
+        self.metric = check_metric(metric)
+        self.dim = None if dim is None else _check_whole("dim", dim, 1)
+        kind = index_type.upper() if isinstance(index_type, str) else index_type
+        if kind not in INDEX_TYPES:
+            raise InvalidInputError(
+                f"unknown Milvus index_type {index_type!r}: use one of {', '.join(INDEX_TYPES)}"
+            )
+        self.index_type = str(kind)
+        self.M = _check_whole("M", M, 2)
+        self.ef_construction = _check_whole("ef_construction", ef_construction, 1)
+        self.ef = _check_whole("ef", ef, 1)
+        self.nlist = _check_whole("nlist", nlist, 1)
+        self.nprobe = _check_whole("nprobe", nprobe, 1)
+        if isinstance(connect_timeout, bool) or not (
+            isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf
+        ):
+            raise InvalidInputError(
+                f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
+            )
+        self.connect_timeout = float(connect_timeout)
+        self.collection = (
+            default_collection_name(self.metric)
+            if collection is None
+            else _check_collection(collection)
+        )
+        self.uri, self._local_path = _resolve_uri(uri)
+        self._token = token
+        self._lock = _ReadWriteLock()
+        self._n = 0
+        self._next_label: int | None = 0
+        self.build_seconds = 0.0
+        self.server_version = ""
+        self._exists = False
+        self._client: Any = None
+        self._client = self._connect()
+        self._finalizer = weakref.finalize(self, _disconnect, self._client, self._local_path)
+        try:
+            self._adopt_existing()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connection -------------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        """True when the index runs Milvus Lite in this process."""
+        return self._local_path is not None
+
+    def _connect(self) -> Any:
+        pymilvus = _import_pymilvus()
+        if self._local_path is None:
+            return self._new_client(pymilvus)
+        try:
+            import milvus_lite  # noqa: F401 - pymilvus starts it for .db uris
+        except ImportError as exc:
+            raise InvalidInputError(
+                f"a local .db uri runs Milvus Lite, which is not installed: {INSTALL_HINT}"
+            ) from exc
+        parent = Path(self._local_path).parent
+        if parent.exists() and not parent.is_dir():
+            raise InvalidInputError(f"cannot put a Milvus Lite database in {parent}: not a folder")
+        parent.mkdir(parents=True, exist_ok=True)
+        # Counted under the lock, so a server being stopped by the last user of a path is
+        # never handed to a new one.
+        with _local_lock:
+            _local_users[self._local_path] = _local_users.get(self._local_path, 0) + 1
+            try:
+                return self._new_client(pymilvus)
+            except BaseException:
+                _release_local_locked(self._local_path)
+                raise
+
+    def _new_client(self, pymilvus: Any) -> Any:
+        shown = _public_uri(self.uri)
+        t0 = time.perf_counter()
+        client = None
+        try:
+            client = pymilvus.MilvusClient(
+                uri=self.uri,
+                token=self._token or "",
+                timeout=self.connect_timeout,
+                # Its own channel, so that close() really closes it.
+                dedicated=True,
+            )
+            self.server_version = str(client.get_server_version())
+        except Exception as exc:
+            if client is not None:
+                client.close()
+            if self._local_path is not None:
+                raise InvalidInputError(
+                    f"could not open the Milvus Lite database {self._local_path}: "
+                    f"{_error_text(exc)} (a Milvus Lite database is used by one process at "
+                    "a time; close the other one or use another path)"
+                ) from exc
+            waited = time.perf_counter() - t0
+            raise InvalidInputError(
+                f"cannot reach a Milvus server at {shown}: is it running? Check the host, port "
+                f"and token (failed after {waited:.1f} s, connect_timeout = "
+                f"{self.connect_timeout:g} s) [{_error_text(exc)}]"
+            ) from exc
+        return client
+
+    def _live(self) -> Any:
+        if self._client is None:
+            raise InvalidInputError(
+                f"the Milvus index on {self.collection} is closed: load it again to use it"
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close the connection (and Milvus Lite's server, if no other index uses it).
+
+        Waits for running queries. Data stays in Milvus; closing twice is harmless.
+        """
+        with self._lock.write():
+            if self._client is None:
+                return
+            self._client = None
+            self._finalizer()
+
+    def __enter__(self) -> MilvusIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def drop(self) -> None:
+        """Delete the collection (the index's data) from Milvus; the index is left empty."""
+        with self._lock.write():
+            client = self._live()
+            if client.has_collection(self.collection):
+                client.drop_collection(self.collection)
+            self._exists, self._n, self._next_label = False, 0, 0
+
+    # -- collections ------------------------------------------------------------------------
+
+    def _milvus_metric(self) -> str:
+        return _MILVUS_METRIC[self.metric]
+
+    def _build_params(self) -> dict[str, Any]:
+        if self.index_type == "HNSW":
+            return {"M": self.M, "efConstruction": self.ef_construction}
+        if self.index_type == "IVF_FLAT":
+            return {"nlist": self.nlist}
+        return {}
+
+    def _search_params(self, want: int, ef: int, exhaustive: bool = False) -> dict[str, Any]:
+        if self.index_type == "HNSW":
+            ef = max(ef, want)
+            if exhaustive:
+                ef = max(ef, self._n)
+            return {"ef": min(ef, _MAX_EF)}
+        if self.index_type == "IVF_FLAT":
+            return {"nprobe": self.nlist if exhaustive else min(self.nprobe, self.nlist)}
+        return {}
+
+    def _create_collection(self, client: Any, name: str, dim: int) -> None:
+        from pymilvus import DataType
+
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(_PK, DataType.INT64, is_primary=True)
+        schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=dim)
+        client.create_collection(name, schema=schema, consistency_level="Strong")
+        try:
+            params = client.prepare_index_params()
+            params.add_index(
+                field_name=_VECTOR,
+                index_name=_VECTOR,
+                index_type=self.index_type,
+                metric_type=self._milvus_metric(),
+                params=self._build_params(),
+            )
+            if self.server_version.startswith("milvus_lite"):
+                params = _lite_index_params(params)
+            # sync=False: pymilvus would otherwise poll the (empty) index's state with
+            # half-second sleeps; loading below waits for what matters.
+            client.create_index(name, params, sync=False)
+            client.load_collection(name)
+        except Exception as exc:
+            _drop_quietly(client, name)
+            raise InvalidInputError(
+                f"Milvus at {_public_uri(self.uri)} refused a {self.index_type} index with "
+                f"metric {self._milvus_metric()}: {_error_text(exc)} "
+                f"(index_type can be one of {', '.join(INDEX_TYPES)})"
+            ) from exc
+
+    def _insert(
+        self,
+        client: Any,
+        name: str,
+        X: np.ndarray,
+        labels: np.ndarray,
+        progress: ProgressFn | None,
+    ) -> None:
+        n, d = X.shape
+        rows = max(1, min(_INSERT_MAX_ROWS, _INSERT_BYTES // (4 * d + 8)))
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            batch = [
+                {_PK: int(label), _VECTOR: vector}
+                for label, vector in zip(labels[start:stop], X[start:stop], strict=True)
+            ]
+            client.insert(name, batch)
+            if progress is not None and progress(stop / n, f"indexed {stop:,}/{n:,}"):
+                raise OperationCancelled("building the Milvus index was cancelled")
+
+    def _adopt_existing(self) -> None:
+        """Read size and dimension of an existing collection of this name; check it fits."""
+        client = self._live()
+        if not client.has_collection(self.collection):
+            return
+        where = f"collection {self.collection!r} at {_public_uri(self.uri)}"
+        info = client.describe_collection(self.collection)
+        fields = {f.get("name"): f for f in info.get("fields", [])}
+        vec = fields.get(_VECTOR)
+        if _PK not in fields or vec is None or not fields[_PK].get("is_primary"):
+            raise InvalidInputError(
+                f"{where} was not made by embscope (it needs an INT64 primary key {_PK!r} and a "
+                f"float vector field {_VECTOR!r}): choose another collection name"
+            )
+        dim = int(vec.get("params", {}).get("dim", 0))
+        if self.dim is not None and dim != self.dim:
+            raise InvalidInputError(
+                f"{where} holds {dim}-dimensional vectors, not {self.dim}-dimensional ones"
+            )
+        described: dict[str, Any] = {}
+        if _VECTOR in (client.list_indexes(self.collection) or []):
+            described = dict(client.describe_index(self.collection, _VECTOR) or {})
+        metric = str(described.get("metric_type") or "").upper()
+        if metric and metric != self._milvus_metric():
+            raise InvalidInputError(
+                f"{where} is indexed for metric {metric}, not {self._milvus_metric()} "
+                f"({self.metric}): choose another collection name or the matching metric"
+            )
+        # What the collection really has wins over what this object was told.
+        kind = str(described.get("index_type") or "").upper()
+        if kind in INDEX_TYPES:
+            self.index_type = kind
+        built = described.get("params")
+        built = built if isinstance(built, dict) else described
+        for key, attr in (("M", "M"), ("efConstruction", "ef_construction"), ("nlist", "nlist")):
+            try:
+                setattr(self, attr, int(built[key]))
+            except (KeyError, TypeError, ValueError):
+                pass
+        client.load_collection(self.collection)
+        rows = client.query(
+            self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        self._n = int(rows[0]["count(*)"]) if rows else 0
+        self.dim = dim
+        self._next_label = None if self._n else 0  # found on the first add() that needs it
+        self._exists = True
+
+    def _scan_next_label(self, client: Any) -> int:
+        top = -1
+        iterator = client.query_iterator(
+            self.collection, batch_size=10_000, filter="", output_fields=[_PK]
+        )
+        try:
+            while rows := iterator.next():
+                top = max(top, max(int(r[_PK]) for r in rows))
+        finally:
+            iterator.close()
+        return top + 1
+
+    def _labels_present(self, client: Any, labels: np.ndarray) -> np.ndarray:
+        found: list[int] = []
+        for start in range(0, labels.size, _GET_IDS):
+            chunk = [int(x) for x in labels[start : start + _GET_IDS]]
+            found += [
+                int(r[_PK]) for r in client.get(self.collection, ids=chunk, output_fields=[_PK])
+            ]
+        return np.asarray(sorted(found), dtype=np.int64)
+
+    # -- the protocol -----------------------------------------------------------------------
+
+    def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> MilvusIndex:
+        """Index the rows of ``X`` (labels 0..n-1), replacing the collection's content.
+
+        The rows go into a staging collection first, which then replaces the old one; a
+        failed or cancelled build (``progress`` returned True: OperationCancelled) leaves
+        the previous content as it was.
+        """
+        X = check_vectors(X)
+        n, d = X.shape
+        t0 = time.perf_counter()
+        with self._lock.write():
+            client = self._live()
+            staging = f"{self.collection}_build_{uuid.uuid4().hex[:8]}"
+            self._create_collection(client, staging, d)
+            try:
+                self._insert(client, staging, X, np.arange(n, dtype=np.int64), progress)
+                client.flush(staging)
+            except BaseException:
+                _drop_quietly(client, staging)
+                raise
+            if client.has_collection(self.collection):
+                client.drop_collection(self.collection)
+            client.rename_collection(staging, self.collection)
+            client.load_collection(self.collection)  # a renamed collection must be loaded again
+            self.dim, self._n, self._next_label, self._exists = d, n, n, True
+        self.build_seconds = time.perf_counter() - t0
+        return self
+
+    def add(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Add rows; labels default to the next row numbers and must not be in the index."""
+        X = check_vectors(X, dim=self.dim)
+        m = X.shape[0]
+        if labels is not None:
+            # Shape, type, sign and uniqueness here; presence in Milvus below.
+            labels = _new_labels(labels, m, np.empty(0, dtype=np.int64))
+        with self._lock.write():
+            client = self._live()
+            if not self._exists:
+                self._create_collection(client, self.collection, X.shape[1])
+                self.dim, self._n, self._next_label, self._exists = X.shape[1], 0, 0, True
+            if labels is None:
+                if self._next_label is None:
+                    self._next_label = self._scan_next_label(client)
+                labels = np.arange(self._next_label, self._next_label + m, dtype=np.int64)
+            else:
+                present = self._labels_present(client, labels)
+                if present.size:
+                    raise InvalidInputError(
+                        "labels must be unique and not already in the index "
+                        f"({present.size} already are, e.g. {present[:5].tolist()})"
+                    )
+            # No flush: the collection's Strong consistency already shows the rows to every
+            # later query, and Milvus 2.4+ allows one flush per collection per 10 s by default.
+            self._insert(client, self.collection, X, labels, None)
+            self._n += m
+            top = int(labels.max()) + 1
+            if self._next_label is not None:
+                self._next_label = max(self._next_label, top)
+
+    def query(
+        self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels int64[m, k], true distances float32[m, k]), rows sorted by (distance, label).
+
+        ``ef`` (HNSW only) overrides the search-time candidate list for this call.
+        """
+        Q = check_vectors(Q, dim=self.dim, name="query vectors")
+        exclude = _check_exclude(exclude, Q.shape[0])
+        ef = self.ef if ef is None else _check_whole("ef", ef, 1)
+        with self._lock.read():
+            client = self._live()
+            if self._n == 0:
+                raise InvalidInputError("the Milvus index is empty: build it first")
+            extra = 0 if exclude is None else 1
+            k = check_k(k, self._n - extra)
+            want = k + extra
+            if want > _MAX_TOPK:
+                raise InvalidInputError(
+                    f"Milvus answers at most {_MAX_TOPK} neighbours per query; k = {k} is too large"
+                )
+            labels, scores = self._search(client, Q, want, ef)
+        if self.metric == "l2":
+            dist = np.sqrt(np.maximum(scores, 0.0))  # Milvus returns squared L2
+        else:
+            dist = 1.0 - scores  # COSINE and IP return similarities
+        labels, dist = _sort_rows(labels, dist.astype(np.float32))
+        return _drop_excluded(labels, dist, exclude, k)
+
+    def _search(
+        self, client: Any, Q: np.ndarray, want: int, ef: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        m = Q.shape[0]
+        labels = np.empty((m, want), dtype=np.int64)
+        scores = np.empty((m, want), dtype=np.float64)
+        short: list[int] = []
+        for start in range(0, m, _QUERY_ROWS):
+            stop = min(start + _QUERY_ROWS, m)
+            hits = self._search_rows(client, Q[start:stop], want, ef, exhaustive=False)
+            for r, (ids, dists) in enumerate(hits, start=start):
+                if len(ids) < want:
+                    short.append(r)
+                else:
+                    labels[r], scores[r] = ids[:want], dists[:want]
+        if short:
+            # An approximate index may come back short (small or badly connected graphs):
+            # ask again for those rows, searching as widely as the index allows.
+            rows = np.asarray(short)
+            for r, (ids, dists) in zip(
+                rows, self._search_rows(client, Q[rows], want, ef, exhaustive=True), strict=True
+            ):
+                if len(ids) < want:
+                    raise RuntimeError(
+                        f"Milvus returned {len(ids)} of the {want} neighbours asked for query "
+                        f"row {r} from {self._n} items in {self.collection}"
+                    )
+                labels[r], scores[r] = ids[:want], dists[:want]
+        return labels, scores
+
+    def _search_rows(
+        self, client: Any, Q: np.ndarray, want: int, ef: int, *, exhaustive: bool
+    ) -> list[tuple[list[int], list[float]]]:
+        result = client.search(
+            self.collection,
+            data=Q,
+            limit=want,
+            anns_field=_VECTOR,
+            search_params={
+                "metric_type": self._milvus_metric(),
+                "params": self._search_params(want, ef, exhaustive),
+            },
+            output_fields=[_PK],
+            consistency_level="Strong",
+        )
+        out = []
+        for hits in result:
+            ids = getattr(hits, "ids", None)
+            dists = getattr(hits, "distances", None)
+            if ids is None or dists is None:
+                ids = [h["id"] for h in hits]
+                dists = [h["distance"] for h in hits]
+            out.append((list(ids), list(dists)))
+        return out
+
+    def _description(self, path: Path) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "backend": self.backend,
+            "metric": self.metric,
+            "dim": self.dim,
+            "n": self._n,
+            "next_label": self._next_label,
+            "uri": _public_uri(self.uri),
+            "collection": self.collection,
+            "index_type": self.index_type,
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "ef": self.ef,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "build_seconds": self.build_seconds,
+        }
+        if self._local_path is not None:
+            # Lets load() find the database when it moved together with the description.
+            try:
+                meta["local_relative"] = os.path.relpath(
+                    self._local_path, os.path.abspath(path.parent)
+                )
+            except ValueError:  # another drive (Windows): only the absolute path is kept
+                pass
+        return meta
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index's description to ``path`` (and the same JSON to ``path.json``).
+
+        The vectors themselves stay in Milvus, which keeps inserted rows durable (its log)
+        whether or not they have been flushed into sealed segments yet.
+        """
+        path = Path(path)
+        with self._lock.read():
+            self._live()
+            if not self._exists or self._n == 0:
+                raise InvalidInputError("the Milvus index is empty: nothing to save")
+            text = json.dumps(self._description(path), indent=2)
+            _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+            _atomic_write(_sidecar(path), lambda p: p.write_text(text, encoding="utf-8"))
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        uri: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+        ef: int | None = None,
+        nprobe: int | None = None,
+        connect_timeout: float = 5.0,
+        **_: Any,
+    ) -> MilvusIndex:
+        """Reconnect to the collection described at ``path`` (written by :meth:`save`).
+
+        ``uri`` points elsewhere (a moved database, another address of the same server);
+        ``token`` is needed again for servers with authentication; ``ef`` and ``nprobe``
+        default to the saved ones.
+        """
+        path = Path(path)
+        meta = _read_sidecar(path, cls.backend)
+        try:
+            saved_uri, collection = meta["uri"], meta["collection"]
+            metric, dim = meta["metric"], meta["dim"]
+        except KeyError as exc:
+            raise InvalidInputError(
+                f"{path} is an incomplete Milvus description: no {exc}"
+            ) from exc
+        if uri is None:
+            uri = saved_uri
+            if "://" not in uri and not os.path.exists(uri) and meta.get("local_relative"):
+                moved = os.path.join(os.path.abspath(path.parent), meta["local_relative"])
+                if os.path.exists(moved):
+                    uri = moved
+        target, local = _resolve_uri(uri)
+        if local is not None and not os.path.exists(local):
+            # pymilvus would silently create an empty database there.
+            raise InvalidInputError(
+                f"the Milvus Lite database {local} of the index at {path} does not exist: "
+                "pass uri= to say where it is now, or build the index again"
+            )
+        index = cls(
+            metric,
+            dim,
+            uri=target,
+            collection=collection,
+            index_type=meta.get("index_type", "HNSW"),
+            M=meta.get("M", 16),
+            ef_construction=meta.get("ef_construction", 200),
+            ef=meta.get("ef", 50) if ef is None else ef,
+            nlist=meta.get("nlist", 128),
+            nprobe=meta.get("nprobe", 16) if nprobe is None else nprobe,
+            token=token,
+            connect_timeout=connect_timeout,
+        )
+        if not index._exists:
+            index.close()
+            raise InvalidInputError(
+                f"the Milvus collection {collection!r} of the index at {path} is gone from "
+                f"{_public_uri(target)}: build the index again"
+            )
+        if index._n == meta.get("n") and meta.get("next_label") is not None:
+            index._next_label = int(meta["next_label"])
+        index.build_seconds = float(meta.get("build_seconds", 0.0))
+        return index
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "metric": self.metric,
+            "dim": self.dim,
+            "n": self._n,
+            "uri": _public_uri(self.uri),
+            "local": self.is_local,
+            "collection": self.collection,
+            "index_type": self.index_type,
+            "milvus_metric": self._milvus_metric(),
+            "build_params": self._build_params(),
+            "ef": self.ef,
+            "nprobe": self.nprobe,
+            "build_seconds": self.build_seconds,
+            "server_version": self.server_version,
+            "closed": self._client is None,
+        }
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return (
+            f"MilvusIndex({self.metric!r}, dim={self.dim}, uri={_public_uri(self.uri)!r}, "
+            f"collection={self.collection!r}, index_type={self.index_type!r}, n={self._n})"
+        )
+
+
+def _lite_index_params(params: Any) -> Any:
+    """``params`` with the build parameters also sent as one JSON ``params`` entry.
+
+    pymilvus 3 sends build parameters (M, efConstruction, nlist) as separate key-value pairs,
+    which Milvus servers read but Milvus Lite 3.x's gRPC adapter ignores: it reads only the
+    older ``params`` JSON entry, and would silently build with its own defaults.
+    """
+    from pymilvus.milvus_client.index import IndexParam, IndexParams
+
+    class _WithJsonParams(IndexParam):
+        def __init__(self, base: Any, build: dict[str, Any]):
+            super().__init__(base.field_name, base.index_type, base.index_name)
+            self._base, self._build = base, build
+
+        def get_index_configs(self) -> dict[str, Any]:
+            configs = dict(self._base.get_index_configs())
+            if self._build:
+                configs["params"] = dict(self._build)
+            return configs
+
+    out = IndexParams()
+    for p in params:
+        configs = p.get_index_configs()
+        build = {k: v for k, v in configs.items() if k not in ("index_type", "metric_type")}
+        out.append(_WithJsonParams(p, build))
+    return out
+
+
+def _drop_quietly(client: Any, name: str) -> None:
+    try:
+        if client.has_collection(name):
+            client.drop_collection(name)
+    except Exception:  # noqa: BLE001 - cleaning up after an error that is being raised
+        pass
