@@ -1,0 +1,746 @@
+"""ANN diagnostics for the Neighbours page: what approximate search costs, and where.
+
+Three measurements, all against exact search (:func:`core.index.exact_knn`) as ground truth:
+
+* :func:`recall_vs_ef` — recall@k, latency and throughput of an HNSW index as the search
+  beam ``ef`` grows (the speed/accuracy dial every vector database exposes).
+* :func:`per_query_recall_vs_lid` — which queries lose recall: per-query recall against the
+  query's local intrinsic dimension (Elliott & Clark, ICTIR 2024: recall falls as LID rises,
+  science.md §8.3, so the Spearman correlation is expected to be negative).
+* :func:`insertion_order_experiment` — the same data indexed in different insertion orders
+  (random, by LID, cluster by cluster); inserting low-ID clusters first can cost the later,
+  high-ID clusters much of their recall (science.md §8.4b).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import InvalidInputError, OperationCancelled
+from core.geometry.intrinsic import LID_K, local_intrinsic_dimension
+from core.graph import KnnGraph
+from core.index import (
+    HnswIndex,
+    NeighbourIndex,
+    ProgressFn,
+    check_k,
+    check_metric,
+    check_vectors,
+    exact_knn,
+    normalise_rows,
+)
+
+__all__ = [
+    "ORDERS",
+    "EfCurve",
+    "OrderExperiment",
+    "RecallLid",
+    "insertion_order_experiment",
+    "per_query_recall_vs_lid",
+    "recall_vs_ef",
+]
+
+# Insertion orders of :func:`insertion_order_experiment`, each with the inputs it needs.
+ORDERS: dict[str, tuple[str, ...]] = {
+    "random": (),
+    "lid_ascending": ("lid",),
+    "lid_descending": ("lid",),
+    "label_low_lid_first": ("labels", "lid"),
+    "label_high_lid_first": ("labels", "lid"),
+}
+# Single queries timed between two progress reports in recall_vs_ef.
+_LATENCY_REPORT_EVERY = 100
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class EfCurve:
+    """Recall and speed of one index at several search beams ``ef``.
+
+    Attributes
+    ----------
+    ef : int64 ndarray of shape (e,)
+        Search beams, ascending.
+    recall : float64 ndarray of shape (e,)
+        Mean recall@k over the queries at each ef.
+    p50_ms, p99_ms : float64 ndarray of shape (e,)
+        Median and 99th-percentile latency of one query (one row per call), milliseconds.
+    qps : float64 ndarray of shape (e,)
+        Queries per second of one batched call over all queries.
+    per_query_recall : float64 ndarray of shape (e, m)
+        recall@k of each query at each ef.
+    query_rows : int64 ndarray of shape (m,)
+        Rows of ``X`` used as queries (ascending), each excluded from its own answer.
+    k : int
+    metric : str
+    n_points : int
+        Rows of ``X`` (the size of the searched index).
+    build_seconds : float
+        Time to build the index here; 0.0 when an existing index was passed in.
+    """
+
+    ef: np.ndarray
+    recall: np.ndarray
+    p50_ms: np.ndarray
+    p99_ms: np.ndarray
+    qps: np.ndarray
+    per_query_recall: np.ndarray
+    query_rows: np.ndarray
+    k: int
+    metric: str
+    n_points: int
+    build_seconds: float = 0.0
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per ef: ``ef``, ``recall``, ``p50_ms``, ``p99_ms``, ``qps``, ``k``."""
+        return [
+            {
+                "ef": int(self.ef[i]),
+                "recall": float(self.recall[i]),
+                "p50_ms": float(self.p50_ms[i]),
+                "p99_ms": float(self.p99_ms[i]),
+                "qps": float(self.qps[i]),
+                "k": self.k,
+            }
+            for i in range(self.ef.shape[0])
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class RecallLid:
+    """Per-query recall at one ef beside each query's local intrinsic dimension.
+
+    Attributes
+    ----------
+    ef : int
+    query_rows : int64 ndarray of shape (m,)
+    recall : float64 ndarray of shape (m,)
+        recall@k of each query at ``ef``.
+    lid : float64 ndarray of shape (m,)
+        LID of each query row (NaN where undefined, e.g. among duplicates).
+    spearman_rho : float
+        Spearman rank correlation of recall and LID over the queries with a defined LID;
+        NaN when fewer than 3 such queries or when either side is constant (for example
+        every query at recall 1.0). Expected negative (science.md §8.3).
+    spearman_p : float
+        Two-sided p-value of ``spearman_rho`` (NaN alongside it).
+    n_used : int
+        Queries in the correlation.
+    """
+
+    ef: int
+    query_rows: np.ndarray
+    recall: np.ndarray
+    lid: np.ndarray
+    spearman_rho: float
+    spearman_p: float
+    n_used: int
+
+
+@dataclass(frozen=True, eq=False)
+class OrderExperiment:
+    """Recall of HNSW indexes that differ only in the order their points were inserted.
+
+    Attributes
+    ----------
+    orders : tuple of str
+        The orders that were run, in the order asked.
+    skipped : dict of str to str
+        Orders asked for but not run, with the reason (a missing ``labels`` or ``lid``).
+    ef : int64 ndarray of shape (e,)
+    recall : float64 ndarray of shape (o, e)
+        Mean recall@k over all queries, per order and ef.
+    label_values : ndarray of shape (c,) or None
+        The distinct labels, sorted (None when no labels were given).
+    label_recall : float64 ndarray of shape (o, e, c) or None
+        Mean recall@k over the queries of each label (NaN for a label with no query).
+    label_query_counts : int64 ndarray of shape (c,) or None
+        Queries per label.
+    label_median_lid : float64 ndarray of shape (c,) or None
+        Median LID of each label's base rows (None without both labels and lid).
+    build_seconds : float64 ndarray of shape (o,)
+        Single-threaded build time per order.
+    query_rows, base_rows : int64 ndarray of shapes (m,) and (n - m,)
+        Rows of ``X`` held out as queries, and the rows indexed.
+    k : int
+    metric : str
+    params : dict
+        ``M``, ``ef_construction``, ``seed``.
+    """
+
+    orders: tuple[str, ...]
+    skipped: dict[str, str]
+    ef: np.ndarray
+    recall: np.ndarray
+    label_values: np.ndarray | None
+    label_recall: np.ndarray | None
+    label_query_counts: np.ndarray | None
+    label_median_lid: np.ndarray | None
+    build_seconds: np.ndarray
+    query_rows: np.ndarray
+    base_rows: np.ndarray
+    k: int
+    metric: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def recall_at(self, order: str, ef: int) -> float:
+        """Mean recall@k of ``order`` at ``ef`` (both must be in the experiment)."""
+        if order not in self.orders or int(ef) not in self.ef:
+            raise InvalidInputError(
+                f"no result for order {order!r} at ef {ef}: the experiment has orders "
+                f"{', '.join(self.orders)} and ef {', '.join(str(int(e)) for e in self.ef)}"
+            )
+        return float(self.recall[self.orders.index(order), int(np.flatnonzero(self.ef == ef)[0])])
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """The results as tidy rows, one dict per (order, ef, label).
+
+        Keys: ``order``, ``ef``, ``label`` (None for all queries together), ``recall``,
+        ``n_queries``, ``build_seconds``. ``pandas.DataFrame(result.to_rows())`` makes a frame.
+        """
+        rows: list[dict[str, Any]] = []
+        m = int(self.query_rows.shape[0])
+        for o, order in enumerate(self.orders):
+            for e, ef in enumerate(self.ef):
+                base = {
+                    "order": order,
+                    "ef": int(ef),
+                    "build_seconds": float(self.build_seconds[o]),
+                }
+                rows.append(
+                    {**base, "label": None, "recall": float(self.recall[o, e]), "n_queries": m}
+                )
+                if self.label_values is None:
+                    continue
+                for c, label in enumerate(self.label_values):
+                    rows.append(
+                        {
+                            **base,
+                            "label": label.item() if hasattr(label, "item") else label,
+                            "recall": float(self.label_recall[o, e, c]),
+                            "n_queries": int(self.label_query_counts[c]),
+                        }
+                    )
+        return rows
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_efs(efs: Any) -> np.ndarray:
+    """Distinct search beams, ascending."""
+    if isinstance(efs, (int, np.integer)) and not isinstance(efs, bool):
+        efs = (efs,)
+    try:
+        values = list(efs)
+    except TypeError:
+        raise InvalidInputError(f"efs must be a list of whole numbers >= 1, got {efs!r}") from None
+    if not values:
+        raise InvalidInputError("efs is empty: give at least one search beam, e.g. (10, 40)")
+    for v in values:
+        _check_int("every ef in efs", v, 1)
+    return np.unique(np.asarray(values, dtype=np.int64))
+
+
+def _check_progress(progress: Any) -> ProgressFn | None:
+    if progress is not None and not callable(progress):
+        raise InvalidInputError("progress must be a function (fraction, message) -> bool")
+    return progress
+
+
+def _reporter(progress: ProgressFn | None, what: str):
+    """``report(fraction, message)`` that raises OperationCancelled when progress says stop."""
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None and progress(float(min(max(fraction, 0.0), 1.0)), message):
+            raise OperationCancelled(f"{what} was cancelled")
+
+    return report
+
+
+def _prepared(X: np.ndarray, metric: str) -> np.ndarray:
+    return normalise_rows(X) if metric == "cosine" else X
+
+
+def _row_recall(approx: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """recall@k of each row: the fraction of ``exact[i]`` (m, k) found in ``approx[i]``."""
+    out = np.empty(exact.shape[0], dtype=np.float64)
+    for start in range(0, exact.shape[0], 256):  # (rows, k, k) comparisons, in slices
+        a, e = approx[start : start + 256], exact[start : start + 256]
+        out[start : start + 256] = (e[:, :, None] == a[:, None, :]).any(axis=2).mean(axis=1)
+    return out
+
+
+def _query_rows(n: int, n_queries: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=n_queries, replace=False)).astype(np.int64)
+
+
+# -- recall vs ef ---------------------------------------------------------------------------
+
+
+def recall_vs_ef(
+    X: np.ndarray,
+    *,
+    metric: str = "cosine",
+    k: int = 10,
+    efs: Sequence[int] = (10, 20, 40, 80, 160, 320),
+    n_queries: int = 500,
+    M: int = 16,
+    ef_construction: int = 200,
+    seed: int = 0,
+    num_threads: int = -1,
+    index: NeighbourIndex | None = None,
+    progress: ProgressFn | None = None,
+) -> EfCurve:
+    """Recall@k, latency and throughput of an HNSW index over a range of search beams ``ef``.
+
+    The queries are ``n_queries`` random rows of ``X`` (seeded); each is excluded from its own
+    answer by label, so an identical duplicate of it still counts as a neighbour. Ground
+    truth is exact search over all rows. Latency is timed one query per call through
+    ``index.query`` (what a user of the page waits for); QPS comes from one batched call
+    (with the index's threads).
+
+    The queries are points of the index, which flatters recall: the search only has to
+    reach the query's own node. Held-out queries (:func:`insertion_order_experiment` with
+    ``orders=("random",)``) give the recall of unseen queries, lower on high-ID data.
+
+    Parameters
+    ----------
+    X : float32 ndarray of shape (n, d)
+        The vectors the index holds (row i has label i).
+    metric : {"cosine", "l2", "ip"}
+        Must match ``index.metric`` when an index is passed.
+    k : int
+        Neighbours per query, 1 <= k < n.
+    efs : sequence of int
+        Search beams to try (each >= 1; sorted, duplicates dropped). hnswlib uses at least
+        ``k + 1`` (k plus the excluded query itself).
+    n_queries : int
+        Queries, at most n.
+    M, ef_construction : int
+        HNSW parameters of the index built here (ignored when ``index`` is given).
+    seed : int
+        Seeds the query sample and the index's level assignment.
+    num_threads : int
+        Build threads of the index built here; 1 makes the build deterministic.
+    index : NeighbourIndex, optional
+        An index already built on exactly these rows of ``X`` (labels 0..n-1), e.g. the
+        Neighbours page's :class:`core.index.HnswIndex`. Built here when not given.
+    progress : callable(fraction, message) -> bool, optional
+        Returning True cancels (raises :class:`core.errors.OperationCancelled`).
+
+    Returns
+    -------
+    EfCurve
+    """
+    X = check_vectors(X)
+    metric = check_metric(metric)
+    n = X.shape[0]
+    if n < 2:
+        raise InvalidInputError("recall needs at least 2 vectors (each query excludes itself)")
+    k = check_k(k, n - 1)
+    efs_arr = _check_efs(efs)
+    n_queries = _check_int("n_queries", n_queries, 1)
+    if n_queries > n:
+        raise InvalidInputError(f"n_queries = {n_queries} but X has only {n} rows: lower it")
+    report = _reporter(_check_progress(progress), "measuring recall against ef")
+
+    build_share = 0.0
+    build_seconds = 0.0
+    if index is None:
+        index = HnswIndex(
+            metric,
+            M=M,
+            ef_construction=ef_construction,
+            ef=int(efs_arr[-1]),
+            seed=seed,
+            num_threads=num_threads,
+        )
+        build_share = 0.5
+        index.build(
+            X,
+            progress=lambda f, msg: bool(progress and progress(build_share * f, msg)),
+            chunk=max(1_000, n // 20),
+        )
+        build_seconds = float(index.build_seconds)
+    else:
+        if not isinstance(index, NeighbourIndex):
+            raise InvalidInputError("index must be a NeighbourIndex such as core.index.HnswIndex")
+        if index.metric != metric:
+            raise InvalidInputError(
+                f"the index uses metric {index.metric!r} but metric={metric!r} was asked: "
+                f"pass metric={index.metric!r}"
+            )
+        if len(index) != n or index.dim != X.shape[1]:
+            raise InvalidInputError(
+                f"the index holds {len(index)} vectors of dimension {index.dim}, but X is "
+                f"{n} x {X.shape[1]}: pass the vectors the index was built on"
+            )
+
+    rows = _query_rows(n, n_queries, seed)
+    Q = X[rows]
+    P = _prepared(X, metric)
+    truth, _ = exact_knn(P[rows], P, k, metric=metric, exclude=rows)
+    share = 0.1 * (1.0 - build_share)
+    report(build_share + share, "exact neighbours of the queries found")
+
+    e_count = efs_arr.shape[0]
+    recall = np.empty((e_count, n_queries))
+    p50, p99, qps = np.empty(e_count), np.empty(e_count), np.empty(e_count)
+    start, width = build_share + share, (1.0 - build_share - share) / e_count
+    for i, ef in enumerate(efs_arr):
+        ef = int(ef)
+        t0 = time.perf_counter()
+        found, _ = index.query(Q, k, exclude=rows, ef=ef)
+        qps[i] = n_queries / max(time.perf_counter() - t0, 1e-9)
+        recall[i] = _row_recall(found, truth)
+        times = np.empty(n_queries)
+        for j in range(n_queries):
+            t0 = time.perf_counter()
+            index.query(Q[j : j + 1], k, exclude=rows[j : j + 1], ef=ef)
+            times[j] = time.perf_counter() - t0
+            if (j + 1) % _LATENCY_REPORT_EVERY == 0:
+                report(start + width * (i + (j + 1) / n_queries), f"ef={ef}: timed {j + 1} queries")
+        p50[i], p99[i] = np.percentile(times, [50, 99]) * 1e3
+        report(start + width * (i + 1), f"ef={ef}: recall@{k} {recall[i].mean():.3f}")
+    return EfCurve(
+        ef=efs_arr,
+        recall=recall.mean(axis=1),
+        p50_ms=p50,
+        p99_ms=p99,
+        qps=qps,
+        per_query_recall=recall,
+        query_rows=rows,
+        k=k,
+        metric=metric,
+        n_points=n,
+        build_seconds=build_seconds,
+    )
+
+
+# -- per-query recall vs LID ----------------------------------------------------------------
+
+
+def per_query_recall_vs_lid(
+    curve: EfCurve,
+    graph: KnnGraph,
+    *,
+    ef: int | None = None,
+    lid_k: int = LID_K,
+) -> RecallLid:
+    """Per-query recall at one ef beside each query's LID, and their Spearman correlation.
+
+    Parameters
+    ----------
+    curve : EfCurve
+        From :func:`recall_vs_ef` (its per-query recall and query rows are used).
+    graph : KnnGraph
+        The dataset's shared neighbour graph (same rows as the ``X`` of ``curve``), with at
+        least ``lid_k`` neighbours; LID is read from ``graph.head(lid_k)`` at the query rows.
+    ef : int, optional
+        One of ``curve.ef``; default the smallest, where recall varies most.
+    lid_k : int
+        Neighbours for LID (science.md §7.3).
+
+    Returns
+    -------
+    RecallLid
+    """
+    from scipy.stats import spearmanr
+
+    if not isinstance(curve, EfCurve):
+        raise InvalidInputError("curve must be an EfCurve from recall_vs_ef")
+    if not isinstance(graph, KnnGraph):
+        raise InvalidInputError("graph must be a KnnGraph (core.graph.build_knn_graph)")
+    if graph.metric != curve.metric:
+        raise InvalidInputError(
+            f"the graph was built with metric {graph.metric!r} but the recall curve with "
+            f"{curve.metric!r}: use the {curve.metric} graph of the dataset"
+        )
+    if graph.n != curve.n_points:
+        raise InvalidInputError(
+            f"the graph has {graph.n} points but the recall curve was measured on "
+            f"{curve.n_points}: use the graph of the same dataset"
+        )
+    if ef is None:
+        e = 0
+    else:
+        hits = np.flatnonzero(curve.ef == ef)
+        if hits.size == 0:
+            raise InvalidInputError(
+                f"ef = {ef!r} is not in the curve; choose one of "
+                f"{', '.join(str(int(v)) for v in curve.ef)}"
+            )
+        e = int(hits[0])
+    lid_k = _check_int("lid_k", lid_k, 2)
+    if lid_k > graph.k:
+        raise InvalidInputError(
+            f"lid_k = {lid_k} but the graph has only {graph.k} neighbours per point: "
+            f"lower lid_k or build the graph with k >= {lid_k}"
+        )
+    rows = curve.query_rows
+    lid = local_intrinsic_dimension(graph.distances[rows, :lid_k], k=lid_k)
+    recall = curve.per_query_recall[e].astype(np.float64, copy=True)
+    ok = ~np.isnan(lid)
+    n_used = int(ok.sum())
+    rho = p = float("nan")
+    # Constant input has no ranks to correlate (scipy would warn): report NaN instead.
+    if n_used >= 3 and np.ptp(recall[ok]) > 0 and np.ptp(lid[ok]) > 0:
+        res = spearmanr(recall[ok], lid[ok])
+        rho, p = float(res.statistic), float(res.pvalue)
+    return RecallLid(
+        ef=int(curve.ef[e]),
+        query_rows=rows,
+        recall=recall,
+        lid=lid,
+        spearman_rho=rho,
+        spearman_p=p,
+        n_used=n_used,
+    )
+
+
+# -- insertion order ------------------------------------------------------------------------
+
+
+def _order_rng(seed: int, order: str) -> np.random.Generator:
+    # One stream per order, so an order's permutation does not depend on which others ran.
+    return np.random.default_rng([int(seed), list(ORDERS).index(order)])
+
+
+def _insertion_order(
+    order: str,
+    n_base: int,
+    *,
+    lid: np.ndarray | None,
+    codes: np.ndarray | None,
+    group_lid: np.ndarray | None,
+    seed: int,
+) -> np.ndarray:
+    """A permutation of 0..n_base-1: the order in which the base rows are inserted."""
+    rng = _order_rng(seed, order)
+    if order == "random":
+        return rng.permutation(n_base)
+    if order == "lid_ascending":
+        return np.argsort(lid, kind="stable")  # NaN sorts last
+    if order == "lid_descending":
+        return np.argsort(-lid, kind="stable")  # -NaN is NaN: still last
+    # Cluster by cluster, clusters ranked by median LID (NaN last, ties by label), each
+    # cluster's rows shuffled.
+    rank = np.argsort(group_lid if order == "label_low_lid_first" else -group_lid, kind="stable")
+    parts = [rng.permutation(np.flatnonzero(codes == c)) for c in rank]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def insertion_order_experiment(
+    X: np.ndarray,
+    *,
+    metric: str = "l2",
+    labels: np.ndarray | None = None,
+    lid: np.ndarray | None = None,
+    orders: Sequence[str] = tuple(ORDERS),
+    M: int = 16,
+    ef_construction: int = 40,
+    efs: Sequence[int] = (10, 40),
+    k: int = 10,
+    n_queries: int = 500,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> OrderExperiment:
+    """Recall of HNSW indexes of the same points inserted in different orders (science.md §8.4b).
+
+    ``n_queries`` seeded random rows are held out as queries; every order indexes the remaining
+    (base) rows with the same parameters and seed, **single-threaded** so that the order is the
+    only difference (science.md §0.2). Ground truth is exact search over the base rows.
+
+    Orders:
+
+    * ``"random"`` — a seeded shuffle.
+    * ``"lid_ascending"`` / ``"lid_descending"`` — by per-row LID (needs ``lid``; NaN last).
+    * ``"label_low_lid_first"`` / ``"label_high_lid_first"`` — one label (cluster, category)
+      at a time, labels ranked by the median LID of their base rows, rows shuffled (seeded)
+      within each label (needs ``labels`` and ``lid``).
+
+    Orders whose inputs are missing are skipped and listed in ``skipped``.
+
+    Parameters
+    ----------
+    X : float32 ndarray of shape (n, d)
+    metric : {"l2", "cosine", "ip"}
+    labels : ndarray of shape (n,), optional
+        A category per row (ints or strings). Also gives per-label recall.
+    lid : float ndarray of shape (n,), optional
+        LID per row (:func:`core.geometry.intrinsic.local_intrinsic_dimension`), NaN allowed.
+    orders : sequence of str
+        Names from :data:`ORDERS`.
+    M, ef_construction : int
+        HNSW parameters (the defaults are the ones where order matters, science.md §8.4b).
+    efs : sequence of int
+        Search beams to measure (sorted, duplicates dropped).
+    k : int
+        recall@k.
+    n_queries : int
+        Held-out queries; at least k + 1 rows must remain.
+    seed : int
+        Seeds the query split, the shuffles and the HNSW levels (the same for every order).
+    progress : callable(fraction, message) -> bool, optional
+        Returning True cancels (raises :class:`core.errors.OperationCancelled`).
+
+    Returns
+    -------
+    OrderExperiment
+    """
+    X = check_vectors(X)
+    metric = check_metric(metric)
+    n = X.shape[0]
+    efs_arr = _check_efs(efs)
+    k = _check_int("k", k, 1)
+    n_queries = _check_int("n_queries", n_queries, 1)
+    if n - n_queries < k + 1:
+        raise InvalidInputError(
+            f"X has {n} rows: holding out {n_queries} as queries leaves "
+            f"{max(n - n_queries, 0)} to index, fewer than k + 1 = {k + 1}: lower n_queries or "
+            "k, or use more rows"
+        )
+    _check_int("M", M, 2)
+    _check_int("ef_construction", ef_construction, 1)
+    report = _reporter(_check_progress(progress), "the insertion-order experiment")
+
+    if isinstance(orders, str):
+        orders = (orders,)
+    orders = tuple(orders)
+    if not orders:
+        raise InvalidInputError(f"orders is empty: choose from {', '.join(ORDERS)}")
+    unknown = [o for o in orders if o not in ORDERS]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown insertion order {unknown[0]!r}: choose from {', '.join(ORDERS)}"
+        )
+    if len(set(orders)) != len(orders):
+        raise InvalidInputError("orders lists the same order twice")
+
+    codes = label_values = None
+    if labels is not None:
+        lab = np.asarray(labels)
+        if lab.ndim != 1 or lab.shape[0] != n:
+            raise InvalidInputError(
+                f"labels must hold one value per row of X ({n}), got shape {lab.shape}"
+            )
+        try:
+            label_values, codes = np.unique(lab, return_inverse=True)
+        except TypeError as exc:
+            raise InvalidInputError(f"labels must be comparable values: {exc}") from exc
+        codes = codes.astype(np.int64)
+    lid_arr = None
+    if lid is not None:
+        lid_arr = np.asarray(lid)
+        if lid_arr.ndim != 1 or lid_arr.shape[0] != n or lid_arr.dtype.kind not in "fiu":
+            raise InvalidInputError(
+                f"lid must be one number per row of X ({n}), got {lid_arr.dtype} "
+                f"{lid_arr.shape}: compute it with local_intrinsic_dimension(graph.head(20))"
+            )
+        lid_arr = lid_arr.astype(np.float64)
+        if np.isinf(lid_arr).any():
+            raise InvalidInputError("lid holds infinite values: use NaN for undefined points")
+
+    have = {"labels": labels is not None, "lid": lid is not None}
+    run, skipped = [], {}
+    for o in orders:
+        missing = [need for need in ORDERS[o] if not have[need]]
+        if missing:
+            skipped[o] = f"needs {' and '.join(missing)}"
+        else:
+            run.append(o)
+
+    query_rows = _query_rows(n, n_queries, seed)
+    base_mask = np.ones(n, dtype=bool)
+    base_mask[query_rows] = False
+    base_rows = np.flatnonzero(base_mask).astype(np.int64)
+    X_base, X_query = np.ascontiguousarray(X[base_rows]), np.ascontiguousarray(X[query_rows])
+    nb = base_rows.shape[0]
+    truth, _ = exact_knn(_prepared(X_query, metric), _prepared(X_base, metric), k, metric=metric)
+    report(0.02, f"exact neighbours of {n_queries} queries found")
+
+    base_codes = query_codes = group_lid = None
+    base_lid = None if lid_arr is None else lid_arr[base_rows]
+    n_labels = 0 if label_values is None else label_values.shape[0]
+    if codes is not None:
+        base_codes, query_codes = codes[base_rows], codes[query_rows]
+        if base_lid is not None:
+            group_lid = np.full(n_labels, np.nan)
+            for c in range(n_labels):
+                vals = base_lid[(base_codes == c) & ~np.isnan(base_lid)]
+                if vals.size:
+                    group_lid[c] = np.median(vals)
+
+    o_count, e_count = len(run), efs_arr.shape[0]
+    recall = np.full((o_count, e_count), np.nan)
+    label_recall = np.full((o_count, e_count, n_labels), np.nan) if codes is not None else None
+    build_seconds = np.zeros(o_count)
+    span = 0.98 / max(o_count, 1)
+    for o, order in enumerate(run):
+        low = 0.02 + o * span
+        perm = _insertion_order(
+            order, nb, lid=base_lid, codes=base_codes, group_lid=group_lid, seed=seed
+        )
+        index = HnswIndex(
+            metric,
+            M=M,
+            ef_construction=ef_construction,
+            ef=int(efs_arr[-1]),
+            seed=seed,
+            num_threads=1,
+        )
+        index.build(
+            X_base,
+            order=perm,
+            # Chunks only pace progress reports: one thread inserts in `perm` order regardless.
+            chunk=max(500, nb // 20),
+            progress=lambda f, msg, low=low, order=order: bool(
+                progress and progress(low + 0.9 * span * f, f"{order}: {msg}")
+            ),
+        )
+        build_seconds[o] = index.build_seconds
+        for e, ef in enumerate(efs_arr):
+            found, _ = index.query(X_query, k, ef=int(ef))
+            per_query = _row_recall(found, truth)
+            recall[o, e] = per_query.mean()
+            if label_recall is not None:
+                for c in range(n_labels):
+                    mine = query_codes == c
+                    if mine.any():
+                        label_recall[o, e, c] = per_query[mine].mean()
+        best = ", ".join(f"ef={int(ef)}: {recall[o, e]:.3f}" for e, ef in enumerate(efs_arr))
+        report(low + span, f"{order}: recall@{k} {best}")
+
+    return OrderExperiment(
+        orders=tuple(run),
+        skipped=skipped,
+        ef=efs_arr,
+        recall=recall,
+        label_values=label_values,
+        label_recall=label_recall,
+        label_query_counts=(
+            None if query_codes is None else np.bincount(query_codes, minlength=n_labels)
+        ),
+        label_median_lid=group_lid,
+        build_seconds=build_seconds,
+        query_rows=query_rows,
+        base_rows=base_rows,
+        k=k,
+        metric=metric,
+        params={"M": int(M), "ef_construction": int(ef_construction), "seed": int(seed)},
+    )

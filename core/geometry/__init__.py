@@ -1,0 +1,1 @@
+"""Geometry of an embedding space: intrinsic dimension, isotropy and hubness scores."""
