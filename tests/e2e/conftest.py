@@ -53,12 +53,19 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory) -> Iterator[dict]:
-    """Start `embscope serve` on a free loopback port with a fresh database."""
+def app_server(tmp_path_factory, request) -> Iterator[dict]:
+    """Start `embscope serve` on a free loopback port with a fresh database.
+
+    A test module may define ``prepare_db(path)`` to fill the database before the server
+    opens it (the server holds the file, so nothing else can write to it afterwards).
+    """
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail("Debian chromium is missing: run scripts/ensure-chromium.sh (make test does)")
     tmp = tmp_path_factory.mktemp("e2e")
     db = tmp / "e2e.duckdb"
+    prepare = getattr(request.module, "prepare_db", None)
+    if prepare is not None:
+        prepare(db)
     port = _free_port()
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
