@@ -690,6 +690,13 @@ class Store:
             raise InvalidInputError("artifact fingerprint must be a non-empty string")
         if dataset_id is not None:
             self._require(dataset_id)
+        for name, value in (arrays or {}).items():
+            if np.asarray(value).dtype.hasobject:
+                # np.savez would pickle it, and artifacts are read back without pickle.
+                raise InvalidInputError(
+                    f"artifact array {name!r} holds Python objects: store text as a str array "
+                    "(np.asarray(values, dtype=str))"
+                )
         blob = _arrays_to_blob(arrays or {})
         with self._transaction() as cur:
             cur.execute("DELETE FROM artifacts WHERE fingerprint = ?", [fingerprint])

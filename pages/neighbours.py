@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import diagnostics_view, state
 from app import neighbours_view as view
-from app import state
 from app.cache import get_store
 
 st.title("Neighbours")
@@ -21,3 +21,5 @@ st.divider()
 answer = view.run_query(info, options)
 if answer is not None:
     view.show_answer(info, *answer)
+st.divider()
+diagnostics_view.section(info, options)

@@ -1,0 +1,101 @@
+"""The Neighbours page's ANN diagnostics: recall vs ef, recall vs LID, and insertion order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import figures, widgets
+from app.cache import get_neighbour_service
+from core.diagnostics_runs import DIAGNOSTIC_EFS, ORDER_SAMPLE, ef_diagnostics, order_diagnostics
+from core.store import DatasetInfo
+
+NO_LABEL = "(no label column)"
+
+
+def section(info: DatasetInfo, options: dict[str, Any]) -> None:
+    """Three measurements of what approximate search costs on this dataset, and where."""
+    st.subheader("ANN diagnostics")
+    st.caption(
+        "How far the HNSW index is from exact search on this dataset, and why: recall falls "
+        "as the search breadth ef shrinks, on queries of high local intrinsic dimension, and "
+        "when the index was filled in an unlucky order (Elliott & Clark, “The Impacts of "
+        "Data, Ordering, and Intrinsic Dimensionality on Recall in HNSW”, ICTIR 2024)."
+    )
+    ef_tab, lid_tab, order_tab = st.tabs(["Recall vs ef", "Recall vs LID", "Insertion order"])
+    metric, k = options["metric"], options["k"]
+    service = get_neighbour_service()
+    stored = widgets.guarded(
+        lambda: ef_diagnostics(service, info.id, metric=metric, k=k, run=False)
+    )
+    with ef_tab:
+        if stored is None:
+            st.caption(
+                f"Measures recall@{k} and single-query latency of the default HNSW index at "
+                f"ef = {', '.join(map(str, DIAGNOSTIC_EFS))} on 300 items of the dataset."
+            )
+            if st.button("Measure recall vs ef", key="diagnostics.run_ef"):
+                stored = widgets.run_with_progress(
+                    "Measuring recall against ef",
+                    lambda p: ef_diagnostics(service, info.id, metric=metric, k=k, progress=p),
+                )
+        if stored is not None:
+            curve = stored[0]
+            st.plotly_chart(figures.recall_ef_figure(curve), key="diagnostics.ef_plot")
+            st.dataframe(pd.DataFrame(curve.to_rows()), hide_index=True, width="stretch")
+    with lid_tab:
+        if stored is None:
+            st.caption("Run “Measure recall vs ef” first: this plot uses the same queries.")
+        elif stored[1] is None:
+            st.info("LID needs non-negative distances: choose cosine or l2 to see this plot.")
+        else:
+            st.plotly_chart(figures.recall_lid_figure(stored[1]), key="diagnostics.lid_plot")
+            st.caption(
+                "Each dot is one query; LID comes from the dataset's shared neighbour graph. "
+                "A negative Spearman ρ is the paper's finding: high-LID queries are harder."
+            )
+    with order_tab:
+        _order(info, metric)
+
+
+def _order(info: DatasetInfo, metric: str) -> None:
+    service = get_neighbour_service()
+    columns = [NO_LABEL, *info.metadata_columns]
+    default = info.info.get("label_column")
+    label = st.selectbox(
+        "Label column (for the cluster-by-cluster orders)",
+        columns,
+        index=columns.index(default) if default in columns else 0,
+        key="diagnostics.label_column",
+    )
+    label_column = None if label == NO_LABEL else label
+    result = widgets.guarded(
+        lambda: order_diagnostics(
+            service, info.id, metric=metric, label_column=label_column, run=False
+        )
+    )
+    if result is None:
+        st.caption(
+            "Builds one single-threaded HNSW index (M = 16, ef_construction = 40) per insertion "
+            f"order on {min(info.n, ORDER_SAMPLE):,} items and measures recall@10 on held-out "
+            "queries: random order, by LID, and label by label."
+        )
+        if st.button("Run the insertion-order experiment", key="diagnostics.run_order"):
+            result = widgets.run_with_progress(
+                "Indexing in each order",
+                lambda p: order_diagnostics(
+                    service, info.id, metric=metric, label_column=label_column, progress=p
+                ),
+            )
+    if result is None:
+        return
+    st.plotly_chart(figures.order_figure(result), key="diagnostics.order_plot")
+    for order, why in result.skipped.items():
+        st.caption(f"{figures.ORDER_LABELS.get(order, order)} skipped: {widgets.md_escape(why)}")
+    rows = pd.DataFrame(result.to_rows())
+    st.dataframe(rows[rows["label"].isna()].drop(columns=["label"]), hide_index=True)
+    if result.label_values is not None:
+        with st.expander("Recall per label"):
+            st.dataframe(rows[rows["label"].notna()], hide_index=True, width="stretch")
