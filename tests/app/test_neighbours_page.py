@@ -126,3 +126,21 @@ def test_text_query_with_the_model(db):
     assert not at.exception
     exact = _result_frames(at)[1]
     assert (exact["module"] == "json").sum() >= 5, exact["module"].tolist()
+
+
+def test_diagnostics_run_once_then_show_from_the_store(db):
+    _points(db)
+    at = _neighbours_page()
+    assert not at.get("plotly_chart")
+    _by_key(at.button, "diagnostics.run_ef").click().run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2  # recall vs ef, and recall vs LID
+    _by_key(at.selectbox, "diagnostics.label_column").set_value("label").run()
+    _by_key(at.button, "diagnostics.run_order").click().run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 3
+    # A new session finds all three stored: no button to press.
+    again = _neighbours_page()
+    _by_key(again.selectbox, "diagnostics.label_column").set_value("label").run()
+    assert len(again.get("plotly_chart")) == 3
+    assert not [b for b in again.button if b.key and b.key.startswith("diagnostics.run")]

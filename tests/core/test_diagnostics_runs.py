@@ -1,0 +1,108 @@
+"""Stored ANN diagnostics: computed once, read back identical, built on the shared graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import core.graph as graph_mod
+from core.diagnostics_runs import DIAGNOSTIC_EFS, ef_diagnostics, order_diagnostics
+from core.errors import InvalidInputError
+from core.graph import find_graph
+from core.neighbours import NeighbourService
+from core.store import Store
+from tests.conftest import make_parsed
+
+
+def _clusters(n=1500, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    X = rng.standard_normal((n, d)) + 5 * rng.standard_normal((4, d))[labels]
+    meta = pd.DataFrame({"cluster": [f"c{v}" for v in labels], "value": rng.random(n)})
+    return X.astype(np.float32), meta
+
+
+@pytest.fixture
+def dataset(db_path):
+    X, meta = _clusters()
+    with Store(db_path) as s:
+        info = s.add_dataset(make_parsed(X, meta), name="clusters")
+    return db_path, info
+
+
+def test_ef_diagnostics_are_stored_and_read_back_identical(dataset, monkeypatch):
+    db_path, info = dataset
+    with Store(db_path) as store:
+        service = NeighbourService(store)
+        assert ef_diagnostics(service, info.id, run=False) is None
+        seen = []
+        curve, lid = ef_diagnostics(service, info.id, k=10, progress=lambda f, m: seen.append(f))
+        assert list(curve.ef) == list(DIAGNOSTIC_EFS) and curve.recall.shape == (6,)
+        assert curve.recall[-1] >= 0.99 and (curve.p50_ms > 0).all()
+        assert lid is not None and lid.recall.shape == lid.lid.shape
+        assert seen and seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
+        # The LID came from the shared graph, which is now stored for every other consumer.
+        assert find_graph(store, info.id, metric="cosine", k=20) is not None
+
+    def fail(*args, **kwargs):
+        raise AssertionError("stored diagnostics must not be recomputed")
+
+    monkeypatch.setattr("core.diagnostics_runs.recall_vs_ef", fail)
+    monkeypatch.setattr(graph_mod, "build_knn_graph", fail)
+    with Store(db_path) as store:
+        again_curve, again_lid = ef_diagnostics(NeighbourService(store), info.id, run=False)
+    np.testing.assert_array_equal(again_curve.recall, curve.recall)
+    np.testing.assert_array_equal(again_curve.per_query_recall, curve.per_query_recall)
+    np.testing.assert_array_equal(again_lid.lid, lid.lid)
+    assert again_lid.spearman_rho == pytest.approx(lid.spearman_rho, nan_ok=True)
+    assert again_curve.k == 10 and again_curve.metric == "cosine"
+
+
+def test_ip_has_no_lid_part(dataset):
+    db_path, info = dataset
+    with Store(db_path) as store:
+        curve, lid = ef_diagnostics(NeighbourService(store), info.id, metric="ip")
+    assert lid is None and curve.metric == "ip"
+
+
+def test_order_diagnostics_with_labels_round_trip(dataset):
+    db_path, info = dataset
+    with Store(db_path) as store:
+        service = NeighbourService(store)
+        result = order_diagnostics(service, info.id, metric="l2", label_column="cluster")
+        assert result.orders[0] == "random" and len(result.orders) == 5
+        assert result.recall.shape == (5, 2) and (result.recall > 0.5).all()
+        assert sorted(result.label_values.tolist()) == ["c0", "c1", "c2", "c3"]
+        again = order_diagnostics(service, info.id, metric="l2", label_column="cluster", run=False)
+    np.testing.assert_array_equal(again.recall, result.recall)
+    assert again.orders == result.orders and again.skipped == result.skipped
+    assert again.label_values.tolist() == result.label_values.tolist()
+
+
+def test_order_diagnostics_without_labels_skips_label_orders(dataset):
+    db_path, info = dataset
+    with Store(db_path) as store:
+        result = order_diagnostics(NeighbourService(store), info.id, metric="l2")
+    assert result.orders == ("random", "lid_ascending", "lid_descending")
+    assert set(result.skipped) == {"label_low_lid_first", "label_high_lid_first"}
+
+
+def test_order_diagnostics_refuse_bad_label_columns(dataset):
+    db_path, info = dataset
+    with Store(db_path) as store:
+        service = NeighbourService(store)
+        with pytest.raises(InvalidInputError, match="no metadata column"):
+            order_diagnostics(service, info.id, label_column="nope")
+        with pytest.raises(InvalidInputError, match="distinct values"):
+            order_diagnostics(service, info.id, label_column="value")
+
+
+def test_store_refuses_object_arrays_in_artifacts(store):
+    info = store.add_dataset(make_parsed(np.eye(3, dtype=np.float32)), name="tiny")
+    with pytest.raises(InvalidInputError, match="Python objects"):
+        store.put_artifact(
+            kind="x", fingerprint="f", dataset_id=info.id,
+            arrays={"labels": np.array(["a", None], dtype=object)},
+        )  # fmt: skip
+    assert store.list_artifacts() == []
