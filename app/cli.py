@@ -117,6 +117,9 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         info = store.get_dataset(args.dataset)
         store.delete_dataset(info.id)
+        from core.neighbours import NeighbourService
+
+        NeighbourService(store).prune_files()  # its index files beside the database
     sys.stdout.write(f"deleted dataset {info.id} {info.name!r}\n")
     return 0
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state, widgets
-from app.cache import get_store, inspect_upload
+from app.cache import get_neighbour_service, get_store, inspect_upload
 from app.uploads import save_upload
 from core.demo_store import load_demo_datasets
 from core.errors import InvalidInputError
@@ -205,6 +205,7 @@ def _rename_and_delete(current: DatasetInfo) -> None:
         if st.form_submit_button("Rename"):
             try:
                 get_store().rename_dataset(current.id, new_name)
+                get_neighbour_service().forget(current.id)
             except InvalidInputError as exc:
                 widgets.show_error(exc)
             else:
@@ -230,6 +231,8 @@ def _confirm_delete(current: DatasetInfo) -> None:
     yes, no = st.columns(2)
     if yes.button("Delete", type="primary", key="confirm_delete"):
         get_store().delete_dataset(current.id)
+        # Its loaded index and vectors go from memory, its index files from the disk.
+        get_neighbour_service().forget(current.id)
         _clear_pending_delete()
         state.select_dataset(None)
         state.flash("success", "Dataset deleted.")

@@ -143,8 +143,24 @@ class NeighbourService:
         self._vectors: dict[str, np.ndarray] = {}
         self._ids: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
         self._encoders: dict[str, Any] = {}
+        self._infos: dict[int, DatasetInfo] = {}
+        self._index_owner: dict[str, int] = {}
 
     # -- cached data --------------------------------------------------------------------------
+
+    def dataset(self, dataset_id: int | str) -> DatasetInfo:
+        """The dataset's catalog row, cached by id so the query path runs no SQL.
+
+        Safe because ids are never reused and a dataset's vectors never change (its
+        fingerprint keys everything cached); :meth:`forget` drops it after a rename or delete.
+        """
+        if isinstance(dataset_id, (int, np.integer)) and not isinstance(dataset_id, bool):
+            info = self._infos.get(int(dataset_id))
+            if info is not None:
+                return info
+        info = self.store.get_dataset(dataset_id)
+        self._infos[info.id] = info
+        return info
 
     def _key_lock(self, key: str) -> threading.Lock:
         with self._lock:
@@ -152,7 +168,7 @@ class NeighbourService:
 
     def vectors(self, dataset_id: int) -> np.ndarray:
         """The dataset's vectors, loaded once per process (read-only array)."""
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         with self._key_lock("vectors:" + info.fingerprint):
             if info.fingerprint not in self._vectors:
                 X = self.store.load_vectors(info.id)
@@ -162,7 +178,7 @@ class NeighbourService:
 
     def ids(self, dataset_id: int) -> np.ndarray:
         """The dataset's ids (object array of str), loaded once per process."""
-        return self._id_table(self.store.get_dataset(dataset_id))[0]
+        return self._id_table(self.dataset(dataset_id))[0]
 
     def _id_table(self, info: DatasetInfo) -> tuple[np.ndarray, dict[str, int]]:
         with self._key_lock("ids:" + info.fingerprint):
@@ -173,7 +189,7 @@ class NeighbourService:
 
     def row_of_id(self, dataset_id: int, item_id: str) -> int:
         """The row number of the item with this id."""
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         _, lookup = self._id_table(info)
         if str(item_id) not in lookup:
             raise InvalidInputError(
@@ -197,7 +213,7 @@ class NeighbourService:
         self, dataset_id: int, *, metric: str, backend: str = "hnsw", **params: Any
     ) -> str:
         """The artifact key of the index of a dataset with these settings."""
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         chosen = self._index_params(backend, params)
         return fingerprint_arrays(
             INDEX_KIND, info.fingerprint, backend, metric, chosen, INDEX_CODE_VERSION
@@ -228,7 +244,7 @@ class NeighbourService:
             raise InvalidInputError(
                 f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}"
             )
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         chosen = self._index_params(backend, params)
         fp = self.index_fingerprint(info.id, metric=metric, backend=backend, **params)
         if fp in self._indexes:
@@ -238,6 +254,7 @@ class NeighbourService:
                 return self._indexes[fp]
             index = self._load_or_build(info, fp, metric, backend, chosen, progress)
             self._indexes[fp] = index
+            self._index_owner[fp] = info.id
             return index
 
     def _load_or_build(
@@ -284,17 +301,40 @@ class NeighbourService:
         return index
 
     def forget(self, dataset_id: int | None = None) -> None:
-        """Drop cached vectors and indexes (all, or one dataset's after it changed)."""
+        """Drop what is cached for one dataset (after a rename or delete), or for all; then
+        remove index files whose artifact is gone (a deleted dataset's indexes)."""
         with self._lock:
             if dataset_id is None:
                 self._indexes.clear()
+                self._index_owner.clear()
                 self._vectors.clear()
                 self._ids.clear()
-                return
-        fps = {a.fingerprint for a in self.store.list_artifacts(dataset_id, kind=INDEX_KIND)}
-        with self._lock:
-            for fp in fps:
-                self._indexes.pop(fp, None)
+                self._infos.clear()
+            else:
+                info = self._infos.pop(int(dataset_id), None)
+                for fp, owner in list(self._index_owner.items()):
+                    if owner == int(dataset_id):
+                        self._indexes.pop(fp, None)
+                        del self._index_owner[fp]
+                if info is not None:
+                    self._vectors.pop(info.fingerprint, None)
+                    self._ids.pop(info.fingerprint, None)
+        self.prune_files()
+
+    def prune_files(self) -> list[Path]:
+        """Delete index files beside the database that no stored artifact refers to."""
+        if self.store.read_only or not self.index_dir.is_dir():
+            return []
+        known = {a.fingerprint for a in self.store.list_artifacts(kind=INDEX_KIND)}
+        removed = []
+        for path in self.index_dir.iterdir():
+            fp = path.name.split(".", 1)[0]
+            if len(fp) == 40 and fp not in known and fp not in self._indexes:
+                if path.is_dir():
+                    continue  # Milvus data lives elsewhere; never remove directories here
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -318,7 +358,7 @@ class NeighbourService:
                 "give exactly one query: a row, an id, a vector or a text"
                 + (f" (got {', '.join(given)})" if given else "")
             )
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         X = self.vectors(info.id)
         if item_id is not None:
             row = self.row_of_id(info.id, item_id)
@@ -342,14 +382,14 @@ class NeighbourService:
         """Whether text queries can run for this dataset, and why not."""
         from core.text_model import text_model_status
 
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         return text_model_status(info.info.get("model"))
 
     def encode_text(self, dataset_id: int, text: str) -> np.ndarray:
         """``text`` embedded with the model the dataset was embedded with: float32 (1, d)."""
         from core.text_model import load_text_encoder
 
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         ok, reason = self.text_status(info.id)
         if not ok:
             raise InvalidInputError(reason)
@@ -378,7 +418,7 @@ class NeighbourService:
         **params: Any,
     ) -> Neighbours:
         """The k nearest neighbours of a resolved query."""
-        info = self.store.get_dataset(dataset_id)
+        info = self.dataset(dataset_id)
         exclude = None if query.exclude_row is None else np.array([query.exclude_row])
         # Checked before any index is built, so a bad k changes nothing.
         k = check_k(k, info.n - (0 if exclude is None else 1))

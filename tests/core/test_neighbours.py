@@ -171,3 +171,20 @@ def test_text_query_uses_the_datasets_model(store):
     answer = service.search(info.id, q, k=5, backend="exact")
     modules = store.load_rows(info.id, answer.rows)["module"].tolist()
     assert modules[0] == "json" and modules.count("json") >= 3, modules
+
+
+def test_deleting_a_dataset_removes_its_index_files_and_cache(db_path):
+    with Store(db_path) as store:
+        keep = store.add_dataset(make_parsed(_blobs(n=200, seed=1)), name="keep")
+        gone = store.add_dataset(make_parsed(_blobs(n=200, seed=2)), name="gone")
+        service = NeighbourService(store)
+        service.get_index(keep.id)
+        service.get_index(gone.id, metric="l2")
+        folder = db_path.parent / "test.duckdb.indexes"
+        assert len(list(folder.iterdir())) == 4
+        store.delete_dataset(gone.id)
+        service.forget(gone.id)
+        assert len(list(folder.iterdir())) == 2
+        assert service.has_index(keep.id, metric="cosine")
+        with pytest.raises(InvalidInputError, match="no dataset"):
+            service.resolve(gone.id, row=0)
