@@ -66,8 +66,17 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         vector_column=args.vector_column,
     )
     name = args.name if args.name is not None else path.stem
+    extra = None
+    if args.model is not None:
+        from core.text_model import canonical_model_name
+
+        model = args.model.strip()
+        if not model:
+            raise InvalidInputError("--model is empty: give the name of the embedding model")
+        # Any name is recorded; text queries work for the ones embscope can run offline.
+        extra = {"model": canonical_model_name(model) or model}
     with _open_store(args) as store:
-        info = store.add_dataset(parsed, name=name)
+        info = store.add_dataset(parsed, name=name, info=extra)
     if args.json:
         _print_json(
             {
@@ -314,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", metavar="COL", help="metadata column holding unique ids")
     p.add_argument(
         "--vector-column", metavar="COL", help="column, field or key holding the vectors"
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the model that made the vectors, e.g. sentence-transformers/all-MiniLM-L6-v2 "
+        "(enables text queries when embscope can run it)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_ingest)

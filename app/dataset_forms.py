@@ -16,8 +16,10 @@ from core.demo_store import load_demo_datasets
 from core.errors import InvalidInputError
 from core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
 from core.store import DatasetInfo
+from core.text_model import SUPPORTED_MODELS
 
 ROW_NUMBERS = "(row number)"
+UNKNOWN_MODEL = "(unknown model)"
 
 
 def _uploader_generation() -> int:
@@ -98,6 +100,12 @@ def _save_form(
                 default=list(inspection.default_vector_columns or inspection.numeric_columns),
                 help="Numeric columns that make up the vector; the others are kept as metadata.",
             )
+        model = st.selectbox(
+            "Embedded with (optional)",
+            [UNKNOWN_MODEL, *SUPPORTED_MODELS],
+            help="The model that made these vectors. When embscope can run it offline, the "
+            "Neighbours page can search this dataset by text.",
+        )
         submitted = st.form_submit_button("Save dataset", type="primary")
     if not submitted:
         return
@@ -126,7 +134,13 @@ def _save_form(
                 ),
                 (
                     "writing to the database",
-                    lambda: done.update(info=get_store().add_dataset(done["parsed"], name=name)),
+                    lambda: done.update(
+                        info=get_store().add_dataset(
+                            done["parsed"],
+                            name=name,
+                            info=None if model == UNKNOWN_MODEL else {"model": model},
+                        )
+                    ),
                 ),
             ],
         )

@@ -35,6 +35,7 @@ __all__ = [
     "SUPPORTED_MODELS",
     "ModelSpec",
     "TextEncoder",
+    "canonical_model_name",
     "load_text_encoder",
     "read_safetensors",
     "text_model_status",
@@ -86,7 +87,7 @@ SUPPORTED_MODELS: dict[str, ModelSpec] = {
 }
 
 
-def _canonical_name(model_name: str) -> str | None:
+def canonical_model_name(model_name: str) -> str | None:
     """The key of SUPPORTED_MODELS that ``model_name`` names (case-insensitive, org optional)."""
     wanted = model_name.strip().lower()
     for name in SUPPORTED_MODELS:
@@ -138,7 +139,7 @@ def text_model_status(model_name: str | None) -> tuple[bool, str]:
             "be embedded the same way; text queries work for datasets embedded with "
             f"{_supported_list()} that record the model name.",
         )
-    name = _canonical_name(str(model_name))
+    name = canonical_model_name(str(model_name))
     if name is None:
         return (
             False,
@@ -533,7 +534,7 @@ def load_text_encoder(model_name: str) -> TextEncoder:
     ok, reason = text_model_status(model_name)
     if not ok:
         raise InvalidInputError(reason)
-    name = _canonical_name(model_name) or model_name  # text_model_status checked it
+    name = canonical_model_name(model_name) or model_name  # text_model_status checked it
     spec = SUPPORTED_MODELS[name]
     try:
         import onnxruntime as ort

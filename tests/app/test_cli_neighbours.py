@@ -130,3 +130,26 @@ def test_bad_input_exits_2_with_one_error_line_and_changes_nothing(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     with Store(db) as s:
         assert snapshot(s) == before
+
+
+def test_ingest_with_model_enables_text_queries(capsys, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from core.demo import stdlib_docstrings
+
+    demo = stdlib_docstrings()
+    path = tmp_path / "minilm.npy"
+    np.save(path, demo.vectors)
+    db = str(tmp_path / "text.duckdb")
+    code, out, err = run(
+        capsys, "--db", db, "ingest", str(path), "--model", "all-MiniLM-L6-v2", "--json"
+    )
+    assert code == 0, err
+    code, out, err = run(
+        capsys, "--db", db, "neighbours", "minilm", "--text", "Serialize obj to a JSON formatted str",
+        "-k", "3", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = [n["row"] for n in json.loads(out)["neighbours"]]
+    assert demo.metadata["module"].iloc[rows[0]] == "json"
+    with Store(db) as s:
+        assert s.get_dataset("minilm").info["model"] == "sentence-transformers/all-MiniLM-L6-v2"

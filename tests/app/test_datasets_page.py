@@ -175,3 +175,18 @@ def test_csv_with_header_vector_columns_are_chosen_in_the_form(db):
     at.run()
     [info] = _open_store(db).list_datasets()
     assert info.dim == 2 and set(info.metadata_columns) == {"name", "label", "x2", "x3", "x4"}
+
+
+def test_upload_records_the_embedding_model(db):
+    X = np.random.default_rng(1).standard_normal((30, 384)).astype(np.float32)
+    at = _app()
+    at.file_uploader[0].set_value(("minilm.npy", _npy_bytes(X), "application/octet-stream"))
+    at.run()
+    model_box = [s for s in at.selectbox if s.label == "Embedded with (optional)"][0]
+    assert model_box.value == "(unknown model)"
+    model_box.set_value("sentence-transformers/all-MiniLM-L6-v2")
+    [b for b in at.button if b.label == "Save dataset"][0].click()
+    at.run()
+    assert not at.exception
+    [info] = _open_store(db).list_datasets()
+    assert info.info["model"] == "sentence-transformers/all-MiniLM-L6-v2"
