@@ -36,7 +36,8 @@ install-text: $(VENV)/.installed-text
 chromium:
 	bash scripts/ensure-chromium.sh
 
-run: install
+# The demo includes a text-embedded dataset: install the text extra so it can be searched by text.
+run: install $(VENV)/.installed-text
 	$(BIN)/embscope demo --if-empty
 	$(BIN)/embscope serve --port $(PORT)
 
