@@ -10,9 +10,11 @@ item by row, id, vector or text; the item itself is never among its own neighbou
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +130,8 @@ class NeighbourService:
         if index_dir is None:
             if str(store.path) == ":memory:":
                 index_dir = tempfile.mkdtemp(prefix="embscope-indexes-")
+                # An in-memory database keeps nothing; neither do its index files.
+                weakref.finalize(self, shutil.rmtree, index_dir, ignore_errors=True)
             else:
                 index_dir = store.path.with_name(store.path.name + ".indexes")
         self.index_dir = Path(index_dir)
