@@ -493,7 +493,7 @@ def per_query_recall_vs_lid(
             f"lower lid_k or build the graph with k >= {lid_k}"
         )
     rows = curve.query_rows
-    lid = local_intrinsic_dimension(graph.distances[rows, :lid_k], k=lid_k)
+    lid = local_intrinsic_dimension(graph.distances[rows, :lid_k], k=lid_k, metric=graph.metric)
     recall = curve.per_query_recall[e].astype(np.float64, copy=True)
     ok = ~np.isnan(lid)
     n_used = int(ok.sum())

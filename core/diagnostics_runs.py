@@ -37,7 +37,7 @@ __all__ = [
     "order_diagnostics",
 ]
 
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: LID on cosine graphs uses chord distances (was half the dimension)
 DIAGNOSTIC_EFS = (10, 20, 40, 80, 160, 320)
 EF_QUERIES = 300
 # The insertion-order experiment builds one single-threaded index per order: on a sample.
@@ -184,7 +184,7 @@ def order_diagnostics(
         graph = get_or_build_graph(
             store, info.id, k=LID_K, metric=metric, progress=_stage(progress, 0.0, 0.2)
         )
-        lid = local_intrinsic_dimension(graph.distances[rows], k=LID_K)
+        lid = local_intrinsic_dimension(graph.distances[rows], k=LID_K, metric=graph.metric)
     labels = None
     if label_column is not None:
         values = store.load_metadata(info.id, columns=[label_column])[label_column]
