@@ -263,6 +263,28 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_geometry(args: argparse.Namespace) -> int:
+    from core.geometry.scorecard import SCORES, get_or_compute_scorecard
+
+    with _open_store(args) as store:
+        info = store.get_dataset(args.dataset)
+        card = get_or_compute_scorecard(store, info.id, k=args.k, metric=args.metric)
+    result = card.to_json()
+    if args.json:
+        _print_json(result)
+        return 0
+    sys.stdout.write(f"geometry of {info.name!r} ({info.n} x {info.dim}, {args.metric}):\n")
+    for key, value in result.items():
+        if key == "notes":
+            continue
+        shown = "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else value)
+        meaning = SCORES.get(key, "")
+        sys.stdout.write(f"  {key:<20} {shown!s:>10}  {meaning}\n")
+    for note in result.get("notes", []):
+        sys.stdout.write(f"note: {note}\n")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from core.store import resolve_db_path
 
@@ -381,6 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true", help="also run exact search and report recall@k")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_neighbours)
+
+    p = command("geometry", "isotropy, intrinsic dimension and hubness scores of a dataset")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument("-k", type=int, default=10, help="neighbours for hubness (default 10)")
+    p.add_argument("--metric", choices=["cosine", "l2"], default="cosine")
+    p.add_argument("--json", action="store_true", help="print the scorecard as JSON")
+    p.set_defaults(func=_cmd_geometry)
 
     p = command("serve", "start the dashboard")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")

@@ -96,3 +96,50 @@ def order_figure(result: Any) -> go.Figure:
     fig.update_yaxes(title_text=f"recall@{result.k}", range=[max(0.0, low - 0.1), 1.02])
     fig.update_layout(barmode="group")
     return _layout(fig, f"recall@{result.k} by insertion order (single-threaded builds)")
+
+
+def spectrum_figure(spectrum: Any) -> go.Figure:
+    """PCA spectrum: variance ratio per component (log scale) and cumulative variance."""
+    ratio = np.asarray(spectrum.variance_ratio, float)
+    comps = np.arange(1, len(ratio) + 1)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=comps, y=ratio, mode="lines", name="variance ratio"),
+                  secondary_y=False)  # fmt: skip
+    fig.add_trace(
+        go.Scatter(x=comps, y=spectrum.cumulative, mode="lines", name="cumulative",
+                   line={"dash": "dash"}),
+        secondary_y=True,
+    )  # fmt: skip
+    for level, n in ((0.90, spectrum.n90), (0.95, spectrum.n95), (0.99, spectrum.n99)):
+        fig.add_vline(x=n, line={"width": 1, "dash": "dot", "color": "grey"},
+                      annotation_text=f"{int(level * 100)} % at {n}")  # fmt: skip
+    fig.update_xaxes(title_text="principal component")
+    fig.update_yaxes(title_text="share of variance (log)", type="log", dtick=1,
+                     exponentformat="power", secondary_y=False)  # fmt: skip
+    fig.update_yaxes(title_text="cumulative share", range=[0, 1.02], secondary_y=True)
+    return _layout(fig, "PCA spectrum")
+
+
+def twonn_figure(result: Any) -> go.Figure:
+    """TwoNN fit: −log(1 − F(μ)) against log μ, with the fitted line through the origin."""
+    x, y = np.asarray(result.log_mu, float), np.asarray(result.neg_log_survival, float)
+    step = max(1, len(x) // 5000)  # the fit is a line: a few thousand points show it
+    fig = go.Figure(go.Scattergl(x=x[::step], y=y[::step], mode="markers", name="points",
+                                 marker={"size": 4, "opacity": 0.5}))  # fmt: skip
+    if len(x):
+        xs = np.array([0.0, float(x.max())])
+        fig.add_trace(go.Scatter(x=xs, y=result.dimension * xs, mode="lines",
+                                 name=f"slope d = {result.dimension:.2f}"))  # fmt: skip
+    fig.update_xaxes(title_text="log μ   (μ = r₂ / r₁)")
+    fig.update_yaxes(title_text="−log(1 − F(μ))")
+    return _layout(fig, f"TwoNN fit: intrinsic dimension {result.dimension:.2f}")
+
+
+def histogram_figure(values: Any, *, title: str, x_title: str, log_y: bool = False) -> go.Figure:
+    """A histogram of per-point values (NaN left out)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    fig = go.Figure(go.Histogram(x=v, nbinsx=60, name=x_title))
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text="points", type="log" if log_y else "linear")
+    return _layout(fig, title)

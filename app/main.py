@@ -35,6 +35,12 @@ def run() -> None:
                 icon=":material/hub:",
                 url_path="neighbours",
             ),
+            st.Page(
+                PAGES / "geometry.py",
+                title="Geometry",
+                icon=":material/insights:",
+                url_path="geometry",
+            ),
         ]
     )
     st.logo(str(ROOT / "assets" / "logo.svg"), size="large")

@@ -1,0 +1,242 @@
+"""The Geometry page's sections: the scorecard, its plots, comparison, post-processing, export."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import figures, state, widgets
+from app.cache import get_neighbour_service, get_store
+from core.derive import save_derived_dataset
+from core.errors import InvalidInputError
+from core.geometry import isotropy
+from core.geometry.postprocess import POSTPROCESSORS
+from core.geometry.scorecard import SCORES, Scorecard, get_or_compute_scorecard
+from core.store import DatasetInfo
+
+GROUPS = {
+    "Isotropy": [
+        "isoscore", "avg_cosine", "partition_isotropy", "effective_rank",
+        "participation_ratio", "pca_n90", "pca_n95", "pca_n99",
+    ],
+    "Intrinsic dimension": ["twonn", "twonn_mle", "mle", "lid_median", "lid_mean", "dse"],
+    "Hubness and duplicates": ["hubness_skew", "n_duplicates"],
+}  # fmt: skip
+LABELS = {
+    "isoscore": "IsoScore",
+    "avg_cosine": "Average cosine",
+    "partition_isotropy": "Partition isotropy I(W)",
+    "effective_rank": "Effective rank",
+    "participation_ratio": "Participation ratio",
+    "pca_n90": "PCs for 90 %",
+    "pca_n95": "PCs for 95 %",
+    "pca_n99": "PCs for 99 %",
+    "twonn": "TwoNN",
+    "twonn_mle": "TwoNN (MLE)",
+    "mle": "MLE (k = 20)",
+    "lid_median": "LID median",
+    "lid_mean": "LID mean",
+    "dse": "Diffusion spectral entropy",
+    "hubness_skew": "k-occurrence skewness",
+    "n_duplicates": "Duplicate vectors",
+}
+TRANSFORM_LABELS = {
+    "mean_centre": "mean-centring",
+    "whiten": "whitening",
+    "all_but_the_top": "all-but-the-top (remove the top principal directions)",
+}
+
+
+def fmt(value: Any) -> str:
+    """A score as text: NaN/None as a dash, whole numbers with separators, else 4 digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def settings(info: DatasetInfo) -> dict[str, Any]:
+    """k (for hubness) and the metric of the neighbour graph."""
+    left, right = st.columns(2)
+    k = left.number_input(
+        "k (hubness)", min_value=1, max_value=max(1, min(100, info.n - 1)),
+        value=min(10, info.n - 1), key="geometry.k",
+        help="Neighbours per point for the k-occurrence counts.",
+    )  # fmt: skip
+    metric = right.selectbox("Metric", ["cosine", "l2"], key="geometry.metric")
+    return {"k": int(k), "metric": metric}
+
+
+def scorecard(info: DatasetInfo, options: dict[str, Any]) -> Scorecard | None:
+    """The stored scorecard, or a button that computes it with progress."""
+    store = get_store()
+    card = widgets.guarded(lambda: get_or_compute_scorecard(store, info.id, run=False, **options))
+    if card is not None:
+        return card
+    st.caption(
+        "The scorecard reads the dataset's shared neighbour graph (built first if needed) "
+        "and is stored, so it shows at once next time."
+    )
+    if st.button("Compute the scorecard", type="primary", key="geometry.run"):
+        return widgets.run_with_progress(
+            "Computing the scorecard",
+            lambda p: get_or_compute_scorecard(store, info.id, progress=p, **options),
+        )
+    return None
+
+
+def show_scorecard(card: Scorecard) -> None:
+    """Every score with its one-line explanation, grouped."""
+    if card.notes:
+        st.info(
+            "\n".join(f"- {widgets.md_escape(note)}" for note in card.notes),
+            icon=":material/info:",
+        )
+    for group, keys in GROUPS.items():
+        st.markdown(f"**{group}**")
+        cols = st.columns(4)
+        for i, key in enumerate(keys):
+            cols[i % 4].metric(LABELS[key], fmt(card.values.get(key)), help=SCORES.get(key))
+        with st.expander(f"What the {group.lower()} scores mean"):
+            for key in keys:
+                st.markdown(f"- **{LABELS[key]}**: {widgets.md_escape(SCORES.get(key, ''))}")
+
+
+def plots(info: DatasetInfo, card: Scorecard) -> None:
+    """The plots people would rather look at than read, and the hubs with their metadata."""
+    left, right = st.columns(2)
+    left.plotly_chart(figures.spectrum_figure(card.spectrum), key="geometry.spectrum")
+    right.plotly_chart(figures.twonn_figure(card.twonn), key="geometry.twonn")
+    left, right = st.columns(2)
+    left.plotly_chart(
+        figures.histogram_figure(card.lid, title="Local intrinsic dimension (k = 20)",
+                                 x_title="LID"),
+        key="geometry.lid",
+    )  # fmt: skip
+    hub = card.hubness
+    right.plotly_chart(
+        figures.histogram_figure(hub.k_occurrence, title=f"k-occurrence (k = {hub.k})",
+                                 x_title=f"N{hub.k}: how often a point is a neighbour",
+                                 log_y=True),
+        key="geometry.kocc",
+    )  # fmt: skip
+    st.markdown(
+        f"**Hubs**: the points that appear in the most neighbour lists "
+        f"({hub.n_antihubs:,} anti-hubs appear in none)."
+    )
+    rows = get_store().load_rows(info.id, hub.hubs)
+    rows.insert(2, f"N{hub.k}", hub.k_occurrence[hub.hubs])
+    st.dataframe(rows, hide_index=True, width="stretch", key="geometry.hubs")
+    if hub.antihubs.size:
+        with st.expander("Anti-hubs (never anyone's neighbour)"):
+            st.dataframe(get_store().load_rows(info.id, hub.antihubs), hide_index=True)
+
+
+def export(info: DatasetInfo, card: Scorecard) -> None:
+    """Download the scorecard as JSON or CSV: a health report a team can keep."""
+    report = {"dataset": info.name, "dataset_id": info.id, **card.to_json()}
+    left, right = st.columns(2)
+    left.download_button(
+        "Download the scorecard (JSON)", json.dumps(report, indent=2, ensure_ascii=False),
+        file_name=f"scorecard-{info.id}.json", mime="application/json",
+        key="geometry.export_json",
+    )  # fmt: skip
+    frame = pd.DataFrame(
+        [{"score": k, "value": v, "meaning": SCORES.get(k, "")} for k, v in card.to_json().items()
+         if k != "notes"]
+    )  # fmt: skip
+    right.download_button(
+        "Download the scorecard (CSV)", frame.to_csv(index=False),
+        file_name=f"scorecard-{info.id}.csv", mime="text/csv", key="geometry.export_csv",
+    )  # fmt: skip
+
+
+def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
+    """Scorecards of several datasets side by side (the stored ones; others on request)."""
+    store = get_store()
+    others = [d for d in store.list_datasets() if d.id != info.id]
+    if not others:
+        return
+    names = {d.id: f"{d.name} ({d.n:,} × {d.dim})" for d in others}
+    chosen = st.multiselect(
+        "Compare with", [d.id for d in others],
+        format_func=lambda i: names[i],
+        key="geometry.compare",
+    )  # fmt: skip
+    if not chosen:
+        return
+    columns: dict[str, dict[str, Any]] = {}
+    missing = []
+    for ds in [info, *[store.get_dataset(i) for i in chosen]]:
+        card = widgets.guarded(lambda ds=ds: get_or_compute_scorecard(store, ds.id, run=False,
+                                                                      **options))  # fmt: skip
+        if card is None:
+            missing.append(ds)
+            continue
+        columns[f"{ds.name} (id {ds.id})"] = {LABELS.get(k, k): fmt(v)
+                                               for k, v in card.values.items()}  # fmt: skip
+    if columns:
+        # Scores in the scorecard's order (a frame built from dicts would sort them by name).
+        order = [LABELS[k] for keys in GROUPS.values() for k in keys]
+        rest = [r for col in columns.values() for r in col if r not in order]
+        index = order + list(dict.fromkeys(rest))
+        frame = pd.DataFrame(columns).reindex(index)
+        st.dataframe(frame, width="stretch", key="geometry.compare_table")
+    if missing and st.button(
+        f"Compute the missing scorecard(s): {', '.join(d.name for d in missing)}",
+        key="geometry.compare_run",
+    ):
+        for ds in missing:
+            widgets.run_with_progress(
+                f"Scorecard of {ds.name}",
+                lambda p, ds=ds: get_or_compute_scorecard(store, ds.id, progress=p, **options),
+            )
+        st.rerun()
+
+
+def _isotropy_values(X: np.ndarray) -> dict[str, str]:
+    spectrum = isotropy.pca_spectrum(X)
+    return {
+        "IsoScore": fmt(isotropy.isoscore(X)),
+        "Average cosine": fmt(isotropy.average_cosine(X)),
+        "Partition isotropy I(W)": fmt(isotropy.partition_isotropy(X)),
+        "Effective rank": fmt(isotropy.effective_rank(X)),
+        "Participation ratio": fmt(spectrum.participation_ratio),
+        "PCs for 90 %": fmt(spectrum.n90),
+    }
+
+
+def postprocess(info: DatasetInfo) -> None:
+    """Mean-centring, whitening or all-but-the-top: isotropy before and after, and a save."""
+    transform = st.selectbox(
+        "Transform", list(TRANSFORM_LABELS), format_func=TRANSFORM_LABELS.get,
+        key="geometry.transform",
+    )  # fmt: skip
+    if not st.toggle("Show the isotropy scores before and after", key="geometry.preview"):
+        return
+    X = get_neighbour_service().vectors(info.id)
+    Y = POSTPROCESSORS[transform](X)
+    with st.spinner("Scoring both…"):
+        before, after = _isotropy_values(X), _isotropy_values(Y)
+    st.dataframe(
+        pd.DataFrame({"before": before, f"after {TRANSFORM_LABELS[transform]}": after}),
+        width="stretch", key="geometry.before_after",
+    )  # fmt: skip
+    name = st.text_input("Save as a new dataset named", value=f"{info.name} · {transform}",
+                         key="geometry.derived_name")  # fmt: skip
+    if st.button("Save as a new dataset", key="geometry.save_derived"):
+        try:
+            new = save_derived_dataset(get_store(), info.id, Y, name=name, transform=transform)
+        except InvalidInputError as exc:
+            widgets.show_error(exc)
+            return
+        state.flash("success", f"Saved dataset {new.id} {new.name!r}: pick it in the sidebar.")
+        st.rerun()

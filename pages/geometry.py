@@ -1,0 +1,34 @@
+"""Geometry: the isotropy, intrinsic-dimension and hubness scorecard of a dataset."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import geometry_view as view
+from app import state, widgets
+from app.cache import get_store
+
+st.title("Geometry")
+widgets.show_flashes()
+current_id = state.selected_dataset_id()
+if current_id is None:
+    st.info("No dataset yet: add one on the Datasets page.")
+    st.stop()
+info = get_store().get_dataset(current_id)
+st.caption(f"{info.n:,} items × {info.dim} dimensions")
+options = view.settings(info)
+card = view.scorecard(info, options)
+if card is not None:
+    view.show_scorecard(card)
+    view.plots(info, card)
+    view.export(info, card)
+st.divider()
+st.subheader("Compare scorecards")
+view.compare(info, options)
+st.divider()
+st.subheader("Post-processing")
+st.caption(
+    "Change the space and see what it does to isotropy; save the result as a new dataset to "
+    "use it on every page (its own scorecard, neighbours, projections)."
+)
+view.postprocess(info)

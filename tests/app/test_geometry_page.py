@@ -1,0 +1,141 @@
+"""AppTest of the Geometry page and the `embscope geometry` contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.cli import main
+from core.store import Store
+from tests.conftest import make_parsed, snapshot
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+CLI_KEYS = {
+    "isoscore", "avg_cosine", "partition_isotropy", "effective_rank", "pca_n90", "pca_n95",
+    "participation_ratio", "twonn", "mle", "lid_median", "dse", "hubness_skew", "n_duplicates",
+}  # fmt: skip
+
+
+def _data(n=400, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    X = (rng.standard_normal((n, d)) + 4 * rng.standard_normal((3, d))[labels] + 2).astype(
+        np.float32
+    )
+    X[5] = X[9]  # a duplicate, as real data has
+    return X, pd.DataFrame({"label": [f"<i>c{v}</i>" for v in labels]})
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "geo.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    X, meta = _data()
+    with Store(path) as s:
+        s.add_dataset(make_parsed(X, meta), name="first")
+        s.add_dataset(make_parsed(_data(seed=1)[0]), name="second")
+    return path
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=90)
+    at.run()
+    at.switch_page("../pages/geometry.py")
+    at.run()
+    at.sidebar.selectbox[0].set_value(1)  # "first", the dataset with metadata and a duplicate
+    return at.run()
+
+
+def _key(elements, key):
+    return next(e for e in elements if e.key == key)
+
+
+def test_scorecard_computed_once_with_plots_and_hubs(db):
+    at = _page()
+    assert not at.exception and at.title[0].value == "Geometry"
+    assert not at.metric  # nothing stored yet: a button, not a silent computation
+    _key(at.button, "geometry.run").click().run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert {"IsoScore", "TwoNN", "k-occurrence skewness", "Duplicate vectors"} <= set(labels)
+    assert labels["Duplicate vectors"] == "1"
+    assert 0 <= float(labels["IsoScore"]) <= 1
+    assert all(m.help for m in at.metric), "every score carries its explanation"
+    assert len(at.get("plotly_chart")) == 4  # spectrum, TwoNN fit, LID, k-occurrence
+    assert any("duplicate" in i.value for i in at.info)
+    hubs = next(d.value for d in at.dataframe if "N10" in d.value.columns)
+    assert hubs["label"].str.startswith("<i>c").all()  # metadata shown as data, literally
+    # A new session sees the stored scorecard at once.
+    again = _page()
+    assert {m.label: m.value for m in again.metric} == labels
+    assert not [b for b in again.button if b.key == "geometry.run"]
+
+
+def test_compare_and_postprocess_save(db):
+    at = _page()
+    _key(at.button, "geometry.run").click().run()
+    _key(at.multiselect, "geometry.compare").set_value([2]).run()
+    _key(at.button, "geometry.compare_run").click().run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "first (id 1)" in d.value.columns)
+    assert list(table.columns) == ["first (id 1)", "second (id 2)"]
+    assert table.index[0] == "IsoScore"
+    _key(at.selectbox, "geometry.transform").set_value("mean_centre").run()
+    _key(at.toggle, "geometry.preview").set_value(True).run()
+    before_after = next(d.value for d in at.dataframe if "before" in d.value.columns)
+    assert float(before_after.loc["Average cosine"].iloc[1]) < 0.05
+    assert float(before_after.loc["Average cosine"].iloc[0]) > 0.3
+    _key(at.button, "geometry.save_derived").click().run()
+    assert not at.exception
+    from app.cache import get_store  # the page holds the database open: share it
+
+    assert "first · mean_centre" in [d.name for d in get_store().list_datasets()]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_geometry_json_contract(capsys, tmp_path):
+    db = str(tmp_path / "cli.duckdb")
+    with Store(db) as s:
+        s.add_dataset(make_parsed(_data()[0]), name="pts")
+    code, out, err = run(capsys, "--db", db, "geometry", "pts", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert CLI_KEYS <= set(obj)
+    assert obj["n_duplicates"] == 1 and obj["metric"] == "cosine"
+    assert isinstance(obj["notes"], list)
+    code, out2, _ = run(capsys, "--db", db, "geometry", "pts", "--json")
+    assert json.loads(out2) == obj  # stored, read back identical
+    code, out, _ = run(capsys, "--db", db, "geometry", "pts", "-k", "5", "--metric", "l2")
+    assert code == 0 and "isoscore" in out and "twonn" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["geometry", "nope"], "no dataset"),
+        (["geometry", "pts", "-k", "400"], "more neighbours"),
+        (["geometry", "pts", "--metric", "ip"], "invalid choice"),
+    ],
+)
+def test_cli_geometry_bad_input(capsys, tmp_path, args, message):
+    db = str(tmp_path / "cli.duckdb")
+    with Store(db) as s:
+        s.add_dataset(make_parsed(_data()[0]), name="pts")
+        before = snapshot(s)
+    code, out, err = run(capsys, "--db", db, *args)
+    assert code == 2 and out == "" and err.startswith("error: ") and message in err, err
+    with Store(db) as s:
+        assert snapshot(s) == before
