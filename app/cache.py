@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from core.ingest import FileInspection, inspect_file
@@ -36,3 +37,17 @@ def _neighbour_service(path: str) -> NeighbourService:
 def get_neighbour_service() -> NeighbourService:
     """The process's :class:`core.neighbours.NeighbourService` over :func:`get_store`."""
     return _neighbour_service(str(resolve_db_path().resolve()))
+
+
+@st.cache_data(show_spinner="Projecting with PCA…", max_entries=8)
+def _pca_layout(path: str, fingerprint: str, dataset_id: int) -> np.ndarray:
+    from core.projections.pca import pca_layout
+
+    return pca_layout(_neighbour_service(path).vectors(dataset_id))
+
+
+def pca_layout_of(dataset_id: int) -> np.ndarray:
+    """The dataset's 2-D PCA layout, computed once per dataset content."""
+    path = str(resolve_db_path().resolve())
+    info = _neighbour_service(path).dataset(dataset_id)
+    return _pca_layout(path, info.fingerprint, info.id)

@@ -143,3 +143,32 @@ def histogram_figure(values: Any, *, title: str, x_title: str, log_y: bool = Fal
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text="points", type="log" if log_y else "linear")
     return _layout(fig, title)
+
+
+def scatter_figure(
+    coords: np.ndarray,
+    *,
+    color: np.ndarray,
+    color_title: str,
+    hover: list[str],
+    title: str,
+) -> go.Figure:
+    """A WebGL scatter of a 2-D layout coloured by a per-point value (continuous scale).
+
+    ``hover`` must already be escaped text: plotly renders a subset of HTML in hover labels.
+    """
+    c = np.asarray(color, float)
+    fig = go.Figure(
+        go.Scattergl(
+            x=coords[:, 0], y=coords[:, 1], mode="markers",
+            marker={"size": 4, "color": np.where(np.isfinite(c), c, np.nan), "colorscale": "Viridis",
+                    "showscale": True, "colorbar": {"title": {"text": color_title}},
+                    "opacity": 0.8},
+            hovertext=hover, hoverinfo="text",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(showticklabels=False, title_text="PC 1")
+    fig.update_yaxes(showticklabels=False, title_text="PC 2", scaleanchor="x")
+    fig = _layout(fig, title)
+    fig.update_layout(height=520)
+    return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from typing import Any
@@ -11,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, state, widgets
-from app.cache import get_neighbour_service, get_store
+from app.cache import get_neighbour_service, get_store, pca_layout_of
 from core.derive import save_derived_dataset
 from core.errors import InvalidInputError
 from core.geometry import isotropy
@@ -138,6 +139,36 @@ def plots(info: DatasetInfo, card: Scorecard) -> None:
     if hub.antihubs.size:
         with st.expander("Anti-hubs (never anyone's neighbour)"):
             st.dataframe(get_store().load_rows(info.id, hub.antihubs), hide_index=True)
+
+
+def where(info: DatasetInfo, card: Scorecard) -> None:
+    """The PCA layout coloured by a per-point score: where the data is high-dimensional, or
+    where the hubs are."""
+    store = get_store()
+    left, right = st.columns(2)
+    which = left.radio(
+        "Colour the PCA projection by", ["LID", "k-occurrence"], horizontal=True,
+        key="geometry.colour_by",
+    )  # fmt: skip
+    columns = ["(id only)", *info.metadata_columns]
+    hover_col = right.selectbox("Hover text", columns, key="geometry.hover")
+    coords = pca_layout_of(info.id)
+    ids = get_neighbour_service().ids(info.id)
+    if hover_col == "(id only)":
+        texts = [str(i) for i in ids]
+    else:
+        values = store.load_metadata(info.id, columns=[hover_col])[hover_col].astype(str)
+        texts = [f"{i}: {v[:120]}" for i, v in zip(ids, values, strict=True)]
+    hover = [html.escape(t) for t in texts]  # plotly renders HTML in hover labels
+    if which == "LID":
+        color, title = card.lid, "LID"
+    else:
+        color, title = card.hubness.k_occurrence, f"N{card.hubness.k}"
+    st.plotly_chart(
+        figures.scatter_figure(coords, color=color, color_title=title, hover=hover,
+                               title=f"PCA projection coloured by {which}"),
+        key="geometry.where",
+    )  # fmt: skip
 
 
 def export(info: DatasetInfo, card: Scorecard) -> None:

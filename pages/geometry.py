@@ -21,6 +21,7 @@ card = view.scorecard(info, options)
 if card is not None:
     view.show_scorecard(card)
     view.plots(info, card)
+    view.where(info, card)
     view.export(info, card)
 st.divider()
 st.subheader("Compare scorecards")

@@ -66,10 +66,16 @@ def test_scorecard_computed_once_with_plots_and_hubs(db):
     assert labels["Duplicate vectors"] == "1"
     assert 0 <= float(labels["IsoScore"]) <= 1
     assert all(m.help for m in at.metric), "every score carries its explanation"
-    assert len(at.get("plotly_chart")) == 4  # spectrum, TwoNN fit, LID, k-occurrence
+    assert len(at.get("plotly_chart")) == 5  # spectrum, TwoNN fit, LID, k-occurrence, PCA map
     assert any("duplicate" in i.value for i in at.info)
     hubs = next(d.value for d in at.dataframe if "N10" in d.value.columns)
     assert hubs["label"].str.startswith("<i>c").all()  # metadata shown as data, literally
+    # The PCA map's hover text shows metadata literally (escaped for plotly's HTML labels).
+    _key(at.selectbox, "geometry.hover").set_value("label").run()
+    spec = at.get("plotly_chart")[-1].proto.spec
+    assert "&lt;i&gt;c" in spec and "<i>c" not in spec
+    _key(at.radio, "geometry.colour_by").set_value("k-occurrence").run()
+    assert not at.exception
     # A new session sees the stored scorecard at once.
     again = _page()
     assert {m.label: m.value for m in again.metric} == labels
