@@ -158,11 +158,15 @@ def scatter_figure(
     ``hover`` must already be escaped text: plotly renders a subset of HTML in hover labels.
     """
     c = np.asarray(color, float)
+    finite = c[np.isfinite(c)]
+    # A few extreme values would flatten the colour scale: clip it to the 1-99 % range.
+    low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
     fig = go.Figure(
         go.Scattergl(
             x=coords[:, 0], y=coords[:, 1], mode="markers",
             marker={"size": 4, "color": np.where(np.isfinite(c), c, np.nan), "colorscale": "Viridis",
                     "showscale": True, "colorbar": {"title": {"text": color_title}},
+                    "cmin": float(low), "cmax": float(max(high, low + 1e-9)),
                     "opacity": 0.8},
             hovertext=hover, hoverinfo="text",
         )
