@@ -19,16 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
+from core.errors import InvalidInputError, OperationCancelled
 from core.index import (
     HnswIndex,
     ProgressFn,
+    _sort_rows,
+    _true_l2,
     check_k,
     check_metric,
     check_vectors,
     exact_knn,
     normalise_rows,
 )
+from core.knn_build import cell_knn
 
 if TYPE_CHECKING:
     from core.store import Store
@@ -49,9 +52,11 @@ __all__ = [
 # built at least this wide so that no consumer has to rebuild it.
 GRAPH_K = 150
 # Bump when the way graphs are built changes, so stored graphs are rebuilt.
-GRAPH_CODE_VERSION = 1
-# Below this many points exact blocked BLAS is as fast as building an index (bench_graph.py).
+GRAPH_CODE_VERSION = 2  # 2: cell-pruned sgemm ("cells") and the symmetric exact search
+# Inner-product graphs: exact blocked BLAS up to this many points, HNSW above.
 EXACT_MAX_N = 20_000
+# Probe counts tried by the cell-pruned search, cheapest first (bench_graph.py).
+CELL_PROBES = (1, 2, 3, 4, 6, 8)
 # HNSW settings that reach recall >= 0.98 at k = 30 and k = 150 on 100k x 384
 # sentence-like data (bench_graph.py); ef grows with k.
 HNSW_GRAPH_M = 16
@@ -204,8 +209,12 @@ def build_knn_graph(
     k : int
         Neighbours per point, 1 <= k < n.
     metric : {"cosine", "l2", "ip"}
-    method : {"auto", "exact", "hnsw"}
-        ``auto``: exact blocked BLAS up to :data:`EXACT_MAX_N` points, HNSW above.
+    method : {"auto", "exact", "cells", "hnsw"}
+        ``cells`` (the default for cosine and l2): exact search restricted to the pairs of
+        k-means cells that hold the neighbours, with the fewest probes that reach recall
+        0.98 on a sample; it becomes ``exact`` by itself when pruning would not pay
+        (:mod:`core.knn_build`). ``exact``: every pair, symmetric blocked sgemm. ``hnsw``:
+        hnswlib. Inner product: exact up to :data:`EXACT_MAX_N` points, HNSW above.
     seed : int
         Seeds the HNSW levels and the recall sample.
     progress : callable(fraction, message) -> bool, optional
@@ -224,9 +233,11 @@ def build_knn_graph(
         raise InvalidInputError("a neighbour graph needs at least 2 points")
     k = check_k(k, n - 1)
     if method == "auto":
-        method = "exact" if n <= EXACT_MAX_N else "hnsw"
-    if method not in ("exact", "hnsw"):
-        raise InvalidInputError(f"unknown graph method {method!r}: use auto, exact or hnsw")
+        # Cell-pruned sgemm handles cosine and l2 (and falls back to exact by itself);
+        # inner product is no distance to cluster by, so it goes exact or through HNSW.
+        method = "cells" if metric != "ip" else ("exact" if n <= EXACT_MAX_N else "hnsw")
+    if method not in ("exact", "cells", "hnsw"):
+        raise InvalidInputError(f"unknown graph method {method!r}: use auto, exact, cells or hnsw")
 
     def report(fraction: float, message: str, low: float, high: float) -> bool:
         return bool(progress and progress(low + (high - low) * fraction, message))
@@ -234,13 +245,32 @@ def build_knn_graph(
     rows = np.arange(n, dtype=np.int64)
     t0 = time.perf_counter()
     params: dict[str, Any] = {"k": k, "metric": metric, "method": method, "seed": seed}
-    if method == "exact":
+    recall, checked = 1.0, 0
+    if method in ("exact", "cells") and metric != "ip":
+        idx, dist, info = cell_knn(
+            X, k, metric, seed=seed, probes=() if method == "exact" else CELL_PROBES,
+            progress=lambda f, m: report(f, m, 0.0, 0.95),
+        )  # fmt: skip
+        if metric == "l2":
+            # The sgemm ranks by -|x - y|^2 / 2 in float32; report the distances exactly.
+            idx, dist = _sort_rows(idx, _true_l2(X, X, idx))
+        method = "exact" if info["probes"] == "all (exact)" else "cells"
+        params.update(method=method, cells=info["cells"], probes=info["probes"],
+                      searched=info["searched"])  # fmt: skip
+        seconds = time.perf_counter() - t0
+        if method == "cells":
+            recall, checked = measure_recall(X, idx, metric=metric, sample=recall_sample,
+                                             seed=seed)  # fmt: skip
+    elif method == "exact":
         P = _prepared(X, metric)
         idx, dist = exact_knn(
             P, P, k, metric=metric, exclude=rows, progress=lambda f, m: report(f, m, 0.0, 1.0)
         )
         seconds = time.perf_counter() - t0
-        recall, checked = 1.0, 0
+    elif method == "cells":
+        raise InvalidInputError(
+            "the cells method needs cosine or l2 (inner product is no distance)"
+        )
     else:
         ef = _hnsw_ef(k)
         params.update(M=HNSW_GRAPH_M, ef_construction=HNSW_GRAPH_EF_CONSTRUCTION, ef=ef)
@@ -256,8 +286,6 @@ def build_knn_graph(
             parts_i.append(i)
             parts_d.append(d)
             if report(stop / n, f"searched {stop:,}/{n:,}", 0.6, 0.95):
-                from core.errors import OperationCancelled
-
                 raise OperationCancelled("building the neighbour graph was cancelled")
         idx, dist = np.vstack(parts_i), np.vstack(parts_d)
         seconds = time.perf_counter() - t0

@@ -183,3 +183,52 @@ def test_a_changed_dataset_gets_a_new_graph(store, counted_builds):
     assert not np.array_equal(ga.indices, gb.indices)
     store.delete_dataset(a.id)
     assert find_graph(store, b.id, metric="l2") is not None
+
+
+# -- the cell-pruned search -----------------------------------------------------------------
+
+
+def _clustered(n=8000, d=32, clusters=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)) * 3
+    return (centres[rng.integers(0, clusters, n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_cells_prune_on_clustered_data_and_reach_recall(metric):
+    X = _clustered()
+    g = build_knn_graph(X, k=15, metric=metric)  # auto -> cells
+    exact = build_knn_graph(X, k=15, metric=metric, method="exact")
+    assert g.method == "cells" and g.params["searched"] < 0.5, g.params
+    true_recall = recall_at_k(g.indices, exact.indices)
+    assert true_recall >= 0.98
+    assert abs(g.recall - true_recall) < 0.02
+    assert not (g.indices == np.arange(len(X))[:, None]).any()
+    # Distances are the true ones for the neighbours returned.
+    rows = np.arange(0, len(X), 97)
+    if metric == "l2":
+        true = np.linalg.norm(X[g.indices[rows]] - X[rows, None, :], axis=2)
+    else:
+        U = X / np.linalg.norm(X, axis=1, keepdims=True)
+        true = 1 - np.einsum("rkd,rd->rk", U[g.indices[rows]], U[rows])
+    np.testing.assert_allclose(g.distances[rows], true, atol=2e-5)
+    assert np.all(np.diff(g.distances, axis=1) >= 0)
+
+
+def test_cells_fall_back_to_exact_when_pruning_cannot_pay():
+    X = np.random.default_rng(3).standard_normal((4000, 64)).astype(np.float32)
+    g = build_knn_graph(X, k=10, metric="cosine")
+    assert g.method == "exact" and g.recall == 1.0 and g.params["searched"] == 1.0
+    ref = NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute").fit(X).kneighbors()
+    assert (g.indices != ref[1]).mean() < 1e-3
+
+
+def test_inner_product_graph_is_exact_with_one_minus_dot():
+    X = _blobs(n=400)
+    g = build_knn_graph(X, k=5, metric="ip")
+    assert g.method == "exact"
+    dots = X @ X.T
+    np.fill_diagonal(dots, -np.inf)
+    np.testing.assert_array_equal(np.sort(g.indices, axis=1), np.sort(np.argsort(-dots)[:, :5], 1))
+    with pytest.raises(InvalidInputError, match="inner product"):
+        build_knn_graph(X, k=5, metric="ip", method="cells")
