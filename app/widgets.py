@@ -112,3 +112,14 @@ def run_with_progress(title: str, fn: Callable[[Callable[[float, str], bool]], T
         bar.progress(1.0, text="done")
         status.update(label=f"{title}: done", state="complete", expanded=False)
     return result
+
+
+def current_dataset() -> DatasetInfo:
+    """The dataset chosen in the sidebar; without one, a hint to add one and the page stops."""
+    current_id = state.selected_dataset_id()
+    if current_id is None:
+        st.info("No dataset yet: add one on the Datasets page.")
+        st.stop()
+    info = get_store().get_dataset(current_id)
+    st.caption(f"{info.n:,} items × {info.dim} dimensions")
+    return info

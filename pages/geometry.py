@@ -5,17 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app import geometry_view as view
-from app import state, widgets
-from app.cache import get_store
+from app import widgets
 
 st.title("Geometry")
 widgets.show_flashes()
-current_id = state.selected_dataset_id()
-if current_id is None:
-    st.info("No dataset yet: add one on the Datasets page.")
-    st.stop()
-info = get_store().get_dataset(current_id)
-st.caption(f"{info.n:,} items × {info.dim} dimensions")
+info = widgets.current_dataset()
 options = view.settings(info)
 card = view.scorecard(info, options)
 if card is not None:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import diagnostics_view, state
+from app import diagnostics_view, widgets
 from app import neighbours_view as view
-from app.cache import get_store
 
 st.title("Neighbours")
-current_id = state.selected_dataset_id()
-if current_id is None:
-    st.info("No dataset yet: add one on the Datasets page.")
-    st.stop()
-info = get_store().get_dataset(current_id)
-st.caption(f"{info.n:,} items × {info.dim} dimensions")
+info = widgets.current_dataset()
 options = view.settings(info)
 view.query_picker(info)
 st.divider()

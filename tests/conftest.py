@@ -65,3 +65,15 @@ def snapshot(store) -> dict:
             )
         )
     return out
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``embscope`` in process: (exit status, stdout, stderr)."""
+    from app.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

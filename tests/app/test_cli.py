@@ -12,20 +12,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from app.cli import main
 from core.store import Store
-from tests.conftest import snapshot
+from tests.conftest import run_cli, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 @pytest.fixture

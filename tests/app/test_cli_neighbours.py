@@ -7,18 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from app.cli import main
 from core.store import Store
-from tests.conftest import make_parsed, snapshot
+from tests.conftest import make_parsed, run_cli, snapshot
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.uploads import UPLOAD_DIR
@@ -16,13 +15,6 @@ from core.store import Store
 from tests.conftest import make_parsed, snapshot
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
-
-
-@pytest.fixture
-def db(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "page.duckdb"
-    monkeypatch.setenv("EMBSCOPE_DB", str(path))
-    return path
 
 
 def _store_then_close(db: Path, *datasets) -> None:

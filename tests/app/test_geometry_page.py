@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.cli import main
 from core.store import Store
-from tests.conftest import make_parsed, snapshot
+from tests.conftest import make_parsed, run_cli, snapshot
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 CLI_KEYS = {
@@ -103,13 +102,7 @@ def test_compare_and_postprocess_save(db):
     assert "first · mean_centre" in [d.name for d in get_store().list_datasets()]
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 def test_cli_geometry_json_contract(capsys, tmp_path):

@@ -16,13 +16,6 @@ from tests.conftest import make_parsed
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
-@pytest.fixture
-def db(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "page.duckdb"
-    monkeypatch.setenv("EMBSCOPE_DB", str(path))
-    return path
-
-
 def _points(db: Path) -> np.ndarray:
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((300, 8)) + rng.integers(0, 3, 300)[:, None] * 4).astype(np.float32)
