@@ -8,7 +8,7 @@ see tests/data/geometry/make_isoscore_reference.py; the row is skipped when it i
 ``--no-peers``.
 
 Data: ``core.demo.gaussian_mixture(n, dim, seed=0)`` and its 20-NN cosine graph from
-``core.graph.build_knn_graph(X, k=20, metric="cosine")`` (HNSW above 20,000 rows, about a
+``core.graph.build_knn_graph(X, k=20, metric="cosine")`` (the product's default method, about a
 minute), both cached as .npy in the temp dir and built before any timing. Target (issue 5):
 the whole scorecard, given the graph, in at most 5 s. Times are best of --repeat.
 
@@ -56,7 +56,7 @@ from core.geometry.isotropy import (
     pca_spectrum_from_eigenvalues,
 )
 from core.geometry.scorecard import compute_scorecard
-from core.graph import KnnGraph, build_knn_graph
+from core.graph import GRAPH_CODE_VERSION, KnnGraph, build_knn_graph
 from core.index import normalise_rows
 
 TARGET_S = 5.0
@@ -86,7 +86,7 @@ def cached_data(n: int, dim: int, cache: Path) -> tuple[np.ndarray, KnnGraph]:
     if not x_path.exists():
         np.save(x_path, gaussian_mixture(n, dim, seed=0).vectors)
     X = np.load(x_path)
-    stem = cache / f"graph_{n}x{dim}_cosine_k20"
+    stem = cache / f"graph_{n}x{dim}_cosine_k20_v{GRAPH_CODE_VERSION}"
     meta_path = stem.with_suffix(".json")
     if not meta_path.exists():
         print("building the 20-NN cosine graph once (cached for later runs) ...", flush=True)
