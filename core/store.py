@@ -92,6 +92,33 @@ _SCHEMA = [
 ]
 
 
+# Table names are the only thing ever formatted into SQL, and they are built here, from
+# integer ids or a fixed list only: nothing a user typed or uploaded can reach a statement.
+_ID_TABLES = frozenset({"datasets", "artifacts"})
+
+
+def _table_id(dataset_id: Any) -> int:
+    if type(dataset_id) is not int and not isinstance(dataset_id, np.integer):
+        raise TypeError(f"table names are built from integer ids only, got {dataset_id!r}")
+    return int(dataset_id)
+
+
+def _vectors(dataset_id: int) -> str:
+    """The name of a dataset's vectors table, ``vectors_<id>``."""
+    return f"vectors_{_table_id(dataset_id)}"
+
+
+def _meta(dataset_id: int) -> str:
+    """The name of a dataset's metadata table, ``meta_<id>``."""
+    return f"meta_{_table_id(dataset_id)}"
+
+
+def _id_table(table: str) -> str:
+    if table not in _ID_TABLES:
+        raise ValueError(f"{table!r} is not a table with an id column")
+    return table
+
+
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
     """Return the database path: ``path`` if given, else ``$EMBSCOPE_DB``, else ``./embscope.duckdb``."""
     chosen = path if path not in (None, "") else os.environ.get("EMBSCOPE_DB") or DEFAULT_DB
@@ -355,7 +382,7 @@ class Store:
         row = _one(cur.execute("SELECT value FROM embscope_counters WHERE name = ?", [counter]))
         # The MAX() covers databases whose counter row is missing (never the case when
         # written by this module, but cheap insurance against reusing an id).
-        top = _one(cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}"))[0]
+        top = _one(cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {_id_table(table)}"))[0]
         new_id = max(int(row[0]) if row else 0, int(top)) + 1
         if row:
             cur.execute("UPDATE embscope_counters SET value = ? WHERE name = ?", [new_id, counter])
@@ -425,13 +452,13 @@ class Store:
             cur.register("embscope_meta_in", meta)
             try:
                 cur.execute(
-                    f"CREATE TABLE vectors_{new_id} (row BIGINT NOT NULL, id VARCHAR NOT NULL, "
+                    f"CREATE TABLE {_vectors(new_id)} (row BIGINT NOT NULL, id VARCHAR NOT NULL, "
                     f"vec FLOAT[{int(d)}] NOT NULL)"
                 )
                 cur.execute(
-                    f"INSERT INTO vectors_{new_id} SELECT row, id, vec FROM embscope_vec_in"
+                    f"INSERT INTO {_vectors(new_id)} SELECT row, id, vec FROM embscope_vec_in"
                 )
-                cur.execute(f"CREATE TABLE meta_{new_id} AS SELECT * FROM embscope_meta_in")
+                cur.execute(f"CREATE TABLE {_meta(new_id)} AS SELECT * FROM embscope_meta_in")
             except duckdb.Error as exc:
                 raise InvalidInputError(f"the dataset could not be stored: {exc}") from exc
             finally:
@@ -539,7 +566,7 @@ class Store:
     def load_vectors(self, dataset_id: int) -> np.ndarray:
         """The vectors of a dataset, float32 of shape (n, d), in ingest row order."""
         ds = self._require(dataset_id)
-        table = self._cursor().sql(f"SELECT row, vec FROM vectors_{ds.id}").to_arrow_table()
+        table = self._cursor().sql(f"SELECT row, vec FROM {_vectors(ds.id)}").to_arrow_table()
         rows = table.column("row").to_numpy()
         col = table.column("vec").combine_chunks()
         flat = col.values.to_numpy(zero_copy_only=False)
@@ -555,7 +582,9 @@ class Store:
     def load_ids(self, dataset_id: int) -> np.ndarray:
         """The ids of a dataset, an object array of str of shape (n,), in row order."""
         ds = self._require(dataset_id)
-        table = self._cursor().sql(f"SELECT id FROM vectors_{ds.id} ORDER BY row").to_arrow_table()
+        table = (
+            self._cursor().sql(f"SELECT id FROM {_vectors(ds.id)} ORDER BY row").to_arrow_table()
+        )
         return np.asarray(table.column("id").to_pylist(), dtype=object)
 
     def load_metadata(
@@ -579,7 +608,7 @@ class Store:
             rows = ds.n if limit is None else min(ds.n, max(int(limit), 0))
             return pd.DataFrame(index=pd.RangeIndex(rows))
         params: list[Any] = []
-        sql = f"SELECT * EXCLUDE ({ROW_COLUMN}) FROM meta_{ds.id} ORDER BY {ROW_COLUMN}"
+        sql = f"SELECT * EXCLUDE ({ROW_COLUMN}) FROM {_meta(ds.id)} ORDER BY {ROW_COLUMN}"
         if limit is not None:
             if int(limit) < 0:
                 raise InvalidInputError("limit must be >= 0")
@@ -604,11 +633,11 @@ class Store:
         if ds.metadata_columns:
             sql = (
                 f"SELECT v.row AS row, v.id AS id, m.* EXCLUDE ({ROW_COLUMN}) "
-                f"FROM vectors_{ds.id} v JOIN meta_{ds.id} m ON m.{ROW_COLUMN} = v.row "
+                f"FROM {_vectors(ds.id)} v JOIN {_meta(ds.id)} m ON m.{ROW_COLUMN} = v.row "
                 "WHERE list_contains(?, v.row)"
             )
         else:
-            sql = f"SELECT row, id FROM vectors_{ds.id} WHERE list_contains(?, row)"
+            sql = f"SELECT row, id FROM {_vectors(ds.id)} WHERE list_contains(?, row)"
         frame = self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table().to_pandas()
         frame = frame.loc[:, ~frame.columns.duplicated()].set_index("row", drop=False)
         return frame.loc[wanted].reset_index(drop=True)
@@ -627,14 +656,14 @@ class Store:
         if ds.metadata_columns:
             sql = (
                 f"SELECT v.row AS row, v.id AS id, m.* EXCLUDE ({ROW_COLUMN}) "
-                f"FROM vectors_{ds.id} v JOIN meta_{ds.id} m ON m.{ROW_COLUMN} = v.row "
+                f"FROM {_vectors(ds.id)} v JOIN {_meta(ds.id)} m ON m.{ROW_COLUMN} = v.row "
                 "WHERE contains(lower(v.id), lower(?)) OR contains(lower(concat_ws(chr(31), "
                 f"*COLUMNS(m.* EXCLUDE ({ROW_COLUMN})))), lower(?)) ORDER BY v.row LIMIT ?"
             )
             params: list[Any] = [text.strip(), text.strip(), limit]
         else:
             sql = (
-                f"SELECT row, id FROM vectors_{ds.id} WHERE contains(lower(id), lower(?)) "
+                f"SELECT row, id FROM {_vectors(ds.id)} WHERE contains(lower(id), lower(?)) "
                 "ORDER BY row LIMIT ?"
             )
             params = [text.strip(), limit]
@@ -661,8 +690,8 @@ class Store:
         """Delete a dataset, its tables and its artifacts, in one transaction."""
         ds = self._require(dataset_id)
         with self._transaction() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS vectors_{ds.id}")
-            cur.execute(f"DROP TABLE IF EXISTS meta_{ds.id}")
+            cur.execute(f"DROP TABLE IF EXISTS {_vectors(ds.id)}")
+            cur.execute(f"DROP TABLE IF EXISTS {_meta(ds.id)}")
             cur.execute("DELETE FROM artifacts WHERE dataset_id = ?", [ds.id])
             cur.execute("DELETE FROM datasets WHERE id = ?", [ds.id])
 

@@ -61,13 +61,15 @@ def test_no_pickle_loading_in_product_code():
 
 
 def test_sql_never_formats_text_in():
-    """f-strings in SQL may only interpolate integer ids/dims (checked by name)."""
+    """f-strings in SQL may only hold table names built from integer ids by the store's
+    checked helpers, the vector dimension, or the store's own column-list constants."""
     allowed = {
-        "new_id",
-        "ds.id",
-        "info.id",
+        "_vectors(new_id)",
+        "_vectors(ds.id)",
+        "_meta(new_id)",
+        "_meta(ds.id)",
+        "_id_table(table)",
         "int(d)",
-        "table",
         "self._DATASET_COLUMNS",
         "self._ARTIFACT_COLUMNS",
         "ROW_COLUMN",
@@ -77,3 +79,16 @@ def test_sql_never_formats_text_in():
         for sql in pattern.findall(path.read_text(encoding="utf-8")):
             for expr in re.findall(r"\{([^}]*)\}", sql):
                 assert expr in allowed, f"{path.name}: {{{expr}}} formatted into SQL: {sql}"
+
+
+def test_table_names_refuse_anything_but_integer_ids():
+    from core import store
+
+    assert store._vectors(7) == "vectors_7" and store._meta(7) == "meta_7"
+    for bad in ("7; DROP TABLE datasets", "7", 7.0, True, None):
+        with pytest.raises(TypeError):
+            store._vectors(bad)
+        with pytest.raises(TypeError):
+            store._meta(bad)
+    with pytest.raises(ValueError):
+        store._id_table("datasets; --")
