@@ -51,3 +51,54 @@ def pca_layout_of(dataset_id: int) -> np.ndarray:
     path = str(resolve_db_path().resolve())
     info = _neighbour_service(path).dataset(dataset_id)
     return _pca_layout(path, info.fingerprint, info.id)
+
+
+@st.cache_data(show_spinner="Scoring before and after…", max_entries=8)
+def _isotropy_before_after(
+    path: str, fingerprint: str, dataset_id: int, transform: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    from core.geometry import isotropy
+    from core.geometry.postprocess import POSTPROCESSORS
+
+    def scores(X: np.ndarray) -> dict[str, float]:
+        spectrum = isotropy.pca_spectrum(X)
+        return {
+            "IsoScore": isotropy.isoscore(X),
+            "Average cosine": isotropy.average_cosine(X),
+            "Partition isotropy I(W)": isotropy.partition_isotropy(X),
+            "Effective rank": isotropy.effective_rank(X),
+            "Participation ratio": spectrum.participation_ratio,
+            "PCs for 90 %": spectrum.n90,
+        }
+
+    X = _neighbour_service(path).vectors(dataset_id)
+    return scores(X), scores(POSTPROCESSORS[transform](X))
+
+
+def isotropy_before_after(dataset_id: int, transform: str):
+    """Isotropy scores of the dataset before and after a post-processing transform, computed
+    once per dataset content and transform (not on every rerun of the page)."""
+    path = str(resolve_db_path().resolve())
+    info = _neighbour_service(path).dataset(dataset_id)
+    return _isotropy_before_after(path, info.fingerprint, info.id, transform)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _hover_texts(path: str, fingerprint: str, dataset_id: int, column: str | None) -> list[str]:
+    import html
+
+    service = _neighbour_service(path)
+    ids = service.ids(dataset_id)
+    if column is None:
+        texts = [str(i) for i in ids]
+    else:
+        values = service.store.load_metadata(dataset_id, columns=[column])[column].astype(str)
+        texts = [f"{i}: {v[:120]}" for i, v in zip(ids, values, strict=True)]
+    return [html.escape(t) for t in texts]  # plotly renders HTML in hover labels
+
+
+def hover_texts(dataset_id: int, column: str | None) -> list[str]:
+    """Escaped hover labels (id, and a metadata column) for a scatter, once per content."""
+    path = str(resolve_db_path().resolve())
+    info = _neighbour_service(path).dataset(dataset_id)
+    return _hover_texts(path, info.fingerprint, info.id, column)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from typing import Any
@@ -12,10 +11,15 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, state, widgets
-from app.cache import get_neighbour_service, get_store, pca_layout_of
+from app.cache import (
+    get_neighbour_service,
+    get_store,
+    hover_texts,
+    isotropy_before_after,
+    pca_layout_of,
+)
 from core.derive import save_derived_dataset
 from core.errors import InvalidInputError
-from core.geometry import isotropy
 from core.geometry.postprocess import POSTPROCESSORS
 from core.geometry.scorecard import SCORES, Scorecard, get_or_compute_scorecard
 from core.store import DatasetInfo
@@ -144,7 +148,6 @@ def plots(info: DatasetInfo, card: Scorecard) -> None:
 def where(info: DatasetInfo, card: Scorecard) -> None:
     """The PCA layout coloured by a per-point score: where the data is high-dimensional, or
     where the hubs are."""
-    store = get_store()
     left, right = st.columns(2)
     which = left.radio(
         "Colour the PCA projection by", ["LID", "k-occurrence"], horizontal=True,
@@ -153,13 +156,7 @@ def where(info: DatasetInfo, card: Scorecard) -> None:
     columns = ["(id only)", *info.metadata_columns]
     hover_col = right.selectbox("Hover text", columns, key="geometry.hover")
     coords = pca_layout_of(info.id)
-    ids = get_neighbour_service().ids(info.id)
-    if hover_col == "(id only)":
-        texts = [str(i) for i in ids]
-    else:
-        values = store.load_metadata(info.id, columns=[hover_col])[hover_col].astype(str)
-        texts = [f"{i}: {v[:120]}" for i, v in zip(ids, values, strict=True)]
-    hover = [html.escape(t) for t in texts]  # plotly renders HTML in hover labels
+    hover = hover_texts(info.id, None if hover_col == "(id only)" else hover_col)
     if which == "LID":
         color, title = card.lid, "LID"
     else:
@@ -233,18 +230,6 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
         st.rerun()
 
 
-def _isotropy_values(X: np.ndarray) -> dict[str, str]:
-    spectrum = isotropy.pca_spectrum(X)
-    return {
-        "IsoScore": fmt(isotropy.isoscore(X)),
-        "Average cosine": fmt(isotropy.average_cosine(X)),
-        "Partition isotropy I(W)": fmt(isotropy.partition_isotropy(X)),
-        "Effective rank": fmt(isotropy.effective_rank(X)),
-        "Participation ratio": fmt(spectrum.participation_ratio),
-        "PCs for 90 %": fmt(spectrum.n90),
-    }
-
-
 def postprocess(info: DatasetInfo) -> None:
     """Mean-centring, whitening or all-but-the-top: isotropy before and after, and a save."""
     transform = st.selectbox(
@@ -253,18 +238,21 @@ def postprocess(info: DatasetInfo) -> None:
     )  # fmt: skip
     if not st.toggle("Show the isotropy scores before and after", key="geometry.preview"):
         return
-    X = get_neighbour_service().vectors(info.id)
-    Y = POSTPROCESSORS[transform](X)
-    with st.spinner("Scoring both…"):
-        before, after = _isotropy_values(X), _isotropy_values(Y)
+    before, after = isotropy_before_after(info.id, transform)
     st.dataframe(
-        pd.DataFrame({"before": before, f"after {TRANSFORM_LABELS[transform]}": after}),
+        pd.DataFrame(
+            {
+                "before": {k: fmt(v) for k, v in before.items()},
+                f"after {TRANSFORM_LABELS[transform]}": {k: fmt(v) for k, v in after.items()},
+            }
+        ),
         width="stretch", key="geometry.before_after",
     )  # fmt: skip
     name = st.text_input("Save as a new dataset named", value=f"{info.name} · {transform}",
                          key="geometry.derived_name")  # fmt: skip
     if st.button("Save as a new dataset", key="geometry.save_derived"):
         try:
+            Y = POSTPROCESSORS[transform](get_neighbour_service().vectors(info.id))
             new = save_derived_dataset(get_store(), info.id, Y, name=name, transform=transform)
         except InvalidInputError as exc:
             widgets.show_error(exc)

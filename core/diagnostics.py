@@ -23,7 +23,7 @@ import numpy as np
 
 from core.errors import InvalidInputError, OperationCancelled
 from core.geometry.intrinsic import LID_K, local_intrinsic_dimension
-from core.graph import KnnGraph
+from core.graph import KnnGraph, recall_per_row
 from core.index import (
     HnswIndex,
     NeighbourIndex,
@@ -32,7 +32,7 @@ from core.index import (
     check_metric,
     check_vectors,
     exact_knn,
-    normalise_rows,
+    prepare_for_metric,
 )
 
 __all__ = [
@@ -271,19 +271,6 @@ def _reporter(progress: ProgressFn | None, what: str):
     return report
 
 
-def _prepared(X: np.ndarray, metric: str) -> np.ndarray:
-    return normalise_rows(X) if metric == "cosine" else X
-
-
-def _row_recall(approx: np.ndarray, exact: np.ndarray) -> np.ndarray:
-    """recall@k of each row: the fraction of ``exact[i]`` (m, k) found in ``approx[i]``."""
-    out = np.empty(exact.shape[0], dtype=np.float64)
-    for start in range(0, exact.shape[0], 256):  # (rows, k, k) comparisons, in slices
-        a, e = approx[start : start + 256], exact[start : start + 256]
-        out[start : start + 256] = (e[:, :, None] == a[:, None, :]).any(axis=2).mean(axis=1)
-    return out
-
-
 def _query_rows(n: int, n_queries: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=n_queries, replace=False)).astype(np.int64)
@@ -393,7 +380,7 @@ def recall_vs_ef(
 
     rows = _query_rows(n, n_queries, seed)
     Q = X[rows]
-    P = _prepared(X, metric)
+    P = prepare_for_metric(X, metric)
     truth, _ = exact_knn(P[rows], P, k, metric=metric, exclude=rows)
     share = 0.1 * (1.0 - build_share)
     report(build_share + share, "exact neighbours of the queries found")
@@ -407,7 +394,7 @@ def recall_vs_ef(
         t0 = time.perf_counter()
         found, _ = index.query(Q, k, exclude=rows, ef=ef)
         qps[i] = n_queries / max(time.perf_counter() - t0, 1e-9)
-        recall[i] = _row_recall(found, truth)
+        recall[i] = recall_per_row(found, truth)
         times = np.empty(n_queries)
         for j in range(n_queries):
             t0 = time.perf_counter()
@@ -671,7 +658,9 @@ def insertion_order_experiment(
     base_rows = np.flatnonzero(base_mask).astype(np.int64)
     X_base, X_query = np.ascontiguousarray(X[base_rows]), np.ascontiguousarray(X[query_rows])
     nb = base_rows.shape[0]
-    truth, _ = exact_knn(_prepared(X_query, metric), _prepared(X_base, metric), k, metric=metric)
+    truth, _ = exact_knn(
+        prepare_for_metric(X_query, metric), prepare_for_metric(X_base, metric), k, metric=metric
+    )
     report(0.02, f"exact neighbours of {n_queries} queries found")
 
     base_codes = query_codes = group_lid = None
@@ -716,7 +705,7 @@ def insertion_order_experiment(
         build_seconds[o] = index.build_seconds
         for e, ef in enumerate(efs_arr):
             found, _ = index.query(X_query, k, ef=int(ef))
-            per_query = _row_recall(found, truth)
+            per_query = recall_per_row(found, truth)
             recall[o, e] = per_query.mean()
             if label_recall is not None:
                 for c in range(n_labels):

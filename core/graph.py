@@ -29,7 +29,7 @@ from core.index import (
     check_metric,
     check_vectors,
     exact_knn,
-    normalise_rows,
+    prepare_for_metric,
 )
 from core.knn_build import cell_knn
 
@@ -46,6 +46,7 @@ __all__ = [
     "graph_fingerprint",
     "measure_recall",
     "recall_at_k",
+    "recall_per_row",
 ]
 
 # The largest k any consumer asks for by default (LargeVis's K = 150); a stored graph is
@@ -149,22 +150,23 @@ class KnnGraph:
         return {"indices": self.indices, "distances": self.distances}
 
 
-def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean fraction of each row of ``exact`` (m, k) found in the same row of ``approx``."""
+def recall_per_row(approx: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """recall@k of each row: the fraction of ``exact[i]`` (m, k) found in ``approx[i]``."""
     approx, exact = np.asarray(approx), np.asarray(exact)
-    if approx.shape[0] != exact.shape[0] or exact.shape[1] == 0:
+    if approx.shape[0] != exact.shape[0] or exact.ndim != 2 or exact.shape[1] == 0:
         raise InvalidInputError(
             f"recall needs the same rows: approx {approx.shape}, exact {exact.shape}"
         )
-    hits = 0
+    out = np.empty(exact.shape[0], dtype=np.float64)
     for start in range(0, exact.shape[0], 256):  # (rows, k, k) comparisons, in slices
         a, e = approx[start : start + 256], exact[start : start + 256]
-        hits += int((e[:, :, None] == a[:, None, :]).any(axis=2).sum())
-    return float(hits / exact.size)
+        out[start : start + 256] = (e[:, :, None] == a[:, None, :]).any(axis=2).mean(axis=1)
+    return out
 
 
-def _prepared(X: np.ndarray, metric: str) -> np.ndarray:
-    return normalise_rows(X) if metric == "cosine" else X
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean fraction of each row of ``exact`` (m, k) found in the same row of ``approx``."""
+    return float(recall_per_row(approx, exact).mean())
 
 
 def measure_recall(
@@ -182,7 +184,7 @@ def measure_recall(
     n, k = indices.shape
     m = min(n, int(sample))
     rows = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
-    P = _prepared(X, metric)
+    P = prepare_for_metric(X, metric)
     exact_idx, _ = exact_knn(P[rows], P, k, metric=metric, exclude=rows)
     return recall_at_k(indices[rows], exact_idx), m
 
@@ -262,7 +264,7 @@ def build_knn_graph(
             recall, checked = measure_recall(X, idx, metric=metric, sample=recall_sample,
                                              seed=seed)  # fmt: skip
     elif method == "exact":
-        P = _prepared(X, metric)
+        P = prepare_for_metric(X, metric)
         idx, dist = exact_knn(
             P, P, k, metric=metric, exclude=rows, progress=lambda f, m: report(f, m, 0.0, 1.0)
         )

@@ -45,6 +45,7 @@ __all__ = [
     "exact_knn",
     "make_index",
     "normalise_rows",
+    "prepare_for_metric",
 ]
 
 METRICS = ("cosine", "l2", "ip")
@@ -132,6 +133,11 @@ def normalise_rows(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (float32); zero rows stay zero (hnswlib does the same)."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0).astype(np.float32, copy=False)
+
+
+def prepare_for_metric(X: np.ndarray, metric: str) -> np.ndarray:
+    """The rows the BLAS search works on: unit-normalised for cosine, as they are otherwise."""
+    return normalise_rows(X) if metric == "cosine" else X
 
 
 def _sort_rows(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +382,7 @@ class ExactIndex:
         self.build_seconds = 0.0
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return normalise_rows(X) if self.metric == "cosine" else X
+        return prepare_for_metric(X, self.metric)
 
     def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> ExactIndex:
         X = check_vectors(X)

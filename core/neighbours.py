@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidInputError
+from core.graph import recall_at_k
 from core.index import (
     BACKENDS,
     ExactIndex,
@@ -437,29 +438,11 @@ class NeighbourService:
         ids = self.ids(info.id)
         return Neighbours(rows[0], ids[rows[0]], dist[0], latency, backend)
 
-    def compare(
-        self,
-        dataset_id: int,
-        query: Query,
-        *,
-        k: int = 10,
-        metric: str = "cosine",
-        backend: str = "hnsw",
-        ef: int | None = None,
-        progress: ProgressFn | None = None,
-        **params: Any,
-    ) -> QueryComparison:
-        """The backend's answer beside the exact one, with recall@k."""
-        approx = self.search(
-            dataset_id,
-            query,
-            k=k,
-            metric=metric,
-            backend=backend,
-            ef=ef,
-            progress=progress,
-            **params,
-        )
-        exact = self.search(dataset_id, query, k=k, metric=metric, backend="exact")
-        recall = len(set(approx.rows.tolist()) & set(exact.rows.tolist())) / len(exact.rows)
-        return QueryComparison(approx, exact, float(recall))
+    def compare(self, dataset_id: int, query: Query, **options: Any) -> QueryComparison:
+        """The backend's answer beside the exact one, with recall@k (``options`` as for
+        :meth:`search`)."""
+        approx = self.search(dataset_id, query, **options)
+        exact_options = {k: v for k, v in options.items() if k in ("k", "metric")}
+        exact = self.search(dataset_id, query, backend="exact", **exact_options)
+        recall = recall_at_k(approx.rows[None, :], exact.rows[None, :])
+        return QueryComparison(approx, exact, recall)
