@@ -102,3 +102,85 @@ def hover_texts(dataset_id: int, column: str | None) -> list[str]:
     path = str(resolve_db_path().resolve())
     info = _neighbour_service(path).dataset(dataset_id)
     return _hover_texts(path, info.fingerprint, info.id, column)
+
+
+@st.cache_resource(show_spinner=False)
+def _job_runner(path: str):
+    from core.jobs import JobRunner
+
+    # One per process: a job started by one session is seen (and shared) by every session,
+    # and keeps running when the page that started it goes away.
+    return JobRunner(_store(path))
+
+
+def get_job_runner():
+    """The process's :class:`core.jobs.JobRunner` over :func:`get_store`."""
+    return _job_runner(str(resolve_db_path().resolve()))
+
+
+@st.cache_data(show_spinner=False, max_entries=24)
+def _projection_coords(path: str, fingerprint: str) -> np.ndarray:
+    from core.projections.runs import load_projection
+
+    projection = load_projection(_store(path), fingerprint)
+    if projection is None or projection.coords is None:
+        raise KeyError(fingerprint)
+    return projection.coords
+
+
+def projection_coords(fingerprint: str) -> np.ndarray:
+    """A stored projection's coordinates, read from the database once per process."""
+    return _projection_coords(str(resolve_db_path().resolve()), fingerprint)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _metadata_column(path: str, fingerprint: str, dataset_id: int, column: str):
+    return _store(path).load_metadata(dataset_id, columns=[column])[column]
+
+
+def metadata_column(dataset_id: int, column: str):
+    """One metadata column of a dataset (a pandas Series in row order), once per content."""
+    path = str(resolve_db_path().resolve())
+    info = _neighbour_service(path).dataset(dataset_id)
+    return _metadata_column(path, info.fingerprint, info.id, column)
+
+
+def hover_labels(dataset_id: int, columns: tuple[str, ...]) -> list[str]:
+    """Escaped hover labels: the id and up to three metadata columns, once per content."""
+    path = str(resolve_db_path().resolve())
+    info = _neighbour_service(path).dataset(dataset_id)
+    return _hover_labels(path, info.fingerprint, info.id, tuple(columns))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _hover_labels(
+    path: str, fingerprint: str, dataset_id: int, columns: tuple[str, ...]
+) -> list[str]:
+    import html
+
+    service = _neighbour_service(path)
+    ids = [str(i) for i in service.ids(dataset_id)]
+    if not columns:
+        return [html.escape(i) for i in ids]
+    frame = service.store.load_metadata(dataset_id, columns=list(columns)).astype(str)
+    parts = [
+        [f"{html.escape(c)}: {html.escape(v[:100])}" for v in frame[c].tolist()] for c in columns
+    ]
+    return ["<br>".join([html.escape(i), *p]) for i, *p in zip(ids, *parts, strict=True)]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _id_row_map(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> np.ndarray:
+    service = _neighbour_service(path)
+    rows_b = {str(v): i for i, v in enumerate(service.ids(id_b))}
+    return np.asarray([rows_b.get(str(v), -1) for v in service.ids(id_a)], dtype=np.int64)
+
+
+def id_row_map(dataset_a: int, dataset_b: int) -> np.ndarray:
+    """For each row of dataset a, the row of dataset b holding the same id (-1: b lacks it)."""
+    path = str(resolve_db_path().resolve())
+    service = _neighbour_service(path)
+    a, b = service.dataset(dataset_a), service.dataset(dataset_b)
+    if a.id == b.id:
+        return np.arange(a.n, dtype=np.int64)
+    return _id_row_map(path, a.fingerprint, a.id, b.fingerprint, b.id)

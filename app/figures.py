@@ -176,3 +176,161 @@ def scatter_figure(
     fig = _layout(fig, title)
     fig.update_layout(height=520)
     return fig
+
+
+# -- projections ----------------------------------------------------------------------------
+
+MAX_CATEGORIES = 30  # beyond this many colours, the rest share one grey "other" trace
+_PALETTE = (
+    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
+    "#393b79 #e6550d #31a354 #756bb1 #636363 #3182bd #fd8d3c #74c476 #9e9ac8 #969696 "
+    "#843c39 #d6616b #e7969c #7b4173 #a55194 #ce6dbd #de9ed6 #637939 #8ca252"
+).split()
+
+
+def point_size(n: int) -> float:
+    """Marker size that keeps dense layouts readable."""
+    return 6.0 if n <= 2_000 else 4.0 if n <= 20_000 else 2.5 if n <= 200_000 else 1.5
+
+
+def category_groups(values: Any) -> tuple[list[str], np.ndarray]:
+    """Names and per-point group codes for a categorical colour (the largest groups first).
+
+    Groups beyond :data:`MAX_CATEGORIES` - 1 are merged into "other".
+    """
+    codes, uniques = _factorize(values)
+    counts = np.bincount(codes, minlength=len(uniques))
+    order = np.argsort(-counts, kind="stable")
+    keep = order[: MAX_CATEGORIES - 1] if len(uniques) > MAX_CATEGORIES else order
+    remap = np.full(len(uniques), len(keep), dtype=np.int32)
+    remap[keep] = np.arange(len(keep), dtype=np.int32)
+    names = [str(uniques[i]) for i in keep]
+    if len(keep) < len(uniques):
+        names.append(f"other ({len(uniques) - len(keep)} values)")
+    return names, remap[codes]
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    codes, uniques = pd.factorize(pd.Series(values).astype(str), sort=True)
+    return codes.astype(np.int64), np.asarray(uniques)
+
+
+def projection_figure(
+    coords: np.ndarray,
+    *,
+    color: Any = None,
+    categorical: bool = False,
+    color_title: str = "",
+    hover: Any = None,
+    selected: np.ndarray | None = None,
+    title: str = "",
+    height: int = 600,
+) -> go.Figure:
+    """A WebGL scatter of a 2-D (``Scattergl``) or 3-D (``Scatter3d``) layout.
+
+    Every point carries its row number as ``customdata``, so a selection maps back to rows
+    whatever the traces are. Arrays stay numpy (plotly sends them as typed binary arrays, not
+    JSON lists), so a million points stay a compact payload.
+
+    Parameters
+    ----------
+    coords : float32 ndarray of shape (n, 2) or (n, 3)
+    color : array of n values, optional
+        Categorical (one trace and legend entry per value, :func:`category_groups`) or
+        continuous (one trace on a Viridis scale).
+    hover : sequence of n str, optional
+        Already-escaped hover labels (plotly renders a subset of HTML in them); without them
+        the hover shows the row number.
+    selected : int ndarray, optional
+        Rows to highlight (linked selection); the others are dimmed.
+    """
+    coords = np.asarray(coords, dtype=np.float32)
+    n, dims = coords.shape
+    rows = np.arange(n, dtype=np.int32)
+    size = point_size(n)
+    chosen = None
+    if selected is not None:
+        chosen = np.zeros(n, dtype=bool)
+        chosen[np.asarray(selected, dtype=np.int64)] = True
+
+    def trace(idx: np.ndarray, marker: dict[str, Any], name: str, legend: bool) -> Any:
+        common: dict[str, Any] = {
+            "mode": "markers",
+            "name": name,
+            "showlegend": legend,
+            "customdata": rows[idx],
+        }
+        if hover is not None:
+            common["hovertext"] = np.asarray(hover, dtype=object)[idx]
+            common["hoverinfo"] = "text"
+        else:
+            common["hovertemplate"] = "row %{customdata}<extra></extra>"
+        if dims == 3:
+            marker = {**marker, "size": size * 0.8}
+            return go.Scatter3d(
+                x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], marker=marker, **common
+            )
+        t = go.Scattergl(x=coords[idx, 0], y=coords[idx, 1], marker=marker, **common)
+        if chosen is not None:
+            t.selectedpoints = np.flatnonzero(chosen[idx])
+            t.selected = {"marker": {"opacity": 1.0}}
+            t.unselected = {"marker": {"opacity": 0.08}}
+        return t
+
+    traces = []
+    if color is None:
+        traces.append(trace(rows, {"size": size, "color": "#1f77b4", "opacity": 0.75}, "", False))
+    elif categorical:
+        names, codes = category_groups(color)
+        for g, name in enumerate(names):
+            idx = np.flatnonzero(codes == g)
+            colour = "#c7c7c7" if name.startswith("other (") else _PALETTE[g % len(_PALETTE)]
+            traces.append(trace(idx, {"size": size, "color": colour, "opacity": 0.8}, name, True))
+    else:
+        c = np.asarray(color, dtype=np.float64)
+        finite = c[np.isfinite(c)]
+        low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+        marker = {
+            "size": size,
+            "color": np.where(np.isfinite(c), c, np.nan).astype(np.float32),
+            "colorscale": "Viridis",
+            "cmin": float(low),
+            "cmax": float(max(high, low + 1e-9)),
+            "showscale": True,
+            "colorbar": {"title": {"text": color_title}},
+            "opacity": 0.8,
+        }
+        traces.append(trace(rows, marker, color_title, False))
+    fig = go.Figure(traces)
+    fig = _layout(fig, title)
+    fig.update_layout(
+        height=height,
+        dragmode="lasso" if dims == 2 else "orbit",
+        legend={"orientation": "v", "y": 1, "x": 1.01, "itemsizing": "constant"},
+        uirevision="keep",  # zoom and pan survive reruns
+    )
+    if dims == 2:
+        fig.update_xaxes(showticklabels=False, title_text="", showgrid=False, zeroline=False)
+        fig.update_yaxes(
+            showticklabels=False, title_text="", showgrid=False, zeroline=False, scaleanchor="x"
+        )
+    else:
+        axis = {"showticklabels": False, "title": ""}
+        fig.update_layout(scene={"xaxis": axis, "yaxis": axis, "zaxis": axis})
+    return fig
+
+
+def selected_rows(fig: go.Figure, selection: Any) -> np.ndarray:
+    """Rows picked in a streamlit plotly selection event (``{"selection": {"points": ...}}``)."""
+    points = ((selection or {}).get("selection") or {}).get("points") or []
+    rows = []
+    for p in points:
+        curve, index = p.get("curve_number"), p.get("point_index", p.get("point_number"))
+        if curve is None or index is None or curve >= len(fig.data):
+            continue
+        custom = fig.data[curve].customdata
+        if custom is not None and 0 <= index < len(custom):
+            rows.append(int(custom[index]))
+    return np.unique(np.asarray(rows, dtype=np.int64))

@@ -30,6 +30,12 @@ def run() -> None:
                 PAGES / "datasets.py", title="Datasets", icon=":material/database:", default=True
             ),
             st.Page(
+                PAGES / "projections.py",
+                title="Projections",
+                icon=":material/scatter_plot:",
+                url_path="projections",
+            ),
+            st.Page(
                 PAGES / "neighbours.py",
                 title="Neighbours",
                 icon=":material/hub:",

@@ -64,6 +64,12 @@ def _set_query(info: DatasetInfo, kind: str, value: Any) -> None:
     state.put(QUERY_KEY, {"dataset": info.id, "kind": kind, "value": value})
 
 
+def open_query(info: DatasetInfo, row: int) -> None:
+    """Open the Neighbours page with the item in ``row`` as the query (from another page)."""
+    _set_query(info, "row", int(row))
+    st.switch_page("pages/neighbours.py")
+
+
 def current_query(info: DatasetInfo) -> dict[str, Any] | None:
     """The query chosen on this page for this dataset, or None."""
     q = state.get(QUERY_KEY)

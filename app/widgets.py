@@ -31,6 +31,7 @@ def dataset_picker() -> DatasetInfo | None:
             state.select_dataset(None)
             return None
         by_id = {d.id: d for d in datasets}
+        _dataset_from_url(by_id)
         current = state.selected_dataset_id()
         if current not in by_id:
             current = datasets[-1].id
@@ -44,6 +45,21 @@ def dataset_picker() -> DatasetInfo | None:
         )
         state.select_dataset(chosen)
         return by_id[chosen]
+
+
+def _dataset_from_url(by_id: dict[int, DatasetInfo]) -> None:
+    """A shared link's ``?dataset=ID`` chooses the dataset, once per link in a session."""
+    wanted = st.query_params.get("dataset")
+    if not wanted or state.get("url_dataset") == wanted:
+        return
+    state.put("url_dataset", wanted)
+    try:
+        dataset_id = int(wanted)
+    except ValueError:
+        return
+    if dataset_id in by_id:
+        state.select_dataset(dataset_id)
+        st.session_state["embscope.picker"] = dataset_id
 
 
 def run_steps(title: str, steps: list[tuple[str, Callable[[], Any]]]) -> list[Any]:

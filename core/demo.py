@@ -76,7 +76,7 @@ def digits() -> DemoDataset:
         vectors=np.ascontiguousarray(data.data, dtype=np.float32),
         metadata=meta,
         id_column="id",
-        info={"origin": "sklearn.datasets.load_digits", "label_column": "label"},
+        info={"origin": "sklearn.datasets.load_digits", "label_column": "label", "metric": "l2"},
     )
 
 
@@ -232,6 +232,7 @@ def swiss_roll(
             "noise": noise,
             "geodesic_columns": ["arc_length", "height"],
             "label_column": "t",
+            "metric": "l2",
         },
     )
 

@@ -28,6 +28,7 @@ from core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from core.graph import get_or_build_graph
 from core.index import ProgressFn, check_metric
 from core.neighbours import DEFAULT_HNSW, NeighbourService
+from core.progress import stage as _stage
 from core.store import fingerprint_arrays
 
 __all__ = [
@@ -73,12 +74,6 @@ def _from_artifact(cls: type, arrays: Mapping[str, np.ndarray], params: Mapping[
 
 def _prefixed(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {name[len(prefix) :]: v for name, v in arrays.items() if name.startswith(prefix)}
-
-
-def _stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
-    if progress is None:
-        return None
-    return lambda f, m: progress(low + (high - low) * f, m)
 
 
 def ef_diagnostics(

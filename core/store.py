@@ -89,6 +89,19 @@ _SCHEMA = [
         lineage VARCHAR NOT NULL,
         status VARCHAR NOT NULL,
         payload BLOB)""",
+    # Background jobs (core/jobs.py): one row per job key, its last known state. Rows left
+    # "queued" or "running" by a process that died are marked "interrupted" on the next start.
+    """CREATE TABLE IF NOT EXISTS jobs (
+        key VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        dataset_id INTEGER,
+        label VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,
+        message VARCHAR NOT NULL,
+        error VARCHAR,
+        created TIMESTAMP NOT NULL,
+        updated TIMESTAMP NOT NULL)""",
 ]
 
 
@@ -693,6 +706,7 @@ class Store:
             cur.execute(f"DROP TABLE IF EXISTS {_vectors(ds.id)}")
             cur.execute(f"DROP TABLE IF EXISTS {_meta(ds.id)}")
             cur.execute("DELETE FROM artifacts WHERE dataset_id = ?", [ds.id])
+            cur.execute("DELETE FROM jobs WHERE dataset_id = ?", [ds.id])
             cur.execute("DELETE FROM datasets WHERE id = ?", [ds.id])
 
     # -- artifacts ---------------------------------------------------------------------------
@@ -792,6 +806,73 @@ class Store:
             params.append(kind)
         rows = self._cursor().execute(sql + " ORDER BY id DESC", params).fetchall()
         return [self._artifact_from_row(r, with_arrays=False) for r in rows]
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    _JOB_COLUMNS = "key, kind, dataset_id, label, params, state, message, error, created, updated"
+
+    def put_job(
+        self,
+        *,
+        key: str,
+        kind: str,
+        dataset_id: int | None,
+        label: str,
+        params: Mapping[str, Any],
+        state: str,
+        message: str = "",
+        error: str | None = None,
+    ) -> None:
+        """Record (or replace) the state of the background job ``key``."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self._transaction() as cur:
+            old = _one(cur.execute("SELECT created FROM jobs WHERE key = ?", [key]))
+            created = now if old is None or state == "queued" else old[0]
+            cur.execute("DELETE FROM jobs WHERE key = ?", [key])
+            cur.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    key,
+                    kind,
+                    dataset_id,
+                    label,
+                    json.dumps(dict(params), sort_keys=True, default=str),
+                    state,
+                    message,
+                    error,
+                    created,
+                    now,
+                ],
+            )
+
+    def list_jobs(self, dataset_id: int | None = None) -> list[dict[str, Any]]:
+        """Recorded jobs, newest first, optionally of one dataset."""
+        sql = f"SELECT {self._JOB_COLUMNS} FROM jobs"
+        params: list[Any] = []
+        if dataset_id is not None:
+            sql += " WHERE dataset_id = ?"
+            params.append(int(dataset_id))
+        rows = self._cursor().execute(sql + " ORDER BY updated DESC, key", params).fetchall()
+        names = [c.strip() for c in self._JOB_COLUMNS.split(",")]
+        out = []
+        for row in rows:
+            record = dict(zip(names, row, strict=True))
+            record["params"] = json.loads(record["params"])
+            out.append(record)
+        return out
+
+    def mark_interrupted_jobs(self) -> int:
+        """Mark jobs a dead process left queued or running as "interrupted"; how many."""
+        if self.read_only:
+            return 0
+        with self._transaction() as cur:
+            n = _one(cur.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"))
+            cur.execute(
+                "UPDATE jobs SET state = 'interrupted', message = 'the server stopped while this "
+                "job ran', updated = ? WHERE state IN ('queued', 'running')",
+                [datetime.now(UTC).replace(tzinfo=None)],
+            )
+        return int(n[0])
 
     # -- whole-database facts -------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from core.geometry.isotropy import (
     pca_spectrum_from_eigenvalues,
 )
 from core.index import ProgressFn, check_k, check_metric, check_vectors, normalise_rows
+from core.progress import stage as _stage
 
 if TYPE_CHECKING:
     from core.graph import KnnGraph
@@ -191,12 +192,6 @@ def _json_safe(value: Any) -> Any:
 def _cancel_check(progress: ProgressFn | None, fraction: float, message: str) -> None:
     if progress is not None and progress(fraction, message):
         raise OperationCancelled("computing the geometry scorecard was cancelled")
-
-
-def _stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
-    if progress is None:
-        return None
-    return lambda f, m: progress(low + (high - low) * f, m)
 
 
 def _check_graph(graph: Any, n: int, width: int) -> None:

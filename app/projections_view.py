@@ -1,0 +1,567 @@
+"""The Projections page's parts: settings, the background job, the scatter, selection, gallery."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import figures, state, widgets
+from app.cache import (
+    get_job_runner,
+    get_neighbour_service,
+    get_store,
+    hover_labels,
+    id_row_map,
+    metadata_column,
+    projection_coords,
+)
+from core.errors import InvalidInputError
+from core.projections import runs
+from core.store import DatasetInfo
+
+NO_COLOUR = "(none)"
+SELECTION_KEY = "projections.selection"
+URL_APPLIED_KEY = "projections.url_applied"
+# Above this many points the default hover is the row number only (hover strings for a
+# million points would be most of the page's payload).
+HOVER_TEXT_LIMIT = 200_000
+
+
+# -- settings and the URL ----------------------------------------------------------------------
+
+
+def apply_url(info: DatasetInfo) -> None:
+    """Once per session and link: take method, dims and colour from the URL's query parameters."""
+    params = st.query_params
+    signature = tuple(sorted(params.items()))
+    if state.get(URL_APPLIED_KEY) == signature:
+        return
+    state.put(URL_APPLIED_KEY, signature)
+    method = params.get("method")
+    if method in runs.METHODS:
+        st.session_state["projections.method"] = method
+    if params.get("dims") in ("2", "3"):
+        st.session_state["projections.dims"] = int(params["dims"])
+    colour = params.get("color")
+    if colour and (colour in info.metadata_columns or colour == NO_COLOUR):
+        st.session_state[f"projections.colour.{info.id}"] = colour
+
+
+def write_url(info: DatasetInfo, request: dict[str, Any], colour: str | None) -> None:
+    """Keep the view in the URL so a pasted link opens the same view."""
+    wanted = {"dataset": str(info.id), "method": request["method"], "dims": str(request["dims"])}
+    if colour:
+        wanted["color"] = colour
+    if any(st.query_params.get(k) != v for k, v in wanted.items()):
+        st.query_params.update(wanted)
+        state.put(URL_APPLIED_KEY, tuple(sorted(st.query_params.items())))
+
+
+def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
+    key = f"projections.{method}.{name}"
+    label = name.replace("_", " ")
+    if name == "tau":
+        auto = st.checkbox("τ chosen automatically", value=True, key=key + ".auto")
+        if auto:
+            return "auto"
+        return st.number_input("τ (diffusion time)", 0.1, 500.0, 10.0, key=key)
+    if name == "samples_per_point" or name == "n_epochs" or name == "n_landmarks":
+        auto = st.checkbox(f"{label}: automatic", value=True, key=key + ".auto")
+        if auto:
+            return None
+        top = {"samples_per_point": 100_000, "n_epochs": 2_000, "n_landmarks": 20_000}[name]
+        start = {"samples_per_point": 5_000, "n_epochs": 200, "n_landmarks": 2_000}[name]
+        return int(st.number_input(label, 1, top, start, key=key))
+    if isinstance(default, int):
+        top = max(2, n - 1)
+        return int(st.number_input(label, 1, top, min(default, top), key=key))
+    return float(st.number_input(label, value=float(default), key=key, format="%.3g"))
+
+
+def settings(info: DatasetInfo) -> dict[str, Any]:
+    """Method, dimensions, seed, metric and the method's parameters (defaults that work)."""
+    cols = st.columns([2, 1, 1, 1])
+    method = cols[0].selectbox(
+        "Method",
+        runs.METHODS,
+        index=1,
+        format_func=runs.METHOD_LABELS.get,
+        key="projections.method",
+        help="PCA is instant; LargeVis, UMAP and heat-geodesic run in the background from the "
+        "dataset's shared neighbour graph.",
+    )
+    dims = cols[1].radio("Dimensions", (2, 3), horizontal=True, key="projections.dims")
+    seed = int(cols[2].number_input("Seed", 0, 2**31 - 1, 0, key="projections.seed"))
+    default_metric = runs.default_metric(info)
+    metric = cols[3].selectbox(
+        "Metric",
+        ("cosine", "l2", "ip"),
+        index=("cosine", "l2", "ip").index(default_metric),
+        key=f"projections.metric.{info.id}",
+        help="The neighbour graph's metric (shared with the Neighbours and Geometry pages).",
+    )
+    params: dict[str, Any] = {}
+    if runs.METHOD_PARAMS[method]:
+        with st.expander(f"{runs.METHOD_LABELS[method]} parameters"):
+            pcols = st.columns(len(runs.METHOD_PARAMS[method]))
+            for col, (name, default) in zip(pcols, runs.METHOD_PARAMS[method].items(), strict=True):
+                with col:
+                    params[name] = _param_widget(method, name, default, info.n)
+    return {"method": method, "dims": int(dims), "seed": seed, "metric": metric, "params": params}
+
+
+# -- the job ----------------------------------------------------------------------------------------
+
+
+def _submit(info: DatasetInfo, request: dict[str, Any], key: str) -> None:
+    store = get_store()
+    method = request["method"]
+
+    def work(progress):
+        return runs.compute_projection(
+            store,
+            info.id,
+            method=method,
+            dims=request["dims"],
+            seed=request["seed"],
+            metric=request["metric"],
+            params=request["params"],
+            progress=progress,
+        ).fingerprint
+
+    get_job_runner().submit(
+        key,
+        work,
+        kind="projection",
+        label=f"{runs.METHOD_LABELS[method]} {request['dims']}-D of {info.name}",
+        dataset_id=info.id,
+        params=request,
+        serial=method in runs.SERIAL_METHODS,
+    )
+
+
+@st.fragment(run_every=1.0)
+def _job_panel(key: str) -> None:
+    status = get_job_runner().status(key)
+    if status is None:
+        return
+    if status.state == "done":
+        st.rerun(scope="app")  # the projection is stored: show it
+    if not status.active:
+        st.rerun(scope="app")
+    cols = st.columns([6, 1])
+    cols[0].progress(
+        min(max(status.fraction, 0.0), 1.0),
+        text=f"{widgets.md_escape(status.label)}: {widgets.md_escape(status.message)}"
+        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
+    )
+    if cols[1].button("Cancel", key=f"projections.cancel.{key}"):
+        get_job_runner().cancel(key)
+
+
+def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection | None:
+    """The stored projection for ``request``; otherwise its job's progress or a Compute button."""
+    store = get_store()
+    key = widgets.guarded(
+        lambda: runs.projection_key(
+            store,
+            info.id,
+            method=request["method"],
+            dims=request["dims"],
+            seed=request["seed"],
+            metric=request["metric"],
+            params=request["params"],
+        )
+    )
+    if key is None:
+        return None
+    found = runs.load_projection(store, key)  # without reading coordinates twice: cached below
+    if found is not None:
+        return found
+    status = get_job_runner().status(key)
+    if status is not None and status.active:
+        _job_panel(key)
+        return None
+    if status is not None and status.state in ("failed", "cancelled", "interrupted"):
+        text = {
+            "failed": f"The last run failed: {status.error or 'unknown error'}",
+            "cancelled": "The last run was cancelled.",
+            "interrupted": "The last run was interrupted (the server stopped while it ran).",
+        }[status.state]
+        (st.error if status.state == "failed" else st.warning)(widgets.md_escape(text))
+    label = "Compute" if status is None or status.state == "done" else "Run again"
+    if request["method"] == "pca" or st.button(
+        f"{label} the {runs.METHOD_LABELS[request['method']]} projection",
+        type="primary",
+        key="projections.compute",
+    ):
+        _submit(info, request, key)
+        st.rerun()
+    else:
+        st.caption(
+            "Not computed yet. It runs in the background: you can leave the page and come "
+            "back, and everyone using this server sees the result."
+        )
+    return None
+
+
+def other_jobs(info: DatasetInfo, current_key: str | None) -> None:
+    """Projection jobs of this dataset running for anyone (other settings, other sessions)."""
+    active = [
+        s
+        for s in get_job_runner().active(info.id)
+        if s.kind == "projection" and s.key != current_key
+    ]
+    if active:
+        st.caption(
+            "Also running: "
+            + "; ".join(f"{widgets.md_escape(s.label)} ({s.fraction:.0%})" for s in active)
+        )
+
+
+# -- showing a projection -------------------------------------------------------------------------
+
+
+def colour_options(info: DatasetInfo) -> tuple[str | None, list[str]]:
+    """The colour column and the hover columns chosen for this dataset."""
+    columns = [NO_COLOUR, *info.metadata_columns]
+    default = runs.default_label_column(info) or NO_COLOUR
+    key = f"projections.colour.{info.id}"
+    if st.session_state.get(key) not in columns:
+        st.session_state[key] = default
+    cols = st.columns(2)
+    colour = cols[0].selectbox("Colour by", columns, key=key)
+    text_col = (info.info or {}).get("text_column")
+    hover_default = [c for c in (default, text_col) if c in info.metadata_columns]
+    hover = cols[1].multiselect(
+        "Hover shows",
+        list(info.metadata_columns),
+        default=hover_default if info.n <= HOVER_TEXT_LIMIT else [],
+        max_selections=3,
+        key=f"projections.hover.{info.id}",
+        help="Metadata shown when the pointer is over a point (besides its id).",
+    )
+    return (None if colour == NO_COLOUR else colour), hover
+
+
+def _colour(info: DatasetInfo, column: str | None) -> tuple[Any, bool]:
+    if column is None:
+        return None, False
+    values = metadata_column(info.id, column)
+    if runs.is_categorical(values) or not pd.api.types.is_numeric_dtype(values):
+        return values.astype(str).to_numpy(), True
+    return values.to_numpy(dtype=np.float64, na_value=np.nan), False
+
+
+def quality_metrics(projection: runs.Projection) -> None:
+    labels = {
+        "trustworthiness@10": "Trustworthiness@10",
+        "continuity@10": "Continuity@10",
+        "knn_preservation@10": "kNN preservation@10",
+        "knn_accuracy@10": "kNN accuracy@10",
+        "geodesic_spearman": "Geodesic Spearman",
+    }
+    shown = [(label, projection.quality.get(key)) for key, label in labels.items()]
+    shown = [(label, v) for label, v in shown if v is not None]
+    cols = st.columns(len(shown) + 1)
+    for col, (label, value) in zip(cols, shown, strict=False):
+        col.metric(label, f"{value:.3f}")
+    cols[-1].metric("Seconds", "—" if projection.seconds is None else f"{projection.seconds:.1f}")
+    sample = projection.quality.get("sample")
+    st.caption(
+        "Faithfulness of the layout to the neighbour graph"
+        + (f", scored on {sample:,} sampled points" if sample else "")
+        + ". Trustworthiness: are layout neighbours true neighbours; continuity: are true "
+        "neighbours kept close; kNN preservation: share of each point's 10 neighbours kept; "
+        "kNN accuracy: a 10-NN vote on the layout recovers the label column."
+    )
+
+
+def _hover(info: DatasetInfo, columns: list[str]) -> list[str] | None:
+    if info.n > HOVER_TEXT_LIMIT and not columns:
+        return None
+    return hover_labels(info.id, tuple(columns))
+
+
+def scatter(
+    info: DatasetInfo,
+    projection: runs.Projection,
+    *,
+    colour: str | None,
+    hover_columns: list[str],
+    selected: np.ndarray | None,
+    key: str,
+    height: int = 620,
+) -> tuple[Any, Any]:
+    """Draw the projection; returns (figure, selection event)."""
+    coords = projection_coords(projection.fingerprint)
+    values, categorical = _colour(info, colour)
+    fig = figures.projection_figure(
+        coords,
+        color=values,
+        categorical=categorical,
+        color_title=colour or "",
+        hover=_hover(info, hover_columns),
+        selected=selected,
+        title=f"{projection.label} of {info.name}",
+        height=height,
+    )
+    if projection.dims == 3:  # streamlit reports selections of 2-D charts only
+        st.plotly_chart(fig, use_container_width=True, key=key)
+        return fig, None
+    event = st.plotly_chart(
+        fig,
+        use_container_width=True,
+        key=key,
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+    return fig, event
+
+
+# -- selection ---------------------------------------------------------------------------------------
+
+
+def current_selection(info: DatasetInfo) -> np.ndarray | None:
+    chosen = state.get(SELECTION_KEY)
+    if chosen and chosen.get("dataset") == info.id:
+        return np.asarray(chosen["rows"], dtype=np.int64)
+    return None
+
+
+def update_selection(info: DatasetInfo, source: str, rows: np.ndarray) -> bool:
+    """Record a chart's new selection (rows of ``info``); True when it changed."""
+    seen_key = f"projections.seen.{source}"
+    signature = (info.id, rows.tobytes())
+    if state.get(seen_key) == signature:
+        return False
+    state.put(seen_key, signature)
+    state.put(SELECTION_KEY, {"dataset": info.id, "rows": rows.tolist()})
+    return True
+
+
+def main_scatter(
+    info: DatasetInfo, projection: runs.Projection, *, colour: str | None, hover_columns: list[str]
+) -> None:
+    """The projection on its own, full width; a lasso, box or click selects points."""
+    fig, event = scatter(
+        info, projection, colour=colour, hover_columns=hover_columns,
+        selected=current_selection(info), key="projections.main",
+    )  # fmt: skip
+    if event is not None and update_selection(info, "main", figures.selected_rows(fig, event)):
+        st.rerun()
+
+
+def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
+    """The selected rows with their metadata and coordinates, and CSV/Parquet downloads."""
+    rows = current_selection(info)
+    rows = np.zeros(0, dtype=np.int64) if rows is None else rows[(rows >= 0) & (rows < info.n)]
+    if rows.size == 0:
+        st.caption("Select points with the lasso or box tool (or click one) to list them here.")
+        return
+    store = get_store()
+    frame = store.load_rows(info.id, rows)
+    coords = projection_coords(projection.fingerprint)[rows]
+    for j, axis in enumerate("xyz"[: projection.dims]):
+        frame[axis] = coords[:, j]
+    st.markdown(f"**{rows.size:,} selected point(s)**")
+    st.dataframe(frame, hide_index=True, use_container_width=True, height=280)
+    cols = st.columns([1, 1, 1, 3])
+    cols[0].download_button(
+        "CSV", frame.to_csv(index=False).encode(), "selection.csv", "text/csv",
+        key="projections.sel_csv",
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    cols[1].download_button(
+        "Parquet", buffer.getvalue(), "selection.parquet", "application/octet-stream",
+        key="projections.sel_parquet",
+    )  # fmt: skip
+    if cols[2].button("Clear", key="projections.clear_selection"):
+        state.put(SELECTION_KEY, None)
+        st.rerun()
+    if rows.size == 1:
+        point_neighbours(info, int(rows[0]), projection.metric)
+
+
+def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
+    """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
+    from app import neighbours_view
+
+    service = get_neighbour_service()
+    try:
+        query = service.resolve(info.id, row=row)
+        answer = service.search(info.id, query, k=10, metric=metric, backend="exact")
+    except InvalidInputError as exc:
+        widgets.show_error(exc)
+        return
+    table = get_store().load_rows(info.id, answer.rows)
+    table.insert(1, "distance", answer.distances)
+    st.markdown(f"**Nearest neighbours of {widgets.md_escape(query.label)}** ({metric}, exact)")
+    st.dataframe(table, hide_index=True, use_container_width=True, height=240)
+    if st.button("Open in Neighbours →", key="projections.open_neighbours"):
+        neighbours_view.open_query(info, row)
+
+
+def export_projection(info: DatasetInfo, projection: runs.Projection) -> None:
+    coords = projection_coords(projection.fingerprint)
+    frame = pd.DataFrame(coords, columns=list("xyz"[: projection.dims]))
+    frame.insert(0, "id", get_neighbour_service().ids(info.id))
+    cols = st.columns([1, 1, 4])
+    cols[0].download_button(
+        "Coordinates (CSV)", frame.to_csv(index=False).encode(),
+        f"{projection.method}-{projection.dims}d.csv", "text/csv", key="projections.all_csv",
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    cols[1].download_button(
+        "Coordinates (Parquet)", buffer.getvalue(), f"{projection.method}-{projection.dims}d.parquet",
+        "application/octet-stream", key="projections.all_parquet",
+    )  # fmt: skip
+
+
+# -- side by side and the gallery ----------------------------------------------------------------------
+
+
+def _gallery_rows(projections: list[runs.Projection]) -> pd.DataFrame:
+    rows = []
+    for p in projections:
+        q = p.quality
+        rows.append(
+            {
+                "method": runs.METHOD_LABELS.get(p.method, p.method),
+                "dims": p.dims,
+                "metric": p.metric,
+                "seed": p.seed,
+                "parameters": ", ".join(
+                    f"{k}={v}" for k, v in sorted(p.params.items()) if v is not None
+                ),
+                "trust@10": q.get("trustworthiness@10"),
+                "continuity@10": q.get("continuity@10"),
+                "kNN pres.@10": q.get("knn_preservation@10"),
+                "kNN acc.@10": q.get("knn_accuracy@10"),
+                "geodesic ρ": q.get("geodesic_spearman"),
+                "seconds": p.seconds,
+                "created": p.created,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def gallery(info: DatasetInfo) -> None:
+    """Every stored projection of the dataset with its parameters and scores; pick one to open."""
+    projections = runs.list_projections(get_store(), info.id)
+    if not projections:
+        st.caption("No projection of this dataset is stored yet.")
+        return
+    event = st.dataframe(
+        _gallery_rows(projections),
+        hide_index=True,
+        use_container_width=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"projections.gallery.{info.id}",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ("trust@10", "continuity@10", "kNN pres.@10", "kNN acc.@10", "geodesic ρ")
+        },
+    )
+    picked = (event.selection.rows or [None])[0] if event else None
+    if picked is not None:
+        p = projections[picked]
+        if st.button(
+            f"Open {widgets.md_escape(p.label)}", key=f"projections.gallery.open.{p.fingerprint}"
+        ):
+            open_stored(info, p)
+            st.rerun()
+
+
+def open_stored(info: DatasetInfo, p: runs.Projection) -> None:
+    """Set the page's widgets to a stored projection's settings."""
+    st.session_state["projections.method"] = p.method
+    st.session_state["projections.dims"] = p.dims
+    st.session_state["projections.seed"] = p.seed
+    st.session_state[f"projections.metric.{info.id}"] = p.metric
+    for name, value in p.params.items():
+        key = f"projections.{p.method}.{name}"
+        if (
+            name == "tau"
+            or value is None
+            or name in ("samples_per_point", "n_epochs", "n_landmarks")
+        ):
+            st.session_state[key + ".auto"] = value in (None, "auto")
+            if value not in (None, "auto"):
+                st.session_state[key] = value
+        else:
+            st.session_state[key] = value
+
+
+def _comparable(info: DatasetInfo) -> list[tuple[DatasetInfo, runs.Projection]]:
+    """Stored projections of this dataset and of datasets over the same number of items."""
+    store = get_store()
+    out = []
+    for other in store.list_datasets():
+        if other.id != info.id and other.n != info.n:
+            continue
+        out.extend((other, p) for p in runs.list_projections(store, other.id))
+    return out
+
+
+def side_by_side(
+    info: DatasetInfo,
+    main: runs.Projection,
+    *,
+    colour: str | None,
+    hover_columns: list[str],
+) -> None:
+    """The main projection beside another stored one, with linked selection (matched by id)."""
+    choices = [(o, p) for o, p in _comparable(info) if p.fingerprint != main.fingerprint]
+    if not choices:
+        st.caption(
+            "Compute another projection of this dataset (another method, or the same method "
+            "with other parameters), or of a dataset over the same items, to see them side by side."
+        )
+        return
+    labels = [f"{p.label} of {o.name}" for o, p in choices]
+    pick = st.selectbox(
+        "Beside it",
+        range(len(choices)),
+        format_func=lambda i: labels[i],
+        key=f"projections.beside.{info.id}",
+    )
+    other_info, other = choices[pick]
+    forward = id_row_map(info.id, other_info.id)  # our row -> their row
+    matched = int((forward >= 0).sum())
+    if other_info.id != info.id:
+        st.caption(f"{matched:,} of {info.n:,} items matched by id.")
+    selected = current_selection(info)
+    cols = st.columns(2)
+    with cols[0]:
+        fig_a, event_a = scatter(
+            info, main, colour=colour, hover_columns=hover_columns, selected=selected,
+            key="projections.left", height=520,
+        )  # fmt: skip
+    other_selected = None if selected is None else forward[selected][forward[selected] >= 0]
+    other_colour = colour if colour in other_info.metadata_columns else None
+    other_hover = [c for c in hover_columns if c in other_info.metadata_columns]
+    with cols[1]:
+        fig_b, event_b = scatter(
+            other_info, other, colour=other_colour, hover_columns=other_hover,
+            selected=other_selected, key="projections.right", height=520,
+        )  # fmt: skip
+    changed = False
+    if event_a is not None:
+        changed |= update_selection(info, "left", figures.selected_rows(fig_a, event_a))
+    if event_b is not None:
+        theirs = figures.selected_rows(fig_b, event_b)
+        backward = np.full(other_info.n, -1, dtype=np.int64)
+        ok = forward >= 0
+        backward[forward[ok]] = np.flatnonzero(ok)
+        ours = backward[theirs]
+        changed |= update_selection(info, "right", np.unique(ours[ours >= 0]))
+    if changed:
+        st.rerun()

@@ -1,0 +1,717 @@
+"""LargeVis (Tang, Liu, Zhang, Mei, WWW 2016) on the shared neighbour graph (science.md §1).
+
+Our own implementation of the paper and of the authors' C++ (``LargeVis.cpp``), step for step:
+
+1. perplexity-calibrated Gaussian weights ``p_{j|i} ∝ exp(-β_i d_ij²)`` on the first K columns
+   of the graph, with *squared* distances and entropy ``ln(perplexity)`` (tolerance 1e-5,
+   at most 200 iterations, float64);
+2. symmetrisation ``w_ij = w_ji = (p_{j|i} + p_{i|j}) / 2`` keeping both directed edges;
+3. edge sampling from an alias table ∝ w, negative sampling ∝ (weighted degree)^0.75,
+   M negatives per positive;
+4. asynchronous (Hogwild) SGD on the kernel 1/(1 + d²): attraction ``-2/(1+f)``, repulsion
+   ``2γ/((1+f)(0.1+f))``, each coordinate clipped at ±5, the negative moved as well, learning rate
+   ``ρ0 (1 - t/(T+1))`` floored at ``1e-4 ρ0``.
+
+Where we differ, on purpose (none of it changes what is sampled or how a sample moves points):
+
+- The graph is shared (:mod:`core.graph`), not the reference's Annoy forest + neighbour exploring.
+- β is found by a safeguarded Newton search on ``log β`` (bisection inside the bracket when a
+  Newton step leaves it) to the reference tolerance on the entropy. The reference's global
+  max-abs scaling is not needed: each row's squared distances are shifted by their minimum and
+  divided by their mean, which changes β but not ``p_{j|i}``.
+- The two directed copies of an edge have the same weight, so the alias table holds each
+  undirected edge once and a random bit picks the direction: the same distribution over directed
+  edges at half the memory. Both alias tables are exact (the reference's noise table is a 1e8-entry
+  lookup table).
+- The layout starts from PCA scaled small (``init="pca"``), which needs far fewer samples than the
+  reference's tiny uniform start (``init="random"``, kept).
+- The default number of samples is :func:`default_samples` (the reference's ``max(1e9, 1e4 N)``
+  takes minutes for a dashboard).
+- Threads are Python threads running a ``nogil`` numba kernel over one shared layout (Hogwild),
+  each with its own random stream; numba's own parallel layer is not used, so the kernel is safe to
+  call from any thread of a server (the ``workqueue`` layer aborts on concurrent launches) and does
+  not depend on which threading layer is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from core.errors import InvalidInputError, OperationCancelled
+from core.graph import KnnGraph
+from core.index import ProgressFn, check_vectors, prepare_for_metric
+from core.projections.pca import pca_layout
+
+__all__ = [
+    "DEFAULT_SAMPLES_PER_POINT",
+    "MIN_TOTAL_SAMPLES",
+    "default_samples",
+    "largevis_layout",
+]
+
+# Default edge samples per point, and a floor on the total for small data sets (see
+# default_samples; chosen from the digits and 100k x 384 measurements in the module report).
+DEFAULT_SAMPLES_PER_POINT = 1_000
+MIN_TOTAL_SAMPLES = 10_000_000
+# Standard deviation of the first PCA axis after scaling, in layout units (kernel 1/(1+d²)).
+PCA_INIT_STD = 1.0
+# Samples a thread runs between two progress calls (about 0.05-0.1 s).
+_THREAD_CHUNK = 200_000
+_MIN_CHUNKS = 100
+_PERPLEXITY_TOL = 1e-5
+_PERPLEXITY_ITERS = 200
+_GRAD_CLIP = 5.0
+_REPULSION_EPS = 0.1
+_LR_FLOOR = 1e-4
+
+# splitmix64 constants (Steele, Lea, Flood 2014).
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S1 = np.uint64(1)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_TWO_M31 = 2.0**-31
+
+
+# -- numba kernels (cache=True: a restarted server loads them from __pycache__) ---------------
+
+
+@njit(cache=True, nogil=True)
+def _splitmix(state):
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return state, z ^ (z >> _S31)
+
+
+@njit(cache=True, nogil=True)
+def _alias_pick(z, prob, alias):
+    # Top 32 bits pick the slot (multiply-high, no modulo bias worth the name), bits 1-31 the
+    # coin; bit 0 is left for the caller.
+    m = np.uint64(prob.shape[0])
+    slot = np.int64(((z >> _S32) * m) >> _S32)
+    coin = np.float64((z & _LOW32) >> _S1) * _TWO_M31
+    if coin < prob[slot]:
+        return slot
+    return np.int64(alias[slot])
+
+
+@njit(cache=True, nogil=True)
+def _calibrate_rows(d2, log_perplexity, lo, hi, P, betas):
+    """Rows lo..hi of the perplexity search: P[i] = p_{.|i}, betas[i] on the normalised scale."""
+    K = d2.shape[1]
+    x = np.empty(K, np.float64)
+    for i in range(lo, hi):
+        dmin = d2[i, 0]
+        for c in range(1, K):
+            if d2[i, c] < dmin:
+                dmin = d2[i, c]
+        mean = 0.0
+        for c in range(K):
+            x[c] = d2[i, c] - dmin
+            mean += x[c]
+        mean /= K
+        if mean > 0.0:
+            for c in range(K):
+                x[c] /= mean
+        b = 0.0  # log beta
+        b_lo = -np.inf
+        b_hi = np.inf
+        for _ in range(_PERPLEXITY_ITERS):
+            beta = math.exp(b)
+            sw = 0.0
+            swx = 0.0
+            swx2 = 0.0
+            for c in range(K):
+                w = math.exp(-beta * x[c])
+                sw += w
+                swx += w * x[c]
+                swx2 += w * x[c] * x[c]
+            ex = swx / sw
+            H = beta * ex + math.log(sw)
+            gap = H - log_perplexity
+            if abs(gap) < _PERPLEXITY_TOL:
+                break
+            if gap > 0.0:  # too flat: larger beta
+                b_lo = b
+            else:
+                b_hi = b
+            var = swx2 / sw - ex * ex
+            step_ok = False
+            if var > 0.0:
+                # dH/d(log beta) = -beta² Var_p(x)
+                nb = b + gap / (beta * beta * var)
+                if b_lo < nb < b_hi:
+                    b = nb
+                    step_ok = True
+            if not step_ok:
+                if b_lo == -np.inf and b_hi == np.inf:
+                    break  # flat entropy (all distances equal): nothing to calibrate
+                if b_hi == np.inf:
+                    b = b_lo + math.log(2.0)
+                elif b_lo == -np.inf:
+                    b = b_hi - math.log(2.0)
+                else:
+                    b = 0.5 * (b_lo + b_hi)
+            if b > 700.0:  # beyond this every weight but the nearest underflows anyway
+                b = 700.0
+                if b_lo >= 700.0:
+                    break
+        beta = math.exp(b)
+        sw = 0.0
+        for c in range(K):
+            P[i, c] = math.exp(-beta * x[c])
+            sw += P[i, c]
+        for c in range(K):
+            P[i, c] /= sw
+        betas[i] = beta
+
+
+@njit(cache=True, nogil=True)
+def _sort_rows(indices, P, lo, hi, sidx, sP):
+    for i in range(lo, hi):
+        order = np.argsort(indices[i])
+        for c in range(order.shape[0]):
+            sidx[i, c] = indices[i, order[c]]
+            sP[i, c] = P[i, order[c]]
+
+
+@njit(cache=True, nogil=True)
+def _find(row, value):
+    lo = 0
+    hi = row.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if row[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < row.shape[0] and row[lo] == value:
+        return lo
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _symmetrise_rows(sidx, sP, lo, hi, counts, offsets, fill, out_u, out_v, out_w):
+    """Each undirected edge {i, j} once, w = (p_{j|i} + p_{i|j}) / 2 (a missing p counts 0).
+
+    The edge is emitted by the row of its smaller end when both rows hold it, else by the
+    row that holds it. ``fill=False`` only counts.
+    """
+    K = sidx.shape[1]
+    for i in range(lo, hi):
+        pos = offsets[i] if fill else 0
+        count = 0
+        prev = -1
+        for c in range(K):
+            j = sidx[i, c]
+            if j == i or j == prev:
+                continue
+            prev = j
+            back = _find(sidx[j], i)
+            if back >= 0:
+                if i > j:
+                    continue
+                w = 0.5 * (sP[i, c] + sP[j, back])
+            else:
+                w = 0.5 * sP[i, c]
+            if fill:
+                out_u[pos] = i
+                out_v[pos] = j
+                out_w[pos] = w
+                pos += 1
+            count += 1
+        if not fill:
+            counts[i] = count
+
+
+@njit(cache=True, nogil=True)
+def _weighted_degree(u, v, w, n):
+    deg = np.zeros(n, np.float64)
+    for e in range(u.shape[0]):
+        deg[u[e]] += w[e]
+        deg[v[e]] += w[e]
+    return deg
+
+
+@njit(cache=True, nogil=True)
+def _alias_table(weights):
+    """Vose's alias method: (prob float32, alias int32) drawing k with P ∝ weights[k]."""
+    m = weights.shape[0]
+    total = 0.0
+    for k in range(m):
+        total += weights[k]
+    scaled = np.empty(m, np.float64)
+    for k in range(m):
+        scaled[k] = weights[k] * m / total
+    prob = np.ones(m, np.float32)
+    alias = np.arange(m).astype(np.int32)
+    small = np.empty(m, np.int32)
+    large = np.empty(m, np.int32)
+    ns = 0
+    nl = 0
+    for k in range(m):
+        if scaled[k] < 1.0:
+            small[ns] = k
+            ns += 1
+        else:
+            large[nl] = k
+            nl += 1
+    while ns > 0 and nl > 0:
+        ns -= 1
+        s = small[ns]
+        nl -= 1
+        g = large[nl]
+        prob[s] = scaled[s]
+        alias[s] = g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        if scaled[g] < 1.0:
+            small[ns] = g
+            ns += 1
+        else:
+            large[nl] = g
+            nl += 1
+    # Whatever is left holds probability 1 up to rounding (prob and alias already say so).
+    return prob, alias
+
+
+@njit(cache=True, nogil=True)
+def _alias_draws(prob, alias, n_draws, state):
+    """``n_draws`` draws with the sampler the SGD uses (for tests)."""
+    out = np.empty(n_draws, np.int64)
+    for t in range(n_draws):
+        state, z = _splitmix(state)
+        out[t] = _alias_pick(z, prob, alias)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _sgd(
+    Y,
+    edge_u,
+    edge_v,
+    edge_prob,
+    edge_alias,
+    neg_prob,
+    neg_alias,
+    states,
+    thread,
+    t_first,
+    t_stride,
+    count,
+    total,
+    rho0,
+    gamma,
+    negatives,
+):
+    """``count`` LargeVis samples with global indices t_first + c * t_stride (Hogwild on Y)."""
+    dims = Y.shape[1]
+    state = states[thread]
+    cur = np.empty(dims, np.float64)
+    err = np.empty(dims, np.float64)
+    rate = rho0 / (total + 1.0)
+    floor = rho0 * _LR_FLOOR
+    clip = _GRAD_CLIP
+    for c in range(count):
+        rho = rho0 - (t_first + c * t_stride) * rate
+        if rho < floor:
+            rho = floor
+        state, z = _splitmix(state)
+        e = _alias_pick(z, edge_prob, edge_alias)
+        if z & _S1:
+            i = np.int64(edge_u[e])
+            j = np.int64(edge_v[e])
+        else:
+            i = np.int64(edge_v[e])
+            j = np.int64(edge_u[e])
+        for d in range(dims):
+            cur[d] = Y[i, d]
+            err[d] = 0.0
+        for m in range(negatives + 1):
+            if m == 0:
+                y = j
+            else:
+                state, z = _splitmix(state)
+                y = _alias_pick(z, neg_prob, neg_alias)
+                if y == j:
+                    continue
+            f = 0.0
+            for d in range(dims):
+                diff = cur[d] - Y[y, d]
+                f += diff * diff
+            if m == 0:
+                g = -2.0 / (1.0 + f)
+            else:
+                g = 2.0 * gamma / ((1.0 + f) * (_REPULSION_EPS + f))
+            for d in range(dims):
+                gg = g * (cur[d] - Y[y, d])
+                if gg > clip:
+                    gg = clip
+                elif gg < -clip:
+                    gg = -clip
+                err[d] += gg * rho
+                Y[y, d] -= gg * rho
+        for d in range(dims):
+            Y[i, d] += err[d]
+    states[thread] = state
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _available_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _row_ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _run_rows(pool: ThreadPoolExecutor | None, fn: Any, n: int, n_threads: int) -> None:
+    """Call ``fn(lo, hi)`` over row ranges that split 0..n, on the pool's threads if any."""
+    ranges = _row_ranges(n, n_threads if pool is not None else 1)
+    if pool is None:
+        for lo, hi in ranges:
+            fn(lo, hi)
+        return
+    for future in [pool.submit(fn, lo, hi) for lo, hi in ranges]:
+        future.result()
+
+
+def _squared_distances(distances: np.ndarray, metric: str) -> np.ndarray:
+    """Squared Euclidean distances (float64) from the graph's true distances.
+
+    l2: d². cosine: ``1 - cos`` of unit vectors is ``‖a - b‖² / 2``, so 2d. ip: ``1 - <a, b>``
+    is treated like cosine (2d, exact for unit vectors; otherwise an affine stand-in whose row
+    shift cancels in the calibration).
+    """
+    d = distances.astype(np.float64)
+    if metric == "l2":
+        return d * d
+    return 2.0 * d
+
+
+def _conditional_weights(
+    d2: np.ndarray, perplexity: float, *, pool: ThreadPoolExecutor | None = None, n_threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``p_{j|i}`` (float64, rows sum to 1) with entropy ln(perplexity), and the β of each row.
+
+    The returned β apply to the row's squared distances after shifting by the row minimum and
+    dividing by the row mean (a scale that leaves ``p_{j|i}`` unchanged).
+    """
+    d2 = np.ascontiguousarray(d2, dtype=np.float64)
+    n = d2.shape[0]
+    P = np.empty_like(d2)
+    betas = np.empty(n, np.float64)
+    log_perp = math.log(perplexity)
+    _run_rows(
+        pool, lambda lo, hi: _calibrate_rows(d2, log_perp, lo, hi, P, betas), n, n_threads
+    )
+    return P, betas
+
+
+def _symmetrise(
+    indices: np.ndarray,
+    P: np.ndarray,
+    *,
+    pool: ThreadPoolExecutor | None = None,
+    n_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undirected edges (u, v, w) with w = (p_{v|u} + p_{u|v}) / 2, each pair once."""
+    n, K = indices.shape
+    sidx = np.empty((n, K), np.int32)
+    sP = np.empty((n, K), np.float64)
+    idx32 = np.ascontiguousarray(indices, dtype=np.int32)
+    P = np.ascontiguousarray(P, dtype=np.float64)
+    _run_rows(pool, lambda lo, hi: _sort_rows(idx32, P, lo, hi, sidx, sP), n, n_threads)
+    counts = np.zeros(n, np.int64)
+    offsets = np.zeros(n, np.int64)
+    u = np.empty(0, np.int32)
+    v = np.empty(0, np.int32)
+    w = np.empty(0, np.float64)
+    _run_rows(
+        pool,
+        lambda lo, hi: _symmetrise_rows(sidx, sP, lo, hi, counts, offsets, False, u, v, w),
+        n,
+        n_threads,
+    )
+    offsets[1:] = np.cumsum(counts)[:-1]
+    total = int(counts.sum())
+    u = np.empty(total, np.int32)
+    v = np.empty(total, np.int32)
+    w = np.empty(total, np.float64)
+    _run_rows(
+        pool,
+        lambda lo, hi: _symmetrise_rows(sidx, sP, lo, hi, counts, offsets, True, u, v, w),
+        n,
+        n_threads,
+    )
+    return u, v, w
+
+
+def _edge_weights(
+    graph: KnnGraph,
+    *,
+    n_neighbors: int = 150,
+    perplexity: float = 50.0,
+    pool: ThreadPoolExecutor | None = None,
+    n_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """LargeVis's input weights from the first ``n_neighbors`` columns of ``graph``.
+
+    Returns
+    -------
+    P : float64 (n, K)
+        Conditional ``p_{j|i}`` for the graph's neighbour ``j = graph.indices[i, c]``.
+    u, v : int32 (E,)
+        Each undirected edge once.
+    w : float64 (E,)
+        ``(p_{v|u} + p_{u|v}) / 2``; both directions carry this weight.
+    """
+    K, perp = _effective_neighbours(graph, n_neighbors, perplexity)
+    d2 = _squared_distances(graph.distances[:, :K], graph.metric)
+    P, _ = _conditional_weights(d2, perp, pool=pool, n_threads=n_threads)
+    u, v, w = _symmetrise(graph.indices[:, :K], P, pool=pool, n_threads=n_threads)
+    return P, u, v, w
+
+
+def _effective_neighbours(graph: KnnGraph, n_neighbors: int, perplexity: float) -> tuple[int, float]:
+    """K ≤ n - 1 and perplexity ≤ K / 3 (the reference's K = 3·perplexity), at least 1."""
+    K = min(int(n_neighbors), graph.k)
+    return K, float(max(1.0, min(float(perplexity), K / 3.0)))
+
+
+def default_samples(n: int, samples_per_point: float | None = None) -> int:
+    """Total edge samples T for ``n`` points.
+
+    ``samples_per_point`` times n, by default ``max(DEFAULT_SAMPLES_PER_POINT * n,
+    MIN_TOTAL_SAMPLES)``: small data sets need many samples per point to settle, large ones
+    reach their quality at a fixed budget per point from a PCA start. The reference uses
+    ``max(1e9, 1e4 n)`` (minutes at any size).
+    """
+    if samples_per_point is None:
+        return int(max(DEFAULT_SAMPLES_PER_POINT * n, MIN_TOTAL_SAMPLES))
+    return max(1, int(round(float(samples_per_point) * n)))
+
+
+def _check_positive(name: str, value: Any, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(float(value)) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
+    if integer and float(value) != int(value):
+        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
+    return float(value)
+
+
+def _check_graph(graph: Any) -> None:
+    if not isinstance(graph, KnnGraph):
+        raise InvalidInputError(
+            f"largevis_layout needs a core.graph.KnnGraph (from build_knn_graph or "
+            f"get_or_build_graph), got {type(graph).__name__}"
+        )
+    if graph.n < 2 or graph.k < 1:
+        raise InvalidInputError(
+            f"a LargeVis layout needs at least 2 points with at least 1 neighbour each, "
+            f"got a graph of {graph.n} points x {graph.k} neighbours"
+        )
+    if graph.metric not in ("l2", "cosine", "ip"):
+        raise InvalidInputError(f"unknown graph metric {graph.metric!r}: use l2, cosine or ip")
+    if not np.issubdtype(graph.indices.dtype, np.integer):
+        raise InvalidInputError(f"graph indices must be integers, got {graph.indices.dtype}")
+
+
+def _initial_layout(
+    init: Any, X: np.ndarray | None, graph: KnnGraph, dims: int, seed: int
+) -> np.ndarray:
+    n = graph.n
+    if isinstance(init, str) and init == "random":
+        rng = np.random.default_rng(seed)
+        # The reference: (U(0, 1) - 0.5) / out_dim * 1e-4.
+        return ((rng.random((n, dims)) - 0.5) / dims * 1e-4).astype(np.float32)
+    if isinstance(init, str) and init == "pca":
+        if X is None:
+            raise InvalidInputError(
+                "init='pca' needs the vectors X the graph was built from; pass X=... "
+                "or use init='random'"
+            )
+        Y = pca_layout(prepare_for_metric(X, graph.metric), dims=dims).astype(np.float64)
+        spread = float(Y[:, 0].std())
+        if spread > 0:
+            Y *= PCA_INIT_STD / spread
+        # A tiny jitter separates exact duplicates, which otherwise start on one spot.
+        rng = np.random.default_rng(seed)
+        Y += rng.standard_normal(Y.shape) * (1e-4 * PCA_INIT_STD)
+        return np.ascontiguousarray(Y, dtype=np.float32)
+    if isinstance(init, str):
+        raise InvalidInputError(f"unknown init {init!r}: use 'pca', 'random' or an (n, dims) array")
+    Y = check_vectors(init, name="init")
+    if Y.shape != (n, dims):
+        raise InvalidInputError(f"init array has shape {Y.shape}, expected ({n}, {dims})")
+    return Y.copy()
+
+
+# -- public ---------------------------------------------------------------------------------
+
+
+def largevis_layout(
+    graph: KnnGraph,
+    *,
+    dims: int = 2,
+    n_neighbors: int = 150,
+    perplexity: float = 50.0,
+    negatives: int = 5,
+    gamma: float = 7.0,
+    rho0: float = 1.0,
+    samples_per_point: float | None = None,
+    init: str | np.ndarray = "pca",
+    X: np.ndarray | None = None,
+    seed: int = 0,
+    n_threads: int | None = None,
+    deterministic: bool = False,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """LargeVis layout of the points of a shared k-NN graph.
+
+    Parameters
+    ----------
+    graph : KnnGraph
+        The shared neighbour graph (self excluded, true distances), at least 2 points. Its
+        first ``n_neighbors`` columns are used.
+    dims : {2, 3}
+        Output dimension.
+    n_neighbors : int
+        K, neighbours per point that get a weight (reference 150). Capped at the graph's width
+        when the graph already holds every other point (``k == n - 1``); a narrower graph is an
+        error (build it with ``k >= n_neighbors``).
+    perplexity : float
+        Effective number of neighbours of the Gaussian weights (reference 50); capped at K / 3.
+    negatives : int
+        M, negative samples per positive edge (reference 5).
+    gamma : float
+        γ, weight of the negative edges (reference 7).
+    rho0 : float
+        Initial learning rate (reference 1), decaying linearly to ``1e-4 * rho0``.
+    samples_per_point : float, optional
+        Edge samples per point; T = samples_per_point * n. Default :func:`default_samples`
+        (1,000 per point with a floor of 1e7 in total). The reference uses
+        ``T = max(1e9, 1e4 n)``, i.e. ``samples_per_point = max(1e9 / n, 1e4)``.
+    init : {"pca", "random"} or float32 ndarray (n, dims)
+        ``"pca"``: the first principal axes of ``X`` (unit-normalised rows for a cosine graph),
+        scaled to a standard deviation of :data:`PCA_INIT_STD` on the first axis.
+        ``"random"``: the reference's ``U(-0.5, 0.5) / dims * 1e-4``. An array is used as given.
+    X : float32 ndarray (n, d), optional
+        The vectors the graph was built from; needed by ``init="pca"`` only.
+    seed : int
+        Seeds the initialisation and every thread's random stream.
+    n_threads : int, optional
+        Threads for the weights and the asynchronous SGD (default: the CPUs available).
+        Several threads update the layout without locks (Hogwild), so results vary from run to
+        run; 1 thread is deterministic.
+    deterministic : bool
+        Run on one thread: the same seed gives bit-identical output.
+    progress : callable(fraction, message) -> bool, optional
+        Called between chunks of samples (every ~0.1 s); returning True cancels
+        (raises :class:`core.errors.OperationCancelled`).
+
+    Returns
+    -------
+    float32 ndarray of shape (n, dims)
+    """
+    _check_graph(graph)
+    if isinstance(dims, bool) or dims not in (2, 3):
+        raise InvalidInputError(f"a projection has 2 or 3 dimensions, got {dims!r}")
+    K = int(_check_positive("n_neighbors", n_neighbors, integer=True))
+    n = graph.n
+    if K > graph.k and graph.k < n - 1:
+        raise InvalidInputError(
+            f"n_neighbors={K} but the graph holds only {graph.k} neighbours per point: "
+            f"build the graph with k >= {K} or lower n_neighbors"
+        )
+    perplexity = _check_positive("perplexity", perplexity)
+    M = int(_check_positive("negatives", negatives, integer=True))
+    gamma = _check_positive("gamma", gamma)
+    rho0 = _check_positive("rho0", rho0)
+    if samples_per_point is not None:
+        _check_positive("samples_per_point", samples_per_point)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
+    if n_threads is None:
+        n_threads = _available_threads()
+    n_threads = int(_check_positive("n_threads", n_threads, integer=True))
+    if deterministic:
+        n_threads = 1
+    if X is not None:
+        X = check_vectors(X, name="X")
+        if X.shape[0] != n:
+            raise InvalidInputError(f"X has {X.shape[0]} rows but the graph has {n} points")
+    indices = graph.indices[:, : min(K, graph.k)]
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise InvalidInputError(
+            f"graph indices must lie in [0, {n}); the graph has missing (-1) or foreign entries"
+        )
+    if not np.isfinite(graph.distances[:, : indices.shape[1]]).all():
+        raise InvalidInputError("graph distances contain NaN or infinite values")
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None and progress(float(min(max(fraction, 0.0), 1.0)), message):
+            raise OperationCancelled("the LargeVis layout was cancelled")
+
+    Y = _initial_layout(init, X, graph, dims, int(seed))
+    total = default_samples(n, samples_per_point)
+    states = np.array(
+        [np.random.SeedSequence([int(seed), t]).generate_state(1, np.uint64)[0]
+         for t in range(n_threads)],
+        dtype=np.uint64,
+    )  # fmt: skip
+
+    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    try:
+        report(0.0, "LargeVis: calibrating the edge weights")
+        _, u, v, w = _edge_weights(
+            graph, n_neighbors=K, perplexity=perplexity, pool=pool, n_threads=n_threads
+        )
+        report(0.04, f"LargeVis: {u.size:,} edges; building the samplers")
+        edge_prob, edge_alias = _alias_table(w)
+        deg = _weighted_degree(u, v, w, n)
+        neg_prob, neg_alias = _alias_table(deg**0.75)
+        report(0.05, f"LargeVis: {total:,} samples")
+
+        per_chunk = max(1, min(math.ceil(total / _MIN_CHUNKS), _THREAD_CHUNK * n_threads))
+        done = 0
+        while done < total:
+            size = min(per_chunk, total - done)
+            args = [
+                (Y, u, v, edge_prob, edge_alias, neg_prob, neg_alias, states, t,
+                 done + t, n_threads, (size - t + n_threads - 1) // n_threads,
+                 total, rho0, gamma, M)
+                for t in range(min(n_threads, size))
+            ]  # fmt: skip
+            if pool is None:
+                _sgd(*args[0])
+            else:
+                for future in [pool.submit(_sgd, *a) for a in args]:
+                    future.result()
+            done += size
+            report(0.05 + 0.95 * done / total, f"LargeVis: {done:,}/{total:,} samples")
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if not np.isfinite(Y).all():  # pragma: no cover - the clipped updates keep Y finite
+        raise InvalidInputError("the LargeVis layout diverged; lower rho0")
+    return Y

@@ -1,0 +1,461 @@
+"""Stored projections: compute a layout of a dataset from its shared graph, score it, keep it.
+
+Every projection is an artifact of kind ``projection`` keyed by the fingerprint of (dataset
+vectors, method, dims, seed, metric, the method's parameters, code version), so nothing that
+is stored is computed again, and every session sees what any session computed. The
+artifact holds the coordinates (float32, row order) and, in its lineage, the faithfulness
+scores of :mod:`core.projections.quality`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InvalidInputError
+from core.graph import GRAPH_K, get_or_build_graph
+from core.index import check_metric
+from core.progress import ProgressFn, check_cancel, stage
+from core.store import DatasetInfo, Store, fingerprint_arrays
+
+__all__ = [
+    "KIND",
+    "METHODS",
+    "METHOD_PARAMS",
+    "Projection",
+    "compute_projection",
+    "default_label_column",
+    "default_metric",
+    "find_projection",
+    "geodesic_coordinates",
+    "list_projections",
+    "load_projection",
+    "projection_fingerprint",
+    "projection_key",
+    "resolve_params",
+]
+
+KIND = "projection"
+PROJECTION_CODE_VERSION = 1
+QUALITY_K = 10
+
+METHODS = ("pca", "largevis", "umap", "heatgeo")
+METHOD_LABELS = {
+    "pca": "PCA",
+    "largevis": "LargeVis",
+    "umap": "UMAP",
+    "heatgeo": "Heat-geodesic",
+}
+# Each method's tunable parameters and their defaults (None: chosen from the data).
+METHOD_PARAMS: dict[str, dict[str, Any]] = {
+    "pca": {},
+    "largevis": {
+        "n_neighbors": 150,
+        "perplexity": 50.0,
+        "samples_per_point": None,
+        "negatives": 5,
+        "gamma": 7.0,
+    },
+    "umap": {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": None},
+    "heatgeo": {"knn": 10, "tau": "auto", "sigma": 0.0, "n_landmarks": None},
+}
+# Methods whose layout is numba-heavy: their jobs are serialised (see core.jobs).
+SERIAL_METHODS = frozenset({"largevis", "umap", "heatgeo"})
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One stored layout of a dataset."""
+
+    dataset_id: int
+    method: str
+    dims: int
+    seed: int
+    metric: str
+    params: Mapping[str, Any]
+    quality: Mapping[str, Any]
+    seconds: float | None
+    fingerprint: str
+    created: datetime | None = None
+    coords: np.ndarray | None = field(default=None, repr=False)  # float32 (n, dims)
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()) if v is not None)
+        return f"{METHOD_LABELS.get(self.method, self.method)} {self.dims}-D" + (
+            f" ({shown})" if shown else ""
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "dims": self.dims,
+            "seed": self.seed,
+            "metric": self.metric,
+            "params": dict(self.params),
+            "seconds": self.seconds,
+            "quality": dict(self.quality),
+        }
+
+
+# -- choices read from the dataset ----------------------------------------------------------
+
+
+def default_metric(info: DatasetInfo) -> str:
+    """The metric a dataset is meant to be compared with: its recorded one, else cosine."""
+    metric = (info.info or {}).get("metric")
+    return check_metric(metric) if metric else "cosine"
+
+
+def default_label_column(info: DatasetInfo) -> str | None:
+    """The dataset's recorded label column, if it is one of its metadata columns."""
+    column = (info.info or {}).get("label_column")
+    return column if column in info.metadata_columns else None
+
+
+def geodesic_coordinates(store: Store, info: DatasetInfo) -> np.ndarray | None:
+    """Coordinates whose Euclidean distances are true geodesics (the Swiss roll), if recorded."""
+    columns = (info.info or {}).get("geodesic_columns")
+    if not columns or not all(c in info.metadata_columns for c in columns):
+        return None
+    frame = store.load_metadata(info.id, columns=list(columns))
+    return frame.to_numpy(dtype=np.float64)
+
+
+def is_categorical(values: pd.Series, *, max_classes: int = 200) -> bool:
+    """Whether a column can serve as class labels (kNN accuracy): not continuous floats."""
+    if pd.api.types.is_float_dtype(values):
+        return False
+    n_classes = values.nunique(dropna=True)
+    return 2 <= n_classes <= max(max_classes, 2) and n_classes < len(values)
+
+
+def load_labels(store: Store, info: DatasetInfo, column: str) -> np.ndarray:
+    """A metadata column as class labels for kNN accuracy (refused when it is continuous)."""
+    if column not in info.metadata_columns:
+        raise InvalidInputError(
+            f"dataset {info.name!r} has no metadata column {column!r}; it has: "
+            + (", ".join(info.metadata_columns) or "none")
+        )
+    values = store.load_metadata(info.id, columns=[column])[column]
+    if not is_categorical(values):
+        raise InvalidInputError(
+            f"column {column!r} is continuous or has too few/many distinct values to be a label "
+            "for kNN accuracy: choose a categorical column"
+        )
+    return pd.factorize(values.astype(str))[0].astype(np.int64)
+
+
+# -- parameters and fingerprints --------------------------------------------------------------
+
+
+def resolve_params(method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The method's defaults overridden by ``params``; unknown methods or names are refused."""
+    if method not in METHODS:
+        raise InvalidInputError(
+            f"unknown projection method {method!r}: choose one of {', '.join(METHODS)}"
+        )
+    defaults = METHOD_PARAMS[method]
+    given = dict(params or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise InvalidInputError(
+            f"{METHOD_LABELS[method]} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {', '.join(defaults) or 'none'}"
+        )
+    return {**defaults, **given}
+
+
+def _check_dims(dims: Any) -> int:
+    if isinstance(dims, bool) or dims not in (2, 3):
+        raise InvalidInputError(f"a projection has 2 or 3 dimensions, got {dims!r}")
+    return int(dims)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def projection_fingerprint(
+    info: DatasetInfo,
+    *,
+    method: str,
+    dims: int,
+    seed: int,
+    metric: str,
+    params: Mapping[str, Any],
+) -> str:
+    return fingerprint_arrays(
+        KIND,
+        info.fingerprint,
+        method,
+        int(dims),
+        int(seed),
+        metric,
+        {k: params[k] for k in sorted(params)},
+        PROJECTION_CODE_VERSION,
+    )
+
+
+def _request(
+    store: Store,
+    dataset_id: int,
+    method: str,
+    dims: int,
+    seed: int,
+    metric: str | None,
+    params: Mapping[str, Any] | None,
+) -> tuple[DatasetInfo, str, int, int, dict[str, Any], str]:
+    info = store.get_dataset(dataset_id)
+    metric = default_metric(info) if metric is None else check_metric(metric)
+    full = resolve_params(method, params)
+    dims, seed = _check_dims(dims), _check_seed(seed)
+    if info.n < 4:
+        raise InvalidInputError(
+            f"dataset {info.name!r} has {info.n} items: a projection needs at least 4"
+        )
+    fp = projection_fingerprint(
+        info, method=method, dims=dims, seed=seed, metric=metric, params=full
+    )
+    return info, metric, dims, seed, full, fp
+
+
+def projection_key(
+    store: Store,
+    dataset_id: int,
+    *,
+    method: str,
+    dims: int = 2,
+    seed: int = 0,
+    metric: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> str:
+    """The fingerprint of the projection these settings ask for (its artifact and job key)."""
+    return _request(store, dataset_id, method, dims, seed, metric, params)[-1]
+
+
+# -- reading stored projections ----------------------------------------------------------------
+
+
+def _from_artifact(artifact: Any, *, with_coords: bool) -> Projection:
+    p = artifact.params
+    return Projection(
+        dataset_id=artifact.dataset_id,
+        method=p["method"],
+        dims=int(p["dims"]),
+        seed=int(p["seed"]),
+        metric=p["metric"],
+        params=dict(p.get("method_params", {})),
+        quality=dict(artifact.lineage.get("quality", {})),
+        seconds=artifact.duration_s,
+        fingerprint=artifact.fingerprint,
+        created=artifact.created,
+        coords=artifact.arrays.get("coords") if with_coords else None,
+    )
+
+
+def load_projection(store: Store, fingerprint: str) -> Projection | None:
+    """The stored projection with this fingerprint (with coordinates), or None."""
+    artifact = store.get_artifact(fingerprint)
+    if artifact is None or artifact.kind != KIND:
+        return None
+    return _from_artifact(artifact, with_coords=True)
+
+
+def find_projection(
+    store: Store,
+    dataset_id: int,
+    *,
+    method: str,
+    dims: int = 2,
+    seed: int = 0,
+    metric: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Projection | None:
+    """The stored projection for exactly these settings, or None (nothing is computed)."""
+    *_, fp = _request(store, dataset_id, method, dims, seed, metric, params)
+    return load_projection(store, fp)
+
+
+def list_projections(store: Store, dataset_id: int) -> list[Projection]:
+    """The dataset's stored projections (without coordinates), newest first: the gallery."""
+    return [
+        _from_artifact(a, with_coords=False)
+        for a in store.list_artifacts(dataset_id, kind=KIND)
+        if a.status == "done"
+    ]
+
+
+# -- computing ------------------------------------------------------------------------------------
+
+
+def _layout(
+    method: str,
+    X: np.ndarray,
+    graph: Any,
+    *,
+    dims: int,
+    seed: int,
+    params: Mapping[str, Any],
+    progress: ProgressFn | None,
+) -> np.ndarray:
+    given = {k: v for k, v in params.items() if v is not None}
+    if method == "pca":
+        from core.projections.pca import pca_layout
+
+        return pca_layout(X, dims=dims)
+    if method == "largevis":
+        from core.projections.largevis import largevis_layout
+
+        return largevis_layout(graph, dims=dims, seed=seed, X=X, progress=progress, **given)
+    if method == "umap":
+        from core.projections.umap_layout import umap_layout
+
+        return umap_layout(graph, dims=dims, seed=seed, progress=progress, **given)
+    from core.projections.heatgeo import heatgeo_layout
+
+    return heatgeo_layout(graph, dims=dims, seed=seed, progress=progress, **given)
+
+
+def _graph_width(method: str, params: Mapping[str, Any], n: int) -> int:
+    wanted = {"largevis": params.get("n_neighbors") or GRAPH_K, "umap": params.get("n_neighbors")}
+    k = max(QUALITY_K, int(wanted.get(method) or 0), GRAPH_K if method == "heatgeo" else 0)
+    return min(k, n - 1)
+
+
+def score_layout(
+    store: Store,
+    info: DatasetInfo,
+    coords: np.ndarray,
+    *,
+    metric: str,
+    label_column: str | None = None,
+    X: np.ndarray | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Faithfulness of ``coords`` to the dataset (see :mod:`core.projections.quality`)."""
+    from core.projections.quality import projection_quality
+
+    k = min(QUALITY_K, max(1, (info.n - 1) // 2))
+    graph = get_or_build_graph(store, info.id, k=k, metric=metric)
+    labels = load_labels(store, info, label_column) if label_column else None
+    quality = projection_quality(
+        coords,
+        graph,
+        X=store.load_vectors(info.id) if X is None else X,
+        k=k,
+        labels=labels,
+        geodesic=geodesic_coordinates(store, info),
+        seed=seed,
+        progress=progress,
+    )
+    return dict(quality.to_json())
+
+
+def compute_projection(
+    store: Store,
+    dataset_id: int,
+    *,
+    method: str,
+    dims: int = 2,
+    seed: int = 0,
+    metric: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    recompute: bool = False,
+) -> Projection:
+    """The stored projection for these settings, computed (graph first) and stored if missing.
+
+    Parameters
+    ----------
+    method : {"pca", "largevis", "umap", "heatgeo"}
+    dims : {2, 3}
+    metric : {"cosine", "l2", "ip"}, optional
+        The neighbour graph's metric; default :func:`default_metric` of the dataset.
+    params : mapping, optional
+        The method's parameters (:data:`METHOD_PARAMS`); missing ones take their defaults.
+    progress : callable, optional
+        ``progress(fraction, message) -> bool``; True cancels (OperationCancelled).
+
+    Returns
+    -------
+    Projection
+        With ``coords`` (float32, (n, dims), row order) and ``quality`` (trustworthiness@10,
+        continuity@10, knn_preservation@10, knn_accuracy@10 for the dataset's label column,
+        geodesic_spearman when the dataset records geodesic coordinates).
+    """
+    info, metric, dims, seed, full, fp = _request(
+        store, dataset_id, method, dims, seed, metric, params
+    )
+    if not recompute:
+        found = load_projection(store, fp)
+        if found is not None:
+            return found
+    started = time.perf_counter()
+    check_cancel(progress, 0.0, "loading vectors", "the projection")
+    X = store.load_vectors(info.id)
+    graph = None
+    if method != "pca":
+        width = _graph_width(method, full, info.n)
+        graph = get_or_build_graph(
+            store, info.id, k=width, metric=metric, progress=stage(progress, 0.0, 0.3)
+        )
+    check_cancel(progress, 0.3, f"computing the {METHOD_LABELS[method]} layout", "the projection")
+    coords = _layout(
+        method, X, graph, dims=dims, seed=seed, params=full, progress=stage(progress, 0.3, 0.9)
+    )
+    coords = np.ascontiguousarray(coords, dtype=np.float32)
+    if coords.shape != (info.n, dims) or not np.isfinite(coords).all():
+        raise RuntimeError(
+            f"the {method} layout returned shape {coords.shape} or non-finite values"
+        )
+    seconds = time.perf_counter() - started
+    check_cancel(progress, 0.9, "scoring the layout", "the projection")
+    label_column = default_label_column(info)
+    if label_column is not None:
+        values = store.load_metadata(info.id, columns=[label_column])[label_column]
+        if not is_categorical(values):
+            label_column = None
+    quality = score_layout(
+        store,
+        info,
+        coords,
+        metric=metric,
+        label_column=label_column,
+        X=X,
+        seed=seed,
+        progress=stage(progress, 0.9, 1.0),
+    )
+    store.put_artifact(
+        kind=KIND,
+        fingerprint=fp,
+        dataset_id=info.id,
+        params={
+            "method": method,
+            "dims": dims,
+            "seed": seed,
+            "metric": metric,
+            "method_params": full,
+            "code_version": PROJECTION_CODE_VERSION,
+        },
+        arrays={"coords": coords},
+        duration_s=seconds,
+        lineage={
+            "dataset_fingerprint": info.fingerprint,
+            "graph": None if graph is None else {"method": graph.method, "recall": graph.recall},
+            "quality": quality,
+            "label_column": label_column,
+        },
+    )
+    found = load_projection(store, fp)
+    assert found is not None
+    return found
