@@ -285,6 +285,104 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_params(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; values read as JSON numbers/literals when they parse, else text."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInputError(f"--param takes NAME=VALUE, got {pair!r}")
+        try:
+            params[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name.strip()] = value
+    return params
+
+
+def _stderr_progress(fraction: float, message: str) -> bool:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{fraction:6.1%}  {message[:70]:<70}")
+        sys.stderr.flush()
+    return False
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    from core.projections import runs
+
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        if out.suffix.lower() not in (".npy", ".parquet"):
+            raise InvalidInputError(f"--out must end in .npy or .parquet, got {args.out!r}")
+        if not out.parent.is_dir():
+            raise InvalidInputError(f"--out: no such directory: {out.parent}")
+    params = _parse_params(args.param)
+    with _open_store(args) as store:
+        info = store.get_dataset(args.dataset)
+        if args.label_column is not None:
+            runs.load_labels(store, info, args.label_column)  # refuse a bad column before work
+        key = runs.projection_key(
+            store, info.id, method=args.method, dims=args.dims, seed=args.seed,
+            metric=args.metric, params=params,
+        )  # fmt: skip
+        reused = runs.load_projection(store, key) is not None
+        projection = runs.compute_projection(
+            store, info.id, method=args.method, dims=args.dims, seed=args.seed,
+            metric=args.metric, params=params, progress=_stderr_progress,
+        )  # fmt: skip
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        quality = dict(projection.quality)
+        if args.label_column is not None:
+            quality = runs.score_layout(
+                store, info, projection.coords, metric=projection.metric,
+                label_column=args.label_column, seed=projection.seed,
+            )  # fmt: skip
+        ids = store.load_ids(info.id) if out is not None else None
+    if out is not None:
+        _write_coords(out, projection.coords, ids)
+    result = {
+        "method": projection.method,
+        "dims": projection.dims,
+        "seconds": projection.seconds,
+        "quality": quality,
+        "metric": projection.metric,
+        "seed": projection.seed,
+        "params": dict(projection.params),
+        "reused": reused,
+        "dataset": info.id,
+    }
+    if out is not None:
+        result["out"] = str(out)
+    if args.json:
+        _print_json(result)
+        return 0
+    how = "reused the stored" if reused else "computed a"
+    sys.stdout.write(
+        f"{how} {projection.label} of {info.name!r} ({projection.metric} graph, "
+        f"{projection.seconds or 0:.2f} s)\n"
+    )
+    for key, value in quality.items():
+        sys.stdout.write(f"  {key:<22} {value:.4f}\n" if isinstance(value, float) else "")
+    if out is not None:
+        sys.stdout.write(f"coordinates written to {out}\n")
+    return 0
+
+
+def _write_coords(out: Path, coords: Any, ids: Any) -> None:
+    import numpy as np
+    import pandas as pd
+
+    tmp = out.with_name(out.name + ".partial")
+    if out.suffix.lower() == ".npy":
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(coords, dtype=np.float32))
+    else:
+        frame = pd.DataFrame(coords, columns=list("xyz"[: coords.shape[1]]))
+        frame.insert(0, "id", [str(i) for i in ids])
+        frame.to_parquet(tmp, index=False)
+    os.replace(tmp, out)  # a reader never sees a half-written file
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from core.store import resolve_db_path
 
@@ -410,6 +508,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=["cosine", "l2"], default="cosine")
     p.add_argument("--json", action="store_true", help="print the scorecard as JSON")
     p.set_defaults(func=_cmd_geometry)
+
+    p = command("project", "a 2-D or 3-D projection of a dataset, with its faithfulness scores")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument(
+        "--method", choices=["pca", "largevis", "umap", "heatgeo"], required=True,
+        help="projection method",
+    )  # fmt: skip
+    p.add_argument("--dims", type=int, choices=[2, 3], default=2, help="2 or 3 (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--metric", choices=["cosine", "l2", "ip"], default=None,
+        help="neighbour-graph metric (default: the dataset's, else cosine)",
+    )  # fmt: skip
+    p.add_argument(
+        "--label-column", metavar="COL", help="metadata column for the kNN accuracy score"
+    )
+    p.add_argument(
+        "--param", metavar="NAME=VALUE", action="append",
+        help="a method parameter, e.g. --param samples_per_point=2000 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--out", metavar="FILE", help="write the coordinates (.npy or .parquet)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_project)
 
     p = command("serve", "start the dashboard")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")

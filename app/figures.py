@@ -334,3 +334,18 @@ def selected_rows(fig: go.Figure, selection: Any) -> np.ndarray:
         if custom is not None and 0 <= index < len(custom):
             rows.append(int(custom[index]))
     return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def shared_neighbours_figure(histogram: np.ndarray, k: int, chance: float) -> go.Figure:
+    """How many items keep 0..k of their k neighbours in the other space (bars)."""
+    counts = np.asarray(histogram)
+    fig = go.Figure(go.Bar(x=np.arange(len(counts)), y=counts, marker_color="#1f77b4"))
+    fig.add_vline(
+        x=chance * k, line_dash="dot", line_color="#d62728",
+        annotation_text="chance", annotation_position="top",
+    )  # fmt: skip
+    fig = _layout(fig, f"Neighbours kept, out of {k}")
+    fig.update_xaxes(title_text=f"shared neighbours (of {k})", dtick=1 if k <= 20 else None)
+    fig.update_yaxes(title_text="items")
+    fig.update_layout(height=320, showlegend=False)
+    return fig

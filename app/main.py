@@ -42,6 +42,12 @@ def run() -> None:
                 url_path="neighbours",
             ),
             st.Page(
+                PAGES / "compare.py",
+                title="Compare",
+                icon=":material/compare:",
+                url_path="compare",
+            ),
+            st.Page(
                 PAGES / "geometry.py",
                 title="Geometry",
                 icon=":material/insights:",
@@ -52,6 +58,7 @@ def run() -> None:
     st.logo(str(ROOT / "assets" / "logo.svg"), size="large")
     try:
         widgets.dataset_picker()
+        widgets.jobs_sidebar()
     except InvalidInputError as exc:
         widgets.show_error(exc)
         st.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -281,10 +282,62 @@ def quality_metrics(projection: runs.Projection) -> None:
     )
 
 
-def _hover(info: DatasetInfo, columns: list[str]) -> list[str] | None:
+def hover_for(info: DatasetInfo, columns: list[str]) -> list[str] | None:
     if info.n > HOVER_TEXT_LIMIT and not columns:
         return None
     return hover_labels(info.id, tuple(columns))
+
+
+@dataclass
+class Panel:
+    """One scatter to draw: a layout of a dataset with its colour and hover labels."""
+
+    info: DatasetInfo
+    coords: np.ndarray  # float32 (n, 2 | 3), the dataset's row order
+    title: str
+    colour: Any = None  # per-row values, or None
+    categorical: bool = False
+    colour_title: str = ""
+    hover: list[str] | None = None
+
+
+def make_panel(
+    info: DatasetInfo,
+    coords: np.ndarray,
+    *,
+    title: str,
+    colour: str | None,
+    hover_columns: list[str],
+) -> Panel:
+    """A panel coloured by a metadata column (categorical or continuous) with hover labels."""
+    values, categorical = _colour(info, colour if colour in info.metadata_columns else None)
+    hover = [c for c in hover_columns if c in info.metadata_columns]
+    return Panel(info, coords, title, values, categorical, colour or "", hover_for(info, hover))
+
+
+def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 620):
+    """Draw a panel; returns (figure, selection event or None for 3-D)."""
+    fig = figures.projection_figure(
+        panel.coords,
+        color=panel.colour,
+        categorical=panel.categorical,
+        color_title=panel.colour_title,
+        hover=panel.hover,
+        selected=selected,
+        title=panel.title,
+        height=height,
+    )
+    if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
+        st.plotly_chart(fig, use_container_width=True, key=key)
+        return fig, None
+    event = st.plotly_chart(
+        fig,
+        use_container_width=True,
+        key=key,
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+    return fig, event
 
 
 def scatter(
@@ -297,30 +350,42 @@ def scatter(
     key: str,
     height: int = 620,
 ) -> tuple[Any, Any]:
-    """Draw the projection; returns (figure, selection event)."""
-    coords = projection_coords(projection.fingerprint)
-    values, categorical = _colour(info, colour)
-    fig = figures.projection_figure(
-        coords,
-        color=values,
-        categorical=categorical,
-        color_title=colour or "",
-        hover=_hover(info, hover_columns),
-        selected=selected,
+    """Draw a stored projection; returns (figure, selection event)."""
+    panel = make_panel(
+        info,
+        projection_coords(projection.fingerprint),
         title=f"{projection.label} of {info.name}",
-        height=height,
+        colour=colour,
+        hover_columns=hover_columns,
     )
-    if projection.dims == 3:  # streamlit reports selections of 2-D charts only
-        st.plotly_chart(fig, use_container_width=True, key=key)
-        return fig, None
-    event = st.plotly_chart(
-        fig,
-        use_container_width=True,
-        key=key,
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-    )
-    return fig, event
+    return draw(panel, selected=selected, key=key, height=height)
+
+
+def linked_pair(left: Panel, right: Panel, forward: np.ndarray, *, key: str) -> None:
+    """Two scatters side by side with one selection, kept in ``left``'s rows.
+
+    ``forward[i]`` is the row of ``right.info`` holding the item of row i of ``left.info``
+    (-1 when it has none); a selection in either chart highlights the same items in both.
+    """
+    selected = current_selection(left.info)
+    cols = st.columns(2)
+    with cols[0]:
+        fig_a, event_a = draw(left, selected=selected, key=f"{key}.left", height=520)
+    theirs = None if selected is None else forward[selected][forward[selected] >= 0]
+    with cols[1]:
+        fig_b, event_b = draw(right, selected=theirs, key=f"{key}.right", height=520)
+    changed = False
+    if event_a is not None:
+        changed |= update_selection(left.info, f"{key}.left", figures.selected_rows(fig_a, event_a))
+    if event_b is not None:
+        picked = figures.selected_rows(fig_b, event_b)
+        backward = np.full(right.info.n, -1, dtype=np.int64)
+        ok = forward >= 0
+        backward[forward[ok]] = np.flatnonzero(ok)
+        ours = backward[picked]
+        changed |= update_selection(left.info, f"{key}.right", np.unique(ours[ours >= 0]))
+    if changed:
+        st.rerun()
 
 
 # -- selection ---------------------------------------------------------------------------------------
@@ -358,16 +423,27 @@ def main_scatter(
 
 def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
     """The selected rows with their metadata and coordinates, and CSV/Parquet downloads."""
+    selection_list(
+        info,
+        coords=projection_coords(projection.fingerprint),
+        metric=projection.metric,
+    )
+
+
+def selection_list(
+    info: DatasetInfo, *, coords: np.ndarray | None = None, metric: str | None = None
+) -> None:
+    """The selected rows with their metadata (and layout coordinates), with downloads; a
+    single selected point also shows its nearest neighbours."""
     rows = current_selection(info)
     rows = np.zeros(0, dtype=np.int64) if rows is None else rows[(rows >= 0) & (rows < info.n)]
     if rows.size == 0:
         st.caption("Select points with the lasso or box tool (or click one) to list them here.")
         return
-    store = get_store()
-    frame = store.load_rows(info.id, rows)
-    coords = projection_coords(projection.fingerprint)[rows]
-    for j, axis in enumerate("xyz"[: projection.dims]):
-        frame[axis] = coords[:, j]
+    frame = get_store().load_rows(info.id, rows)
+    if coords is not None:
+        for j, axis in enumerate("xyz"[: coords.shape[1]]):
+            frame[axis] = coords[rows, j]
     st.markdown(f"**{rows.size:,} selected point(s)**")
     st.dataframe(frame, hide_index=True, use_container_width=True, height=280)
     cols = st.columns([1, 1, 1, 3])
@@ -385,7 +461,7 @@ def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
         state.put(SELECTION_KEY, None)
         st.rerun()
     if rows.size == 1:
-        point_neighbours(info, int(rows[0]), projection.metric)
+        point_neighbours(info, int(rows[0]), metric or runs.default_metric(info))
 
 
 def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
@@ -538,30 +614,12 @@ def side_by_side(
     matched = int((forward >= 0).sum())
     if other_info.id != info.id:
         st.caption(f"{matched:,} of {info.n:,} items matched by id.")
-    selected = current_selection(info)
-    cols = st.columns(2)
-    with cols[0]:
-        fig_a, event_a = scatter(
-            info, main, colour=colour, hover_columns=hover_columns, selected=selected,
-            key="projections.left", height=520,
-        )  # fmt: skip
-    other_selected = None if selected is None else forward[selected][forward[selected] >= 0]
-    other_colour = colour if colour in other_info.metadata_columns else None
-    other_hover = [c for c in hover_columns if c in other_info.metadata_columns]
-    with cols[1]:
-        fig_b, event_b = scatter(
-            other_info, other, colour=other_colour, hover_columns=other_hover,
-            selected=other_selected, key="projections.right", height=520,
-        )  # fmt: skip
-    changed = False
-    if event_a is not None:
-        changed |= update_selection(info, "left", figures.selected_rows(fig_a, event_a))
-    if event_b is not None:
-        theirs = figures.selected_rows(fig_b, event_b)
-        backward = np.full(other_info.n, -1, dtype=np.int64)
-        ok = forward >= 0
-        backward[forward[ok]] = np.flatnonzero(ok)
-        ours = backward[theirs]
-        changed |= update_selection(info, "right", np.unique(ours[ours >= 0]))
-    if changed:
-        st.rerun()
+    left = make_panel(
+        info, projection_coords(main.fingerprint), title=f"{main.label} of {info.name}",
+        colour=colour, hover_columns=hover_columns,
+    )  # fmt: skip
+    right = make_panel(
+        other_info, projection_coords(other.fingerprint),
+        title=f"{other.label} of {other_info.name}", colour=colour, hover_columns=hover_columns,
+    )  # fmt: skip
+    linked_pair(left, right, forward, key="projections.pair")

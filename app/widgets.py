@@ -62,6 +62,27 @@ def _dataset_from_url(by_id: dict[int, DatasetInfo]) -> None:
         st.session_state["embscope.picker"] = dataset_id
 
 
+def jobs_sidebar() -> None:
+    """Background jobs of every session, in the sidebar: running ones with their progress,
+    and ones the last server stop interrupted (they can be started again from their page)."""
+    from app.cache import get_job_runner
+
+    jobs = get_job_runner().jobs()
+    active = [j for j in jobs if j.active]
+    interrupted = [j for j in jobs if j.state == "interrupted"]
+    if not active and not interrupted:
+        return
+    with st.sidebar:
+        st.caption(f"Background jobs: {len(active)} running")
+        for job in active[:5]:
+            st.progress(
+                min(max(job.fraction, 0.0), 1.0),
+                text=f"{md_escape(job.label)} ({job.fraction:.0%})",
+            )
+        for job in interrupted[:3]:
+            st.caption(f":orange[interrupted:] {md_escape(job.label)}")
+
+
 def run_steps(title: str, steps: list[tuple[str, Callable[[], Any]]]) -> list[Any]:
     """Run ``steps`` (label, function) one after another inside ``st.status`` with a progress bar.
 

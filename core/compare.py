@@ -35,21 +35,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InvalidInputError, OperationCancelled
+from core.errors import InvalidInputError
 from core.graph import KnnGraph, build_knn_graph, find_graph, get_or_build_graph
 from core.index import (
-    ProgressFn,
     check_k,
     check_metric,
     check_vectors,
     exact_knn,
     prepare_for_metric,
 )
+from core.progress import ProgressFn, check_cancel, stage
 
 if TYPE_CHECKING:
     from core.store import Store
 
 __all__ = [
+    "comparison_key",
+    "get_or_compare_datasets",
+    "load_comparison",
     "CKA_SAMPLE",
     "EXACT_MAX_N",
     "MIN_MATCHED",
@@ -82,15 +85,7 @@ _OVERLAP_CHUNK = 65_536
 
 
 def _tick(progress: ProgressFn | None, fraction: float, message: str) -> None:
-    if progress is not None and progress(min(max(fraction, 0.0), 1.0), message):
-        raise OperationCancelled("the comparison was cancelled")
-
-
-def _scaled(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
-    """A progress callback mapping [0, 1] to [low, high] of ``progress``."""
-    if progress is None:
-        return None
-    return lambda f, m: progress(low + (high - low) * f, m)
+    check_cancel(progress, min(max(fraction, 0.0), 1.0), message, "the comparison")
 
 
 # -- pairing items by id --------------------------------------------------------------------
@@ -485,9 +480,7 @@ class ProcrustesAlignment:
         return (self.scale * Y @ self.rotation + self.shift).astype(np.float32)
 
 
-def procrustes_align(
-    Y_ref: Any, Y: Any, *, allow_reflection: bool = True
-) -> ProcrustesAlignment:
+def procrustes_align(Y_ref: Any, Y: Any, *, allow_reflection: bool = True) -> ProcrustesAlignment:
     """Orthogonal Procrustes: rotate (reflect), scale and shift layout Y onto ``Y_ref``.
 
     Minimises ``||scale * (Y - mean(Y)) @ R - (Y_ref - mean(Y_ref))||_F`` over orthogonal R
@@ -790,10 +783,10 @@ def compare_spaces(
 
     options = {"k": k, "metric": metric, "method": method, "seed": seed}
     _tick(progress, 0.0, "neighbours in A")
-    idx_a, info_a = _neighbours_for(graph_a, A, name="A", progress=_scaled(progress, 0.0, 0.4),
+    idx_a, info_a = _neighbours_for(graph_a, A, name="A", progress=stage(progress, 0.0, 0.4),
                                     **options)  # fmt: skip
     _tick(progress, 0.4, "neighbours in B")
-    idx_b, info_b = _neighbours_for(graph_b, B, name="B", progress=_scaled(progress, 0.4, 0.8),
+    idx_b, info_b = _neighbours_for(graph_b, B, name="B", progress=stage(progress, 0.4, 0.8),
                                     **options)  # fmt: skip
     _tick(progress, 0.8, "neighbourhood overlap")
     overlap = knn_overlap(idx_a, idx_b)
@@ -918,13 +911,13 @@ def compare_datasets(
     X_b = store.load_vectors(info_b.id)[match.rows_b]
     _tick(progress, 0.05, f"neighbours in {info_a.name}")
     graph_a = _subset_graph(store, info_a.id, info_a.n, match.rows_a, X_a, k=k, metric=metric,
-                            progress=_scaled(progress, 0.05, 0.45))  # fmt: skip
+                            progress=stage(progress, 0.05, 0.45))  # fmt: skip
     _tick(progress, 0.45, f"neighbours in {info_b.name}")
     graph_b = _subset_graph(store, info_b.id, info_b.n, match.rows_b, X_b, k=k, metric=metric,
-                            progress=_scaled(progress, 0.45, 0.85))  # fmt: skip
+                            progress=stage(progress, 0.45, 0.85))  # fmt: skip
     result = compare_spaces(
         X_a, X_b, k=k, metric=metric, seed=seed, cka_sample=cka_sample,
-        graph_a=graph_a, graph_b=graph_b, progress=_scaled(progress, 0.85, 1.0),
+        graph_a=graph_a, graph_b=graph_b, progress=stage(progress, 0.85, 1.0),
     )  # fmt: skip
     return replace(
         result,
@@ -934,3 +927,73 @@ def compare_datasets(
         rows_b=match.rows_b,
         seconds=time.perf_counter() - t0,
     )
+
+
+# -- stored comparisons ---------------------------------------------------------------------------
+
+KIND = "comparison"
+COMPARISON_CODE_VERSION = 1
+_ARRAY_FIELDS = ("shared", "jaccard", "overlap", "rows_a", "rows_b")
+
+
+def comparison_key(
+    store: Store, id_a: int | str, id_b: int | str, *, k: int = 10, metric: str = "cosine",
+    seed: int = 0,
+) -> str:  # fmt: skip
+    """The fingerprint of the comparison of two datasets' contents at these settings."""
+    from core.store import fingerprint_arrays
+
+    info_a, info_b = store.get_dataset(id_a), store.get_dataset(id_b)
+    return fingerprint_arrays(
+        KIND, info_a.fingerprint, info_b.fingerprint, int(k), check_metric(metric), int(seed),
+        COMPARISON_CODE_VERSION,
+    )  # fmt: skip
+
+
+def load_comparison(store: Store, key: str) -> SpaceComparison | None:
+    """A stored comparison (see :func:`get_or_compare_datasets`), or None."""
+    artifact = store.get_artifact(key)
+    if artifact is None or artifact.kind != KIND:
+        return None
+    fields = dict(artifact.params["fields"])
+    arrays = {name: artifact.arrays[name] for name in _ARRAY_FIELDS}
+    return SpaceComparison(**fields, **arrays)
+
+
+def get_or_compare_datasets(
+    store: Store,
+    id_a: int | str,
+    id_b: int | str,
+    *,
+    k: int = 10,
+    metric: str = "cosine",
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> SpaceComparison:
+    """:func:`compare_datasets`, stored as artifact ``comparison`` (of dataset A) and reused."""
+    key = comparison_key(store, id_a, id_b, k=k, metric=metric, seed=seed)
+    found = load_comparison(store, key)
+    if found is not None:
+        return found
+    result = compare_datasets(store, id_a, id_b, k=k, metric=metric, seed=seed, progress=progress)
+    info_a, info_b = store.get_dataset(id_a), store.get_dataset(id_b)
+    as_json = result.to_json()
+    fields = {
+        f: getattr(result, f)
+        for f in SpaceComparison.__dataclass_fields__
+        if f not in _ARRAY_FIELDS
+    }
+    fields.update(graph_a=as_json["graph_a"], graph_b=as_json["graph_b"])
+    fields = {f: v.item() if isinstance(v, np.generic) else v for f, v in fields.items()}
+    store.put_artifact(
+        kind=KIND,
+        fingerprint=key,
+        dataset_id=info_a.id,
+        params={"fields": fields, "other_dataset": info_b.id},
+        arrays={name: getattr(result, name) for name in _ARRAY_FIELDS},
+        duration_s=result.seconds,
+        lineage={"a": info_a.fingerprint, "b": info_b.fingerprint},
+    )
+    stored = load_comparison(store, key)
+    assert stored is not None
+    return stored

@@ -1,0 +1,21 @@
+"""Compare: two embeddings of the same items, item by item (two models, or a model and its copy)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import compare_view as view
+from app import widgets
+
+st.title("Compare")
+widgets.show_flashes()
+info = widgets.current_dataset()
+options = view.settings(info)
+if options is not None:
+    result = view.stored_or_job(info, options)
+    if result is not None:
+        view.summary(info, options["other"], result)
+        st.subheader("Where the spaces disagree")
+        view.projections(info, options["other"], result)
+        st.subheader("Items that moved most")
+        view.moved_most(info, result)

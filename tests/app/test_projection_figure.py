@@ -1,0 +1,74 @@
+"""The projection scatter: WebGL traces, numeric payload, categories, selection back to rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+
+from app import figures
+
+
+def _coords(n, dims=2, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, dims)).astype(np.float32)
+
+
+def test_categorical_colour_one_trace_per_value_and_rows_round_trip():
+    coords = _coords(300)
+    labels = np.array(["b", "a", "c"] * 100)
+    fig = figures.projection_figure(coords, color=labels, categorical=True, title="t")
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert sorted(t.name for t in fig.data) == ["a", "b", "c"]
+    # every row appears exactly once across traces, with its own coordinates
+    rows = np.concatenate([t.customdata for t in fig.data])
+    assert sorted(rows.tolist()) == list(range(300))
+    for t in fig.data:
+        np.testing.assert_array_equal(t.x, coords[t.customdata, 0])
+    # a selection event (curve, index within the trace) maps back to rows
+    event = {
+        "selection": {
+            "points": [
+                {"curve_number": 1, "point_index": 3},
+                {"curve_number": 2, "point_index": 0},
+            ]
+        }
+    }
+    expected = sorted([int(fig.data[1].customdata[3]), int(fig.data[2].customdata[0])])
+    assert figures.selected_rows(fig, event).tolist() == expected
+    assert figures.selected_rows(fig, None).size == 0
+
+
+def test_many_categories_fold_into_other():
+    labels = np.arange(1000) % 50
+    names, codes = figures.category_groups(labels.astype(str))
+    assert len(names) == figures.MAX_CATEGORIES and names[-1].startswith("other (21")
+    assert codes.max() == figures.MAX_CATEGORIES - 1
+
+
+def test_continuous_colour_and_3d():
+    coords = _coords(200, 3)
+    fig = figures.projection_figure(coords, color=np.linspace(0, 1, 200), color_title="t")
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Scatter3d)
+    assert fig.data[0].marker.showscale
+
+
+def test_payload_stays_numeric_binary_for_large_n():
+    n = 200_000
+    fig = figures.projection_figure(_coords(n), title="big")
+    payload = fig.to_json()
+    # plotly sends numpy arrays as base64 typed arrays, not JSON lists of numbers
+    assert '"bdata"' in payload
+    # x, y float32 + int32 rows: 12 bytes a point, ~16 in base64 (JSON lists take ~50)
+    assert len(payload) < n * 24
+
+
+def test_selected_points_are_highlighted():
+    fig = figures.projection_figure(_coords(50), selected=np.array([3, 7]))
+    assert list(fig.data[0].selectedpoints) == [3, 7]
+
+
+def test_hover_text_is_passed_through_as_given():
+    # hover labels are escaped by the caller (app.cache.hover_labels); the figure keeps them
+    fig = figures.projection_figure(_coords(2), hover=["&lt;b&gt;x", "y"])
+    assert json.loads(fig.to_json())["data"][0]["hovertext"] == ["&lt;b&gt;x", "y"]

@@ -1,0 +1,105 @@
+"""Stored projections: computed once from one shared graph, scored, found again, validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import core.graph as graph_module
+from core.demo import digits, swiss_roll
+from core.demo_store import store_demo_dataset
+from core.errors import InvalidInputError, OperationCancelled
+from core.projections import runs
+from core.store import Store
+
+
+@pytest.fixture
+def store():
+    s = Store(":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def digits_id(store):
+    return store_demo_dataset(store, digits()).id
+
+
+@pytest.fixture
+def roll_id(store):
+    return store_demo_dataset(store, swiss_roll(400, noise=0.0, seed=0)).id
+
+
+def test_pca_projection_is_stored_scored_and_reused(store, digits_id, monkeypatch):
+    calls = []
+    real = runs._layout
+    monkeypatch.setattr(runs, "_layout", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = runs.compute_projection(store, digits_id, method="pca", dims=2)
+    assert first.coords.shape == (1797, 2) and first.coords.dtype == np.float32
+    assert first.metric == "l2"  # the demo records its metric
+    q = first.quality
+    # PCA of digits is a poor layout (science.md §1.3: trust@10 0.830, 5-NN accuracy 0.618).
+    assert 0.78 < q["trustworthiness@10"] < 0.88
+    assert 0.5 < q["knn_accuracy@10"] < 0.72
+    assert {"continuity@10", "knn_preservation@10"} <= set(q)
+    again = runs.compute_projection(store, digits_id, method="pca", dims=2)
+    assert calls == [1] and again.fingerprint == first.fingerprint
+    np.testing.assert_array_equal(again.coords, first.coords)
+    assert runs.find_projection(store, digits_id, method="pca").fingerprint == first.fingerprint
+    assert runs.find_projection(store, digits_id, method="pca", dims=3) is None
+    gallery = runs.list_projections(store, digits_id)
+    assert [p.fingerprint for p in gallery] == [first.fingerprint] and gallery[0].coords is None
+
+
+def test_swiss_roll_projection_reports_geodesic_spearman(store, roll_id):
+    p = runs.compute_projection(store, roll_id, method="pca", dims=3)
+    assert p.coords.shape == (400, 3)
+    assert "geodesic_spearman" in p.quality and "knn_accuracy@10" not in p.quality  # t is continuous
+
+
+def test_bad_requests_are_refused(store, digits_id):
+    with pytest.raises(InvalidInputError, match="unknown projection method"):
+        runs.compute_projection(store, digits_id, method="tsne")
+    with pytest.raises(InvalidInputError, match="2 or 3"):
+        runs.compute_projection(store, digits_id, method="pca", dims=4)
+    with pytest.raises(InvalidInputError, match="has no parameter 'perplexity'"):
+        runs.compute_projection(store, digits_id, method="umap", params={"perplexity": 5})
+    with pytest.raises(InvalidInputError, match="seed"):
+        runs.compute_projection(store, digits_id, method="pca", seed=-1)
+    with pytest.raises(InvalidInputError, match="continuous"):
+        runs.load_labels(store, store.get_dataset(digits_id), "id")  # unique: not a label
+    assert store.list_artifacts(digits_id, kind=runs.KIND) == []
+
+
+def test_cancel_before_the_layout_stores_nothing(store, digits_id):
+    with pytest.raises(OperationCancelled):
+        runs.compute_projection(
+            store, digits_id, method="pca", progress=lambda f, m: "layout" in m
+        )
+    assert runs.list_projections(store, digits_id) == []
+
+
+@pytest.mark.slow
+def test_every_method_reads_one_stored_graph(store, monkeypatch):
+    demo = swiss_roll(600, noise=0.05, seed=1)
+    dataset_id = store_demo_dataset(store, demo).id
+    builds = []
+    real = graph_module.build_knn_graph
+    monkeypatch.setattr(
+        graph_module, "build_knn_graph", lambda *a, **k: builds.append(k.get("k")) or real(*a, **k)
+    )
+    fast = {
+        "largevis": {"samples_per_point": 300},
+        "umap": {"n_epochs": 50},
+        "heatgeo": {},
+        "pca": {},
+    }
+    for method, params in fast.items():
+        for dims in (2, 3):
+            p = runs.compute_projection(
+                store, dataset_id, method=method, dims=dims, params=params, seed=3
+            )
+            assert p.coords.shape == (600, dims) and np.isfinite(p.coords).all()
+            assert 0.5 < p.quality["trustworthiness@10"] <= 1.0
+    assert builds == [150]  # one graph, at GRAPH_K, for every method, dims and score
+    assert len(runs.list_projections(store, dataset_id)) == 8
