@@ -135,7 +135,7 @@ def summary(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparis
     )
     st.plotly_chart(
         figures.shared_neighbours_figure(result.shared_histogram(), k, result.chance_overlap),
-        use_container_width=True,
+        width="stretch",
         key="compare.histogram",
     )
 
@@ -147,7 +147,7 @@ def moved_most(info: DatasetInfo, result: compare.SpaceComparison, n_top: int = 
     table = get_store().load_rows(info.id, rows)
     table.insert(1, f"jaccard@{result.k}", result.jaccard[positions])
     table.insert(2, "shared", result.shared[positions])
-    st.dataframe(table, hide_index=True, use_container_width=True, height=320)
+    st.dataframe(table, hide_index=True, width="stretch", height=320)
     st.download_button(
         "Per-item overlap (CSV)",
         pd.DataFrame(

@@ -194,20 +194,30 @@ def point_size(n: int) -> float:
 
 
 def category_groups(values: Any) -> tuple[list[str], np.ndarray]:
-    """Names and per-point group codes for a categorical colour (the largest groups first).
+    """Names and per-point group codes for a categorical colour.
 
-    Groups beyond :data:`MAX_CATEGORIES` - 1 are merged into "other".
+    Up to :data:`MAX_CATEGORIES` values keep their natural order; beyond that the largest
+    ``MAX_CATEGORIES - 1`` groups come first and the rest are merged into "other".
     """
     codes, uniques = _factorize(values)
-    counts = np.bincount(codes, minlength=len(uniques))
-    order = np.argsort(-counts, kind="stable")
-    keep = order[: MAX_CATEGORIES - 1] if len(uniques) > MAX_CATEGORIES else order
+    if len(uniques) > MAX_CATEGORIES:
+        counts = np.bincount(codes, minlength=len(uniques))
+        keep = np.argsort(-counts, kind="stable")[: MAX_CATEGORIES - 1]
+    else:  # few values: in their natural order (numbers as numbers: 2 before 10)
+        keep = np.asarray(sorted(range(len(uniques)), key=lambda i: _natural(uniques[i])))
     remap = np.full(len(uniques), len(keep), dtype=np.int32)
     remap[keep] = np.arange(len(keep), dtype=np.int32)
     names = [str(uniques[i]) for i in keep]
     if len(keep) < len(uniques):
         names.append(f"other ({len(uniques) - len(keep)} values)")
     return names, remap[codes]
+
+
+def _natural(value: Any) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -59,7 +59,9 @@ def write_url(info: DatasetInfo, request: dict[str, Any], colour: str | None) ->
         wanted["color"] = colour
     if any(st.query_params.get(k) != v for k, v in wanted.items()):
         st.query_params.update(wanted)
+        # What we wrote is not a new link to follow (it would undo the user's next choice).
         state.put(URL_APPLIED_KEY, tuple(sorted(st.query_params.items())))
+        state.put("url_dataset", wanted["dataset"])
 
 
 def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
@@ -328,11 +330,11 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         height=height,
     )
     if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
-        st.plotly_chart(fig, use_container_width=True, key=key)
+        st.plotly_chart(fig, width="stretch", key=key)
         return fig, None
     event = st.plotly_chart(
         fig,
-        use_container_width=True,
+        width="stretch",
         key=key,
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
@@ -393,9 +395,9 @@ def linked_pair(left: Panel, right: Panel, forward: np.ndarray, *, key: str) -> 
 
 def current_selection(info: DatasetInfo) -> np.ndarray | None:
     chosen = state.get(SELECTION_KEY)
-    if chosen and chosen.get("dataset") == info.id:
+    if chosen and chosen.get("dataset") == info.id and chosen.get("rows"):
         return np.asarray(chosen["rows"], dtype=np.int64)
-    return None
+    return None  # nothing selected: nothing dimmed
 
 
 def update_selection(info: DatasetInfo, source: str, rows: np.ndarray) -> bool:
@@ -445,7 +447,7 @@ def selection_list(
         for j, axis in enumerate("xyz"[: coords.shape[1]]):
             frame[axis] = coords[rows, j]
     st.markdown(f"**{rows.size:,} selected point(s)**")
-    st.dataframe(frame, hide_index=True, use_container_width=True, height=280)
+    st.dataframe(frame, hide_index=True, width="stretch", height=280)
     cols = st.columns([1, 1, 1, 3])
     cols[0].download_button(
         "CSV", frame.to_csv(index=False).encode(), "selection.csv", "text/csv",
@@ -477,8 +479,8 @@ def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
         return
     table = get_store().load_rows(info.id, answer.rows)
     table.insert(1, "distance", answer.distances)
-    st.markdown(f"**Nearest neighbours of {widgets.md_escape(query.label)}** ({metric}, exact)")
-    st.dataframe(table, hide_index=True, use_container_width=True, height=240)
+    st.markdown(f"**Nearest neighbours of {widgets.md_escape(query.description)}** ({metric}, exact)")
+    st.dataframe(table, hide_index=True, width="stretch", height=240)
     if st.button("Open in Neighbours →", key="projections.open_neighbours"):
         neighbours_view.open_query(info, row)
 
@@ -537,7 +539,7 @@ def gallery(info: DatasetInfo) -> None:
     event = st.dataframe(
         _gallery_rows(projections),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         on_select="rerun",
         selection_mode="single-row",
         key=f"projections.gallery.{info.id}",

@@ -72,3 +72,8 @@ def test_hover_text_is_passed_through_as_given():
     # hover labels are escaped by the caller (app.cache.hover_labels); the figure keeps them
     fig = figures.projection_figure(_coords(2), hover=["&lt;b&gt;x", "y"])
     assert json.loads(fig.to_json())["data"][0]["hovertext"] == ["&lt;b&gt;x", "y"]
+
+
+def test_few_categories_in_natural_order():
+    names, codes = figures.category_groups(np.array(["10", "2", "1", "2"]))
+    assert names == ["1", "2", "10"] and codes.tolist() == [2, 1, 0, 1]

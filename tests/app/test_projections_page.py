@@ -1,0 +1,164 @@
+"""AppTest of the Projections and Compare pages: jobs, stored results, selection, share links."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.derive import save_derived_dataset
+from core.projections import runs
+from core.store import Store
+from tests.conftest import make_parsed
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _data(n=300, d=12, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    X = (rng.standard_normal((n, d)) + 5 * rng.standard_normal((3, d))[labels]).astype(np.float32)
+    meta = pd.DataFrame({"label": [f"c{v}" if v else HOSTILE for v in labels]})
+    return X, meta
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "proj.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    X, meta = _data()
+    with Store(path) as s:
+        info = s.add_dataset(make_parsed(X, meta), name="points", info={"label_column": "label"})
+        rng = np.random.default_rng(1)
+        save_derived_dataset(
+            s, info.id, X + 0.3 * rng.standard_normal(X.shape).astype(np.float32),
+            name="points noisy", transform="noise",
+        )  # fmt: skip
+    return path
+
+
+def _page(name: str, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(f"../pages/{name}.py")
+    at.run()
+    if not query:
+        at.sidebar.selectbox[0].set_value(1)
+        at.run()
+    return at
+
+
+def _until(at: AppTest, predicate, timeout=60.0) -> AppTest:
+    deadline = time.monotonic() + timeout
+    while not predicate(at):
+        assert time.monotonic() < deadline, "timed out waiting for the page"
+        time.sleep(0.3)
+        at.run()
+    return at
+
+
+def _key(elements, key):
+    return next(e for e in elements if e.key == key)
+
+
+def test_pca_runs_as_a_job_then_shows_scores_chart_and_gallery(db):
+    at = _page("projections")
+    assert not at.exception and at.title[0].value == "Projections"
+    _key(at.selectbox, "projections.method").set_value("pca")
+    at.run()
+    at = _until(at, lambda a: len(a.metric) > 0)
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert "Trustworthiness@10" in labels and "kNN accuracy@10" in labels
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    spec = charts[0].proto.spec
+    assert HOSTILE not in spec and "&lt;img src=x onerror=alert(1)&gt;" in spec  # escaped hover
+    assert '"bdata"' in spec  # numeric payload, not lists
+    # the gallery lists it
+    frames = [df.value for df in at.dataframe]
+    assert any("method" in f.columns and (f["method"] == "PCA").any() for f in frames)
+    # the URL now holds the view
+    assert at.query_params["method"] == "pca" and at.query_params["dataset"] == "1"
+
+
+def test_heavy_method_waits_for_a_click_and_selection_lists_rows(db):
+    with Store(db) as s:
+        runs.compute_projection(s, 1, method="pca")
+    at = _page("projections")
+    assert not at.exception
+    # LargeVis (the default method) is not stored: nothing runs until asked
+    assert any("Compute the LargeVis projection" in b.label for b in at.button)
+    assert not at.metric
+    _key(at.selectbox, "projections.method").set_value("pca")
+    at.run()
+    assert len(at.metric) > 0  # stored: shown at once, no job
+    at.session_state["embscope.projections.selection"] = {"dataset": 1, "rows": [4, 9, 20]}
+    at.run()
+    assert not at.exception
+    assert any("3 selected point" in m.value for m in at.markdown)
+    table = next(df.value for df in at.dataframe if "x" in df.value.columns)
+    assert table["row"].tolist() == [4, 9, 20] if "row" in table.columns else len(table) == 3
+    # one point: its neighbours, and a way to the Neighbours page
+    at.session_state["embscope.projections.selection"] = {"dataset": 1, "rows": [7]}
+    at.run()
+    assert any("Nearest neighbours of" in m.value for m in at.markdown)
+    assert any(b.label == "Open in Neighbours →" for b in at.button)
+
+
+def test_share_link_restores_dataset_method_and_colour(db):
+    with Store(db) as s:
+        runs.compute_projection(s, 2, method="pca", dims=3)
+    at = _page("projections", {"dataset": "2", "method": "pca", "dims": "3", "color": "label"})
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value == 2
+    assert _key(at.selectbox, "projections.method").value == "pca"
+    assert _key(at.selectbox, "projections.colour.2").value == "label"
+    assert len(at.metric) > 0 and len(at.get("plotly_chart")) == 1
+
+
+def test_side_by_side_with_another_dataset_over_the_same_items(db):
+    with Store(db) as s:
+        runs.compute_projection(s, 1, method="pca")
+        runs.compute_projection(s, 2, method="pca")
+    at = _page("projections")
+    _key(at.selectbox, "projections.method").set_value("pca")
+    at.run()
+    _key(at.toggle, "projections.side_by_side").set_value(True)
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2
+    assert any("300 of 300 items matched by id" in c.value for c in at.caption)
+
+
+def test_compare_page_runs_and_shows_overlap(db):
+    at = _page("compare")
+    assert not at.exception and at.title[0].value == "Compare"
+    assert _key(at.selectbox, "compare.other.1").value == 2  # the derived copy is proposed
+    _key(at.button, "compare.run").click()
+    at.run()
+    at = _until(at, lambda a: len(a.metric) > 0)
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["Items matched"] == "300"
+    assert 0.0 < float(values["kNN overlap@10"]) < 1.0 and 0.5 < float(values["Linear CKA"]) <= 1
+    assert len(at.get("plotly_chart")) == 3  # histogram + two aligned layouts
+    moved = next(df.value for df in at.dataframe if "jaccard@10" in df.value.columns)
+    assert moved["jaccard@10"].is_monotonic_increasing
+
+
+def test_compare_page_without_a_second_dataset_explains(tmp_path, monkeypatch):
+    path = tmp_path / "one.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    with Store(path) as s:
+        s.add_dataset(make_parsed(_data()[0]), name="only")
+    at = _page("compare")
+    assert not at.exception
+    assert any("second dataset" in i.value for i in at.info)
