@@ -383,6 +383,82 @@ def _write_coords(out: Path, coords: Any, ids: Any) -> None:
     os.replace(tmp, out)  # a reader never sees a half-written file
 
 
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from core.compression import runs, save_compressed_copy
+
+    with _open_store(args) as store:
+        info = store.get_dataset(args.dataset)
+        metric = args.metric or _dataset_metric(info)
+        specs = runs.resolve_specs(args.codec, dim=info.dim, n=info.n)  # bad specs: exit 2 now
+        report = runs.get_or_evaluate(
+            store, info.id, codecs=specs, metric=metric, n_queries=args.queries, k=args.k,
+            rescore=args.rescore, seed=args.seed, progress=_stderr_progress,
+        )  # fmt: skip
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        rows = report.rows()
+        if args.save:
+            for row in rows:
+                copy = save_compressed_copy(
+                    store, info.id, row["codec"], metric=metric, seed=args.seed
+                )
+                row["saved_dataset"] = copy.id
+    if args.json:
+        _print_json(rows)
+        return 0
+    k = report.k
+    sys.stdout.write(
+        f"compression of {info.name!r} ({info.n} x {info.dim}, {metric}, "
+        f"{report.query_rows.shape[0]} queries, recall@{k} against exact float32 search):\n"
+    )
+    sys.stdout.write(
+        f"  {'codec':<18} {'bytes/vec':>9} {'shared':>10} {f'recall@{k}':>9} "
+        f"{f'x{report.rescore} rescored':>12} {'spearman':>9} {'encode s':>9}\n"
+    )
+    for row in rows:
+        rho = "-" if row["spearman"] is None else f"{row['spearman']:.4f}"
+        sys.stdout.write(
+            f"  {row['codec']:<18} {row['bytes_per_vector']:>9} {row['shared_bytes']:>10} "
+            f"{row[f'recall@{k}']:>9.4f} {row[f'recall@{k}_rescored']:>12.4f} {rho:>9} "
+            f"{row['encode_seconds']:>9.2f}"
+            + (f"  saved as dataset {row['saved_dataset']}" if "saved_dataset" in row else "")
+            + "\n"
+        )
+    return 0
+
+
+def _dataset_metric(info: Any) -> str:
+    from core.projections.runs import default_metric
+
+    return default_metric(info)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from core.compare import get_or_compare_datasets
+
+    with _open_store(args) as store:
+        a, b = store.get_dataset(args.dataset_a), store.get_dataset(args.dataset_b)
+        metric = args.metric or _dataset_metric(a)
+        result = get_or_compare_datasets(
+            store, a.id, b.id, k=args.k, metric=metric, progress=_stderr_progress
+        )
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    out = result.to_json()
+    if args.json:
+        _print_json(out)
+        return 0
+    k = result.k
+    sys.stdout.write(
+        f"{a.name!r} vs {b.name!r}: {result.matched} items matched by id "
+        f"({result.only_a} only in the first, {result.only_b} only in the second)\n"
+        f"  kNN overlap@{k}  {result.mean_overlap:.4f}   (chance {result.chance_overlap:.4f})\n"
+        f"  Jaccard@{k}      {result.mean_jaccard:.4f}\n"
+        f"  linear CKA      {result.cka:.4f}   (on {result.cka_rows} items)\n"
+    )
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from core.store import resolve_db_path
 
@@ -531,6 +607,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write the coordinates (.npy or .parquet)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_project)
+
+    p = command("compress", "what each compression costs a dataset: size, recall, rank fidelity")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument(
+        "--codec", metavar="SPEC", action="append",
+        help="codec, e.g. float16 int8 binary pq:48 pca:128 lvq:4x8 rp:128 truncate:128 "
+        "dct:128 (repeatable; default: a set covering every family)",
+    )  # fmt: skip
+    p.add_argument("--queries", type=int, default=1000, help="query rows sampled (default 1000)")
+    p.add_argument("-k", type=int, default=10, help="neighbours for recall (default 10)")
+    p.add_argument("--rescore", type=int, default=4, help="re-rank multiplier r (default 4)")
+    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default=None)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--save", action="store_true", help="store each compressed copy as a dataset")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=_cmd_compress)
+
+    p = command("compare", "compare two datasets over the same items (matched by id)")
+    p.add_argument("dataset_a", metavar="DATASET_A", help="integer id or exact name")
+    p.add_argument("dataset_b", metavar="DATASET_B", help="integer id or exact name")
+    p.add_argument("-k", type=int, default=10, help="neighbours per item (default 10)")
+    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default=None)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_compare)
 
     p = command("serve", "start the dashboard")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")

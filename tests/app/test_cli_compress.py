@@ -1,0 +1,110 @@
+"""The `embscope compress` and `embscope compare` contracts: JSON keys, saved copies, exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.demo import gaussian_mixture
+from core.demo_store import store_demo_dataset
+from core.store import Store
+from tests.conftest import run_cli, snapshot
+
+run = run_cli
+ROW_KEYS = {
+    "codec", "bytes_per_vector", "shared_bytes", "recall@10", "recall@10_rescored", "spearman",
+    "encode_seconds",
+}  # fmt: skip
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    path = tmp_path / "compress.duckdb"
+    with Store(path) as s:
+        store_demo_dataset(s, gaussian_mixture(1500, 48, 6, seed=0), name="gm")
+    return str(path)
+
+
+def test_compress_default_set_json_contract(capsys, db):
+    code, out, err = run(capsys, "--db", db, "compress", "gm", "--queries", "100", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert isinstance(rows, list) and len(rows) >= 9
+    assert all(ROW_KEYS <= set(r) for r in rows)
+    by = {r["codec"]: r for r in rows}
+    assert {"float16", "int8", "binary"} <= set(by)
+    assert by["float16"]["bytes_per_vector"] == 2 * 48 and by["binary"]["bytes_per_vector"] == 6
+    assert by["int8"]["bytes_per_vector"] == 48 and by["int8"]["shared_bytes"] == 2 * 48 * 4
+    assert by["float16"]["recall@10"] > 0.98 and by["int8"]["recall@10"] > 0.9
+    assert by["binary"]["recall@10_rescored"] >= by["binary"]["recall@10"]
+
+
+def test_compress_chosen_codecs_save_copies_and_compare_them(capsys, db):
+    code, out, err = run(
+        capsys, "--db", db, "compress", "gm", "--codec", "int8", "--codec", "pca:12",
+        "--queries", "50", "-k", "5", "--rescore", "2", "--save", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["codec"] for r in rows] == ["int8", "pca:12"]
+    assert "recall@5" in rows[0] and "recall@5_rescored" in rows[0]
+    with Store(db) as s:
+        pca_copy = s.get_dataset(rows[1]["saved_dataset"])
+        assert pca_copy.dim == 12 and pca_copy.n == 1500
+        int8_copy = s.get_dataset(rows[0]["saved_dataset"])
+        assert int8_copy.dim == 48
+    code, out, err = run(
+        capsys, "--db", db, "compare", "gm", str(int8_copy.id), "--json"
+    )  # fmt: skip
+    assert code == 0, err
+    obj = json.loads(out)
+    assert {"matched", "knn_overlap@10", "cka"} <= set(obj)
+    assert obj["matched"] == 1500 and obj["knn_overlap@10"] > 0.85 and obj["cka"] > 0.99
+
+
+def test_compare_with_itself_is_identical(capsys, db):
+    code, out, err = run(capsys, "--db", db, "compare", "gm", "gm", "-k", "7", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["knn_overlap@7"] == 1.0 and obj["cka"] == pytest.approx(1.0)
+
+
+def test_compress_human_output(capsys, db):
+    code, out, _ = run(capsys, "--db", db, "compress", "gm", "--codec", "lvq:8", "--queries", "20")
+    assert code == 0 and "lvq:8" in out and "recall@10" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compress", "gm", "--codec", "bogus"], "bad codec spec"),
+        (["compress", "gm", "--codec", "pq:7"], "not divisible"),
+        (["compress", "nope"], "no dataset"),
+        (["compress", "gm", "--queries", "0"], "queries"),
+        (["compress", "gm", "-k", "0"], "k"),
+        (["compare", "gm", "nope"], "no dataset"),
+        (["compare", "gm"], "required"),
+    ],
+)
+def test_bad_input_exits_2_and_changes_nothing(capsys, db, argv, message):
+    with Store(db) as s:
+        before = snapshot(s)
+    code, out, err = run(capsys, "--db", db, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err.lower() and len(err.splitlines()) == 1
+    with Store(db) as s:
+        assert snapshot(s) == before
+
+
+def test_compare_unmatched_ids_exits_2(capsys, db, tmp_path):
+    from tests.conftest import make_parsed
+
+    with Store(db) as s:
+        rng = np.random.default_rng(0)
+        ids = np.array([f"other{i}" for i in range(50)], dtype=object)
+        s.add_dataset(make_parsed(rng.standard_normal((50, 4)).astype(np.float32), ids=ids),
+                      name="strangers")  # fmt: skip
+    code, _, err = run(capsys, "--db", db, "compare", "gm", "strangers")
+    assert code == 2 and "occur among" in err
