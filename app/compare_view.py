@@ -161,7 +161,7 @@ def moved_most(info: DatasetInfo, result: compare.SpaceComparison, n_top: int = 
     )  # fmt: skip
 
 
-def _layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
+def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
     stored = [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
     options = [PCA_CHOICE, *range(len(stored))]
     pick = st.selectbox(
@@ -180,9 +180,9 @@ def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComp
     """Both spaces' layouts, B Procrustes-aligned onto A, coloured by per-item overlap."""
     cols = st.columns(3)
     with cols[0]:
-        coords_a, label_a = _layout_choice(info, f"compare.layout_a.{info.id}")
+        coords_a, label_a = layout_choice(info, f"compare.layout_a.{info.id}")
     with cols[1]:
-        coords_b, label_b = _layout_choice(other, f"compare.layout_b.{other.id}")
+        coords_b, label_b = layout_choice(other, f"compare.layout_b.{other.id}")
     colour_by = cols[2].selectbox(
         "Colour by",
         ["neighbourhood overlap", *info.metadata_columns],

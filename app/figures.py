@@ -300,6 +300,15 @@ def projection_figure(
             traces.append(trace(idx, {"size": size, "color": colour, "opacity": 0.8}, name, True))
     else:
         c = np.asarray(color, dtype=np.float64)
+        missing = ~np.isfinite(c)
+        if missing.any():  # points without a value: a faint grey layer underneath
+            traces.append(
+                trace(np.flatnonzero(missing), {"size": size, "color": "#d0d0d0",
+                      "opacity": 0.35}, "no value", True)
+            )  # fmt: skip
+            rows_coloured = np.flatnonzero(~missing)
+        else:
+            rows_coloured = rows
         finite = c[np.isfinite(c)]
         low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
         marker = {
@@ -309,16 +318,20 @@ def projection_figure(
             "cmin": float(low),
             "cmax": float(max(high, low + 1e-9)),
             "showscale": True,
-            "colorbar": {"title": {"text": color_title}},
+            "colorbar": {"title": {"text": color_title}, "x": 1.02},
             "opacity": 0.8,
         }
-        traces.append(trace(rows, marker, color_title, False))
+        marker["color"] = marker["color"][rows_coloured]
+        traces.append(trace(rows_coloured, marker, color_title, False))
     fig = go.Figure(traces)
     fig = _layout(fig, title)
+    legend = {"orientation": "v", "y": 1, "x": 1.01, "itemsizing": "constant"}
+    if color is not None and not categorical:  # only "no value": keep it clear of the colour bar
+        legend = {"orientation": "h", "y": -0.02, "x": 0, "itemsizing": "constant"}
     fig.update_layout(
         height=height,
         dragmode="lasso" if dims == 2 else "orbit",
-        legend={"orientation": "v", "y": 1, "x": 1.01, "itemsizing": "constant"},
+        legend=legend,
         uirevision="keep",  # zoom and pan survive reruns
     )
     if dims == 2:
@@ -358,4 +371,30 @@ def shared_neighbours_figure(histogram: np.ndarray, k: int, chance: float) -> go
     fig.update_xaxes(title_text=f"shared neighbours (of {k})", dtick=1 if k <= 20 else None)
     fig.update_yaxes(title_text="items")
     fig.update_layout(height=320, showlegend=False)
+    return fig
+
+
+def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
+    """recall@k against bytes per vector (log axis), one labelled curve per codec family.
+
+    ``frame`` has columns ``codec``, ``family``, ``bytes_per_vector``, ``recall@{k}`` and
+    ``recall@{k}_rescored`` (:meth:`core.compression.CompressionReport.rows`).
+    """
+    column = f"recall@{k}_rescored" if rescored else f"recall@{k}"
+    fig = go.Figure()
+    for g, (family, part) in enumerate(frame.groupby("family", sort=False)):
+        part = part.sort_values("bytes_per_vector")
+        fig.add_trace(
+            go.Scatter(
+                x=part["bytes_per_vector"], y=part[column], mode="lines+markers+text",
+                name=str(family), text=part["codec"], textposition="top center",
+                marker={"size": 9, "color": _PALETTE[g % len(_PALETTE)]},
+                hovertemplate="%{text}<br>%{x} bytes/vector<br>" + column + " %{y:.3f}"
+                "<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_xaxes(type="log", title_text="bytes per vector (log)")
+    fig.update_yaxes(title_text=column + (" (re-ranked)" if rescored else ""), range=[0, 1.05])
+    fig = _layout(fig, f"What each codec keeps: {column} against size")
+    fig.update_layout(height=460, legend={"orientation": "v", "x": 1.01, "y": 1})
     return fig

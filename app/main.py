@@ -42,6 +42,12 @@ def run() -> None:
                 url_path="neighbours",
             ),
             st.Page(
+                PAGES / "compression.py",
+                title="Compression",
+                icon=":material/compress:",
+                url_path="compression",
+            ),
+            st.Page(
                 PAGES / "compare.py",
                 title="Compare",
                 icon=":material/compare:",

@@ -407,6 +407,8 @@ def update_selection(info: DatasetInfo, source: str, rows: np.ndarray) -> bool:
     if state.get(seen_key) == signature:
         return False
     state.put(seen_key, signature)
+    if rows.size == 0 and current_selection(info) is None:
+        return False  # nothing was selected and nothing is: no need to redraw
     state.put(SELECTION_KEY, {"dataset": info.id, "rows": rows.tolist()})
     return True
 
@@ -479,7 +481,9 @@ def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
         return
     table = get_store().load_rows(info.id, answer.rows)
     table.insert(1, "distance", answer.distances)
-    st.markdown(f"**Nearest neighbours of {widgets.md_escape(query.description)}** ({metric}, exact)")
+    st.markdown(
+        f"**Nearest neighbours of {widgets.md_escape(query.description)}** ({metric}, exact)"
+    )
     st.dataframe(table, hide_index=True, width="stretch", height=240)
     if st.button("Open in Neighbours →", key="projections.open_neighbours"):
         neighbours_view.open_query(info, row)

@@ -59,7 +59,8 @@ def _dataset_from_url(by_id: dict[int, DatasetInfo]) -> None:
         return
     if dataset_id in by_id:
         state.select_dataset(dataset_id)
-        st.session_state["embscope.picker"] = dataset_id
+        # Forget the picker's own value so it is drawn afresh at the linked dataset.
+        st.session_state.pop("embscope.picker", None)
 
 
 def jobs_sidebar() -> None:

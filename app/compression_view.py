@@ -1,0 +1,252 @@
+"""The Compression page's parts: choose codecs, run in the background, table, Pareto, harm map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app import compare_view, figures, state, widgets
+from app import projections_view as pview
+from app.cache import get_job_runner, get_store, id_row_map
+from core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
+from core.compression import runs as crun
+from core.errors import InvalidInputError
+from core.projections import runs as prun
+from core.store import DatasetInfo
+
+FAMILY_HELP = (
+    "float16/int8/LVQ keep every dimension with fewer bits; LeanVec reduces with PCA then "
+    "quantises; binary keeps one bit a dimension; PQ stores one byte per sub-vector; PCA, "
+    "random projection (rp), truncation (Matryoshka) and DCT keep fewer dimensions."
+)
+
+
+def settings(info: DatasetInfo) -> dict[str, Any]:
+    defaults = crun.resolve_specs(None, dim=info.dim, n=info.n)
+    extra_key = f"compression.extra.{info.id}"
+    extra = state.get(extra_key, [])
+    cols = st.columns([4, 2])
+    specs = cols[0].multiselect(
+        "Codecs",
+        [*defaults, *[e for e in extra if e not in defaults]],
+        default=[*defaults, *extra],
+        key=f"compression.codecs.{info.id}",
+        help=FAMILY_HELP,
+    )
+    with cols[1]:
+        with st.form(f"compression.add.{info.id}", clear_on_submit=True, border=False):
+            text = st.text_input(
+                "Add a codec (another budget)",
+                placeholder="e.g. pq:96, pca:128, lvq:4, binary:centred",
+                help="Spec grammar: " + SPEC_GRAMMAR,
+            )
+            if st.form_submit_button("Add") and text.strip():
+                try:
+                    spec = as_codec(text.strip()).spec
+                except InvalidInputError as exc:
+                    widgets.show_error(exc)
+                else:
+                    if spec not in defaults and spec not in extra:
+                        state.put(extra_key, [*extra, spec])
+                    st.rerun()
+    cols = st.columns(4)
+    metric = cols[0].selectbox(
+        "Metric", ("cosine", "ip", "l2"),
+        index=("cosine", "ip", "l2").index(prun.default_metric(info)),
+        key=f"compression.metric.{info.id}",
+    )  # fmt: skip
+    n_queries = int(
+        cols[1].number_input(
+            "Queries", 10, info.n, min(1000, info.n), key=f"compression.queries.{info.id}",
+            help="Rows used as queries (left out of their own results). They are the points "
+            "the harm map colours: use all rows to colour every point.",
+        )
+    )  # fmt: skip
+    k = int(cols[2].number_input("k", 1, 100, 10, key="compression.k"))
+    rescore = int(
+        cols[3].number_input(
+            "Rescore ×", 1, 50, 4, key="compression.rescore",
+            help="Re-rank the compressed top r·k with the full vectors.",
+        )
+    )  # fmt: skip
+    return {"codecs": specs, "metric": metric, "n_queries": n_queries, "k": k, "rescore": rescore}
+
+
+@st.fragment(run_every=1.0)
+def _job_panel(key: str) -> None:
+    status = get_job_runner().status(key)
+    if status is None or not status.active:
+        st.rerun(scope="app")
+    cols = st.columns([6, 1])
+    cols[0].progress(
+        min(max(status.fraction, 0.0), 1.0),
+        text=widgets.md_escape(status.message)
+        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
+    )
+    if cols[1].button("Cancel", key=f"compression.cancel.{key}"):
+        get_job_runner().cancel(key)
+
+
+def stored_or_job(info: DatasetInfo, options: dict[str, Any]):
+    """The stored report for these settings, or its job's progress, or a Run button."""
+    if not options["codecs"]:
+        st.info("Choose at least one codec.")
+        return None
+    store = get_store()
+    key = widgets.guarded(lambda: crun.compression_key(store, info.id, **options))
+    if key is None:
+        return None
+    found = crun.load_report(store, key)
+    if found is not None:
+        return found
+    status = get_job_runner().status(key)
+    if status is not None and status.active:
+        _job_panel(key)
+        return None
+    if status is not None and status.state == "failed":
+        widgets.show_error(status.error or "the run failed")
+    elif status is not None and status.state in ("cancelled", "interrupted"):
+        st.warning(f"The last run was {status.state}.")
+    if st.button("Run the comparison", type="primary", key="compression.run"):
+
+        def work(progress):
+            return crun.get_or_evaluate(store, info.id, progress=progress, **options).k
+
+        get_job_runner().submit(
+            key, work, kind="compression",
+            label=f"compression of {info.name} ({len(options['codecs'])} codecs)",
+            dataset_id=info.id, params=options,
+        )  # fmt: skip
+        st.rerun()
+    st.caption(
+        "Fits each codec on the dataset, searches with the compressed vectors and measures "
+        "recall against exact float32 search, with and without re-ranking, plus rank "
+        "fidelity (Spearman of pair similarities), size and time. Runs in the background."
+    )
+    return None
+
+
+def results(report: Any) -> None:
+    frame = report.to_frame()
+    k = report.k
+    shown = frame[
+        [
+            "codec", "bytes_per_vector", "shared_bytes", "compression_ratio", f"recall@{k}",
+            f"recall@{k}_rescored", "rescored_with", "recall@100", "spearman",
+            "encode_seconds", "query_seconds",
+        ]
+    ]  # fmt: skip
+    st.dataframe(
+        shown, hide_index=True, width="stretch",
+        column_config={
+            "compression_ratio": st.column_config.NumberColumn("× smaller", format="%.1f"),
+            f"recall@{k}": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f"),
+            f"recall@{k}_rescored": st.column_config.ProgressColumn(
+                f"recall@{k} ×{report.rescore} rescored", min_value=0.0, max_value=1.0,
+                format="%.3f",
+            ),
+            "recall@100": st.column_config.NumberColumn(format="%.3f"),
+            "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.4f"),
+            "encode_seconds": st.column_config.NumberColumn("encode s", format="%.2f"),
+            "query_seconds": st.column_config.NumberColumn("query s", format="%.2f"),
+        },
+    )  # fmt: skip
+    st.caption(
+        f"{report.n:,} × {report.dim} vectors, {report.metric}; {len(report.query_rows):,} "
+        f"query rows{' held out' if report.held_out else ' (each left out of its own results)'}; "
+        f"exact search of all queries took {report.ground_truth_seconds:.2f} s. Bytes per "
+        "vector include per-vector constants; shared bytes (codebooks, ranges, projections) "
+        "are stored once."
+    )
+    st.download_button(
+        "Table (CSV)", frame.to_csv(index=False).encode(), "compression.csv", "text/csv",
+        key="compression.csv",
+    )  # fmt: skip
+    rescored = st.toggle("Plot recall after re-ranking", key="compression.pareto_rescored")
+    st.plotly_chart(
+        figures.pareto_figure(frame, k=k, rescored=rescored), width="stretch",
+        key="compression.pareto",
+    )  # fmt: skip
+
+
+def harm_map(info: DatasetInfo, report: Any) -> None:
+    """Each query point coloured by how many of its true neighbours the codec still finds."""
+    specs = [r.spec for r in report.results]
+    cols = st.columns([2, 3])
+    spec = cols[0].selectbox(
+        "Codec", specs, index=specs.index("binary") if "binary" in specs else 0,
+        key=f"compression.harm.{info.id}",
+    )  # fmt: skip
+    with cols[1]:
+        coords, label = compare_view.layout_choice(info, f"compression.layout.{info.id}")
+    result = report.result(spec)
+    values = np.full(info.n, np.nan)
+    values[report.query_rows] = result.overlap
+    title = f"recall@{report.k} of {spec}"
+    panel = pview.Panel(
+        info, coords, f"Where {spec} hurts ({label})", values, False, title,
+        pview.hover_for(info, []),
+    )  # fmt: skip
+    fig, event = pview.draw(panel, selected=pview.current_selection(info), key="compression.map")
+    if event is not None and pview.update_selection(
+        info, "compression.map", figures.selected_rows(fig, event)
+    ):
+        st.rerun()
+    hurt = result.overlap < 0.5
+    st.caption(
+        f"Colour: the share of each query point's {report.k} true neighbours that {spec} still "
+        f"returns (grey points were not queries). {int(hurt.sum()):,} of {hurt.size:,} query "
+        "points keep fewer than half."
+    )
+    pview.selection_list(info, coords=coords, metric=report.metric)
+
+
+def saved_copies(info: DatasetInfo, report: Any) -> None:
+    """Save a compressed copy as a dataset, and show the original beside a saved copy."""
+    store = get_store()
+    cols = st.columns([2, 1, 3])
+    spec = cols[0].selectbox(
+        "Save a compressed copy", [r.spec for r in report.results],
+        key=f"compression.save_spec.{info.id}",
+    )  # fmt: skip
+    cols[1].write("")
+    if cols[1].button("Save as dataset", key="compression.save"):
+        try:
+            copy = save_compressed_copy(store, info.id, spec, metric=report.metric)
+        except InvalidInputError as exc:
+            widgets.show_error(exc)
+        else:
+            state.flash("success", f"Saved {copy.name} ({copy.n:,} × {copy.dim}).")
+            st.rerun()
+    copies = [
+        d for d in store.list_datasets()
+        if (d.info or {}).get("derived_from") == info.id
+        and (d.info or {}).get("transform") == "compress"
+    ]  # fmt: skip
+    if not copies:
+        st.caption(
+            "A saved copy is a dataset like any other: project it, query it, score its "
+            "geometry, and compare it with the original here or on the Compare page."
+        )
+        return
+    by_id = {d.id: d for d in copies}
+    copy_id = st.selectbox(
+        "Original beside a saved copy", list(by_id), format_func=lambda i: by_id[i].name,
+        key=f"compression.beside.{info.id}",
+    )  # fmt: skip
+    copy = by_id[copy_id]
+    cols = st.columns(2)
+    with cols[0]:
+        coords_a, label_a = compare_view.layout_choice(info, f"compression.side_a.{info.id}")
+    with cols[1]:
+        coords_b, label_b = compare_view.layout_choice(copy, f"compression.side_b.{copy.id}")
+    colour = prun.default_label_column(info)
+    left = pview.make_panel(
+        info, coords_a, title=f"{label_a} of {info.name}", colour=colour, hover_columns=[]
+    )
+    right = pview.make_panel(
+        copy, coords_b, title=f"{label_b} of {copy.name}", colour=colour, hover_columns=[]
+    )
+    pview.linked_pair(left, right, id_row_map(info.id, copy.id), key="compression.pair")

@@ -1,0 +1,56 @@
+"""AppTest of the Compression page: a background run, its table, Pareto plot and harm map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.demo import gaussian_mixture
+from core.demo_store import store_demo_dataset
+from core.store import Store
+from tests.app.test_projections_page import _key, _page, _until
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "compress.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    with Store(path) as s:
+        store_demo_dataset(s, gaussian_mixture(600, 32, 4, seed=0), name="gm")
+    return path
+
+
+def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
+    at = _page("compression")
+    assert not at.exception and at.title[0].value == "Compression"
+    codecs = _key(at.multiselect, "compression.codecs.1")
+    assert {"int8", "binary", "pq:4"} <= set(codecs.value)
+    # another budget through the spec box: added to the choices
+    at.text_input[0].input("pca:8")
+    next(b for b in at.button if b.label == "Add").click()
+    at.run()
+    assert not at.exception
+    codecs = _key(at.multiselect, "compression.codecs.1")
+    assert "pca:8" in codecs.options
+    codecs.set_value(["int8", "binary", "pca:8"])
+    _key(at.number_input, "compression.queries.1").set_value(600)  # every point a query
+    at.run()
+    assert not at.dataframe  # nothing computed until asked
+    _key(at.button, "compression.run").click()
+    at.run()
+    at = _until(at, lambda a: any("codec" in d.value.columns for d in a.dataframe))
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "codec" in d.value.columns)
+    assert table["codec"].tolist() == ["int8", "binary", "pca:8"]
+    assert table.loc[0, "recall@10"] > 0.9 and table.loc[1, "bytes_per_vector"] == 4
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # Pareto + harm map
+    assert "log" in charts[0].proto.spec and "recall@10 of binary" in charts[1].proto.spec
+    assert any("query points keep fewer than half" in c.value for c in at.caption)
+    _key(at.selectbox, "compression.save_spec.1").set_value("int8")
+    _key(at.button, "compression.save").click()
+    at.run()
+    assert not at.exception
+    assert any("Saved gm" in s.value and "int8" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) == 4  # + the original beside its copy
