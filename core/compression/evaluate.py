@@ -1,0 +1,559 @@
+"""What each compression costs: recall against exact search, rank fidelity, size and time.
+
+Protocol (science.md §4.1). A seeded sample of rows of ``X`` are the queries.
+
+* ``held_out=False`` (default): the database is all of ``X``; each query is excluded from
+  its own results (by row: an identical duplicate elsewhere stays a neighbour). Codecs are
+  fitted on everything, as they would be when the dataset is compressed.
+* ``held_out=True``: the query rows are removed from the database, and codecs never see
+  them (the protocol of science.md §4.3's synthetic table).
+
+Ground truth is exact float32 search (:func:`core.index.exact_knn`, ties by row). For each
+codec: ``recall@k`` of the compressed top-k; ``recall@100`` when the database has at least
+1000 candidates; ``recall@k`` after re-ranking the top ``rescore·k`` compressed candidates
+(with float32 vectors, or with the codec's own second stage for LeanVec); Spearman's ρ
+between original and compressed similarities of random database pairs (query side float,
+database side compressed, as in search); and per query the neighbourhood overlap
+``|kNN_compressed ∩ kNN_exact| / k`` — the query's own recall, i.e. where compression hurts,
+for the rows ``CompressionReport.query_rows`` of ``X`` (colour those points of a projection).
+
+Memory stays bounded at 100k × 384: one prepared copy of the database, codes, and scores in
+blocks (:meth:`core.compression.Codec.search`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.compression.base import (
+    ENCODE_BLOCK,
+    Codec,
+    ProgressFn,
+    _check_int,
+    rerank_exact,
+    sort_by_score,
+)
+from core.compression.codecs import as_codec, default_codecs
+from core.errors import InvalidInputError, OperationCancelled
+from core.geometry.intrinsic import limit_blas_threads
+from core.index import check_metric, check_vectors, exact_knn, prepare_for_metric
+
+__all__ = [
+    "CodecResult",
+    "CompressionReport",
+    "compressed_vectors",
+    "evaluate_codecs",
+    "save_compressed_copy",
+]
+
+# recall@100 is reported when the database offers at least this many candidates per query
+# (below it the top 100 is too large a share of the database to mean much).
+_RECALL_100_MIN = 1000
+# Queries per exact-search call: it holds (block x n) float32 distances and int64 indices,
+# 77 MB at n = 100k.
+_TRUTH_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class CodecResult:
+    """One codec's row of the comparison.
+
+    Attributes
+    ----------
+    spec, family : str
+    bytes_per_vector : int
+        Code plus per-vector constants.
+    shared_bytes : int
+        Stored once: codebooks, ranges, projection matrices, means.
+    compression_ratio : float
+        ``4 d / bytes_per_vector`` (float32 = 1).
+    recall : float
+        Mean recall@k of the compressed top-k (k = ``CompressionReport.k``).
+    recall_100 : float or None
+        Mean recall@100, when the database is large enough (>= 1000 candidates).
+    recall_rescored : float
+        Mean recall@k after re-ranking the compressed top ``rescore·k``.
+    rescored_with : str
+        ``"float32"``, or the codec's own second stage (e.g. ``"secondary lvq:8"``).
+    spearman : float
+        Spearman's ρ between original and compressed similarities of random pairs (NaN if
+        the compressed scores are constant).
+    overlap : float32 ndarray of shape (n_queries,)
+        Per query row (``CompressionReport.query_rows``): ``|kNN_compressed ∩ kNN_exact| / k``.
+    encode_seconds : float
+        Fitting the codec and encoding the database.
+    query_seconds : float
+        Compressed search of all queries (before re-ranking).
+    explained_variance : float or None
+        PCA only: the variance fraction the kept components hold.
+    warnings : tuple of str
+    """
+
+    spec: str
+    family: str
+    bytes_per_vector: int
+    shared_bytes: int
+    compression_ratio: float
+    recall: float
+    recall_100: float | None
+    recall_rescored: float
+    rescored_with: str
+    spearman: float
+    overlap: np.ndarray = field(repr=False)
+    encode_seconds: float
+    query_seconds: float
+    explained_variance: float | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """The result of :func:`evaluate_codecs`.
+
+    Attributes
+    ----------
+    results : tuple of CodecResult
+        In the order the codecs were given.
+    metric : str
+    k, rescore : int
+    n : int
+        Rows of ``X``.
+    n_database : int
+        Rows searched (``n`` minus the held-out queries).
+    dim : int
+    query_rows : int64 ndarray of shape (n_queries,)
+        Rows of ``X`` used as queries (the rows ``CodecResult.overlap`` refers to).
+    held_out : bool
+    n_pairs, seed : int
+    ground_truth_seconds : float
+        Exact float32 search of the queries (the baseline's query time).
+    warnings : tuple of str
+    """
+
+    results: tuple[CodecResult, ...]
+    metric: str
+    k: int
+    rescore: int
+    n: int
+    n_database: int
+    dim: int
+    query_rows: np.ndarray = field(repr=False)
+    held_out: bool
+    n_pairs: int
+    seed: int
+    ground_truth_seconds: float
+    warnings: tuple[str, ...] = ()
+
+    def result(self, spec: str) -> CodecResult:
+        """The result of the codec with canonical spec ``spec``."""
+        for r in self.results:
+            if r.spec == spec:
+                return r
+        raise InvalidInputError(
+            f"no codec {spec!r} in this report; it has {', '.join(r.spec for r in self.results)}"
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per codec.
+
+        Keys: ``codec``, ``family``, ``bytes_per_vector``, ``shared_bytes``,
+        ``compression_ratio``, ``recall@{k}``, ``recall@{k}_rescored``, ``rescored_with``,
+        ``recall@100`` (None when not measured), ``spearman`` (None if undefined),
+        ``encode_seconds``, ``query_seconds``, ``explained_variance`` (PCA, else None).
+        """
+        out = []
+        for r in self.results:
+            out.append(
+                {
+                    "codec": r.spec,
+                    "family": r.family,
+                    "bytes_per_vector": r.bytes_per_vector,
+                    "shared_bytes": r.shared_bytes,
+                    "compression_ratio": r.compression_ratio,
+                    f"recall@{self.k}": r.recall,
+                    f"recall@{self.k}_rescored": r.recall_rescored,
+                    "rescored_with": r.rescored_with,
+                    "recall@100": r.recall_100,
+                    "spearman": None if math.isnan(r.spearman) else r.spearman,
+                    "encode_seconds": r.encode_seconds,
+                    "query_seconds": r.query_seconds,
+                    "explained_variance": r.explained_variance,
+                }
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Settings and rows: ``{"metric", "k", "rescore", "n", "n_database", "dim",
+        "n_queries", "held_out", "n_pairs", "seed", "ground_truth_seconds", "warnings",
+        "rows": [...]}`` (rows as :meth:`rows`)."""
+        return {
+            "metric": self.metric,
+            "k": self.k,
+            "rescore": self.rescore,
+            "n": self.n,
+            "n_database": self.n_database,
+            "dim": self.dim,
+            "n_queries": int(self.query_rows.shape[0]),
+            "held_out": self.held_out,
+            "n_pairs": self.n_pairs,
+            "seed": self.seed,
+            "ground_truth_seconds": self.ground_truth_seconds,
+            "warnings": list(self.warnings),
+            "rows": self.rows(),
+        }
+
+    def to_frame(self) -> Any:
+        """The rows as a pandas DataFrame (one row per codec)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+
+def _stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
+    if progress is None:
+        return None
+    return lambda f, m: progress(low + (high - low) * f, m)
+
+
+def _tick(progress: ProgressFn | None, fraction: float, message: str) -> None:
+    if progress is not None and progress(fraction, message):
+        raise OperationCancelled("the compression comparison was cancelled")
+
+
+def _hits(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per row, how many of ``found``'s labels are in ``truth`` (both (m, k), unique rows)."""
+    out = np.empty(found.shape[0], dtype=np.int64)
+    for start in range(0, found.shape[0], 512):
+        f, t = found[start : start + 512], truth[start : start + 512]
+        out[start : start + 512] = (f[:, :, None] == t[:, None, :]).any(axis=2).sum(axis=1)
+    return out
+
+
+def _pair_similarity(X: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str) -> np.ndarray:
+    out = np.empty(i.shape[0], dtype=np.float32)
+    for start in range(0, i.shape[0], ENCODE_BLOCK):
+        a, b = X[i[start : start + ENCODE_BLOCK]], X[j[start : start + ENCODE_BLOCK]]
+        if metric == "l2":
+            diff = a - b
+            out[start : start + ENCODE_BLOCK] = -np.einsum("ij,ij->i", diff, diff)
+        else:
+            out[start : start + ENCODE_BLOCK] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def _prepared(X: np.ndarray, rows: np.ndarray | None, metric: str) -> np.ndarray:
+    """Rows of ``X`` prepared for the metric, copied block by block (no full-size temporaries);
+    ``X`` itself when nothing needs to change."""
+    if rows is None and metric != "cosine":
+        return X
+    n = X.shape[0] if rows is None else rows.shape[0]
+    out = np.empty((n, X.shape[1]), dtype=np.float32)
+    for start in range(0, n, ENCODE_BLOCK):
+        stop = min(start + ENCODE_BLOCK, n)
+        block = X[start:stop] if rows is None else X[rows[start:stop]]
+        out[start:stop] = prepare_for_metric(block, metric)
+    return out
+
+
+def evaluate_codecs(
+    X: Any,
+    codecs: Any = None,
+    *,
+    metric: str = "cosine",
+    n_queries: int = 1000,
+    k: int = 10,
+    rescore: int = 4,
+    held_out: bool = False,
+    n_pairs: int = 100_000,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> CompressionReport:
+    """Compare codecs on ``X``: recall against exact search, rank fidelity, size, time.
+
+    Parameters
+    ----------
+    X : float32 ndarray of shape (n, d)
+    codecs : sequence of (str or Codec), optional
+        Spec strings (:func:`core.compression.parse_codec_spec`) or codecs (fitted here, in
+        place). Default: :func:`core.compression.default_codecs` for ``d``.
+    metric : {"cosine", "ip", "l2"}
+        Codecs that do not support it (binary with l2) raise InvalidInputError.
+    n_queries : int
+        Query rows sampled from ``X`` (at most n, or n // 2 when held out; a warning says so).
+    k : int
+        Neighbours for recall and for the overlap.
+    rescore : int
+        Re-rank multiplier r >= 1: the compressed top ``r·k`` are re-ranked.
+    held_out : bool
+        Remove the query rows from the database (see the module docstring).
+    n_pairs : int
+        Random database pairs for Spearman's ρ.
+    seed : int
+        Seeds the query and pair samples, and the codecs made from spec strings.
+    progress : callable(fraction, message) -> bool, optional
+        Returning True stops the comparison with OperationCancelled.
+
+    Returns
+    -------
+    CompressionReport
+    """
+    # BLAS threads as the geometry scores use them (core.geometry.intrinsic.BLAS_THREADS, 1
+    # by default): measured on the busy 2-core machine, bench_compression took 48 s with one
+    # OpenBLAS thread and 79 s with two.
+    with limit_blas_threads():
+        return _evaluate(
+            X,
+            codecs,
+            metric=metric,
+            n_queries=n_queries,
+            k=k,
+            rescore=rescore,
+            held_out=held_out,
+            n_pairs=n_pairs,
+            seed=seed,
+            progress=progress,
+        )
+
+
+def _evaluate(
+    X: Any,
+    codecs: Any,
+    *,
+    metric: str,
+    n_queries: int,
+    k: int,
+    rescore: int,
+    held_out: bool,
+    n_pairs: int,
+    seed: int,
+    progress: ProgressFn | None,
+) -> CompressionReport:
+    from scipy.stats import spearmanr  # 0.8 s to import: only when comparing
+
+    X = check_vectors(X)
+    metric = check_metric(metric)
+    n, d = X.shape
+    n_queries = _check_int(n_queries, "n_queries", 1)
+    k = _check_int(k, "k", 1)
+    rescore = _check_int(rescore, "rescore", 1)
+    n_pairs = _check_int(n_pairs, "n_pairs", 10)
+    seed = _check_int(seed, "seed", 0)
+    if n < (4 if held_out else 3):
+        raise InvalidInputError(f"comparing codecs needs at least a few vectors, got {n}")
+    warnings: list[str] = []
+
+    rng = np.random.default_rng(seed)
+    max_queries = n // 2 if held_out else n
+    if n_queries > max_queries:
+        warnings.append(
+            f"{max_queries} queries instead of {n_queries}: the dataset has {n} vectors"
+            + (" and half of them stay in the database" if held_out else "")
+        )
+        n_queries = max_queries
+    query_rows = np.sort(rng.choice(n, size=n_queries, replace=False)).astype(np.int64)
+    if held_out:
+        keep = np.ones(n, dtype=bool)
+        keep[query_rows] = False
+        database = _prepared(X, np.flatnonzero(keep), metric)
+        exclude = None
+    else:
+        database = _prepared(X, None, metric)
+        exclude = query_rows
+    queries = _prepared(X, query_rows, metric)
+    n_db = database.shape[0]
+    available = n_db - (0 if held_out else 1)
+    if k > available:
+        raise InvalidInputError(
+            f"k = {k} asks for more neighbours than the {available} database vectors per query"
+        )
+    with_100 = k < 100 <= available and available >= _RECALL_100_MIN
+    depth = max(k, 100 if with_100 else 0)
+    candidates = min(max(depth, rescore * k), available)
+
+    if codecs is None:
+        codecs = default_codecs(d, n=n_db)
+    if isinstance(codecs, (str, Codec)):
+        codecs = [codecs]
+    codecs = [as_codec(c, seed=seed) for c in codecs]
+    if not codecs:
+        raise InvalidInputError("no codecs to compare: give at least one spec, e.g. int8")
+
+    _tick(progress, 0.0, "exact search for the ground truth")
+    start = time.perf_counter()
+    truth = np.empty((n_queries, depth), dtype=np.int64)
+    for q0 in range(0, n_queries, _TRUTH_BLOCK):  # exact_knn holds (block x n) distances
+        q1 = min(q0 + _TRUTH_BLOCK, n_queries)
+        truth[q0:q1] = exact_knn(
+            queries[q0:q1],
+            database,
+            depth,
+            metric=metric,
+            exclude=None if exclude is None else exclude[q0:q1],
+        )[0]
+        _tick(progress, 0.05 * q1 / n_queries, "exact search for the ground truth")
+    gt_seconds = time.perf_counter() - start
+
+    i = rng.integers(0, n_db, size=n_pairs)
+    j = (i + 1 + rng.integers(0, n_db - 1, size=n_pairs)) % n_db  # never i itself
+    original_pairs = _pair_similarity(database, i, j, metric)
+
+    results = []
+    share = 0.95 / len(codecs)
+    for c_index, codec in enumerate(codecs):
+        low = 0.05 + share * c_index
+        _tick(progress, low, f"{codec.spec}: fitting and encoding")
+        t0 = time.perf_counter()
+        codec.fit(database, metric=metric)
+        codes = codec.encode(database)
+        encode_seconds = time.perf_counter() - t0
+        _tick(progress, low + 0.3 * share, f"{codec.spec}: searching")
+        t0 = time.perf_counter()
+        found, _ = codec.search(
+            queries,
+            codes,
+            candidates,
+            exclude=exclude,
+            progress=_stage(progress, low + 0.3 * share, low + 0.8 * share),
+        )
+        query_seconds = time.perf_counter() - t0
+        hits = _hits(found[:, :k], truth[:, :k])
+        recall_100 = float(_hits(found[:, :100], truth).mean() / 100) if with_100 else None
+
+        shortlist = found[:, : min(rescore * k, candidates)]
+        if codec.has_reranker:
+            second = codec.rerank(queries, codes, shortlist)
+            rescored, _ = sort_by_score(shortlist, second, k)
+            rescored_with = f"secondary lvq:{codec.secondary_bits}"
+        else:
+            rescored, _ = rerank_exact(queries, database, shortlist, k, metric=metric)
+            rescored_with = "float32"
+        recall_rescored = float(_hits(rescored, truth[:, :k]).mean() / k)
+
+        _tick(progress, low + 0.9 * share, f"{codec.spec}: rank correlation of pairs")
+        compressed_pairs = np.empty(n_pairs, dtype=np.float32)
+        for p in range(0, n_pairs, ENCODE_BLOCK):
+            rows = slice(p, p + ENCODE_BLOCK)
+            compressed_pairs[rows] = codec.pair_scores(database[i[rows]], codes.rows(j[rows]))
+        if np.ptp(compressed_pairs) == 0 or np.ptp(original_pairs) == 0:
+            rho = float("nan")
+        else:
+            rho = float(spearmanr(original_pairs, compressed_pairs).statistic)
+
+        bpv = codec.bytes_per_vector
+        results.append(
+            CodecResult(
+                spec=codec.spec,
+                family=codec.family,
+                bytes_per_vector=bpv,
+                shared_bytes=codec.shared_bytes,
+                compression_ratio=4.0 * d / bpv,
+                recall=float(hits.mean() / k),
+                recall_100=recall_100,
+                recall_rescored=recall_rescored,
+                rescored_with=rescored_with,
+                spearman=rho,
+                overlap=(hits / k).astype(np.float32),
+                encode_seconds=encode_seconds,
+                query_seconds=query_seconds,
+                explained_variance=getattr(codec, "explained_variance", None),
+                warnings=tuple(codec.warnings),
+            )
+        )
+        warnings.extend(codec.warnings)
+        del codes
+    _tick(progress, 1.0, "compression comparison done")
+    return CompressionReport(
+        results=tuple(results),
+        metric=metric,
+        k=k,
+        rescore=rescore,
+        n=n,
+        n_database=n_db,
+        dim=d,
+        query_rows=query_rows,
+        held_out=bool(held_out),
+        n_pairs=n_pairs,
+        seed=seed,
+        ground_truth_seconds=gt_seconds,
+        warnings=tuple(warnings),
+    )
+
+
+def compressed_vectors(codec: Any, X: Any, *, metric: str = "cosine", seed: int = 0) -> np.ndarray:
+    """The compressed copy of ``X`` as float32 vectors, for saving as a derived dataset.
+
+    Decoded vectors for quantisers (binary: the ±1 sign vectors; LeanVec: its secondary
+    LVQ vectors, or the PCA reconstruction without one); the reduced vectors for PCA, random
+    projection, truncation and DCT.
+
+    Parameters
+    ----------
+    codec : str or Codec
+        A spec or a codec; an unfitted codec is fitted on ``X`` with ``metric``.
+    X : float32 ndarray of shape (n, d)
+    metric : {"cosine", "ip", "l2"}
+    seed : int
+        For codecs made from a spec.
+
+    Returns
+    -------
+    float32 ndarray of shape (n, d) or (n, k)
+    """
+    codec = as_codec(codec, seed=seed)
+    X = check_vectors(X)
+    if not codec.is_fitted:
+        codec.fit(X, metric=metric)
+    return codec.compressed_vectors(codec.encode(X))
+
+
+def save_compressed_copy(
+    store: Any,
+    dataset_id: int,
+    codec: Any,
+    *,
+    name: str | None = None,
+    metric: str = "cosine",
+    seed: int = 0,
+) -> Any:
+    """Store the compressed copy of a dataset as a new derived dataset (same items).
+
+    Parameters
+    ----------
+    store : core.store.Store
+    dataset_id : int
+    codec : str or Codec
+    name : str, optional
+        Default ``"<original name> [<spec>]"``.
+    metric : {"cosine", "ip", "l2"}
+    seed : int
+
+    Returns
+    -------
+    core.store.DatasetInfo
+        Its ``info`` records ``transform="compress"`` and the codec's spec and sizes.
+    """
+    from core.derive import save_derived_dataset
+
+    codec = as_codec(codec, seed=seed)
+    info = store.get_dataset(dataset_id)
+    vectors = compressed_vectors(codec, store.load_vectors(info.id), metric=metric, seed=seed)
+    return save_derived_dataset(
+        store,
+        info.id,
+        vectors,
+        name=name or f"{info.name} [{codec.spec}]",
+        transform="compress",
+        params={
+            "codec": codec.spec,
+            "metric": codec.metric,
+            "bytes_per_vector": codec.bytes_per_vector,
+            "shared_bytes": codec.shared_bytes,
+            "reduced": codec.reduces_dimension,
+            "seed": seed,
+        },
+    )
