@@ -23,8 +23,9 @@ Where we differ, on purpose (none of it changes what is sampled or how a sample 
   undirected edge once and a random bit picks the direction: the same distribution over directed
   edges at half the memory. Both alias tables are exact (the reference's noise table is a 1e8-entry
   lookup table).
-- The layout starts from PCA scaled small (``init="pca"``), which needs far fewer samples than the
-  reference's tiny uniform start (``init="random"``, kept).
+- The layout starts from PCA scaled to about the spread of a finished layout (``init="pca"``,
+  standard deviation 10 on the first axis), which needs far fewer samples than the reference's
+  tiny uniform start (``init="random"``, kept).
 - The default number of samples is :func:`default_samples` (the reference's ``max(1e9, 1e4 N)``
   takes minutes for a dashboard).
 - Threads are Python threads running a ``nogil`` numba kernel over one shared layout (Hogwild),
@@ -57,13 +58,17 @@ __all__ = [
 
 # Default edge samples per point, and a floor on the total for small data sets (see
 # default_samples; chosen from the digits and 100k x 384 measurements in the module report).
-DEFAULT_SAMPLES_PER_POINT = 1_000
+DEFAULT_SAMPLES_PER_POINT = 500
 MIN_TOTAL_SAMPLES = 10_000_000
 # Standard deviation of the first PCA axis after scaling, in layout units (kernel 1/(1+d²)).
-PCA_INIT_STD = 1.0
+PCA_INIT_STD = 10.0
+# Rows that fix the PCA axes of the initialisation.
+PCA_SAMPLE = 20_000
 # Samples a thread runs between two progress calls (about 0.05-0.1 s).
 _THREAD_CHUNK = 200_000
 _MIN_CHUNKS = 100
+# Rows calibrated between two progress calls.
+_ROW_BLOCK = 16_384
 _PERPLEXITY_TOL = 1e-5
 _PERPLEXITY_ITERS = 200
 _GRAD_CLIP = 5.0
@@ -80,7 +85,7 @@ _S27 = np.uint64(27)
 _S30 = np.uint64(30)
 _S31 = np.uint64(31)
 _S32 = np.uint64(32)
-_TWO_M31 = 2.0**-31
+_BATCH = 32
 
 
 # -- numba kernels (cache=True: a restarted server loads them from __pycache__) ---------------
@@ -93,18 +98,6 @@ def _splitmix(state):
     z = (z ^ (z >> _S30)) * _MIX1
     z = (z ^ (z >> _S27)) * _MIX2
     return state, z ^ (z >> _S31)
-
-
-@njit(cache=True, nogil=True)
-def _alias_pick(z, prob, alias):
-    # Top 32 bits pick the slot (multiply-high, no modulo bias worth the name), bits 1-31 the
-    # coin; bit 0 is left for the caller.
-    m = np.uint64(prob.shape[0])
-    slot = np.int64(((z >> _S32) * m) >> _S32)
-    coin = np.float64((z & _LOW32) >> _S1) * _TWO_M31
-    if coin < prob[slot]:
-        return slot
-    return np.int64(alias[slot])
 
 
 @njit(cache=True, nogil=True)
@@ -179,59 +172,70 @@ def _calibrate_rows(d2, log_perplexity, lo, hi, P, betas):
 
 
 @njit(cache=True, nogil=True)
-def _sort_rows(indices, P, lo, hi, sidx, sP):
-    for i in range(lo, hi):
-        order = np.argsort(indices[i])
-        for c in range(order.shape[0]):
-            sidx[i, c] = indices[i, order[c]]
-            sP[i, c] = P[i, order[c]]
+def _transpose(indices, P):
+    """Incoming lists: for node j, the sources x with j in x's row and p_{j|x}, CSR-style."""
+    n, K = indices.shape
+    ptr = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        for c in range(K):
+            ptr[indices[i, c] + 1] += 1
+    for j in range(n):
+        ptr[j + 1] += ptr[j]
+    cursor = ptr[:-1].copy()
+    src = np.empty(n * K, np.int32)
+    prob = np.empty(n * K, np.float64)
+    for i in range(n):
+        for c in range(K):
+            j = indices[i, c]
+            src[cursor[j]] = i
+            prob[cursor[j]] = P[i, c]
+            cursor[j] += 1
+    return ptr, src, prob
 
 
 @njit(cache=True, nogil=True)
-def _find(row, value):
-    lo = 0
-    hi = row.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if row[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < row.shape[0] and row[lo] == value:
-        return lo
-    return -1
-
-
-@njit(cache=True, nogil=True)
-def _symmetrise_rows(sidx, sP, lo, hi, counts, offsets, fill, out_u, out_v, out_w):
+def _symmetrise_rows(
+    indices, P, ptr, src, prob, lo, hi, counts, offsets, fill, out_u, out_v, out_w
+):
     """Each undirected edge {i, j} once, w = (p_{j|i} + p_{i|j}) / 2 (a missing p counts 0).
 
-    The edge is emitted by the row of its smaller end when both rows hold it, else by the
-    row that holds it. ``fill=False`` only counts.
+    Row i emits the pairs it holds alone, and the pairs both rows hold when i < j; a dense
+    mark array (the position of each of i's neighbours) replaces any search. ``fill=False``
+    only counts.
     """
-    K = sidx.shape[1]
+    n, K = indices.shape
+    mark = np.zeros(n, np.int64)
     for i in range(lo, hi):
         pos = offsets[i] if fill else 0
         count = 0
-        prev = -1
         for c in range(K):
-            j = sidx[i, c]
-            if j == i or j == prev:
+            j = indices[i, c]
+            if j != i and mark[j] == 0:  # a duplicate column keeps its first weight
+                mark[j] = c + 1
+        for q in range(ptr[i], ptr[i + 1]):
+            x = src[q]
+            c = mark[x]
+            if c > 0:  # x -> i and i -> x: the pair is shared
+                mark[x] = -c
+                if i < x:
+                    if fill:
+                        out_u[pos] = i
+                        out_v[pos] = x
+                        out_w[pos] = 0.5 * (P[i, c - 1] + prob[q])
+                        pos += 1
+                    count += 1
+        for c in range(K):
+            j = indices[i, c]
+            if j == i:
                 continue
-            prev = j
-            back = _find(sidx[j], i)
-            if back >= 0:
-                if i > j:
-                    continue
-                w = 0.5 * (sP[i, c] + sP[j, back])
-            else:
-                w = 0.5 * sP[i, c]
-            if fill:
-                out_u[pos] = i
-                out_v[pos] = j
-                out_w[pos] = w
-                pos += 1
-            count += 1
+            if mark[j] > 0:  # i -> j only
+                if fill:
+                    out_u[pos] = i
+                    out_v[pos] = j
+                    out_w[pos] = 0.5 * P[i, c]
+                    pos += 1
+                count += 1
+            mark[j] = 0
         if not fill:
             counts[i] = count
 
@@ -247,22 +251,21 @@ def _weighted_degree(u, v, w, n):
 
 @njit(cache=True, nogil=True)
 def _alias_table(weights):
-    """Vose's alias method: (prob float32, alias int32) drawing k with P ∝ weights[k]."""
+    """Vose's alias method: (prob float64, alias int32) drawing k with P ∝ weights[k]."""
     m = weights.shape[0]
     total = 0.0
     for k in range(m):
         total += weights[k]
-    scaled = np.empty(m, np.float64)
+    prob = np.empty(m, np.float64)
     for k in range(m):
-        scaled[k] = weights[k] * m / total
-    prob = np.ones(m, np.float32)
+        prob[k] = weights[k] * m / total
     alias = np.arange(m).astype(np.int32)
     small = np.empty(m, np.int32)
     large = np.empty(m, np.int32)
     ns = 0
     nl = 0
     for k in range(m):
-        if scaled[k] < 1.0:
+        if prob[k] < 1.0:
             small[ns] = k
             ns += 1
         else:
@@ -273,38 +276,63 @@ def _alias_table(weights):
         s = small[ns]
         nl -= 1
         g = large[nl]
-        prob[s] = scaled[s]
         alias[s] = g
-        scaled[g] = (scaled[g] + scaled[s]) - 1.0
-        if scaled[g] < 1.0:
+        prob[g] = (prob[g] + prob[s]) - 1.0
+        if prob[g] < 1.0:
             small[ns] = g
             ns += 1
         else:
             large[nl] = g
             nl += 1
-    # Whatever is left holds probability 1 up to rounding (prob and alias already say so).
+    # Whatever is left holds probability 1 up to rounding.
+    for k in range(nl):
+        prob[large[k]] = 1.0
+    for k in range(ns):
+        prob[small[k]] = 1.0
     return prob, alias
 
 
 @njit(cache=True, nogil=True)
-def _alias_draws(prob, alias, n_draws, state):
+def _pack_alias(prob, alias):
+    """One uint64 per slot: alias << 32 | round(prob * 2^31), so one memory access per draw."""
+    m = prob.shape[0]
+    out = np.empty(m, np.uint64)
+    for k in range(m):
+        p = prob[k]
+        if p > 1.0:
+            p = 1.0
+        thr = np.uint64(p * 2147483648.0 + 0.5)
+        out[k] = (np.uint64(alias[k]) << _S32) | thr
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _alias_pick(z, table):
+    # Top 32 bits pick the slot (multiply-high), bits 1-31 toss the coin; bit 0 is the
+    # caller's.
+    slot = ((z >> _S32) * np.uint64(table.shape[0])) >> _S32
+    rec = table[slot]
+    if ((z & _LOW32) >> _S1) < (rec & _LOW32):
+        return np.int64(slot)
+    return np.int64(rec >> _S32)
+
+
+@njit(cache=True, nogil=True)
+def _alias_draws(table, n_draws, state):
     """``n_draws`` draws with the sampler the SGD uses (for tests)."""
     out = np.empty(n_draws, np.int64)
     for t in range(n_draws):
         state, z = _splitmix(state)
-        out[t] = _alias_pick(z, prob, alias)
+        out[t] = _alias_pick(z, table)
     return out
 
 
 @njit(cache=True, nogil=True)
 def _sgd(
     Y,
-    edge_u,
-    edge_v,
-    edge_prob,
-    edge_alias,
-    neg_prob,
-    neg_alias,
+    edges,
+    edge_table,
+    neg_table,
     states,
     thread,
     t_first,
@@ -315,56 +343,75 @@ def _sgd(
     gamma,
     negatives,
 ):
-    """``count`` LargeVis samples with global indices t_first + c * t_stride (Hogwild on Y)."""
+    """``count`` LargeVis samples with global indices t_first + c * t_stride (Hogwild on Y).
+
+    ``edges`` holds each undirected edge as u << 32 | v. The edges of the next _BATCH samples
+    are drawn first so that their memory reads overlap (the draws do not depend on Y).
+    """
     dims = Y.shape[1]
-    state = states[thread]
+    # Two streams, edges and negatives, so the batching (and the chunking of the run) does
+    # not change which numbers go where.
+    state = states[thread, 0]
+    nstate = states[thread, 1]
     cur = np.empty(dims, np.float64)
     err = np.empty(dims, np.float64)
+    picks = np.empty(_BATCH, np.int64)
+    flips = np.empty(_BATCH, np.bool_)
+    ends = np.empty(_BATCH, np.uint64)
     rate = rho0 / (total + 1.0)
     floor = rho0 * _LR_FLOOR
     clip = _GRAD_CLIP
-    for c in range(count):
-        rho = rho0 - (t_first + c * t_stride) * rate
-        if rho < floor:
-            rho = floor
-        state, z = _splitmix(state)
-        e = _alias_pick(z, edge_prob, edge_alias)
-        if z & _S1:
-            i = np.int64(edge_u[e])
-            j = np.int64(edge_v[e])
-        else:
-            i = np.int64(edge_v[e])
-            j = np.int64(edge_u[e])
-        for d in range(dims):
-            cur[d] = Y[i, d]
-            err[d] = 0.0
-        for m in range(negatives + 1):
-            if m == 0:
-                y = j
+    done = 0
+    while done < count:
+        batch = min(_BATCH, count - done)
+        for b in range(batch):
+            state, z = _splitmix(state)
+            picks[b] = _alias_pick(z, edge_table)
+            flips[b] = (z & _S1) != 0
+        for b in range(batch):
+            ends[b] = edges[picks[b]]
+        for b in range(batch):
+            rho = rho0 - (t_first + (done + b) * t_stride) * rate
+            if rho < floor:
+                rho = floor
+            a = np.int64(ends[b] >> _S32)
+            o = np.int64(ends[b] & _LOW32)
+            if flips[b]:
+                i, j = a, o
             else:
-                state, z = _splitmix(state)
-                y = _alias_pick(z, neg_prob, neg_alias)
-                if y == j:
-                    continue
-            f = 0.0
+                i, j = o, a
             for d in range(dims):
-                diff = cur[d] - Y[y, d]
-                f += diff * diff
-            if m == 0:
-                g = -2.0 / (1.0 + f)
-            else:
-                g = 2.0 * gamma / ((1.0 + f) * (_REPULSION_EPS + f))
+                cur[d] = Y[i, d]
+                err[d] = 0.0
+            for m in range(negatives + 1):
+                if m == 0:
+                    y = j
+                else:
+                    nstate, z = _splitmix(nstate)
+                    y = _alias_pick(z, neg_table)
+                    if y == j:
+                        continue
+                f = 0.0
+                for d in range(dims):
+                    diff = cur[d] - Y[y, d]
+                    f += diff * diff
+                if m == 0:
+                    g = -2.0 / (1.0 + f)
+                else:
+                    g = 2.0 * gamma / ((1.0 + f) * (_REPULSION_EPS + f))
+                for d in range(dims):
+                    gg = g * (cur[d] - Y[y, d])
+                    if gg > clip:
+                        gg = clip
+                    elif gg < -clip:
+                        gg = -clip
+                    err[d] += gg * rho
+                    Y[y, d] -= gg * rho
             for d in range(dims):
-                gg = g * (cur[d] - Y[y, d])
-                if gg > clip:
-                    gg = clip
-                elif gg < -clip:
-                    gg = -clip
-                err[d] += gg * rho
-                Y[y, d] -= gg * rho
-        for d in range(dims):
-            Y[i, d] += err[d]
-    states[thread] = state
+                Y[i, d] += err[d]
+        done += batch
+    states[thread, 0] = state
+    states[thread, 1] = nstate
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -407,21 +454,34 @@ def _squared_distances(distances: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _conditional_weights(
-    d2: np.ndarray, perplexity: float, *, pool: ThreadPoolExecutor | None = None, n_threads: int = 1
+    d2: np.ndarray,
+    perplexity: float,
+    *,
+    pool: ThreadPoolExecutor | None = None,
+    n_threads: int = 1,
+    check: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``p_{j|i}`` (float64, rows sum to 1) with entropy ln(perplexity), and the β of each row.
 
     The returned β apply to the row's squared distances after shifting by the row minimum and
-    dividing by the row mean (a scale that leaves ``p_{j|i}`` unchanged).
+    dividing by the row mean (a scale that leaves ``p_{j|i}`` unchanged). ``check(fraction)``
+    is called between blocks of rows (it may raise to cancel).
     """
     d2 = np.ascontiguousarray(d2, dtype=np.float64)
     n = d2.shape[0]
     P = np.empty_like(d2)
     betas = np.empty(n, np.float64)
     log_perp = math.log(perplexity)
-    _run_rows(
-        pool, lambda lo, hi: _calibrate_rows(d2, log_perp, lo, hi, P, betas), n, n_threads
-    )
+    for start in range(0, n, _ROW_BLOCK):
+        stop = min(start + _ROW_BLOCK, n)
+        _run_rows(
+            pool,
+            lambda lo, hi, s=start: _calibrate_rows(d2, log_perp, s + lo, s + hi, P, betas),
+            stop - start,
+            n_threads,
+        )
+        if check is not None:
+            check(stop / n)
     return P, betas
 
 
@@ -432,35 +492,32 @@ def _symmetrise(
     pool: ThreadPoolExecutor | None = None,
     n_threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected edges (u, v, w) with w = (p_{v|u} + p_{u|v}) / 2, each pair once."""
-    n, K = indices.shape
-    sidx = np.empty((n, K), np.int32)
-    sP = np.empty((n, K), np.float64)
+    """Undirected edges (u, v, w) with w = (p_{v|u} + p_{u|v}) / 2, each pair once.
+
+    The order depends on the graph only (rows in order), not on the number of threads.
+    """
+    n = indices.shape[0]
     idx32 = np.ascontiguousarray(indices, dtype=np.int32)
     P = np.ascontiguousarray(P, dtype=np.float64)
-    _run_rows(pool, lambda lo, hi: _sort_rows(idx32, P, lo, hi, sidx, sP), n, n_threads)
+    ptr, src, prob = _transpose(idx32, P)
     counts = np.zeros(n, np.int64)
     offsets = np.zeros(n, np.int64)
     u = np.empty(0, np.int32)
     v = np.empty(0, np.int32)
     w = np.empty(0, np.float64)
-    _run_rows(
-        pool,
-        lambda lo, hi: _symmetrise_rows(sidx, sP, lo, hi, counts, offsets, False, u, v, w),
-        n,
-        n_threads,
-    )
+
+    def rows(fill: bool) -> Any:
+        return lambda lo, hi: _symmetrise_rows(
+            idx32, P, ptr, src, prob, lo, hi, counts, offsets, fill, u, v, w
+        )
+
+    _run_rows(pool, rows(False), n, n_threads)
     offsets[1:] = np.cumsum(counts)[:-1]
     total = int(counts.sum())
     u = np.empty(total, np.int32)
     v = np.empty(total, np.int32)
     w = np.empty(total, np.float64)
-    _run_rows(
-        pool,
-        lambda lo, hi: _symmetrise_rows(sidx, sP, lo, hi, counts, offsets, True, u, v, w),
-        n,
-        n_threads,
-    )
+    _run_rows(pool, rows(True), n, n_threads)
     return u, v, w
 
 
@@ -471,6 +528,7 @@ def _edge_weights(
     perplexity: float = 50.0,
     pool: ThreadPoolExecutor | None = None,
     n_threads: int = 1,
+    check: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """LargeVis's input weights from the first ``n_neighbors`` columns of ``graph``.
 
@@ -482,15 +540,24 @@ def _edge_weights(
         Each undirected edge once.
     w : float64 (E,)
         ``(p_{v|u} + p_{u|v}) / 2``; both directions carry this weight.
+
+    ``check(fraction)`` is called now and then (it may raise to cancel).
     """
     K, perp = _effective_neighbours(graph, n_neighbors, perplexity)
     d2 = _squared_distances(graph.distances[:, :K], graph.metric)
-    P, _ = _conditional_weights(d2, perp, pool=pool, n_threads=n_threads)
+    P, _ = _conditional_weights(
+        d2, perp, pool=pool, n_threads=n_threads, check=check and (lambda f: check(0.6 * f))
+    )
+    del d2
     u, v, w = _symmetrise(graph.indices[:, :K], P, pool=pool, n_threads=n_threads)
+    if check is not None:
+        check(1.0)
     return P, u, v, w
 
 
-def _effective_neighbours(graph: KnnGraph, n_neighbors: int, perplexity: float) -> tuple[int, float]:
+def _effective_neighbours(
+    graph: KnnGraph, n_neighbors: int, perplexity: float
+) -> tuple[int, float]:
     """K ≤ n - 1 and perplexity ≤ K / 3 (the reference's K = 3·perplexity), at least 1."""
     K = min(int(n_neighbors), graph.k)
     return K, float(max(1.0, min(float(perplexity), K / 3.0)))
@@ -530,10 +597,35 @@ def _check_graph(graph: Any) -> None:
             f"a LargeVis layout needs at least 2 points with at least 1 neighbour each, "
             f"got a graph of {graph.n} points x {graph.k} neighbours"
         )
+    if graph.n >= 2**31:
+        raise InvalidInputError(f"LargeVis handles up to 2^31 - 1 points, got {graph.n:,}")
     if graph.metric not in ("l2", "cosine", "ip"):
         raise InvalidInputError(f"unknown graph metric {graph.metric!r}: use l2, cosine or ip")
     if not np.issubdtype(graph.indices.dtype, np.integer):
         raise InvalidInputError(f"graph indices must be integers, got {graph.indices.dtype}")
+
+
+def _pca_coordinates(X: np.ndarray, metric: str, dims: int, seed: int) -> np.ndarray:
+    """Coordinates (float64) on the top principal axes of the rows (unit-normalised for a
+    cosine graph). The axes come from at most :data:`PCA_SAMPLE` rows (an initialisation
+    needs no more); signs are fixed as in :func:`core.projections.pca.pca_layout`."""
+    n, d = X.shape
+    if n <= PCA_SAMPLE:
+        return pca_layout(prepare_for_metric(X, metric), dims=dims).astype(np.float64)
+    norms = np.linalg.norm(X, axis=1) if metric == "cosine" else np.ones(n, np.float32)
+    norms = np.where(norms > 0, norms, 1.0).astype(np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(n, PCA_SAMPLE, replace=False))
+    S = X[rows] / norms[rows, None]
+    mean = S.mean(axis=0, dtype=np.float64)
+    S -= mean.astype(np.float32)
+    values, vectors = np.linalg.eigh((S.T @ S).astype(np.float64))
+    top = vectors[:, np.argsort(values)[::-1][: min(dims, d)]]
+    signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(top.shape[1])])
+    top = np.ascontiguousarray(top * np.where(signs == 0, 1.0, signs), dtype=np.float32)
+    Y = (X @ top / norms[:, None]).astype(np.float64) - mean @ top
+    if Y.shape[1] < dims:
+        Y = np.hstack([Y, np.zeros((n, dims - Y.shape[1]))])
+    return Y
 
 
 def _initial_layout(
@@ -550,7 +642,7 @@ def _initial_layout(
                 "init='pca' needs the vectors X the graph was built from; pass X=... "
                 "or use init='random'"
             )
-        Y = pca_layout(prepare_for_metric(X, graph.metric), dims=dims).astype(np.float64)
+        Y = _pca_coordinates(X, graph.metric, dims, seed)
         spread = float(Y[:, 0].std())
         if spread > 0:
             Y *= PCA_INIT_STD / spread
@@ -609,7 +701,8 @@ def largevis_layout(
         Initial learning rate (reference 1), decaying linearly to ``1e-4 * rho0``.
     samples_per_point : float, optional
         Edge samples per point; T = samples_per_point * n. Default :func:`default_samples`
-        (1,000 per point with a floor of 1e7 in total). The reference uses
+        (:data:`DEFAULT_SAMPLES_PER_POINT` = 500 per point with a floor of
+        :data:`MIN_TOTAL_SAMPLES` = 1e7 in total). The reference uses
         ``T = max(1e9, 1e4 n)``, i.e. ``samples_per_point = max(1e9 / n, 1e4)``.
     init : {"pca", "random"} or float32 ndarray (n, dims)
         ``"pca"``: the first principal axes of ``X`` (unit-normalised rows for a cosine graph),
@@ -674,22 +767,28 @@ def largevis_layout(
 
     Y = _initial_layout(init, X, graph, dims, int(seed))
     total = default_samples(n, samples_per_point)
-    states = np.array(
-        [np.random.SeedSequence([int(seed), t]).generate_state(1, np.uint64)[0]
-         for t in range(n_threads)],
-        dtype=np.uint64,
-    )  # fmt: skip
+    # Per-thread random streams (edges, negatives) derived from the seed.
+    states = np.random.SeedSequence(int(seed)).generate_state(2 * n_threads, np.uint64)
+    states = states.reshape(n_threads, 2)
 
     pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     try:
         report(0.0, "LargeVis: calibrating the edge weights")
         _, u, v, w = _edge_weights(
-            graph, n_neighbors=K, perplexity=perplexity, pool=pool, n_threads=n_threads
+            graph,
+            n_neighbors=K,
+            perplexity=perplexity,
+            pool=pool,
+            n_threads=n_threads,
+            check=lambda f: report(0.04 * f, "LargeVis: calibrating the edge weights"),
         )
-        report(0.04, f"LargeVis: {u.size:,} edges; building the samplers")
-        edge_prob, edge_alias = _alias_table(w)
-        deg = _weighted_degree(u, v, w, n)
-        neg_prob, neg_alias = _alias_table(deg**0.75)
+        if w.size == 0 or not w.sum() > 0:
+            raise InvalidInputError("the graph links no two distinct points: nothing to lay out")
+        report(0.04, f"LargeVis: {w.size:,} edges; building the samplers")
+        edge_table = _pack_alias(*_alias_table(w))
+        edges = (u.astype(np.uint64) << np.uint64(32)) | v.astype(np.uint64)
+        neg_table = _pack_alias(*_alias_table(_weighted_degree(u, v, w, n) ** 0.75))
+        del u, v, w
         report(0.05, f"LargeVis: {total:,} samples")
 
         per_chunk = max(1, min(math.ceil(total / _MIN_CHUNKS), _THREAD_CHUNK * n_threads))
@@ -697,7 +796,7 @@ def largevis_layout(
         while done < total:
             size = min(per_chunk, total - done)
             args = [
-                (Y, u, v, edge_prob, edge_alias, neg_prob, neg_alias, states, t,
+                (Y, edges, edge_table, neg_table, states, t,
                  done + t, n_threads, (size - t + n_threads - 1) // n_threads,
                  total, rho0, gamma, M)
                 for t in range(min(n_threads, size))
