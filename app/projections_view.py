@@ -212,6 +212,17 @@ def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection
     return None
 
 
+def request_key(info: DatasetInfo, request: dict[str, Any]) -> str | None:
+    """The fingerprint (artifact and job key) of the projection ``request`` asks for."""
+    try:
+        return runs.projection_key(
+            get_store(), info.id, method=request["method"], dims=request["dims"],
+            seed=request["seed"], metric=request["metric"], params=request["params"],
+        )  # fmt: skip
+    except InvalidInputError:
+        return None
+
+
 def other_jobs(info: DatasetInfo, current_key: str | None) -> None:
     """Projection jobs of this dataset running for anyone (other settings, other sessions)."""
     active = [

@@ -13,7 +13,7 @@ info = widgets.current_dataset()
 view.apply_url(info)
 request = view.settings(info)
 projection = view.stored_or_job(info, request)
-view.other_jobs(info, None if projection is None else projection.fingerprint)
+view.other_jobs(info, view.request_key(info, request))
 if projection is not None:
     colour, hover = view.colour_options(info)
     view.write_url(info, request, colour)
