@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InvalidInputError
-from core.graph import GRAPH_K, get_or_build_graph
+from core.graph import GRAPH_K, find_graph, get_or_build_graph
 from core.index import check_metric
 from core.progress import ProgressFn, check_cancel, stage
 from core.store import DatasetInfo, Store, fingerprint_arrays
@@ -44,6 +44,9 @@ __all__ = [
 KIND = "projection"
 PROJECTION_CODE_VERSION = 1
 QUALITY_K = 10
+# PCA is the instant baseline: above this size it is not scored unless the dataset's graph
+# is already stored (scoring needs the graph, which takes minutes to build at a million).
+PCA_SCORE_LIMIT = 100_000
 
 METHODS = ("pca", "largevis", "umap", "heatgeo")
 METHOD_LABELS = {
@@ -425,16 +428,16 @@ def compute_projection(
         values = store.load_metadata(info.id, columns=[label_column])[label_column]
         if not is_categorical(values):
             label_column = None
-    quality = score_layout(
-        store,
-        info,
-        coords,
-        metric=metric,
-        label_column=label_column,
-        X=X,
-        seed=seed,
-        progress=stage(progress, 0.9, 1.0),
-    )
+    quality: dict[str, Any] = {}
+    if (
+        method != "pca"
+        or info.n <= PCA_SCORE_LIMIT
+        or find_graph(store, info.id, metric=metric, k=QUALITY_K) is not None
+    ):
+        quality = score_layout(
+            store, info, coords, metric=metric, label_column=label_column, X=X, seed=seed,
+            progress=stage(progress, 0.9, 1.0),
+        )  # fmt: skip
     store.put_artifact(
         kind=KIND,
         fingerprint=fp,
