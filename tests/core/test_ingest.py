@@ -729,14 +729,16 @@ def test_float_id_column_with_whole_numbers_gives_integer_text(tmp_path: Path) -
     assert list(parsed.ids) == [str(10 * i) for i in range(N)]
 
 
-def test_npy_of_100k_by_384_parses_in_well_under_a_second(tmp_path: Path) -> None:
+def test_npy_of_100k_by_384_is_read_without_per_row_work(tmp_path: Path) -> None:
+    # Speed belongs in bench/; this only catches a reader gone per-row Python (minutes),
+    # with room for a loaded CI machine (it takes ~0.3 s on an idle one).
     big = np.random.default_rng(0).standard_normal((100_000, 384), dtype=np.float32)
     np.save(tmp_path / "big.npy", big)
     start = time.perf_counter()
     parsed = read_dataset(tmp_path / "big.npy")
     elapsed = time.perf_counter() - start
     np.testing.assert_array_equal(parsed.vectors, big)
-    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+    assert elapsed < 15.0, f"took {elapsed:.2f} s"
 
 
 # -- inspect_file -----------------------------------------------------------------------------
