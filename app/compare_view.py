@@ -148,16 +148,15 @@ def moved_most(info: DatasetInfo, result: compare.SpaceComparison, n_top: int = 
     table.insert(1, f"jaccard@{result.k}", result.jaccard[positions])
     table.insert(2, "shared", result.shared[positions])
     st.dataframe(table, hide_index=True, width="stretch", height=320)
-    st.download_button(
-        "Per-item overlap (CSV)",
-        pd.DataFrame(
+    ids = get_store().load_ids(info.id)
+    widgets.table_downloads(
+        lambda: pd.DataFrame(
             {
-                "row_a": result.rows_a, "row_b": result.rows_b,
-                "id": get_store().load_ids(info.id)[result.rows_a],
+                "row_a": result.rows_a, "row_b": result.rows_b, "id": ids[result.rows_a],
                 f"jaccard@{result.k}": result.jaccard, "shared": result.shared,
             }
-        ).to_csv(index=False).encode(),
-        "overlap.csv", "text/csv", key="compare.download",
+        ),
+        "overlap", key="compare.download", label="Per-item overlap",
     )  # fmt: skip
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,37 +67,47 @@ def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
     key = f"projections.{method}.{name}"
     label = name.replace("_", " ")
     if name == "tau":
-        auto = st.checkbox("τ chosen automatically", value=True, key=key + ".auto")
-        if auto:
+        st.session_state.setdefault(key + ".auto", True)
+        st.session_state.setdefault(key, 10.0)
+        if st.checkbox("τ chosen automatically", key=key + ".auto"):
             return "auto"
-        return st.number_input("τ (diffusion time)", 0.1, 500.0, 10.0, key=key)
-    if name == "samples_per_point" or name == "n_epochs" or name == "n_landmarks":
-        auto = st.checkbox(f"{label}: automatic", value=True, key=key + ".auto")
-        if auto:
+        return st.number_input("τ (diffusion time)", 0.1, 500.0, key=key)
+    if name in ("samples_per_point", "n_epochs", "n_landmarks"):
+        st.session_state.setdefault(key + ".auto", True)
+        start = {"samples_per_point": 500, "n_epochs": 200, "n_landmarks": 2_000}[name]
+        st.session_state.setdefault(key, start)
+        if st.checkbox(f"{label}: automatic", key=key + ".auto"):
             return None
         top = {"samples_per_point": 100_000, "n_epochs": 2_000, "n_landmarks": 20_000}[name]
-        start = {"samples_per_point": 5_000, "n_epochs": 200, "n_landmarks": 2_000}[name]
-        return int(st.number_input(label, 1, top, start, key=key))
+        return int(st.number_input(label, 1, top, key=key))
     if isinstance(default, int):
         top = max(2, n - 1)
-        return int(st.number_input(label, 1, top, min(default, top), key=key))
-    return float(st.number_input(label, value=float(default), key=key, format="%.3g"))
+        st.session_state.setdefault(key, min(default, top))
+        if st.session_state[key] > top:  # set on a larger dataset
+            st.session_state[key] = top
+        return int(st.number_input(label, 1, top, key=key))
+    st.session_state.setdefault(key, float(default))
+    return float(st.number_input(label, key=key, format="%.3g"))
 
 
 def settings(info: DatasetInfo) -> dict[str, Any]:
     """Method, dimensions, seed, metric and the method's parameters (defaults that work)."""
+    # Defaults go through session state, because share links and the gallery set these too
+    # (a widget given both a default and a session-state value warns).
+    st.session_state.setdefault("projections.method", "largevis")
+    st.session_state.setdefault("projections.dims", 2)
+    st.session_state.setdefault("projections.seed", 0)
     cols = st.columns([2, 1, 1, 1])
     method = cols[0].selectbox(
         "Method",
         runs.METHODS,
-        index=1,
         format_func=runs.METHOD_LABELS.get,
         key="projections.method",
         help="PCA is instant; LargeVis, UMAP and heat-geodesic run in the background from the "
         "dataset's shared neighbour graph.",
     )
     dims = cols[1].radio("Dimensions", (2, 3), horizontal=True, key="projections.dims")
-    seed = int(cols[2].number_input("Seed", 0, 2**31 - 1, 0, key="projections.seed"))
+    seed = int(cols[2].number_input("Seed", 0, 2**31 - 1, key="projections.seed"))
     default_metric = runs.default_metric(info)
     metric = cols[3].selectbox(
         "Metric",
@@ -182,7 +191,7 @@ def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection
     )
     if key is None:
         return None
-    found = runs.load_projection(store, key)  # without reading coordinates twice: cached below
+    found = runs.load_projection(store, key, with_coords=False)  # coordinates: projection_coords
     if found is not None:
         return found
     status = get_job_runner().status(key)
@@ -462,16 +471,7 @@ def selection_list(
     st.markdown(f"**{rows.size:,} selected point(s)**")
     st.dataframe(frame, hide_index=True, width="stretch", height=280)
     cols = st.columns([1, 1, 1, 3])
-    cols[0].download_button(
-        "CSV", frame.to_csv(index=False).encode(), "selection.csv", "text/csv",
-        key="projections.sel_csv",
-    )  # fmt: skip
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    cols[1].download_button(
-        "Parquet", buffer.getvalue(), "selection.parquet", "application/octet-stream",
-        key="projections.sel_parquet",
-    )  # fmt: skip
+    widgets.table_downloads(lambda: frame, "selection", key="projections.sel", columns=cols)
     if cols[2].button("Clear", key="projections.clear_selection"):
         state.put(SELECTION_KEY, None)
         st.rerun()
@@ -501,19 +501,15 @@ def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
 
 
 def export_projection(info: DatasetInfo, projection: runs.Projection) -> None:
-    coords = projection_coords(projection.fingerprint)
-    frame = pd.DataFrame(coords, columns=list("xyz"[: projection.dims]))
-    frame.insert(0, "id", get_neighbour_service().ids(info.id))
-    cols = st.columns([1, 1, 4])
-    cols[0].download_button(
-        "Coordinates (CSV)", frame.to_csv(index=False).encode(),
-        f"{projection.method}-{projection.dims}d.csv", "text/csv", key="projections.all_csv",
-    )  # fmt: skip
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    cols[1].download_button(
-        "Coordinates (Parquet)", buffer.getvalue(), f"{projection.method}-{projection.dims}d.parquet",
-        "application/octet-stream", key="projections.all_parquet",
+    def frame() -> pd.DataFrame:
+        coords = projection_coords(projection.fingerprint)
+        out = pd.DataFrame(coords, columns=list("xyz"[: projection.dims]))
+        out.insert(0, "id", get_neighbour_service().ids(info.id))
+        return out
+
+    widgets.table_downloads(
+        frame, f"{projection.method}-{projection.dims}d", key="projections.all",
+        label="Coordinates",
     )  # fmt: skip
 
 

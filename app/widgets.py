@@ -84,6 +84,30 @@ def jobs_sidebar() -> None:
             st.caption(f":orange[interrupted:] {md_escape(job.label)}")
 
 
+def table_downloads(
+    make_frame: Callable[[], Any], name: str, *, key: str, label: str = "", columns: Any = None
+) -> None:
+    """CSV and Parquet download buttons for a table built only when a button is clicked
+    (a million-row export must not slow down every rerun of the page)."""
+    import io
+
+    def csv() -> bytes:
+        return make_frame().to_csv(index=False).encode()
+
+    def parquet() -> bytes:
+        buffer = io.BytesIO()
+        make_frame().to_parquet(buffer, index=False)
+        return buffer.getvalue()
+
+    cols = columns if columns is not None else st.columns([1, 1, 4])
+    prefix = f"{label} " if label else ""
+    cols[0].download_button(f"{prefix}(CSV)" if label else "CSV", csv, f"{name}.csv",
+                            "text/csv", key=f"{key}.csv")  # fmt: skip
+    cols[1].download_button(f"{prefix}(Parquet)" if label else "Parquet", parquet,
+                            f"{name}.parquet", "application/octet-stream",
+                            key=f"{key}.parquet")  # fmt: skip
+
+
 def run_steps(title: str, steps: list[tuple[str, Callable[[], Any]]]) -> list[Any]:
     """Run ``steps`` (label, function) one after another inside ``st.status`` with a progress bar.
 

@@ -766,6 +766,9 @@ class Store:
     _ARTIFACT_COLUMNS = (
         "id, dataset_id, kind, params, fingerprint, created, duration_s, lineage, status, payload"
     )
+    _ARTIFACT_SUMMARY_COLUMNS = (
+        "id, dataset_id, kind, params, fingerprint, created, duration_s, lineage, status, NULL"
+    )
 
     @staticmethod
     def _artifact_from_row(row: tuple[Any, ...], *, with_arrays: bool = True) -> Artifact:
@@ -782,15 +785,16 @@ class Store:
             arrays=_blob_to_arrays(row[9]) if with_arrays else {},
         )
 
-    def get_artifact(self, fingerprint: str) -> Artifact | None:
-        """The artifact with this fingerprint, or None."""
-        row = _one(
-            self._cursor().execute(
-                f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE fingerprint = ?",
-                [fingerprint],
-            )
+    def get_artifact(self, fingerprint: str, *, with_arrays: bool = True) -> Artifact | None:
+        """The artifact with this fingerprint, or None (``with_arrays=False``: without
+        reading its arrays, for a page that only needs to know it exists)."""
+        sql = (
+            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE fingerprint = ?"
+            if with_arrays
+            else f"SELECT {self._ARTIFACT_SUMMARY_COLUMNS} FROM artifacts WHERE fingerprint = ?"
         )
-        return None if row is None else self._artifact_from_row(row)
+        row = _one(self._cursor().execute(sql, [fingerprint]))
+        return None if row is None else self._artifact_from_row(row, with_arrays=with_arrays)
 
     def list_artifacts(
         self, dataset_id: int | None = None, *, kind: str | None = None

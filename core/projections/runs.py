@@ -265,12 +265,14 @@ def _from_artifact(artifact: Any, *, with_coords: bool) -> Projection:
     )
 
 
-def load_projection(store: Store, fingerprint: str) -> Projection | None:
-    """The stored projection with this fingerprint (with coordinates), or None."""
-    artifact = store.get_artifact(fingerprint)
+def load_projection(
+    store: Store, fingerprint: str, *, with_coords: bool = True
+) -> Projection | None:
+    """The stored projection with this fingerprint (with coordinates unless told), or None."""
+    artifact = store.get_artifact(fingerprint, with_arrays=with_coords)
     if artifact is None or artifact.kind != KIND:
         return None
-    return _from_artifact(artifact, with_coords=True)
+    return _from_artifact(artifact, with_coords=with_coords)
 
 
 def find_projection(

@@ -72,6 +72,7 @@ def test_sql_never_formats_text_in():
         "int(d)",
         "self._DATASET_COLUMNS",
         "self._ARTIFACT_COLUMNS",
+        "self._ARTIFACT_SUMMARY_COLUMNS",
         "self._JOB_COLUMNS",
         "ROW_COLUMN",
     }
