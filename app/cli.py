@@ -389,7 +389,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         info = store.get_dataset(args.dataset)
         metric = args.metric or _dataset_metric(info)
-        specs = runs.resolve_specs(args.codec, dim=info.dim, n=info.n)  # bad specs: exit 2 now
+        specs = runs.resolve_specs(
+            args.codec, dim=info.dim, n=info.n, metric=metric
+        )  # bad specs: exit 2 now
         report = runs.get_or_evaluate(
             store, info.id, codecs=specs, metric=metric, n_queries=args.queries, k=args.k,
             rescore=args.rescore, seed=args.seed, progress=_stderr_progress,

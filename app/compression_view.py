@@ -24,33 +24,6 @@ FAMILY_HELP = (
 
 
 def settings(info: DatasetInfo) -> dict[str, Any]:
-    defaults = crun.resolve_specs(None, dim=info.dim, n=info.n)
-    extra_key = f"compression.extra.{info.id}"
-    extra = state.get(extra_key, [])
-    cols = st.columns([4, 2])
-    specs = cols[0].multiselect(
-        "Codecs",
-        [*defaults, *[e for e in extra if e not in defaults]],
-        default=[*defaults, *extra],
-        key=f"compression.codecs.{info.id}",
-        help=FAMILY_HELP,
-    )
-    with cols[1]:
-        with st.form(f"compression.add.{info.id}", clear_on_submit=True, border=False):
-            text = st.text_input(
-                "Add a codec (another budget)",
-                placeholder="e.g. pq:96, pca:128, lvq:4, binary:centred",
-                help="Spec grammar: " + SPEC_GRAMMAR,
-            )
-            if st.form_submit_button("Add") and text.strip():
-                try:
-                    spec = as_codec(text.strip()).spec
-                except InvalidInputError as exc:
-                    widgets.show_error(exc)
-                else:
-                    if spec not in defaults and spec not in extra:
-                        state.put(extra_key, [*extra, spec])
-                    st.rerun()
     cols = st.columns(4)
     metric = cols[0].selectbox(
         "Metric", ("cosine", "ip", "l2"),
@@ -71,6 +44,33 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
             help="Re-rank the compressed top r·k with the full vectors.",
         )
     )  # fmt: skip
+    defaults = crun.resolve_specs(None, dim=info.dim, n=info.n, metric=metric)
+    extra_key = f"compression.extra.{info.id}"
+    extra = state.get(extra_key, [])
+    cols = st.columns([4, 2])
+    specs = cols[0].multiselect(
+        "Codecs",
+        [*defaults, *[e for e in extra if e not in defaults]],
+        default=[*defaults, *extra],
+        key=f"compression.codecs.{info.id}.{metric}",
+        help=FAMILY_HELP,
+    )
+    with cols[1]:
+        with st.form(f"compression.add.{info.id}", clear_on_submit=True, border=False):
+            text = st.text_input(
+                "Add a codec (another budget)",
+                placeholder="e.g. pq:96, pca:128, lvq:4, binary:centred",
+                help="Spec grammar: " + SPEC_GRAMMAR,
+            )
+            if st.form_submit_button("Add") and text.strip():
+                try:
+                    spec = as_codec(text.strip()).spec
+                except InvalidInputError as exc:
+                    widgets.show_error(exc)
+                else:
+                    if spec not in defaults and spec not in extra:
+                        state.put(extra_key, [*extra, spec])
+                    st.rerun()
     return {"codecs": specs, "metric": metric, "n_queries": n_queries, "k": k, "rescore": rescore}
 
 
@@ -189,9 +189,11 @@ def harm_map(info: DatasetInfo, report: Any) -> None:
         info, coords, f"Where {spec} hurts ({label})", values, False, title,
         pview.hover_for(info, []),
     )  # fmt: skip
-    fig, event = pview.draw(panel, selected=pview.current_selection(info), key="compression.map")
+    fig, event, redrawn = pview.draw(
+        panel, selected=pview.current_selection(info), key="compression.map"
+    )
     if event is not None and pview.update_selection(
-        info, "compression.map", figures.selected_rows(fig, event)
+        info, "compression.map", figures.selected_rows(fig, event), redrawn=redrawn
     ):
         st.rerun()
     hurt = result.overlap < 0.5

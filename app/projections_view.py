@@ -338,7 +338,18 @@ def make_panel(
 
 
 def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 620):
-    """Draw a panel; returns (figure, selection event or None for 3-D)."""
+    """Draw a panel; returns (figure, selection event or None for 3-D, whether it changed).
+
+    Streamlit keys a chart's selection to its figure, so a redrawn figure (another colour,
+    another highlight) comes back with an empty selection: ``changed`` tells
+    :func:`update_selection` that such an empty event is not the user clearing theirs.
+    """
+    signature = (
+        panel.title, panel.colour_title, panel.categorical, panel.coords.shape, height,
+        None if selected is None else np.asarray(selected, dtype=np.int64).tobytes(),
+    )  # fmt: skip
+    changed = state.get(f"projections.drawn.{key}") != signature
+    state.put(f"projections.drawn.{key}", signature)
     fig = figures.projection_figure(
         panel.coords,
         color=panel.colour,
@@ -351,7 +362,7 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
     )
     if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
         st.plotly_chart(fig, width="stretch", key=key)
-        return fig, None
+        return fig, None, changed
     event = st.plotly_chart(
         fig,
         width="stretch",
@@ -359,7 +370,7 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
     )
-    return fig, event
+    return fig, event, changed
 
 
 def scatter(
@@ -371,8 +382,8 @@ def scatter(
     selected: np.ndarray | None,
     key: str,
     height: int = 620,
-) -> tuple[Any, Any]:
-    """Draw a stored projection; returns (figure, selection event)."""
+) -> tuple[Any, Any, bool]:
+    """Draw a stored projection; returns (figure, selection event, redrawn) as :func:`draw`."""
     panel = make_panel(
         info,
         projection_coords(projection.fingerprint),
@@ -392,20 +403,24 @@ def linked_pair(left: Panel, right: Panel, forward: np.ndarray, *, key: str) -> 
     selected = current_selection(left.info)
     cols = st.columns(2)
     with cols[0]:
-        fig_a, event_a = draw(left, selected=selected, key=f"{key}.left", height=520)
+        fig_a, event_a, redrawn_a = draw(left, selected=selected, key=f"{key}.left", height=520)
     theirs = None if selected is None else forward[selected][forward[selected] >= 0]
     with cols[1]:
-        fig_b, event_b = draw(right, selected=theirs, key=f"{key}.right", height=520)
+        fig_b, event_b, redrawn_b = draw(right, selected=theirs, key=f"{key}.right", height=520)
     changed = False
     if event_a is not None:
-        changed |= update_selection(left.info, f"{key}.left", figures.selected_rows(fig_a, event_a))
+        changed |= update_selection(
+            left.info, f"{key}.left", figures.selected_rows(fig_a, event_a), redrawn=redrawn_a
+        )
     if event_b is not None:
         picked = figures.selected_rows(fig_b, event_b)
         backward = np.full(right.info.n, -1, dtype=np.int64)
         ok = forward >= 0
         backward[forward[ok]] = np.flatnonzero(ok)
         ours = backward[picked]
-        changed |= update_selection(left.info, f"{key}.right", np.unique(ours[ours >= 0]))
+        changed |= update_selection(
+            left.info, f"{key}.right", np.unique(ours[ours >= 0]), redrawn=redrawn_b
+        )
     if changed:
         st.rerun()
 
@@ -420,15 +435,21 @@ def current_selection(info: DatasetInfo) -> np.ndarray | None:
     return None  # nothing selected: nothing dimmed
 
 
-def update_selection(info: DatasetInfo, source: str, rows: np.ndarray) -> bool:
-    """Record a chart's new selection (rows of ``info``); True when it changed."""
+def update_selection(
+    info: DatasetInfo, source: str, rows: np.ndarray, *, redrawn: bool = False
+) -> bool:
+    """Record the selection a chart reports (rows of ``info``); True when it changed.
+
+    An empty report from a chart that was just redrawn is Streamlit resetting its selection
+    state, not the user clearing the selection: it is ignored (the Clear button clears).
+    """
     seen_key = f"projections.seen.{source}"
     signature = (info.id, rows.tobytes())
     if state.get(seen_key) == signature:
         return False
     state.put(seen_key, signature)
-    if rows.size == 0 and current_selection(info) is None:
-        return False  # nothing was selected and nothing is: no need to redraw
+    if rows.size == 0 and (redrawn or current_selection(info) is None):
+        return False
     state.put(SELECTION_KEY, {"dataset": info.id, "rows": rows.tolist()})
     return True
 
@@ -437,11 +458,13 @@ def main_scatter(
     info: DatasetInfo, projection: runs.Projection, *, colour: str | None, hover_columns: list[str]
 ) -> None:
     """The projection on its own, full width; a lasso, box or click selects points."""
-    fig, event = scatter(
+    fig, event, redrawn = scatter(
         info, projection, colour=colour, hover_columns=hover_columns,
         selected=current_selection(info), key="projections.main",
     )  # fmt: skip
-    if event is not None and update_selection(info, "main", figures.selected_rows(fig, event)):
+    if event is not None and update_selection(
+        info, "projections.main", figures.selected_rows(fig, event), redrawn=redrawn
+    ):
         st.rerun()
 
 

@@ -28,10 +28,16 @@ KIND = "compression"
 COMPRESSION_CODE_VERSION = 1
 
 
-def resolve_specs(specs: Sequence[str] | None, *, dim: int, n: int) -> list[str]:
-    """Canonical spec strings (validated), or the default set for this dimension."""
+def resolve_specs(
+    specs: Sequence[str] | None, *, dim: int, n: int, metric: str | None = None
+) -> list[str]:
+    """Canonical spec strings (validated), or the default set for this dimension (without
+    the codecs that cannot serve ``metric``, e.g. binary codes for l2)."""
     if not specs:
-        return default_codecs(dim, n=n)
+        defaults = default_codecs(dim, n=n)
+        if metric is None:
+            return defaults
+        return [s for s in defaults if check_metric(metric) in as_codec(s).metrics]
     out = []
     for spec in specs:
         canonical = as_codec(spec).spec
@@ -53,7 +59,7 @@ def compression_key(
 ) -> str:
     """The fingerprint of the report these settings ask for (its artifact and job key)."""
     info = store.get_dataset(dataset_id)
-    specs = resolve_specs(codecs, dim=info.dim, n=info.n)
+    specs = resolve_specs(codecs, dim=info.dim, n=info.n, metric=metric)
     return fingerprint_arrays(
         KIND, info.fingerprint, specs, check_metric(metric), int(n_queries), int(k),
         int(rescore), int(seed), COMPRESSION_CODE_VERSION,
@@ -104,7 +110,7 @@ def get_or_evaluate(
 ) -> CompressionReport:
     """:func:`core.compression.evaluate_codecs` on a stored dataset, stored and reused."""
     info = store.get_dataset(dataset_id)
-    specs = resolve_specs(codecs, dim=info.dim, n=info.n)
+    specs = resolve_specs(codecs, dim=info.dim, n=info.n, metric=metric)
     key = compression_key(
         store, info.id, codecs=specs, metric=metric, n_queries=n_queries, k=k,
         rescore=rescore, seed=seed,

@@ -108,3 +108,14 @@ def test_compare_unmatched_ids_exits_2(capsys, db, tmp_path):
                       name="strangers")  # fmt: skip
     code, _, err = run(capsys, "--db", db, "compare", "gm", "strangers")
     assert code == 2 and "occur among" in err
+
+
+def test_default_set_leaves_out_codecs_that_cannot_serve_the_metric(capsys, db):
+    code, out, err = run(
+        capsys, "--db", db, "compress", "gm", "--metric", "l2", "--queries", "30", "--json"
+    )
+    assert code == 0, err
+    codecs = [r["codec"] for r in json.loads(out)]
+    assert "binary" not in codecs and "int8" in codecs
+    code, _, err = run(capsys, "--db", db, "compress", "gm", "--metric", "l2", "--codec", "binary")
+    assert code == 2 and "does not support metric 'l2'" in err

@@ -24,14 +24,14 @@ def db(tmp_path, monkeypatch) -> Path:
 def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     at = _page("compression")
     assert not at.exception and at.title[0].value == "Compression"
-    codecs = _key(at.multiselect, "compression.codecs.1")
+    codecs = _key(at.multiselect, "compression.codecs.1.cosine")
     assert {"int8", "binary", "pq:4"} <= set(codecs.value)
     # another budget through the spec box: added to the choices
     at.text_input[0].input("pca:8")
     next(b for b in at.button if b.label == "Add").click()
     at.run()
     assert not at.exception
-    codecs = _key(at.multiselect, "compression.codecs.1")
+    codecs = _key(at.multiselect, "compression.codecs.1.cosine")
     assert "pca:8" in codecs.options
     codecs.set_value(["int8", "binary", "pca:8"])
     _key(at.number_input, "compression.queries.1").set_value(600)  # every point a query
