@@ -58,21 +58,6 @@ def settings(info: DatasetInfo) -> dict[str, Any] | None:
     return {"other": by_id[other_id], "k": k, "metric": metric}
 
 
-@st.fragment(run_every=1.0)
-def _job_panel(key: str) -> None:
-    status = get_job_runner().status(key)
-    if status is None or not status.active:
-        st.rerun(scope="app")
-    cols = st.columns([6, 1])
-    cols[0].progress(
-        min(max(status.fraction, 0.0), 1.0),
-        text=f"{widgets.md_escape(status.message)}"
-        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
-    )
-    if cols[1].button("Cancel", key=f"compare.cancel.{key}"):
-        get_job_runner().cancel(key)
-
-
 def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceComparison | None:
     """The stored comparison, or its running job's progress, or a Compare button."""
     store = get_store()
@@ -87,12 +72,9 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceCo
         return found
     status = get_job_runner().status(key)
     if status is not None and status.active:
-        _job_panel(key)
+        widgets.job_panel(key)
         return None
-    if status is not None and status.state == "failed":
-        widgets.show_error(status.error or "the comparison failed")
-    elif status is not None and status.state in ("cancelled", "interrupted"):
-        st.warning(f"The last run was {status.state}.")
+    widgets.last_run_notice(status)
     if st.button("Compare", type="primary", key="compare.run"):
 
         def work(progress):

@@ -74,21 +74,6 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     return {"codecs": specs, "metric": metric, "n_queries": n_queries, "k": k, "rescore": rescore}
 
 
-@st.fragment(run_every=1.0)
-def _job_panel(key: str) -> None:
-    status = get_job_runner().status(key)
-    if status is None or not status.active:
-        st.rerun(scope="app")
-    cols = st.columns([6, 1])
-    cols[0].progress(
-        min(max(status.fraction, 0.0), 1.0),
-        text=widgets.md_escape(status.message)
-        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
-    )
-    if cols[1].button("Cancel", key=f"compression.cancel.{key}"):
-        get_job_runner().cancel(key)
-
-
 def stored_or_job(info: DatasetInfo, options: dict[str, Any]):
     """The stored report for these settings, or its job's progress, or a Run button."""
     if not options["codecs"]:
@@ -103,12 +88,9 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]):
         return found
     status = get_job_runner().status(key)
     if status is not None and status.active:
-        _job_panel(key)
+        widgets.job_panel(key)
         return None
-    if status is not None and status.state == "failed":
-        widgets.show_error(status.error or "the run failed")
-    elif status is not None and status.state in ("cancelled", "interrupted"):
-        st.warning(f"The last run was {status.state}.")
+    widgets.last_run_notice(status)
     if st.button("Run the comparison", type="primary", key="compression.run"):
 
         def work(progress):

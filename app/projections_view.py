@@ -156,25 +156,6 @@ def _submit(info: DatasetInfo, request: dict[str, Any], key: str) -> None:
     )
 
 
-@st.fragment(run_every=1.0)
-def _job_panel(key: str) -> None:
-    status = get_job_runner().status(key)
-    if status is None:
-        return
-    if status.state == "done":
-        st.rerun(scope="app")  # the projection is stored: show it
-    if not status.active:
-        st.rerun(scope="app")
-    cols = st.columns([6, 1])
-    cols[0].progress(
-        min(max(status.fraction, 0.0), 1.0),
-        text=f"{widgets.md_escape(status.label)}: {widgets.md_escape(status.message)}"
-        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
-    )
-    if cols[1].button("Cancel", key=f"projections.cancel.{key}"):
-        get_job_runner().cancel(key)
-
-
 def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection | None:
     """The stored projection for ``request``; otherwise its job's progress or a Compute button."""
     store = get_store()
@@ -196,15 +177,9 @@ def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection
         return found
     status = get_job_runner().status(key)
     if status is not None and status.active:
-        _job_panel(key)
+        widgets.job_panel(key)
         return None
-    if status is not None and status.state in ("failed", "cancelled", "interrupted"):
-        text = {
-            "failed": f"The last run failed: {status.error or 'unknown error'}",
-            "cancelled": "The last run was cancelled.",
-            "interrupted": "The last run was interrupted (the server stopped while it ran).",
-        }[status.state]
-        (st.error if status.state == "failed" else st.warning)(widgets.md_escape(text))
+    widgets.last_run_notice(status)
     label = "Compute" if status is None or status.state == "done" else "Run again"
     if request["method"] == "pca" or st.button(
         f"{label} the {runs.METHOD_LABELS[request['method']]} projection",

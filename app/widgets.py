@@ -63,6 +63,37 @@ def _dataset_from_url(by_id: dict[int, DatasetInfo]) -> None:
         st.session_state.pop("embscope.picker", None)
 
 
+@st.fragment(run_every=1.0)
+def job_panel(key: str) -> None:
+    """A running background job's progress bar and Cancel button, refreshed every second;
+    when the job ends the whole page reruns (and shows its stored result)."""
+    from app.cache import get_job_runner
+
+    status = get_job_runner().status(key)
+    if status is None or not status.active:
+        st.rerun(scope="app")
+    cols = st.columns([6, 1])
+    cols[0].progress(
+        min(max(status.fraction, 0.0), 1.0),
+        text=f"{md_escape(status.label)}: {md_escape(status.message)}"
+        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
+    )
+    if cols[1].button("Cancel", key=f"job.cancel.{key}"):
+        get_job_runner().cancel(key)
+
+
+def last_run_notice(status: Any) -> None:
+    """Say how the last run of a job that left no result ended (failed, cancelled...)."""
+    if status is None or status.active or status.state == "done":
+        return
+    if status.state == "failed":
+        show_error(f"The last run failed: {status.error or 'unknown error'}")
+    elif status.state == "interrupted":
+        st.warning("The last run was interrupted (the server stopped while it ran).")
+    else:
+        st.warning("The last run was cancelled.")
+
+
 def jobs_sidebar() -> None:
     """Background jobs of every session, in the sidebar: running ones with their progress,
     and ones the last server stop interrupted (they can be started again from their page)."""

@@ -116,7 +116,7 @@ def check_k(k: Any, available: int) -> int:
     return int(k)
 
 
-def _check_exclude(exclude: Any, m: int) -> np.ndarray | None:
+def check_exclude(exclude: Any, m: int) -> np.ndarray | None:
     if exclude is None:
         return None
     ex = np.asarray(exclude)
@@ -410,7 +410,7 @@ class ExactIndex:
         self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         Q = check_vectors(Q, dim=self.dim, name="query vectors")
-        exclude = _check_exclude(exclude, Q.shape[0])
+        exclude = check_exclude(exclude, Q.shape[0])
         with self._lock.read():
             n = len(self._labels)
             k = check_k(k, n - (1 if exclude is not None else 0))
@@ -611,7 +611,7 @@ class HnswIndex:
         if self._index is None:
             raise InvalidInputError("the HNSW index is empty: build it first")
         Q = check_vectors(Q, dim=self.dim, name="query vectors")
-        exclude = _check_exclude(exclude, Q.shape[0])
+        exclude = check_exclude(exclude, Q.shape[0])
         extra = 0 if exclude is None else 1
         k = check_k(k, len(self) - extra)
         want = k + extra

@@ -50,13 +50,13 @@ from core.errors import InvalidInputError, OperationCancelled
 from core.index import (
     ProgressFn,
     _atomic_write,
-    _check_exclude,
     _drop_excluded,
     _new_labels,
     _read_sidecar,
     _ReadWriteLock,
     _sidecar,
     _sort_rows,
+    check_exclude,
     check_k,
     check_metric,
     check_vectors,
@@ -605,7 +605,7 @@ class MilvusIndex:
         ``ef`` (HNSW only) overrides the search-time candidate list for this call.
         """
         Q = check_vectors(Q, dim=self.dim, name="query vectors")
-        exclude = _check_exclude(exclude, Q.shape[0])
+        exclude = check_exclude(exclude, Q.shape[0])
         ef = self.ef if ef is None else _check_whole("ef", ef, 1)
         with self._lock.read():
             client = self._live()

@@ -24,7 +24,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core.errors import InvalidInputError, OperationCancelled
-from core.index import METRICS, check_metric, check_vectors, normalise_rows, prepare_for_metric
+from core.index import (
+    METRICS,
+    check_exclude,
+    check_metric,
+    check_vectors,
+    normalise_rows,
+    prepare_for_metric,
+)
 
 __all__ = [
     "Codec",
@@ -333,7 +340,7 @@ class Codec:
         d = self._require_fit()
         Q = check_vectors(Q, dim=d, name="queries")
         n, m = len(codes), Q.shape[0]
-        ex = _check_exclude(exclude, m, n)
+        ex = check_exclude(exclude, m)
         k = _check_int(k, "k", 1, n - (1 if ex is not None else 0))
         chunk = int(np.clip(_SCORE_BUDGET // min(m, _QUERY_BLOCK), 1024, ENCODE_BLOCK))
         out_i = np.empty((m, k), dtype=np.int64)
@@ -633,16 +640,3 @@ def _merge_above(
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     take = order[(first[:, None] + np.arange(k)).ravel()]
     return labels[take].reshape(m, k), scores[take].reshape(m, k)
-
-
-def _check_exclude(exclude: Any, m: int, n: int) -> np.ndarray | None:
-    if exclude is None:
-        return None
-    ex = np.asarray(exclude)
-    if ex.ndim == 0:
-        ex = ex[None]
-    if ex.shape != (m,) or not np.issubdtype(ex.dtype, np.integer):
-        raise InvalidInputError(
-            f"exclude must hold one integer row per query ({m}), got {ex.dtype} {ex.shape}"
-        )
-    return ex.astype(np.int64, copy=False)
