@@ -22,8 +22,8 @@ BLAS runs one thread per call meanwhile (its own threads would spin between bloc
 the cores the scans need). Rows are finally sorted by (distance, index) as one int64 key per
 neighbour (numpy's SIMD sort).
 
-100k x 384 cosine (gaussian_mixture, 2 cores): k = 150 in ~5.5 s (was ~12 s with numpy
-argpartition merges), k = 15 in ~4 s; about half of it is the sgemm.
+100k x 384 cosine (demo.gaussian_mixture, 12 clusters, 2 cores): k = 150 in ~5.7 s, k = 15
+in ~4 s (numpy argpartition merges took ~12 s and ~4.8 s); the sgemm is ~2.4 s of it.
 
 Measured against pynndescent (bench/bench_graph.py): k = 30 on 100k x 384 sentence-like data
 in a fraction of pynndescent's cold time at recall >= 0.98 (figures in that script's output).
@@ -97,19 +97,6 @@ def _sift(V, IX, b, k, i, s, j):
 
 
 @njit(cache=True, nogil=True)
-def _touch(V, IX, b, k):
-    """Load every cache line of the heap at b at once: independent loads overlap, where the
-    sifts that follow would wait for them one after the other. Returns min(V) (<= V[b])
-    and an OR of indices (>= -1) for the caller to test, so the loads are kept."""
-    lo = V[b + k - 1]
-    o = IX[b + k - 1]
-    for q in range(0, k, 16):
-        lo = min(lo, V[b + q])
-        o |= IX[b + q]
-    return lo, o
-
-
-@njit(cache=True, nogil=True)
 def _fill_row(S, i, me, pos, V, IX, b, k, hist, bins, gv, gi):
     """The k best of row i of S (self, pos[j] == me, excluded) into the empty heap at b.
 
@@ -180,7 +167,6 @@ def _scan_rows(S, r0, r1, row0, me, pos, V, IX, k, fresh):
         if fresh and m > k + 1 and _fill_row(S, i, g, pos, V, IX, b, k, hist, bins, gv, gi):
             continue
         t = V[b]
-        cold = True
         j0 = 0
         while j0 < m:
             j1 = min(m, j0 + 16)
@@ -188,11 +174,6 @@ def _scan_rows(S, r0, r1, row0, me, pos, V, IX, k, fresh):
             for j in range(j0 + 1, j1):
                 hi = max(hi, S[i, j])
             if hi > t:
-                if cold:
-                    cold = False
-                    lo, o = _touch(V, IX, b, k)
-                    if lo > t or o < -1:  # never
-                        t = lo
                 for j in range(j0, j1):
                     s = S[i, j]
                     if s > t and pos[j] != g:
@@ -208,12 +189,10 @@ def _scan_cols(S, c0, c1, row0, pos, V, IX, k):
     of 256 columns keep their heaps in cache."""
     na = S.shape[0]
     tc = np.empty(256, np.float32)
-    cold = np.empty(256, np.bool_)
     for t0 in range(c0, c1, 256):
         w = min(c1, t0 + 256) - t0
         for j in range(w):
             tc[j] = V[pos[t0 + j] * k]
-            cold[j] = True
         for i in range(na):
             j0 = 0
             while j0 < w:
@@ -226,11 +205,6 @@ def _scan_cols(S, c0, c1, row0, pos, V, IX, k):
                         s = S[i, t0 + j]
                         if s > tc[j]:
                             b = pos[t0 + j] * k
-                            if cold[j]:
-                                cold[j] = False
-                                lo, o = _touch(V, IX, b, k)
-                                if lo > tc[j] or o < -1:  # never
-                                    s = lo
                             _sift(V, IX, b, k, 0, s, row0 + i)
                             tc[j] = V[b]
                 j0 = j1
