@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -55,6 +56,7 @@ ProgressFn = Callable[[float, str], "bool | None"]
 # Rows per BLAS block in exact search: a 2048 x n float32 distance block stays in memory
 # comfortably for n up to a few million.
 _EXACT_BLOCK = 2048
+_CPUS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
 # -- validation at the boundary -------------------------------------------------------------
@@ -187,6 +189,33 @@ def _true_l2(Q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _select_rows(d: np.ndarray, want: int) -> np.ndarray:
+    part = np.argpartition(d, want - 1, axis=1)[:, :want]
+    # Ties at the boundary: keep every column as close as the want-th, then take the
+    # smallest labels among them, so the answer never depends on partition order.
+    kth = np.take_along_axis(d, part, axis=1).max(axis=1)
+    for r in range(d.shape[0]):
+        cols = np.flatnonzero(d[r] <= kth[r])
+        if cols.size > want:
+            order = np.lexsort((cols, d[r, cols]))[:want]
+            part[r] = cols[order]
+    return part
+
+
+def _select_smallest(d: np.ndarray, want: int) -> np.ndarray:
+    """Columns of the ``want`` smallest entries of each row of ``d`` (ties: smaller column).
+
+    numpy's partition releases the GIL, so large blocks are split over the machine's cores.
+    """
+    threads = min(_CPUS, d.shape[0] // 64)
+    if threads < 2 or d.size < 4_000_000:
+        return _select_rows(d, want)
+    bounds = np.linspace(0, d.shape[0], threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(lambda a, b: _select_rows(d[a:b], want), bounds[:-1], bounds[1:])
+        return np.concatenate(list(parts))
+
+
 def exact_knn(
     Q: np.ndarray,
     X: np.ndarray,
@@ -228,15 +257,7 @@ def exact_knn(
         stop = min(start + _EXACT_BLOCK, m)
         d = _block_distances(Q[start:stop], X, sq_norms, metric)
         if want < n:
-            part = np.argpartition(d, want - 1, axis=1)[:, :want]
-            # Ties at the boundary: keep every column as close as the want-th, then take the
-            # smallest labels among them, so the answer never depends on partition order.
-            kth = np.take_along_axis(d, part, axis=1).max(axis=1)
-            for r in range(stop - start):
-                cols = np.flatnonzero(d[r] <= kth[r])
-                if cols.size > want:
-                    order = np.lexsort((cols, d[r, cols]))[:want]
-                    part[r] = cols[order]
+            part = _select_smallest(d, want)
         else:
             part = np.broadcast_to(np.arange(n), (stop - start, n)).copy()
         dd = np.take_along_axis(d, part, axis=1)
