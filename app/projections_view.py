@@ -74,7 +74,7 @@ def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
         return st.number_input("τ (diffusion time)", 0.1, 500.0, key=key)
     if name in ("samples_per_point", "n_epochs", "n_landmarks"):
         st.session_state.setdefault(key + ".auto", True)
-        start = {"samples_per_point": 500, "n_epochs": 200, "n_landmarks": 2_000}[name]
+        start = {"samples_per_point": 300, "n_epochs": 200, "n_landmarks": 2_000}[name]
         st.session_state.setdefault(key, start)
         if st.checkbox(f"{label}: automatic", key=key + ".auto"):
             return None

@@ -57,8 +57,10 @@ __all__ = [
 ]
 
 # Default edge samples per point, and a floor on the total for small data sets (see
-# default_samples; chosen from the digits and 100k x 384 measurements in the module report).
-DEFAULT_SAMPLES_PER_POINT = 500
+# default_samples). From a PCA start, 100k x 384 reaches trustworthiness@10 0.950 / 0.959 /
+# 0.961 / 0.964 at 100 / 300 / 500 / 1000 samples per point (10-NN accuracy 0.999+ from 300):
+# 300 keeps the quality and cuts the layout time by a third against 500.
+DEFAULT_SAMPLES_PER_POINT = 300
 MIN_TOTAL_SAMPLES = 10_000_000
 # Standard deviation of the first PCA axis after scaling, in layout units (kernel 1/(1+d²)).
 PCA_INIT_STD = 10.0
@@ -701,7 +703,7 @@ def largevis_layout(
         Initial learning rate (reference 1), decaying linearly to ``1e-4 * rho0``.
     samples_per_point : float, optional
         Edge samples per point; T = samples_per_point * n. Default :func:`default_samples`
-        (:data:`DEFAULT_SAMPLES_PER_POINT` = 500 per point with a floor of
+        (:data:`DEFAULT_SAMPLES_PER_POINT` = 300 per point with a floor of
         :data:`MIN_TOTAL_SAMPLES` = 1e7 in total). The reference uses
         ``T = max(1e9, 1e4 n)``, i.e. ``samples_per_point = max(1e9 / n, 1e4)``.
     init : {"pca", "random"} or float32 ndarray (n, dims)

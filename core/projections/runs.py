@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 KIND = "projection"
-PROJECTION_CODE_VERSION = 1
+PROJECTION_CODE_VERSION = 2  # 2: LargeVis default 300 samples per point
 QUALITY_K = 10
 # PCA is the instant baseline: above this size it is not scored unless the dataset's graph
 # is already stored (scoring needs the graph, which takes minutes to build at a million).

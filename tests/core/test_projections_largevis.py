@@ -265,6 +265,6 @@ def test_bad_input(blobs):
 
 def test_default_samples_rule():
     assert default_samples(1_000) == 10_000_000
-    assert default_samples(100_000) == 500 * 100_000
+    assert default_samples(100_000) == 300 * 100_000
     assert default_samples(100_000, 30) == 3_000_000
     assert default_samples(7, 0.01) == 1
