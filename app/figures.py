@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -259,6 +260,9 @@ def projection_figure(
     coords = np.asarray(coords, dtype=np.float32)
     n, dims = coords.shape
     rows = np.arange(n, dtype=np.int32)
+    # plotly renders a subset of HTML (links, tags) in titles and legend entries: user text
+    # (dataset names, metadata values, column names) is shown escaped, as text.
+    title, color_title = html.escape(title), html.escape(color_title)
     size = point_size(n)
     chosen = None
     if selected is not None:
@@ -297,7 +301,9 @@ def projection_figure(
         for g, name in enumerate(names):
             idx = np.flatnonzero(codes == g)
             colour = "#c7c7c7" if name.startswith("other (") else _PALETTE[g % len(_PALETTE)]
-            traces.append(trace(idx, {"size": size, "color": colour, "opacity": 0.8}, name, True))
+            traces.append(
+                trace(idx, {"size": size, "color": colour, "opacity": 0.8}, html.escape(name), True)
+            )
     else:
         c = np.asarray(color, dtype=np.float64)
         missing = ~np.isfinite(c)

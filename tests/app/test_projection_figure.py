@@ -77,3 +77,16 @@ def test_hover_text_is_passed_through_as_given():
 def test_few_categories_in_natural_order():
     names, codes = figures.category_groups(np.array(["10", "2", "1", "2"]))
     assert names == ["1", "2", "10"] and codes.tolist() == [2, 1, 0, 1]
+
+
+def test_user_text_in_titles_and_legends_is_escaped():
+    evil = '<a href="javascript:alert(1)">x</a>'
+    escaped = "&lt;a href=&quot;javascript:alert(1)&quot;&gt;x&lt;/a&gt;"
+    fig = figures.projection_figure(
+        _coords(4), color=np.array([evil, "b", evil, "b"]), categorical=True, title=evil
+    )
+    assert fig.layout.title.text == escaped
+    assert sorted(t.name for t in fig.data) == sorted([escaped, "b"])
+    assert "<a href" not in fig.to_json()
+    cont = figures.projection_figure(_coords(3), color=np.arange(3.0), color_title="<b>t</b>")
+    assert cont.data[0].marker.colorbar.title.text == "&lt;b&gt;t&lt;/b&gt;"
