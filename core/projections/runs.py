@@ -42,7 +42,9 @@ __all__ = [
 ]
 
 KIND = "projection"
-PROJECTION_CODE_VERSION = 2  # 2: LargeVis default 300 samples per point
+# Per method, so a change to one method does not discard every stored projection.
+# largevis 2: default 300 samples per point (was 500).
+CODE_VERSIONS = {"pca": 1, "largevis": 2, "umap": 1, "heatgeo": 1}
 QUALITY_K = 10
 # PCA is the instant baseline: above this size it is not scored unless the dataset's graph
 # is already stored (scoring needs the graph, which takes minutes to build at a million).
@@ -204,7 +206,7 @@ def projection_fingerprint(
         int(seed),
         metric,
         {k: params[k] for k in sorted(params)},
-        PROJECTION_CODE_VERSION,
+        CODE_VERSIONS[method],
     )
 
 
@@ -291,11 +293,16 @@ def find_projection(
 
 
 def list_projections(store: Store, dataset_id: int) -> list[Projection]:
-    """The dataset's stored projections (without coordinates), newest first: the gallery."""
+    """The dataset's stored projections (without coordinates), newest first: the gallery.
+
+    Projections made by an older version of their method's code are left out (a request
+    for the same settings computes them again).
+    """
     return [
         _from_artifact(a, with_coords=False)
         for a in store.list_artifacts(dataset_id, kind=KIND)
         if a.status == "done"
+        and a.params.get("code_version") == CODE_VERSIONS.get(a.params.get("method"))
     ]
 
 
@@ -450,7 +457,7 @@ def compute_projection(
             "seed": seed,
             "metric": metric,
             "method_params": full,
-            "code_version": PROJECTION_CODE_VERSION,
+            "code_version": CODE_VERSIONS[method],
         },
         arrays={"coords": coords},
         duration_s=seconds,

@@ -54,7 +54,9 @@ def test_pca_projection_is_stored_scored_and_reused(store, digits_id, monkeypatc
 def test_swiss_roll_projection_reports_geodesic_spearman(store, roll_id):
     p = runs.compute_projection(store, roll_id, method="pca", dims=3)
     assert p.coords.shape == (400, 3)
-    assert "geodesic_spearman" in p.quality and "knn_accuracy@10" not in p.quality  # t is continuous
+    assert (
+        "geodesic_spearman" in p.quality and "knn_accuracy@10" not in p.quality
+    )  # t is continuous
 
 
 def test_bad_requests_are_refused(store, digits_id):
@@ -73,9 +75,7 @@ def test_bad_requests_are_refused(store, digits_id):
 
 def test_cancel_before_the_layout_stores_nothing(store, digits_id):
     with pytest.raises(OperationCancelled):
-        runs.compute_projection(
-            store, digits_id, method="pca", progress=lambda f, m: "layout" in m
-        )
+        runs.compute_projection(store, digits_id, method="pca", progress=lambda f, m: "layout" in m)
     assert runs.list_projections(store, digits_id) == []
 
 
@@ -103,3 +103,12 @@ def test_every_method_reads_one_stored_graph(store, monkeypatch):
             assert 0.5 < p.quality["trustworthiness@10"] <= 1.0
     assert builds == [150]  # one graph, at GRAPH_K, for every method, dims and score
     assert len(runs.list_projections(store, dataset_id)) == 8
+
+
+def test_a_new_code_version_of_a_method_hides_only_its_old_projections(store, roll_id, monkeypatch):
+    pca = runs.compute_projection(store, roll_id, method="pca")
+    monkeypatch.setitem(runs.CODE_VERSIONS, "largevis", runs.CODE_VERSIONS["largevis"] + 1)
+    assert [p.fingerprint for p in runs.list_projections(store, roll_id)] == [pca.fingerprint]
+    monkeypatch.setitem(runs.CODE_VERSIONS, "pca", runs.CODE_VERSIONS["pca"] + 1)
+    assert runs.list_projections(store, roll_id) == []
+    assert runs.find_projection(store, roll_id, method="pca") is None
