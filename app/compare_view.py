@@ -154,7 +154,7 @@ def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
     )
     if pick == PCA_CHOICE:
         return pca_layout_of(info.id), "PCA 2-D"
-    return projection_coords(stored[pick].fingerprint), stored[pick].label
+    return projection_coords(stored[pick].fingerprint), stored[pick].title
 
 
 def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparison) -> None:

@@ -362,7 +362,7 @@ def scatter(
     panel = make_panel(
         info,
         projection_coords(projection.fingerprint),
-        title=f"{projection.label} of {info.name}",
+        title=f"{projection.title} of {info.name}",
         colour=colour,
         hover_columns=hover_columns,
     )
@@ -626,11 +626,11 @@ def side_by_side(
     if other_info.id != info.id:
         st.caption(f"{matched:,} of {info.n:,} items matched by id.")
     left = make_panel(
-        info, projection_coords(main.fingerprint), title=f"{main.label} of {info.name}",
+        info, projection_coords(main.fingerprint), title=f"{main.title} of {info.name}",
         colour=colour, hover_columns=hover_columns,
     )  # fmt: skip
     right = make_panel(
         other_info, projection_coords(other.fingerprint),
-        title=f"{other.label} of {other_info.name}", colour=colour, hover_columns=hover_columns,
+        title=f"{other.title} of {other_info.name}", colour=colour, hover_columns=hover_columns,
     )  # fmt: skip
     linked_pair(left, right, forward, key="projections.pair")

@@ -91,6 +91,11 @@ class Projection:
     coords: np.ndarray | None = field(default=None, repr=False)  # float32 (n, dims)
 
     @property
+    def title(self) -> str:
+        """Method and dimensions only (a chart title; the parameters are in :attr:`label`)."""
+        return f"{METHOD_LABELS.get(self.method, self.method)} {self.dims}-D"
+
+    @property
     def label(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()) if v is not None)
         return f"{METHOD_LABELS.get(self.method, self.method)} {self.dims}-D" + (
