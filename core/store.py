@@ -105,9 +105,39 @@ _SCHEMA = [
 ]
 
 
-# Table names are the only thing ever formatted into SQL, and they are built here, from
-# integer ids or a fixed list only: nothing a user typed or uploaded can reach a statement.
-_ID_TABLES = frozenset({"datasets", "artifacts"})
+# Every statement on a dataset's own tables is one of these literal templates. _on_dataset
+# puts in the only things ever substituted into SQL: the table names, built from the integer
+# dataset id, and the vector dimension, an integer. Nothing a user typed or uploaded can
+# reach a statement; values always travel as bound parameters or inside Arrow tables.
+_SQL_CREATE_VECTORS = (
+    "CREATE TABLE $vectors (row BIGINT NOT NULL, id VARCHAR NOT NULL, vec FLOAT[$dim] NOT NULL)"
+)
+_SQL_INSERT_VECTORS = "INSERT INTO $vectors SELECT row, id, vec FROM embscope_vec_in"
+_SQL_CREATE_META = "CREATE TABLE $meta AS SELECT * FROM embscope_meta_in"
+_SQL_LOAD_VECTORS = "SELECT row, vec FROM $vectors"
+_SQL_LOAD_IDS = "SELECT id FROM $vectors ORDER BY row"
+_SQL_LOAD_META = "SELECT * EXCLUDE (__row) FROM $meta ORDER BY __row"
+_SQL_ROWS_WITH_META = (
+    "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
+    "FROM $vectors v JOIN $meta m ON m.__row = v.row WHERE list_contains(?, v.row)"
+)
+_SQL_ROWS = "SELECT row, id FROM $vectors WHERE list_contains(?, row)"
+_SQL_SEARCH_WITH_META = (
+    "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
+    "FROM $vectors v JOIN $meta m ON m.__row = v.row "
+    "WHERE contains(lower(v.id), lower(?)) OR contains(lower(concat_ws(chr(31), "
+    "*COLUMNS(m.* EXCLUDE (__row)))), lower(?)) ORDER BY v.row LIMIT ?"
+)
+_SQL_SEARCH = (
+    "SELECT row, id FROM $vectors WHERE contains(lower(id), lower(?)) ORDER BY row LIMIT ?"
+)
+_SQL_DROP_VECTORS = "DROP TABLE IF EXISTS $vectors"
+_SQL_DROP_META = "DROP TABLE IF EXISTS $meta"
+# The highest id of each table with an id column (see Store._next_id).
+_SQL_MAX_ID = {
+    "datasets": "SELECT COALESCE(MAX(id), 0) FROM datasets",
+    "artifacts": "SELECT COALESCE(MAX(id), 0) FROM artifacts",
+}
 
 
 def _table_id(dataset_id: Any) -> int:
@@ -126,10 +156,12 @@ def _meta(dataset_id: int) -> str:
     return f"meta_{_table_id(dataset_id)}"
 
 
-def _id_table(table: str) -> str:
-    if table not in _ID_TABLES:
-        raise ValueError(f"{table!r} is not a table with an id column")
-    return table
+def _on_dataset(template: str, dataset_id: int, *, dim: int | None = None) -> str:
+    """A ``_SQL_*`` template with dataset ``dataset_id``'s table names (and ``dim``) put in."""
+    sql = template.replace("$vectors", _vectors(dataset_id)).replace("$meta", _meta(dataset_id))
+    if "$dim" in sql:
+        sql = sql.replace("$dim", str(_table_id(dim)))
+    return sql
 
 
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -395,7 +427,7 @@ class Store:
         row = _one(cur.execute("SELECT value FROM embscope_counters WHERE name = ?", [counter]))
         # The MAX() covers databases whose counter row is missing (never the case when
         # written by this module, but cheap insurance against reusing an id).
-        top = _one(cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {_id_table(table)}"))[0]
+        top = _one(cur.execute(_SQL_MAX_ID[table]))[0]
         new_id = max(int(row[0]) if row else 0, int(top)) + 1
         if row:
             cur.execute("UPDATE embscope_counters SET value = ? WHERE name = ?", [new_id, counter])
@@ -464,14 +496,9 @@ class Store:
             cur.register("embscope_vec_in", vec_table)
             cur.register("embscope_meta_in", meta)
             try:
-                cur.execute(
-                    f"CREATE TABLE {_vectors(new_id)} (row BIGINT NOT NULL, id VARCHAR NOT NULL, "
-                    f"vec FLOAT[{int(d)}] NOT NULL)"
-                )
-                cur.execute(
-                    f"INSERT INTO {_vectors(new_id)} SELECT row, id, vec FROM embscope_vec_in"
-                )
-                cur.execute(f"CREATE TABLE {_meta(new_id)} AS SELECT * FROM embscope_meta_in")
+                cur.execute(_on_dataset(_SQL_CREATE_VECTORS, new_id, dim=int(d)))
+                cur.execute(_on_dataset(_SQL_INSERT_VECTORS, new_id))
+                cur.execute(_on_dataset(_SQL_CREATE_META, new_id))
             except duckdb.Error as exc:
                 raise InvalidInputError(f"the dataset could not be stored: {exc}") from exc
             finally:
@@ -501,6 +528,7 @@ class Store:
         "id, name, n, dim, created, source, format, id_column, vector_column, "
         "metadata_columns, warnings, fingerprint, info"
     )
+    _SELECT_DATASETS = "SELECT " + _DATASET_COLUMNS + " FROM datasets"
 
     @staticmethod
     def _info_from_row(row: tuple[Any, ...]) -> DatasetInfo:
@@ -522,11 +550,7 @@ class Store:
 
     def list_datasets(self) -> list[DatasetInfo]:
         """Every stored dataset, oldest first."""
-        rows = (
-            self._cursor()
-            .execute(f"SELECT {self._DATASET_COLUMNS} FROM datasets ORDER BY id")
-            .fetchall()
-        )
+        rows = self._cursor().execute(self._SELECT_DATASETS + " ORDER BY id").fetchall()
         return [self._info_from_row(r) for r in rows]
 
     def get_dataset(self, ref: int | str) -> DatasetInfo:
@@ -542,24 +566,12 @@ class Store:
         cur = self._cursor()
         row = None
         if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
-            row = _one(
-                cur.execute(
-                    f"SELECT {self._DATASET_COLUMNS} FROM datasets WHERE id = ?", [int(ref)]
-                )
-            )
+            row = _one(cur.execute(self._SELECT_DATASETS + " WHERE id = ?", [int(ref)]))
         elif isinstance(ref, str):
             if ref.strip().isdigit():
-                row = _one(
-                    cur.execute(
-                        f"SELECT {self._DATASET_COLUMNS} FROM datasets WHERE id = ?", [int(ref)]
-                    )
-                )
+                row = _one(cur.execute(self._SELECT_DATASETS + " WHERE id = ?", [int(ref)]))
             if row is None:
-                row = _one(
-                    cur.execute(
-                        f"SELECT {self._DATASET_COLUMNS} FROM datasets WHERE name = ?", [ref]
-                    )
-                )
+                row = _one(cur.execute(self._SELECT_DATASETS + " WHERE name = ?", [ref]))
         else:
             raise InvalidInputError(
                 f"a dataset is named by its integer id or its name, not {ref!r}"
@@ -579,7 +591,7 @@ class Store:
     def load_vectors(self, dataset_id: int) -> np.ndarray:
         """The vectors of a dataset, float32 of shape (n, d), in ingest row order."""
         ds = self._require(dataset_id)
-        table = self._cursor().sql(f"SELECT row, vec FROM {_vectors(ds.id)}").to_arrow_table()
+        table = self._cursor().sql(_on_dataset(_SQL_LOAD_VECTORS, ds.id)).to_arrow_table()
         rows = table.column("row").to_numpy()
         col = table.column("vec").combine_chunks()
         flat = col.values.to_numpy(zero_copy_only=False)
@@ -595,9 +607,7 @@ class Store:
     def load_ids(self, dataset_id: int) -> np.ndarray:
         """The ids of a dataset, an object array of str of shape (n,), in row order."""
         ds = self._require(dataset_id)
-        table = (
-            self._cursor().sql(f"SELECT id FROM {_vectors(ds.id)} ORDER BY row").to_arrow_table()
-        )
+        table = self._cursor().sql(_on_dataset(_SQL_LOAD_IDS, ds.id)).to_arrow_table()
         return np.asarray(table.column("id").to_pylist(), dtype=object)
 
     def load_metadata(
@@ -621,7 +631,7 @@ class Store:
             rows = ds.n if limit is None else min(ds.n, max(int(limit), 0))
             return pd.DataFrame(index=pd.RangeIndex(rows))
         params: list[Any] = []
-        sql = f"SELECT * EXCLUDE ({ROW_COLUMN}) FROM {_meta(ds.id)} ORDER BY {ROW_COLUMN}"
+        sql = _on_dataset(_SQL_LOAD_META, ds.id)
         if limit is not None:
             if int(limit) < 0:
                 raise InvalidInputError("limit must be >= 0")
@@ -644,13 +654,9 @@ class Store:
         if wanted.size and (wanted.min() < 0 or wanted.max() >= ds.n):
             raise InvalidInputError(f"rows must be between 0 and {ds.n - 1}")
         if ds.metadata_columns:
-            sql = (
-                f"SELECT v.row AS row, v.id AS id, m.* EXCLUDE ({ROW_COLUMN}) "
-                f"FROM {_vectors(ds.id)} v JOIN {_meta(ds.id)} m ON m.{ROW_COLUMN} = v.row "
-                "WHERE list_contains(?, v.row)"
-            )
+            sql = _on_dataset(_SQL_ROWS_WITH_META, ds.id)
         else:
-            sql = f"SELECT row, id FROM {_vectors(ds.id)} WHERE list_contains(?, row)"
+            sql = _on_dataset(_SQL_ROWS, ds.id)
         frame = self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table().to_pandas()
         frame = frame.loc[:, ~frame.columns.duplicated()].set_index("row", drop=False)
         return frame.loc[wanted].reset_index(drop=True)
@@ -667,18 +673,10 @@ class Store:
             raise InvalidInputError("type some text to search the ids and metadata for")
         limit = max(int(limit), 0)
         if ds.metadata_columns:
-            sql = (
-                f"SELECT v.row AS row, v.id AS id, m.* EXCLUDE ({ROW_COLUMN}) "
-                f"FROM {_vectors(ds.id)} v JOIN {_meta(ds.id)} m ON m.{ROW_COLUMN} = v.row "
-                "WHERE contains(lower(v.id), lower(?)) OR contains(lower(concat_ws(chr(31), "
-                f"*COLUMNS(m.* EXCLUDE ({ROW_COLUMN})))), lower(?)) ORDER BY v.row LIMIT ?"
-            )
+            sql = _on_dataset(_SQL_SEARCH_WITH_META, ds.id)
             params: list[Any] = [text.strip(), text.strip(), limit]
         else:
-            sql = (
-                f"SELECT row, id FROM {_vectors(ds.id)} WHERE contains(lower(id), lower(?)) "
-                "ORDER BY row LIMIT ?"
-            )
+            sql = _on_dataset(_SQL_SEARCH, ds.id)
             params = [text.strip(), limit]
         frame = self._cursor().sql(sql, params=params).to_arrow_table().to_pandas()
         # A metadata column named like the id (the chosen id column) would repeat it.
@@ -703,8 +701,8 @@ class Store:
         """Delete a dataset, its tables and its artifacts, in one transaction."""
         ds = self._require(dataset_id)
         with self._transaction() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {_vectors(ds.id)}")
-            cur.execute(f"DROP TABLE IF EXISTS {_meta(ds.id)}")
+            cur.execute(_on_dataset(_SQL_DROP_VECTORS, ds.id))
+            cur.execute(_on_dataset(_SQL_DROP_META, ds.id))
             cur.execute("DELETE FROM artifacts WHERE dataset_id = ?", [ds.id])
             cur.execute("DELETE FROM jobs WHERE dataset_id = ?", [ds.id])
             cur.execute("DELETE FROM datasets WHERE id = ?", [ds.id])
@@ -769,6 +767,8 @@ class Store:
     _ARTIFACT_SUMMARY_COLUMNS = (
         "id, dataset_id, kind, params, fingerprint, created, duration_s, lineage, status, NULL"
     )
+    _SELECT_ARTIFACTS = "SELECT " + _ARTIFACT_COLUMNS + " FROM artifacts"
+    _SELECT_ARTIFACT_SUMMARIES = "SELECT " + _ARTIFACT_SUMMARY_COLUMNS + " FROM artifacts"
 
     @staticmethod
     def _artifact_from_row(row: tuple[Any, ...], *, with_arrays: bool = True) -> Artifact:
@@ -788,10 +788,8 @@ class Store:
     def get_artifact(self, fingerprint: str, *, with_arrays: bool = True) -> Artifact | None:
         """The artifact with this fingerprint, or None (``with_arrays=False``: without
         reading its arrays, for a page that only needs to know it exists)."""
-        sql = (
-            f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE fingerprint = ?"
-            if with_arrays
-            else f"SELECT {self._ARTIFACT_SUMMARY_COLUMNS} FROM artifacts WHERE fingerprint = ?"
+        sql = (self._SELECT_ARTIFACTS if with_arrays else self._SELECT_ARTIFACT_SUMMARIES) + (
+            " WHERE fingerprint = ?"
         )
         row = _one(self._cursor().execute(sql, [fingerprint]))
         return None if row is None else self._artifact_from_row(row, with_arrays=with_arrays)
@@ -800,7 +798,7 @@ class Store:
         self, dataset_id: int | None = None, *, kind: str | None = None
     ) -> list[Artifact]:
         """Artifacts (without their arrays), newest first, optionally of one dataset or kind."""
-        sql = f"SELECT {self._ARTIFACT_COLUMNS} FROM artifacts WHERE 1 = 1"
+        sql = self._SELECT_ARTIFACTS + " WHERE 1 = 1"
         params: list[Any] = []
         if dataset_id is not None:
             sql += " AND dataset_id = ?"
@@ -814,6 +812,7 @@ class Store:
     # -- jobs -----------------------------------------------------------------------------------
 
     _JOB_COLUMNS = "key, kind, dataset_id, label, params, state, message, error, created, updated"
+    _SELECT_JOBS = "SELECT " + _JOB_COLUMNS + " FROM jobs"
 
     def put_job(
         self,
@@ -851,7 +850,7 @@ class Store:
 
     def list_jobs(self, dataset_id: int | None = None) -> list[dict[str, Any]]:
         """Recorded jobs, newest first, optionally of one dataset."""
-        sql = f"SELECT {self._JOB_COLUMNS} FROM jobs"
+        sql = self._SELECT_JOBS
         params: list[Any] = []
         if dataset_id is not None:
             sql += " WHERE dataset_id = ?"

@@ -61,26 +61,22 @@ def test_no_pickle_loading_in_product_code():
 
 
 def test_sql_never_formats_text_in():
-    """f-strings in SQL may only hold table names built from integer ids by the store's
-    checked helpers, the vector dimension, or the store's own column-list constants."""
-    allowed = {
-        "_vectors(new_id)",
-        "_vectors(ds.id)",
-        "_meta(new_id)",
-        "_meta(ds.id)",
-        "_id_table(table)",
-        "int(d)",
-        "self._DATASET_COLUMNS",
-        "self._ARTIFACT_COLUMNS",
-        "self._ARTIFACT_SUMMARY_COLUMNS",
-        "self._JOB_COLUMNS",
-        "ROW_COLUMN",
-    }
-    pattern = re.compile(r'f"([^"]*(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE)[^"]*)"')
+    """No SQL is built with an f-string or format(): statements are literals, and the only
+    substitution, of a dataset's table names and vector dimension, happens in
+    ``core.store._on_dataset`` on the store's own ``_SQL_*`` templates."""
+    sql_word = r"(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE|ALTER)\b"
+    f_string = re.compile(r'\bf"[^"]*' + sql_word + r'[^"]*"')
+    formatted = re.compile(r'"[^"]*' + sql_word + r'[^"]*"\s*\.format\(|%\s*\(')
     for path in _files("core") + _files("app"):
-        for sql in pattern.findall(path.read_text(encoding="utf-8")):
-            for expr in re.findall(r"\{([^}]*)\}", sql):
-                assert expr in allowed, f"{path.name}: {{{expr}}} formatted into SQL: {sql}"
+        text = path.read_text(encoding="utf-8")
+        assert not f_string.findall(text), f"{path.name}: SQL in an f-string"
+        for line in text.splitlines():
+            if re.search(sql_word, line):
+                assert not formatted.search(line), f"{path.name}: formatted SQL: {line.strip()}"
+        for call in re.findall(r"_on_dataset\(\s*([^,\s)]+)", text):
+            if path.name == "store.py" and call == "template:":
+                continue  # the definition
+            assert re.fullmatch(r"_SQL_[A-Z_]+", call), f"{path.name}: _on_dataset({call}, ...)"
 
 
 def test_table_names_refuse_anything_but_integer_ids():
@@ -92,5 +88,15 @@ def test_table_names_refuse_anything_but_integer_ids():
             store._vectors(bad)
         with pytest.raises(TypeError):
             store._meta(bad)
-    with pytest.raises(ValueError):
-        store._id_table("datasets; --")
+        with pytest.raises(TypeError):
+            store._on_dataset(store._SQL_LOAD_IDS, bad)
+        with pytest.raises(TypeError):
+            store._on_dataset(store._SQL_CREATE_VECTORS, 7, dim=bad)
+    assert store._on_dataset(store._SQL_ROWS_WITH_META, 7) == (
+        "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
+        "FROM vectors_7 v JOIN meta_7 m ON m.__row = v.row WHERE list_contains(?, v.row)"
+    )
+    assert "FLOAT[384]" in store._on_dataset(store._SQL_CREATE_VECTORS, 7, dim=384)
+    assert store.ROW_COLUMN == "__row"  # the name the templates use
+    with pytest.raises(KeyError):
+        store._SQL_MAX_ID["datasets; --"]
