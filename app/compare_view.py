@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import figures, widgets
 from app import projections_view as pview
-from app.cache import get_job_runner, get_store, id_row_map, pca_layout_of, projection_coords
+from app.cache import get_store, id_row_map, pca_layout_of, projection_coords
 from core import compare
 from core.projections import runs
 from core.store import DatasetInfo
@@ -67,33 +67,28 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceCo
     )
     if key is None:
         return None
-    found = compare.load_comparison(store, key)
-    if found is not None:
-        return found
-    status = get_job_runner().status(key)
-    if status is not None and status.active:
-        widgets.job_panel(key)
-        return None
-    widgets.last_run_notice(status)
-    if st.button("Compare", type="primary", key="compare.run"):
 
-        def work(progress):
-            return compare.get_or_compare_datasets(
-                store, info.id, other.id, k=k, metric=metric, progress=progress
-            ).matched
+    def work(progress):
+        return compare.get_or_compare_datasets(
+            store, info.id, other.id, k=k, metric=metric, progress=progress
+        ).matched
 
-        get_job_runner().submit(
-            key, work, kind="comparison",
-            label=f"{info.name} vs {other.name} (k={k}, {metric})", dataset_id=info.id,
-            params={"other": other.id, "k": k, "metric": metric},
-        )  # fmt: skip
-        st.rerun()
-    st.caption(
-        "Pairs items by id, finds each item's k nearest neighbours within the shared items in "
-        "both spaces, and measures how much the neighbourhoods agree (per item) and how alike "
-        "the two spaces are overall (linear CKA)."
+    return widgets.result_or_job(
+        key,
+        load=lambda fp: compare.load_comparison(store, fp),
+        work=work,
+        job={
+            "kind": "comparison",
+            "label": f"{info.name} vs {other.name} (k={k}, {metric})",
+            "dataset_id": info.id,
+            "params": {"other": other.id, "k": k, "metric": metric},
+        },
+        button="Compare",
+        button_key="compare.run",
+        caption="Pairs items by id, finds each item's k nearest neighbours within the shared "
+        "items in both spaces, and measures how much the neighbourhoods agree (per item) and "
+        "how alike the two spaces are overall (linear CKA).",
     )
-    return None
 
 
 def summary(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparison) -> None:

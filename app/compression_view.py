@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import compare_view, figures, state, widgets
 from app import projections_view as pview
-from app.cache import get_job_runner, get_store, id_row_map
+from app.cache import get_store, id_row_map
 from core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from core.compression import runs as crun
 from core.errors import InvalidInputError
@@ -83,31 +83,26 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]):
     key = widgets.guarded(lambda: crun.compression_key(store, info.id, **options))
     if key is None:
         return None
-    found = crun.load_report(store, key)
-    if found is not None:
-        return found
-    status = get_job_runner().status(key)
-    if status is not None and status.active:
-        widgets.job_panel(key)
-        return None
-    widgets.last_run_notice(status)
-    if st.button("Run the comparison", type="primary", key="compression.run"):
 
-        def work(progress):
-            return crun.get_or_evaluate(store, info.id, progress=progress, **options).k
+    def work(progress):
+        return crun.get_or_evaluate(store, info.id, progress=progress, **options).k
 
-        get_job_runner().submit(
-            key, work, kind="compression",
-            label=f"compression of {info.name} ({len(options['codecs'])} codecs)",
-            dataset_id=info.id, params=options,
-        )  # fmt: skip
-        st.rerun()
-    st.caption(
-        "Fits each codec on the dataset, searches with the compressed vectors and measures "
-        "recall against exact float32 search, with and without re-ranking, plus rank "
-        "fidelity (Spearman of pair similarities), size and time. Runs in the background."
+    return widgets.result_or_job(
+        key,
+        load=lambda fp: crun.load_report(store, fp),
+        work=work,
+        job={
+            "kind": "compression",
+            "label": f"compression of {info.name} ({len(options['codecs'])} codecs)",
+            "dataset_id": info.id,
+            "params": options,
+        },
+        button="Run the comparison",
+        button_key="compression.run",
+        caption="Fits each codec on the dataset, searches with the compressed vectors and "
+        "measures recall against exact float32 search, with and without re-ranking, plus rank "
+        "fidelity (Spearman of pair similarities), size and time. Runs in the background.",
     )
-    return None
 
 
 def results(report: Any) -> None:

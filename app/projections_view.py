@@ -129,82 +129,54 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
 # -- the job ----------------------------------------------------------------------------------------
 
 
-def _submit(info: DatasetInfo, request: dict[str, Any], key: str) -> None:
-    store = get_store()
-    method = request["method"]
-
-    def work(progress):
-        return runs.compute_projection(
-            store,
-            info.id,
-            method=method,
-            dims=request["dims"],
-            seed=request["seed"],
-            metric=request["metric"],
-            params=request["params"],
-            progress=progress,
-        ).fingerprint
-
-    get_job_runner().submit(
-        key,
-        work,
-        kind="projection",
-        label=f"{runs.METHOD_LABELS[method]} {request['dims']}-D of {info.name}",
-        dataset_id=info.id,
-        params=request,
-        serial=method in runs.SERIAL_METHODS,
-    )
-
-
-def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection | None:
-    """The stored projection for ``request``; otherwise its job's progress or a Compute button."""
-    store = get_store()
-    key = widgets.guarded(
-        lambda: runs.projection_key(
-            store,
-            info.id,
-            method=request["method"],
-            dims=request["dims"],
-            seed=request["seed"],
-            metric=request["metric"],
-            params=request["params"],
-        )
-    )
-    if key is None:
-        return None
-    found = runs.load_projection(store, key, with_coords=False)  # coordinates: projection_coords
-    if found is not None:
-        return found
-    status = get_job_runner().status(key)
-    if status is not None and status.active:
-        widgets.job_panel(key)
-        return None
-    widgets.last_run_notice(status)
-    label = "Compute" if status is None or status.state == "done" else "Run again"
-    if request["method"] == "pca" or st.button(
-        f"{label} the {runs.METHOD_LABELS[request['method']]} projection",
-        type="primary",
-        key="projections.compute",
-    ):
-        _submit(info, request, key)
-        st.rerun()
-    else:
-        st.caption(
-            "Not computed yet. It runs in the background: you can leave the page and come "
-            "back, and everyone using this server sees the result."
-        )
-    return None
+def _projection_key(info: DatasetInfo, request: dict[str, Any]) -> str:
+    return runs.projection_key(
+        get_store(), info.id, method=request["method"], dims=request["dims"],
+        seed=request["seed"], metric=request["metric"], params=request["params"],
+    )  # fmt: skip
 
 
 def request_key(info: DatasetInfo, request: dict[str, Any]) -> str | None:
     """The fingerprint (artifact and job key) of the projection ``request`` asks for."""
     try:
-        return runs.projection_key(
-            get_store(), info.id, method=request["method"], dims=request["dims"],
-            seed=request["seed"], metric=request["metric"], params=request["params"],
-        )  # fmt: skip
+        return _projection_key(info, request)
     except InvalidInputError:
         return None
+
+
+def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection | None:
+    """The stored projection for ``request``; otherwise its job's progress or a Compute button
+    (PCA, instant, starts at once)."""
+    store = get_store()
+    key = widgets.guarded(lambda: _projection_key(info, request))
+    if key is None:
+        return None
+    method = request["method"]
+
+    def work(progress):
+        return runs.compute_projection(
+            store, info.id, method=method, dims=request["dims"], seed=request["seed"],
+            metric=request["metric"], params=request["params"], progress=progress,
+        ).fingerprint  # fmt: skip
+
+    return widgets.result_or_job(
+        key,
+        # the coordinates are read once, by projection_coords
+        load=lambda fp: runs.load_projection(store, fp, with_coords=False),
+        work=work,
+        job={
+            "kind": "projection",
+            "label": f"{runs.METHOD_LABELS[method]} {request['dims']}-D of {info.name}",
+            "dataset_id": info.id,
+            "params": request,
+            "serial": method in runs.SERIAL_METHODS,
+        },
+        button=f"Compute the {runs.METHOD_LABELS[method]} projection",
+        button_key="projections.compute",
+        start_now=method == "pca",
+        caption="Not computed yet. It runs in the background: you can leave the page and come "
+        "back, and everyone using this server sees the result.",
+    )
 
 
 def other_jobs(info: DatasetInfo, current_key: str | None) -> None:

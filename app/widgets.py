@@ -94,6 +94,42 @@ def last_run_notice(status: Any) -> None:
         st.warning("The last run was cancelled.")
 
 
+def result_or_job(
+    key: str,
+    *,
+    load: Callable[[str], T | None],
+    work: Callable[[Callable[[float, str], bool]], Any],
+    job: dict[str, Any],
+    button: str,
+    button_key: str,
+    start_now: bool = False,
+    caption: str = "",
+) -> T | None:
+    """The stored result for ``key``; else its running job's progress; else a start button.
+
+    ``load(key)`` reads the stored result. ``work(progress)`` computes and stores it; it is
+    submitted to the process's job runner with ``job`` (kind, label, dataset_id, params,
+    serial) when the button is clicked, or at once with ``start_now``.
+    """
+    from app.cache import get_job_runner
+
+    found = load(key)
+    if found is not None:
+        return found
+    runner = get_job_runner()
+    status = runner.status(key)
+    if status is not None and status.active:
+        job_panel(key)
+        return None
+    last_run_notice(status)
+    if start_now or st.button(button, type="primary", key=button_key):
+        runner.submit(key, work, **job)
+        st.rerun()
+    if caption:
+        st.caption(caption)
+    return None
+
+
 def jobs_sidebar() -> None:
     """Background jobs of every session, in the sidebar: running ones with their progress,
     and ones the last server stop interrupted (they can be started again from their page)."""

@@ -73,6 +73,7 @@ def test_compression_pareto_and_harm_map_render(page, app_server):
     )
     counts = page.evaluate(POINTS_DRAWN)
     assert 1797 in counts  # the harm map: every query point (the rest grey)
+    page.wait_for_selector(".js-plotly-plot .xtick", timeout=30_000)  # drawn after the data
     assert page.locator(".js-plotly-plot .xtick").count() > 0  # the Pareto plot has axes
     screenshot(page, "compression")
 
