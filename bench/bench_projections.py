@@ -4,8 +4,8 @@ heat-geodesic on embscope's shared neighbour graph, with quality scored the same
 Run (from the repository root, so ``core`` imports):
 `.venv/bin/python bench/bench_projections.py [--n 100000] [--dim 384] [--quick]`
 Other options: ``--clusters 12``, ``-k 150`` (shared graph width), ``--sample 2000`` (points
-scored), ``--methods umap-learn,umap,umap-parallel,largevis,heatgeo``. ``--quick`` is
-n = 20,000. The full run takes ~10 minutes at n = 100,000 on 2 cores.
+scored), ``--methods umap-learn,umap,umap-200,largevis,heatgeo`` (also ``umap-deterministic``).
+``--quick`` is n = 20,000. The full run takes ~10 minutes at n = 100,000 on 2 cores.
 
 Rows:
 
@@ -13,8 +13,10 @@ Rows:
   (its own NN-descent graph, unseeded so numba-parallel). "graph s" is its ``nearest_neighbors``
   call (timed by wrapping it), "layout s" the rest of ``fit_transform``.
 * ``umap``: ``core.graph.build_knn_graph(X, k=150, metric="cosine")`` then
-  ``core.projections.umap_layout.umap_layout(graph, dims=2, seed=0)`` (seeded: single-threaded).
-* ``umap-parallel``: the same with ``seed=None`` (numba-parallel, like umap-learn's default).
+  ``core.projections.umap_layout.umap_layout(graph, dims=2, seed=0)``: seeded, umap-learn's
+  optimiser on every core, ``default_epochs(n)`` epochs (50 at 100k; umap-learn runs 200).
+* ``umap-200``: the same with umap-learn's 200 epochs.
+* ``umap-deterministic``: the same with ``deterministic=True`` (umap-learn's seeded single thread).
 * ``largevis``: the same graph, ``core.projections.largevis.largevis_layout(graph, dims=2,
   seed=0, X=X)`` (X only for its PCA start, as ``core.projections.runs`` calls it).
 * ``heatgeo``: the same graph, ``core.projections.heatgeo.heatgeo_layout(graph, dims=2, seed=0)``.
@@ -49,11 +51,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-METHODS = ("umap-learn", "umap", "umap-parallel", "largevis", "heatgeo")
+METHODS = ("umap-learn", "umap", "umap-200", "largevis", "heatgeo")
 MODULES = {
     "umap-learn": "umap",
     "umap": "core.projections.umap_layout",
-    "umap-parallel": "core.projections.umap_layout",
+    "umap-200": "core.projections.umap_layout",
+    "umap-deterministic": "core.projections.umap_layout",
     "largevis": "core.projections.largevis",
     "heatgeo": "core.projections.heatgeo",
 }
@@ -93,11 +96,13 @@ def _tiny_graph():
 
 
 def _layout(method: str, graph, X: np.ndarray, *, tiny: bool) -> np.ndarray:
-    if method in ("umap", "umap-parallel"):
+    if method.startswith("umap"):
         from core.projections.umap_layout import umap_layout
 
-        seed = 0 if method == "umap" else None
-        return umap_layout(graph, dims=2, seed=seed, n_epochs=20 if tiny else None)
+        epochs = 20 if tiny else (200 if method == "umap-200" else None)
+        return umap_layout(
+            graph, dims=2, seed=0, n_epochs=epochs, deterministic=method == "umap-deterministic"
+        )
     if method == "largevis":
         from core.projections.largevis import largevis_layout
 

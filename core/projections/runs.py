@@ -44,7 +44,7 @@ __all__ = [
 KIND = "projection"
 # Per method, so a change to one method does not discard every stored projection.
 # largevis 2: default 300 samples per point (was 500).
-CODE_VERSIONS = {"pca": 1, "largevis": 2, "umap": 1, "heatgeo": 1}
+CODE_VERSIONS = {"pca": 1, "largevis": 2, "umap": 2, "heatgeo": 1}
 QUALITY_K = 10
 # PCA is the instant baseline: above this size it is not scored unless the dataset's graph
 # is already stored (scoring needs the graph, which takes minutes to build at a million).

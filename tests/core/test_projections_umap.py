@@ -19,7 +19,13 @@ from sklearn.neighbors import KNeighborsClassifier
 from core.errors import InvalidInputError, OperationCancelled
 from core.graph import KnnGraph, build_knn_graph
 from core.projections.quality import projection_quality
-from core.projections.umap_layout import GraphNotUsedError, _fit, umap_layout, warm_up
+from core.projections.umap_layout import (
+    GraphNotUsedError,
+    _fit,
+    default_epochs,
+    umap_layout,
+    warm_up,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +72,19 @@ def test_digits_quality_meets_the_reference(digits, compiled):
 @pytest.mark.slow
 def test_same_as_plain_umap_learn_on_the_same_graph(digits, compiled):
     X, _, graph = digits
-    ours = umap_layout(graph, seed=3, n_epochs=60)
+    ours = umap_layout(graph, seed=3, n_epochs=60, deterministic=True)
     ref, _ = _plain_umap(X, graph, random_state=3, n_epochs=60)
     np.testing.assert_array_equal(ours, ref)  # a stand-in X changes nothing when connected
-    np.testing.assert_array_equal(umap_layout(graph, seed=3, n_epochs=60, X=X), ours)
-    assert not np.array_equal(umap_layout(graph, seed=4, n_epochs=60), ours)
+    np.testing.assert_array_equal(
+        umap_layout(graph, seed=3, n_epochs=60, X=X, deterministic=True), ours
+    )
+    assert not np.array_equal(umap_layout(graph, seed=4, n_epochs=60, deterministic=True), ours)
+    # On every core: the same start and random streams, updates in another order.
+    parallel = umap_layout(graph, seed=3, n_epochs=60)
+    assert not np.array_equal(parallel, ours)
+    q_ref = projection_quality(ref, graph, X=X, k=10, sample=None).trustworthiness
+    q_par = projection_quality(parallel, graph, X=X, k=10, sample=None).trustworthiness
+    assert abs(q_par - q_ref) < 0.005
     three = umap_layout(graph, dims=3, seed=3, n_epochs=30)
     assert three.shape == (len(X), 3) and np.isfinite(three).all()
 
@@ -80,7 +94,9 @@ def test_cosine_graph_matches_plain_umap_learn(compiled):
     X = np.random.default_rng(0).standard_normal((400, 16)).astype(np.float32)
     graph = build_knn_graph(X, k=20, metric="cosine", method="exact")
     ref, _ = _plain_umap(X, graph, metric="cosine", random_state=1, n_epochs=40)
-    np.testing.assert_array_equal(umap_layout(graph, seed=1, n_epochs=40, X=X), ref)
+    np.testing.assert_array_equal(
+        umap_layout(graph, seed=1, n_epochs=40, X=X, deterministic=True), ref
+    )
 
 
 @pytest.mark.slow
@@ -165,6 +181,11 @@ def test_disconnected_and_inner_product_graphs(compiled):
     assert np.isfinite(umap_layout(ip, n_neighbors=8, seed=0, n_epochs=30)).all()
 
 
+def test_default_epochs_follow_umap_learn_then_cap_the_work():
+    assert [default_epochs(n) for n in (100, 1797, 10_000, 10_001)] == [500, 500, 500, 200]
+    assert [default_epochs(n) for n in (25_000, 50_000, 100_000, 10**6)] == [200, 100, 50, 50]
+
+
 def test_bad_input():
     X = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
     graph = build_knn_graph(X, k=10, metric="l2", method="exact")
@@ -179,6 +200,7 @@ def test_bad_input():
         {"min_dist": "0.1"},
         {"n_epochs": 0},
         {"seed": -1},
+        {"deterministic": "yes"},
         {"X": X[:40]},
         {"X": np.full_like(X, np.nan)},
     ]
