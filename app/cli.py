@@ -461,11 +461,48 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    host = address.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or "" (all interfaces): assume others can reach it
+
+
+def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
+    """The Streamlit child's environment: database, read-only mode, token, upload limit."""
+    from app import access
+
+    if args.max_upload_mb < 1:
+        raise InvalidInputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
+    token = args.token if args.token is not None else os.environ.get(access.TOKEN_ENV, "")
+    if args.token is not None and not token.strip():
+        raise InvalidInputError("--token is empty: give the shared access token")
+    if token != token.strip():
+        raise InvalidInputError("the access token must not start or end with white space")
+    env = dict(os.environ, EMBSCOPE_DB=str(db))
+    env[access.MAX_UPLOAD_ENV] = str(args.max_upload_mb)
+    # The flag turns read-only on; an inherited EMBSCOPE_READ_ONLY=1 keeps it on too.
+    env[access.READ_ONLY_ENV] = "1" if args.read_only or access.read_only() else "0"
+    if token:
+        env[access.TOKEN_ENV] = token
+    else:
+        env.pop(access.TOKEN_ENV, None)
+    return env
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from app import access
     from core.store import resolve_db_path
 
     db = resolve_db_path(args.db).resolve()
-    env = dict(os.environ, EMBSCOPE_DB=str(db))
+    env = _serve_env(args, db)
+    has_token = access.TOKEN_ENV in env
     cmd = [
         sys.executable,
         "-m",
@@ -487,10 +524,33 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "--client.toolbarMode",
         "minimal",
     ]
-    sys.stdout.write(f"embscope: serving {db} on http://{args.address}:{args.port}\n")
+    # The token itself is never printed: the log of a team server is often shared.
+    modes = []
+    if env[access.READ_ONLY_ENV] == "1":
+        modes.append("read-only")
+    if has_token:
+        modes.append("access token required")
+    sys.stdout.write(
+        f"embscope: serving {db} on http://{args.address}:{args.port}"
+        + (f" ({', '.join(modes)})" if modes else "")
+        + "\n"
+    )
+    if not _is_loopback(args.address) and not has_token:
+        sys.stderr.write(
+            f"warning: {args.address or 'all interfaces'} is reachable from other machines "
+            "and no access token is set: anyone who can reach it sees every dataset; "
+            "add --token (or set EMBSCOPE_TOKEN)\n"
+        )
+    elif has_token and len(env[access.TOKEN_ENV]) < 16:
+        sys.stderr.write(
+            "warning: the access token is short and could be guessed; use a long random "
+            'one, e.g. `python -c "import secrets; print(secrets.token_urlsafe())"`\n'
+        )
     sys.stdout.flush()
+    sys.stderr.flush()
     # Replace this process with the server, so a signal sent to `embscope serve` (Ctrl-C,
     # SIGTERM from a supervisor or a test) reaches Streamlit itself and leaves no orphan.
+    # The token travels in the environment, not the server's command line (`ps` shows it).
     os.execve(sys.executable, cmd, env)
     return 0  # not reached
 
@@ -635,9 +695,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     p = command("serve", "start the dashboard")
+    p.description = (
+        "Start the dashboard. It listens on 127.0.0.1 (this machine only) unless --address "
+        "says otherwise; a server others can reach should have an access token."
+    )
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    p.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--max-upload-mb", type=int, default=2048, help="upload size limit in MB")
+    p.add_argument(
+        "--address", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-upload-mb", type=int, default=2048, metavar="MB",
+        help="largest file a browser may upload, in MB (default 2048)",
+    )  # fmt: skip
+    p.add_argument(
+        "--read-only", action="store_true",
+        help="a public demo: no upload, demo loading, rename, delete or save-as-dataset; "
+        "projections, scores and compression reports can still be computed (they are "
+        "derived results, not changes to a dataset)",
+    )  # fmt: skip
+    p.add_argument(
+        "--token", metavar="TOKEN", default=None,
+        help="a shared access token that a browser must give (as ?token=TOKEN in the link, "
+        "or in a form) before any page shows; default $EMBSCOPE_TOKEN, which keeps it out "
+        "of the process list",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_serve)
     return parser
 

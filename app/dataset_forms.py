@@ -1,4 +1,8 @@
-"""The Datasets page's sections: upload with preview, and the catalog with rename and delete."""
+"""The Datasets page's sections: upload with preview, and the catalog with rename and delete.
+
+On a read-only server (``embscope serve --read-only``) upload, demo loading, rename and delete
+are not drawn, and their handlers refuse as well (:func:`app.access.require_writable`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import state, widgets
+from app import access, state, widgets
 from app.cache import get_neighbour_service, get_store, inspect_upload
 from app.uploads import save_upload
 from core.demo_store import load_demo_datasets
@@ -29,6 +33,9 @@ def _uploader_generation() -> int:
 
 def upload_section() -> None:
     """Upload one or two files, show what was detected, and save them as a dataset."""
+    if access.read_only():
+        st.caption(f":material/lock: {access.READ_ONLY_CAPTION}")
+        return
     st.subheader("Add a dataset")
     gen = _uploader_generation()
     left, right = st.columns(2)
@@ -50,6 +57,7 @@ def upload_section() -> None:
         st.caption("Drop a file above to preview it before saving.")
         return
     try:
+        access.require_writable("accept uploads")
         vec_path = save_upload(vec_file, vec_file.name)
         meta_path = save_upload(meta_file, meta_file.name) if meta_file is not None else None
         inspection = inspect_upload(
@@ -122,6 +130,7 @@ def _save_form(
     }
     done: dict[str, Any] = {}
     try:
+        access.require_writable("add a dataset")
         widgets.run_steps(
             "Saving dataset",
             [
@@ -180,6 +189,9 @@ def catalog_section(current: DatasetInfo | None) -> None:
     st.subheader("Stored datasets")
     datasets = get_store().list_datasets()
     if not datasets:
+        if access.read_only():
+            st.info("This read-only demo server holds no datasets yet.")
+            return
         st.info("No datasets yet. Upload a file above, or load the demo datasets.")
         if st.button("Load the demo datasets", icon=":material/download:"):
             _load_demos()
@@ -209,7 +221,8 @@ def catalog_section(current: DatasetInfo | None) -> None:
     if current.info:
         with st.expander("Provenance"):
             st.json(dict(current.info))
-    _rename_and_delete(current)
+    if not access.read_only():
+        _rename_and_delete(current)
 
 
 def _rename_and_delete(current: DatasetInfo) -> None:
@@ -218,6 +231,7 @@ def _rename_and_delete(current: DatasetInfo) -> None:
         new_name = st.text_input("Rename to", value=current.name, max_chars=200)
         if st.form_submit_button("Rename"):
             try:
+                access.require_writable("rename a dataset")
                 get_store().rename_dataset(current.id, new_name)
                 get_neighbour_service().forget(current.id)
             except InvalidInputError as exc:
@@ -244,6 +258,12 @@ def _confirm_delete(current: DatasetInfo) -> None:
     )
     yes, no = st.columns(2)
     if yes.button("Delete", type="primary", key="confirm_delete"):
+        try:
+            access.require_writable("delete a dataset")
+        except InvalidInputError as exc:
+            _clear_pending_delete()
+            widgets.show_error(exc)
+            return
         get_store().delete_dataset(current.id)
         # Its loaded index and vectors go from memory, its index files from the disk.
         get_neighbour_service().forget(current.id)
@@ -265,6 +285,7 @@ def _load_demos() -> None:
             return False
 
         try:
+            access.require_writable("load the demo datasets")
             added = load_demo_datasets(get_store(), progress=progress)
         except InvalidInputError as exc:
             status.update(label="Loading the demo datasets: failed", state="error")

@@ -1,6 +1,8 @@
 """embscope's entry point: the frame and router (``streamlit run app/main.py``).
 
-Every page shares the sidebar dataset picker drawn here before the page runs.
+Every page shares the sidebar dataset picker drawn here before the page runs. When the
+server was started with ``--token``, nothing else is drawn (no page, no sidebar, no dataset
+name) until the browser has given the token, as ``?token=...`` in the link or in a form.
 """
 
 from __future__ import annotations
@@ -16,14 +18,55 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import widgets  # noqa: E402
+from app import access, widgets  # noqa: E402
 from core.errors import InvalidInputError  # noqa: E402
 
 PAGES = ROOT / "pages"
+AUTH_KEY = "embscope.authorised"
+TOKEN_PARAM = "token"
+
+
+def _authorised() -> bool:
+    """True when this session may see the app: no token is set, or it has given the token.
+
+    A token in the link is taken once and removed from the address bar at once, so a link
+    copied from it later does not carry the token along.
+    """
+    if access.access_token() is None:
+        return True
+    given = st.query_params.get(TOKEN_PARAM)
+    if given is not None:
+        del st.query_params[TOKEN_PARAM]
+    if st.session_state.get(AUTH_KEY):
+        return True
+    if given is not None and access.token_matches(given):
+        st.session_state[AUTH_KEY] = True
+        return True
+    _token_form(wrong_link=given is not None)
+    return False
+
+
+def _token_form(*, wrong_link: bool) -> None:
+    """The only thing a session without the token sees."""
+    st.title("embscope")
+    st.write("This server is shared with a team: enter its access token to continue.")
+    if wrong_link:
+        st.error("The access token in the link is not right.", icon=":material/lock:")
+    with st.form("embscope.token_form"):
+        given = st.text_input("Access token", type="password", key="embscope.token_input")
+        submitted = st.form_submit_button("Open embscope", type="primary")
+    if not submitted:
+        return
+    if access.token_matches(given):
+        st.session_state[AUTH_KEY] = True
+        st.session_state.pop("embscope.token_input", None)
+        st.rerun()
+    st.error("That access token is not right.", icon=":material/lock:")
 
 
 def run() -> None:
     st.set_page_config(page_title="embscope", page_icon=":material/scatter_plot:", layout="wide")
+    authorised = _authorised()
     page = st.navigation(
         [
             st.Page(
@@ -59,12 +102,18 @@ def run() -> None:
                 icon=":material/insights:",
                 url_path="geometry",
             ),
-        ]
+        ],
+        # Without the token the page list stays hidden too; the page in the link is kept.
+        position="sidebar" if authorised else "hidden",
     )
     st.logo(str(ROOT / "assets" / "logo.svg"), size="large")
+    if not authorised:
+        st.stop()
     try:
         widgets.dataset_picker()
         widgets.jobs_sidebar()
+        if access.read_only():
+            st.sidebar.caption(":material/lock: Read-only demo: datasets cannot be changed here.")
     except InvalidInputError as exc:
         widgets.show_error(exc)
         st.stop()

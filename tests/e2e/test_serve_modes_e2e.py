@@ -1,0 +1,136 @@
+"""End to end: a real `embscope serve --token` and `--read-only` in headless Chromium.
+
+Without the token a browser gets the token form and nothing else (no dataset name, no
+sidebar); with ``?token=...`` it gets the app and the token leaves the address bar. A
+read-only server draws no upload widget, rename or delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.store import Store
+from tests.conftest import make_parsed
+from tests.e2e.conftest import ROOT, _free_port, _wait_http, screenshot, wait_for_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SECRET = "quarterly-revenue-embeddings"
+TOKEN = "e2e-team-token-6f1c2a9b"
+
+
+@contextlib.contextmanager
+def _serve(tmp: Path, *flags: str) -> Iterator[str]:
+    """`embscope serve FLAGS` on a free loopback port over a database holding SECRET."""
+    db = tmp / "serve.duckdb"
+    with Store(db) as store:
+        X = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+        store.add_dataset(make_parsed(X), name=SECRET)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBSCOPE_")}
+    with open(tmp / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "--db",
+                str(db),
+                "serve",
+                "--port",
+                str(port),
+                *flags,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env, PYTHONUNBUFFERED="1"),
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_http(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert TOKEN not in (tmp / "server.log").read_text()  # the token is never logged
+
+
+@pytest.fixture
+def new_page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    yield context.new_page
+    context.close()
+
+
+def _open(page, url: str) -> None:
+    page.goto(url)
+    wait_for_app(page)
+
+
+def _shot(page, name: str) -> None:
+    # The catalog table is drawn on a canvas a moment after the script run ends.
+    if page.locator("[data-testid='stDataFrame']").count():
+        page.locator("[data-testid='stDataFrame'] [role='grid']").first.wait_for(
+            state="attached", timeout=10_000
+        )
+        page.wait_for_timeout(700)
+    screenshot(page, name)
+
+
+def test_token_form_then_link(tmp_path, browser, new_page):
+    with _serve(tmp_path, "--token", TOKEN) as url:
+        # The health check stays open (load balancers, the test fixtures); it says only "ok".
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+            assert r.read() == b"ok"
+
+        page = new_page()
+        _open(page, url + "/projections")
+        page.get_by_label("Access token").wait_for(timeout=30_000)
+        html = page.content()  # the whole document, not only what is visible
+        assert SECRET not in html and "quarterly" not in html
+        assert "Projections" not in page.locator("body").inner_text()
+        assert page.locator("[data-testid='stSidebar']").count() == 0
+        _shot(page, "serve-token-form")
+
+        page = new_page()
+        _open(page, url + "/?token=not-" + TOKEN)
+        page.get_by_text("The access token in the link is not right.").wait_for(timeout=30_000)
+        assert SECRET not in page.content()
+        assert "token=" not in page.url
+
+        page = new_page()
+        _open(page, f"{url}/?token={TOKEN}")
+        page.get_by_role("heading", name="Datasets", exact=True).wait_for(timeout=30_000)
+        page.get_by_text(SECRET).first.wait_for(timeout=30_000)
+        page.wait_for_function("() => !window.location.search.includes('token=')", timeout=10_000)
+        assert TOKEN not in page.url
+        assert page.locator("[data-testid='stFileUploader']").count() == 2  # writable server
+        _shot(page, "serve-token-accepted")
+
+
+def test_read_only_server_has_no_upload_rename_or_delete(tmp_path, browser, new_page):
+    with _serve(tmp_path, "--read-only") as url:
+        page = new_page()
+        _open(page, url)
+        page.get_by_role("heading", name="Datasets", exact=True).wait_for(timeout=30_000)
+        page.get_by_text(SECRET).first.wait_for(timeout=30_000)
+        main = page.locator("[data-testid='stMain']")
+        main.get_by_text("Read-only demo").wait_for(timeout=10_000)
+        assert page.locator("[data-testid='stFileUploader']").count() == 0
+        assert page.get_by_role("button", name="Rename").count() == 0
+        assert page.get_by_role("button", name="Delete dataset…").count() == 0
+        assert page.get_by_label("Access token").count() == 0  # no token asked for
+        _shot(page, "serve-read-only")
