@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, widgets
+from app import figures, share, widgets
 from app import projections_view as pview
 from app.cache import get_store, id_row_map, pca_layout_of, projection_coords
 from core import compare
@@ -16,6 +16,83 @@ from core.projections import runs
 from core.store import DatasetInfo
 
 PCA_CHOICE = "PCA (instant)"
+OVERLAP = "neighbourhood overlap"
+METRICS = ("cosine", "l2", "ip")
+
+
+def _layouts(info: DatasetInfo) -> list[runs.Projection]:
+    """The stored 2-D projections of a dataset (the layouts a chart can show)."""
+    return [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
+
+
+def _link_layout(link: share.Link, name: str, info: DatasetInfo, key: str) -> None:
+    """``layout_a``/``layout_b``: ``pca`` or a stored projection's fingerprint."""
+    if name not in link:
+        return
+    if (link.raw(name) or "").strip().lower() == "pca":
+        st.session_state[key] = PCA_CHOICE
+        return
+    found = link.fingerprint(name, [p.fingerprint for p in _layouts(info)])
+    if found is not None:
+        st.session_state[key] = found
+
+
+def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
+    """Set the page from a share link: the second dataset (``other``), ``k``, ``metric``,
+    the two layouts (``layout_a``, ``layout_b``) and the colour. Does nothing when there is
+    no new link."""
+    link = share.link("compare") if link is None else link
+    if not link:
+        return
+    others = {d.id: d for d in get_store().list_datasets() if d.id != info.id}
+    other = link.choice("other", others)
+    if other is not None:
+        st.session_state[f"compare.other.{info.id}"] = other
+    k = link.integer("k", 1, 200)
+    if k is not None:
+        st.session_state["compare.k"] = k
+    metric = link.choice("metric", METRICS)
+    if metric is not None:
+        st.session_state[f"compare.metric.{info.id}"] = metric
+    colour = link.choice("color", [OVERLAP, *info.metadata_columns])
+    if colour is not None:
+        st.session_state[f"compare.colour.{info.id}"] = colour
+    _link_layout(link, "layout_a", info, f"compare.layout_a.{info.id}")
+    partner = others.get(st.session_state.get(f"compare.other.{info.id}"))
+    if partner is None and others:
+        listed = list(others.values())
+        partner = listed[_default_partner(info, listed)]
+    if partner is not None:
+        _link_layout(link, "layout_b", partner, f"compare.layout_b.{partner.id}")
+    elif "layout_b" in link:
+        link.ignore("layout_b", link.raw("layout_b"), "the link names no second dataset")
+
+
+def _layout_param(key: str) -> str | None:
+    value = st.session_state.get(key)
+    if value is None:
+        return None
+    return "pca" if value == PCA_CHOICE else share.short(str(value))
+
+
+def write_url(info: DatasetInfo, options: dict[str, Any] | None) -> None:
+    """Make the address bar the link to this view."""
+    if options is None:
+        share.write("compare", {})
+        return
+    other = options["other"]
+    colour = st.session_state.get(f"compare.colour.{info.id}")
+    share.write(
+        "compare",
+        {
+            "other": other.id,
+            "k": options["k"],
+            "metric": options["metric"],
+            "layout_a": _layout_param(f"compare.layout_a.{info.id}"),
+            "layout_b": _layout_param(f"compare.layout_b.{other.id}"),
+            "color": colour if colour not in (None, OVERLAP) else None,
+        },
+    )
 
 
 def _default_partner(info: DatasetInfo, others: list[DatasetInfo]) -> int:
@@ -41,20 +118,19 @@ def settings(info: DatasetInfo) -> dict[str, Any] | None:
         return None
     cols = st.columns([3, 1, 1])
     by_id = {o.id: o for o in others}
+    other_key = f"compare.other.{info.id}"
+    if st.session_state.get(other_key) not in by_id:  # first visit, or a deleted partner
+        st.session_state[other_key] = others[_default_partner(info, others)].id
     other_id = cols[0].selectbox(
         "Compare with",
         list(by_id),
-        index=_default_partner(info, others),
         format_func=lambda i: f"{by_id[i].name}  ({by_id[i].n:,} × {by_id[i].dim})",
-        key=f"compare.other.{info.id}",
+        key=other_key,
     )
-    k = int(cols[1].number_input("k", 1, 200, 10, key="compare.k"))
-    metric = cols[2].selectbox(
-        "Metric",
-        ("cosine", "l2", "ip"),
-        index=("cosine", "l2", "ip").index(runs.default_metric(info)),
-        key=f"compare.metric.{info.id}",
-    )
+    st.session_state.setdefault("compare.k", 10)
+    k = int(cols[1].number_input("k", 1, 200, key="compare.k"))
+    st.session_state.setdefault(f"compare.metric.{info.id}", runs.default_metric(info))
+    metric = cols[2].selectbox("Metric", METRICS, key=f"compare.metric.{info.id}")
     return {"other": by_id[other_id], "k": k, "metric": metric}
 
 
@@ -138,13 +214,16 @@ def moved_most(info: DatasetInfo, result: compare.SpaceComparison, n_top: int = 
 
 
 def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
-    stored = [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
-    options = [PCA_CHOICE, *range(len(stored))]
+    """A layout of ``info`` to draw: PCA, or one of its stored 2-D projections (by
+    fingerprint, so a share link can name it)."""
+    stored = {p.fingerprint: p for p in _layouts(info)}
+    options = [PCA_CHOICE, *stored]
+    if st.session_state.get(key) not in options:  # first visit, or a layout since replaced
+        st.session_state[key] = options[1] if stored else PCA_CHOICE
     pick = st.selectbox(
         f"Layout of {widgets.md_escape(info.name)}",
         options,
         format_func=lambda o: o if o == PCA_CHOICE else stored[o].label,
-        index=1 if stored else 0,
         key=key,
     )
     if pick == PCA_CHOICE:
@@ -159,14 +238,13 @@ def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComp
         coords_a, label_a = layout_choice(info, f"compare.layout_a.{info.id}")
     with cols[1]:
         coords_b, label_b = layout_choice(other, f"compare.layout_b.{other.id}")
-    colour_by = cols[2].selectbox(
-        "Colour by",
-        ["neighbourhood overlap", *info.metadata_columns],
-        key=f"compare.colour.{info.id}",
-    )
+    colour_key = f"compare.colour.{info.id}"
+    if st.session_state.get(colour_key) not in (OVERLAP, *info.metadata_columns):
+        st.session_state[colour_key] = OVERLAP
+    colour_by = cols[2].selectbox("Colour by", [OVERLAP, *info.metadata_columns], key=colour_key)
     alignment = compare.procrustes_align(coords_a[result.rows_a], coords_b[result.rows_b])
     aligned_b = alignment.apply(coords_b).astype(np.float32)
-    if colour_by == "neighbourhood overlap":
+    if colour_by == OVERLAP:
         values_a = np.full(info.n, np.nan)
         values_a[result.rows_a] = result.jaccard
         values_b = np.full(other.n, np.nan)

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import compare_view, figures, state, widgets
+from app import compare_view, figures, share, state, widgets
 from app import projections_view as pview
+from app.access import read_only, require_writable
 from app.cache import get_store, id_row_map
 from core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from core.compression import runs as crun
@@ -23,38 +24,102 @@ FAMILY_HELP = (
 )
 
 
+METRICS = ("cosine", "ip", "l2")
+MAX_CODECS = 24
+
+
+def _metric_key(info: DatasetInfo) -> str:
+    return f"compression.metric.{info.id}"
+
+
+def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
+    """Set the page from a share link: ``metric``, ``queries``, ``k``, ``rescore`` and the
+    codecs (``codecs=int8,binary,pq:48``). Does nothing when there is no new link."""
+    link = share.link("compression") if link is None else link
+    if not link:
+        return
+    metric = link.choice("metric", METRICS)
+    if metric is not None:
+        st.session_state[_metric_key(info)] = metric
+    for name, key, low, high in (
+        ("queries", f"compression.queries.{info.id}", min(10, info.n), info.n),
+        ("k", "compression.k", 1, 100),
+        ("rescore", "compression.rescore", 1, 50),
+    ):
+        value = link.integer(name, low, high)
+        if value is not None:
+            st.session_state[key] = value
+    given = link.values("codecs", sep=",", max_count=MAX_CODECS)
+    if given is None:
+        return
+    metric = st.session_state.get(_metric_key(info), prun.default_metric(info))
+    specs = []
+    for text in given:
+        try:
+            codec = as_codec(text)
+        except InvalidInputError as exc:
+            link.ignore("codecs", text, widgets.md_escape(exc))
+            continue
+        if metric not in codec.metrics:
+            link.ignore("codecs", text, f"it cannot serve the {metric} metric")
+        elif codec.spec not in specs:
+            specs.append(codec.spec)
+    defaults = crun.resolve_specs(None, dim=info.dim, n=info.n, metric=metric)
+    extra_key = f"compression.extra.{info.id}"
+    extra = state.get(extra_key, [])
+    state.put(extra_key, [*extra, *[s for s in specs if s not in defaults and s not in extra]])
+    st.session_state[f"compression.codecs.{info.id}.{metric}"] = specs
+
+
+def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
+    """Make the address bar the link to this view."""
+    share.write(
+        "compression",
+        {
+            "metric": options["metric"],
+            "queries": options["n_queries"],
+            "k": options["k"],
+            "rescore": options["rescore"],
+            "codecs": ",".join(options["codecs"]),
+        },
+    )
+
+
 def settings(info: DatasetInfo) -> dict[str, Any]:
+    # Defaults through session state, because share links set these too.
+    st.session_state.setdefault(_metric_key(info), prun.default_metric(info))
+    st.session_state.setdefault(f"compression.queries.{info.id}", min(1000, info.n))
+    st.session_state.setdefault("compression.k", 10)
+    st.session_state.setdefault("compression.rescore", 4)
     cols = st.columns(4)
-    metric = cols[0].selectbox(
-        "Metric", ("cosine", "ip", "l2"),
-        index=("cosine", "ip", "l2").index(prun.default_metric(info)),
-        key=f"compression.metric.{info.id}",
-    )  # fmt: skip
+    metric = cols[0].selectbox("Metric", METRICS, key=_metric_key(info))
     n_queries = int(
         cols[1].number_input(
-            "Queries", 10, info.n, min(1000, info.n), key=f"compression.queries.{info.id}",
+            "Queries", min(10, info.n), info.n, key=f"compression.queries.{info.id}",
             help="Rows used as queries (left out of their own results). They are the points "
             "the harm map colours: use all rows to colour every point.",
         )
     )  # fmt: skip
-    k = int(cols[2].number_input("k", 1, 100, 10, key="compression.k"))
+    k = int(cols[2].number_input("k", 1, 100, key="compression.k"))
     rescore = int(
         cols[3].number_input(
-            "Rescore ×", 1, 50, 4, key="compression.rescore",
+            "Rescore ×", 1, 50, key="compression.rescore",
             help="Re-rank the compressed top r·k with the full vectors.",
         )
     )  # fmt: skip
     defaults = crun.resolve_specs(None, dim=info.dim, n=info.n, metric=metric)
     extra_key = f"compression.extra.{info.id}"
     extra = state.get(extra_key, [])
+    options = [*defaults, *[e for e in extra if e not in defaults]]
+    codecs_key = f"compression.codecs.{info.id}.{metric}"
+    chosen = st.session_state.get(codecs_key)
+    added = state.get(f"compression.added.{info.id}")
+    if chosen is None or added or not set(chosen) <= set(options):
+        chosen = [*defaults, *extra] if chosen is None else [*chosen, *([added] if added else [])]
+        st.session_state[codecs_key] = [c for c in dict.fromkeys(chosen) if c in options]
+        state.put(f"compression.added.{info.id}", None)
     cols = st.columns([4, 2])
-    specs = cols[0].multiselect(
-        "Codecs",
-        [*defaults, *[e for e in extra if e not in defaults]],
-        default=[*defaults, *extra],
-        key=f"compression.codecs.{info.id}.{metric}",
-        help=FAMILY_HELP,
-    )
+    specs = cols[0].multiselect("Codecs", options, key=codecs_key, help=FAMILY_HELP)
     with cols[1]:
         with st.form(f"compression.add.{info.id}", clear_on_submit=True, border=False):
             text = st.text_input(
@@ -70,6 +135,7 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
                 else:
                     if spec not in defaults and spec not in extra:
                         state.put(extra_key, [*extra, spec])
+                    state.put(f"compression.added.{info.id}", spec)  # and chosen
                     st.rerun()
     return {"codecs": specs, "metric": metric, "n_queries": n_queries, "k": k, "rescore": rescore}
 
@@ -182,9 +248,7 @@ def harm_map(info: DatasetInfo, report: Any) -> None:
     pview.selection_list(info, coords=coords, metric=report.metric)
 
 
-def saved_copies(info: DatasetInfo, report: Any) -> None:
-    """Save a compressed copy as a dataset, and show the original beside a saved copy."""
-    store = get_store()
+def _save_copy(info: DatasetInfo, report: Any) -> None:
     cols = st.columns([2, 1, 3])
     spec = cols[0].selectbox(
         "Save a compressed copy", [r.spec for r in report.results],
@@ -193,12 +257,22 @@ def saved_copies(info: DatasetInfo, report: Any) -> None:
     cols[1].write("")
     if cols[1].button("Save as dataset", key="compression.save"):
         try:
-            copy = save_compressed_copy(store, info.id, spec, metric=report.metric)
+            require_writable("save a compressed copy")
+            copy = save_compressed_copy(get_store(), info.id, spec, metric=report.metric)
         except InvalidInputError as exc:
             widgets.show_error(exc)
         else:
             state.flash("success", f"Saved {copy.name} ({copy.n:,} × {copy.dim}).")
             st.rerun()
+
+
+def saved_copies(info: DatasetInfo, report: Any) -> None:
+    """Save a compressed copy as a dataset, and show the original beside a saved copy."""
+    store = get_store()
+    if read_only():
+        st.caption("Read-only demo: saving a compressed copy as a new dataset is turned off.")
+    else:
+        _save_copy(info, report)
     copies = [
         d for d in store.list_datasets()
         if (d.info or {}).get("derived_from") == info.id

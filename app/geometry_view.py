@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, widgets
+from app import figures, share, state, widgets
+from app.access import read_only, require_writable
 from app.cache import (
     get_neighbour_service,
     get_store,
@@ -50,6 +51,9 @@ LABELS = {
     "hubness_skew": "k-occurrence skewness",
     "n_duplicates": "Duplicate vectors",
 }
+METRICS = ("cosine", "l2")
+COLOUR_BY = ("LID", "k-occurrence")
+ID_ONLY = "(id only)"
 TRANSFORM_LABELS = {
     "mean_centre": "mean-centring",
     "whiten": "whitening",
@@ -68,15 +72,64 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def _k_max(info: DatasetInfo) -> int:
+    return max(1, min(100, info.n - 1))
+
+
+def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
+    """Set the page from a share link: ``k``, ``metric``, the colour and hover of the PCA
+    view (``color``, ``hover``), the datasets compared (``compare=2,3``), the transform and
+    whether its preview is shown. Does nothing when there is no new link."""
+    link = share.link("geometry") if link is None else link
+    if not link:
+        return
+    others = [d.id for d in get_store().list_datasets() if d.id != info.id]
+    for key, value in (
+        ("k", link.integer("k", 1, _k_max(info))),
+        ("metric", link.choice("metric", METRICS)),
+        ("colour_by", link.choice("color", COLOUR_BY)),
+        ("hover", link.choice("hover", [ID_ONLY, *info.metadata_columns])),
+        ("compare", link.values("compare", options=others, sep=",")),
+        ("transform", link.choice("transform", TRANSFORM_LABELS)),
+        ("preview", link.flag("preview")),
+    ):
+        if value is not None:
+            st.session_state[f"geometry.{key}"] = value
+
+
+def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
+    """Make the address bar the link to this view."""
+    get = st.session_state.get
+    compared = get("geometry.compare") or []
+    preview = bool(get("geometry.preview"))
+    transform = get("geometry.transform")
+    share.write(
+        "geometry",
+        {
+            **options,
+            # the view's defaults are left out: a short link is easier to paste
+            "color": get("geometry.colour_by") if get("geometry.colour_by") != "LID" else None,
+            "hover": get("geometry.hover") if get("geometry.hover") != ID_ONLY else None,
+            "compare": ",".join(map(str, compared)) if compared else None,
+            "transform": transform
+            if preview or transform != next(iter(TRANSFORM_LABELS))
+            else None,
+            "preview": 1 if preview else None,
+        },
+    )
+
+
 def settings(info: DatasetInfo) -> dict[str, Any]:
     """k (for hubness) and the metric of the neighbour graph."""
+    if not 1 <= st.session_state.get("geometry.k", 10) <= _k_max(info):
+        st.session_state["geometry.k"] = min(10, _k_max(info))  # set on a larger dataset
+    st.session_state.setdefault("geometry.k", min(10, _k_max(info)))
     left, right = st.columns(2)
     k = left.number_input(
-        "k (hubness)", min_value=1, max_value=max(1, min(100, info.n - 1)),
-        value=min(10, info.n - 1), key="geometry.k",
+        "k (hubness)", min_value=1, max_value=_k_max(info), key="geometry.k",
         help="Neighbours per point for the k-occurrence counts.",
     )  # fmt: skip
-    metric = right.selectbox("Metric", ["cosine", "l2"], key="geometry.metric")
+    metric = right.selectbox("Metric", METRICS, key="geometry.metric")
     return {"k": int(k), "metric": metric}
 
 
@@ -150,13 +203,14 @@ def where(info: DatasetInfo, card: Scorecard) -> None:
     where the hubs are."""
     left, right = st.columns(2)
     which = left.radio(
-        "Colour the PCA projection by", ["LID", "k-occurrence"], horizontal=True,
-        key="geometry.colour_by",
+        "Colour the PCA projection by", COLOUR_BY, horizontal=True, key="geometry.colour_by",
     )  # fmt: skip
-    columns = ["(id only)", *info.metadata_columns]
+    columns = [ID_ONLY, *info.metadata_columns]
+    if st.session_state.get("geometry.hover") not in columns:  # a column of another dataset
+        st.session_state.pop("geometry.hover", None)
     hover_col = right.selectbox("Hover text", columns, key="geometry.hover")
     coords = pca_layout_of(info.id)
-    hover = hover_texts(info.id, None if hover_col == "(id only)" else hover_col)
+    hover = hover_texts(info.id, None if hover_col == ID_ONLY else hover_col)
     if which == "LID":
         color, title = card.lid, "LID"
     else:
@@ -194,6 +248,9 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
     if not others:
         return
     names = {d.id: f"{d.name} ({d.n:,} × {d.dim})" for d in others}
+    picked = st.session_state.get("geometry.compare")
+    if picked is not None and not set(picked) <= set(names):  # picked on another dataset
+        st.session_state["geometry.compare"] = [i for i in picked if i in names]
     chosen = st.multiselect(
         "Compare with", [d.id for d in others],
         format_func=lambda i: names[i],
@@ -248,10 +305,14 @@ def postprocess(info: DatasetInfo) -> None:
         ),
         width="stretch", key="geometry.before_after",
     )  # fmt: skip
+    if read_only():
+        st.caption("Read-only demo: saving the result as a new dataset is turned off.")
+        return
     name = st.text_input("Save as a new dataset named", value=f"{info.name} · {transform}",
                          key="geometry.derived_name")  # fmt: skip
     if st.button("Save as a new dataset", key="geometry.save_derived"):
         try:
+            require_writable("save a derived dataset")
             Y = POSTPROCESSORS[transform](get_neighbour_service().vectors(info.id))
             new = save_derived_dataset(get_store(), info.id, Y, name=name, transform=transform)
         except InvalidInputError as exc:

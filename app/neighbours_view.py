@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import state, widgets
+from app import share, state, widgets
 from app.cache import get_neighbour_service, get_store
 from core.errors import InvalidInputError, OperationCancelled
 from core.neighbours import DEFAULT_EF, Query, QueryComparison
@@ -24,17 +25,85 @@ BACKEND_LABELS = {
     "milvus": "Milvus (scale-out)",
 }
 METRIC_LABELS = {"cosine": "cosine", "l2": "Euclidean (l2)", "ip": "inner product"}
+FIND_BY = {"search": "searching its metadata", "id": "its id", "row": "its row"}
+TABS = {"row": "By item", "id": "By item", "vector": "By vector", "text": "By text"}
+MAX_TEXT_CHARS = 1_000
+
+
+def _k_max(info: DatasetInfo) -> int:
+    return max(1, min(200, info.n - 1))
+
+
+def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
+    """Set the page from a share link: ``k``, ``metric``, ``backend``, ``ef``, how the item
+    is found (``find``) and the query itself (``row``, ``id`` or ``text``), which then runs
+    as the page opens. Does nothing when there is no new link."""
+    link = share.link("neighbours") if link is None else link
+    if not link:
+        return
+    for name, value in (
+        ("k", link.integer("k", 1, _k_max(info))),
+        ("metric", link.choice("metric", METRIC_LABELS)),
+        ("backend", link.choice("backend", BACKEND_LABELS)),
+        ("ef", link.integer("ef", 1, 500)),
+        ("item_how", link.choice("find", FIND_BY)),
+        ("search", link.text("search", max_chars=200)),
+    ):
+        if value is not None:
+            st.session_state[f"neighbours.{name}"] = value
+    service = get_neighbour_service()
+    row = link.integer("row", 0, info.n - 1)
+    item_id = link.text("id")
+    text = link.text("text", max_chars=MAX_TEXT_CHARS)
+    if item_id is not None:
+        try:
+            service.row_of_id(info.id, item_id)
+        except InvalidInputError:
+            link.ignore("id", item_id, f"no item of {widgets.md_escape(info.name)} has this id")
+            item_id = None
+    if text is not None:
+        ok, reason = service.text_status(info.id)
+        if not ok:
+            link.ignore("text", text, widgets.md_escape(reason))
+            text = None
+    if row is not None:
+        st.session_state["neighbours.item_how"] = "row"
+        st.session_state["neighbours.row"] = row
+        _set_query(info, "row", row)
+    elif item_id is not None:
+        st.session_state["neighbours.item_how"] = "id"
+        st.session_state["neighbours.id"] = item_id
+        _set_query(info, "id", item_id)
+    elif text is not None:
+        st.session_state["neighbours.text"] = text
+        _set_query(info, "text", text)
+
+
+def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
+    """Make the address bar the link to this view: settings and the query (a pasted vector
+    is not put in a link)."""
+    params: dict[str, Any] = dict(options)
+    how = st.session_state.get("neighbours.item_how")
+    if how in FIND_BY and how != "search":
+        params["find"] = how
+    elif (st.session_state.get("neighbours.search") or "").strip():
+        params["search"] = st.session_state["neighbours.search"].strip()
+    q = current_query(info)
+    if q is not None and q["kind"] in ("row", "id", "text"):
+        params[q["kind"]] = q["value"]
+    share.write("neighbours", params)
 
 
 def settings(info: DatasetInfo) -> dict[str, Any]:
     """k, metric, backend and ef, in one row."""
+    # Defaults through session state, because share links set these too.
+    st.session_state.setdefault("neighbours.k", min(10, _k_max(info)))
+    if st.session_state["neighbours.k"] > _k_max(info):  # set on a larger dataset
+        st.session_state["neighbours.k"] = min(10, _k_max(info))
+    st.session_state.setdefault("neighbours.ef", DEFAULT_EF)
     cols = st.columns(4)
     k = cols[0].number_input(
-        "k (neighbours)",
-        min_value=1,
-        max_value=max(1, min(200, info.n - 1)),
-        value=min(10, info.n - 1),
-        key="neighbours.k",
+        "k (neighbours)", min_value=1, max_value=_k_max(info), key="neighbours.k"
     )
     metric = cols[1].selectbox(
         "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="neighbours.metric"
@@ -51,7 +120,6 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         "ef (HNSW search breadth)",
         min_value=1,
         max_value=500,
-        value=DEFAULT_EF,
         key="neighbours.ef",
         disabled=backend == "exact",
         help="Candidates HNSW keeps while searching (at least k are used). Larger: better "
@@ -65,9 +133,11 @@ def _set_query(info: DatasetInfo, kind: str, value: Any) -> None:
 
 
 def open_query(info: DatasetInfo, row: int) -> None:
-    """Open the Neighbours page with the item in ``row`` as the query (from another page)."""
+    """Open the Neighbours page with the item in ``row`` as the query (from another page),
+    through a link to it, so the address is shareable at once."""
     _set_query(info, "row", int(row))
-    st.switch_page("pages/neighbours.py")
+    page = Path(__file__).resolve().parents[1] / "pages" / "neighbours.py"
+    st.switch_page(page, query_params={"dataset": str(info.id), "row": str(row)})
 
 
 def current_query(info: DatasetInfo) -> dict[str, Any] | None:
@@ -99,12 +169,9 @@ def _match_labels(found: pd.DataFrame) -> list[str]:
 def _item_tab(info: DatasetInfo) -> None:
     store = get_store()
     how = st.radio(
-        "Find the item by",
-        ["search", "id", "row"],
-        horizontal=True,
-        key="neighbours.item_how",
-        format_func={"search": "searching its metadata", "id": "its id", "row": "its row"}.get,
-    )
+        "Find the item by", list(FIND_BY), horizontal=True, key="neighbours.item_how",
+        format_func=FIND_BY.get,
+    )  # fmt: skip
     if how == "search":
         text = st.text_input(
             "Search ids and metadata",
@@ -137,9 +204,9 @@ def _item_tab(info: DatasetInfo) -> None:
         if st.button("Find neighbours", key="neighbours.go_id", disabled=not item_id.strip()):
             _set_query(info, "id", item_id.strip())
     else:
-        row = st.number_input(
-            "Row number", min_value=0, max_value=info.n - 1, value=0, key="neighbours.row"
-        )
+        if not 0 <= st.session_state.get("neighbours.row", 0) < info.n:
+            st.session_state["neighbours.row"] = 0  # set on a larger dataset
+        row = st.number_input("Row number", min_value=0, max_value=info.n - 1, key="neighbours.row")
         if st.button("Find neighbours", key="neighbours.go_row"):
             _set_query(info, "row", int(row))
 
@@ -180,7 +247,11 @@ def _text_tab(info: DatasetInfo) -> None:
 
 def query_picker(info: DatasetInfo) -> None:
     """Tabs to choose the query: an item, a vector, or a text."""
-    item, vector, text = st.tabs(["By item", "By vector", "By text"])
+    q = current_query(info)
+    # The tab of the current query is the one open (a shared text query opens on its text).
+    item, vector, text = st.tabs(
+        ["By item", "By vector", "By text"], default=TABS[q["kind"]] if q else None
+    )
     with item:
         _item_tab(info)
     with vector:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, state, widgets
+from app import figures, share, state, widgets
 from app.cache import (
     get_job_runner,
     get_neighbour_service,
@@ -25,7 +25,7 @@ from core.store import DatasetInfo
 
 NO_COLOUR = "(none)"
 SELECTION_KEY = "projections.selection"
-URL_APPLIED_KEY = "projections.url_applied"
+METRICS = ("cosine", "l2", "ip")
 # Above this many points the default hover is the row number only (hover strings for a
 # million points would be most of the page's payload).
 HOVER_TEXT_LIMIT = 200_000
@@ -34,33 +34,133 @@ HOVER_TEXT_LIMIT = 200_000
 # -- settings and the URL ----------------------------------------------------------------------
 
 
-def apply_url(info: DatasetInfo) -> None:
-    """Once per session and link: take method, dims and colour from the URL's query parameters."""
-    params = st.query_params
-    signature = tuple(sorted(params.items()))
-    if state.get(URL_APPLIED_KEY) == signature:
+AUTO_PARAMS = ("tau", "samples_per_point", "n_epochs", "n_landmarks")
+PARAM_TOPS = {"samples_per_point": 100_000, "n_epochs": 2_000, "n_landmarks": 20_000}
+
+
+def _hover_default(info: DatasetInfo) -> list[str]:
+    if info.n > HOVER_TEXT_LIMIT:
+        return []
+    text_col = (info.info or {}).get("text_column")
+    default = runs.default_label_column(info)
+    return [c for c in (default, text_col) if c in info.metadata_columns]
+
+
+def _apply_param(link: share.Link, method: str, name: str, default: Any, n: int) -> None:
+    """One method parameter from the link (``p.<name>=<value>``; ``auto`` where allowed)."""
+    key = f"projections.{method}.{name}"
+    given = f"p.{name}"
+    if name in AUTO_PARAMS:
+        if (link.raw(given) or "").strip().lower() == "auto":
+            st.session_state[key + ".auto"] = True
+            return
+        value = (
+            link.number(given, 0.1, 500.0)
+            if name == "tau"
+            else link.integer(given, 1, PARAM_TOPS[name])
+        )
+        if value is not None:
+            st.session_state[key + ".auto"] = False
+            st.session_state[key] = value
+    elif isinstance(default, int):
+        value = link.integer(given, 1, max(2, n - 1))
+        if value is not None:
+            st.session_state[key] = value
+    else:
+        value = link.number(given, 0.0, 1e6)
+        if value is not None:
+            st.session_state[key] = value
+
+
+def _rows_of_ids(info: DatasetInfo, link: share.Link) -> list[int] | None:
+    wanted = link.values("item", max_count=share.MAX_LINK_ITEMS)
+    if not wanted:
+        return None
+    rows = pd.Index(get_neighbour_service().ids(info.id)).get_indexer(wanted)
+    for item, row in zip(wanted, rows, strict=True):
+        if row < 0:
+            link.ignore("item", item, f"no item of {widgets.md_escape(info.name)} has this id")
+    found = [int(r) for r in rows if r >= 0]
+    return found or None
+
+
+def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
+    """Set the page's widgets from a share link: method, dims, seed, metric, the method's
+    parameters (``p.<name>``), colour, hover columns, the selected items and the
+    side-by-side partner. Does nothing when there is no new link."""
+    link = share.link("projections") if link is None else link
+    if not link:
         return
-    state.put(URL_APPLIED_KEY, signature)
-    method = params.get("method")
-    if method in runs.METHODS:
+    method = link.choice("method", runs.METHODS)
+    if method is not None:
         st.session_state["projections.method"] = method
-    if params.get("dims") in ("2", "3"):
-        st.session_state["projections.dims"] = int(params["dims"])
-    colour = params.get("color")
-    if colour and (colour in info.metadata_columns or colour == NO_COLOUR):
+    dims = link.integer("dims", 2, 3)
+    if dims is not None:
+        st.session_state["projections.dims"] = dims
+    seed = link.integer("seed", 0, 2**31 - 1)
+    if seed is not None:
+        st.session_state["projections.seed"] = seed
+    metric = link.choice("metric", METRICS)
+    if metric is not None:
+        st.session_state[f"projections.metric.{info.id}"] = metric
+    method = st.session_state.get("projections.method", "largevis")
+    defaults = runs.METHOD_PARAMS.get(method, {})
+    for given in link.names():
+        if not given.startswith("p."):
+            continue
+        if given[2:] in defaults:
+            _apply_param(link, method, given[2:], defaults[given[2:]], info.n)
+        else:
+            link.ignore(
+                given, link.raw(given), f"{runs.METHOD_LABELS[method]} has no such parameter"
+            )
+    colour = link.choice("color", [NO_COLOUR, *info.metadata_columns])
+    if colour is not None:
         st.session_state[f"projections.colour.{info.id}"] = colour
+    hover = link.values("hover", options=info.metadata_columns, max_count=3)
+    if hover is not None:
+        st.session_state[f"projections.hover.{info.id}"] = hover
+    # Coming back to the page, the selection is the session's (other pages share it).
+    rows = None if link.remembered else _rows_of_ids(info, link)
+    if rows is not None:
+        state.put(SELECTION_KEY, {"dataset": info.id, "rows": rows})
+    if link.flag("side"):
+        st.session_state["projections.side_by_side"] = True
+    if "beside" in link:
+        partner = link.fingerprint("beside", [p.fingerprint for _, p in _comparable(info)])
+        if partner is not None:
+            st.session_state["projections.side_by_side"] = True
+            st.session_state[f"projections.beside.{info.id}"] = partner
 
 
-def write_url(info: DatasetInfo, request: dict[str, Any], colour: str | None) -> None:
-    """Keep the view in the URL so a pasted link opens the same view."""
-    wanted = {"dataset": str(info.id), "method": request["method"], "dims": str(request["dims"])}
-    if colour:
-        wanted["color"] = colour
-    if any(st.query_params.get(k) != v for k, v in wanted.items()):
-        st.query_params.update(wanted)
-        # What we wrote is not a new link to follow (it would undo the user's next choice).
-        state.put(URL_APPLIED_KEY, tuple(sorted(st.query_params.items())))
-        state.put("url_dataset", wanted["dataset"])
+def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
+    """Make the address bar the link to this view (see :mod:`app.share`)."""
+    params: dict[str, Any] = {
+        "method": request["method"],
+        "dims": request["dims"],
+        "seed": request["seed"],
+        "metric": request["metric"],
+    }
+    defaults = runs.METHOD_PARAMS.get(request["method"], {})
+    for name, value in request["params"].items():
+        if value != defaults.get(name):
+            params[f"p.{name}"] = "auto" if value in (None, "auto") else value
+    colour = st.session_state.get(f"projections.colour.{info.id}")
+    if colour is not None:
+        params["color"] = colour
+    hover = st.session_state.get(f"projections.hover.{info.id}")
+    if hover is not None and list(hover) != _hover_default(info):
+        params["hover"] = list(hover)
+    rows = current_selection(info)
+    if rows is not None and 0 < rows.size <= share.MAX_LINK_ITEMS:
+        ids = get_neighbour_service().ids(info.id)
+        params["item"] = [str(ids[r]) for r in rows if 0 <= r < info.n]
+    if st.session_state.get("projections.side_by_side"):
+        params["side"] = 1
+        partner = st.session_state.get(f"projections.beside.{info.id}")
+        if isinstance(partner, str):
+            params["beside"] = share.short(partner)
+    share.write("projections", params)
 
 
 def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
@@ -78,8 +178,7 @@ def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
         st.session_state.setdefault(key, start)
         if st.checkbox(f"{label}: automatic", key=key + ".auto"):
             return None
-        top = {"samples_per_point": 100_000, "n_epochs": 2_000, "n_landmarks": 20_000}[name]
-        return int(st.number_input(label, 1, top, key=key))
+        return int(st.number_input(label, 1, PARAM_TOPS[name], key=key))
     if isinstance(default, int):
         top = max(2, n - 1)
         st.session_state.setdefault(key, min(default, top))
@@ -108,11 +207,10 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     )
     dims = cols[1].radio("Dimensions", (2, 3), horizontal=True, key="projections.dims")
     seed = int(cols[2].number_input("Seed", 0, 2**31 - 1, key="projections.seed"))
-    default_metric = runs.default_metric(info)
+    st.session_state.setdefault(f"projections.metric.{info.id}", runs.default_metric(info))
     metric = cols[3].selectbox(
         "Metric",
-        ("cosine", "l2", "ip"),
-        index=("cosine", "l2", "ip").index(default_metric),
+        METRICS,
         key=f"projections.metric.{info.id}",
         help="The neighbour graph's metric (shared with the Neighbours and Geometry pages).",
     )
@@ -205,14 +303,15 @@ def colour_options(info: DatasetInfo) -> tuple[str | None, list[str]]:
         st.session_state[key] = default
     cols = st.columns(2)
     colour = cols[0].selectbox("Colour by", columns, key=key)
-    text_col = (info.info or {}).get("text_column")
-    hover_default = [c for c in (default, text_col) if c in info.metadata_columns]
+    hover_key = f"projections.hover.{info.id}"
+    chosen = st.session_state.get(hover_key)
+    if chosen is None or not set(chosen) <= set(info.metadata_columns):
+        st.session_state[hover_key] = _hover_default(info)
     hover = cols[1].multiselect(
         "Hover shows",
         list(info.metadata_columns),
-        default=hover_default if info.n <= HOVER_TEXT_LIMIT else [],
         max_selections=3,
-        key=f"projections.hover.{info.id}",
+        key=hover_key,
         help="Metadata shown when the pointer is over a point (besides its id).",
     )
     return (None if colour == NO_COLOUR else colour), hover
@@ -422,6 +521,12 @@ def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
         coords=projection_coords(projection.fingerprint),
         metric=projection.metric,
     )
+    rows = current_selection(info)
+    if rows is not None and rows.size > share.MAX_LINK_ITEMS:
+        st.caption(
+            f"The page's link keeps a selection of up to {share.MAX_LINK_ITEMS} points; "
+            "this one is left out of it."
+        )
 
 
 def selection_list(
@@ -585,14 +690,17 @@ def side_by_side(
             "with other parameters), or of a dataset over the same items, to see them side by side."
         )
         return
-    labels = [f"{p.label} of {o.name}" for o, p in choices]
+    by_fp = {p.fingerprint: (o, p) for o, p in choices}
+    key = f"projections.beside.{info.id}"
+    if st.session_state.get(key) not in by_fp:  # a partner since deleted, or none yet
+        st.session_state[key] = next(iter(by_fp))
     pick = st.selectbox(
         "Beside it",
-        range(len(choices)),
-        format_func=lambda i: labels[i],
-        key=f"projections.beside.{info.id}",
+        list(by_fp),
+        format_func=lambda fp: f"{by_fp[fp][1].label} of {by_fp[fp][0].name}",
+        key=key,
     )
-    other_info, other = choices[pick]
+    other_info, other = by_fp[pick]
     forward = id_row_map(info.id, other_info.id)  # our row -> their row
     matched = int((forward >= 0).sum())
     if other_info.id != info.id:

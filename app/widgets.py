@@ -22,8 +22,25 @@ def md_escape(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
+def page_header(title: str) -> None:
+    """The page title with the Copy link button at its right, the same on every page."""
+    from app import share
+
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    left.title(title)
+    with right:
+        share.copy_link_button()
+
+
 def dataset_picker() -> DatasetInfo | None:
-    """The sidebar dataset picker shared by every page; returns the chosen dataset or None."""
+    """The sidebar dataset picker shared by every page; returns the chosen dataset or None.
+
+    It runs first on every full run, so it also notes whether the URL holds a share link
+    to apply (:func:`app.share.begin_run`) and takes the link's ``dataset`` from it.
+    """
+    from app import share
+
+    share.begin_run()
     datasets = get_store().list_datasets()
     with st.sidebar:
         if not datasets:
@@ -31,7 +48,7 @@ def dataset_picker() -> DatasetInfo | None:
             state.select_dataset(None)
             return None
         by_id = {d.id: d for d in datasets}
-        _dataset_from_url(by_id)
+        _dataset_from_link(by_id, share.link())
         current = state.selected_dataset_id()
         if current not in by_id:
             current = datasets[-1].id
@@ -47,20 +64,19 @@ def dataset_picker() -> DatasetInfo | None:
         return by_id[chosen]
 
 
-def _dataset_from_url(by_id: dict[int, DatasetInfo]) -> None:
-    """A shared link's ``?dataset=ID`` chooses the dataset, once per link in a session."""
-    wanted = st.query_params.get("dataset")
-    if not wanted or state.get("url_dataset") == wanted:
+def _dataset_from_link(by_id: dict[int, DatasetInfo], link: Any) -> None:
+    """A share link's ``?dataset=`` (an id, or a dataset's exact name) chooses the dataset."""
+    wanted = link.raw("dataset")
+    if wanted is None:
         return
-    state.put("url_dataset", wanted)
-    try:
-        dataset_id = int(wanted)
-    except ValueError:
+    text = wanted.strip()
+    found = [i for i in by_id if str(i) == text] or [i for i, d in by_id.items() if d.name == text]
+    if len(found) != 1:
+        link.ignore("dataset", wanted, "no dataset has this id or name")
         return
-    if dataset_id in by_id:
-        state.select_dataset(dataset_id)
-        # Forget the picker's own value so it is drawn afresh at the linked dataset.
-        st.session_state.pop("embscope.picker", None)
+    state.select_dataset(found[0])
+    # Forget the picker's own value so it is drawn afresh at the linked dataset.
+    st.session_state.pop("embscope.picker", None)
 
 
 @st.fragment(run_every=1.0)

@@ -7,9 +7,10 @@ import streamlit as st
 from app import compare_view as view
 from app import widgets
 
-st.title("Compare")
+widgets.page_header("Compare")
 widgets.show_flashes()
 info = widgets.current_dataset()
+view.apply_url(info)
 options = view.settings(info)
 if options is not None:
     result = view.stored_or_job(info, options)
@@ -19,3 +20,4 @@ if options is not None:
         view.projections(info, options["other"], result)
         st.subheader("Items that moved most")
         view.moved_most(info, result)
+view.write_url(info, options)

@@ -7,10 +7,12 @@ import streamlit as st
 from app import compression_view as view
 from app import widgets
 
-st.title("Compression")
+widgets.page_header("Compression")
 widgets.show_flashes()
 info = widgets.current_dataset()
+view.apply_url(info)
 options = view.settings(info)
+view.write_url(info, options)
 report = view.stored_or_job(info, options)
 if report is not None:
     view.results(report)

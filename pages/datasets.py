@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import dataset_forms, state, widgets
+from app import dataset_forms, share, state, widgets
 from app.cache import get_store
 
-st.title("Datasets")
+widgets.page_header("Datasets")
+share.write("datasets", {})  # the link to this page names the current dataset
 widgets.show_flashes()
 dataset_forms.upload_section()
 st.divider()

@@ -7,9 +7,10 @@ import streamlit as st
 from app import geometry_view as view
 from app import widgets
 
-st.title("Geometry")
+widgets.page_header("Geometry")
 widgets.show_flashes()
 info = widgets.current_dataset()
+view.apply_url(info)
 options = view.settings(info)
 card = view.scorecard(info, options)
 if card is not None:
@@ -27,3 +28,4 @@ st.caption(
     "use it on every page (its own scorecard, neighbours, projections)."
 )
 view.postprocess(info)
+view.write_url(info, options)

@@ -7,10 +7,12 @@ import streamlit as st
 from app import diagnostics_view, widgets
 from app import neighbours_view as view
 
-st.title("Neighbours")
+widgets.page_header("Neighbours")
 info = widgets.current_dataset()
+view.apply_url(info)
 options = view.settings(info)
 view.query_picker(info)
+view.write_url(info, options)
 st.divider()
 answer = view.run_query(info, options)
 if answer is not None:

@@ -7,7 +7,7 @@ import streamlit as st
 from app import projections_view as view
 from app import widgets
 
-st.title("Projections")
+widgets.page_header("Projections")
 widgets.show_flashes()
 info = widgets.current_dataset()
 view.apply_url(info)
@@ -16,7 +16,6 @@ projection = view.stored_or_job(info, request)
 view.other_jobs(info, view.request_key(info, request))
 if projection is not None:
     colour, hover = view.colour_options(info)
-    view.write_url(info, request, colour)
     view.quality_metrics(projection)
     if st.toggle("Side by side with another projection", key="projections.side_by_side"):
         view.side_by_side(info, projection, colour=colour, hover_columns=hover)
@@ -24,8 +23,7 @@ if projection is not None:
         view.main_scatter(info, projection, colour=colour, hover_columns=hover)
     view.selection_table(info, projection)
     view.export_projection(info, projection)
-else:
-    view.write_url(info, request, None)
+view.write_url(info, request)
 st.divider()
 st.subheader("Gallery")
 st.caption("Every projection of this dataset computed so far, by anyone; pick one to open it.")

@@ -44,10 +44,11 @@ def db(tmp_path, monkeypatch) -> Path:
 
 def _page(name: str, query: dict | None = None) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=120)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
     at.run()
     at.switch_page(f"../pages/{name}.py")
+    # A link opens on its own page: the address holds only the link's parameters.
+    if query:
+        at.query_params = dict(query)
     at.run()
     if not query:
         at.sidebar.selectbox[0].set_value(1)
