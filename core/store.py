@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -355,9 +356,21 @@ class Store:
             self._db = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
+                # DuckDB names the holder ("Conflicting lock is held in ... (PID 123)").
+                pid = re.search(r"\(PID (\d+)\)", str(exc))
+                holder = f"process {pid.group(1)}" if pid else "process"
                 raise DatabaseBusyError(
-                    f"database {self.path} is in use by another process (for example a running "
-                    "`embscope serve`); stop it, or use another file with --db"
+                    f"database {self.path} is in use by another {holder} (for example a "
+                    "running `embscope serve`); stop it, or use another file with --db"
+                ) from exc
+            if self._is_empty_file():
+                # DuckDB writes its header right after creating the file; a process killed
+                # in between leaves an empty file, which DuckDB will not open. It holds
+                # nothing, but removing it is left to the user: another process may be
+                # creating it at this very moment.
+                raise InvalidInputError(
+                    f"database {self.path} is an empty file (a process was stopped while "
+                    "creating it?): it holds no data; delete it and try again"
                 ) from exc
             raise InvalidInputError(f"cannot open database {self.path}: {exc}") from exc
         except duckdb.Error as exc:
@@ -368,6 +381,12 @@ class Store:
         self._write_lock = threading.RLock()
         if not read_only:
             self._create_schema()
+
+    def _is_empty_file(self) -> bool:
+        try:
+            return self.path.is_file() and self.path.stat().st_size == 0
+        except OSError:
+            return False
 
     # -- connection handling -------------------------------------------------------------
 
@@ -798,7 +817,8 @@ class Store:
         self, dataset_id: int | None = None, *, kind: str | None = None
     ) -> list[Artifact]:
         """Artifacts (without their arrays), newest first, optionally of one dataset or kind."""
-        sql = self._SELECT_ARTIFACTS + " WHERE 1 = 1"
+        # The summaries leave the payload column out: a listing must not read every blob.
+        sql = self._SELECT_ARTIFACT_SUMMARIES + " WHERE 1 = 1"
         params: list[Any] = []
         if dataset_id is not None:
             sql += " AND dataset_id = ?"
@@ -865,10 +885,21 @@ class Store:
         return out
 
     def mark_interrupted_jobs(self) -> int:
-        """Mark jobs a dead process left queued or running as "interrupted"; how many."""
+        """Mark jobs a dead process left queued or running as "interrupted"; how many.
+
+        A job keyed by the fingerprint of an artifact that is stored (the process died after
+        the job's result was committed, before it recorded the job as done) is marked
+        "done" instead: its result is there, and it must not be offered for a restart.
+        """
         if self.read_only:
             return 0
         with self._transaction() as cur:
+            cur.execute(
+                "UPDATE jobs SET state = 'done', message = 'done (its result was stored before "
+                "the server stopped)', updated = ? WHERE state IN ('queued', 'running') "
+                "AND key IN (SELECT fingerprint FROM artifacts WHERE status = 'done')",
+                [datetime.now(UTC).replace(tzinfo=None)],
+            )
             n = _one(cur.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"))
             cur.execute(
                 "UPDATE jobs SET state = 'interrupted', message = 'the server stopped while this "
