@@ -502,6 +502,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     db = resolve_db_path(args.db).resolve()
     env = _serve_env(args, db)
+    # Open the database once here: a file another process holds (or cannot be read) fails now
+    # with one `error:` line, rather than a server whose every page shows the error.
+    with _open_store(args):
+        pass
     has_token = access.TOKEN_ENV in env
     cmd = [
         sys.executable,
