@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -147,9 +147,18 @@ class JobRunner:
         memory only (tests, the CLI).
     workers : int
         Threads for ordinary jobs. ``serial=True`` jobs have one thread of their own.
+    warm_up : sequence of callables
+        Run first on the serial lane, before any job (e.g. compiling numba code, so the first
+        projection a user asks for does not pay for it). Not recorded; a failure is logged.
     """
 
-    def __init__(self, store: Store | None = None, *, workers: int = 2):
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        workers: int = 2,
+        warm_up: Sequence[Callable[[], Any]] = (),
+    ):
         if not isinstance(workers, int) or workers < 1:
             raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
         self.store = store
@@ -162,6 +171,10 @@ class JobRunner:
             n = store.mark_interrupted_jobs()
             if n:
                 log.warning("%d job(s) were interrupted by the last shutdown", n)
+        for fn in warm_up:
+            if not callable(fn):
+                raise InvalidInputError(f"warm_up takes callables, got {fn!r}")
+            self._queues["serial"].put(fn)
         for lane, count in (("serial", 1), ("pool", workers)):
             for i in range(count):
                 thread = threading.Thread(
@@ -322,6 +335,12 @@ class JobRunner:
             job = q.get()
             if job is None:
                 return
+            if not isinstance(job, Job):  # a warm-up task
+                try:
+                    job()
+                except Exception:
+                    log.warning("warm-up %r failed", job, exc_info=True)
+                continue
             self._run(job)
 
     def _run(self, job: Job) -> None:

@@ -39,9 +39,11 @@ __all__ = [
     "projection_fingerprint",
     "projection_key",
     "resolve_params",
+    "warm_up",
 ]
 
 KIND = "projection"
+# umap 2: umap-learn's optimiser on every core, default epochs capped at 5e6 / n.
 # Per method, so a change to one method does not discard every stored projection.
 # largevis 2: default 300 samples per point (was 500).
 CODE_VERSIONS = {"pca": 1, "largevis": 2, "umap": 2, "heatgeo": 1}
@@ -476,3 +478,23 @@ def compute_projection(
     found = load_projection(store, fp)
     assert found is not None
     return found
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) the numba code of every layout method.
+
+    umap-learn compiles its functions in every new process (5-10 s); LargeVis and
+    heat-geodesic load theirs from the disk cache in well under a second. A server runs this
+    on its serial job lane as it starts (:class:`core.jobs.JobRunner` ``warm_up``), so the
+    first projection a user asks for does not pay for it.
+    """
+    from core.graph import build_knn_graph
+    from core.projections.heatgeo import heatgeo_layout
+    from core.projections.largevis import largevis_layout
+    from core.projections.umap_layout import warm_up as umap_warm_up
+
+    umap_warm_up()
+    X = np.random.default_rng(0).standard_normal((80, 4)).astype(np.float32)
+    graph = build_knn_graph(X, k=20, metric="l2", method="exact")
+    largevis_layout(graph, seed=0, samples_per_point=20, n_neighbors=20, X=X)
+    heatgeo_layout(graph, seed=0)

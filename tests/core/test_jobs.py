@@ -123,6 +123,35 @@ def test_serial_jobs_never_overlap(runner):
     assert overlaps == []
 
 
+def test_warm_up_runs_first_on_the_serial_lane_and_may_fail():
+    order = []
+    gate = threading.Event()
+
+    def slow_warm_up():
+        gate.wait(5)
+        order.append("warm-up")
+
+    def broken_warm_up():
+        raise RuntimeError("no compiler")
+
+    runner = JobRunner(warm_up=(slow_warm_up, broken_warm_up))
+    try:
+        serial = runner.submit(
+            "s", lambda p: order.append("serial"), kind="t", label="", serial=True
+        )
+        pool = runner.submit("p", lambda p: order.append("pool"), kind="t", label="")
+        assert pool.wait(5) and order == ["pool"]  # the pool does not wait for the warm-up
+        time.sleep(0.1)
+        assert serial.status().state == "queued"
+        gate.set()
+        assert serial.wait(5) and order == ["pool", "warm-up", "serial"]
+        assert serial.status().state == "done"  # a failed warm-up leaves the lane working
+    finally:
+        runner.shutdown()
+    with pytest.raises(InvalidInputError):
+        JobRunner(warm_up=("not callable",))
+
+
 def test_pool_jobs_run_concurrently(runner):
     barrier = threading.Barrier(2, timeout=5)
     jobs = [runner.submit(f"p{i}", lambda p: barrier.wait(), kind="t", label="") for i in range(2)]
@@ -161,7 +190,9 @@ def test_states_are_recorded_and_a_dead_process_leaves_interrupted_jobs(tmp_path
     assert job.wait(5)
     assert _wait_for(lambda: store.list_jobs()[0]["state"] == "done")
     record = store.list_jobs()[0]
-    assert record["key"] == "rec" and record["params"] == {"a": 1} and record["kind"] == "projection"
+    assert (
+        record["key"] == "rec" and record["params"] == {"a": 1} and record["kind"] == "projection"
+    )
     # A process that died mid-job left a "running" row behind.
     store.put_job(
         key="dead", kind="projection", dataset_id=None, label="D", params={}, state="running"
