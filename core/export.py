@@ -55,9 +55,10 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
                 else pa.table({"__n": pa.nulls(info.n)}).drop_columns("__n")
             )
             # The metadata may itself hold an "id" or "vector" column (the id column is
-            # kept as metadata); the exported key columns must not clash with it.
-            id_name = "id" if "id" not in meta.columns else "embscope_id"
-            vec_name = "vector" if "vector" not in meta.columns else "embscope_vector"
+            # kept as metadata), even "embscope_id": the key columns take free names, free
+            # ignoring case too, so the file can be ingested again.
+            id_name = _free_name("id", meta.columns)
+            vec_name = _free_name("vector", [*meta.columns, id_name])
             vec = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), info.dim)
             table = table.add_column(
                 0, id_name, pa.array(list(store.load_ids(info.id)), pa.string())
@@ -68,3 +69,16 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _free_name(name: str, taken: object) -> str:
+    """``name``, else ``embscope_<name>``, else ``embscope_<name>_2``, ... (case-insensitive)."""
+    used = {str(c).lower() for c in taken}  # type: ignore[attr-defined]
+    candidates = [name, f"embscope_{name}"]
+    k = 2
+    while True:
+        for candidate in candidates:
+            if candidate.lower() not in used:
+                return candidate
+        candidates = [f"embscope_{name}_{k}"]
+        k += 1

@@ -8,6 +8,17 @@ lines, columns, keys) and how to fix it; anything odd but usable is accepted wit
 ``warnings``. Pickles are never loaded: every ``np.load`` passes ``allow_pickle=False`` and
 object arrays are refused from their header before any data is read.
 
+Hostile files do no harm: every reader works within a memory budget
+(:func:`read_budget_bytes`, or ``max_read_bytes``) and refuses a file whose contents would
+expand beyond it, from the sizes its headers declare (npy/npz headers, zip entries, Parquet
+footers, HDF5 dataspaces) before anything large is allocated. Compressed containers (npz,
+Parquet, h5ad) may also expand to at most :data:`MAX_EXPANSION_RATIO` times the file's size
+(above :data:`EXPANSION_RATIO_FLOOR`): a decompression bomb is refused, a real embedding file
+(float32 vectors compress about 1.1x) never is. Reading itself is capped too, so a header
+that lies cannot get through: zip entries stop at their declared size, Parquet is read in
+batches whose real size is counted. Text is never read through a path whose suffix asks
+pyarrow to decompress it.
+
 Rows are named by file line (counting from 1) for text formats and by row number
 (counting from 0, the same numbers that become the default ids) for binary formats.
 """
@@ -16,14 +27,17 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import contextvars
 import csv
 import io
+import itertools
 import json
 import math
 import mmap
 import os
 import re
 import struct
+import sys
 import tokenize
 import zipfile
 import zlib
@@ -44,13 +58,19 @@ import pyarrow.parquet as pq
 from core.errors import InvalidInputError
 
 __all__ = [
+    "EXPANSION_RATIO_FLOOR",
     "FORMATS",
+    "MAX_EXPANSION_RATIO",
+    "MAX_QUERY_VECTOR_BYTES",
     "METADATA_SUFFIXES",
+    "READ_BUDGET_ENV",
     "SUPPORTED_SUFFIXES",
     "FileInspection",
     "ParsedDataset",
     "inspect_file",
+    "read_budget_bytes",
     "read_dataset",
+    "read_query_vector",
 ]
 
 #: File suffixes a vectors file may have (the same list the upload page accepts).
@@ -73,7 +93,25 @@ FORMATS: tuple[str, ...] = ("npy", "npz", "parquet", "csv", "tsv", "projector", 
 PREVIEW_ROWS = 20
 # A sparse AnnData X is densified only up to this many float32 values (400 MB).
 MAX_DENSIFIED_VALUES = 100_000_000
+#: Environment variable: the most memory (MiB) one read may build; default half of the
+#: memory available when the read starts (see :func:`read_budget_bytes`).
+READ_BUDGET_ENV = "EMBSCOPE_MAX_READ_MB"
+#: Compressed containers (npz entries, Parquet, HDF5 datasets) may expand to at most this
+#: many times the file's size. Float32 embeddings compress ~1.1x, int8 or binary codes saved
+#: as float32 ~5-20x; zeros deflate ~1000x. Files expanding less than the floor are allowed
+#: whatever their ratio (they cannot hurt).
+MAX_EXPANSION_RATIO = 100.0
+EXPANSION_RATIO_FLOOR = 256 * 2**20
+# The budget is never below this, however little memory the machine reports as free.
+_MIN_READ_BUDGET = 256 * 2**20
+# Python objects built by the exact JSON readers: bytes per byte of text, at least (the real
+# factor is measured on a sample of records; ~3 for numeric vectors, ~25 for tiny records).
+_MIN_PY_JSON_FACTOR = 4.0
+# A query vector file (.npy) is one vector: never more than this.
+MAX_QUERY_VECTOR_BYTES = 64 * 2**20
 _LISTED = 5  # how many offending rows/cells a message names before "and k more"
+_PY_STR_BYTES = 64  # a short Python str plus the pointer to it
+_NPY_HEADER_MAX = 10_000 + 12  # numpy's max_header_size, plus magic, version and length
 _BLOCK = 1 << 24  # pyarrow block size: wide numeric rows parse ~2x faster in big blocks
 # Field names preferred for the vector when a JSONL/Parquet file has several list fields.
 _VECTOR_NAMES = ("vector", "vectors", "embedding", "embeddings", "emb", "vec", "features", "values")
@@ -173,22 +211,26 @@ class ParsedDataset:
 class _Where:
     """Names data rows in messages: by file line for text, by row number (from 0) otherwise.
 
-    ``line_map`` is called at most once, only when a message needs it, so the fast path
-    never pays for scanning a file a second time.
+    ``line_map(k)`` gives the lines of the first ``k`` rows; it is called only when a
+    message needs it, and only as far as the rows the message names, so neither the fast
+    path nor an error early in a huge file pays for scanning the whole file again.
     """
 
-    def __init__(self, line_map: Callable[[], np.ndarray] | None = None, unit: str = "row"):
+    def __init__(self, line_map: Callable[[int], np.ndarray] | None = None, unit: str = "row"):
         self._line_map = line_map
         self._lines: np.ndarray | None = None
+        self._asked = 0
         self.unit = unit
 
-    def lines(self) -> np.ndarray | None:
-        if self._line_map is not None and self._lines is None:
-            self._lines = np.asarray(self._line_map(), dtype=np.int64)
+    def lines(self, upto: int = 0) -> np.ndarray | None:
+        """File lines of rows 0..upto at least (fewer when the file has fewer rows)."""
+        if self._line_map is not None and upto + 1 > self._asked:
+            self._asked = max(upto + 1, 2 * self._asked)
+            self._lines = np.asarray(self._line_map(self._asked), dtype=np.int64)
         return self._lines
 
     def one(self, i: int) -> str:
-        lines = self.lines()
+        lines = self.lines(i)
         if lines is not None and 0 <= i < len(lines):
             return f"line {int(lines[i])}"
         return f"{self.unit} {i}"
@@ -197,7 +239,7 @@ class _Where:
         rows = [int(r) for r in rows]
         total = len(rows) if total is None else total
         shown = rows[:_LISTED]
-        lines = self.lines()
+        lines = self.lines(max(shown, default=0))
         if lines is not None and all(0 <= r < len(lines) for r in shown):
             word, nums, tail = "line", [str(int(lines[r])) for r in shown], ""
         else:
@@ -245,6 +287,160 @@ class _Loaded:
     what: str = "the vectors"
 
 
+# -- the memory budget of one read ---------------------------------------------------------
+
+
+def _mib(nbytes: float) -> str:
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:,.1f} GiB"
+    if nbytes >= 2**20:
+        return f"{nbytes / 2**20:,.1f} MiB"
+    if nbytes >= 2**10:
+        return f"{nbytes / 2**10:,.1f} KiB"
+    return f"{int(nbytes):,} bytes"
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory this process could still use: MemAvailable, within a cgroup limit."""
+    avail = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    if avail is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    # In a container MemAvailable describes the host; the cgroup's own limit is what counts.
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            room = max(int(limit) - used, 0)
+            avail = room if avail is None else min(avail, room)
+    return avail
+
+
+def read_budget_bytes() -> int:
+    """The most memory one read of an upload may build, in bytes.
+
+    ``$EMBSCOPE_MAX_READ_MB`` (MiB) when set to a positive integer, else half of the memory
+    available right now (``MemAvailable``, within a cgroup limit), and never less than
+    256 MiB. Half, because the caller (the store, the page) copies what was read once more.
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    raw = os.environ.get(READ_BUDGET_ENV, "").strip()
+    if raw:
+        try:
+            mb = int(raw)
+        except ValueError:
+            mb = 0
+        if mb > 0:
+            return mb * 2**20
+    avail = _available_memory()
+    if avail is None:
+        avail = 8 * 2**30
+    return max(avail // 2, _MIN_READ_BUDGET)
+
+
+class _Budget:
+    """Memory one read may build, and how far the current file may expand.
+
+    ``take`` counts memory for something about to be built (an array, a table); ``inflate``
+    counts bytes decoded from compressed storage, which must also stay within
+    ``MAX_EXPANSION_RATIO`` times the file's size. Both raise before the allocation.
+    """
+
+    def __init__(self, limit: int | None):
+        self.limit = limit  # None: unlimited (in-memory data, internal callers)
+        self.used = 0
+        self.label = "the file"
+        self.file_size = 0
+        self.expanded = 0
+
+    @contextlib.contextmanager
+    def file(self, label: str, size: int) -> Iterator[None]:
+        saved = (self.label, self.file_size, self.expanded)
+        self.label, self.file_size, self.expanded = label, int(size), 0
+        try:
+            yield
+        finally:
+            self.label, self.file_size, self.expanded = saved
+
+    def take(self, nbytes: float, what: str) -> None:
+        nbytes = max(int(nbytes), 0)
+        if self.limit is not None and self.used + nbytes > self.limit:
+            raise InvalidInputError(
+                f"{self.label} is too large to read here: {what} would need about "
+                f"{_mib(self.used + nbytes)} of memory, and this server lets one file use at "
+                f"most {_mib(self.limit)}. Split the file into smaller ones, reduce the "
+                "dimension, or save the vectors as float32 .npy; whoever runs the server can "
+                f"raise the limit with ${READ_BUDGET_ENV}"
+            )
+        self.used += nbytes
+
+    def inflate(
+        self, nbytes: float, what: str, *, stored: float | None = None, commit: bool = True
+    ) -> None:
+        """Count ``nbytes`` decoded from compressed storage, before decoding them.
+
+        ``stored``: the compressed size of this part (a zip entry, an HDF5 dataset), checked
+        on its own; the file as a whole is checked against its size on disk as well.
+        ``commit=False`` only checks (a declared size, counted again as it is read).
+        """
+        nbytes = max(int(nbytes), 0)
+        for base, amount in ((stored, nbytes), (self.file_size, self.expanded + nbytes)):
+            if base is None:
+                continue
+            base = max(int(base), 0)
+            if amount > max(MAX_EXPANSION_RATIO * base, EXPANSION_RATIO_FLOOR):
+                raise InvalidInputError(
+                    f"{self.label} expands far beyond its size: {what} would take "
+                    f"{_mib(amount)} in memory from {_mib(base)} on disk "
+                    f"({amount / max(base, 1):,.0f}x; embscope allows "
+                    f"{MAX_EXPANSION_RATIO:.0f}x). "
+                    "It looks like a decompression bomb and was not read. If it is a real "
+                    "dataset, save it uncompressed (np.save, or np.savez rather than "
+                    "savez_compressed; Parquet with compression=None and use_dictionary=False; "
+                    "write_h5ad without compression)"
+                )
+        if not commit:
+            if self.limit is not None and self.used + nbytes > self.limit:
+                self.take(nbytes, what)  # raises with the budget message
+            return
+        self.take(nbytes, what)
+        self.expanded += nbytes
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "embscope_read_budget", default=None
+)
+
+
+def _budget() -> _Budget:
+    found = _BUDGET.get()
+    return found if found is not None else _Budget(None)
+
+
+@contextlib.contextmanager
+def _read_budget(limit: int | None) -> Iterator[_Budget]:
+    if limit is None:
+        limit = read_budget_bytes()
+    elif not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit <= 0:
+        raise InvalidInputError(f"max_read_bytes must be a positive integer, got {limit!r}")
+    budget = _Budget(int(limit))
+    token = _BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _BUDGET.reset(token)
+
+
 # -- public API ----------------------------------------------------------------------------
 
 
@@ -256,6 +452,8 @@ def read_dataset(
     id_column: str | None = None,
     vector_column: str | None = None,
     vector_columns: Sequence[str] | None = None,
+    metadata_filename: str | None = None,
+    max_read_bytes: int | None = None,
 ) -> ParsedDataset:
     """Read a file of vectors (and optionally a metadata file) into a checked dataset.
 
@@ -280,6 +478,13 @@ def read_dataset(
         CSV/TSV (with a header) or Parquet numeric columns that make up the vector, in
         order; the other columns become metadata. Default: every numeric column except
         ``id_column``.
+    metadata_filename : str, optional
+        The name the user's metadata file had (its suffix picks the reader, and messages
+        use it). Defaults to ``metadata_path``'s name.
+    max_read_bytes : int, optional
+        The most memory the read may build (vectors, metadata, ids, decoded tables), in
+        bytes. Default :func:`read_budget_bytes`. Compressed files must also stay within
+        :data:`MAX_EXPANSION_RATIO` times their size.
 
     Returns
     -------
@@ -290,15 +495,21 @@ def read_dataset(
     Raises
     ------
     InvalidInputError
-        The file cannot be used; the message says what, where and how to fix it.
+        The file cannot be used, or would need more memory than allowed; the message says
+        what, where and how to fix it.
     """
     path = Path(path)
     label = filename or path.name
-    loaded = _load(
-        path, label, id_column=id_column, vector_column=vector_column, vector_columns=vector_columns
-    )
-    with _library_errors(label, path):
-        return _assemble(path, label, loaded, metadata_path, id_column)
+    with _read_budget(max_read_bytes):
+        loaded = _load(
+            path,
+            label,
+            id_column=id_column,
+            vector_column=vector_column,
+            vector_columns=vector_columns,
+        )
+        with _library_errors(label, path):
+            return _assemble(path, label, loaded, metadata_path, id_column, metadata_filename)
 
 
 def from_arrays(
@@ -347,6 +558,7 @@ def from_arrays(
                 "vectors: they must match row for row"
             )
         meta = metadata.reset_index(drop=True)
+        _check_column_names(meta, source)
     loaded = _Loaded(
         format=format, vectors=arr, metadata=meta, where=_Where(), declared_dtype=False
     )
@@ -369,6 +581,8 @@ def inspect_file(
     *,
     filename: str | None = None,
     metadata_path: str | os.PathLike[str] | None = None,
+    metadata_filename: str | None = None,
+    max_read_bytes: int | None = None,
 ) -> FileInspection:
     """Describe a file for the upload page: format, size, choices and a preview.
 
@@ -384,6 +598,10 @@ def inspect_file(
         The user's file name; its suffix picks the reader.
     metadata_path : str or PathLike, optional
         A metadata file to check against the vectors (row count) and to preview.
+    metadata_filename : str, optional
+        The user's name for the metadata file.
+    max_read_bytes : int, optional
+        The memory budget of the read, as for :func:`read_dataset`.
 
     Returns
     -------
@@ -396,9 +614,11 @@ def inspect_file(
     """
     path = Path(path)
     label = filename or path.name
-    loaded = _load(path, label, id_column=None, vector_column=None, vector_columns=None)
+    with _read_budget(max_read_bytes):
+        loaded = _load(path, label, id_column=None, vector_column=None, vector_columns=None)
+        with _library_errors(label, path):
+            parsed = _assemble(path, label, loaded, metadata_path, None, metadata_filename)
     with _library_errors(label, path):
-        parsed = _assemble(path, label, loaded, metadata_path, None)
         meta = parsed.metadata
         columns = list(loaded.columns)
         columns += [c for c in meta.columns if c not in columns]
@@ -416,6 +636,89 @@ def inspect_file(
         warnings=parsed.warnings,
         default_vector_columns=tuple(loaded.vector_names) if loaded.numeric_columns else (),
     )
+
+
+def read_query_vector(
+    source: bytes | str | os.PathLike[str],
+    *,
+    label: str = "the vector file",
+    dim: int | None = None,
+) -> np.ndarray:
+    """Read one query vector from a ``.npy`` file (bytes or a path), without pickle.
+
+    For the Neighbours page's "upload a vector" and ``embscope neighbours --vector-file``:
+    the header is checked before any data is read, so a pickle, an ``.npz`` archive renamed
+    ``.npy``, or a header declaring a huge array is refused with a message rather than
+    loaded.
+
+    Parameters
+    ----------
+    source : bytes or str or PathLike
+        The file's content, or its path.
+    label : str
+        How messages name the file.
+    dim : int, optional
+        The dimension the vector must have.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (d,), every value finite.
+
+    Raises
+    ------
+    InvalidInputError
+        Not a .npy file, not one numeric vector, too large, wrong dimension, NaN/inf.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source[: MAX_QUERY_VECTOR_BYTES + 1])
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInputError(f"no such vector file: {path}")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_QUERY_VECTOR_BYTES + 1)
+    if len(data) > MAX_QUERY_VECTOR_BYTES:
+        raise InvalidInputError(
+            f"{label} is larger than {_mib(MAX_QUERY_VECTOR_BYTES)}: a query is one vector; "
+            "save it with np.save(path, v) where v has shape (d,)"
+        )
+    if data.startswith(b"PK"):
+        raise InvalidInputError(
+            f"{label} is a zip archive (.npz), not a .npy file: save the one vector with "
+            "np.save(path, v)"
+        )
+    fh = io.BytesIO(data)
+    shape, _fortran, dtype = _npy_header(fh, label, "the file")
+    problem = _dtype_problem(dtype)
+    if problem:
+        raise InvalidInputError(f"{label}: the array {problem}")
+    if len(shape) == 2 and shape[0] == 1:
+        shape = (shape[1],)
+    if len(shape) != 1:
+        raise InvalidInputError(
+            f"{label} holds an array of shape {shape}: give one vector, shape (d,) or (1, d)"
+        )
+    count = shape[0]
+    body = data[fh.tell() :]
+    if len(body) != count * dtype.itemsize:
+        raise InvalidInputError(
+            f"{label} is truncated or padded: a vector of {count} {dtype} values needs "
+            f"{count * dtype.itemsize:,} bytes after the header, the file has {len(body):,}"
+        )
+    with np.errstate(over="ignore"):
+        vec = np.frombuffer(body, dtype=dtype, count=count).astype(np.float32)
+    if count == 0:
+        raise InvalidInputError(f"{label} holds an empty vector")
+    if not np.isfinite(vec).all():
+        raise InvalidInputError(
+            f"{label} holds NaN or infinite values (or numbers beyond float32's range)"
+        )
+    if dim is not None and count != dim:
+        raise InvalidInputError(
+            f"{label} holds a vector of {count} values, but the dataset's vectors have {dim}"
+        )
+    return vec
 
 
 # -- dispatch and shared checks ------------------------------------------------------------
@@ -488,7 +791,19 @@ def _load(
     vector_columns: Sequence[str] | None,
 ) -> _Loaded:
     suffix = _suffix(label, path, SUPPORTED_SUFFIXES, "vectors")
-    _open_check(path, label)
+    size = _open_check(path, label)
+    with _budget().file(label, size):
+        return _load_file(path, label, suffix, id_column, vector_column, vector_columns)
+
+
+def _load_file(
+    path: Path,
+    label: str,
+    suffix: str,
+    id_column: str | None,
+    vector_column: str | None,
+    vector_columns: Sequence[str] | None,
+) -> _Loaded:
     if vector_columns is not None:
         vector_columns = [str(c) for c in vector_columns]
         if not vector_columns:
@@ -551,6 +866,7 @@ def _assemble(
     loaded: _Loaded,
     metadata_path: str | os.PathLike[str] | None,
     id_column: str | None,
+    metadata_filename: str | None = None,
 ) -> ParsedDataset:
     vectors, vec_warnings = _finish_vectors(loaded, label)
     n = vectors.shape[0]
@@ -559,13 +875,14 @@ def _assemble(
     source = label
     if metadata_path is not None:
         metadata_path = Path(metadata_path)
-        meta_label = metadata_path.name
+        meta_label = metadata_filename or metadata_path.name
         source = f"{label} + {meta_label}"
         file_meta, meta_warnings = _read_metadata_file(metadata_path, meta_label, n)
         warnings += meta_warnings
         meta = _merge_metadata(
             meta, file_meta, label, meta_label, id_column, loaded.where, warnings
         )
+    _check_column_names(meta, source)
     ids = _make_ids(meta, id_column, n, label, loaded)
     meta = meta.reset_index(drop=True)
     return ParsedDataset(
@@ -578,6 +895,17 @@ def _assemble(
         id_column=id_column,
         vector_column=loaded.vector_column,
     )
+
+
+def _check_column_names(meta: pd.DataFrame, label: str) -> None:
+    """Column names are kept verbatim (quotes, SQL, markup and all) except a NUL, which the
+    database would silently cut the name at."""
+    bad = [str(c) for c in meta.columns if "\x00" in str(c)]
+    if bad:
+        raise InvalidInputError(
+            f"{label}: column name {bad[0]!r} contains a NUL character (\\x00), which the "
+            "database cannot keep in a name: rename the column"
+        )
 
 
 def _dtype_problem(dtype: np.dtype) -> str | None:
@@ -658,6 +986,8 @@ def _finish_vectors(loaded: _Loaded, label: str) -> tuple[np.ndarray, list[str]]
         and raw.flags.writeable
     )
     # One copy at most: from the mmap'd .npy, an Arrow buffer, or a converted dtype.
+    if not owned:
+        _budget().take(n * d * 4, f"the {n:,} x {d:,} float32 vectors")
     with np.errstate(over="ignore"):  # float64 beyond float32's range: reported just below
         vectors = raw if owned else np.array(raw, dtype=np.float32, order="C")
     # float64 row sums of float32 values cannot overflow, and NaN/inf propagate into them,
@@ -776,6 +1106,8 @@ def _id_strings(col: pd.Series) -> np.ndarray:
 def _make_ids(
     meta: pd.DataFrame, id_column: str | None, n: int, label: str, loaded: _Loaded
 ) -> np.ndarray:
+    # Ids are Python strings, one per row: a tall, thin file costs more in ids than vectors.
+    _budget().take(n * (_PY_STR_BYTES + 32), f"the ids of {n:,} rows")
     if id_column is None:
         return np.arange(n).astype(str).astype(object)
     if id_column not in meta.columns:
@@ -914,13 +1246,32 @@ def _arrow_series(
 ) -> pd.Series:
     """One metadata column as a typed pandas Series, text kept exactly."""
     t = col.type
+    budget = _budget()
     if pa.types.is_dictionary(t):
-        col = col.cast(t.value_type)
+        # Parquet text is read as dictionaries; a value repeated n times is n values here,
+        # an expansion of what the file stores like any other decompression.
+        decoded = _decoded_nbytes(col)
+        budget.inflate(decoded, f"column {name!r}")
+        value_type = t.value_type
+        large = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}.get(value_type)
+        if decoded >= 2**31 and large is not None:
+            # Past 2 GiB the values need 64-bit offsets: widen the dictionary, then decode.
+            chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+            col = pa.chunked_array(
+                [pc.take(c.dictionary.cast(large), c.indices) for c in chunks], type=large
+            )
+        else:
+            col = col.cast(value_type)
         t = col.type
     if pa.types.is_null(t):
         fill = "" if empty_text else None
         return pd.Series([fill] * len(col), dtype="str", name=name)
     if pa.types.is_nested(t):
+        # Shown as JSON text built from Python objects: tens of bytes per value.
+        budget.take(
+            _decoded_nbytes(col) * 2 + _leaf_count(col) * 48 + len(col) * 2 * _PY_STR_BYTES,
+            f"column {name!r}",
+        )
         values = [
             None if v is None else json.dumps(v, ensure_ascii=False, default=str)
             for v in col.to_pylist()
@@ -938,8 +1289,57 @@ def _arrow_series(
                 f"column {name!r} holds text that is not valid UTF-8; the file may be corrupt: "
                 "re-export it"
             ) from exc
-        return pd.Series(col.to_pandas(), dtype="str", name=name)
+        # Straight into pandas' Arrow-backed str dtype: no Python object per cell (a column
+        # of one-letter cells would cost ~60 bytes per byte of text as objects).
+        return pd.Series(col.to_pandas(types_mapper=_TEXT_TYPES.get), name=name)
     return pd.Series(col.to_pandas(), name=name)
+
+
+_TEXT_TYPES = {pa.string(): pd.Series([], dtype="str").dtype}
+_TEXT_TYPES[pa.large_string()] = _TEXT_TYPES[pa.string()]
+
+
+def _decoded_nbytes(arr: pa.Array | pa.ChunkedArray) -> int:
+    """Bytes ``arr`` takes once its dictionaries are decoded (every repeat spelled out)."""
+    if isinstance(arr, pa.ChunkedArray):
+        return sum(_decoded_nbytes(c) for c in arr.chunks)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        values = arr.dictionary
+        if len(arr) == 0 or len(values) == 0:
+            return 4 * len(arr)
+        if (
+            pa.types.is_string(values.type)
+            or pa.types.is_large_string(values.type)
+            or (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type))
+        ):
+            sizes = pc.fill_null(pc.binary_length(values), 0).cast(pa.int64())
+        else:
+            per = _decoded_nbytes(values) // len(values) + 1
+            sizes = pa.array(np.full(len(values), per, dtype=np.int64))
+        taken = pc.take(sizes, arr.indices)
+        return int(pc.sum(taken).as_py() or 0) + 8 * len(arr)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _decoded_nbytes(arr.flatten()) + 8 * len(arr)
+    if pa.types.is_struct(t):
+        return sum(_decoded_nbytes(child) for child in arr.flatten()) + len(arr)
+    if pa.types.is_map(t):
+        return _decoded_nbytes(arr.keys) + _decoded_nbytes(arr.items) + 8 * len(arr)
+    return int(arr.nbytes)
+
+
+def _leaf_count(arr: pa.Array | pa.ChunkedArray) -> int:
+    """How many leaf values a nested column holds (each becomes a Python object)."""
+    if isinstance(arr, pa.ChunkedArray):
+        return sum(_leaf_count(c) for c in arr.chunks)
+    t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _leaf_count(arr.flatten()) + len(arr)
+    if pa.types.is_struct(t):
+        return sum(_leaf_count(child) for child in arr.flatten()) + len(arr)
+    if pa.types.is_map(t):
+        return _leaf_count(arr.keys) + _leaf_count(arr.items) + len(arr)
+    return len(arr)
 
 
 def _arrow_frame(table: pa.Table, n: int, *, empty_text: bool = False) -> pd.DataFrame:
@@ -1108,8 +1508,7 @@ def _read_npz(path: Path, label: str, vector_column: str | None) -> _Loaded:
                     "was used: choose another with vector_column"
                 )
         shape, dtype, info = headers[key]
-        with zf.open(info) as fh:
-            vectors = np.lib.format.read_array(fh, allow_pickle=False)
+        vectors = _read_npz_entry(zf, info, shape, dtype, f"array {key!r}")
         n = shape[0]
         # 1-D arrays with one value per row are metadata (labels saved beside the vectors).
         columns: dict[str, pd.Series] = {}
@@ -1123,8 +1522,9 @@ def _read_npz(path: Path, label: str, vector_column: str | None) -> _Loaded:
                 continue
             if odtype.kind not in "biufUS":
                 continue
-            with zf.open(oinfo) as fh:
-                arr = np.lib.format.read_array(fh, allow_pickle=False)
+            if odtype.kind in "US":  # becomes one Python str per row
+                _budget().take(n * (_PY_STR_BYTES + odtype.itemsize), f"the text of {other!r}")
+            arr = _read_npz_entry(zf, oinfo, oshape, odtype, f"array {other!r}")
             if odtype.kind == "S":
                 try:
                     arr = np.array([b.decode("utf-8") for b in arr], dtype=object)
@@ -1147,6 +1547,50 @@ def _read_npz(path: Path, label: str, vector_column: str | None) -> _Loaded:
         warnings=warnings,
         what=f"array {key!r}",
     )
+
+
+class _CappedReader(io.RawIOBase):
+    """A read-only stream that refuses to yield more than ``cap`` bytes.
+
+    zipfile already stops an entry at its declared size; this makes the bound ours, so an
+    entry whose header lies about its size still cannot produce more than was budgeted.
+    """
+
+    def __init__(self, raw: Any, cap: int, label: str):
+        super().__init__()
+        self._raw, self._left, self._label = raw, int(cap), label
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._left:
+            size = self._left + 1  # one byte more than allowed reveals an overlong entry
+        data = self._raw.read(size)
+        if len(data) > self._left:
+            raise InvalidInputError(
+                f"{self._label} holds more data than its header declares; the archive is "
+                "corrupt or crafted: re-save it with numpy.savez"
+            )
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_npz_entry(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple[int, ...], dtype: np.dtype, what: str
+) -> np.ndarray:
+    """One array of an archive, its decompressed size counted (and capped) before reading."""
+    budget = _budget()
+    nbytes = math.prod(shape) * dtype.itemsize
+    budget.inflate(nbytes, what, stored=info.compress_size)
+    with zf.open(info) as raw:
+        capped = _CappedReader(raw, nbytes + _NPY_HEADER_MAX, f"{budget.label}: {what}")
+        return np.lib.format.read_array(capped, allow_pickle=False)
 
 
 # -- Parquet ----------------------------------------------------------------------------------
@@ -1199,6 +1643,84 @@ def _order_candidates(candidates: Sequence[str]) -> tuple[str, ...]:
     return (first, *[c for c in candidates if c != first])
 
 
+# Bytes per value of Parquet's fixed-width physical types once decoded by Arrow.
+_PARQUET_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 8, "FLOAT": 4, "DOUBLE": 8}
+_PARQUET_BATCH_BYTES = 32 * 2**20  # aim for batches of about this size when streaming
+
+
+def _parquet_decoded_estimate(md: Any) -> int:
+    """Bytes the file decodes to, from its footer: never less than values x width per column.
+
+    ``total_uncompressed_size`` alone misses run-length and dictionary encoding, which can
+    turn a few bytes into a billion equal values; ``num_values`` times the value width
+    cannot.
+    """
+    total = 0
+    for r in range(md.num_row_groups):
+        rg = md.row_group(r)
+        for j in range(rg.num_columns):
+            col = rg.column(j)
+            kind = col.physical_type
+            width = _PARQUET_WIDTH.get(kind, 0)
+            if kind == "FIXED_LEN_BYTE_ARRAY":
+                width = max(int(md.schema.column(j).length or 0), 1)
+            total += max(int(col.total_uncompressed_size), int(col.num_values) * width)
+    return total
+
+
+def _parquet_text_leaves(md: Any) -> list[str]:
+    """Leaf column paths of text/binary values, read as dictionaries so that a value repeated
+    a million times is held once (its expansion is counted before any cast, in _arrow_series)."""
+    out = []
+    for j in range(md.num_columns):
+        col = md.schema.column(j)
+        if col.physical_type == "BYTE_ARRAY" and col.logical_type.type in (
+            "NONE",
+            "STRING",
+            "JSON",
+            "ENUM",
+            "BSON",
+        ):
+            out.append(col.path)
+    return out
+
+
+def _read_parquet_table(path: Path, label: str) -> pa.Table:
+    """A Parquet file as a table, within the read budget and the expansion ratio.
+
+    The footer's sizes are checked before reading; then the file is read in batches whose
+    real size is counted as they arrive, so a footer that understates the data stops the
+    read at the limit rather than at the end of memory.
+    """
+    budget = _budget()
+    try:
+        with _open_binary(path) as fh:
+            md = pq.ParquetFile(fh).metadata
+            estimate = _parquet_decoded_estimate(md)
+            budget.inflate(estimate, "its columns (as its footer declares them)", commit=False)
+            pf = pq.ParquetFile(fh, metadata=md, read_dictionary=_parquet_text_leaves(md))
+            schema = pf.schema_arrow
+            n_rows = max(int(md.num_rows), 1)
+            rows = int(min(max(_PARQUET_BATCH_BYTES * n_rows // max(estimate, 1), 64), 1 << 16))
+            batches = []
+            for batch in pf.iter_batches(batch_size=rows):
+                budget.inflate(batch.nbytes, "its columns")
+                batches.append(batch)
+            table = pa.Table.from_batches(batches, schema=schema)
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidInputError(
+            f"{label} is not a readable Parquet file ({str(exc).splitlines()[0]}); it may be "
+            "truncated or of another format: re-export it, e.g. with DataFrame.to_parquet"
+        ) from exc
+    return table
+
+
+def _open_binary(path: Path) -> Any:
+    """An Arrow file for ``path``: given a file, not a name, no reader guesses a compression
+    from the name's suffix (pyarrow would inflate ``x.csv.gz`` read under the name x.csv)."""
+    return pa.OSFile(str(path), "rb")
+
+
 def _read_parquet(
     path: Path,
     label: str,
@@ -1206,14 +1728,7 @@ def _read_parquet(
     vector_column: str | None,
     vector_columns: Sequence[str] | None,
 ) -> _Loaded:
-    try:
-        pf = pq.ParquetFile(path)
-        table = pf.read()
-    except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(
-            f"{label} is not a readable Parquet file ({str(exc).splitlines()[0]}); it may be "
-            "truncated or of another format: re-export it, e.g. with DataFrame.to_parquet"
-        ) from exc
+    table = _read_parquet_table(path, label)
     # A pandas index saved by to_parquet is a real column here: keep it, named sensibly.
     names = list(table.column_names)
     if "__index_level_0__" in names and "index" not in names:
@@ -1333,6 +1848,7 @@ def _check_vector_columns(
 
 
 def _stack_columns(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+    _budget().take(table.num_rows * len(columns) * 8, "the vector columns side by side")
     out = np.empty((table.num_rows, len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
         out[:, j] = table.column(name).to_numpy()
@@ -1458,9 +1974,15 @@ def _csv_records(path: Path, delimiter: str, quoting: bool) -> Iterator[tuple[in
             return
 
 
-def _csv_line_map(path: Path, delimiter: str, header: bool, quoting: bool) -> np.ndarray:
-    """First file line (from 1) of each data record, skipping blank lines as pyarrow does."""
-    starts = [start for start, _rec in _csv_records(path, delimiter, quoting)]
+def _csv_line_map(
+    path: Path, delimiter: str, header: bool, quoting: bool, limit: int
+) -> np.ndarray:
+    """First file line (from 1) of each of the first ``limit`` data records, skipping blank
+    lines as pyarrow does."""
+    want = limit + (1 if header else 0)
+    starts = [
+        start for start, _rec in itertools.islice(_csv_records(path, delimiter, quoting), want)
+    ]
     return np.asarray(starts[1:] if header else starts, dtype=np.int64)
 
 
@@ -1468,7 +1990,8 @@ def _diagnose_csv(
     path: Path, label: str, head: _TextHead, header: bool, exc: Exception
 ) -> InvalidInputError:
     """Find the lines behind a pyarrow CSV error (only ever run on the error path)."""
-    ragged: list[tuple[int, int]] = []
+    ragged: list[tuple[int, int]] = []  # the first few only: a message names five
+    n_ragged = 0
     bad_cells: list[tuple[int, int, str]] = []
     expected = None
     first_line = None
@@ -1478,7 +2001,9 @@ def _diagnose_csv(
             if header:
                 continue
         if len(rec) != expected:
-            ragged.append((start, len(rec)))
+            n_ragged += 1
+            if len(ragged) < _LISTED:
+                ragged.append((start, len(rec)))
         elif not header and len(bad_cells) < _LISTED:
             for j, cell in enumerate(rec):
                 if not _is_number(cell) and cell != "":
@@ -1486,10 +2011,10 @@ def _diagnose_csv(
                     break
     if ragged:
         shown = ", ".join(f"line {ln} has {k}" for ln, k in ragged[:_LISTED])
-        more = f" and {len(ragged) - _LISTED} more" if len(ragged) > _LISTED else ""
+        more = f" and {n_ragged - _LISTED} more" if n_ragged > _LISTED else ""
         return InvalidInputError(
             f"{label}: rows have different numbers of fields: line {first_line} has {expected} "
-            f"but {_count(len(ragged), 'line')} differ{'s' if len(ragged) == 1 else ''} "
+            f"but {_count(n_ragged, 'line')} differ{'s' if n_ragged == 1 else ''} "
             f"({shown}{more}). Every row needs the same number of values: fix or remove those lines"
         )
     if bad_cells:
@@ -1531,11 +2056,16 @@ def _read_csv_table(
         quoted_strings_can_be_null=False,
     )
     try:
-        return pacsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        with _open_binary(path) as fh:
+            table = pacsv.read_csv(
+                fh, read_options=read, parse_options=parse, convert_options=convert
+            )
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise InvalidInputError(f"{label} is empty: it holds no rows") from exc
         raise _diagnose_csv(path, label, head, header, exc) from exc
+    _budget().take(table.nbytes, "its parsed columns")
+    return table
 
 
 def _check_utf8(path: Path, label: str, table: pa.Table) -> None:
@@ -1624,7 +2154,7 @@ def _read_delimited(
             column_names=names,
             column_types=dict.fromkeys(names, pa.float32()),
         )
-        where = _Where(lambda: _csv_line_map(path, head.delimiter, False, head.has_quotes))
+        where = _Where(lambda k: _csv_line_map(path, head.delimiter, False, head.has_quotes, k))
         empty = [
             (j, np.flatnonzero(table.column(j).is_null().to_numpy(zero_copy_only=False)))
             for j in range(width)
@@ -1673,7 +2203,7 @@ def _read_delimited(
         raise InvalidInputError(
             f"{label} has a header ({_quote_list(names, 8)}) but no data rows: add the rows of vectors"
         )
-    where = _Where(lambda: _csv_line_map(path, head.delimiter, header, head.has_quotes))
+    where = _Where(lambda k: _csv_line_map(path, head.delimiter, header, head.has_quotes, k))
 
     schema = table.schema
     # A saved pandas index (empty or "Unnamed: 0" header) is metadata, never a coordinate.
@@ -1790,6 +2320,7 @@ def _read_delimited(
 
 
 def _stack_float32(table: pa.Table) -> np.ndarray:
+    _budget().take(table.num_rows * table.num_columns * 4, "the vector columns side by side")
     out = np.empty((table.num_rows, table.num_columns), dtype=np.float32)
     for j in range(table.num_columns):
         out[:, j] = table.column(j).to_numpy()
@@ -1808,9 +2339,13 @@ def _require_numeric_column(table: pa.Table, name: str, label: str, where: _Wher
             )
         return
     if pa.types.is_string(t):
-        values = col.to_pylist()
-        bad = [i for i, v in enumerate(values) if not _is_number(v)]
-        shown = "; ".join(f"{where.one(i)}: {_short(values[i])}" for i in bad[:_LISTED])
+        ok = pc.fill_null(
+            pc.match_substring_regex(col, _NUMBER_RE.pattern, ignore_case=True), False
+        )
+        bad = np.flatnonzero(~ok.to_numpy(zero_copy_only=False).astype(bool))
+        shown = "; ".join(
+            f"{where.one(int(i))}: {_short(col[int(i)].as_py())}" for i in bad[:_LISTED]
+        )
         raise InvalidInputError(
             f"{label}: vector column {name!r} has {_count(len(bad), 'cell')} that "
             f"{'is' if len(bad) == 1 else 'are'} not a number ({shown}"
@@ -1838,22 +2373,43 @@ def _refuse_broken_numeric(
 
 
 def _parse_list_cells(col: pa.ChunkedArray, name: str, label: str, where: _Where) -> np.ndarray:
-    """A text column of bracketed lists ("[0.1, 0.2]" or numpy's "[0.1 0.2]") as (n, d)."""
-    rows: list[np.ndarray] = []
+    """A text column of bracketed lists ("[0.1, 0.2]" or numpy's "[0.1 0.2]") as (n, d).
+
+    Parsed a slice at a time straight into one float64 matrix, so the memory is the matrix
+    (counted against the read budget), not a Python string and an array per row.
+    """
+    n = len(col)
+    lengths = np.zeros(n, dtype=np.int64)
+    out: np.ndarray | None = None
     bad: list[int] = []
-    for i, cell in enumerate(col.to_pylist()):
-        inner = cell.strip()[1:-1].replace(",", " ").split()
-        try:
-            rows.append(np.array([float(v) for v in inner], dtype=np.float64))
-        except ValueError:
-            bad.append(i)
-            rows.append(np.empty(0))
-    if bad:
+    n_bad = 0
+    i = 0
+    for chunk in col.chunks:
+        for start in range(0, len(chunk), 4096):
+            for cell in chunk.slice(start, 4096).to_pylist():
+                inner = cell.strip()[1:-1].replace(",", " ").split()
+                try:
+                    row = [float(v) for v in inner]
+                except ValueError:
+                    n_bad += 1
+                    if len(bad) < _LISTED:
+                        bad.append(i)
+                    i += 1
+                    continue
+                lengths[i] = len(row)
+                if out is None:
+                    _budget().take(n * len(row) * 8, f"the vectors in column {name!r}")
+                    out = np.empty((n, len(row)), dtype=np.float64)
+                if len(row) == out.shape[1]:
+                    out[i] = row
+                i += 1
+    if n_bad:
         raise InvalidInputError(
             f"{label}: column {name!r} has lists with values that are not numbers "
-            f"({where.many(bad)}); every vector value must be a number"
+            f"({where.many(bad, n_bad)}); every vector value must be a number"
         )
-    lengths = np.array([len(r) for r in rows])
+    if out is None:
+        return np.empty((0, 0))
     if (lengths != lengths[0]).any():
         d = int(np.bincount(lengths).argmax())
         odd = np.flatnonzero(lengths != d)
@@ -1861,15 +2417,76 @@ def _parse_list_cells(col: pa.ChunkedArray, name: str, label: str, where: _Where
             f"{label}: vectors in column {name!r} have different lengths: most have {d} values "
             f"but {where.many(odd)} differ. All vectors must have the same length"
         )
-    return np.vstack(rows) if rows else np.empty((0, 0))
+    return out
 
 
 # -- JSON Lines --------------------------------------------------------------------------------
 
 
-def _jsonl_line_map(path: Path) -> np.ndarray:
+def _jsonl_line_map(path: Path, limit: int) -> np.ndarray:
     with open(path, "rb") as fh:
-        return np.array([i for i, line in enumerate(fh, 1) if line.strip()], dtype=np.int64)
+        found = (i for i, line in enumerate(fh, 1) if line.strip())
+        return np.fromiter(itertools.islice(found, limit), dtype=np.int64)
+
+
+def _py_size(obj: Any) -> int:
+    """Approximate bytes of a parsed JSON value as Python objects (with the pointers to them)."""
+    total, stack = 0, [obj]
+    while stack:
+        item = stack.pop()
+        total += sys.getsizeof(item) + 8
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return total
+
+
+def _sample_json_records(head: bytes) -> tuple[list[Any], int]:
+    """Records parsed from the start of a JSON array or JSON Lines file, and the bytes they took."""
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff")
+    records: list[Any] = []
+    body = text.lstrip()
+    if body.startswith("["):
+        decoder = json.JSONDecoder()
+        pos = len(text) - len(body) + 1
+        end = pos
+        while len(records) < 1000:
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            try:
+                obj, pos = decoder.raw_decode(text, pos)
+            except (ValueError, RecursionError):
+                break
+            records.append(obj)
+            end = pos
+        return records, len(text[:end].encode("utf-8"))
+    used = 0
+    lines = head.split(b"\n")
+    for raw in lines[:-1][:1000]:  # the last piece may be cut short
+        used += len(raw) + 1
+        if raw.strip():
+            try:
+                records.append(json.loads(raw.decode("utf-8", errors="ignore")))
+            except (ValueError, RecursionError):
+                break
+    return records, used
+
+
+def _charge_python_json(path: Path, what: str) -> None:
+    """Count the Python objects the exact JSON readers will build, from a sample, before
+    building them (json.load is all or nothing: it cannot be stopped half way)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    records, used = _sample_json_records(head)
+    factor = 8.0  # no sample (one huge record): numbers as Python floats, ~3-8x their text
+    if records and used:
+        factor = sum(_py_size(r) for r in records) / used
+    factor = max(factor, _MIN_PY_JSON_FACTOR)
+    # the text itself (decoded to str), then the objects built from it
+    _budget().take(size + size * factor, what)
 
 
 def _read_json(path: Path, label: str, suffix: str, vector_column: str | None) -> _Loaded:
@@ -1881,17 +2498,20 @@ def _read_json(path: Path, label: str, suffix: str, vector_column: str | None) -
     if not stripped:
         raise InvalidInputError(f"{label} is empty: it holds no rows")
     if stripped.startswith(b"["):
+        _charge_python_json(path, "its records as Python objects")
         return _read_json_array(path, label, vector_column)
     fast = _read_jsonl_fast(path, label, vector_column)
     if fast is not None:
         return fast
+    _charge_python_json(path, "its records as Python objects")
     return _read_jsonl_python(path, label, vector_column)
 
 
 def _read_jsonl_fast(path: Path, label: str, vector_column: str | None) -> _Loaded | None:
     """pyarrow's JSON reader for well-formed files; None sends the file to the exact reader."""
     try:
-        table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=_BLOCK))
+        with _open_binary(path) as fh:
+            table = pajson.read_json(fh, read_options=pajson.ReadOptions(block_size=_BLOCK))
     except pa.ArrowException:
         return None
     schema = table.schema
@@ -1904,6 +2524,7 @@ def _read_jsonl_fast(path: Path, label: str, vector_column: str | None) -> _Load
     )
     if key is None or key not in candidates:
         return None
+    _budget().take(table.nbytes, "its parsed fields")
     col = table.column(key)
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if arr.null_count or arr.flatten().null_count:
@@ -1921,14 +2542,15 @@ def _read_jsonl_fast(path: Path, label: str, vector_column: str | None) -> _Load
             [pa.field(f.name, pa.string()) if pa.types.is_temporal(f.type) else f for f in schema]
         )
         try:
-            table = pajson.read_json(
-                path,
-                read_options=pajson.ReadOptions(block_size=_BLOCK),
-                parse_options=pajson.ParseOptions(explicit_schema=text_schema),
-            )
+            with _open_binary(path) as fh:
+                table = pajson.read_json(
+                    fh,
+                    read_options=pajson.ReadOptions(block_size=_BLOCK),
+                    parse_options=pajson.ParseOptions(explicit_schema=text_schema),
+                )
         except pa.ArrowException:
             return None
-    where = _Where(lambda: _jsonl_line_map(path))
+    where = _Where(lambda k: _jsonl_line_map(path, k))
     vectors = _list_matrix(col, key, label, where)
     warnings = []
     others = [c for c in candidates if c != key]
@@ -1999,7 +2621,7 @@ def _read_jsonl_python(path: Path, label: str, vector_column: str | None) -> _Lo
                 )
             records.append(obj)
             lines.append(lineno)
-    where = _Where(lambda: np.asarray(lines), unit="row")
+    where = _Where(lambda k: np.asarray(lines[:k]), unit="row")
     return _records_to_loaded(records, where, label, vector_column, "line")
 
 
@@ -2095,6 +2717,7 @@ def _records_to_loaded(
             f"{_count(int(odd.size), unit)} {'differs' if odd.size == 1 else 'differ'} ({shown}{' …' if odd.size > _LISTED else ''}). "
             "All vectors must have the same length"
         )
+    _budget().take(len(records) * int(lengths[0]) * 8, f"the vectors in field {key!r}")
     vectors = np.array([r[key] for r in records], dtype=np.float64)
     if vectors.ndim == 1:  # every list was empty
         vectors = vectors.reshape(len(records), 0)
@@ -2176,6 +2799,27 @@ def _h5_dtype_problem(dtype: np.dtype) -> str | None:
     return _dtype_problem(dtype)
 
 
+def _h5_read(ds: Any, what: str) -> Any:
+    """A whole HDF5 dataset, its size in memory counted before reading.
+
+    The size comes from the dataspace (shape x item size), which cannot lie; it is checked
+    against the bytes the dataset really occupies in the file, because HDF5 compresses
+    chunks and even lets a dataset of any shape take no space at all (fill values).
+    """
+    if not isinstance(ds, h5py.Dataset):
+        raise InvalidInputError(f"{what} is not an HDF5 dataset; the file is inconsistent")
+    _h5_charge(ds, what)
+    return ds[()]
+
+
+def _h5_charge(ds: Any, what: str) -> None:
+    budget = _budget()
+    size = int(ds.size or 0)
+    budget.inflate(size * ds.dtype.itemsize, what, stored=ds.id.get_storage_size())
+    if h5py.check_string_dtype(ds.dtype) is not None or ds.dtype.hasobject:
+        budget.take(size * (_PY_STR_BYTES + 16), f"the text of {what}")
+
+
 def _densify(node: Any, label: str, key: str) -> np.ndarray:
     fmt, (n, d) = _sparse_info(node)  # type: ignore[misc]
     if n * d > MAX_DENSIFIED_VALUES:
@@ -2184,9 +2828,11 @@ def _densify(node: Any, label: str, key: str) -> np.ndarray:
             f"{n * d * 4 / 1e9:.1f} GB. Choose an obsm array (e.g. 'obsm/X_pca') with "
             "vector_column, or reduce the matrix first"
         )
-    data = node["data"][()]
-    indices = node["indices"][()].astype(np.int64)
-    indptr = node["indptr"][()].astype(np.int64)
+    data = _h5_read(node["data"], f"{key!r} (data)")
+    budget = _budget()
+    budget.take(3 * 8 * len(data), f"{key!r} (indices)")
+    indices = _h5_read(node["indices"], f"{key!r} (indices)").astype(np.int64)
+    indptr = _h5_read(node["indptr"], f"{key!r} (indptr)").astype(np.int64)
     major, minor = (n, d) if fmt == "csr" else (d, n)
     if (
         indptr.shape != (major + 1,)
@@ -2203,13 +2849,16 @@ def _densify(node: Any, label: str, key: str) -> np.ndarray:
     problem = _dtype_problem(data.dtype)
     if problem:
         raise InvalidInputError(f"{label}: {key!r} {problem}")
-    out = np.zeros((major, minor), dtype=np.result_type(data.dtype, np.float32))
+    dtype = np.result_type(data.dtype, np.float32)
+    budget.take(major * minor * dtype.itemsize, f"{key!r} made dense")
+    out = np.zeros((major, minor), dtype=dtype)
     rows = np.repeat(np.arange(major), np.diff(indptr))
     np.add.at(out, (rows, indices), data)  # add, not assign: repeated entries sum (scipy's rule)
     return out if fmt == "csr" else out.T
 
 
 def _h5_strings(ds: Any) -> list[str]:
+    _h5_charge(ds, f"dataset {ds.name!r}")
     return [str(v) for v in ds.asstr()[()].tolist()]
 
 
@@ -2224,17 +2873,19 @@ def _h5_column(node: Any, name: str, n: int, legacy_cats: Any, label: str) -> pd
                 "inconsistent: re-save it"
             )
         if legacy_cats is not None and name in legacy_cats:
-            return _categorical(node[()], legacy_cats[name], name)
+            return _categorical(_h5_read(node, f"obs column {name!r}"), legacy_cats[name], name)
         if h5py.check_string_dtype(node.dtype) is not None:
             return pd.Series(_h5_strings(node), dtype="str", name=name)
         if node.dtype.kind in "biuf":
-            return pd.Series(node[()], name=name)
+            return pd.Series(_h5_read(node, f"obs column {name!r}"), name=name)
         return None
     enc = _encoding(node)
     if enc == "categorical":
-        return _categorical(node["codes"][()], node["categories"], name)
+        return _categorical(
+            _h5_read(node["codes"], f"obs column {name!r}"), node["categories"], name
+        )
     if enc in ("nullable-integer", "nullable-boolean", "nullable-string-array"):
-        mask = node["mask"][()].astype(bool)
+        mask = _h5_read(node["mask"], f"obs column {name!r}").astype(bool)
         if enc == "nullable-string-array":
             values = _h5_strings(node["values"])
             return pd.Series(
@@ -2242,7 +2893,7 @@ def _h5_column(node: Any, name: str, n: int, legacy_cats: Any, label: str) -> pd
                 dtype="str",
                 name=name,
             )
-        values = node["values"][()]
+        values = _h5_read(node["values"], f"obs column {name!r}")
         dtype = "Int64" if enc == "nullable-integer" else "boolean"
         return pd.Series(pd.array(values, dtype=dtype), name=name).mask(mask)
     return None
@@ -2252,9 +2903,20 @@ def _categorical(codes: np.ndarray, categories: Any, name: str) -> pd.Series:
     if h5py.check_string_dtype(categories.dtype) is not None:
         cats: Any = np.array(_h5_strings(categories), dtype=object)
     else:
-        cats = categories[()]
+        cats = _h5_read(categories, f"the categories of obs column {name!r}")
     codes = np.asarray(codes).astype(np.int64)
     missing = codes < 0
+    if len(cats) and codes.size:
+        # Each row spells out its category: a long category repeated n times is n copies.
+        if cats.dtype == object:
+            sizes = np.fromiter((len(str(c)) for c in cats), dtype=np.int64, count=len(cats))
+        else:
+            sizes = np.full(len(cats), cats.dtype.itemsize, dtype=np.int64)
+        valid = (codes >= 0) & (codes < len(cats))
+        _budget().take(
+            int(sizes[codes[valid]].sum()) + codes.size * _PY_STR_BYTES,
+            f"obs column {name!r} with its categories spelled out",
+        )
     values = cats[np.where(missing, 0, codes)] if len(cats) else np.full(len(codes), None)
     if cats.dtype == object:
         return pd.Series(
@@ -2383,7 +3045,7 @@ def _read_h5ad(path: Path, label: str, vector_column: str | None) -> _Loaded:
             problem = _h5_dtype_problem(node.dtype)
             if problem:
                 raise InvalidInputError(f"{label}: {key!r} {problem}")
-            vectors = node[()]
+            vectors = _h5_read(node, f"array {key!r}")
         meta = _read_obs(f, shape[0], label, warnings)
     return _Loaded(
         format="h5ad",
@@ -2404,16 +3066,17 @@ def _read_h5ad(path: Path, label: str, vector_column: str | None) -> _Loaded:
 def _read_metadata_file(path: Path, label: str, n: int) -> tuple[pd.DataFrame, list[str]]:
     """A metadata file's rows as a typed frame of exactly n rows."""
     suffix = _suffix(label, path, METADATA_SUFFIXES, "metadata")
-    _open_check(path, label)
+    size = _open_check(path, label)
+    with _budget().file(f"metadata file {label}", size):
+        return _read_metadata_checked(path, label, suffix, n)
+
+
+def _read_metadata_checked(
+    path: Path, label: str, suffix: str, n: int
+) -> tuple[pd.DataFrame, list[str]]:
     try:
         if suffix == ".parquet":
-            try:
-                table = pq.read_table(path)
-            except (pa.ArrowException, OSError) as exc:
-                raise InvalidInputError(
-                    f"metadata file {label} is not a readable Parquet file "
-                    f"({str(exc).splitlines()[0]}); re-export it"
-                ) from exc
+            table = _read_parquet_table(path, f"metadata file {label}")
             frame, warnings = _arrow_frame(table, table.num_rows), []
         elif suffix in (".jsonl", ".json"):
             frame, warnings = _json_metadata(path, label)
@@ -2432,6 +3095,7 @@ def _read_metadata_file(path: Path, label: str, n: int) -> tuple[pd.DataFrame, l
 
 
 def _json_metadata(path: Path, label: str) -> tuple[pd.DataFrame, list[str]]:
+    _charge_python_json(path, "its records as Python objects")
     with open(path, "rb") as fh:
         start = fh.read(4096).lstrip(codecs.BOM_UTF8).lstrip()
     if start.startswith(b"["):
@@ -2482,6 +3146,7 @@ def _delimited_metadata(
 ) -> tuple[pd.DataFrame, list[str]]:
     head = _text_head(path, label, suffix, metadata=True)
     warnings = []
+    _budget().take(2 * path.stat().st_size, "its text")
     data = path.read_bytes()
     if data.startswith(codecs.BOM_UTF8):
         data = data[3:]
@@ -2495,6 +3160,15 @@ def _delimited_metadata(
     if head.delimiter not in text:
         # One column: the Projector writes no header then. A header is assumed only when the
         # file has exactly one line more than there are vectors.
+        count = text.count("\n") + (0 if text.endswith("\n") else 1)
+        if count not in (n, n + 1):
+            raise InvalidInputError(
+                f"the vectors file has {n} rows but metadata file {label} has {count} "
+                f"lines (a single-column file has one label per line, plus optionally a header "
+                "line); the metadata needs exactly one row per vector, in the same order"
+            )
+        # one Python str per line
+        _budget().take(count * _PY_STR_BYTES + len(text), "its lines")
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
