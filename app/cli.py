@@ -206,22 +206,11 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _read_query_vector(path: str) -> Any:
-    import numpy as np
+    from core.ingest import read_query_vector
 
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise InvalidInputError(f"no such vector file: {path}")
-    try:
-        vec = np.load(file, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InvalidInputError(f"{path} is not a readable .npy file: {exc}") from exc
-    if vec.ndim == 2 and vec.shape[0] == 1:
-        vec = vec[0]
-    if vec.ndim != 1:
-        raise InvalidInputError(
-            f"{path} holds an array of shape {vec.shape}: give one vector, shape (d,) or (1, d)"
-        )
-    return vec
+    return read_query_vector(path, label=path)
 
 
 def _cmd_neighbours(args: argparse.Namespace) -> int:

@@ -124,6 +124,7 @@ def _save_form(
     kwargs = {
         "filename": filename,
         "metadata_path": meta_path,
+        "metadata_filename": meta_name,
         "id_column": None if id_choice == ROW_NUMBERS else id_choice,
         "vector_column": vector_column,
         "vector_columns": vector_columns,
@@ -157,7 +158,8 @@ def _save_form(
         widgets.show_error(exc)
         return
     info: DatasetInfo = done["info"]
-    # The data now lives in the database; the temporary upload copies are not needed.
+    # The data now lives in the database; this session's upload copies are not needed
+    # (app.uploads names them per upload, so no other session is reading them).
     for path in (vec_path, meta_path):
         if path is not None:
             path.unlink(missing_ok=True)

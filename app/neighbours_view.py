@@ -3,7 +3,6 @@ exact one."""
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import streamlit as st
 from app import share, state, widgets
 from app.cache import get_neighbour_service, get_store
 from core.errors import InvalidInputError, OperationCancelled
+from core.ingest import MAX_QUERY_VECTOR_BYTES, read_query_vector
 from core.neighbours import DEFAULT_EF, Query, QueryComparison
 from core.store import DatasetInfo
 
@@ -218,13 +218,21 @@ def _vector_tab(info: DatasetInfo) -> None:
         height=100,
         placeholder="0.12, -0.03, 0.51, …",
     )
-    upload = st.file_uploader("…or upload one as .npy", type=["npy"], key="neighbours.vector_file")
+    upload = st.file_uploader(
+        "…or upload one as .npy",
+        type=["npy"],
+        key="neighbours.vector_file",
+        max_upload_size=MAX_QUERY_VECTOR_BYTES // 2**20,
+    )
     if st.button("Find neighbours", key="neighbours.go_vector", disabled=not (pasted or upload)):
         try:
             if upload is not None:
-                vec = np.load(io.BytesIO(upload.getvalue()), allow_pickle=False)
+                vec = read_query_vector(upload.getvalue(), label=upload.name, dim=info.dim)
             else:
                 vec = _parse_vector(pasted)
+        except InvalidInputError as exc:
+            widgets.show_error(exc)
+            return
         except (ValueError, OSError) as exc:
             widgets.show_error(InvalidInputError(f"could not read that vector: {exc}"))
             return

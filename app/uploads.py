@@ -126,9 +126,13 @@ def save_upload(
 ) -> Path:
     """Write an upload to a private temporary file and return its path.
 
-    The path is built from a hash of the content and the checked suffix, so a file name
-    such as ``../../etc/passwd.npy`` never reaches the file system. The same content gives
-    the same path (the upload page caches its inspection by path).
+    The path is built from a hash and the checked suffix, so a file name such as
+    ``../../etc/passwd.npy`` never reaches the file system. A Streamlit upload is named by its
+    ``file_id`` (unique to one upload in one session): the script's reruns find it written
+    already and copy nothing, and one session removing its copy after saving cannot take a
+    file from another session that uploaded the same bytes. Plain bytes are named by their
+    content. The same upload gives the same path (the upload page caches its inspection by
+    path).
 
     Parameters
     ----------
@@ -151,6 +155,15 @@ def save_upload(
         raise _too_large(filename, size, limit)
     directory = _upload_dir()
     _prune(directory, time.time())
+    file_id = getattr(data, "file_id", None)
+    if isinstance(file_id, str) and file_id:
+        key = hashlib.blake2b(f"{file_id}\0{size}".encode(), digest_size=16).hexdigest()
+        path = directory / f"upload-{key}{suffix}"
+        if path.exists():
+            os.utime(path)  # in use again: not stale
+            return path
+    else:
+        path = None
     if size is not None:
         free = shutil.disk_usage(directory).free
         if size + DISK_HEADROOM_BYTES > free:
@@ -171,7 +184,8 @@ def save_upload(
                     raise _too_large(filename, None, limit)
                 digest.update(chunk)
                 out.write(chunk)
-        path = directory / f"upload-{digest.hexdigest()}{suffix}"
+        if path is None:
+            path = directory / f"upload-{digest.hexdigest()}{suffix}"
         if path.exists():
             tmp.unlink()
             os.utime(path)  # in use again: not stale

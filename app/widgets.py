@@ -14,7 +14,7 @@ from core.errors import InvalidInputError
 from core.store import DatasetInfo
 
 T = TypeVar("T")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 
 def md_escape(text: object) -> str:

@@ -265,6 +265,40 @@ def _blob_to_arrays(blob: bytes | None) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def _same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+    try:
+        return a.cast(pa.string()).equals(b.cast(pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a list column
+        return False
+
+
+def _key_columns_first(table: pa.Table) -> pd.DataFrame:
+    """``row``, ``id`` and the metadata columns of a query result, as a frame.
+
+    A metadata column called ``id`` that holds the ids (the column they were taken from) is
+    dropped as a repeat; any other metadata column named ``row`` or ``id`` is kept as
+    ``"row (metadata)"`` / ``"id (metadata)"`` rather than lost. Names are made unique on the
+    Arrow table: pandas mixes up the types of columns that share a name.
+    """
+    names = table.column_names
+    if len(set(names)) == len(names):
+        return table.to_pandas()
+    keep, out_names = [], []
+    for i, name in enumerate(names):
+        if name not in out_names:
+            keep.append(i)
+            out_names.append(name)
+            continue
+        if _same_text(table.column(i), table.column(names.index(name))):
+            continue  # the same values: a repeat of the key column
+        label = f"{name} (metadata)"
+        while label in names or label in out_names:
+            label += "'"
+        keep.append(i)
+        out_names.append(label)
+    return table.select(keep).rename_columns(out_names).to_pandas()
+
+
 def _validate_name(name: Any) -> str:
     if not isinstance(name, str):
         raise InvalidInputError(f"dataset name must be text, got {type(name).__name__}")
@@ -676,8 +710,10 @@ class Store:
             sql = _on_dataset(_SQL_ROWS_WITH_META, ds.id)
         else:
             sql = _on_dataset(_SQL_ROWS, ds.id)
-        frame = self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table().to_pandas()
-        frame = frame.loc[:, ~frame.columns.duplicated()].set_index("row", drop=False)
+        frame = _key_columns_first(
+            self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table()
+        )
+        frame = frame.set_index("row", drop=False)
         return frame.loc[wanted].reset_index(drop=True)
 
     def search_rows(self, dataset_id: int, text: str, *, limit: int = 50) -> pd.DataFrame:
@@ -697,9 +733,8 @@ class Store:
         else:
             sql = _on_dataset(_SQL_SEARCH, ds.id)
             params = [text.strip(), limit]
-        frame = self._cursor().sql(sql, params=params).to_arrow_table().to_pandas()
-        # A metadata column named like the id (the chosen id column) would repeat it.
-        return frame.loc[:, ~frame.columns.duplicated()].reset_index(drop=True)
+        frame = _key_columns_first(self._cursor().sql(sql, params=params).to_arrow_table())
+        return frame.reset_index(drop=True)
 
     def rename_dataset(self, dataset_id: int, name: str) -> DatasetInfo:
         """Give a dataset a new unique name."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -58,11 +57,14 @@ def test_upload_preview_and_save(db):
     X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
     at = _app()
     data = _npy_bytes(X)
+    before = set(UPLOAD_DIR.glob("*")) if UPLOAD_DIR.exists() else set()
     at.file_uploader[0].set_value(("my vectors.npy", data, "application/octet-stream"))
     at.run()
     assert not at.exception and not at.error
-    upload_copy = UPLOAD_DIR / f"upload-{hashlib.blake2b(data, digest_size=16).hexdigest()}.npy"
-    assert upload_copy.exists()  # stored under a content hash, never the uploaded name
+    new = set(UPLOAD_DIR.glob("*")) - before
+    assert len(new) == 1  # one copy, never under the uploaded name
+    upload_copy = new.pop()
+    assert upload_copy.read_bytes() == data and "my vectors" not in upload_copy.name
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows"] == "40" and metrics["Dimension"] == "6" and metrics["Format"] == "npy"
     assert at.text_input[0].value == "my vectors"

@@ -156,6 +156,32 @@ def test_streamlit_uploaded_file_is_read_without_a_copy(upload_dir):
         save_upload(big, "u.npz", max_bytes=MiB)
 
 
+def test_a_streamlit_upload_is_written_once_and_is_its_sessions_own(upload_dir):
+    class UploadedFile(io.BytesIO):
+        def __init__(self, data, file_id):
+            super().__init__(data)
+            self.size, self.file_id = len(data), file_id
+
+    data = os.urandom(MiB)
+    first = save_upload(UploadedFile(data, "session-a-upload-1"), "v.npy")
+    assert first.read_bytes() == data
+    reads = []
+
+    class Watched(UploadedFile):
+        def read(self, *args):
+            reads.append(args)
+            return super().read(*args)
+
+    # A rerun of the script hands the same upload again: nothing is read or written.
+    assert save_upload(Watched(data, "session-a-upload-1"), "v.npy") == first and reads == []
+    # Another session's upload of the same bytes is its own file: removing one (after a
+    # save) leaves the other.
+    second = save_upload(UploadedFile(data, "session-b-upload-1"), "v.npy")
+    assert second != first
+    first.unlink()
+    assert second.read_bytes() == data
+
+
 def test_same_content_from_many_sessions_at_once_gives_one_whole_file(upload_dir):
     data = os.urandom(2 * MiB)
     paths, errors = [], []

@@ -167,6 +167,28 @@ def test_case_insensitive_column_clash_is_a_clear_error(store):
     assert store.list_datasets() == []
 
 
+def test_metadata_named_like_a_key_column_is_kept(store):
+    meta = pd.DataFrame({"row": ["a", "b", "c"], "id": ["x", "y", "z"], "n": [1, 2, 3]})
+    # ids taken from the metadata's own `id` column: that column is not shown twice.
+    info = store.add_dataset(make_parsed(np.eye(3), meta, ids=["x", "y", "z"]), name="keys")
+    rows = store.load_rows(info.id, [2, 0])
+    assert list(rows.columns) == ["row", "id", "row (metadata)", "n"]
+    assert rows["row"].tolist() == [2, 0] and rows["row (metadata)"].tolist() == ["c", "a"]
+    found = store.search_rows(info.id, "b")
+    assert list(found.columns) == ["row", "id", "row (metadata)", "n"]
+    assert found["id"].tolist() == ["y"]
+    # Other ids: the metadata `id` column differs from the ids and is kept too.
+    other = store.add_dataset(make_parsed(np.eye(3), meta, ids=["p", "q", "r"]), name="keys2")
+    rows = store.load_rows(other.id, [1])
+    assert rows.iloc[0].to_dict() == {
+        "row": 1,
+        "id": "q",
+        "row (metadata)": "b",
+        "id (metadata)": "y",
+        "n": 2,
+    }
+
+
 def test_mismatched_rows_and_duplicate_ids(store):
     with pytest.raises(InvalidInputError, match="rows"):
         store.add_dataset(make_parsed(np.eye(3), pd.DataFrame({"a": [1, 2]})), name="x")
