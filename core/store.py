@@ -17,8 +17,10 @@ Rules kept here:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -37,6 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from core.ingest import ParsedDataset
@@ -265,6 +269,17 @@ def _blob_to_arrays(blob: bytes | None) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def _write_failed(path: Any, exc: BaseException) -> OSError:
+    """A disk error while writing (disk full, I/O error) as an OSError the CLI and pages show
+    in one line; the transaction was rolled back, so nothing was changed."""
+    return OSError(
+        errno.EIO,
+        f"the database could not be written ({str(exc).splitlines()[0]}); nothing was changed. "
+        "Free some disk space and try again",
+        str(path),
+    )
+
+
 def _same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
     try:
         return a.cast(pa.string()).equals(b.cast(pa.string()))
@@ -440,11 +455,19 @@ class Store:
             cur.begin()
             try:
                 yield cur
-            except BaseException:
-                cur.rollback()
+            except BaseException as exc:
+                try:
+                    cur.rollback()
+                except duckdb.Error:  # a failed disk can fail the rollback too
+                    log.warning("rollback failed", exc_info=True)
+                if isinstance(exc, duckdb.IOException):
+                    raise _write_failed(self.path, exc) from exc
                 raise
             else:
-                cur.commit()
+                try:
+                    cur.commit()
+                except duckdb.IOException as exc:
+                    raise _write_failed(self.path, exc) from exc
 
     def _create_schema(self) -> None:
         with self._transaction() as cur:

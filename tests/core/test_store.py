@@ -160,6 +160,23 @@ def test_failure_inside_transaction_rolls_back_everything(store, monkeypatch):
     assert info.id == 2
 
 
+def test_a_disk_error_while_writing_is_an_oserror_and_changes_nothing(store, monkeypatch):
+    import duckdb
+
+    store.add_dataset(make_parsed(np.eye(3)), name="kept")
+    before = snapshot(store)
+
+    def full_disk(*args, **kwargs):
+        raise duckdb.IOException("could not write file: No space left on device")
+
+    monkeypatch.setattr(Store, "_next_id", full_disk)  # inside the transaction
+    with pytest.raises(OSError, match=r"No space left on device\); nothing was changed"):
+        store.add_dataset(make_parsed(np.eye(4)), name="lost")
+    monkeypatch.undo()
+    assert snapshot(store) == before
+    assert [d.name for d in store.list_datasets()] == ["kept"]
+
+
 def test_case_insensitive_column_clash_is_a_clear_error(store):
     meta = pd.DataFrame({"Label": [1, 2], "label": [3, 4]})
     with pytest.raises(InvalidInputError, match="letter case"):
