@@ -242,6 +242,13 @@ def request_key(info: DatasetInfo, request: dict[str, Any]) -> str | None:
         return None
 
 
+def _job_details(request: dict[str, Any]) -> str:
+    set_by_hand = [
+        f"{k}={v}" for k, v in sorted((request.get("params") or {}).items()) if v is not None
+    ]
+    return f" (seed {request['seed']}" + "".join(f", {p}" for p in set_by_hand) + ")"
+
+
 def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection | None:
     """The stored projection for ``request``; otherwise its job's progress or a Compute button
     (PCA, instant, starts at once)."""
@@ -264,7 +271,9 @@ def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection
         work=work,
         job={
             "kind": "projection",
-            "label": f"{runs.METHOD_LABELS[method]} {request['dims']}-D of {info.name}",
+            # Seed and the parameters set by hand tell two jobs of one method apart.
+            "label": f"{runs.METHOD_LABELS[method]} {request['dims']}-D of {info.name}"
+            + _job_details(request),
             "dataset_id": info.id,
             "params": request,
             "serial": method in runs.SERIAL_METHODS,
