@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import streamlit as st
 
 from core.ingest import FileInspection, inspect_file
 from core.neighbours import NeighbourService
 from core.store import Store, resolve_db_path
+
+
+def _db_path() -> str:
+    """The absolute database path every cached resource is keyed by."""
+    return _resolved(os.environ.get("EMBSCOPE_DB") or "", os.getcwd())
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(configured: str, cwd: str) -> str:
+    # Called several times in every script run of every session: resolving the path on
+    # the file system each time showed in profiles of many sessions at once.
+    return str(resolve_db_path(configured or None).resolve())
 
 
 @st.cache_resource(show_spinner=False)
@@ -18,7 +33,7 @@ def _store(path: str) -> Store:
 
 def get_store() -> Store:
     """The process's store for ``$EMBSCOPE_DB`` (or ``./embscope.duckdb``)."""
-    return _store(str(resolve_db_path().resolve()))
+    return _store(_db_path())
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=8)
@@ -36,7 +51,7 @@ def _neighbour_service(path: str) -> NeighbourService:
 
 def get_neighbour_service() -> NeighbourService:
     """The process's :class:`core.neighbours.NeighbourService` over :func:`get_store`."""
-    return _neighbour_service(str(resolve_db_path().resolve()))
+    return _neighbour_service(_db_path())
 
 
 @st.cache_data(show_spinner="Projecting with PCA…", max_entries=8)
@@ -48,7 +63,7 @@ def _pca_layout(path: str, fingerprint: str, dataset_id: int) -> np.ndarray:
 
 def pca_layout_of(dataset_id: int) -> np.ndarray:
     """The dataset's 2-D PCA layout, computed once per dataset content."""
-    path = str(resolve_db_path().resolve())
+    path = _db_path()
     info = _neighbour_service(path).dataset(dataset_id)
     return _pca_layout(path, info.fingerprint, info.id)
 
@@ -78,7 +93,7 @@ def _isotropy_before_after(
 def isotropy_before_after(dataset_id: int, transform: str):
     """Isotropy scores of the dataset before and after a post-processing transform, computed
     once per dataset content and transform (not on every rerun of the page)."""
-    path = str(resolve_db_path().resolve())
+    path = _db_path()
     info = _neighbour_service(path).dataset(dataset_id)
     return _isotropy_before_after(path, info.fingerprint, info.id, transform)
 
@@ -99,7 +114,7 @@ def _hover_texts(path: str, fingerprint: str, dataset_id: int, column: str | Non
 
 def hover_texts(dataset_id: int, column: str | None) -> list[str]:
     """Escaped hover labels (id, and a metadata column) for a scatter, once per content."""
-    path = str(resolve_db_path().resolve())
+    path = _db_path()
     info = _neighbour_service(path).dataset(dataset_id)
     return _hover_texts(path, info.fingerprint, info.id, column)
 
@@ -109,13 +124,19 @@ def _job_runner(path: str):
     from core.jobs import JobRunner
 
     # One per process: a job started by one session is seen (and shared) by every session,
-    # and keeps running when the page that started it goes away.
-    return JobRunner(_store(path))
+    # and keeps running when the page that started it goes away. `embscope serve` asks for
+    # the projection methods' numba code to be compiled first, on the serial lane.
+    warm_up = ()
+    if os.environ.get("EMBSCOPE_WARM_UP") == "1":
+        from core.projections.runs import warm_up as warm_up_projections
+
+        warm_up = (warm_up_projections,)
+    return JobRunner(_store(path), warm_up=warm_up)
 
 
 def get_job_runner():
     """The process's :class:`core.jobs.JobRunner` over :func:`get_store`."""
-    return _job_runner(str(resolve_db_path().resolve()))
+    return _job_runner(_db_path())
 
 
 @st.cache_data(show_spinner=False, max_entries=24)
@@ -130,7 +151,7 @@ def _projection_coords(path: str, fingerprint: str) -> np.ndarray:
 
 def projection_coords(fingerprint: str) -> np.ndarray:
     """A stored projection's coordinates, read from the database once per process."""
-    return _projection_coords(str(resolve_db_path().resolve()), fingerprint)
+    return _projection_coords(_db_path(), fingerprint)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -140,14 +161,14 @@ def _metadata_column(path: str, fingerprint: str, dataset_id: int, column: str):
 
 def metadata_column(dataset_id: int, column: str):
     """One metadata column of a dataset (a pandas Series in row order), once per content."""
-    path = str(resolve_db_path().resolve())
+    path = _db_path()
     info = _neighbour_service(path).dataset(dataset_id)
     return _metadata_column(path, info.fingerprint, info.id, column)
 
 
 def hover_labels(dataset_id: int, columns: tuple[str, ...]) -> list[str]:
     """Escaped hover labels: the id and up to three metadata columns, once per content."""
-    path = str(resolve_db_path().resolve())
+    path = _db_path()
     info = _neighbour_service(path).dataset(dataset_id)
     return _hover_labels(path, info.fingerprint, info.id, tuple(columns))
 
@@ -178,7 +199,7 @@ def _id_row_map(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> np.nda
 
 def id_row_map(dataset_a: int, dataset_b: int) -> np.ndarray:
     """For each row of dataset a, the row of dataset b holding the same id (-1: b lacks it)."""
-    path = str(resolve_db_path().resolve())
+    path = _db_path()
     service = _neighbour_service(path)
     a, b = service.dataset(dataset_a), service.dataset(dataset_b)
     if a.id == b.id:

@@ -14,6 +14,7 @@ from core.errors import InvalidInputError
 from core.store import DatasetInfo
 
 T = TypeVar("T")
+PICKER_KEY = "embscope.picker"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 
@@ -52,12 +53,16 @@ def dataset_picker() -> DatasetInfo | None:
         current = state.selected_dataset_id()
         if current not in by_id:
             current = datasets[-1].id
+        # The session's dataset (a link, a saved upload) drives the picker through its key:
+        # popping the key or passing index= does not move a picker the browser already shows.
+        if st.session_state.get(PICKER_KEY) != current:
+            st.session_state[PICKER_KEY] = current
         chosen = st.selectbox(
             "Dataset",
             options=list(by_id),
-            index=list(by_id).index(current),
             format_func=lambda i: f"{by_id[i].name}  ({by_id[i].n:,} × {by_id[i].dim})",
-            key="embscope.picker",
+            key=PICKER_KEY,
+            on_change=_picker_changed,
             help="Every page works on this dataset.",
         )
         state.select_dataset(chosen)
@@ -75,8 +80,10 @@ def _dataset_from_link(by_id: dict[int, DatasetInfo], link: Any) -> None:
         link.ignore("dataset", wanted, "no dataset has this id or name")
         return
     state.select_dataset(found[0])
-    # Forget the picker's own value so it is drawn afresh at the linked dataset.
-    st.session_state.pop("embscope.picker", None)
+
+
+def _picker_changed() -> None:
+    state.select_dataset(st.session_state[PICKER_KEY])
 
 
 @st.fragment(run_every=1.0)

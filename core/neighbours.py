@@ -144,6 +144,9 @@ class NeighbourService:
         self.milvus_uri = milvus_uri or os.environ.get("EMBSCOPE_MILVUS_URI") or str(default_milvus)
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        # Index fingerprints being loaded or built right now: their file may already be
+        # saved while their artifact is not yet recorded, and must not be pruned meanwhile.
+        self._building: set[str] = set()
         self._indexes: dict[str, NeighbourIndex] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._ids: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
@@ -257,9 +260,16 @@ class NeighbourService:
         with self._key_lock("index:" + fp):
             if fp in self._indexes:
                 return self._indexes[fp]
-            index = self._load_or_build(info, fp, metric, backend, chosen, progress)
-            self._indexes[fp] = index
-            self._index_owner[fp] = info.id
+            with self._lock:
+                self._building.add(fp)
+            try:
+                index = self._load_or_build(info, fp, metric, backend, chosen, progress)
+                with self._lock:
+                    self._indexes[fp] = index
+                    self._index_owner[fp] = info.id
+            finally:
+                with self._lock:
+                    self._building.discard(fp)
             return index
 
     def _load_or_build(
@@ -330,15 +340,23 @@ class NeighbourService:
         """Delete index files beside the database that no stored artifact refers to."""
         if self.store.read_only or not self.index_dir.is_dir():
             return []
-        known = {a.fingerprint for a in self.store.list_artifacts(kind=INDEX_KIND)}
         removed = []
-        for path in self.index_dir.iterdir():
-            fp = path.name.split(".", 1)[0]
-            if len(fp) == 40 and fp not in known and fp not in self._indexes:
-                if path.is_dir():
-                    continue  # Milvus data lives elsewhere; never remove directories here
-                path.unlink(missing_ok=True)
-                removed.append(path)
+        # Under the lock: an index another thread is building (its file saved, its artifact
+        # not yet recorded) is protected, and no build starts until the files are pruned.
+        with self._lock:
+            protected = set(self._indexes) | self._building
+            known = {a.fingerprint for a in self.store.list_artifacts(kind=INDEX_KIND)}
+            for path in self.index_dir.iterdir():
+                if _orphaned_temp_file(path):
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+                    continue
+                fp = path.name.split(".", 1)[0]
+                if len(fp) == 40 and fp not in known and fp not in protected:
+                    if path.is_dir():
+                        continue  # Milvus data lives elsewhere; never remove directories here
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
         return removed
 
     # -- queries ------------------------------------------------------------------------------
@@ -446,3 +464,24 @@ class NeighbourService:
         exact = self.search(dataset_id, query, backend="exact", **exact_options)
         recall = recall_at_k(approx.rows[None, :], exact.rows[None, :])
         return QueryComparison(approx, exact, recall)
+
+
+def _orphaned_temp_file(path: Path) -> bool:
+    """A ``.<name>.<pid>.<thread>.tmp`` file (core.index's atomic write) whose process is gone:
+    what a kill during an index save leaves behind (gigabytes for a large index)."""
+    parts = path.name.split(".")
+    if not path.name.startswith(".") or len(parts) < 5 or parts[-1] != "tmp":
+        return False
+    try:
+        pid = int(parts[-3])
+    except ValueError:
+        return False
+    if pid == os.getpid() or pid <= 0:
+        return False  # ours: a save in progress
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return path.is_file()
+    except OSError:  # alive, someone else's
+        return False
+    return False

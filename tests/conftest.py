@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# Servers the tests start skip compiling every projection method at start-up (`embscope
+# serve` does it by default): ~10 s of CPU per server that most tests never use.
+os.environ.setdefault("EMBSCOPE_WARM_UP", "0")
 
 
 @pytest.fixture

@@ -249,6 +249,17 @@ def test_serve_defaults_bind_loopback_writable_without_token(capsys, tmp_path, e
     assert env[access.READ_ONLY_ENV] == "0" and access.TOKEN_ENV not in env
     assert env["EMBSCOPE_DB"] == str((tmp_path / "s.duckdb").resolve())
     assert "http://127.0.0.1:8501" in out
+    assert _option(argv, "--runner.postScriptGC") == "false"  # no full GC after every run
+
+
+def test_serve_warms_up_the_projection_methods_unless_told_not_to(
+    capsys, tmp_path, execve, monkeypatch
+):
+    monkeypatch.delenv("EMBSCOPE_WARM_UP")  # tests/conftest.py turns it off for test servers
+    run_cli(capsys, "--db", str(tmp_path / "s.duckdb"), "serve")
+    monkeypatch.setenv("EMBSCOPE_WARM_UP", "0")
+    run_cli(capsys, "--db", str(tmp_path / "s.duckdb"), "serve")
+    assert [env["EMBSCOPE_WARM_UP"] for _, _, env in execve] == ["1", "0"]
 
 
 def test_serve_read_only_token_and_upload_limit(capsys, tmp_path, execve):

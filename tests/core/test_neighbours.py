@@ -12,6 +12,7 @@ from core.demo import stdlib_docstrings
 from core.demo_store import store_demo_dataset
 from core.errors import InvalidInputError
 from core.graph import build_knn_graph
+from core.ingest import from_arrays
 from core.neighbours import NeighbourService
 from core.store import Store
 from tests.conftest import make_parsed
@@ -188,3 +189,47 @@ def test_deleting_a_dataset_removes_its_index_files_and_cache(db_path):
         assert service.has_index(keep.id, metric="cosine")
         with pytest.raises(InvalidInputError, match="no dataset"):
             service.resolve(gone.id, row=0)
+
+
+def test_an_index_being_saved_is_not_pruned(tmp_path):
+    """A delete elsewhere (prune_files) between an index's save and its artifact being
+    recorded must not remove the freshly saved file."""
+    store = Store(tmp_path / "db.duckdb")
+    X = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+    info = store.add_dataset(from_arrays(X), name="a")
+    service = NeighbourService(store)
+    real_put = store.put_artifact
+    pruned = []
+
+    def put_after_a_prune(**kwargs):
+        pruned.extend(service.prune_files())  # what a concurrent delete does in this window
+        return real_put(**kwargs)
+
+    store.put_artifact = put_after_a_prune
+    service.get_index(info.id, metric="cosine")
+    fp = service.index_fingerprint(info.id, metric="cosine")
+    assert pruned == []
+    assert (service.index_dir / f"{fp}.hnsw").exists()
+    store.close()
+
+
+def test_temp_files_of_a_killed_index_save_are_pruned(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    store = Store(tmp_path / "db.duckdb")
+    service = NeighbourService(store)
+    service.index_dir.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    fp = "a" * 40
+    orphan = service.index_dir / f".{fp}.hnsw.{int(dead.stdout)}.1234.tmp"
+    ours = service.index_dir / f".{fp}.hnsw.{os.getpid()}.1234.tmp"  # a save in progress
+    alive = service.index_dir / f".{fp}.hnsw.1.1234.tmp"  # pid 1 is always running
+    odd = service.index_dir / ".notes.tmp"
+    for path in (orphan, ours, alive, odd):
+        path.write_bytes(b"x")
+    assert service.prune_files() == [orphan]
+    assert not orphan.exists() and ours.exists() and alive.exists() and odd.exists()
+    store.close()
