@@ -21,6 +21,7 @@ session sees it.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -135,6 +136,23 @@ class Job:
             created=self.created,
             seconds=seconds,
         )
+
+
+# Background work yields the CPU to interactive requests (neighbour queries, page runs):
+# worker threads run at this nice value, and threads they start (numba, hnswlib) inherit it.
+JOB_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Lower this thread's scheduling priority (Linux: nice is per thread)."""
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, max(current, JOB_NICENESS))
+    except OSError:
+        log.debug("could not lower the priority of a job thread", exc_info=True)
 
 
 class JobRunner:
@@ -330,6 +348,7 @@ class JobRunner:
             log.warning("could not record the state of job %s", job.key, exc_info=True)
 
     def _worker(self, lane: str) -> None:
+        _lower_priority()
         q = self._queues[lane]
         while True:
             job = q.get()

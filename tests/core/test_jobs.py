@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
 from core.errors import InvalidInputError, OperationCancelled
-from core.jobs import JobRunner
+from core.jobs import JOB_NICENESS, JobRunner
 from core.store import Store
 
 
@@ -211,3 +212,23 @@ def test_states_are_recorded_and_a_dead_process_leaves_interrupted_jobs(tmp_path
     finally:
         runner.shutdown(wait=2)
         store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux's")
+def test_jobs_run_at_a_lower_priority_than_requests(runner):
+    def niceness(progress=None):
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def from_a_child_thread(progress):
+        out = []
+        t = threading.Thread(target=lambda: out.append(niceness()))
+        t.start()
+        t.join()
+        return out[0]
+
+    before = niceness()
+    pool = runner.submit("nice-pool", niceness, kind="t", label="")
+    child = runner.submit("nice-child", from_a_child_thread, kind="t", label="", serial=True)
+    assert pool.wait(5) and child.wait(5)
+    assert pool.result >= JOB_NICENESS and child.result >= JOB_NICENESS  # numba's threads too
+    assert niceness() == before  # the caller's thread is left alone
