@@ -56,7 +56,7 @@ def test_hnsw_graph_reaches_recall_and_reports_it_honestly():
     true_recall = recall_at_k(g.indices, exact.indices)
     assert true_recall >= 0.98
     assert abs(g.recall - true_recall) < 0.02, (g.recall, true_recall)
-    assert g.params["recall_sample"] == 1000 and g.method == "hnsw"
+    assert g.params["recall_sample"] == 500 and g.method == "hnsw"
     assert not (g.indices == np.arange(len(X))[:, None]).any()
 
 
