@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import access, state, widgets
+from app import access, neighbours_view, state, widgets
 from app.cache import get_neighbour_service, get_store, inspect_upload
 from app.uploads import save_upload
 from core.demo_store import load_demo_datasets
@@ -164,6 +164,7 @@ def _save_form(
         if path is not None:
             path.unlink(missing_ok=True)
     state.select_dataset(info.id)
+    neighbours_view.start_index_job(info)  # ready for the first query, built at low priority
     state.put("upload_generation", _uploader_generation() + 1)
     state.flash("success", f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}.")
     for warning in done["parsed"].warnings:

@@ -293,6 +293,12 @@ def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryC
     try:
         query = _resolve(info, q)
         backend, metric = options["backend"], options["metric"]
+        if not service.has_index(info.id, metric=metric, backend=backend) and _index_job_active(
+            info, metric, backend
+        ):
+            # Built in the background since the dataset was saved: wait for that build.
+            with st.spinner(f"The {BACKEND_LABELS[backend]} index is being built…"):
+                service.get_index(info.id, metric=metric, backend=backend)
         if not service.has_index(info.id, metric=metric, backend=backend):
             widgets.run_steps(
                 f"Building the {BACKEND_LABELS[backend]} index",
@@ -302,6 +308,40 @@ def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryC
     except (InvalidInputError, OperationCancelled) as exc:
         widgets.show_error(exc)
         return None
+
+
+INDEX_JOB_KIND = "index"
+
+
+def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str = "hnsw") -> None:
+    """Build a new dataset's default index as a background job (lower priority, shared by
+    every session), so its first query neither builds it inside the request nor slows
+    everyone else's queries while it does."""
+    from app.cache import get_job_runner
+
+    service = get_neighbour_service()
+    if service.has_index(info.id, metric=metric, backend=backend):
+        return
+
+    def work(progress):
+        service.get_index(info.id, metric=metric, backend=backend, progress=progress)
+
+    get_job_runner().submit(
+        service.index_fingerprint(info.id, metric=metric, backend=backend),
+        work,
+        kind=INDEX_JOB_KIND,
+        label=f"{BACKEND_LABELS[backend]} index of {info.name}",
+        dataset_id=info.id,
+        params={"metric": metric, "backend": backend},
+    )
+
+
+def _index_job_active(info: DatasetInfo, metric: str, backend: str) -> bool:
+    from app.cache import get_job_runner
+
+    fp = get_neighbour_service().index_fingerprint(info.id, metric=metric, backend=backend)
+    status = get_job_runner().status(fp)
+    return status is not None and status.active
 
 
 def _build(info: DatasetInfo, metric: str, backend: str) -> None:

@@ -81,6 +81,14 @@ def test_upload_preview_and_save(db):
     assert not upload_copy.exists()  # the temporary copy is removed once stored
     # the sidebar picker now points at the new dataset
     assert at.sidebar.selectbox[0].value == info.id
+    # Its default index is built in the background, before anyone queries it.
+    from app.cache import get_job_runner, get_neighbour_service
+
+    service = get_neighbour_service()
+    job = get_job_runner().get(service.index_fingerprint(info.id, metric="cosine"))
+    assert job is not None and job.kind == "index" and job.wait(30)
+    assert job.status().state == "done", job.status()
+    assert service.has_index(info.id, metric="cosine")
 
 
 def test_bad_upload_is_an_error_message_and_changes_nothing(db):
