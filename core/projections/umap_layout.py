@@ -45,6 +45,7 @@ layout can report progress and be cancelled:
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import warnings
@@ -85,6 +86,7 @@ def default_epochs(n: int) -> int:
     return int(min(umap_default, max(MIN_EPOCHS, round(EPOCH_WORK / max(n, 1)))))
 
 
+@functools.cache
 def _shared_graph_umap_class() -> type:
     """umap.UMAP whose optimiser may run on every core with a seed (module docstring)."""
     import numba

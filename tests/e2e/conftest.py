@@ -6,6 +6,7 @@ test, and a wait for the script to finish running before looking at the page.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -66,26 +67,36 @@ def app_server(tmp_path_factory, request) -> Iterator[dict]:
     prepare = getattr(request.module, "prepare_db", None)
     if prepare is not None:
         prepare(db)
-    port = _free_port()
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--db", str(db), "serve", "--port", str(port)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url, proc)
+    with running_server(db, tmp / "server.log") as url:
         yield {"url": url, "db": db, "tmp": tmp}
-    finally:
-        proc.terminate()
+
+
+@contextlib.contextmanager
+def running_server(
+    db: Path, log_path: Path, *flags: str, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`embscope serve FLAGS` over ``db`` on a free loopback port; yields its URL and stops
+    it afterwards (its output goes to ``log_path``; ``env`` replaces the environment)."""
+    port = _free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "--db", str(db), "serve", "--port", str(port),
+             *flags],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            _wait_http(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture(scope="module")

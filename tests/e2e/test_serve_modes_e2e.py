@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 
 from core.store import Store
 from tests.conftest import make_parsed
-from tests.e2e.conftest import ROOT, _free_port, _wait_http, screenshot, wait_for_app
+from tests.e2e.conftest import running_server, screenshot, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,36 +33,11 @@ def _serve(tmp: Path, *flags: str) -> Iterator[str]:
     with Store(db) as store:
         X = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
         store.add_dataset(make_parsed(X), name=SECRET)
-    port = _free_port()
+    # None of the caller's EMBSCOPE_ settings (a token, read-only) leaks into the server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBSCOPE_")}
-    with open(tmp / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "--db",
-                str(db),
-                "serve",
-                "--port",
-                str(port),
-                *flags,
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env, PYTHONUNBUFFERED="1"),
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_http(url, proc)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    env["EMBSCOPE_WARM_UP"] = "0"
+    with running_server(db, tmp / "server.log", *flags, env=env) as url:
+        yield url
     assert TOKEN not in (tmp / "server.log").read_text()  # the token is never logged
 
 
