@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from core.store import Store
 
 __all__ = [
+    "vectors_of_points",
     "GRAPH_CODE_VERSION",
     "GRAPH_K",
     "KnnGraph",
@@ -150,6 +151,17 @@ class KnnGraph:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The arrays to persist."""
         return {"indices": self.indices, "distances": self.distances}
+
+
+def vectors_of_points(X: Any, n: int, *, made: str = "graph") -> np.ndarray:
+    """``X`` checked as the vectors of the ``n`` points a graph or layout was made from."""
+    H = check_vectors(X, name="X")
+    if H.shape[0] != n:
+        raise InvalidInputError(
+            f"X has {H.shape[0]} rows but the {made} has {n} points: pass the vectors the "
+            f"{made} was made from"
+        )
+    return H
 
 
 def recall_per_row(approx: np.ndarray, exact: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from core.compression.base import (
     dense_pair_similarity,
     dense_similarity,
 )
-from core.compression.reducers import principal_basis
+from core.compression.reducers import principal_basis, subspace_query
 from core.errors import InvalidInputError
 from core.index import check_vectors
 
@@ -403,12 +403,7 @@ class LeanVecCodec(Codec):
 
     # Scoring as PCA does, with the LVQ-decoded reduced vectors.
     def _prepare(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._metric == "l2":
-            centred = Q - self.mean
-            proj = centred @ self.components
-            rest = np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", proj, proj)
-            return proj, np.maximum(rest, 0.0)
-        return Q @ self.components, Q @ self.mean
+        return subspace_query(Q, self.mean, self.components, self._metric)
 
     def _score(self, state: tuple, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         proj, const = state

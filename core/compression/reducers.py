@@ -67,6 +67,23 @@ def principal_basis(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     return mean, top * np.where(signs == 0, 1.0, signs), values
 
 
+def subspace_query(
+    Q: np.ndarray, mean: np.ndarray, components: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Queries against vectors kept as coordinates ``(x - mean) @ components``: the projected
+    queries and a per-query constant, so that similarity to a stored row's reconstruction is
+    ``sim(proj, coords) - const`` (l2) or ``+ const`` (dot products)."""
+    if metric == "l2":
+        centred = Q - mean
+        proj = centred @ components
+        # The part of q - mean outside the kept subspace: a per-query constant that makes
+        # the score the distance to the reconstruction.
+        rest = np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", proj, proj)
+        return proj, np.maximum(rest, 0.0)
+    # The uncentred query: (P q).(P(x - mean)) + q.mean = q . reconstruction.
+    return Q @ components, Q @ mean
+
+
 class _Reducer(Codec):
     """Codes are ``k`` float32 numbers per vector (array ``"y"``)."""
 
@@ -147,15 +164,7 @@ class PCACodec(_Reducer):
         return {"y": np.ascontiguousarray((X - self.mean) @ self.components, dtype=np.float32)}
 
     def _prepare(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._metric == "l2":
-            centred = Q - self.mean
-            proj = centred @ self.components
-            # The part of q - mean outside the kept subspace: a per-query constant that
-            # makes the score the distance to the reconstruction.
-            rest = np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", proj, proj)
-            return proj, np.maximum(rest, 0.0)
-        # The uncentred query: (P q).(P(x - mean)) + q.mean = q . reconstruction.
-        return Q @ self.components, Q @ self.mean
+        return subspace_query(Q, self.mean, self.components, self._metric)
 
     def _score(self, state: tuple, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         proj, const = state

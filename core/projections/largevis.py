@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph
+from core.graph import KnnGraph, vectors_of_points
 from core.index import ProgressFn, check_vectors, prepare_for_metric
 from core.projections.pca import pca_layout
 
@@ -752,9 +752,7 @@ def largevis_layout(
     if deterministic:
         n_threads = 1
     if X is not None:
-        X = check_vectors(X, name="X")
-        if X.shape[0] != n:
-            raise InvalidInputError(f"X has {X.shape[0]} rows but the graph has {n} points")
+        X = vectors_of_points(X, n)
     indices = graph.indices[:, : min(K, graph.k)]
     if indices.size and (indices.min() < 0 or indices.max() >= n):
         raise InvalidInputError(

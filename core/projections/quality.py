@@ -38,7 +38,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph
+from core.graph import KnnGraph, vectors_of_points
 from core.index import ProgressFn, check_vectors, normalise_rows
 
 __all__ = [
@@ -339,12 +339,7 @@ def projection_quality(
     metric = graph.metric
     H: np.ndarray | None = None
     if X is not None:
-        H = check_vectors(X, name="X")
-        if H.shape[0] != n:
-            raise InvalidInputError(
-                f"X has {H.shape[0]} rows but the layout has {n} points: pass the vectors "
-                "the layout was made from"
-            )
+        H = vectors_of_points(X, n, made="layout")
         if metric == "cosine":
             H = normalise_rows(H)
         elif metric == "l2":

@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph
-from core.index import ProgressFn, check_vectors
+from core.graph import KnnGraph, vectors_of_points
+from core.index import ProgressFn
 
 __all__ = ["UMAP_N_NEIGHBORS", "GraphNotUsedError", "default_epochs", "umap_layout", "warm_up"]
 
@@ -346,12 +346,7 @@ def umap_layout(
     if not np.isfinite(graph.distances[:, : n_neighbors - 1]).all():
         raise InvalidInputError("the graph's distances contain NaN or infinite values")
     if X is not None:
-        data = check_vectors(X, name="X")
-        if data.shape[0] != n:
-            raise InvalidInputError(
-                f"X has {data.shape[0]} rows but the graph has {n} points: pass the vectors "
-                "the graph was built from"
-            )
+        data = vectors_of_points(X, n)
     else:
         data = np.random.default_rng(0 if seed is None else seed).standard_normal(
             (n, 2), dtype=np.float32
