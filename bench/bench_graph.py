@@ -33,12 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _workers  # bench/_workers.py (scripts run with bench/ on sys.path)
 import numpy as np
 
 from core.knn_build import TARGET, augmented, cell_knn
@@ -361,22 +360,7 @@ def worker(spec: dict) -> dict:
 
 
 def run_worker(spec: dict, env: dict | None = None) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    wall = time.perf_counter() - t
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"skip": f"worker failed ({proc.returncode}): {' | '.join(tail)}"}
-    res = json.loads(lines[-1][len("RESULT ") :])
-    res["wall_s"] = round(wall, 2)
-    return res
+    return _workers.run_worker(__file__, spec, env=env)
 
 
 def TUNED_HNSWLIB(n: int, k: int) -> dict:

@@ -38,13 +38,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import _workers  # bench/_workers.py (scripts run with bench/ on sys.path)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,21 +187,7 @@ def graph_worker(spec: dict) -> dict:
 
 
 def run_worker(spec: dict) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    wall = time.perf_counter() - t
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"skip": f"worker failed ({proc.returncode}): {' | '.join(tail)}"}
-    res = json.loads(lines[-1][len("RESULT ") :])
-    res["wall_s"] = round(wall, 2)
-    return res
+    return _workers.run_worker(__file__, spec)
 
 
 # ----------------------------------------------------------------------------- main
