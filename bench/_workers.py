@@ -12,6 +12,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT = "RESULT "
 
 
+def peak_mb() -> float:
+    """Peak resident set of this process (VmHWM), MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_worker(script: str, spec: dict, *, env: dict | None = None) -> dict:
     """Run ``script --worker SPEC_JSON`` from the repository root and return the dict it
     printed on its last ``RESULT {...}`` line, with ``wall_s``; ``{"skip": why}`` on failure."""

@@ -285,19 +285,6 @@ def ground_truth(X: np.ndarray, k: int, metric: str, m: int = RECALL_ROWS, seed:
     return rows, gt
 
 
-def peak_mb() -> float:
-    """Peak resident set of this process (VmHWM), MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 MODULES = {
     "pynndescent": "pynndescent",
     "hnswlib": "hnswlib",
@@ -329,7 +316,7 @@ def worker(spec: dict) -> dict:
     res: dict = {"import_s": round(import_s, 2)}
     if spec.get("sweep"):
         res["sweep"] = sweep(method, X, k, metric, rows, gt, threads)
-        res["peak_mb"] = round(peak_mb())
+        res["peak_mb"] = round(_workers.peak_mb())
         return res
     if method == "core":
         import core.graph
@@ -353,7 +340,7 @@ def worker(spec: dict) -> dict:
     res.update(
         times=[round(x, 3) for x in times],
         recall=recall_at(ind, rows, gt),
-        peak_mb=round(peak_mb()),
+        peak_mb=round(_workers.peak_mb()),
         info=info,
     )
     return res

@@ -63,19 +63,6 @@ MODULES = {
 TARGET_TRUST, TARGET_ACC = 0.95, 0.97
 
 
-def peak_mb() -> float:
-    """Peak resident set of this process (VmHWM), MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # ----------------------------------------------------------------------------- workers
 
 
@@ -163,7 +150,7 @@ def worker(spec: dict) -> dict:
         Y = _layout(method, graph, X, tiny=False)
         res["layout_s"] = round(time.perf_counter() - t, 2)
     np.save(spec["out"], np.asarray(Y, dtype=np.float32))
-    res["peak_mb"] = round(peak_mb())
+    res["peak_mb"] = round(_workers.peak_mb())
     return res
 
 
@@ -183,7 +170,7 @@ def graph_worker(spec: dict) -> dict:
         seconds=seconds,
     )
     return {"graph_s": round(seconds, 2), "recall": g.recall, "method": g.method,
-            "peak_mb": round(peak_mb())}  # fmt: skip
+            "peak_mb": round(_workers.peak_mb())}  # fmt: skip
 
 
 def run_worker(spec: dict) -> dict:
