@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import time
 
 import numpy as np
 import streamlit as st
@@ -128,10 +130,19 @@ def _job_runner(path: str):
     # the projection methods' numba code to be compiled first, on the serial lane.
     warm_up = ()
     if os.environ.get("EMBSCOPE_WARM_UP") == "1":
-        from core.projections.runs import warm_up as warm_up_projections
-
-        warm_up = (warm_up_projections,)
+        warm_up = (_warm_up_projections,)
     return JobRunner(_store(path), warm_up=warm_up)
+
+
+def _warm_up_projections() -> None:
+    from core.projections.runs import warm_up
+
+    start = time.perf_counter()
+    warm_up()
+    # On the terminal that runs `embscope serve`: from now on no projection waits for it.
+    seconds = time.perf_counter() - start
+    sys.stderr.write(f"embscope: projection methods ready (compiled in {seconds:.1f} s)\n")
+    sys.stderr.flush()
 
 
 def get_job_runner():

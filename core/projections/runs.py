@@ -491,10 +491,13 @@ def warm_up() -> None:
     from core.graph import build_knn_graph
     from core.projections.heatgeo import heatgeo_layout
     from core.projections.largevis import largevis_layout
+    from core.projections.quality import projection_quality
     from core.projections.umap_layout import warm_up as umap_warm_up
 
     umap_warm_up()
     X = np.random.default_rng(0).standard_normal((80, 4)).astype(np.float32)
     graph = build_knn_graph(X, k=20, metric="l2", method="exact")
-    largevis_layout(graph, seed=0, samples_per_point=20, n_neighbors=20, X=X)
+    layout = largevis_layout(graph, seed=0, samples_per_point=20, n_neighbors=20, X=X)
     heatgeo_layout(graph, seed=0)
+    # The quality score every job ends with imports scipy.stats (about a second).
+    projection_quality(layout, graph, X=X, k=5)

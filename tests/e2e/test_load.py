@@ -20,6 +20,15 @@ websocket sessions make the server do everything a browser's requests cause (eve
 run, figure and table) at a fraction of the cost; the browsers check what only a browser
 can.
 
+The browsers run at a lower CPU priority than the server (``nice`` 10, :func:`_nice_chromium`).
+At a demo they run on the audience's machines; here they share two cores with the server.
+Left alone (and run as root, as CI does), Chromium puts seven of its threads at nice -8,
+above the server, and the four contexts' page rendering (WebGL in software) took the whole
+machine for a second at a time: /proc showed the server's threads runnable but without a
+core (Chromium at 1.5-2 cores, the server at 0-0.2) while the websocket sessions' queries
+waited a second or more. The server's own jobs run at the same lower priority, so a
+projection competes with the browsers, not with the sessions.
+
 Every answer is checked against the session's own request: the query line names the row
 and id it asked for, the exact-neighbour table holds the neighbours numpy finds for that
 row of that dataset, the sidebar picker shows the session's own dataset, and the selected
@@ -32,14 +41,15 @@ Latency of a neighbour query: in the browser, from the click on "Find neighbours
 (``performance.now()`` in a capturing click listener) to the first moment the fresh "Query:
 row R (id X)" line and both result tables after it are on the page (MutationObserver); in
 a websocket session, from sending the link's page run to receiving the second result
-table. Each kind is measured first alone on a quiet server (idle, after one warm-up query
-per dataset), then under load; queries that had to build the uploaded dataset's index are
-reported apart. Percentiles are nearest-rank. The test asserts the browser's p99 under
-load <= 10 x its idle p99 (the issue's criterion, as a person sees it) and the websocket
-sessions' p50 under load <= 10 x their idle p50 (a bound on the server's own median); it
-prints both kinds' p50 and p99 and their ratios with the rest of the summary (the slowest
-queries with when they ran, and when the upload and the job ran, say where a tail comes
-from) and writes it to test-results/load.json.
+table. Each kind is measured first alone on a quiet server (idle: once the server has
+compiled its projection code, as ``embscope serve`` does when its first session opens, and
+after one warm-up query per dataset), then under load; queries that had to build the
+uploaded dataset's index are reported apart. Percentiles are nearest-rank. The test asserts,
+for both kinds, p99 under load <= 10 x the idle p99 (the issue's criterion: the browser's as
+a person sees it, the websocket sessions' as the server answers them) and the websocket
+sessions' p50 under load <= 10 x their idle p50. It prints both kinds' p50 and p99 and their
+ratios with the rest of the summary (the slowest queries with when they ran, and when the
+upload and the job ran, say where a tail comes from) and writes it to test-results/load.json.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ import json
 import os
 import random
 import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,7 +70,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e import load_helpers as lh
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -162,6 +173,33 @@ def prepare_db(path) -> None:
     IDS.update(lh.prepare_load_db(path))
 
 
+READY_LINE = "embscope: projection methods ready"
+READY_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """The server as a team runs it: unlike the other e2e servers (``EMBSCOPE_WARM_UP=0``),
+    it compiles the projection methods' code when its first session opens, as
+    ``embscope serve`` does, and the test measures once that is done (:func:`_wait_ready`)."""
+    tmp = tmp_path_factory.mktemp("load")
+    db = tmp / "load.duckdb"
+    prepare_db(db)
+    log = tmp / "server.log"
+    with running_server(db, log, env=dict(os.environ, EMBSCOPE_WARM_UP="1")) as url:
+        yield {"url": url, "db": db, "tmp": tmp, "log": log}
+
+
+async def _wait_ready(log) -> float:
+    """Seconds waited until the server says its projection code is compiled."""
+    start = time.monotonic()
+    while READY_LINE not in log.read_text(errors="replace"):
+        if time.monotonic() - start > READY_TIMEOUT_S:
+            raise TimeoutError(f"no {READY_LINE!r} in the server log after {READY_TIMEOUT_S} s")
+        await asyncio.sleep(0.25)
+    return time.monotonic() - start
+
+
 @dataclass
 class Session:
     """One person (a browser context, or a websocket): what they did, what went wrong."""
@@ -184,9 +222,11 @@ class Session:
 class Run:
     """The server, the browser and the expected answers shared by every session."""
 
-    def __init__(self, url: str, browser: Any):
+    def __init__(self, url: str, browser: Any, log: Any):
         self.url = url
         self.browser = browser
+        self.log = log  # the server's output
+        self.warm_up_s: float | None = None
         self.datasets = {d.name: d for d in lh.load_datasets()}
         self.upload = lh.upload_dataset()
         self.upload_id: int | None = None
@@ -711,6 +751,35 @@ async def _sample_memory(port: int, peaks: dict[str, float], stop: asyncio.Event
             pass
 
 
+BROWSER_NICENESS = 10
+
+
+def _nice_chromium(tmp) -> str:
+    """A launcher that starts Chromium (and so every process it forks) at ``nice``
+    :data:`BROWSER_NICENESS`, below the server under test; the launcher execs, so Playwright
+    talks to Chromium itself.
+
+    Two things would undo a plain ``nice``. Playwright starts Chromium in a session of its
+    own, and with ``kernel.sched_autogroup_enabled`` (the default on desktop and many server
+    kernels) Linux shares the CPU fairly between sessions first, whatever their processes'
+    nice values: the launcher lowers its session's weight (``/proc/self/autogroup``). And run
+    as root, Chromium raises some of its own threads to nice -8 (display and input threads),
+    above the server; without ``CAP_SYS_NICE`` (``setpriv`` drops it from the bounding set)
+    it cannot, and every thread stays at the launcher's niceness.
+    """
+    chromium = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    assert chromium, "Debian chromium is missing: run scripts/ensure-chromium.sh"
+    nice = f'nice -n {BROWSER_NICENESS} "{chromium}" "$@"'
+    drop = ""
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        drop = "setpriv --bounding-set=-sys_nice "
+    launcher = tmp / "chromium-at-lower-priority"
+    autogroup = f"echo {BROWSER_NICENESS} > /proc/self/autogroup 2>/dev/null\n"
+    launcher.write_text(f"#!/bin/sh\n{autogroup}exec {drop}{nice}\n")
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
 async def _idle(run: Run, probe: Session, ws_probe: Session) -> None:
     """Each kind of session alone on the quiet server: one warm-up query per dataset (the
     first query of a dataset loads its vectors and index into the server), then the timed
@@ -719,6 +788,8 @@ async def _idle(run: Run, probe: Session, ws_probe: Session) -> None:
     try:
         ws_probe.ws = await lh.StreamlitSession(run.url).connect()
         for i in range(len(names) + IDLE_QUERIES):
+            if i == len(names):  # the first session started the server's warm-up
+                run.warm_up_s = await _wait_ready(run.log)
             ds = run.datasets[names[i % len(names)]]
             latency = await run.ws_query(ws_probe, ds, run.row(ws_probe, ds))
             if i >= len(names):
@@ -740,16 +811,16 @@ async def _idle(run: Run, probe: Session, ws_probe: Session) -> None:
         await run.fail(probe, exc)
 
 
-async def _scenario(url: str, tmp) -> dict[str, Any]:
+async def _scenario(url: str, tmp, log) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     port = int(url.rsplit(":", 1)[1])
     t_start = time.monotonic()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=_nice_chromium(tmp), headless=True, args=CHROMIUM_ARGS
         )
-        run = Run(url, browser)
+        run = Run(url, browser, log)
 
         # -- idle: one browser session alone, one websocket session alone --
         idle_browser = await run.open("browser-idle", seed=1)
@@ -800,6 +871,7 @@ async def _scenario(url: str, tmp) -> dict[str, Any]:
         job: dict[str, Any] = {}
         cpu_before = _cpu(port)
         load_started = time.monotonic()
+        load_started_epoch = time.time()  # to line up a profile of the server taken meanwhile
         deadline = load_started + LOAD_BUDGET_S
         await asyncio.gather(
             *(run.ws_browse(s, i, deadline) for i, s in enumerate(wss)),
@@ -893,10 +965,12 @@ async def _scenario(url: str, tmp) -> dict[str, Any]:
             )[:8]
         ],
         "events_at_s": {k: round(v - load_started, 1) for k, v in run.events.items()},
+        "load_started_unix_s": round(load_started_epoch, 3),
         "memory_peak_mb": {k: round(v) for k, v in peaks.items()},
         "cpu_s_during_load": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_before},
         "wall_s": {
             "idle_phase": round(t_idle - t_start, 1),
+            "of_which_server_warm_up": run.warm_up_s and round(run.warm_up_s, 1),
             "opening_pages": round(t_ready - t_idle, 1),
             "load_phase": round(t_load - t_ready, 1),
             "after_upload_phase": round(t_end - t_load, 1),
@@ -910,7 +984,7 @@ async def _scenario(url: str, tmp) -> dict[str, Any]:
 
 @pytest.mark.timeout(400)
 def test_many_sessions_at_once(app_server):
-    summary = asyncio.run(_scenario(app_server["url"], app_server["tmp"]))
+    summary = asyncio.run(_scenario(app_server["url"], app_server["tmp"], app_server["log"]))
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load.json").write_text(json.dumps(summary, indent=2, default=str))
     print("\nload test summary:\n" + json.dumps(summary, indent=2, default=str))  # noqa: T201
@@ -931,4 +1005,5 @@ def test_many_sessions_at_once(app_server):
     assert browser["loaded"]["n"] >= 2 * BROWSER_SESSIONS, browser
     assert ws["loaded"]["n"] >= 2 * WS_SESSIONS, ws
     assert browser["loaded"]["p99"] <= LATENCY_FACTOR * browser["idle"]["p99"], browser
+    assert ws["loaded"]["p99"] <= LATENCY_FACTOR * ws["idle"]["p99"], ws
     assert ws["loaded"]["p50"] <= LATENCY_FACTOR * ws["idle"]["p50"], ws

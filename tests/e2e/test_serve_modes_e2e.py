@@ -90,7 +90,10 @@ def test_token_form_then_link(tmp_path, browser, new_page):
         page.get_by_text(SECRET).first.wait_for(timeout=30_000)
         page.wait_for_function("() => !window.location.search.includes('token=')", timeout=10_000)
         assert TOKEN not in page.url
-        assert page.locator("[data-testid='stFileUploader']").count() == 2  # writable server
+        # Writable server: both uploaders are drawn (the rerun that drops the token from the
+        # address may still be replacing the page, so wait for them rather than count at once).
+        page.locator("[data-testid='stFileUploader']").nth(1).wait_for(timeout=30_000)
+        assert page.locator("[data-testid='stFileUploader']").count() == 2
         _shot(page, "serve-token-accepted")
 
 
