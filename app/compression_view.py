@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import compare_view, figures, share, state, widgets
+from app import compare_view, figures, neighbours_view, share, state, widgets
 from app import projections_view as pview
 from app.access import read_only, require_writable
 from app.cache import get_store, id_row_map
@@ -262,6 +262,7 @@ def _save_copy(info: DatasetInfo, report: Any) -> None:
         except InvalidInputError as exc:
             widgets.show_error(exc)
         else:
+            neighbours_view.start_index_job(copy)  # ready for its first query
             state.flash("success", f"Saved {copy.name} ({copy.n:,} × {copy.dim}).")
             st.rerun()
 

@@ -295,6 +295,8 @@ def _load_demos() -> None:
             widgets.show_error(exc)
             return
         status.update(label="Demo datasets loaded", state="complete")
+    for info in added:
+        neighbours_view.start_index_job(info)  # in the background, at low priority
     if added:
         state.select_dataset(added[0].id)
     state.flash("success", f"Loaded {len(added)} demo datasets.")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, share, state, widgets
+from app import figures, neighbours_view, share, state, widgets
 from app.access import read_only, require_writable
 from app.cache import (
     get_neighbour_service,
@@ -318,5 +318,6 @@ def postprocess(info: DatasetInfo) -> None:
         except InvalidInputError as exc:
             widgets.show_error(exc)
             return
+        neighbours_view.start_index_job(new)  # ready for its first query
         state.flash("success", f"Saved dataset {new.id} {new.name!r}: pick it in the sidebar.")
         st.rerun()

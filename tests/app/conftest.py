@@ -15,3 +15,16 @@ def db(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "page.duckdb"
     monkeypatch.setenv("EMBSCOPE_DB", str(path))
     return path
+
+
+def assert_index_built_in_background(dataset_id: int, *, metric: str = "cosine") -> None:
+    """A dataset saved from a page gets its default index from a background job (so its first
+    query does not build it): the job exists, finishes, and the index is there."""
+    from app.cache import get_job_runner, get_neighbour_service
+
+    service = get_neighbour_service()
+    job = get_job_runner().get(service.index_fingerprint(dataset_id, metric=metric))
+    assert job is not None and job.kind == "index", job
+    assert job.wait(60), job.status()
+    assert job.status().state == "done", job.status()
+    assert service.has_index(dataset_id, metric=metric)

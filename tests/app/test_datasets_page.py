@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.uploads import UPLOAD_DIR
 from core.store import Store
+from tests.app.conftest import assert_index_built_in_background
 from tests.conftest import make_parsed, snapshot
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -51,6 +52,8 @@ def test_empty_database_shows_how_to_start(db):
     names = [d.name for d in _open_store(db).list_datasets()]
     assert names[0] == "digits" and len(names) == 4
     assert any("Loaded 4 demo datasets" in s.value for s in at.success)
+    for info in _open_store(db).list_datasets():
+        assert_index_built_in_background(info.id)
 
 
 def test_upload_preview_and_save(db):
@@ -82,13 +85,7 @@ def test_upload_preview_and_save(db):
     # the sidebar picker now points at the new dataset
     assert at.sidebar.selectbox[0].value == info.id
     # Its default index is built in the background, before anyone queries it.
-    from app.cache import get_job_runner, get_neighbour_service
-
-    service = get_neighbour_service()
-    job = get_job_runner().get(service.index_fingerprint(info.id, metric="cosine"))
-    assert job is not None and job.kind == "index" and job.wait(30)
-    assert job.status().state == "done", job.status()
-    assert service.has_index(info.id, metric="cosine")
+    assert_index_built_in_background(info.id)
 
 
 def test_bad_upload_is_an_error_message_and_changes_nothing(db):

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Store
+from tests.app.conftest import assert_index_built_in_background
 from tests.conftest import make_parsed, run_cli, snapshot
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -99,7 +100,8 @@ def test_compare_and_postprocess_save(db):
     assert not at.exception
     from app.cache import get_store  # the page holds the database open: share it
 
-    assert "first · mean_centre" in [d.name for d in get_store().list_datasets()]
+    [derived] = [d for d in get_store().list_datasets() if d.name == "first · mean_centre"]
+    assert_index_built_in_background(derived.id)
 
 
 run = run_cli
