@@ -90,3 +90,19 @@ def test_user_text_in_titles_and_legends_is_escaped():
     assert "<a href" not in fig.to_json()
     cont = figures.projection_figure(_coords(3), color=np.arange(3.0), color_title="<b>t</b>")
     assert cont.data[0].marker.colorbar.title.text == "&lt;b&gt;t&lt;/b&gt;"
+
+
+def test_figures_are_plotly_white_through_the_process_default():
+    import plotly.io as pio
+
+    expected = pio.templates["plotly_white"].to_plotly_json()
+    made = [
+        figures.projection_figure(_coords(50), title="t"),
+        figures.histogram_figure(np.arange(10.0), title="h", x_title="x"),
+    ]
+    for fig in made:
+        layout = fig.to_dict()["layout"]
+        assert layout["template"] == expected
+        assert layout["template"]["layout"]["plot_bgcolor"] == "white"
+    # A figure made outside figures.py in this process looks the same.
+    assert go.Figure().to_dict()["layout"]["template"] == expected
