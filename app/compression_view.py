@@ -14,6 +14,7 @@ from app.cache import get_store, id_row_map
 from core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from core.compression import runs as crun
 from core.errors import InvalidInputError
+from core.export import csv_bytes
 from core.projections import runs as prun
 from core.store import DatasetInfo
 
@@ -204,7 +205,7 @@ def results(report: Any) -> None:
         "are stored once."
     )
     st.download_button(
-        "Table (CSV)", frame.to_csv(index=False).encode(), "compression.csv", "text/csv",
+        "Table (CSV)", csv_bytes(frame), "compression.csv", "text/csv",
         key="compression.csv",
     )  # fmt: skip
     rescored = st.toggle("Plot recall after re-ranking", key="compression.pareto_rescored")

@@ -21,6 +21,7 @@ from app.cache import (
 )
 from core.derive import save_derived_dataset
 from core.errors import InvalidInputError
+from core.export import csv_bytes
 from core.geometry.postprocess import POSTPROCESSORS
 from core.geometry.scorecard import SCORES, Scorecard, get_or_compute_scorecard
 from core.store import DatasetInfo
@@ -236,7 +237,7 @@ def export(info: DatasetInfo, card: Scorecard) -> None:
          if k != "notes"]
     )  # fmt: skip
     right.download_button(
-        "Download the scorecard (CSV)", frame.to_csv(index=False),
+        "Download the scorecard (CSV)", csv_bytes(frame),
         file_name=f"scorecard-{info.id}.csv", mime="text/csv", key="geometry.export_csv",
     )  # fmt: skip
 

@@ -182,7 +182,9 @@ def table_downloads(
     import io
 
     def csv() -> bytes:
-        return make_frame().to_csv(index=False).encode()
+        from core.export import csv_bytes  # formulas in user text stay text in a spreadsheet
+
+        return csv_bytes(make_frame())
 
     def parquet() -> bytes:
         buffer = io.BytesIO()

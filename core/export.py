@@ -1,4 +1,5 @@
-"""Writing a stored dataset back out: vectors as ``.npy``, or vectors and metadata as Parquet."""
+"""Writing data back out: a stored dataset as ``.npy`` (vectors) or Parquet (vectors and
+metadata), and tables as CSV that a spreadsheet opens as data (:func:`csv_bytes`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,49 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import InvalidInputError
 from core.store import Store
 
-__all__ = ["EXPORT_FORMATS", "export_dataset"]
+__all__ = ["EXPORT_FORMATS", "FORMULA_PREFIXES", "csv_bytes", "export_dataset"]
 
 EXPORT_FORMATS = {".npy": "vectors only (float32)", ".parquet": "ids, vectors and metadata"}
+
+
+#: A text cell starting with one of these is read as a formula by spreadsheets (Excel,
+#: LibreOffice, Google Sheets): OWASP's "CSV injection".
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as UTF-8 CSV (no index) that a spreadsheet opens as data.
+
+    A text cell or column name that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading apostrophe, which spreadsheets show as text rather than
+    evaluate: ``=HYPERLINK(...)`` from someone's metadata stays visible text and runs
+    nothing. Numbers (``-1.5`` in a numeric column) are written as they are; Parquet
+    exports keep every value verbatim.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInputError(f"csv_bytes takes a pandas DataFrame, got {type(frame).__name__}")
+    out = frame.copy(deep=False)
+    for i in range(out.shape[1]):
+        column = out.iloc[:, i]
+        if column.dtype == object or isinstance(
+            column.dtype, (pd.StringDtype, pd.CategoricalDtype)
+        ):
+            out.isetitem(i, column.astype(object).map(_as_text))
+    out.columns = [_as_text(str(c)) for c in out.columns]
+    return out.to_csv(index=False).encode("utf-8")
 
 
 def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -> Path:

@@ -29,7 +29,7 @@ import pytest
 
 import core.ingest as ingest
 from core.errors import InvalidInputError
-from core.export import export_dataset
+from core.export import csv_bytes, export_dataset
 from core.ingest import inspect_file, read_budget_bytes, read_dataset, read_query_vector
 from core.store import Store
 from tests.conftest import run_cli
@@ -708,17 +708,53 @@ def test_exports_hold_hostile_text_verbatim(tmp_path):
         assert list(back["embscope_id"]) == list(frame["id"])  # metadata has its own "id"
         for col in frame.columns:
             assert [str(v) for v in back[col]] == [str(v) for v in frame[col]], col
-        # A selection, as the pages download it (app.widgets.table_downloads: pandas).
-        selection = store.load_rows(info.id, [10, 0, 3, 5])
-        csv_back = pd.read_csv(io.BytesIO(selection.to_csv(index=False).encode()),
-                               dtype=str, keep_default_na=False)  # fmt: skip
+        # A selection, as the pages download it (app.widgets.table_downloads): Parquet holds
+        # every value verbatim; CSV too, but a cell a spreadsheet would run as a formula is
+        # shown as text there (a leading apostrophe).
+        rows = [10, 0, 3, 5, 13]
+        selection = store.load_rows(info.id, rows)
+        csv_back = pd.read_csv(io.BytesIO(csv_bytes(selection)), dtype=str,
+                               keep_default_na=False)  # fmt: skip
         buffer = io.BytesIO()
         selection.to_parquet(buffer, index=False)
         pq_back = pd.read_parquet(io.BytesIO(buffer.getvalue()))
         for col in ("id", "text", "'; DROP TABLE datasets; --", "100%_\\col"):
-            assert list(csv_back[col]) == [str(v) for v in selection[col]], col
+            assert list(csv_back[col]) == [_spreadsheet_text(v) for v in selection[col]], col
             assert list(pq_back[col]) == list(selection[col]), col
-        assert list(selection["text"]) == [HOSTILE[i] for i in (10, 0, 3, 5)]
+        assert list(selection["text"]) == [HOSTILE[i] for i in rows]
+        assert HOSTILE[13].startswith("=HYPERLINK")
+        assert csv_back["text"].iloc[-1] == "'" + HOSTILE[13]
+
+
+def _spreadsheet_text(value: object) -> str:
+    text = str(value)
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
+def test_csv_exports_keep_formulas_as_text_and_numbers_as_numbers():
+    formulas = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "@x"]
+    plain = ["ok", "a=b", " =not first", "", "'quoted", "x-1"]
+    frame = pd.DataFrame(
+        {
+            "object": pd.Series([*formulas, *plain], dtype=object),
+            "string": pd.array([*plain, *formulas], dtype="string"),
+            "category": pd.Categorical([*formulas, *plain]),
+            "number": np.linspace(-3.5, 2.0, 12),
+            "=SUM(A1:A9)": np.arange(-6, 6),
+        }
+    )
+    back = pd.read_csv(io.BytesIO(csv_bytes(frame)), keep_default_na=False,
+                       dtype={"object": str, "string": str, "category": str})  # fmt: skip
+    assert list(back.columns) == ["object", "string", "category", "number", "'=SUM(A1:A9)"]
+    for col in ("object", "string", "category"):
+        expected = ["'" + v if v in formulas else v for v in frame[col].astype(str)]
+        assert list(back[col]) == expected, col
+    np.testing.assert_array_equal(back["number"], frame["number"])  # -3.5 stays a number
+    np.testing.assert_array_equal(back["'=SUM(A1:A9)"], frame["=SUM(A1:A9)"])
+    assert csv_bytes(frame.iloc[:0]).decode().strip().endswith("'=SUM(A1:A9)")
+    assert "'\rcmd" in csv_bytes(pd.DataFrame({"a": ["\rcmd"]})).decode()
+    with pytest.raises(InvalidInputError, match="DataFrame"):
+        csv_bytes([["=1"]])
 
 
 def test_exported_key_columns_never_clash_with_metadata_names(tmp_path):
