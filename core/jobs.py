@@ -45,7 +45,7 @@ Work = Callable[[ProgressFn], Any]
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = frozenset({"queued", "running"})
-# Finished jobs kept in memory (their state is also in the store).
+# Finished jobs kept in memory, and in the store's jobs table (the newest ones).
 _KEEP_FINISHED = 200
 
 
@@ -185,10 +185,12 @@ class JobRunner:
         self._queues = {"serial": queue.Queue(), "pool": queue.Queue()}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._finished_since_prune = 0
         if store is not None:
             n = store.mark_interrupted_jobs()
             if n:
                 log.warning("%d job(s) were interrupted by the last shutdown", n)
+            store.prune_jobs(_KEEP_FINISHED)
         for fn in warm_up:
             if not callable(fn):
                 raise InvalidInputError(f"warm_up takes callables, got {fn!r}")
@@ -344,6 +346,11 @@ class JobRunner:
                 message=job.message,
                 error=job.error,
             )
+            if job.state not in ACTIVE_STATES:
+                self._finished_since_prune += 1
+                if self._finished_since_prune >= _KEEP_FINISHED // 4:
+                    self._finished_since_prune = 0
+                    self.store.prune_jobs(_KEEP_FINISHED)
         except Exception:  # recording is best effort: the work itself must not fail for it
             log.warning("could not record the state of job %s", job.key, exc_info=True)
 

@@ -942,6 +942,27 @@ class Store:
             out.append(record)
         return out
 
+    def prune_jobs(self, keep: int) -> int:
+        """Forget all but the ``keep`` most recently updated finished jobs; how many went.
+
+        Queued and running jobs are always kept. Every page lists the recorded jobs, so a
+        server that has run thousands of them would read them all on every rerun.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise InvalidInputError(f"keep must be a whole number >= 0, got {keep!r}")
+        if self.read_only:
+            return 0
+        with self._transaction() as cur:
+            before = _one(cur.execute("SELECT COUNT(*) FROM jobs"))[0]
+            cur.execute(
+                "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND key NOT IN "
+                "(SELECT key FROM jobs WHERE state NOT IN ('queued', 'running') "
+                "ORDER BY updated DESC, key LIMIT ?)",
+                [keep],
+            )
+            after = _one(cur.execute("SELECT COUNT(*) FROM jobs"))[0]
+        return int(before - after)
+
     def mark_interrupted_jobs(self) -> int:
         """Mark jobs a dead process left queued or running as "interrupted"; how many.
 

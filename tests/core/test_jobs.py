@@ -232,3 +232,37 @@ def test_jobs_run_at_a_lower_priority_than_requests(runner):
     assert pool.wait(5) and child.wait(5)
     assert pool.result >= JOB_NICENESS and child.result >= JOB_NICENESS  # numba's threads too
     assert niceness() == before  # the caller's thread is left alone
+
+
+def test_the_jobs_table_keeps_the_newest_finished_jobs_and_every_live_one(tmp_path):
+    from core import jobs as jobs_module
+
+    keep = jobs_module._KEEP_FINISHED
+    with Store(tmp_path / "many.duckdb") as store:
+        for i in range(keep + 60):  # an older server that finished many jobs
+            store.put_job(key=f"old{i:04d}", kind="projection", dataset_id=None, label=str(i),
+                          params={}, state="done")  # fmt: skip
+        store.put_job(key="left", kind="index", dataset_id=None, label="L", params={},
+                      state="running")  # fmt: skip
+        runner = JobRunner(store)  # a new server process prunes as it opens
+        try:
+            keys = {r["key"] for r in store.list_jobs()}
+            assert len(keys) == keep and "left" in keys  # interrupted, newest: kept
+            assert runner.status("left").state == "interrupted"
+            assert "old0000" not in keys and f"old{keep + 59:04d}" in keys
+            # A running server prunes as jobs finish, never a live one.
+            gate = threading.Event()
+            live = runner.submit("live", lambda p: gate.wait(10), kind="projection", label="x")
+            for i in range(keep // 4):
+                assert runner.submit(f"new{i}", lambda p: 1, kind="projection", label="y").wait(5)
+            assert _wait_for(lambda: len(store.list_jobs()) <= keep + 1)
+            assert "live" in {r["key"] for r in store.list_jobs()} and live.status().active
+            gate.set()
+            assert live.wait(5)
+        finally:
+            runner.shutdown(wait=2)
+        with pytest.raises(InvalidInputError, match="keep"):
+            store.prune_jobs(-1)
+        recorded = len(store.list_jobs())
+        assert store.prune_jobs(0) == recorded  # nothing live is left
+        assert store.list_jobs() == []
