@@ -10,6 +10,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from core.export import as_text
 from core.ingest import FileInspection, inspect_file
 from core.neighbours import NeighbourService
 from core.store import Store, resolve_db_path
@@ -109,7 +110,7 @@ def _hover_texts(path: str, fingerprint: str, dataset_id: int, column: str | Non
     if column is None:
         texts = [str(i) for i in ids]
     else:
-        values = service.store.load_metadata(dataset_id, columns=[column])[column].astype(str)
+        values = as_text(service.store.load_metadata(dataset_id, columns=[column])[column])
         texts = [f"{i}: {v[:120]}" for i, v in zip(ids, values, strict=True)]
     return [html.escape(t) for t in texts]  # plotly renders HTML in hover labels
 
@@ -194,9 +195,9 @@ def _hover_labels(
     ids = [str(i) for i in service.ids(dataset_id)]
     if not columns:
         return [html.escape(i) for i in ids]
-    frame = service.store.load_metadata(dataset_id, columns=list(columns)).astype(str)
+    frame = service.store.load_metadata(dataset_id, columns=list(columns))
     parts = [
-        [f"{html.escape(c)}: {html.escape(v[:100])}" for v in frame[c].tolist()] for c in columns
+        [f"{html.escape(c)}: {html.escape(v[:100])}" for v in as_text(frame[c])] for c in columns
     ]
     return ["<br>".join([html.escape(i), *p]) for i, *p in zip(ids, *parts, strict=True)]
 

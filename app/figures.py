@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from core.export import MISSING, as_text
+
 # Every figure here uses plotly's "plotly_white" look. As the process default, plotly applies
 # it once, without validation, when the figure is serialised; set per figure with
 # ``update_layout(template=...)`` it is deep-copied and validated each time (~9 ms a figure,
@@ -232,7 +234,7 @@ def _natural(value: Any) -> tuple[int, float, str]:
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
-    codes, uniques = pd.factorize(pd.Series(values).astype(str), sort=True)
+    codes, uniques = pd.factorize(pd.Series(as_text(values, missing=MISSING)), sort=True)
     return codes.astype(np.int64), np.asarray(uniques)
 
 

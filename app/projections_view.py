@@ -20,6 +20,7 @@ from app.cache import (
     projection_coords,
 )
 from core.errors import InvalidInputError
+from core.export import MISSING, as_text
 from core.projections import runs
 from core.store import DatasetInfo
 
@@ -331,7 +332,7 @@ def _colour(info: DatasetInfo, column: str | None) -> tuple[Any, bool]:
         return None, False
     values = metadata_column(info.id, column)
     if runs.is_categorical(values) or not pd.api.types.is_numeric_dtype(values):
-        return values.astype(str).to_numpy(), True
+        return as_text(values, missing=MISSING), True
     return values.to_numpy(dtype=np.float64, na_value=np.nan), False
 
 

@@ -24,6 +24,7 @@ from core.diagnostics import (
     recall_vs_ef,
 )
 from core.errors import InvalidInputError
+from core.export import MISSING, as_text
 from core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from core.graph import get_or_build_graph
 from core.index import ProgressFn, check_metric
@@ -183,7 +184,7 @@ def order_diagnostics(
     labels = None
     if label_column is not None:
         values = store.load_metadata(info.id, columns=[label_column])[label_column]
-        labels = values.astype(str).to_numpy()[rows]
+        labels = as_text(values, missing=MISSING)[rows]
         if len(np.unique(labels)) > MAX_LABELS:
             raise InvalidInputError(
                 f"column {label_column!r} has {len(np.unique(labels))} distinct values: choose a "

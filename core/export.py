@@ -1,11 +1,13 @@
 """Writing data back out: a stored dataset as ``.npy`` (vectors) or Parquet (vectors and
-metadata), and tables as CSV that a spreadsheet opens as data (:func:`csv_bytes`)."""
+metadata), tables as CSV that a spreadsheet opens as data (:func:`csv_bytes`), and metadata
+values as text for labels, legends and hover (:func:`as_text`)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,9 +17,34 @@ import pyarrow.parquet as pq
 from core.errors import InvalidInputError
 from core.store import Store
 
-__all__ = ["EXPORT_FORMATS", "FORMULA_PREFIXES", "csv_bytes", "export_dataset"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMULA_PREFIXES",
+    "MISSING",
+    "as_text",
+    "csv_bytes",
+    "export_dataset",
+]
+
+#: How a missing metadata value is named where it is a group of its own (legends, labels).
+MISSING = "(missing)"
 
 EXPORT_FORMATS = {".npy": "vectors only (float32)", ".parquet": "ids, vectors and metadata"}
+
+
+def as_text(values: Any, *, missing: str = "") -> np.ndarray:
+    """Metadata values as an object array of ``str``, missing ones (None, NaN, NA) as
+    ``missing``.
+
+    ``Series.astype(str)`` cannot be used for this: since pandas 3 it leaves missing values
+    as float NaN, so one empty cell in a column made ``v[:120]`` fail and ``factorize`` drop
+    the point from every group. Numbers read as before (``2.0`` -> ``"2.0"``).
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, object))
+    absent = series.isna().to_numpy()
+    out = np.empty(len(series), dtype=object)
+    out[:] = [missing if gone else str(v) for v, gone in zip(series.tolist(), absent, strict=True)]
+    return out
 
 
 #: A text cell starting with one of these is read as a formula by spreadsheets (Excel,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InvalidInputError
+from core.export import MISSING, as_text
 from core.graph import GRAPH_K, find_graph, get_or_build_graph
 from core.index import check_metric
 from core.progress import ProgressFn, check_cancel, stage
@@ -161,7 +162,7 @@ def load_labels(store: Store, info: DatasetInfo, column: str) -> np.ndarray:
             f"column {column!r} is continuous or has too few/many distinct values to be a label "
             "for kNN accuracy: choose a categorical column"
         )
-    return pd.factorize(values.astype(str))[0].astype(np.int64)
+    return pd.factorize(as_text(values, missing=MISSING))[0].astype(np.int64)
 
 
 # -- parameters and fingerprints --------------------------------------------------------------

@@ -163,3 +163,38 @@ def test_compare_page_without_a_second_dataset_explains(tmp_path, monkeypatch):
     at = _page("compare")
     assert not at.exception
     assert any("second dataset" in i.value for i in at.info)
+
+
+def test_missing_metadata_values_are_coloured_hovered_and_scored(tmp_path, monkeypatch):
+    """One empty cell used to stop the page: since pandas 3, ``astype(str)`` leaves it NaN,
+    so the hover text failed on it and the colour groups left its point out."""
+    path = tmp_path / "gaps.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    X, meta = _data()
+    meta["score"] = np.where(np.arange(len(meta)) % 7 == 0, np.nan, np.arange(len(meta)) / 10)
+    meta["tag"] = pd.Series([None if i % 5 == 0 else f"t{i % 3}" for i in range(len(meta))],
+                            dtype=object)  # fmt: skip
+    with Store(path) as s:
+        info = s.add_dataset(make_parsed(X, meta), name="gaps", info={"label_column": "tag"})
+        runs.compute_projection(s, info.id, method="pca")
+        labels = runs.load_labels(s, s.get_dataset(info.id), "tag")
+    assert (labels >= 0).all() and len(np.unique(labels)) == 4  # t0, t1, t2 and missing
+    at = _page("projections", {"dataset": "1", "method": "pca", "color": "tag",
+                               "hover": ["score", "tag"]})  # fmt: skip
+    assert not at.exception, at.exception
+    assert len(at.metric) > 0, "the stored projection and its scores are shown"
+    [chart] = at.get("plotly_chart")
+    spec = chart.proto.spec
+    assert '"name":"(missing)"' in spec.replace(" ", "")  # a legend entry of their own
+    # an empty value, not a failure (the JSON writes "<" as \u003c)
+    assert "score: 0.5\\u003cbr" in spec and "score: \\u003cbr" in spec
+    at = _page("projections", {"dataset": "1", "method": "pca", "color": "score"})
+    assert not at.exception, at.exception
+    assert "no value" in at.get("plotly_chart")[0].proto.spec  # continuous: a grey layer
+
+
+def test_category_groups_draw_every_point_including_missing_values():
+    from app import figures
+
+    names, codes = figures.category_groups(np.array(["b", None, "a", np.nan, "b"], object))
+    assert names == ["(missing)", "a", "b"] and codes.tolist() == [2, 0, 1, 0, 2]
