@@ -287,6 +287,34 @@ def _same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
         return False
 
 
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """A query result as pandas, whole numbers kept whole.
+
+    Arrow's plain conversion turns an integer column with a missing value into float64 (a
+    year 2019 shown as 2019.0 in tables, hover text and CSV); such a column becomes pandas'
+    nullable integer type instead, as :func:`core.ingest.read_dataset` made it. Integer
+    columns without missing values stay numpy integers.
+    """
+    frame = table.to_pandas()
+    for i, arrow_type in enumerate(table.schema.types):
+        if arrow_type in _NULLABLE_INTEGERS and table.column(i).null_count:
+            mapper = {arrow_type: _NULLABLE_INTEGERS[arrow_type]}.get
+            frame.isetitem(i, table.column(i).to_pandas(types_mapper=mapper))
+    return frame
+
+
 def _key_columns_first(table: pa.Table) -> pd.DataFrame:
     """``row``, ``id`` and the metadata columns of a query result, as a frame.
 
@@ -297,7 +325,7 @@ def _key_columns_first(table: pa.Table) -> pd.DataFrame:
     """
     names = table.column_names
     if len(set(names)) == len(names):
-        return table.to_pandas()
+        return _frame(table)
     keep, out_names = [], []
     for i, name in enumerate(names):
         if name not in out_names:
@@ -311,7 +339,7 @@ def _key_columns_first(table: pa.Table) -> pd.DataFrame:
             label += "'"
         keep.append(i)
         out_names.append(label)
-    return table.select(keep).rename_columns(out_names).to_pandas()
+    return _frame(table.select(keep).rename_columns(out_names))
 
 
 def _validate_name(name: Any) -> str:
@@ -713,7 +741,7 @@ class Store:
                 raise InvalidInputError("limit must be >= 0")
             sql += " LIMIT ?"
             params.append(int(limit))
-        frame = self._cursor().sql(sql, params=params).to_arrow_table().to_pandas()
+        frame = _frame(self._cursor().sql(sql, params=params).to_arrow_table())
         if columns is not None:
             missing = [c for c in columns if c not in frame.columns]
             if missing:

@@ -174,13 +174,15 @@ def test_missing_metadata_values_are_coloured_hovered_and_scored(tmp_path, monke
     meta["score"] = np.where(np.arange(len(meta)) % 7 == 0, np.nan, np.arange(len(meta)) / 10)
     meta["tag"] = pd.Series([None if i % 5 == 0 else f"t{i % 3}" for i in range(len(meta))],
                             dtype=object)  # fmt: skip
+    meta["year"] = pd.array([None if i % 4 == 0 else 2000 + i % 20 for i in range(len(meta))],
+                            dtype="Int64")  # fmt: skip
     with Store(path) as s:
         info = s.add_dataset(make_parsed(X, meta), name="gaps", info={"label_column": "tag"})
         runs.compute_projection(s, info.id, method="pca")
         labels = runs.load_labels(s, s.get_dataset(info.id), "tag")
     assert (labels >= 0).all() and len(np.unique(labels)) == 4  # t0, t1, t2 and missing
     at = _page("projections", {"dataset": "1", "method": "pca", "color": "tag",
-                               "hover": ["score", "tag"]})  # fmt: skip
+                               "hover": ["score", "tag", "year"]})  # fmt: skip
     assert not at.exception, at.exception
     assert len(at.metric) > 0, "the stored projection and its scores are shown"
     [chart] = at.get("plotly_chart")
@@ -188,6 +190,9 @@ def test_missing_metadata_values_are_coloured_hovered_and_scored(tmp_path, monke
     assert '"name":"(missing)"' in spec.replace(" ", "")  # a legend entry of their own
     # an empty value, not a failure (the JSON writes "<" as \u003c)
     assert "score: 0.5\\u003cbr" in spec and "score: \\u003cbr" in spec
+    assert 'year: 2001"' in spec and "year: 2001.0" not in spec  # a year, not a float
+    at = _page("projections", {"dataset": "1", "method": "pca", "color": "year"})
+    assert not at.exception, at.exception
     at = _page("projections", {"dataset": "1", "method": "pca", "color": "score"})
     assert not at.exception, at.exception
     assert "no value" in at.get("plotly_chart")[0].proto.spec  # continuous: a grey layer

@@ -340,3 +340,28 @@ def test_not_a_database_file(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(InvalidInputError, match="cannot open database"):
         Store(bad)
+
+
+def test_whole_numbers_with_missing_values_stay_whole(tmp_path):
+    n = 6
+    meta = pd.DataFrame(
+        {
+            "year": pd.array([2019, None, 2020, 2021, None, 2022], dtype="Int64"),
+            "count": np.arange(n, dtype=np.int32),  # no gaps: a plain numpy integer column
+            "small": pd.array([1, 2, None, 4, 5, 6], dtype="UInt8"),
+            "score": [0.5, np.nan, 1.0, 1.5, 2.0, 2.5],
+        }
+    )
+    X = np.random.default_rng(0).standard_normal((n, 3)).astype(np.float32)
+    with Store(tmp_path / "ints.duckdb") as store:
+        info = store.add_dataset(make_parsed(X, meta), name="ints")
+        back = store.load_metadata(info.id)
+        assert str(back["year"].dtype) == "Int64" and back["year"].isna().tolist() == [
+            False, True, False, False, True, False
+        ]  # fmt: skip
+        assert back["year"].dropna().tolist() == [2019, 2020, 2021, 2022]
+        assert back["count"].dtype == np.int32 and back["score"].dtype == np.float64
+        assert str(back["small"].dtype) == "UInt8"
+        rows = store.load_rows(info.id, [1, 0])
+        assert str(rows["year"].dtype) == "Int64" and rows["year"].iloc[1] == 2019
+        assert pd.isna(rows["year"].iloc[0])
