@@ -52,7 +52,7 @@ def as_text(values: Any, *, missing: str = "") -> np.ndarray:
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _as_text(value: object) -> object:
+def _formula_safe(value: object) -> object:
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
@@ -75,8 +75,8 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
         if column.dtype == object or isinstance(
             column.dtype, (pd.StringDtype, pd.CategoricalDtype)
         ):
-            out.isetitem(i, column.astype(object).map(_as_text))
-    out.columns = [_as_text(str(c)) for c in out.columns]
+            out.isetitem(i, column.astype(object).map(_formula_safe))
+    out.columns = [_formula_safe(str(c)) for c in out.columns]
     return out.to_csv(index=False).encode("utf-8")
 
 

@@ -22,7 +22,7 @@ can.
 
 The browsers run at a lower CPU priority than the server (``nice`` 10, :func:`_nice_chromium`).
 At a demo they run on the audience's machines; here they share two cores with the server.
-Left alone (and run as root, as CI does), Chromium puts seven of its threads at nice -8,
+Left alone (and run as root, as on this machine), Chromium puts seven of its threads at -8,
 above the server, and the four contexts' page rendering (WebGL in software) took the whole
 machine for a second at a time: /proc showed the server's threads runnable but without a
 core (Chromium at 1.5-2 cores, the server at 0-0.2) while the websocket sessions' queries
