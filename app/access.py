@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
+import time
 
 from core.errors import InvalidInputError
 
 READ_ONLY_ENV = "EMBSCOPE_READ_ONLY"
 TOKEN_ENV = "EMBSCOPE_TOKEN"
 MAX_UPLOAD_ENV = "EMBSCOPE_MAX_UPLOAD_MB"
+
+#: Wrong tokens are answered at most once per this many seconds, across every session of the
+#: server, so guessing is slow (86,400 guesses a day at most) however many tabs guess at once.
+WRONG_TOKEN_INTERVAL_S = 1.0
+_wrong_lock = threading.Lock()
+_next_wrong_answer = 0.0
 
 READ_ONLY_CAPTION = (
     "Read-only demo: uploading, renaming and deleting datasets are turned off on this server."
@@ -60,10 +68,26 @@ def access_token() -> str | None:
 def token_matches(given: object) -> bool:
     """True when ``given`` is the server's access token (constant-time comparison).
 
-    Always False when no token is configured or ``given`` is not a non-empty string.
+    Always False when no token is configured or ``given`` is not a non-empty string. A wrong
+    token is refused only after its turn: at most one per :data:`WRONG_TOKEN_INTERVAL_S`.
     """
     expected = access_token()
     if expected is None or not isinstance(given, str) or not given:
         return False
     # Compared as UTF-8 bytes: compare_digest refuses non-ASCII str.
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    if hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        return True
+    _wait_for_turn_to_refuse()
+    return False
+
+
+def _wait_for_turn_to_refuse() -> None:
+    """Space wrong answers :data:`WRONG_TOKEN_INTERVAL_S` apart, server-wide (each session's
+    script thread waits its turn; a right token never waits)."""
+    global _next_wrong_answer
+    with _wrong_lock:
+        now = time.monotonic()
+        turn = max(now, _next_wrong_answer)
+        _next_wrong_answer = turn + WRONG_TOKEN_INTERVAL_S
+    if turn > now:
+        time.sleep(turn - now)

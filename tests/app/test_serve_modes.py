@@ -155,12 +155,40 @@ def test_read_only_env_values(monkeypatch):
 
 
 def test_token_matches_is_exact(monkeypatch):
+    monkeypatch.setattr(access, "WRONG_TOKEN_INTERVAL_S", 0.0)
     monkeypatch.delenv(access.TOKEN_ENV, raising=False)
     assert not access.token_matches("")  # no token configured: nothing matches
     monkeypatch.setenv(access.TOKEN_ENV, "tök-en")
     assert access.token_matches("tök-en")  # non-ASCII compared as bytes, no TypeError
     for wrong in ["", "tök-e", "tök-en ", "TÖK-EN", None, 42]:
         assert not access.token_matches(wrong), wrong
+
+
+def test_wrong_tokens_are_refused_one_per_interval_across_sessions(monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv(access.TOKEN_ENV, "right-token")
+    monkeypatch.setattr(access, "WRONG_TOKEN_INTERVAL_S", 0.2)
+    monkeypatch.setattr(access, "_next_wrong_answer", 0.0)
+    answered: list[float] = []
+    start = time.monotonic()
+
+    def guess(i: int) -> None:
+        assert not access.token_matches(f"guess-{i}")
+        answered.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(5)]  # five tabs
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    answered.sort()
+    assert answered[-1] >= 0.8 - 0.01  # the fifth refusal waited for four before it
+    assert all(b - a >= 0.2 - 0.02 for a, b in zip(answered, answered[1:], strict=False))
+    t0 = time.monotonic()
+    assert access.token_matches("right-token")  # the right token never waits its turn
+    assert time.monotonic() - t0 < 0.05
 
 
 def test_without_token_nothing_but_the_form(db, monkeypatch):
