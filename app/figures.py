@@ -225,6 +225,8 @@ def category_groups(values: Any) -> tuple[list[str], np.ndarray]:
 
 
 def _natural(value: Any) -> tuple[int, float, str]:
+    if value == MISSING:
+        return (2, 0.0, "")  # not a value: after every real one
     try:
         return (0, float(value), "")
     except (TypeError, ValueError):
@@ -308,12 +310,18 @@ def projection_figure(
         traces.append(trace(rows, {"size": size, "color": "#1f77b4", "opacity": 0.75}, "", False))
     elif categorical:
         names, codes = category_groups(color)
+        under = []  # grey groups (missing values, "other"): drawn beneath, listed last
         for g, name in enumerate(names):
             idx = np.flatnonzero(codes == g)
-            colour = "#c7c7c7" if name.startswith("other (") else _PALETTE[g % len(_PALETTE)]
-            traces.append(
-                trace(idx, {"size": size, "color": colour, "opacity": 0.8}, html.escape(name), True)
-            )
+            grey = name == MISSING or name.startswith("other (")  # not one real value
+            colour = "#c7c7c7" if grey else _PALETTE[g % len(_PALETTE)]
+            t = trace(idx, {"size": size, "color": colour, "opacity": 0.8}, html.escape(name), True)
+            if grey:
+                t.legendrank = 1001  # plotly's default is 1000: after the real values
+                under.append(t)
+            else:
+                traces.append(t)
+        traces = under + traces
     else:
         c = np.asarray(color, dtype=np.float64)
         missing = ~np.isfinite(c)

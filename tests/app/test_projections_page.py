@@ -202,4 +202,12 @@ def test_category_groups_draw_every_point_including_missing_values():
     from app import figures
 
     names, codes = figures.category_groups(np.array(["b", None, "a", np.nan, "b"], object))
-    assert names == ["(missing)", "a", "b"] and codes.tolist() == [2, 0, 1, 0, 2]
+    # real values first, in their order; the missing ones last, drawn grey like "other"
+    assert names == ["a", "b", "(missing)"] and codes.tolist() == [1, 2, 0, 2, 1]
+    fig = figures.projection_figure(np.zeros((5, 2)), color=["b", None, "a", np.nan, "b"],
+                                    categorical=True)  # fmt: skip
+    # drawn first (beneath the real values), listed last in the legend
+    assert [t.name for t in fig.data] == ["(missing)", "a", "b"]
+    assert fig.data[0].marker.color == "#c7c7c7" and fig.data[0].legendrank == 1001
+    assert fig.data[1].marker.color != "#c7c7c7" and fig.data[1].legendrank is None
+    assert sorted(np.concatenate([t.customdata for t in fig.data]).tolist()) == list(range(5))
