@@ -22,6 +22,8 @@ from core.errors import InvalidInputError
 READ_ONLY_ENV = "EMBSCOPE_READ_ONLY"
 TOKEN_ENV = "EMBSCOPE_TOKEN"
 MAX_UPLOAD_ENV = "EMBSCOPE_MAX_UPLOAD_MB"
+#: "1": the job runner compiles the projection methods' code before its first job.
+WARM_UP_ENV = "EMBSCOPE_WARM_UP"
 
 #: Wrong tokens are answered at most once per this many seconds, across every session of the
 #: server, so guessing is slow (86,400 guesses a day at most) however many tabs guess at once.

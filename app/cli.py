@@ -463,9 +463,6 @@ def _is_loopback(address: str) -> bool:
         return False  # a host name or "" (all interfaces): assume others can reach it
 
 
-WARM_UP_ENV = "EMBSCOPE_WARM_UP"
-
-
 def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
     """The Streamlit child's environment: database, read-only mode, token, upload limit."""
     from app import access
@@ -479,8 +476,9 @@ def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
         raise InvalidInputError("the access token must not start or end with white space")
     env = dict(os.environ, EMBSCOPE_DB=str(db))
     env[access.MAX_UPLOAD_ENV] = str(args.max_upload_mb)
-    # Compile the projection methods' numba code as the server starts (unless told not to).
-    env.setdefault(WARM_UP_ENV, "1")
+    # Compile the projection methods' numba code when the first page opens, in the background
+    # (unless told not to): Streamlit runs no app code before a session connects.
+    env.setdefault(access.WARM_UP_ENV, "1")
     # The flag turns read-only on; an inherited EMBSCOPE_READ_ONLY=1 keeps it on too.
     env[access.READ_ONLY_ENV] = "1" if args.read_only or access.read_only() else "0"
     if token:

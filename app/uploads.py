@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.access import MAX_UPLOAD_ENV
 from core.errors import InvalidInputError
 from core.ingest import SUPPORTED_SUFFIXES
 
 # Suffixes a reader exists for; the uploaded name contributes nothing else to the path.
 ALLOWED_SUFFIXES = tuple(SUPPORTED_SUFFIXES)
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "embscope-uploads"
-#: Environment variable holding the upload limit in MiB (set by ``embscope serve``).
-MAX_UPLOAD_ENV = "EMBSCOPE_MAX_UPLOAD_MB"
 #: The limit when the variable is unset or not a positive integer (as ``--max-upload-mb``).
 DEFAULT_MAX_UPLOAD_MB = 2048
 # Uploads never saved as a dataset (a preview, then the tab closed) are removed after this.

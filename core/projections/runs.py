@@ -486,8 +486,9 @@ def warm_up() -> None:
 
     umap-learn compiles its functions in every new process (5-10 s); LargeVis and
     heat-geodesic load theirs from the disk cache in well under a second. A server runs this
-    on its serial job lane as it starts (:class:`core.jobs.JobRunner` ``warm_up``), so the
-    first projection a user asks for does not pay for it.
+    on its serial job lane when its job runner is made, as its first page opens
+    (:class:`core.jobs.JobRunner` ``warm_up``), so the first projection a user asks for does
+    not pay for it.
     """
     from core.graph import build_knn_graph
     from core.projections.heatgeo import heatgeo_layout

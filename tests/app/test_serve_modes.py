@@ -353,3 +353,19 @@ def test_serve_help_describes_the_modes(capsys):
     assert code == 0
     for text in ["--read-only", "--token", "$EMBSCOPE_TOKEN", "127.0.0.1", "projections"]:
         assert text in out
+
+
+def test_warm_up_freezes_the_long_lived_heap_out_of_full_collections(monkeypatch, capsys):
+    import gc
+
+    from app import cache
+    from core.projections import runs
+
+    monkeypatch.setattr(runs, "warm_up", lambda: None)  # the compiling itself: tests elsewhere
+    assert gc.get_freeze_count() == 0
+    try:
+        cache._warm_up_projections()
+        assert gc.get_freeze_count() > 10_000  # modules, numpy, pandas, streamlit, ...
+        assert "embscope: projection methods ready" in capsys.readouterr().err
+    finally:
+        gc.unfreeze()
