@@ -178,8 +178,8 @@ def results(report: Any) -> None:
     shown = frame[
         [
             "codec", "bytes_per_vector", "shared_bytes", "compression_ratio", f"recall@{k}",
-            f"recall@{k}_rescored", "rescored_with", "recall@100", "spearman",
-            "encode_seconds", "query_seconds",
+            f"recall@{k}_rescored", "rescored_with", "recall@100", "spearman", "dim",
+            "isoscore", "effective_rank", "encode_seconds", "query_seconds",
         ]
     ]  # fmt: skip
     st.dataframe(
@@ -193,6 +193,13 @@ def results(report: Any) -> None:
             ),
             "recall@100": st.column_config.NumberColumn(format="%.3f"),
             "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.4f"),
+            "dim": st.column_config.NumberColumn("dims", format="%d"),
+            "isoscore": st.column_config.NumberColumn(
+                "IsoScore", format="%.3f", help=_geometry_help(report, "isoscore")
+            ),
+            "effective_rank": st.column_config.NumberColumn(
+                "eff. rank", format="%.1f", help=_geometry_help(report, "effective_rank")
+            ),
             "encode_seconds": st.column_config.NumberColumn("encode s", format="%.2f"),
             "query_seconds": st.column_config.NumberColumn("query s", format="%.2f"),
         },
@@ -202,7 +209,7 @@ def results(report: Any) -> None:
         f"query rows{' held out' if report.held_out else ' (each left out of its own results)'}; "
         f"exact search of all queries took {report.ground_truth_seconds:.2f} s. Bytes per "
         "vector include per-vector constants; shared bytes (codebooks, ranges, projections) "
-        "are stored once."
+        "are stored once. " + _geometry_caption(report)
     )
     st.download_button(
         "Table (CSV)", csv_bytes(frame), "compression.csv", "text/csv",
@@ -213,6 +220,27 @@ def results(report: Any) -> None:
         figures.pareto_figure(frame, k=k, rescored=rescored), width="stretch",
         key="compression.pareto",
     )  # fmt: skip
+
+
+def _geometry_caption(report: Any) -> str:
+    if report.original_isoscore is None or report.geometry_rows == 0:
+        return ""  # a report stored before geometry was measured
+    return (
+        f"Geometry of each compressed copy on {report.geometry_rows:,} sampled rows: IsoScore "
+        f"(1 = variance equal in every direction) and effective rank; the float32 vectors "
+        f"score {report.original_isoscore:.3f} and {report.original_effective_rank:.1f}."
+    )
+
+
+def _geometry_help(report: Any, score: str) -> str:
+    what = {
+        "isoscore": "IsoScore of the compressed copy (0: all variance on one line, 1: equal in "
+        "every direction)",
+        "effective_rank": "Effective rank of the compressed copy (how many directions carry "
+        "its variance)",
+    }[score]
+    original = getattr(report, f"original_{score}")
+    return what + ("" if original is None else f"; float32: {original:.3f}")
 
 
 def harm_map(info: DatasetInfo, report: Any) -> None:

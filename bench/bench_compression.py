@@ -85,7 +85,8 @@ def main() -> None:
     k = report.k
     header = (
         f"{'codec':<18}{'bytes':>7}{'shared':>10}{f'recall@{k}':>11}{'rescored':>10}"
-        f"{'recall@100':>12}{'spearman':>10}{'encode s':>10}{'query s':>9}"
+        f"{'recall@100':>12}{'spearman':>10}{'isoscore':>10}{'erank':>8}{'encode s':>10}"
+        f"{'query s':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -93,9 +94,13 @@ def main() -> None:
         r100 = f"{r.recall_100:.3f}" if r.recall_100 is not None else "-"
         print(
             f"{r.spec:<18}{r.bytes_per_vector:>7}{r.shared_bytes:>10}{r.recall:>11.3f}"
-            f"{r.recall_rescored:>10.3f}{r100:>12}{r.spearman:>10.3f}"
-            f"{r.encode_seconds:>10.2f}{r.query_seconds:>9.2f}"
+            f"{r.recall_rescored:>10.3f}{r100:>12}{r.spearman:>10.3f}{r.isoscore:>10.3f}"
+            f"{r.effective_rank:>8.1f}{r.encode_seconds:>10.2f}{r.query_seconds:>9.2f}"
         )
+    print(
+        f"float32: isoscore {report.original_isoscore:.3f}, effective rank "
+        f"{report.original_effective_rank:.1f} ({report.geometry_rows} sampled rows)"
+    )
     print(f"exact float32 ground truth: {report.ground_truth_seconds:.2f} s")
     print(f"total: {total:.1f} s (target <= 60 s)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

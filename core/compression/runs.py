@@ -25,7 +25,8 @@ from core.store import Store, fingerprint_arrays
 __all__ = ["KIND", "compression_key", "get_or_evaluate", "load_report", "resolve_specs"]
 
 KIND = "compression"
-COMPRESSION_CODE_VERSION = 1
+# 2: each codec's row carries the compressed copy's IsoScore and effective rank.
+COMPRESSION_CODE_VERSION = 2
 
 
 def resolve_specs(

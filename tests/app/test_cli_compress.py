@@ -50,6 +50,10 @@ def test_compress_chosen_codecs_save_copies_and_compare_them(capsys, db):
     rows = json.loads(out)
     assert [r["codec"] for r in rows] == ["int8", "pca:12"]
     assert "recall@5" in rows[0] and "recall@5_rescored" in rows[0]
+    # the geometry of each compressed copy: PCA-12 keeps 12 dimensions, so a rank of <= 12
+    assert [r["dim"] for r in rows] == [48, 12]
+    assert all(0.0 <= r["isoscore"] <= 1.0 for r in rows)
+    assert rows[1]["effective_rank"] <= 12 < rows[0]["effective_rank"]
     with Store(db) as s:
         pca_copy = s.get_dataset(rows[1]["saved_dataset"])
         assert pca_copy.dim == 12 and pca_copy.n == 1500
@@ -74,6 +78,7 @@ def test_compare_with_itself_is_identical(capsys, db):
 def test_compress_human_output(capsys, db):
     code, out, _ = run(capsys, "--db", db, "compress", "gm", "--codec", "lvq:8", "--queries", "20")
     assert code == 0 and "lvq:8" in out and "recall@10" in out
+    assert "isoscore" in out and "(float32: isoscore 0." in out
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,8 @@ def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     table = next(d.value for d in at.dataframe if "codec" in d.value.columns)
     assert table["codec"].tolist() == ["int8", "binary", "pca:8"]
     assert table.loc[0, "recall@10"] > 0.9 and table.loc[1, "bytes_per_vector"] == 4
+    assert table["dim"].tolist() == [32, 32, 8] and table.loc[2, "effective_rank"] <= 8
+    assert any("the float32 vectors score 0." in c.value for c in at.caption)
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # Pareto + harm map
     assert "log" in charts[0].proto.spec and "recall@10 of binary" in charts[1].proto.spec

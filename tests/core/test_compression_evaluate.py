@@ -278,6 +278,61 @@ def test_report_rows_overlap_and_json():
     np.testing.assert_array_equal(again.results[0].overlap, report.result("binary").overlap)
 
 
+def test_geometry_of_each_compressed_copy():
+    from core.geometry.isotropy import effective_rank, isoscore
+
+    rng = np.random.default_rng(7)
+    # anisotropic: variances falling as 1/i over 24 dimensions
+    X = (rng.standard_normal((900, 24)) / np.sqrt(np.arange(1, 25))).astype(np.float32)
+    specs = ["float32", "float16", "int8", "binary", "pca:24", "pca:6", "truncate:6"]
+    report = evaluate_codecs(X, specs, metric="ip", n_queries=50, seed=2)  # ip: X as it is
+    assert report.geometry_rows == 900  # fewer rows than the sample: all of them
+    # the float32 scores are the geometry package's own (checked there against isoscore 2.0.1)
+    assert report.original_isoscore == pytest.approx(isoscore(X), abs=1e-9)
+    assert report.original_effective_rank == pytest.approx(effective_rank(X), rel=1e-9)
+    lossless = [report.result(s) for s in ("float32", "float16", "pca:24")]
+    for r in lossless:  # PCA-d is a rotation: IsoScore and effective rank cannot change
+        assert r.isoscore == pytest.approx(report.original_isoscore, abs=1e-4), r.spec
+        assert r.effective_rank == pytest.approx(report.original_effective_rank, rel=1e-4)
+    assert report.result("int8").isoscore == pytest.approx(report.original_isoscore, abs=0.01)
+    # each copy scored as the Geometry page would score it once saved
+    for spec in ("binary", "pca:6", "truncate:6"):
+        r = report.result(spec)
+        copy = compressed_vectors(spec, X, metric="ip", seed=2)
+        assert r.compressed_dim == copy.shape[1]
+        assert r.isoscore == pytest.approx(isoscore(copy), abs=1e-6), spec
+        assert r.effective_rank == pytest.approx(effective_rank(copy), rel=1e-6), spec
+    # keeping 6 of 24 directions leaves a rank of at most 6; sign codes flatten the spectrum
+    assert report.result("pca:6").effective_rank <= 6.0 + 1e-9
+    assert report.result("binary").isoscore > report.original_isoscore + 0.1
+    row = {r["codec"]: r for r in report.rows()}
+    assert row["pca:6"]["dim"] == 6 and row["binary"]["dim"] == 24
+    assert row["binary"]["isoscore"] == report.result("binary").isoscore
+    doc = json.loads(json.dumps(report.to_json()))
+    assert doc["original_isoscore"] == report.original_isoscore and doc["geometry_rows"] == 900
+
+
+def test_geometry_sample_is_seeded_and_leaves_the_query_sample_alone():
+    from core.compression import evaluate
+
+    X = _small(1500, 16)
+    old = evaluate.GEOMETRY_SAMPLE
+    try:
+        evaluate.GEOMETRY_SAMPLE = 400
+        a = evaluate_codecs(X, ["int8"], n_queries=60, seed=4)
+        b = evaluate_codecs(X, ["int8"], n_queries=60, seed=4)
+        c = evaluate_codecs(X, ["int8"], n_queries=60, seed=5)
+    finally:
+        evaluate.GEOMETRY_SAMPLE = old
+    full = evaluate_codecs(X, ["int8"], n_queries=60, seed=4)
+    assert a.geometry_rows == 400 and full.geometry_rows == 1500
+    assert a.original_isoscore == b.original_isoscore != c.original_isoscore
+    # the queries (and so recall and overlap) do not depend on the geometry sample
+    np.testing.assert_array_equal(a.query_rows, full.query_rows)
+    np.testing.assert_array_equal(a.results[0].overlap, full.results[0].overlap)
+    assert a.original_isoscore == pytest.approx(full.original_isoscore, abs=0.05)
+
+
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
 def test_exact_codec_is_perfect_for_every_metric(metric):
     rng = np.random.default_rng(5)
