@@ -154,24 +154,39 @@ def result_or_job(
 
 
 def jobs_sidebar() -> None:
-    """Background jobs of every session, in the sidebar: running ones with their progress,
-    and ones the last server stop interrupted (they can be started again from their page)."""
+    """Background jobs of every session, in the sidebar: running ones with their progress
+    (refreshed while any runs), and ones the last server stop interrupted (they can be
+    started again from their page)."""
     from app.cache import get_job_runner
 
     jobs = get_job_runner().jobs()
-    active = [j for j in jobs if j.active]
+    running = any(j.active for j in jobs)
     interrupted = [j for j in jobs if j.state == "interrupted"]
-    if not active and not interrupted:
+    if not running and not interrupted:
         return
     with st.sidebar:
-        st.caption(f"Background jobs: {len(active)} running")
-        for job in active[:5]:
-            st.progress(
-                min(max(job.fraction, 0.0), 1.0),
-                text=f"{md_escape(job.label)} ({job.fraction:.0%})",
-            )
+        if running:
+            _running_jobs()
         for job in interrupted[:3]:
             st.caption(f":orange[interrupted:] {md_escape(job.label)}")
+
+
+@st.fragment(run_every=1.5)
+def _running_jobs() -> None:
+    # Only this part of the sidebar reruns, from the runner's memory: the progress moves
+    # while the page is read, and a job that ends leaves a line saying so until the next run.
+    from app.cache import get_job_runner
+
+    active = get_job_runner().live()
+    if not active:
+        st.caption("Background jobs: all finished")
+        return
+    st.caption(f"Background jobs: {len(active)} running")
+    for job in active[:5]:
+        st.progress(
+            min(max(job.fraction, 0.0), 1.0),
+            text=f"{md_escape(job.label)} ({job.fraction:.0%})",
+        )
 
 
 def table_downloads(

@@ -272,6 +272,15 @@ class JobRunner:
         live.sort(key=lambda s: s.created or datetime.min, reverse=True)
         return live + older
 
+    def live(self) -> list[JobStatus]:
+        """Queued and running jobs of this process, newest first, from memory only (no
+        store read: cheap enough for a view that refreshes every second)."""
+        with self._lock:
+            live = [j.status() for j in self._jobs.values()]
+        live = [s for s in live if s.active]
+        live.sort(key=lambda s: s.created or datetime.min, reverse=True)
+        return live
+
     def active(self, dataset_id: int | None = None) -> list[JobStatus]:
         return [s for s in self.jobs(dataset_id) if s.active]
 

@@ -211,3 +211,35 @@ def test_category_groups_draw_every_point_including_missing_values():
     assert fig.data[0].marker.color == "#c7c7c7" and fig.data[0].legendrank == 1001
     assert fig.data[1].marker.color != "#c7c7c7" and fig.data[1].legendrank is None
     assert sorted(np.concatenate([t.customdata for t in fig.data]).tolist()) == list(range(5))
+
+
+def test_sidebar_shows_every_sessions_running_jobs_with_their_progress(db):
+    import threading
+
+    from app.cache import get_job_runner
+
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    assert not any("Background jobs" in c.value for c in at.sidebar.caption)
+    gate = threading.Event()
+
+    def work(progress):
+        progress(0.4, "working")
+        gate.wait(30)
+
+    # started by "another session": straight on the process's runner
+    job = get_job_runner().submit("sidebar-test", work, kind="test", label="<b>slow</b> job")
+    try:
+        deadline = time.monotonic() + 10
+        while job.status().fraction < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        at.run()
+        assert not at.exception
+        assert "Background jobs: 1 running" in [c.value for c in at.sidebar.caption]
+        [bar] = [e.proto for e in at.sidebar.get("progress")]
+        assert bar.value == 40 and bar.text == r"\<b\>slow\</b\> job (40%)"  # shown literally
+    finally:
+        gate.set()
+    assert job.wait(10)
+    at.run()
+    assert not any("Background jobs" in c.value for c in at.sidebar.caption)

@@ -52,6 +52,36 @@ def test_runs_in_background_and_reports_progress(runner):
     assert status.state == "done" and status.fraction == 1.0 and status.seconds >= 0
 
 
+def test_live_lists_only_queued_and_running_jobs_newest_first(tmp_path):
+    gates = [threading.Event(), threading.Event()]
+
+    def work(i):
+        def run(progress):
+            progress(0.1 * (i + 1), "started")
+            gates[i].wait(5)
+
+        return run
+
+    with Store(tmp_path / "jobs.duckdb") as store:
+        r = JobRunner(store, workers=2)
+        try:
+            assert r.live() == []
+            r.submit("done", lambda p: 1, kind="test", label="quick").wait(5)
+            first = r.submit("a", work(0), kind="test", label="a")
+            time.sleep(0.01)  # created times differ
+            r.submit("b", work(1), kind="test", label="b")
+            assert _wait_for(lambda: [s.fraction for s in r.live()] == [0.2, 0.1])
+            assert [s.key for s in r.live()] == ["b", "a"]  # the finished one is left out
+            assert {s.key for s in r.jobs()} == {"done", "a", "b"}
+            gates[0].set()
+            assert first.wait(5)
+            assert [s.key for s in r.live()] == ["b"]
+        finally:
+            for g in gates:
+                g.set()
+            r.shutdown(wait=2)
+
+
 def test_same_key_shares_one_computation(runner):
     calls = []
     gate = threading.Event()
