@@ -289,9 +289,11 @@ def _compute(
     duplicates = find_duplicates(X)
     if duplicates.n_duplicates:
         excluded = "" if metric == "ip" else ": zero distances are excluded from TwoNN, MLE and LID"
+        copies, groups = duplicates.n_duplicates, duplicates.n_groups
         notes.append(
-            f"{duplicates.n_duplicates:,} duplicate vectors (copies of {duplicates.n_groups:,} "
-            f"distinct vectors){excluded}"
+            f"{copies:,} duplicate vector{'s' if copies != 1 else ''} (cop"
+            f"{'ies' if copies != 1 else 'y'} of {groups:,} distinct vector"
+            f"{'s' if groups != 1 else ''}){excluded}"
         )
 
     _cancel_check(progress, 0.05, "isotropy: covariance")

@@ -87,11 +87,18 @@ def test_duplicates_and_zero_vectors_are_excluded_and_said(messy):
     assert math.isfinite(v["mle"]) and v["mle"] == pytest.approx(clean.values["mle"], rel=0.05)
     assert v["twonn"] == pytest.approx(clean.values["twonn"], rel=0.05)
     notes = " | ".join(card.notes)
-    assert "9 duplicate vectors" in notes and "excluded from TwoNN, MLE and LID" in notes
+    assert "9 duplicate vectors (copies of 6 distinct vectors)" in notes
+    assert "excluded from TwoNN, MLE and LID" in notes
     assert "3 zero vectors" in notes and "average cosine" in notes
     assert "partition isotropy on the raw (not normalised) vectors" in notes
     assert "DSE on all 1,210" in notes
     assert not any("duplicate" in note for note in clean.notes)
+
+
+def test_one_duplicate_is_said_in_the_singular():
+    X = _data(300)
+    notes = " | ".join(_card(np.vstack([X, X[:1]])).notes)
+    assert "1 duplicate vector (copy of 1 distinct vector):" in notes
 
 
 def test_cosine_graph_scorecard_uses_chord_distances(messy):
