@@ -95,17 +95,45 @@ def write_url(info: DatasetInfo, options: dict[str, Any] | None) -> None:
     )
 
 
+def _shared_items(info: DatasetInfo, other: DatasetInfo) -> int:
+    """How many items of ``info`` ``other`` holds too (same id)."""
+    return int(np.count_nonzero(id_row_map(info.id, other.id) >= 0))
+
+
+def _derived(a: DatasetInfo, b: DatasetInfo) -> bool:
+    return (b.info or {}).get("derived_from") == a.id or (a.info or {}).get("derived_from") == b.id
+
+
 def _default_partner(info: DatasetInfo, others: list[DatasetInfo]) -> int:
-    """Prefer a copy derived from this dataset (or its original), else one of the same size."""
+    """Prefer a copy derived from this dataset (or its original), else the dataset sharing
+    the most items with it (of those, one of the same size)."""
     for i, o in enumerate(others):
-        if (o.info or {}).get("derived_from") == info.id or (info.info or {}).get(
-            "derived_from"
-        ) == o.id:
+        if _derived(info, o):
             return i
-    for i, o in enumerate(others):
-        if o.n == info.n:
-            return i
-    return 0
+    return max(
+        range(len(others)),
+        key=lambda i: (_shared_items(info, others[i]), others[i].n == info.n, -i),
+    )
+
+
+def _matching_note(info: DatasetInfo, other: DatasetInfo, shared: int) -> bool:
+    """Say when the two datasets cannot be compared, or are matched only by row number;
+    False when a comparison cannot run."""
+    if shared < compare.MIN_MATCHED:
+        st.warning(
+            f"{widgets.md_escape(other.name)} shares {shared:,} item"
+            f"{'' if shared == 1 else 's'} with {widgets.md_escape(info.name)} (items are "
+            f"matched by id; a comparison needs at least {compare.MIN_MATCHED}). Choose a "
+            "dataset of the same items, stored with the same id column.",
+            icon=":material/link_off:",
+        )
+        return False
+    if info.id_column is None and other.id_column is None and not _derived(info, other):
+        st.caption(
+            ":material/info: Neither dataset has an id column, so items are matched by row "
+            "number: row i must be the same item in both."
+        )
+    return True
 
 
 def settings(info: DatasetInfo) -> dict[str, Any] | None:
@@ -121,16 +149,22 @@ def settings(info: DatasetInfo) -> dict[str, Any] | None:
     other_key = f"compare.other.{info.id}"
     if st.session_state.get(other_key) not in by_id:  # first visit, or a deleted partner
         st.session_state[other_key] = others[_default_partner(info, others)].id
+    shared = {o.id: _shared_items(info, o) for o in others}
     other_id = cols[0].selectbox(
         "Compare with",
         list(by_id),
-        format_func=lambda i: f"{by_id[i].name}  ({by_id[i].n:,} × {by_id[i].dim})",
+        format_func=lambda i: (
+            f"{by_id[i].name}  ({by_id[i].n:,} × {by_id[i].dim}) · {shared[i]:,} shared items"
+        ),
         key=other_key,
+        help="Items are matched by id: the other dataset should hold the same items.",
     )
     st.session_state.setdefault("compare.k", 10)
     k = int(cols[1].number_input("k", 1, 200, key="compare.k"))
     st.session_state.setdefault(f"compare.metric.{info.id}", runs.default_metric(info))
     metric = cols[2].selectbox("Metric", METRICS, key=f"compare.metric.{info.id}")
+    if not _matching_note(info, by_id[other_id], shared[other_id]):
+        return None
     return {"other": by_id[other_id], "k": k, "metric": metric}
 
 

@@ -7,6 +7,7 @@ an upload (:func:`core.ingest.from_arrays`), and records where it came from in i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +57,8 @@ def save_derived_dataset(
         source=f"{transform} of {original.name}",
         format="derived",
     )
+    # The original's ids as stored, whether or not they came from a metadata column.
+    parsed = dataclasses.replace(parsed, ids=store.load_ids(original.id))
     info = {
         "derived_from": original.id,
         "derived_from_name": original.name,

@@ -243,3 +243,38 @@ def test_sidebar_shows_every_sessions_running_jobs_with_their_progress(db):
     assert job.wait(10)
     at.run()
     assert not any("Background jobs" in c.value for c in at.sidebar.caption)
+
+
+def test_compare_page_counts_shared_items_and_refuses_a_partner_without_them(db):
+    X, _ = _data(seed=3)
+    with Store(db) as s:
+        s.add_dataset(make_parsed(X, ids=[f"x{i}" for i in range(300)]), name="strangers")
+        s.add_dataset(make_parsed(X[:200]), name="first rows")  # ids "0".."199"
+    at = _page("compare")
+    other = _key(at.selectbox, "compare.other.1")
+    assert other.value == 2  # the derived copy, still
+    labels = dict(zip([2, 3, 4], other.options, strict=True))  # as the page shows them
+    assert labels[2].endswith("· 300 shared items") and labels[3].endswith("· 0 shared items")
+    assert labels[4].endswith("· 200 shared items")
+    other.set_value(3)
+    at.run()
+    assert not at.exception
+    assert any("strangers shares 0 items with points" in w.value for w in at.warning)
+    assert not any(b.key == "compare.run" for b in at.button)  # nothing to start
+    _key(at.selectbox, "compare.other.1").set_value(4)
+    at.run()
+    assert not at.exception and not at.warning and any(b.key == "compare.run" for b in at.button)
+    assert any("matched by row number" in c.value for c in at.caption)
+
+
+def test_compare_page_proposes_the_dataset_sharing_the_most_items(tmp_path, monkeypatch):
+    path = tmp_path / "partners.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    X, _ = _data()
+    with Store(path) as s:
+        s.add_dataset(make_parsed(X), name="a")
+        s.add_dataset(make_parsed(X, ids=[f"x{i}" for i in range(300)]), name="same size, no ids")
+        s.add_dataset(make_parsed(X[:100]), name="a's first 100")
+    at = _page("compare")
+    assert not at.exception
+    assert _key(at.selectbox, "compare.other.1").value == 3

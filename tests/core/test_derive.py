@@ -32,6 +32,16 @@ def test_derived_dataset_keeps_items_and_records_lineage(store):
     assert derived.info["label_column"] == "label"
 
 
+def test_ids_not_held_in_a_metadata_column_are_kept_too(store):
+    # e.g. a dataset stored through from_arrays' callers with ids of their own
+    X = np.random.default_rng(1).standard_normal((20, 6)).astype(np.float32)
+    ids = [f"doc-{i}" for i in range(20)]
+    original = store.add_dataset(make_parsed(X, ids=ids), name="orig")
+    derived = save_derived_dataset(store, original.id, -X, name="negated", transform="negate")
+    assert store.load_ids(derived.id).tolist() == ids  # not the row numbers "0", "1", ...
+    assert derived.id_column is None
+
+
 def test_bad_derived_vectors_change_nothing(store):
     X = np.eye(5, dtype=np.float32)
     original = store.add_dataset(make_parsed(X), name="orig")
