@@ -217,6 +217,24 @@ def _id_row_map(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> np.nda
     return np.asarray([rows_b.get(str(v), -1) for v in service.ids(id_a)], dtype=np.int64)
 
 
+@st.cache_data(show_spinner=False, max_entries=512)
+def _shared_item_count(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> int:
+    service = _neighbour_service(path)
+    ids_b = {str(v) for v in service.ids(id_b)}
+    return sum(str(v) in ids_b for v in service.ids(id_a))
+
+
+def shared_item_count(dataset_a: int, dataset_b: int) -> int:
+    """How many ids of dataset a dataset b holds too (kept for every pair a page asks about:
+    a number, where :func:`id_row_map` keeps a row per item)."""
+    path = _db_path()
+    service = _neighbour_service(path)
+    a, b = service.dataset(dataset_a), service.dataset(dataset_b)
+    if a.id == b.id:
+        return a.n
+    return _shared_item_count(path, a.fingerprint, a.id, b.fingerprint, b.id)
+
+
 def id_row_map(dataset_a: int, dataset_b: int) -> np.ndarray:
     """For each row of dataset a, the row of dataset b holding the same id (-1: b lacks it)."""
     path = _db_path()

@@ -10,7 +10,13 @@ import streamlit as st
 
 from app import figures, share, widgets
 from app import projections_view as pview
-from app.cache import get_store, id_row_map, pca_layout_of, projection_coords
+from app.cache import (
+    get_store,
+    id_row_map,
+    pca_layout_of,
+    projection_coords,
+    shared_item_count,
+)
 from core import compare
 from core.projections import runs
 from core.store import DatasetInfo
@@ -97,7 +103,7 @@ def write_url(info: DatasetInfo, options: dict[str, Any] | None) -> None:
 
 def _shared_items(info: DatasetInfo, other: DatasetInfo) -> int:
     """How many items of ``info`` ``other`` holds too (same id)."""
-    return int(np.count_nonzero(id_row_map(info.id, other.id) >= 0))
+    return shared_item_count(info.id, other.id)
 
 
 def _derived(a: DatasetInfo, b: DatasetInfo) -> bool:
