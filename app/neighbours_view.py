@@ -186,10 +186,12 @@ def _item_tab(info: DatasetInfo) -> None:
                 st.caption("Nothing matches.")
                 return
             labels = _match_labels(found)
+            count = len(found)
             picked = st.selectbox(
-                f"{len(found):,} matching item(s){' (the first 200)' if len(found) == 200 else ''}",
-                options=list(range(len(found))),
-                index=None,
+                f"{count:,} matching item{'' if count == 1 else 's'}"
+                + (" (the first 200)" if count == 200 else ""),
+                options=list(range(count)),
+                index=0 if count == 1 else None,  # the only match needs no picking
                 format_func=lambda i: labels[i],
                 placeholder="pick the item",
                 key=f"neighbours.pick.{text}",

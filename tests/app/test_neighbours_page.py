@@ -86,6 +86,19 @@ def test_search_then_pick_an_item(db):
     assert 42 not in _result_frames(at)[1]["row"].tolist()
 
 
+def test_a_search_with_one_match_answers_at_once(db):
+    _points(db)
+    at = _neighbours_page()
+    _by_key(at.text_input, "neighbours.search").input("p299").run()
+    pick = _by_key(at.selectbox, "neighbours.pick.p299")
+    assert pick.label == "1 matching item" and pick.value == 0
+    assert not at.exception
+    assert any("row 299 (id p299)" in m.value.replace("\\", "") for m in at.markdown)
+    _by_key(at.text_input, "neighbours.search").input("p29").run()
+    pick = _by_key(at.selectbox, "neighbours.pick.p29")
+    assert pick.label == "11 matching items" and pick.value is None  # p29, p290..p299: pick one
+
+
 def test_vector_query_and_bad_vector(db):
     X = _points(db)
     at = _neighbours_page()

@@ -190,7 +190,7 @@ def test_neighbours_compare_and_geometry_show_markup_as_text(page, app_server):
     assert len(options) >= 5 and all(MARKUP[2] in o for o in options), options
     expected = sum(MARKUP[2] in f"{MARKUP[i % 4]} {MARKUP[(i + 1) % 4]} {MARKUP[(i + 2) % 4]}"
                    for i in range(N))  # fmt: skip
-    assert f"{expected} matching item(s)" in _main_text(page)
+    assert f"{expected} matching items" in _main_text(page)
     page.keyboard.press("Escape")
     _clean(page)
 
