@@ -337,6 +337,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
         "metric": projection.metric,
         "seed": projection.seed,
         "params": dict(projection.params),
+        "chosen": dict(projection.chosen),
         "reused": reused,
         "dataset": info.id,
     }

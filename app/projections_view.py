@@ -357,7 +357,28 @@ def quality_metrics(projection: runs.Projection) -> None:
         + ". Trustworthiness: are layout neighbours true neighbours; continuity: are true "
         "neighbours kept close; kNN preservation: share of each point's 10 neighbours kept; "
         "kNN accuracy: a 10-NN vote on the layout recovers the label column."
+        + chosen_caption(projection)
     )
+
+
+def chosen_caption(projection: runs.Projection) -> str:
+    """What the method chose for itself, as a sentence (empty when nothing is recorded)."""
+    c = projection.chosen
+    if "tau" in c:
+        how = "chosen by the time-entropy knee" if c.get("tau_auto") else "set by hand"
+        return (
+            f" Diffusion time τ = {c['tau']:.3g} ({how}), Chebyshev order {c['order']}, "
+            f"{c['n_landmarks']:,} landmarks"
+            + (
+                f", heat kernel on {c['heat_points']:,} sampled points"
+                if c.get("heat_sampled")
+                else ""
+            )
+            + "."
+        )
+    if "n_epochs" in c:
+        return f" {c['n_epochs']:,} epochs."
+    return ""
 
 
 def hover_for(info: DatasetInfo, columns: list[str]) -> list[str] | None:

@@ -115,6 +115,8 @@ __all__ = [
     "auto_tau_grid",
     "chebyshev_order",
     "heat_geodesic_distances",
+    "HeatGeoLayout",
+    "heatgeo_embedding",
     "heatgeo_layout",
     "saturation_distance",
 ]
@@ -1047,7 +1049,50 @@ def _orient(Y: np.ndarray) -> np.ndarray:
 # -- public: layout -------------------------------------------------------------------------------
 
 
-def heatgeo_layout(
+@dataclass(frozen=True)
+class HeatGeoLayout:
+    """A heat-geodesic layout and what it chose for itself (:func:`heatgeo_embedding`).
+
+    Attributes
+    ----------
+    coords : float32 ndarray of shape (n, dims)
+    tau : float
+        The diffusion time used (chosen when asked for "auto").
+    tau_auto : bool
+        True when ``tau`` was chosen by the time-entropy knee.
+    order : int
+        Chebyshev order of the heat kernel.
+    n_landmarks : int
+        Landmarks of the heat kernel and the MDS.
+    heat_points : int
+        Points of the heat graph (fewer than n when it was built on a sample).
+    """
+
+    coords: np.ndarray
+    tau: float
+    tau_auto: bool
+    order: int
+    n_landmarks: int
+    heat_points: int
+
+    def chosen(self) -> dict[str, Any]:
+        """The values as plain JSON (stored with a projection)."""
+        return {
+            "tau": self.tau,
+            "tau_auto": self.tau_auto,
+            "order": self.order,
+            "n_landmarks": self.n_landmarks,
+            "heat_points": self.heat_points,
+            "heat_sampled": self.heat_points < self.coords.shape[0],
+        }
+
+
+def heatgeo_layout(graph: KnnGraph, **options: Any) -> np.ndarray:
+    """The coordinates of :func:`heatgeo_embedding` (same parameters): float32 (n, dims)."""
+    return heatgeo_embedding(graph, **options).coords
+
+
+def heatgeo_embedding(
     graph: KnnGraph,
     *,
     dims: int = 2,
@@ -1087,8 +1132,10 @@ def heatgeo_layout(
 
     Returns
     -------
-    float32 ndarray of shape (n, dims)
-        Centred, rotated to principal axes, each axis's sign fixed; same seed, same layout.
+    HeatGeoLayout
+        ``coords`` (float32 (n, dims): centred, rotated to principal axes, each axis's sign
+        fixed; same seed, same layout) and the diffusion time, Chebyshev order and landmarks
+        used.
     """
     graph, knn = _check_graph(graph, knn)
     if isinstance(dims, bool) or dims not in (2, 3):
@@ -1165,4 +1212,11 @@ def heatgeo_layout(
         for i, row, g in zip(lost, nbrs, good, strict=True):
             Y[i] = Y[row[g]].mean(axis=0) if g.any() else Y[land_points].mean(axis=0)
     report(1.0, "heat-geodesic: done", force=True)
-    return _orient(Y).astype(np.float32)
+    return HeatGeoLayout(
+        coords=_orient(Y).astype(np.float32),
+        tau=float(tau_value),
+        tau_auto=fixed_tau is None,
+        order=int(order_value),
+        n_landmarks=int(land.size),
+        heat_points=int(hg.size),
+    )

@@ -92,6 +92,9 @@ class Projection:
     fingerprint: str
     created: datetime | None = None
     coords: np.ndarray | None = field(default=None, repr=False)  # float32 (n, dims)
+    # What the method chose for itself: heat-geodesic's tau, order and landmarks, UMAP's
+    # epochs (empty for PCA, LargeVis, and projections stored before this was recorded).
+    chosen: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -112,6 +115,7 @@ class Projection:
             "seed": self.seed,
             "metric": self.metric,
             "params": dict(self.params),
+            "chosen": dict(self.chosen),
             "seconds": self.seconds,
             "quality": dict(self.quality),
         }
@@ -272,6 +276,7 @@ def _from_artifact(artifact: Any, *, with_coords: bool) -> Projection:
         fingerprint=artifact.fingerprint,
         created=artifact.created,
         coords=artifact.arrays.get("coords") if with_coords else None,
+        chosen=dict(p.get("chosen", {})),
     )
 
 
@@ -326,23 +331,28 @@ def _layout(
     seed: int,
     params: Mapping[str, Any],
     progress: ProgressFn | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The coordinates, and what the method chose for itself where a user may want to know
+    (heat-geodesic's diffusion time, UMAP's epochs)."""
     given = {k: v for k, v in params.items() if v is not None}
     if method == "pca":
         from core.projections.pca import pca_layout
 
-        return pca_layout(X, dims=dims)
+        return pca_layout(X, dims=dims), {}
     if method == "largevis":
         from core.projections.largevis import largevis_layout
 
-        return largevis_layout(graph, dims=dims, seed=seed, X=X, progress=progress, **given)
+        coords = largevis_layout(graph, dims=dims, seed=seed, X=X, progress=progress, **given)
+        return coords, {}
     if method == "umap":
-        from core.projections.umap_layout import umap_layout
+        from core.projections.umap_layout import default_epochs, umap_layout
 
-        return umap_layout(graph, dims=dims, seed=seed, progress=progress, **given)
-    from core.projections.heatgeo import heatgeo_layout
+        coords = umap_layout(graph, dims=dims, seed=seed, progress=progress, **given)
+        return coords, {"n_epochs": int(given.get("n_epochs") or default_epochs(graph.n))}
+    from core.projections.heatgeo import heatgeo_embedding
 
-    return heatgeo_layout(graph, dims=dims, seed=seed, progress=progress, **given)
+    layout = heatgeo_embedding(graph, dims=dims, seed=seed, progress=progress, **given)
+    return layout.coords, layout.chosen()
 
 
 def _graph_width(method: str, params: Mapping[str, Any], n: int) -> int:
@@ -430,7 +440,7 @@ def compute_projection(
             store, info.id, k=width, metric=metric, progress=stage(progress, 0.0, 0.3)
         )
     check_cancel(progress, 0.3, f"computing the {METHOD_LABELS[method]} layout", "the projection")
-    coords = _layout(
+    coords, chosen = _layout(
         method, X, graph, dims=dims, seed=seed, params=full, progress=stage(progress, 0.3, 0.9)
     )
     coords = np.ascontiguousarray(coords, dtype=np.float32)
@@ -465,6 +475,7 @@ def compute_projection(
             "seed": seed,
             "metric": metric,
             "method_params": full,
+            "chosen": chosen,
             "code_version": CODE_VERSIONS[method],
         },
         arrays={"coords": coords},

@@ -33,6 +33,7 @@ def test_project_json_contract_out_and_reuse(capsys, db, tmp_path):
     obj = json.loads(out)
     assert {"method", "dims", "seconds", "quality"} <= set(obj)
     assert obj["method"] == "pca" and obj["dims"] == 2 and obj["reused"] is False
+    assert obj["chosen"] == {}  # PCA chooses nothing (heat-geodesic records its tau)
     assert {"trustworthiness@10", "continuity@10", "knn_preservation@10"} <= set(obj["quality"])
     assert "knn_accuracy@10" in obj["quality"]  # digits records its label column
     coords = np.load(out_npy)

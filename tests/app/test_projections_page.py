@@ -278,3 +278,14 @@ def test_compare_page_proposes_the_dataset_sharing_the_most_items(tmp_path, monk
     at = _page("compare")
     assert not at.exception
     assert _key(at.selectbox, "compare.other.1").value == 3
+
+
+def test_heat_geodesic_says_the_diffusion_time_it_chose(db):
+    with Store(db) as s:
+        p = runs.compute_projection(s, 1, method="heatgeo")
+    at = _page("projections")
+    _key(at.selectbox, "projections.method").set_value("heatgeo")
+    at.run()
+    assert not at.exception and len(at.metric) > 0
+    said = f"Diffusion time τ = {p.chosen['tau']:.3g} (chosen by the time-entropy knee)"
+    assert any(said in c.value for c in at.caption), [c.value for c in at.caption]

@@ -198,6 +198,23 @@ def test_layout_seeded_and_3d(roll500):
     assert _row_corr(squareform(pdist(exact)), G, rank=True) >= 0.95
 
 
+def test_embedding_reports_what_it_chose(roll500):
+    _X, _G, graph = roll500
+    fixed = hgm.heatgeo_embedding(graph, tau=10.0, n_landmarks=300, seed=1)
+    np.testing.assert_array_equal(
+        fixed.coords, heatgeo_layout(graph, tau=10.0, n_landmarks=300, seed=1)
+    )
+    assert fixed.tau == 10.0 and fixed.tau_auto is False and fixed.n_landmarks == 300
+    exact = heat_geodesic_distances(graph, tau=10.0)
+    assert fixed.order == exact.order == chebyshev_order(10.0, exact.phi)
+    assert fixed.heat_points == 500 and fixed.chosen()["heat_sampled"] is False
+    auto = hgm.heatgeo_embedding(graph, n_landmarks=300)
+    # the knee of the same time-entropy curve as the distances' own auto tau (15-30 here)
+    assert auto.tau_auto is True
+    assert auto.tau == pytest.approx(heat_geodesic_distances(graph, tau="auto").tau)
+    assert json.loads(json.dumps(auto.chosen())) == auto.chosen()
+
+
 def test_sampled_heat_graph_extends_to_every_point(roll2000, monkeypatch):
     _X, U, graph = roll2000
     monkeypatch.setattr(hgm, "WORK_BUDGET", 2.0e8)  # forces a sampled heat graph at n = 2000

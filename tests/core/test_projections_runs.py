@@ -103,6 +103,13 @@ def test_every_method_reads_one_stored_graph(store, monkeypatch):
             assert 0.5 < p.quality["trustworthiness@10"] <= 1.0
     assert builds == [150]  # one graph, at GRAPH_K, for every method, dims and score
     assert len(runs.list_projections(store, dataset_id)) == 8
+    # what a method chose for itself is stored with it
+    stored = {(p.method, p.dims): p for p in runs.list_projections(store, dataset_id)}
+    assert stored["umap", 2].chosen == {"n_epochs": 50}
+    hg = stored["heatgeo", 3].chosen
+    assert hg["tau_auto"] is True and hg["tau"] > 0 and hg["order"] >= 32
+    assert hg["n_landmarks"] <= 600 and stored["heatgeo", 3].to_json()["chosen"] == hg
+    assert stored["pca", 2].chosen == {} and stored["largevis", 2].chosen == {}
 
 
 def test_a_new_code_version_of_a_method_hides_only_its_old_projections(store, roll_id, monkeypatch):
