@@ -164,6 +164,17 @@ def test_progress_per_epoch_and_cancel(digits, compiled):
     assert time.perf_counter() - asked[0] < 1.0
     with pytest.raises(OperationCancelled):  # before umap-learn starts
         umap_layout(graph, seed=0, progress=lambda f, m: True)
+    # between the fuzzy graph and the spectral initialisation: no epoch runs
+    messages: list[str] = []
+
+    def cancel_at_spectral(fraction, message):
+        messages.append(message)
+        return message == "UMAP: spectral initialisation"
+
+    with pytest.raises(OperationCancelled):
+        umap_layout(graph, seed=0, n_epochs=40, progress=cancel_at_spectral)
+    assert messages[-1] == "UMAP: spectral initialisation"
+    assert not any("epoch" in m for m in messages)
 
 
 @pytest.mark.slow
