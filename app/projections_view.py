@@ -622,6 +622,16 @@ def export_projection(info: DatasetInfo, projection: runs.Projection) -> None:
 # -- side by side and the gallery ----------------------------------------------------------------------
 
 
+def _with_chosen(p: runs.Projection, name: str, value: Any) -> str:
+    """A parameter as set, with the value the method chose for it where it chose one
+    ("tau=auto (24.1)", "n_epochs=auto (50)")."""
+    chosen = p.chosen.get(name)
+    if chosen is None or chosen == value:
+        return str(value)
+    shown = "auto" if value is None else value
+    return f"{shown} ({chosen:.3g})" if isinstance(chosen, float) else f"{shown} ({chosen})"
+
+
 def _gallery_rows(projections: list[runs.Projection]) -> pd.DataFrame:
     rows = []
     for p in projections:
@@ -633,7 +643,9 @@ def _gallery_rows(projections: list[runs.Projection]) -> pd.DataFrame:
                 "metric": p.metric,
                 "seed": p.seed,
                 "parameters": ", ".join(
-                    f"{k}={v}" for k, v in sorted(p.params.items()) if v is not None
+                    f"{k}={_with_chosen(p, k, v)}"
+                    for k, v in sorted(p.params.items())
+                    if v is not None or k in p.chosen
                 ),
                 "trust@10": q.get("trustworthiness@10"),
                 "continuity@10": q.get("continuity@10"),

@@ -289,3 +289,5 @@ def test_heat_geodesic_says_the_diffusion_time_it_chose(db):
     assert not at.exception and len(at.metric) > 0
     said = f"Diffusion time τ = {p.chosen['tau']:.3g} (chosen by the time-entropy knee)"
     assert any(said in c.value for c in at.caption), [c.value for c in at.caption]
+    gallery = next(d.value for d in at.dataframe if "parameters" in d.value.columns)
+    assert f"tau=auto ({p.chosen['tau']:.3g})" in gallery["parameters"].iloc[0]
