@@ -219,9 +219,10 @@ def _id_row_map(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> np.nda
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _shared_item_count(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> int:
+    from core.compare import match_items
+
     service = _neighbour_service(path)
-    ids_b = {str(v) for v in service.ids(id_b)}
-    return sum(str(v) in ids_b for v in service.ids(id_a))
+    return match_items(service.ids(id_a), service.ids(id_b), min_matched=0).matched
 
 
 def shared_item_count(dataset_a: int, dataset_b: int) -> int:

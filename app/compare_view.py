@@ -101,11 +101,6 @@ def write_url(info: DatasetInfo, options: dict[str, Any] | None) -> None:
     )
 
 
-def _shared_items(info: DatasetInfo, other: DatasetInfo) -> int:
-    """How many items of ``info`` ``other`` holds too (same id)."""
-    return shared_item_count(info.id, other.id)
-
-
 def _derived(a: DatasetInfo, b: DatasetInfo) -> bool:
     return (b.info or {}).get("derived_from") == a.id or (a.info or {}).get("derived_from") == b.id
 
@@ -118,7 +113,7 @@ def _default_partner(info: DatasetInfo, others: list[DatasetInfo]) -> int:
             return i
     return max(
         range(len(others)),
-        key=lambda i: (_shared_items(info, others[i]), others[i].n == info.n, -i),
+        key=lambda i: (shared_item_count(info.id, others[i].id), others[i].n == info.n, -i),
     )
 
 
@@ -155,7 +150,7 @@ def settings(info: DatasetInfo) -> dict[str, Any] | None:
     other_key = f"compare.other.{info.id}"
     if st.session_state.get(other_key) not in by_id:  # first visit, or a deleted partner
         st.session_state[other_key] = others[_default_partner(info, others)].id
-    shared = {o.id: _shared_items(info, o) for o in others}
+    shared = {o.id: shared_item_count(info.id, o.id) for o in others}
     other_id = cols[0].selectbox(
         "Compare with",
         list(by_id),
