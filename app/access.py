@@ -17,7 +17,7 @@ import os
 import threading
 import time
 
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 READ_ONLY_ENV = "EMBSCOPE_READ_ONLY"
 TOKEN_ENV = "EMBSCOPE_TOKEN"

@@ -11,11 +11,11 @@ import time
 import numpy as np
 import streamlit as st
 
-from app import access
-from core.export import as_text
-from core.ingest import FileInspection, inspect_file
-from core.neighbours import NeighbourService
-from core.store import Store, resolve_db_path
+from embscope.app import access
+from embscope.core.export import as_text
+from embscope.core.ingest import FileInspection, inspect_file
+from embscope.core.neighbours import NeighbourService
+from embscope.core.store import Store, resolve_db_path
 
 
 def _db_path() -> str:
@@ -61,7 +61,7 @@ def get_neighbour_service() -> NeighbourService:
 
 @st.cache_data(show_spinner="Projecting with PCA…", max_entries=8)
 def _pca_layout(path: str, fingerprint: str, dataset_id: int) -> np.ndarray:
-    from core.projections.pca import pca_layout
+    from embscope.core.projections.pca import pca_layout
 
     return pca_layout(_neighbour_service(path).vectors(dataset_id))
 
@@ -77,8 +77,8 @@ def pca_layout_of(dataset_id: int) -> np.ndarray:
 def _isotropy_before_after(
     path: str, fingerprint: str, dataset_id: int, transform: str
 ) -> tuple[dict[str, float], dict[str, float]]:
-    from core.geometry import isotropy
-    from core.geometry.postprocess import POSTPROCESSORS
+    from embscope.core.geometry import isotropy
+    from embscope.core.geometry.postprocess import POSTPROCESSORS
 
     def scores(X: np.ndarray) -> dict[str, float]:
         spectrum = isotropy.pca_spectrum(X)
@@ -126,7 +126,7 @@ def hover_texts(dataset_id: int, column: str | None) -> list[str]:
 
 @st.cache_resource(show_spinner=False)
 def _job_runner(path: str):
-    from core.jobs import JobRunner
+    from embscope.core.jobs import JobRunner
 
     # One per process: a job started by one session is seen (and shared) by every session,
     # and keeps running when the page that started it goes away. `embscope serve` asks for
@@ -139,7 +139,7 @@ def _job_runner(path: str):
 
 
 def _warm_up_projections() -> None:
-    from core.projections.runs import warm_up
+    from embscope.core.projections.runs import warm_up
 
     start = time.perf_counter()
     warm_up()
@@ -161,7 +161,7 @@ def get_job_runner():
 
 @st.cache_data(show_spinner=False, max_entries=24)
 def _projection_coords(path: str, fingerprint: str) -> np.ndarray:
-    from core.projections.runs import load_projection
+    from embscope.core.projections.runs import load_projection
 
     projection = load_projection(_store(path), fingerprint)
     if projection is None or projection.coords is None:
@@ -219,7 +219,7 @@ def _id_row_map(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> np.nda
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _shared_item_count(path: str, fp_a: str, id_a: int, fp_b: str, id_b: int) -> int:
-    from core.compare import match_items
+    from embscope.core.compare import match_items
 
     service = _neighbour_service(path)
     return match_items(service.ids(id_a), service.ids(id_b), min_matched=0).matched

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 EXIT_BAD_INPUT = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def _print_json(value: Any) -> None:
 
 
 def _open_store(args: argparse.Namespace, *, read_only: bool = False):
-    from core.store import Store
+    from embscope.core.store import Store
 
     return Store(args.db, read_only=read_only)
 
@@ -49,7 +49,7 @@ def _open_store(args: argparse.Namespace, *, read_only: bool = False):
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from core.ingest import read_dataset
+    from embscope.core.ingest import read_dataset
 
     path = Path(args.file)
     if not path.is_file():
@@ -68,7 +68,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     name = args.name if args.name is not None else path.stem
     extra = None
     if args.model is not None:
-        from core.text_model import canonical_model_name
+        from embscope.core.text_model import canonical_model_name
 
         model = args.model.strip()
         if not model:
@@ -95,7 +95,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from core.store import resolve_db_path
+    from embscope.core.store import resolve_db_path
 
     if not resolve_db_path(args.db).exists():
         rows = []
@@ -113,7 +113,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export_dataset
+    from embscope.core.export import export_dataset
 
     with _open_store(args, read_only=True) as store:
         info = store.get_dataset(args.dataset)
@@ -126,7 +126,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         info = store.get_dataset(args.dataset)
         store.delete_dataset(info.id)
-        from core.neighbours import NeighbourService
+        from embscope.core.neighbours import NeighbourService
 
         NeighbourService(store).prune_files()  # its index files beside the database
     sys.stdout.write(f"deleted dataset {info.id} {info.name!r}\n")
@@ -134,7 +134,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo_store import load_demo_datasets
+    from embscope.core.demo_store import load_demo_datasets
 
     with _open_store(args) as store:
         if args.if_empty and not store.is_empty():
@@ -152,8 +152,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from core.demo import GENERATORS
-    from core.demo_store import store_demo_dataset
+    from embscope.core.demo import GENERATORS
+    from embscope.core.demo_store import store_demo_dataset
 
     make = GENERATORS[args.kind]
     kwargs: dict[str, Any] = {"seed": args.seed}
@@ -176,7 +176,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from core.graph import GRAPH_K, find_graph, get_or_build_graph
+    from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
 
     with _open_store(args) as store:
         info = store.get_dataset(args.dataset)
@@ -206,7 +206,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _read_query_vector(path: str) -> Any:
-    from core.ingest import read_query_vector
+    from embscope.core.ingest import read_query_vector
 
     if not Path(path).is_file():
         raise InvalidInputError(f"no such vector file: {path}")
@@ -214,7 +214,7 @@ def _read_query_vector(path: str) -> Any:
 
 
 def _cmd_neighbours(args: argparse.Namespace) -> int:
-    from core.neighbours import NeighbourService
+    from embscope.core.neighbours import NeighbourService
 
     vector = _read_query_vector(args.vector_file) if args.vector_file is not None else None
     with _open_store(args) as store:
@@ -253,7 +253,7 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def _cmd_geometry(args: argparse.Namespace) -> int:
-    from core.geometry.scorecard import SCORES, get_or_compute_scorecard
+    from embscope.core.geometry.scorecard import SCORES, get_or_compute_scorecard
 
     with _open_store(args) as store:
         info = store.get_dataset(args.dataset)
@@ -296,7 +296,7 @@ def _stderr_progress(fraction: float, message: str) -> bool:
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
-    from core.projections import runs
+    from embscope.core.projections import runs
 
     out = Path(args.out) if args.out is not None else None
     if out is not None:
@@ -374,7 +374,7 @@ def _write_coords(out: Path, coords: Any, ids: Any) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from core.compression import runs, save_compressed_copy
+    from embscope.core.compression import runs, save_compressed_copy
 
     with _open_store(args) as store:
         info = store.get_dataset(args.dataset)
@@ -426,13 +426,13 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _dataset_metric(info: Any) -> str:
-    from core.projections.runs import default_metric
+    from embscope.core.projections.runs import default_metric
 
     return default_metric(info)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from core.compare import get_or_compare_datasets
+    from embscope.core.compare import get_or_compare_datasets
 
     with _open_store(args) as store:
         a, b = store.get_dataset(args.dataset_a), store.get_dataset(args.dataset_b)
@@ -472,7 +472,7 @@ def _is_loopback(address: str) -> bool:
 
 def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
     """The Streamlit child's environment: database, read-only mode, token, upload limit."""
-    from app import access
+    from embscope.app import access
 
     if args.max_upload_mb < 1:
         raise InvalidInputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
@@ -496,8 +496,8 @@ def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from app import access
-    from core.store import resolve_db_path
+    from embscope.app import access
+    from embscope.core.store import resolve_db_path
 
     db = resolve_db_path(args.db).resolve()
     env = _serve_env(args, db)

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, share, widgets
-from app import projections_view as pview
-from app.cache import (
+from embscope.app import figures, share, widgets
+from embscope.app import projections_view as pview
+from embscope.app.cache import (
     get_store,
     id_row_map,
     pca_layout_of,
     projection_coords,
     shared_item_count,
 )
-from core import compare
-from core.projections import runs
-from core.store import DatasetInfo
+from embscope.core import compare
+from embscope.core.projections import runs
+from embscope.core.store import DatasetInfo
 
 PCA_CHOICE = "PCA (instant)"
 OVERLAP = "neighbourhood overlap"

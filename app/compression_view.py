@@ -7,16 +7,16 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import compare_view, figures, neighbours_view, share, state, widgets
-from app import projections_view as pview
-from app.access import read_only, require_writable
-from app.cache import get_store, id_row_map
-from core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
-from core.compression import runs as crun
-from core.errors import InvalidInputError
-from core.export import csv_bytes
-from core.projections import runs as prun
-from core.store import DatasetInfo
+from embscope.app import compare_view, figures, neighbours_view, share, state, widgets
+from embscope.app import projections_view as pview
+from embscope.app.access import read_only, require_writable
+from embscope.app.cache import get_store, id_row_map
+from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
+from embscope.core.compression import runs as crun
+from embscope.core.errors import InvalidInputError
+from embscope.core.export import csv_bytes
+from embscope.core.projections import runs as prun
+from embscope.core.store import DatasetInfo
 
 FAMILY_HELP = (
     "float16/int8/LVQ keep every dimension with fewer bits; LeanVec reduces with PCA then "

@@ -13,14 +13,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import access, neighbours_view, state, widgets
-from app.cache import get_neighbour_service, get_store, inspect_upload
-from app.uploads import save_upload
-from core.demo_store import load_demo_datasets
-from core.errors import InvalidInputError
-from core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
-from core.store import DatasetInfo
-from core.text_model import SUPPORTED_MODELS
+from embscope.app import access, neighbours_view, state, widgets
+from embscope.app.cache import get_neighbour_service, get_store, inspect_upload
+from embscope.app.uploads import save_upload
+from embscope.core.demo_store import load_demo_datasets
+from embscope.core.errors import InvalidInputError
+from embscope.core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
+from embscope.core.store import DatasetInfo
+from embscope.core.text_model import SUPPORTED_MODELS
 
 ROW_NUMBERS = "(row number)"
 UNKNOWN_MODEL = "(unknown model)"

@@ -7,10 +7,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import figures, widgets
-from app.cache import get_neighbour_service
-from core.diagnostics_runs import DIAGNOSTIC_EFS, ORDER_SAMPLE, ef_diagnostics, order_diagnostics
-from core.store import DatasetInfo
+from embscope.app import figures, widgets
+from embscope.app.cache import get_neighbour_service
+from embscope.core.diagnostics_runs import (
+    DIAGNOSTIC_EFS,
+    ORDER_SAMPLE,
+    ef_diagnostics,
+    order_diagnostics,
+)
+from embscope.core.store import DatasetInfo
 
 NO_LABEL = "(no label column)"
 

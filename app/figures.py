@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from core.export import MISSING, as_text
+from embscope.core.export import MISSING, as_text
 
 # Every figure here uses plotly's "plotly_white" look. As the process default, plotly applies
 # it once, without validation, when the figure is serialised; set per figure with

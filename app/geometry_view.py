@@ -10,21 +10,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, neighbours_view, share, state, widgets
-from app.access import read_only, require_writable
-from app.cache import (
+from embscope.app import figures, neighbours_view, share, state, widgets
+from embscope.app.access import read_only, require_writable
+from embscope.app.cache import (
     get_neighbour_service,
     get_store,
     hover_texts,
     isotropy_before_after,
     pca_layout_of,
 )
-from core.derive import save_derived_dataset
-from core.errors import InvalidInputError
-from core.export import csv_bytes
-from core.geometry.postprocess import POSTPROCESSORS
-from core.geometry.scorecard import SCORES, Scorecard, get_or_compute_scorecard
-from core.store import DatasetInfo
+from embscope.core.derive import save_derived_dataset
+from embscope.core.errors import InvalidInputError
+from embscope.core.export import csv_bytes
+from embscope.core.geometry.postprocess import POSTPROCESSORS
+from embscope.core.geometry.scorecard import SCORES, Scorecard, get_or_compute_scorecard
+from embscope.core.store import DatasetInfo
 
 GROUPS = {
     "Isotropy": [

@@ -7,19 +7,15 @@ name) until the browser has given the token, as ``?token=...`` in the link or in
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-# `streamlit run app/main.py` puts app/ (not the repository) on sys.path; make the
-# `app` and `core` packages importable however the script is started.
+import streamlit as st
+
+from embscope.app import access, widgets
+from embscope.core.errors import InvalidInputError
+
+# The checkout: pages/ and assets/ live beside app/ (embscope is installed from it, editable).
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from app import access, widgets  # noqa: E402
-from core.errors import InvalidInputError  # noqa: E402
 
 PAGES = ROOT / "pages"
 AUTH_KEY = "embscope.authorised"

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, share, state, widgets
-from app.cache import (
+from embscope.app import figures, share, state, widgets
+from embscope.app.cache import (
     get_job_runner,
     get_neighbour_service,
     get_store,
@@ -19,10 +19,10 @@ from app.cache import (
     metadata_column,
     projection_coords,
 )
-from core.errors import InvalidInputError
-from core.export import MISSING, as_text
-from core.projections import runs
-from core.store import DatasetInfo
+from embscope.core.errors import InvalidInputError
+from embscope.core.export import MISSING, as_text
+from embscope.core.projections import runs
+from embscope.core.store import DatasetInfo
 
 NO_COLOUR = "(none)"
 SELECTION_KEY = "projections.selection"
@@ -587,7 +587,7 @@ def selection_list(
 
 def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
     """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
-    from app import neighbours_view
+    from embscope.app import neighbours_view
 
     service = get_neighbour_service()
     try:

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from app.access import MAX_UPLOAD_ENV
-from core.errors import InvalidInputError
-from core.ingest import SUPPORTED_SUFFIXES
+from embscope.app.access import MAX_UPLOAD_ENV
+from embscope.core.errors import InvalidInputError
+from embscope.core.ingest import SUPPORTED_SUFFIXES
 
 # Suffixes a reader exists for; the uploaded name contributes nothing else to the path.
 ALLOWED_SUFFIXES = tuple(SUPPORTED_SUFFIXES)

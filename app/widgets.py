@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from app import state
-from app.cache import get_store
-from core.errors import InvalidInputError
-from core.store import DatasetInfo
+from embscope.app import state
+from embscope.app.cache import get_store
+from embscope.core.errors import InvalidInputError
+from embscope.core.store import DatasetInfo
 
 T = TypeVar("T")
 PICKER_KEY = "embscope.picker"
@@ -25,7 +25,7 @@ def md_escape(text: object) -> str:
 
 def page_header(title: str) -> None:
     """The page title with the Copy link button at its right, the same on every page."""
-    from app import share
+    from embscope.app import share
 
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.title(title)
@@ -39,7 +39,7 @@ def dataset_picker() -> DatasetInfo | None:
     It runs first on every full run, so it also notes whether the URL holds a share link
     to apply (:func:`app.share.begin_run`) and takes the link's ``dataset`` from it.
     """
-    from app import share
+    from embscope.app import share
 
     share.begin_run()
     datasets = get_store().list_datasets()
@@ -90,7 +90,7 @@ def _picker_changed() -> None:
 def job_panel(key: str) -> None:
     """A running background job's progress bar and Cancel button, refreshed every second;
     when the job ends the whole page reruns (and shows its stored result)."""
-    from app.cache import get_job_runner
+    from embscope.app.cache import get_job_runner
 
     status = get_job_runner().status(key)
     if status is None or not status.active:
@@ -134,7 +134,7 @@ def result_or_job(
     submitted to the process's job runner with ``job`` (kind, label, dataset_id, params,
     serial) when the button is clicked, or at once with ``start_now``.
     """
-    from app.cache import get_job_runner
+    from embscope.app.cache import get_job_runner
 
     found = load(key)
     if found is not None:
@@ -157,7 +157,7 @@ def jobs_sidebar() -> None:
     """Background jobs of every session, in the sidebar: running ones with their progress
     (refreshed while any runs), and ones the last server stop interrupted (they can be
     started again from their page)."""
-    from app.cache import get_job_runner
+    from embscope.app.cache import get_job_runner
 
     jobs = get_job_runner().jobs()
     running = any(j.active for j in jobs)
@@ -175,7 +175,7 @@ def jobs_sidebar() -> None:
 def _running_jobs() -> None:
     # Only this part of the sidebar reruns, from the runner's memory: the progress moves
     # while the page is read, and a job that ends leaves a line saying so until the next run.
-    from app.cache import get_job_runner
+    from embscope.app.cache import get_job_runner
 
     active = get_job_runner().live()
     if not active:
@@ -197,7 +197,9 @@ def table_downloads(
     import io
 
     def csv() -> bytes:
-        from core.export import csv_bytes  # formulas in user text stay text in a spreadsheet
+        from embscope.core.export import (
+            csv_bytes,  # formulas in user text stay text in a spreadsheet
+        )
 
         return csv_bytes(make_frame())
 
@@ -263,7 +265,7 @@ def run_with_progress(title: str, fn: Callable[[Callable[[float, str], bool]], T
     Returns ``fn``'s result, or None after showing an :class:`InvalidInputError` or a
     cancellation as an error in the status box.
     """
-    from core.errors import OperationCancelled
+    from embscope.core.errors import OperationCancelled
 
     with st.status(title, expanded=True) as status:
         bar = st.progress(0.0, text="starting")

@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from core.compression import default_codecs, evaluate_codecs
-from core.demo import gaussian_mixture
+from embscope.core.compression import default_codecs, evaluate_codecs
+from embscope.core.demo import gaussian_mixture
 
 
 def _faiss_pq(X: np.ndarray, rows: np.ndarray, m: int, truth: np.ndarray) -> None:
@@ -111,7 +111,7 @@ def main() -> None:
         with open(args.json, "w") as fh:
             json.dump({**report.to_json(), "total_seconds": total}, fh, indent=1)
     if args.faiss:
-        from core.index import exact_knn, normalise_rows
+        from embscope.core.index import exact_knn, normalise_rows
 
         Xn = normalise_rows(X)
         Q = Xn[report.query_rows]

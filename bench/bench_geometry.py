@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-import core.geometry.intrinsic as intrinsic_mod
-from core.demo import gaussian_mixture
-from core.geometry.hubness import hubness
-from core.geometry.intrinsic import (
+import embscope.core.geometry.intrinsic as intrinsic_mod
+from embscope.core.demo import gaussian_mixture
+from embscope.core.geometry.hubness import hubness
+from embscope.core.geometry.intrinsic import (
     diffusion_spectral_entropy,
     find_duplicates,
     limit_blas_threads,
@@ -46,7 +46,7 @@ from core.geometry.intrinsic import (
     mle_dimension,
     twonn,
 )
-from core.geometry.isotropy import (
+from embscope.core.geometry.isotropy import (
     _unit_sum,
     effective_rank_from_eigenvalues,
     isoscore,
@@ -55,9 +55,9 @@ from core.geometry.isotropy import (
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
 )
-from core.geometry.scorecard import compute_scorecard
-from core.graph import GRAPH_CODE_VERSION, KnnGraph, build_knn_graph
-from core.index import normalise_rows
+from embscope.core.geometry.scorecard import compute_scorecard
+from embscope.core.graph import GRAPH_CODE_VERSION, KnnGraph, build_knn_graph
+from embscope.core.index import normalise_rows
 
 TARGET_S = 5.0
 ISOSCORE_SCRIPT = """

@@ -40,7 +40,7 @@ from pathlib import Path
 import _workers  # bench/_workers.py (scripts run with bench/ on sys.path)
 import numpy as np
 
-from core.knn_build import TARGET, augmented, cell_knn
+from embscope.core.knn_build import TARGET, augmented, cell_knn
 
 ROOT = Path(__file__).resolve().parents[1]
 RECALL_ROWS = 1000
@@ -153,7 +153,7 @@ def build(method: str, X: np.ndarray, k: int, metric: str, p: dict, threads: int
         ind, _, info = ivf_gemm_knn(X, k, metric, seed=0, **p)
         return ind, info
     if method == "core":
-        from core.graph import build_knn_graph
+        from embscope.core.graph import build_knn_graph
 
         res = build_knn_graph(X, k=k, metric=metric, seed=0)
         return np.asarray(res.indices, dtype=np.int64), {
@@ -291,7 +291,7 @@ MODULES = {
     "faiss-flat": "faiss",
     "faiss-ivf": "faiss",
     "faiss-hnsw": "faiss",
-    "core": "core.graph",
+    "core": "embscope.core.graph",
 }
 
 
@@ -319,10 +319,10 @@ def worker(spec: dict) -> dict:
         res["peak_mb"] = round(_workers.peak_mb())
         return res
     if method == "core":
-        import core.graph
+        import embscope.core.graph
 
-        if not hasattr(core.graph, "build_knn_graph"):
-            return {"skip": "core.graph has no build_knn_graph"}
+        if not hasattr(embscope.core.graph, "build_knn_graph"):
+            return {"skip": "embscope.core.graph has no build_knn_graph"}
     times = []
     extrapolate = 1.0
     for _ in range(spec["repeat"]):
@@ -413,7 +413,7 @@ def main() -> None:
 
     import importlib.util
 
-    from core.demo import gaussian_mixture
+    from embscope.core.demo import gaussian_mixture
 
     n, d, k = args.n, args.dim, args.k
     cache = Path(tempfile.gettempdir()) / "embscope-bench-graph"
@@ -446,7 +446,10 @@ def main() -> None:
         if (
             mod != "numpy"
             and importlib.util.find_spec(mod.split(".")[0]) is None
-            or (mod == "core.graph" and importlib.util.find_spec("core.graph") is None)
+            or (
+                mod == "embscope.core.graph"
+                and importlib.util.find_spec("embscope.core.graph") is None
+            )
         ):
             table.append((method, "", None, None, None, f"skipped: {mod} not importable"))
             continue

@@ -123,8 +123,8 @@ def run_reference(n: int) -> dict:
 
 def run_ours(n: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from core.graph import build_knn_graph
-    from core.projections.heatgeo import heat_geodesic_distances, heatgeo_layout
+    from embscope.core.graph import build_knn_graph
+    from embscope.core.projections.heatgeo import heat_geodesic_distances, heatgeo_layout
 
     X, U = swiss_roll_stretch(n)
     warm = build_knn_graph(X[:300], k=30, metric="l2", method="exact")

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.demo import gaussian_mixture
-from core.demo_store import store_demo_dataset
-from core.graph import recall_at_k
-from core.index import exact_knn, normalise_rows
-from core.neighbours import DEFAULT_HNSW, NeighbourService
-from core.store import Store
+from embscope.core.demo import gaussian_mixture
+from embscope.core.demo_store import store_demo_dataset
+from embscope.core.graph import recall_at_k
+from embscope.core.index import exact_knn, normalise_rows
+from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
+from embscope.core.store import Store
 
 
 def percentiles(times_s: list[float]) -> tuple[float, float]:

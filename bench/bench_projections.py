@@ -54,11 +54,11 @@ if str(ROOT) not in sys.path:
 METHODS = ("umap-learn", "umap", "umap-200", "largevis", "heatgeo")
 MODULES = {
     "umap-learn": "umap",
-    "umap": "core.projections.umap_layout",
-    "umap-200": "core.projections.umap_layout",
-    "umap-deterministic": "core.projections.umap_layout",
-    "largevis": "core.projections.largevis",
-    "heatgeo": "core.projections.heatgeo",
+    "umap": "embscope.core.projections.umap_layout",
+    "umap-200": "embscope.core.projections.umap_layout",
+    "umap-deterministic": "embscope.core.projections.umap_layout",
+    "largevis": "embscope.core.projections.largevis",
+    "heatgeo": "embscope.core.projections.heatgeo",
 }
 TARGET_TRUST, TARGET_ACC = 0.95, 0.97
 
@@ -67,7 +67,7 @@ TARGET_TRUST, TARGET_ACC = 0.95, 0.97
 
 
 def _load_graph(path: str):
-    from core.graph import KnnGraph
+    from embscope.core.graph import KnnGraph
 
     with np.load(path) as z:
         return KnnGraph(
@@ -76,7 +76,7 @@ def _load_graph(path: str):
 
 
 def _tiny_graph():
-    from core.graph import build_knn_graph
+    from embscope.core.graph import build_knn_graph
 
     X = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
     return X, build_knn_graph(X, k=20, metric="cosine", method="exact")
@@ -84,19 +84,19 @@ def _tiny_graph():
 
 def _layout(method: str, graph, X: np.ndarray, *, tiny: bool) -> np.ndarray:
     if method.startswith("umap"):
-        from core.projections.umap_layout import umap_layout
+        from embscope.core.projections.umap_layout import umap_layout
 
         epochs = 20 if tiny else (200 if method == "umap-200" else None)
         return umap_layout(
             graph, dims=2, seed=0, n_epochs=epochs, deterministic=method == "umap-deterministic"
         )
     if method == "largevis":
-        from core.projections.largevis import largevis_layout
+        from embscope.core.projections.largevis import largevis_layout
 
         extra = {"samples_per_point": 50, "n_neighbors": graph.k} if tiny else {}
         return largevis_layout(graph, dims=2, seed=0, X=X, **extra)
     if method == "heatgeo":
-        from core.projections.heatgeo import heatgeo_layout
+        from embscope.core.projections.heatgeo import heatgeo_layout
 
         return heatgeo_layout(graph, dims=2, seed=0)
     raise ValueError(f"unknown method {method!r}")
@@ -155,7 +155,7 @@ def worker(spec: dict) -> dict:
 
 
 def graph_worker(spec: dict) -> dict:
-    from core.graph import build_knn_graph
+    from embscope.core.graph import build_knn_graph
 
     X = np.load(spec["data"])
     t = time.perf_counter()
@@ -204,9 +204,9 @@ def main() -> None:
         print("RESULT " + json.dumps(out), flush=True)
         return
 
-    from core.demo import gaussian_mixture
-    from core.graph import GRAPH_CODE_VERSION
-    from core.projections.quality import projection_quality
+    from embscope.core.demo import gaussian_mixture
+    from embscope.core.graph import GRAPH_CODE_VERSION
+    from embscope.core.projections.quality import projection_quality
 
     n = 20_000 if args.quick else args.n
     d, k = args.dim, args.k
@@ -264,13 +264,13 @@ def main() -> None:
         print(f"{method}: {res}", flush=True)
         rows.append(res)
 
-    from core.graph import KnnGraph
+    from embscope.core.graph import KnnGraph
 
     graph = None
     if graph_path.exists():
         graph = _load_graph(str(graph_path))
     else:  # umap-learn alone: score against an exact-enough graph built here
-        from core.graph import build_knn_graph
+        from embscope.core.graph import build_knn_graph
 
         graph = build_knn_graph(X, k=10, metric="cosine")
     graph = KnnGraph(graph.indices[:, :10].copy(), graph.distances[:, :10].copy(), "cosine",

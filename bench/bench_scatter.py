@@ -35,11 +35,11 @@ def free_port() -> int:
 
 
 def prepare(db: Path, n: int, dim: int) -> int:
-    from app import figures
-    from core.demo import gaussian_mixture
-    from core.demo_store import store_demo_dataset
-    from core.projections import runs
-    from core.store import Store
+    from embscope.app import figures
+    from embscope.core.demo import gaussian_mixture
+    from embscope.core.demo_store import store_demo_dataset
+    from embscope.core.projections import runs
+    from embscope.core.store import Store
 
     with Store(db) as store:
         info = store_demo_dataset(store, gaussian_mixture(n, dim, 12, seed=0), name="big")
@@ -90,7 +90,7 @@ def main() -> None:
         port = free_port()
         env = dict(os.environ, EMBSCOPE_DB=str(db))
         server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "--db", str(db), "serve", "--port", str(port)],
+            [sys.executable, "-m", "embscope.app.cli", "--db", str(db), "serve", "--port", str(port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:

@@ -15,8 +15,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from core.ingest import read_dataset
-from core.store import Store
+from embscope.core.ingest import read_dataset
+from embscope.core.store import Store
 
 
 def best(fn, repeat: int) -> float:

@@ -35,19 +35,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InvalidInputError
-from core.graph import KnnGraph, build_knn_graph, find_graph, get_or_build_graph
-from core.index import (
+from embscope.core.errors import InvalidInputError
+from embscope.core.graph import KnnGraph, build_knn_graph, find_graph, get_or_build_graph
+from embscope.core.index import (
     check_k,
     check_metric,
     check_vectors,
     exact_knn,
     prepare_for_metric,
 )
-from core.progress import ProgressFn, check_cancel, stage
+from embscope.core.progress import ProgressFn, check_cancel, stage
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from embscope.core.store import Store
 
 __all__ = [
     "comparison_key",
@@ -941,7 +941,7 @@ def comparison_key(
     seed: int = 0,
 ) -> str:  # fmt: skip
     """The fingerprint of the comparison of two datasets' contents at these settings."""
-    from core.store import fingerprint_arrays
+    from embscope.core.store import fingerprint_arrays
 
     info_a, info_b = store.get_dataset(id_a), store.get_dataset(id_b)
     return fingerprint_arrays(

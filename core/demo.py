@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 __all__ = [
     "ASSETS",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.demo import DemoDataset, demo_datasets
-from core.ingest import from_arrays
-from core.store import DatasetInfo, Store
+from embscope.core.demo import DemoDataset, demo_datasets
+from embscope.core.ingest import from_arrays
+from embscope.core.store import DatasetInfo, Store
 
 __all__ = ["load_demo_datasets", "store_demo_dataset"]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
-from core.ingest import from_arrays
-from core.store import DatasetInfo, Store
+from embscope.core.errors import InvalidInputError
+from embscope.core.ingest import from_arrays
+from embscope.core.store import DatasetInfo, Store
 
 __all__ = ["save_derived_dataset"]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.geometry.intrinsic import LID_K, local_intrinsic_dimension
-from core.graph import KnnGraph, recall_per_row
-from core.index import (
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
+from embscope.core.graph import KnnGraph, recall_per_row
+from embscope.core.index import (
     HnswIndex,
     NeighbourIndex,
     ProgressFn,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.diagnostics import (
+from embscope.core.diagnostics import (
     EfCurve,
     OrderExperiment,
     RecallLid,
@@ -23,14 +23,14 @@ from core.diagnostics import (
     per_query_recall_vs_lid,
     recall_vs_ef,
 )
-from core.errors import InvalidInputError
-from core.export import MISSING, as_text
-from core.geometry.intrinsic import LID_K, local_intrinsic_dimension
-from core.graph import get_or_build_graph
-from core.index import ProgressFn, check_metric
-from core.neighbours import DEFAULT_HNSW, NeighbourService
-from core.progress import stage as _stage
-from core.store import fingerprint_arrays
+from embscope.core.errors import InvalidInputError
+from embscope.core.export import MISSING, as_text
+from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
+from embscope.core.graph import get_or_build_graph
+from embscope.core.index import ProgressFn, check_metric
+from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
+from embscope.core.progress import stage as _stage
+from embscope.core.store import fingerprint_arrays
 
 __all__ = [
     "DIAGNOSTIC_EFS",

@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import InvalidInputError
-from core.store import Store
+from embscope.core.errors import InvalidInputError
+from embscope.core.store import Store
 
 __all__ = [
     "EXPORT_FORMATS",

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.index import (
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index import (
     HnswIndex,
     ProgressFn,
     _sort_rows,
@@ -31,10 +31,10 @@ from core.index import (
     exact_knn,
     prepare_for_metric,
 )
-from core.knn_build import cell_knn
+from embscope.core.knn_build import cell_knn
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from embscope.core.store import Store
 
 __all__ = [
     "vectors_of_points",
@@ -326,7 +326,7 @@ def build_knn_graph(
 
 def graph_fingerprint(dataset_fingerprint: str, *, metric: str, k: int, method: str) -> str:
     """The artifact key of a graph of a dataset."""
-    from core.store import fingerprint_arrays
+    from embscope.core.store import fingerprint_arrays
 
     return fingerprint_arrays(KIND, dataset_fingerprint, metric, k, method, GRAPH_CODE_VERSION)
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
+from embscope.core.errors import InvalidInputError, OperationCancelled
 
 __all__ = [
     "BACKENDS",
@@ -744,7 +744,7 @@ def make_index(backend: str = "hnsw", metric: str = "cosine", **options: Any) ->
     if backend == "exact":
         return ExactIndex(metric, **options)
     if backend == "milvus":
-        from core.index_milvus import MilvusIndex
+        from embscope.core.index_milvus import MilvusIndex
 
         return MilvusIndex(metric, **options)
     raise InvalidInputError(f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -757,7 +757,7 @@ def load_index(backend: str, path: str | os.PathLike[str], **options: Any) -> Ne
     if backend == "exact":
         return ExactIndex.load(path, **options)
     if backend == "milvus":
-        from core.index_milvus import MilvusIndex
+        from embscope.core.index_milvus import MilvusIndex
 
         return MilvusIndex.load(path, **options)
     raise InvalidInputError(f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}")

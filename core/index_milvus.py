@@ -46,8 +46,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.index import (
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index import (
     ProgressFn,
     _atomic_write,
     _drop_excluded,

@@ -55,7 +55,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 __all__ = [
     "EXPANSION_RATIO_FLOOR",

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from core.errors import InvalidInputError, OperationCancelled
+from embscope.core.errors import InvalidInputError, OperationCancelled
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from embscope.core.store import Store
 
 __all__ = ["ACTIVE_STATES", "STATES", "Job", "JobRunner", "JobStatus", "ProgressFn"]
 

@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from core.errors import OperationCancelled
+from embscope.core.errors import OperationCancelled
 
 __all__ = ["TARGET", "augmented", "cell_knn"]
 

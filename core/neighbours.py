@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
-from core.graph import recall_at_k
-from core.index import (
+from embscope.core.errors import InvalidInputError
+from embscope.core.graph import recall_at_k
+from embscope.core.index import (
     BACKENDS,
     ExactIndex,
     NeighbourIndex,
@@ -35,7 +35,7 @@ from core.index import (
     load_index,
     make_index,
 )
-from core.store import DatasetInfo, Store, fingerprint_arrays
+from embscope.core.store import DatasetInfo, Store, fingerprint_arrays
 
 __all__ = [
     "DEFAULT_EF",
@@ -403,14 +403,14 @@ class NeighbourService:
 
     def text_status(self, dataset_id: int) -> tuple[bool, str]:
         """Whether text queries can run for this dataset, and why not."""
-        from core.text_model import text_model_status
+        from embscope.core.text_model import text_model_status
 
         info = self.dataset(dataset_id)
         return text_model_status(info.info.get("model"))
 
     def encode_text(self, dataset_id: int, text: str) -> np.ndarray:
         """``text`` embedded with the model the dataset was embedded with: float32 (1, d)."""
-        from core.text_model import load_text_encoder
+        from embscope.core.text_model import load_text_encoder
 
         info = self.dataset(dataset_id)
         ok, reason = self.text_status(info.id)

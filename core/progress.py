@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.errors import OperationCancelled
+from embscope.core.errors import OperationCancelled
 
 __all__ = ["ProgressFn", "check_cancel", "stage"]
 

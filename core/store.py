@@ -38,12 +38,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
+from embscope.core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from core.ingest import ParsedDataset
+    from embscope.core.ingest import ParsedDataset
 
 __all__ = [
     "SCHEMA_VERSION",

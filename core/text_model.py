@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 __all__ = [
     "SUPPORTED_MODELS",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import compression_view as view
-from app import widgets
+from embscope.app import compression_view as view
+from embscope.app import widgets
 
 widgets.page_header("Compression")
 widgets.show_flashes()

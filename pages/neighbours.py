@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import diagnostics_view, widgets
-from app import neighbours_view as view
+from embscope.app import diagnostics_view, widgets
+from embscope.app import neighbours_view as view
 
 widgets.page_header("Neighbours")
 info = widgets.current_dataset()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import projections_view as view
-from app import widgets
+from embscope.app import projections_view as view
+from embscope.app import widgets
 
 widgets.page_header("Projections")
 widgets.show_flashes()

@@ -21,7 +21,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path):
-    from core.store import Store
+    from embscope.core.store import Store
 
     s = Store(db_path)
     yield s
@@ -38,7 +38,7 @@ def make_parsed(
     warnings: tuple[str, ...] = (),
 ):
     """A ParsedDataset built directly (bypassing the readers) for store tests."""
-    from core.ingest import ParsedDataset
+    from embscope.core.ingest import ParsedDataset
 
     n = vectors.shape[0]
     return ParsedDataset(
@@ -74,7 +74,7 @@ def snapshot(store) -> dict:
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """Run ``embscope`` in process: (exit status, stdout, stderr)."""
-    from app.cli import main
+    from embscope.app.cli import main
 
     try:
         code = main(list(argv))

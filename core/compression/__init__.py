@@ -5,22 +5,22 @@ Codecs are made from spec strings (:func:`parse_codec_spec`, a CLI contract) and
 with :func:`evaluate_codecs` (science.md §4).
 """
 
-from core.compression.base import Codec, Codes, exact_scores, rerank_exact, search_rescored
-from core.compression.codecs import (
+from embscope.core.compression.base import Codec, Codes, exact_scores, rerank_exact, search_rescored
+from embscope.core.compression.codecs import (
     DEFAULT_CODECS,
     SPEC_GRAMMAR,
     as_codec,
     default_codecs,
     parse_codec_spec,
 )
-from core.compression.evaluate import (
+from embscope.core.compression.evaluate import (
     CodecResult,
     CompressionReport,
     compressed_vectors,
     evaluate_codecs,
     save_compressed_copy,
 )
-from core.compression.quantisers import (
+from embscope.core.compression.quantisers import (
     BinaryCodec,
     FloatCodec,
     Int8Codec,
@@ -28,7 +28,7 @@ from core.compression.quantisers import (
     LVQCodec,
     PQCodec,
 )
-from core.compression.reducers import (
+from embscope.core.compression.reducers import (
     DCTCodec,
     PCACodec,
     RandomProjectionCodec,

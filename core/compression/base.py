@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.index import (
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index import (
     METRICS,
     check_exclude,
     check_metric,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from core.compression.base import Codec
-from core.compression.quantisers import (
+from embscope.core.compression.base import Codec
+from embscope.core.compression.quantisers import (
     BinaryCodec,
     FloatCodec,
     Int8Codec,
@@ -28,13 +28,13 @@ from core.compression.quantisers import (
     LVQCodec,
     PQCodec,
 )
-from core.compression.reducers import (
+from embscope.core.compression.reducers import (
     DCTCodec,
     PCACodec,
     RandomProjectionCodec,
     TruncationCodec,
 )
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 __all__ = ["DEFAULT_CODECS", "SPEC_GRAMMAR", "as_codec", "default_codecs", "parse_codec_spec"]
 

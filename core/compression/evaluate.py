@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from core.compression.base import (
+from embscope.core.compression.base import (
     ENCODE_BLOCK,
     Codec,
     ProgressFn,
@@ -44,15 +44,15 @@ from core.compression.base import (
     rerank_exact,
     sort_by_score,
 )
-from core.compression.codecs import as_codec, default_codecs
-from core.errors import InvalidInputError, OperationCancelled
-from core.geometry.intrinsic import limit_blas_threads
-from core.geometry.isotropy import (
+from embscope.core.compression.codecs import as_codec, default_codecs
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.geometry.isotropy import (
     effective_rank_from_eigenvalues,
     isoscore_from_eigenvalues,
     moments,
 )
-from core.index import check_metric, check_vectors, exact_knn, prepare_for_metric
+from embscope.core.index import check_metric, check_vectors, exact_knn, prepare_for_metric
 
 __all__ = [
     "CodecResult",
@@ -603,7 +603,7 @@ def save_compressed_copy(
     core.store.DatasetInfo
         Its ``info`` records ``transform="compress"`` and the codec's spec and sizes.
     """
-    from core.derive import save_derived_dataset
+    from embscope.core.derive import save_derived_dataset
 
     codec = as_codec(codec, seed=seed)
     info = store.get_dataset(dataset_id)

@@ -32,15 +32,15 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from core.compression.base import (
+from embscope.core.compression.base import (
     Codec,
     _check_int,
     dense_pair_similarity,
     dense_similarity,
 )
-from core.compression.reducers import principal_basis, subspace_query
-from core.errors import InvalidInputError
-from core.index import check_vectors
+from embscope.core.compression.reducers import principal_basis, subspace_query
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import check_vectors
 
 __all__ = [
     "BinaryCodec",
@@ -730,7 +730,7 @@ class PQCodec(Codec):
         return lut
 
     def _score(self, state: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        from core.compression._kernels import adc_scores
+        from embscope.core.compression._kernels import adc_scores
 
         codes = np.ascontiguousarray(arrays["codes"])
         out = np.empty((state.shape[0], codes.shape[0]), dtype=np.float32)

@@ -23,9 +23,14 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from core.compression.base import Codec, _check_int, dense_pair_similarity, dense_similarity
-from core.errors import InvalidInputError
-from core.index import normalise_rows
+from embscope.core.compression.base import (
+    Codec,
+    _check_int,
+    dense_pair_similarity,
+    dense_similarity,
+)
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import normalise_rows
 
 __all__ = [
     "DCTCodec",

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from core.compression.codecs import as_codec, default_codecs
-from core.compression.evaluate import CodecResult, CompressionReport, evaluate_codecs
-from core.errors import InvalidInputError
-from core.index import check_metric
-from core.progress import ProgressFn
-from core.store import Store, fingerprint_arrays
+from embscope.core.compression.codecs import as_codec, default_codecs
+from embscope.core.compression.evaluate import CodecResult, CompressionReport, evaluate_codecs
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import check_metric
+from embscope.core.progress import ProgressFn
+from embscope.core.store import Store, fingerprint_arrays
 
 __all__ = ["KIND", "compression_key", "get_or_evaluate", "load_report", "resolve_specs"]
 

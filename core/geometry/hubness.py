@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
+from embscope.core.errors import InvalidInputError
 
 __all__ = ["HUBS_TOP", "Hubness", "hubness", "k_occurrence", "skewness"]
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
-from core.index import check_vectors
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import check_vectors
 
 __all__ = [
     "BLAS_THREADS",

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
-from core.geometry.intrinsic import limit_blas_threads
-from core.index import check_vectors
+from embscope.core.errors import InvalidInputError
+from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.index import check_vectors
 
 __all__ = [
     "Moments",

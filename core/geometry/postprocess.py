@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError
-from core.geometry.isotropy import moments
-from core.index import check_vectors
+from embscope.core.errors import InvalidInputError
+from embscope.core.geometry.isotropy import moments
+from embscope.core.index import check_vectors
 
 __all__ = ["POSTPROCESSORS", "all_but_the_top", "mean_centre", "whiten"]
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.geometry.hubness import Hubness, hubness
-from core.geometry.intrinsic import (
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.geometry.hubness import Hubness, hubness
+from embscope.core.geometry.intrinsic import (
     DSE_MAX_N,
     LID_K,
     Duplicates,
@@ -36,7 +36,7 @@ from core.geometry.intrinsic import (
     mle_dimension,
     twonn,
 )
-from core.geometry.isotropy import (
+from embscope.core.geometry.isotropy import (
     PcaSpectrum,
     _unit_sum,
     average_cosine_of_sums,
@@ -46,12 +46,12 @@ from core.geometry.isotropy import (
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
 )
-from core.index import ProgressFn, check_k, check_metric, check_vectors, normalise_rows
-from core.progress import stage as _stage
+from embscope.core.index import ProgressFn, check_k, check_metric, check_vectors, normalise_rows
+from embscope.core.progress import stage as _stage
 
 if TYPE_CHECKING:
-    from core.graph import KnnGraph
-    from core.store import Store
+    from embscope.core.graph import KnnGraph
+    from embscope.core.store import Store
 
 __all__ = [
     "ID_K",
@@ -461,7 +461,7 @@ def _from_artifact(arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) 
 
 def scorecard_fingerprint(dataset_fingerprint: str, *, k: int, metric: str, seed: int = 0) -> str:
     """The artifact key of a dataset's scorecard."""
-    from core.store import fingerprint_arrays
+    from embscope.core.store import fingerprint_arrays
 
     return fingerprint_arrays(KIND, dataset_fingerprint, k, metric, seed, SCORECARD_CODE_VERSION)
 
@@ -499,7 +499,7 @@ def get_or_compute_scorecard(
     -------
     Scorecard or None
     """
-    from core.graph import get_or_build_graph
+    from embscope.core.graph import get_or_build_graph
 
     metric = check_metric(metric)
     info = store.get_dataset(dataset_id)

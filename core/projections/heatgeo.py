@@ -105,9 +105,9 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 from scipy.special import ive
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph
-from core.progress import ProgressFn
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph
+from embscope.core.progress import ProgressFn
 
 __all__ = [
     "AUTO_TAU_GRID",

@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, vectors_of_points
-from core.index import ProgressFn, check_vectors, prepare_for_metric
-from core.projections.pca import pca_layout
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, vectors_of_points
+from embscope.core.index import ProgressFn, check_vectors, prepare_for_metric
+from embscope.core.projections.pca import pca_layout
 
 __all__ = [
     "DEFAULT_SAMPLES_PER_POINT",

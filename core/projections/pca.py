@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import InvalidInputError
-from core.index import check_vectors
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import check_vectors
 
 __all__ = ["pca_layout"]
 

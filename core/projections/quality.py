@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, vectors_of_points
-from core.index import ProgressFn, check_vectors, normalise_rows
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, vectors_of_points
+from embscope.core.index import ProgressFn, check_vectors, normalise_rows
 
 __all__ = [
     "DEFAULT_SAMPLE",
@@ -371,7 +371,7 @@ def projection_quality(
 
     trust = cont = None
     if H is not None:
-        from core.geometry.intrinsic import limit_blas_threads
+        from embscope.core.geometry.intrinsic import limit_blas_threads
 
         h_sq = np.einsum("ij,ij->i", H, H) if metric == "l2" else None
         trust_sum = 0

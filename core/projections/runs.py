@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InvalidInputError
-from core.export import MISSING, as_text
-from core.graph import GRAPH_K, find_graph, get_or_build_graph
-from core.index import check_metric
-from core.progress import ProgressFn, check_cancel, stage
-from core.store import DatasetInfo, Store, fingerprint_arrays
+from embscope.core.errors import InvalidInputError
+from embscope.core.export import MISSING, as_text
+from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
+from embscope.core.index import check_metric
+from embscope.core.progress import ProgressFn, check_cancel, stage
+from embscope.core.store import DatasetInfo, Store, fingerprint_arrays
 
 __all__ = [
     "KIND",
@@ -336,20 +336,20 @@ def _layout(
     (heat-geodesic's diffusion time, UMAP's epochs)."""
     given = {k: v for k, v in params.items() if v is not None}
     if method == "pca":
-        from core.projections.pca import pca_layout
+        from embscope.core.projections.pca import pca_layout
 
         return pca_layout(X, dims=dims), {}
     if method == "largevis":
-        from core.projections.largevis import largevis_layout
+        from embscope.core.projections.largevis import largevis_layout
 
         coords = largevis_layout(graph, dims=dims, seed=seed, X=X, progress=progress, **given)
         return coords, {}
     if method == "umap":
-        from core.projections.umap_layout import default_epochs, umap_layout
+        from embscope.core.projections.umap_layout import default_epochs, umap_layout
 
         coords = umap_layout(graph, dims=dims, seed=seed, progress=progress, **given)
         return coords, {"n_epochs": int(given.get("n_epochs") or default_epochs(graph.n))}
-    from core.projections.heatgeo import heatgeo_embedding
+    from embscope.core.projections.heatgeo import heatgeo_embedding
 
     layout = heatgeo_embedding(graph, dims=dims, seed=seed, progress=progress, **given)
     return layout.coords, layout.chosen()
@@ -373,7 +373,7 @@ def score_layout(
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Faithfulness of ``coords`` to the dataset (see :mod:`core.projections.quality`)."""
-    from core.projections.quality import projection_quality
+    from embscope.core.projections.quality import projection_quality
 
     k = min(QUALITY_K, max(1, (info.n - 1) // 2))
     graph = get_or_build_graph(store, info.id, k=k, metric=metric)
@@ -501,11 +501,11 @@ def warm_up() -> None:
     (:class:`core.jobs.JobRunner` ``warm_up``), so the first projection a user asks for does
     not pay for it.
     """
-    from core.graph import build_knn_graph
-    from core.projections.heatgeo import heatgeo_layout
-    from core.projections.largevis import largevis_layout
-    from core.projections.quality import projection_quality
-    from core.projections.umap_layout import warm_up as umap_warm_up
+    from embscope.core.graph import build_knn_graph
+    from embscope.core.projections.heatgeo import heatgeo_layout
+    from embscope.core.projections.largevis import largevis_layout
+    from embscope.core.projections.quality import projection_quality
+    from embscope.core.projections.umap_layout import warm_up as umap_warm_up
 
     umap_warm_up()
     X = np.random.default_rng(0).standard_normal((80, 4)).astype(np.float32)

@@ -54,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, vectors_of_points
-from core.index import ProgressFn
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, vectors_of_points
+from embscope.core.index import ProgressFn
 
 __all__ = ["UMAP_N_NEIGHBORS", "GraphNotUsedError", "default_epochs", "umap_layout", "warm_up"]
 
@@ -396,7 +396,7 @@ def umap_layout(
 
 def warm_up() -> None:
     """Compile umap-learn's numba functions (5-10 s once per process) on a tiny graph."""
-    from core.graph import build_knn_graph
+    from embscope.core.graph import build_knn_graph
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 4)).astype(np.float32)

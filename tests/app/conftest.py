@@ -20,7 +20,7 @@ def db(tmp_path, monkeypatch) -> Path:
 def assert_index_built_in_background(dataset_id: int, *, metric: str = "cosine") -> None:
     """A dataset saved from a page gets its default index from a background job (so its first
     query does not build it): the job exists, finishes, and the index is there."""
-    from app.cache import get_job_runner, get_neighbour_service
+    from embscope.app.cache import get_job_runner, get_neighbour_service
 
     service = get_neighbour_service()
     job = get_job_runner().get(service.index_fingerprint(dataset_id, metric=metric))

@@ -11,15 +11,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _imports(path: Path) -> set[str]:
+def _layer(module: str) -> str:
+    """The top-level name an import reaches: ``embscope.core.graph`` -> ``core``."""
+    parts = module.split(".")
+    if parts[0] == "embscope" and len(parts) > 1:
+        return parts[1]
+    return parts[0]
+
+
+def _modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
+
+
+def _imports(path: Path) -> set[str]:
+    return {_layer(m) for m in _modules(path)}
 
 
 def _files(folder: str) -> list[Path]:
@@ -40,6 +52,33 @@ def test_pages_go_through_app_and_core(path):
 @pytest.mark.parametrize("path", _files("pages"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_pages_stay_thin(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 150
+
+
+def _python_files() -> list[Path]:
+    return [p for d in ("core", "app", "pages", "tests", "bench", "assets") for p in _files(d)]
+
+
+@pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_everything_is_imported_under_the_embscope_name(path):
+    """``core`` and ``app`` install as ``embscope.core`` and ``embscope.app``; importing them
+    by their folder names would load a second copy of every module (two stores, two job
+    runners) and works only inside the checkout."""
+    bare = {m for m in _modules(path) if m.split(".")[0] in {"core", "app", "pages"}}
+    assert not bare, f"{path}: import {sorted(bare)} as embscope.<...>"
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists every package (the folder mapping needs them named)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {"embscope"}
+    for folder in ("core", "app"):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT).parts
+            found.add(".".join(("embscope", *rel)))
+    assert listed == found
 
 
 def test_app_never_imports_pages():
@@ -80,7 +119,7 @@ def test_sql_never_formats_text_in():
 
 
 def test_table_names_refuse_anything_but_integer_ids():
-    from core import store
+    from embscope.core import store
 
     assert store._vectors(7) == "vectors_7" and store._meta(7) == "meta_7"
     for bad in ("7; DROP TABLE datasets", "7", 7.0, True, None):

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from core.store import Store
+from embscope.core.store import Store
 from tests.conftest import run_cli, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +141,7 @@ def test_bad_input_exit_2_one_error_line_db_unchanged(capsys, tmp_path, npy, arg
 def test_console_script_subprocess(tmp_path, npy):
     """The installed console script behaves the same (exit status, stderr) as main()."""
     exe = Path(sys.executable).parent / "embscope"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embscope.app.cli"]
     db = str(tmp_path / "c.duckdb")
     ok = subprocess.run(
         [*cmd, "--db", db, "ingest", str(npy), "--json"], capture_output=True, text=True

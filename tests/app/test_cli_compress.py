@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from core.demo import gaussian_mixture
-from core.demo_store import store_demo_dataset
-from core.store import Store
+from embscope.core.demo import gaussian_mixture
+from embscope.core.demo_store import store_demo_dataset
+from embscope.core.store import Store
 from tests.conftest import run_cli, snapshot
 
 run = run_cli

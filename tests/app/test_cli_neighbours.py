@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core.store import Store
+from embscope.core.store import Store
 from tests.conftest import make_parsed, run_cli, snapshot
 
 run = run_cli
@@ -126,7 +126,7 @@ def test_bad_input_exits_2_with_one_error_line_and_changes_nothing(
 
 def test_ingest_with_model_enables_text_queries(capsys, tmp_path):
     pytest.importorskip("onnxruntime")
-    from core.demo import stdlib_docstrings
+    from embscope.core.demo import stdlib_docstrings
 
     demo = stdlib_docstrings()
     path = tmp_path / "minilm.npy"

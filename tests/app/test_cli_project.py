@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.demo import digits
-from core.demo_store import store_demo_dataset
-from core.store import Store
+from embscope.core.demo import digits
+from embscope.core.demo_store import store_demo_dataset
+from embscope.core.store import Store
 from tests.conftest import run_cli, snapshot
 
 run = run_cli

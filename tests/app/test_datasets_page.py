@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from app.uploads import UPLOAD_DIR
-from core.store import Store
+from embscope.app.uploads import UPLOAD_DIR
+from embscope.core.store import Store
 from tests.app.conftest import assert_index_built_in_background
 from tests.conftest import make_parsed, snapshot
 
@@ -36,7 +36,7 @@ def _npy_bytes(X: np.ndarray) -> bytes:
 
 def _open_store(db: Path) -> Store:
     # The page holds the database open through st.cache_resource; share it.
-    from app.cache import get_store
+    from embscope.app.cache import get_store
 
     return get_store()
 

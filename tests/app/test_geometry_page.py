@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import Store
+from embscope.core.store import Store
 from tests.app.conftest import assert_index_built_in_background
 from tests.conftest import make_parsed, run_cli, snapshot
 
@@ -98,7 +98,7 @@ def test_compare_and_postprocess_save(db):
     assert float(before_after.loc["Average cosine"].iloc[0]) > 0.3
     _key(at.button, "geometry.save_derived").click().run()
     assert not at.exception
-    from app.cache import get_store  # the page holds the database open: share it
+    from embscope.app.cache import get_store  # the page holds the database open: share it
 
     [derived] = [d for d in get_store().list_datasets() if d.name == "first · mean_centre"]
     assert_index_built_in_background(derived.id)

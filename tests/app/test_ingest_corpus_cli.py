@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from app.cli import main
-from core.store import Store
+from embscope.app.cli import main
+from embscope.core.store import Store
 from tests.conftest import make_parsed, snapshot
 from tests.core.corpus import build_corpus
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import stdlib_docstrings
-from core.demo_store import store_demo_dataset
-from core.store import Store
+from embscope.core.demo import stdlib_docstrings
+from embscope.core.demo_store import store_demo_dataset
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")

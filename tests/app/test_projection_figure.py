@@ -7,7 +7,7 @@ import json
 import numpy as np
 import plotly.graph_objects as go
 
-from app import figures
+from embscope.app import figures
 
 
 def _coords(n, dims=2, seed=0):

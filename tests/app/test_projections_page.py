@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.derive import save_derived_dataset
-from core.projections import runs
-from core.store import Store
+from embscope.core.derive import save_derived_dataset
+from embscope.core.projections import runs
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -199,7 +199,7 @@ def test_missing_metadata_values_are_coloured_hovered_and_scored(tmp_path, monke
 
 
 def test_category_groups_draw_every_point_including_missing_values():
-    from app import figures
+    from embscope.app import figures
 
     names, codes = figures.category_groups(np.array(["b", None, "a", np.nan, "b"], object))
     # real values first, in their order; the missing ones last, drawn grey like "other"
@@ -216,7 +216,7 @@ def test_category_groups_draw_every_point_including_missing_values():
 def test_sidebar_shows_every_sessions_running_jobs_with_their_progress(db):
     import threading
 
-    from app.cache import get_job_runner
+    from embscope.app.cache import get_job_runner
 
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.run()

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.compression import runs as crun
-from core.derive import save_derived_dataset
-from core.projections import runs
-from core.store import Store
+from embscope.core.compression import runs as crun
+from embscope.core.derive import save_derived_dataset
+from embscope.core.projections import runs
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
@@ -276,7 +276,7 @@ def test_datasets_link_by_id_or_name(db):
 
 
 def test_link_readers_refuse_odd_text():
-    from app.share import Link
+    from embscope.app.share import Link
 
     link = Link(
         {

@@ -10,9 +10,9 @@ from collections import namedtuple
 
 import pytest
 
-import app.uploads as uploads
-from app.uploads import UPLOAD_DIR, max_upload_bytes, max_upload_mb, save_upload
-from core.errors import InvalidInputError
+import embscope.app.uploads as uploads
+from embscope.app.uploads import UPLOAD_DIR, max_upload_bytes, max_upload_mb, save_upload
+from embscope.core.errors import InvalidInputError
 
 MiB = 2**20
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.spatial
 
-from core.compare import (
+from embscope.core.compare import (
     CKA_SAMPLE,
     compare_datasets,
     compare_spaces,
@@ -19,12 +19,12 @@ from core.compare import (
     procrustes_align,
     restrict_neighbours,
 )
-from core.errors import DatasetNotFoundError, InvalidInputError, OperationCancelled
-from core.geometry.intrinsic import limit_blas_threads
-from core.graph import build_knn_graph, find_graph, get_or_build_graph
-from core.index import exact_knn, prepare_for_metric
-from core.ingest import from_arrays
-from core.store import Store
+from embscope.core.errors import DatasetNotFoundError, InvalidInputError, OperationCancelled
+from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.graph import build_knn_graph, find_graph, get_or_build_graph
+from embscope.core.index import exact_knn, prepare_for_metric
+from embscope.core.ingest import from_arrays
+from embscope.core.store import Store
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -469,9 +469,9 @@ def test_compare_datasets_refuses_what_it_cannot_compare(mem_store):
 
 
 def test_stored_comparison_round_trips_and_is_reused(monkeypatch):
-    import core.compare as compare_module
-    from core.ingest import from_arrays
-    from core.store import Store
+    import embscope.core.compare as compare_module
+    from embscope.core.ingest import from_arrays
+    from embscope.core.store import Store
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((200, 16)).astype(np.float32)

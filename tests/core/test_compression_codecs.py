@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.fft
 
-import core.compression.base as base_mod
-from core.compression import (
+import embscope.core.compression.base as base_mod
+from embscope.core.compression import (
     DEFAULT_CODECS,
     BinaryCodec,
     Codes,
@@ -26,9 +26,9 @@ from core.compression import (
     rerank_exact,
     search_rescored,
 )
-from core.compression.quantisers import pack_bits, unpack_bits
-from core.errors import InvalidInputError
-from core.index import normalise_rows
+from embscope.core.compression.quantisers import pack_bits, unpack_bits
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import normalise_rows
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from core.compression import (
+from embscope.core.compression import (
     PCACodec,
     compressed_vectors,
     evaluate_codecs,
     save_compressed_copy,
 )
-from core.errors import InvalidInputError, OperationCancelled
-from core.index import exact_knn
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index import exact_knn
 from tests.conftest import make_parsed
 
 N_DB, N_Q, D = 20_000, 1_000, 384
@@ -279,7 +279,7 @@ def test_report_rows_overlap_and_json():
 
 
 def test_geometry_of_each_compressed_copy():
-    from core.geometry.isotropy import effective_rank, isoscore
+    from embscope.core.geometry.isotropy import effective_rank, isoscore
 
     rng = np.random.default_rng(7)
     # anisotropic: variances falling as 1/i over 24 dimensions
@@ -313,7 +313,7 @@ def test_geometry_of_each_compressed_copy():
 
 
 def test_geometry_sample_is_seeded_and_leaves_the_query_sample_alone():
-    from core.compression import evaluate
+    from embscope.core.compression import evaluate
 
     X = _small(1500, 16)
     old = evaluate.GEOMETRY_SAMPLE

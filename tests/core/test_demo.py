@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from core.demo import (
+from embscope.core.demo import (
     GENERATORS,
     demo_datasets,
     digits,
@@ -17,8 +17,8 @@ from core.demo import (
     swiss_roll,
     swiss_roll_arc_length,
 )
-from core.demo_store import load_demo_datasets, store_demo_dataset
-from core.errors import InvalidInputError
+from embscope.core.demo_store import load_demo_datasets, store_demo_dataset
+from embscope.core.errors import InvalidInputError
 
 
 def test_digits_is_sklearn_digits():

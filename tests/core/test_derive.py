@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.derive import save_derived_dataset
-from core.errors import InvalidInputError
+from embscope.core.derive import save_derived_dataset
+from embscope.core.errors import InvalidInputError
 from tests.conftest import make_parsed, snapshot
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core.diagnostics import (
+from embscope.core.diagnostics import (
     ORDERS,
     EfCurve,
     OrderExperiment,
@@ -22,10 +22,10 @@ from core.diagnostics import (
     per_query_recall_vs_lid,
     recall_vs_ef,
 )
-from core.errors import InvalidInputError, OperationCancelled
-from core.geometry.intrinsic import lid_summary, local_intrinsic_dimension
-from core.graph import KnnGraph, build_knn_graph
-from core.index import HnswIndex
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.geometry.intrinsic import lid_summary, local_intrinsic_dimension
+from embscope.core.graph import KnnGraph, build_knn_graph
+from embscope.core.index import HnswIndex
 
 # -- data -----------------------------------------------------------------------------------
 

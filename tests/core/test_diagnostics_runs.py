@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.graph as graph_mod
-from core.diagnostics_runs import DIAGNOSTIC_EFS, ef_diagnostics, order_diagnostics
-from core.errors import InvalidInputError
-from core.graph import find_graph
-from core.neighbours import NeighbourService
-from core.store import Store
+import embscope.core.graph as graph_mod
+from embscope.core.diagnostics_runs import DIAGNOSTIC_EFS, ef_diagnostics, order_diagnostics
+from embscope.core.errors import InvalidInputError
+from embscope.core.graph import find_graph
+from embscope.core.neighbours import NeighbourService
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 
 
@@ -48,7 +48,7 @@ def test_ef_diagnostics_are_stored_and_read_back_identical(dataset, monkeypatch)
     def fail(*args, **kwargs):
         raise AssertionError("stored diagnostics must not be recomputed")
 
-    monkeypatch.setattr("core.diagnostics_runs.recall_vs_ef", fail)
+    monkeypatch.setattr("embscope.core.diagnostics_runs.recall_vs_ef", fail)
     monkeypatch.setattr(graph_mod, "build_knn_graph", fail)
     with Store(db_path) as store:
         again_curve, again_lid = ef_diagnostics(NeighbourService(store), info.id, run=False)

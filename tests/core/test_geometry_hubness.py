@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from core.errors import InvalidInputError
-from core.geometry.hubness import hubness, k_occurrence, skewness
-from core.geometry.intrinsic import limit_blas_threads
-from core.graph import build_knn_graph
+from embscope.core.errors import InvalidInputError
+from embscope.core.geometry.hubness import hubness, k_occurrence, skewness
+from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.graph import build_knn_graph
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from core.errors import InvalidInputError
-from core.geometry.intrinsic import (
+from embscope.core.errors import InvalidInputError
+from embscope.core.geometry.intrinsic import (
     diffusion_spectral_entropy,
     dse_default_sigma,
     find_duplicates,
@@ -18,7 +18,7 @@ from core.geometry.intrinsic import (
     mle_dimension,
     twonn,
 )
-from core.graph import build_knn_graph
+from embscope.core.graph import build_knn_graph
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import InvalidInputError
-from core.geometry.intrinsic import limit_blas_threads
-from core.geometry.isotropy import (
+from embscope.core.errors import InvalidInputError
+from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.geometry.isotropy import (
     average_cosine,
     effective_rank,
     isoscore,
     partition_isotropy,
     pca_spectrum,
 )
-from core.geometry.postprocess import (
+from embscope.core.geometry.postprocess import (
     POSTPROCESSORS,
     all_but_the_top,
     default_n_components,

@@ -9,18 +9,18 @@ import warnings
 import numpy as np
 import pytest
 
-import core.graph as graph_mod
-from core.errors import InvalidInputError, OperationCancelled
-from core.geometry import scorecard as scorecard_mod
-from core.geometry.intrinsic import limit_blas_threads
-from core.geometry.scorecard import (
+import embscope.core.graph as graph_mod
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.geometry import scorecard as scorecard_mod
+from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.geometry.scorecard import (
     KIND,
     SCORES,
     compute_scorecard,
     get_or_compute_scorecard,
 )
-from core.graph import build_knn_graph, get_or_build_graph
-from core.store import Store
+from embscope.core.graph import build_knn_graph, get_or_build_graph
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-import core.graph as graph_mod
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import (
+import embscope.core.graph as graph_mod
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import (
     GRAPH_K,
     KnnGraph,
     build_knn_graph,
@@ -159,7 +159,7 @@ def test_graph_is_built_once_for_every_consumer(store, counted_builds):
 
 
 def test_stored_graph_survives_reopen_and_is_identical(db_path, counted_builds):
-    from core.store import Store
+    from embscope.core.store import Store
 
     X = _blobs(n=400)
     with Store(db_path) as s:

@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import core.ingest as ingest
-from core.errors import InvalidInputError
-from core.export import csv_bytes, export_dataset
-from core.ingest import inspect_file, read_budget_bytes, read_dataset, read_query_vector
-from core.store import Store
+import embscope.core.ingest as ingest
+from embscope.core.errors import InvalidInputError
+from embscope.core.export import csv_bytes, export_dataset
+from embscope.core.ingest import inspect_file, read_budget_bytes, read_dataset, read_query_vector
+from embscope.core.store import Store
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -410,7 +410,7 @@ def test_bombs_never_raise_the_peak_memory_of_a_fresh_process(tmp_path):
     ]
     script = (
         "import json, resource, sys\n"
-        "from core.ingest import read_dataset\n"
+        "from embscope.core.ingest import read_dataset\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "out = {}\n"
         "for f in sys.argv[1:]:\n"

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from core.errors import InvalidInputError
-from core.index import ExactIndex, HnswIndex, NeighbourIndex, exact_knn, load_index, make_index
+from embscope.core.errors import InvalidInputError
+from embscope.core.index import (
+    ExactIndex,
+    HnswIndex,
+    NeighbourIndex,
+    exact_knn,
+    load_index,
+    make_index,
+)
 
 SK_METRIC = {"cosine": "cosine", "l2": "euclidean"}
 

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.index import ExactIndex, load_index, make_index
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index import ExactIndex, load_index, make_index
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from core.index_milvus import MilvusIndex  # noqa: E402 - after the skips
+from embscope.core.index_milvus import MilvusIndex  # noqa: E402 - after the skips
 
 
 def _data(n=300, d=16, seed=0):
@@ -251,7 +251,7 @@ def test_existing_collection_is_adopted_if_it_fits(tmp_path, opened):
 
 
 def test_build_reports_progress_and_cancel_keeps_previous_content(tmp_path, opened, monkeypatch):
-    import core.index_milvus as mod
+    import embscope.core.index_milvus as mod
 
     monkeypatch.setattr(mod, "_INSERT_MAX_ROWS", 100)  # several batches for 350 rows
     index = MilvusIndex("l2", uri=tmp_path / "m.db")

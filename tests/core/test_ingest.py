@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import core.ingest as ingest
-from core.errors import InvalidInputError
-from core.ingest import (
+import embscope.core.ingest as ingest
+from embscope.core.errors import InvalidInputError
+from embscope.core.ingest import (
     FORMATS,
     SUPPORTED_SUFFIXES,
     FileInspection,

@@ -1,4 +1,4 @@
-"""core.jobs: background work with progress, cancel, sharing, serialisation and a record."""
+"""embscope.core.jobs: background work with progress, cancel, sharing, serialisation and a record."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.jobs import JOB_NICENESS, JobRunner
-from core.store import Store
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.jobs import JOB_NICENESS, JobRunner
+from embscope.core.store import Store
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ def test_jobs_run_at_a_lower_priority_than_requests(runner):
 
 
 def test_the_jobs_table_keeps_the_newest_finished_jobs_and_every_live_one(tmp_path):
-    from core import jobs as jobs_module
+    from embscope.core import jobs as jobs_module
 
     keep = jobs_module._KEEP_FINISHED
     with Store(tmp_path / "many.duckdb") as store:

@@ -7,14 +7,14 @@ import threading
 import numpy as np
 import pytest
 
-import core.index as index_mod
-from core.demo import stdlib_docstrings
-from core.demo_store import store_demo_dataset
-from core.errors import InvalidInputError
-from core.graph import build_knn_graph
-from core.ingest import from_arrays
-from core.neighbours import NeighbourService
-from core.store import Store
+import embscope.core.index as index_mod
+from embscope.core.demo import stdlib_docstrings
+from embscope.core.demo_store import store_demo_dataset
+from embscope.core.errors import InvalidInputError
+from embscope.core.graph import build_knn_graph
+from embscope.core.ingest import from_arrays
+from embscope.core.neighbours import NeighbourService
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 
 

@@ -13,10 +13,10 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import rankdata
 
-import core.projections.heatgeo as hgm
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, build_knn_graph
-from core.projections.heatgeo import (
+import embscope.core.projections.heatgeo as hgm
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, build_knn_graph
+from embscope.core.projections.heatgeo import (
     chebyshev_order,
     heat_geodesic_distances,
     heatgeo_layout,
@@ -246,8 +246,8 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from tests.core.test_projections_heatgeo import _row_corr, swiss_roll_stretch
-from core.graph import build_knn_graph
-from core.projections.heatgeo import heatgeo_layout
+from embscope.core.graph import build_knn_graph
+from embscope.core.projections.heatgeo import heatgeo_layout
 X, U = swiss_roll_stretch(5000)
 warm = build_knn_graph(X[:300], k=30, metric="l2", method="exact")
 heatgeo_layout(warm, n_landmarks=100)  # numba's compile / cache load, not the method

@@ -11,10 +11,10 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-import core.projections.largevis as lv
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, build_knn_graph
-from core.projections.largevis import default_samples, largevis_layout
+import embscope.core.projections.largevis as lv
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, build_knn_graph
+from embscope.core.projections.largevis import default_samples, largevis_layout
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from core.errors import InvalidInputError
-from core.projections.pca import pca_layout
+from embscope.core.errors import InvalidInputError
+from embscope.core.projections.pca import pca_layout
 
 
 @pytest.mark.parametrize("dims", [2, 3])

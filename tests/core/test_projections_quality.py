@@ -9,11 +9,11 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from core.demo import swiss_roll
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, build_knn_graph
-from core.projections import quality
-from core.projections.quality import ProjectionQuality, projection_quality
+from embscope.core.demo import swiss_roll
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, build_knn_graph
+from embscope.core.projections import quality
+from embscope.core.projections.quality import ProjectionQuality, projection_quality
 
 
 def _data(n: int = 500, d: int = 20, seed: int = 0):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import core.graph as graph_module
-from core.demo import digits, swiss_roll
-from core.demo_store import store_demo_dataset
-from core.errors import InvalidInputError, OperationCancelled
-from core.projections import runs
-from core.store import Store
+import embscope.core.graph as graph_module
+from embscope.core.demo import digits, swiss_roll
+from embscope.core.demo_store import store_demo_dataset
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.projections import runs
+from embscope.core.store import Store
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.demo import gaussian_mixture
-from core.graph import build_knn_graph
-from core.projections.quality import projection_quality
+from embscope.core.demo import gaussian_mixture
+from embscope.core.graph import build_knn_graph
+from embscope.core.projections.quality import projection_quality
 
 pytestmark = pytest.mark.slow
 
@@ -36,18 +36,18 @@ def _check(layout: np.ndarray, big) -> dict:
 
 
 def test_largevis_at_100k(big):
-    from core.projections.largevis import largevis_layout
+    from embscope.core.projections.largevis import largevis_layout
 
     _check(largevis_layout(big[2], dims=2, seed=0, X=big[0]), big)
 
 
 def test_heat_geodesic_at_100k(big):
-    from core.projections.heatgeo import heatgeo_layout
+    from embscope.core.projections.heatgeo import heatgeo_layout
 
     _check(heatgeo_layout(big[2], dims=2, seed=0), big)
 
 
 def test_umap_at_100k(big):
-    from core.projections.umap_layout import umap_layout
+    from embscope.core.projections.umap_layout import umap_layout
 
     _check(umap_layout(big[2], dims=2, seed=0), big)

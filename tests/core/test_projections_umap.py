@@ -16,10 +16,10 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from core.errors import InvalidInputError, OperationCancelled
-from core.graph import KnnGraph, build_knn_graph
-from core.projections.quality import projection_quality
-from core.projections.umap_layout import (
+from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import KnnGraph, build_knn_graph
+from embscope.core.projections.quality import projection_quality
+from embscope.core.projections.umap_layout import (
     GraphNotUsedError,
     _fit,
     default_epochs,

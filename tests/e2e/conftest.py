@@ -80,7 +80,7 @@ def running_server(
     port = _free_port()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "--db", str(db), "serve", "--port", str(port),
+            [sys.executable, "-m", "embscope.app.cli", "--db", str(db), "serve", "--port", str(port),
              *flags],
             cwd=ROOT,
             stdout=log,

@@ -43,15 +43,15 @@ _say = _stdout_say
 
 
 def run_cli(argv: list[str]) -> int:
-    import app.cli
-    import core.graph
-    import core.ingest
-    import core.knn_build  # noqa: F401 - imported before "ready": the kill window is the work
-    import core.store  # noqa: F401
+    import embscope.app.cli
+    import embscope.core.graph
+    import embscope.core.ingest
+    import embscope.core.knn_build  # noqa: F401 - imported before "ready": the kill window is the work
+    import embscope.core.store  # noqa: F401
 
     _say("ready")
     try:
-        status = app.cli.main(argv)
+        status = embscope.app.cli.main(argv)
     except SystemExit as exc:
         status = int(exc.code or 0)
     _say("done", status)
@@ -59,9 +59,9 @@ def run_cli(argv: list[str]) -> int:
 
 
 def run_projection(db: str, dataset: str, method: str, seed: int) -> int:
-    from core.jobs import JobRunner
-    from core.projections import runs
-    from core.store import Store
+    from embscope.core.jobs import JobRunner
+    from embscope.core.projections import runs
+    from embscope.core.store import Store
 
     _say("ready")
     store = Store(db)
@@ -97,7 +97,7 @@ def run_projection(db: str, dataset: str, method: str, seed: int) -> int:
 
 
 def hold(db: str, read_only: bool) -> int:
-    from core.store import Store
+    from embscope.core.store import Store
 
     store = Store(db, read_only=read_only)
     store.list_datasets()
@@ -108,13 +108,13 @@ def hold(db: str, read_only: bool) -> int:
 
 def preload() -> None:
     """Import every module the modes use (and nothing else: no database is opened)."""
-    import core.graph
-    import core.ingest
-    import core.jobs
-    import core.knn_build
-    import core.projections.largevis
-    import core.projections.runs
-    import core.store  # noqa: F401
+    import embscope.core.graph
+    import embscope.core.ingest
+    import embscope.core.jobs
+    import embscope.core.knn_build
+    import embscope.core.projections.largevis
+    import embscope.core.projections.runs
+    import embscope.core.store  # noqa: F401
 
 
 def _child(request: dict) -> int:

@@ -50,7 +50,7 @@ class LoadDataset:
 def load_datasets() -> tuple[LoadDataset, ...]:
     """Three small datasets: two Gaussian mixtures (with a stored PCA projection) and a Swiss
     roll (none stored: the load test's projection job computes one)."""
-    from core.demo import gaussian_mixture, swiss_roll
+    from embscope.core.demo import gaussian_mixture, swiss_roll
 
     alpha = gaussian_mixture(3000, 48, 8, seed=11)
     beta = gaussian_mixture(2000, 24, 5, seed=12)
@@ -77,10 +77,10 @@ def prepare_load_db(path: str | Path) -> dict[str, int]:
 
     Returns the dataset ids by name.
     """
-    from core.ingest import from_arrays
-    from core.neighbours import NeighbourService
-    from core.projections.runs import compute_projection
-    from core.store import Store
+    from embscope.core.ingest import from_arrays
+    from embscope.core.neighbours import NeighbourService
+    from embscope.core.projections.runs import compute_projection
+    from embscope.core.store import Store
 
     ids: dict[str, int] = {}
     with Store(path) as store:

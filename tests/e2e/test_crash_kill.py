@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.store import Store
+from embscope.core.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -176,15 +176,15 @@ def _everything(cat: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _embscope() -> list[str]:
     script = Path(sys.executable).with_name("embscope")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "embscope.app.cli"]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
-    from core.demo import gaussian_mixture
-    from core.demo_store import store_demo_dataset
-    from core.graph import get_or_build_graph
-    from core.ingest import from_arrays
+    from embscope.core.demo import gaussian_mixture
+    from embscope.core.demo_store import store_demo_dataset
+    from embscope.core.graph import get_or_build_graph
+    from embscope.core.ingest import from_arrays
 
     tmp = tmp_path_factory.mktemp("crash")
     db = tmp / "crash.duckdb"
@@ -459,7 +459,7 @@ def test_kill_during_ingest(world: World, forks: ForkServer) -> None:
 
 
 def _graph_is_complete(store: Store, fp: str, *, dataset_id: int, metric: str) -> bool:
-    from core.graph import KIND
+    from embscope.core.graph import KIND
 
     art = store.get_artifact(fp)
     if art is None or art.kind != KIND or art.dataset_id != dataset_id:
@@ -536,8 +536,8 @@ def test_kill_during_graph_build(world: World, forks: ForkServer) -> None:
 
 
 def _projection_is_complete(store: Store, fp: str, *, key: str, dataset_id: int) -> bool:
-    from core.graph import KIND as GRAPH_KIND
-    from core.projections import runs
+    from embscope.core.graph import KIND as GRAPH_KIND
+    from embscope.core.projections import runs
 
     art = store.get_artifact(fp)
     if art is None:
@@ -560,8 +560,8 @@ def _restart(
     """What a new server does: its runner marks the dead job interrupted (done, when the job
     had stored its projection before the kill); submitted again (the page's Compute button),
     an interrupted job completes and stores its projection. Returns the state found."""
-    from core.jobs import JobRunner
-    from core.projections import runs
+    from embscope.core.jobs import JobRunner
+    from embscope.core.projections import runs
 
     with Store(world.db) as store:
         runner = JobRunner(store, workers=1)
@@ -601,7 +601,7 @@ def _restart(
 
 
 def test_kill_during_projection_job(world: World, forks: ForkServer) -> None:
-    from core.projections import runs
+    from embscope.core.projections import runs
 
     rng = random.Random(SEED + 3)
     method = "largevis"
@@ -781,7 +781,7 @@ def test_server_killed_during_a_projection_job(world: World, browser) -> None:
     """The dashboard: `serve` refuses a database another process holds, in one line; a server
     SIGKILLed while its projection job runs loses nothing, and the next server shows the job
     as interrupted and runs it again from the page."""
-    from core.projections import runs
+    from embscope.core.projections import runs
     from tests.e2e.conftest import screenshot, wait_for_app
 
     rng = random.Random(SEED + 4)
@@ -864,7 +864,7 @@ def test_server_killed_during_a_projection_job(world: World, browser) -> None:
 def test_a_job_whose_result_was_stored_is_done_not_interrupted() -> None:
     """Killed after its projection was committed but before it recorded itself as done, a
     job is not offered for a rerun: the next runner marks it done."""
-    from core.jobs import JobRunner
+    from embscope.core.jobs import JobRunner
 
     with Store(":memory:") as store:
         for key in ("a" * 40, "b" * 40):
@@ -882,7 +882,7 @@ def test_a_job_whose_result_was_stored_is_done_not_interrupted() -> None:
 def test_an_empty_database_file_gets_a_clear_message(tmp_path) -> None:
     """A process killed between creating the file and writing DuckDB's header leaves an empty
     file: opening it says so (and that it holds nothing) instead of DuckDB's bare error."""
-    from core.errors import InvalidInputError
+    from embscope.core.errors import InvalidInputError
 
     empty = tmp_path / "empty.duckdb"
     empty.touch()

@@ -52,7 +52,7 @@ def test_upload_save_list_and_screenshot(page, app_server):
     assert shot.stat().st_size > 10_000
     assert page.dialogs == [], "metadata HTML must never run as script"
 
-    from core.store import Store
+    from embscope.core.store import Store
 
     # The server holds the database; read it through a read-only look at the page instead:
     body = page.locator("[data-testid='stMain']").inner_text()

@@ -30,10 +30,10 @@ def _ids() -> list[str]:
 
 
 def prepare_db(path) -> None:
-    from core.geometry.scorecard import get_or_compute_scorecard
-    from core.ingest import from_arrays
-    from core.projections.runs import compute_projection
-    from core.store import Store
+    from embscope.core.geometry.scorecard import get_or_compute_scorecard
+    from embscope.core.ingest import from_arrays
+    from embscope.core.projections.runs import compute_projection
+    from embscope.core.store import Store
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((4, 8)) * 6

@@ -13,9 +13,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def prepare_db(path) -> None:
-    from core.demo import stdlib_docstrings
-    from core.demo_store import store_demo_dataset
-    from core.store import Store
+    from embscope.core.demo import stdlib_docstrings
+    from embscope.core.demo_store import store_demo_dataset
+    from embscope.core.store import Store
 
     with Store(path) as store:
         store_demo_dataset(store, stdlib_docstrings())
@@ -66,7 +66,7 @@ def test_point_vector_and_text_queries(page, app_server):
 
     # A pasted vector: the first item's own vector finds it first.
     page.get_by_role("tab", name="By vector").click()
-    from core.demo import stdlib_docstrings
+    from embscope.core.demo import stdlib_docstrings
 
     vector = stdlib_docstrings().vectors[3]
     page.get_by_label("Paste a vector").fill(", ".join(f"{v:.6f}" for v in vector))

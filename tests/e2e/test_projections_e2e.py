@@ -17,10 +17,10 @@ POINTS_DRAWN = """() => {
 
 
 def prepare_db(path) -> None:
-    from core.compression import save_compressed_copy
-    from core.demo import digits
-    from core.demo_store import store_demo_dataset
-    from core.store import Store
+    from embscope.core.compression import save_compressed_copy
+    from embscope.core.demo import digits
+    from embscope.core.demo_store import store_demo_dataset
+    from embscope.core.store import Store
 
     with Store(path) as store:
         info = store_demo_dataset(store, digits())

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.store import Store
+from embscope.core.store import Store
 from tests.conftest import make_parsed
 from tests.e2e.conftest import running_server, screenshot, wait_for_app
 

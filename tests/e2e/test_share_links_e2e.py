@@ -14,10 +14,10 @@ POINTS_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el
 
 
 def prepare_db(path) -> None:
-    from core.demo import digits
-    from core.demo_store import store_demo_dataset
-    from core.projections import runs
-    from core.store import Store
+    from embscope.core.demo import digits
+    from embscope.core.demo_store import store_demo_dataset
+    from embscope.core.projections import runs
+    from embscope.core.store import Store
 
     with Store(path) as store:
         info = store_demo_dataset(store, digits())
