@@ -111,7 +111,8 @@ def main() -> None:
         with open(args.json, "w") as fh:
             json.dump({**report.to_json(), "total_seconds": total}, fh, indent=1)
     if args.faiss:
-        from embscope.core.index import exact_knn, normalise_rows
+        from embscope.core.index import exact_knn
+        from embscope.core.validation import normalise_rows
 
         Xn = normalise_rows(X)
         Q = Xn[report.query_rows]

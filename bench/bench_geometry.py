@@ -57,7 +57,7 @@ from embscope.core.geometry.isotropy import (
 )
 from embscope.core.geometry.scorecard import compute_scorecard
 from embscope.core.graph import GRAPH_CODE_VERSION, KnnGraph, build_knn_graph
-from embscope.core.index import normalise_rows
+from embscope.core.validation import normalise_rows
 
 TARGET_S = 5.0
 ISOSCORE_SCRIPT = """

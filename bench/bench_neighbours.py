@@ -20,9 +20,10 @@ import numpy as np
 from embscope.core.demo import gaussian_mixture
 from embscope.core.demo_store import store_demo_dataset
 from embscope.core.graph import recall_at_k
-from embscope.core.index import exact_knn, normalise_rows
+from embscope.core.index import exact_knn
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
 from embscope.core.store import Store
+from embscope.core.validation import normalise_rows
 
 
 def percentiles(times_s: list[float]) -> tuple[float, float]:

@@ -37,14 +37,9 @@ import pandas as pd
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import KnnGraph, build_knn_graph, find_graph, get_or_build_graph
-from embscope.core.index import (
-    check_k,
-    check_metric,
-    check_vectors,
-    exact_knn,
-    prepare_for_metric,
-)
+from embscope.core.index import exact_knn
 from embscope.core.progress import ProgressFn, check_cancel, stage
+from embscope.core.validation import check_k, check_metric, check_vectors, prepare_for_metric
 
 if TYPE_CHECKING:
     from embscope.core.store import Store

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from embscope.core.errors import InvalidInputError
+from embscope.core.validation import check_int
 
 __all__ = [
     "ASSETS",
@@ -50,15 +51,6 @@ class DemoDataset:
     metadata: pd.DataFrame  # n rows, RangeIndex
     id_column: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInputError(f"{name} must be {bound}, got {value}")
-    return int(value)
 
 
 def digits() -> DemoDataset:
@@ -149,10 +141,10 @@ def gaussian_mixture(
     DemoDataset
         vectors float32 (n, dim); metadata ``cluster`` (int).
     """
-    n = _check_int(n, "n", 2, 10_000_000)
-    dim = _check_int(dim, "dim", 2, 65_536)
-    n_clusters = _check_int(n_clusters, "n_clusters", 1, n)
-    seed = _check_int(seed, "seed", 0)
+    n = check_int(n, "n", low=2, high=10_000_000)
+    dim = check_int(dim, "dim", low=2, high=65_536)
+    n_clusters = check_int(n_clusters, "n_clusters", low=1, high=n)
+    seed = check_int(seed, "seed", low=0)
     if not 0 < decay <= 1:
         raise InvalidInputError(f"decay must be in (0, 1], got {decay}")
     if mean_strength < 0:
@@ -207,8 +199,8 @@ def swiss_roll(
     DemoDataset
         vectors float32 (n, 3); metadata ``t``, ``height``, ``arc_length`` (float64).
     """
-    n = _check_int(n, "n", 2, 10_000_000)
-    seed = _check_int(seed, "seed", 0)
+    n = check_int(n, "n", low=2, high=10_000_000)
+    seed = check_int(seed, "seed", low=0)
     if noise < 0:
         raise InvalidInputError(f"noise must be >= 0, got {noise}")
     if height <= 0:

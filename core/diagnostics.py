@@ -24,14 +24,13 @@ import numpy as np
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import KnnGraph, recall_per_row
-from embscope.core.index import (
-    HnswIndex,
-    NeighbourIndex,
-    ProgressFn,
+from embscope.core.index import HnswIndex, NeighbourIndex, exact_knn
+from embscope.core.progress import ProgressFn
+from embscope.core.validation import (
+    check_int,
     check_k,
     check_metric,
     check_vectors,
-    exact_knn,
     prepare_for_metric,
 )
 
@@ -234,12 +233,6 @@ class OrderExperiment:
 # -- validation -----------------------------------------------------------------------------
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_efs(efs: Any) -> np.ndarray:
     """Distinct search beams, ascending."""
     if isinstance(efs, (int, np.integer)) and not isinstance(efs, bool):
@@ -251,7 +244,7 @@ def _check_efs(efs: Any) -> np.ndarray:
     if not values:
         raise InvalidInputError("efs is empty: give at least one search beam, e.g. (10, 40)")
     for v in values:
-        _check_int("every ef in efs", v, 1)
+        check_int(v, "every ef in efs", low=1)
     return np.unique(np.asarray(values, dtype=np.int64))
 
 
@@ -341,7 +334,7 @@ def recall_vs_ef(
         raise InvalidInputError("recall needs at least 2 vectors (each query excludes itself)")
     k = check_k(k, n - 1)
     efs_arr = _check_efs(efs)
-    n_queries = _check_int("n_queries", n_queries, 1)
+    n_queries = check_int(n_queries, "n_queries", low=1)
     if n_queries > n:
         raise InvalidInputError(f"n_queries = {n_queries} but X has only {n} rows: lower it")
     report = _reporter(_check_progress(progress), "measuring recall against ef")
@@ -473,7 +466,7 @@ def per_query_recall_vs_lid(
                 f"{', '.join(str(int(v)) for v in curve.ef)}"
             )
         e = int(hits[0])
-    lid_k = _check_int("lid_k", lid_k, 2)
+    lid_k = check_int(lid_k, "lid_k", low=2)
     if lid_k > graph.k:
         raise InvalidInputError(
             f"lid_k = {lid_k} but the graph has only {graph.k} neighbours per point: "
@@ -594,16 +587,16 @@ def insertion_order_experiment(
     metric = check_metric(metric)
     n = X.shape[0]
     efs_arr = _check_efs(efs)
-    k = _check_int("k", k, 1)
-    n_queries = _check_int("n_queries", n_queries, 1)
+    k = check_int(k, "k", low=1)
+    n_queries = check_int(n_queries, "n_queries", low=1)
     if n - n_queries < k + 1:
         raise InvalidInputError(
             f"X has {n} rows: holding out {n_queries} as queries leaves "
             f"{max(n - n_queries, 0)} to index, fewer than k + 1 = {k + 1}: lower n_queries or "
             "k, or use more rows"
         )
-    _check_int("M", M, 2)
-    _check_int("ef_construction", ef_construction, 1)
+    check_int(M, "M", low=2)
+    check_int(ef_construction, "ef_construction", low=1)
     report = _reporter(_check_progress(progress), "the insertion-order experiment")
 
     if isinstance(orders, str):

@@ -27,10 +27,11 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import get_or_build_graph
-from embscope.core.index import ProgressFn, check_metric
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
+from embscope.core.progress import ProgressFn
 from embscope.core.progress import stage as _stage
 from embscope.core.store import fingerprint_arrays
+from embscope.core.validation import check_metric
 
 __all__ = [
     "DIAGNOSTIC_EFS",

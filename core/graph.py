@@ -20,18 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
-from embscope.core.index import (
-    HnswIndex,
-    ProgressFn,
-    _sort_rows,
-    _true_l2,
-    check_k,
-    check_metric,
-    check_vectors,
-    exact_knn,
-    prepare_for_metric,
-)
+from embscope.core.index import HnswIndex, _sort_rows, _true_l2, exact_knn
 from embscope.core.knn_build import cell_knn
+from embscope.core.progress import ProgressFn
+from embscope.core.validation import check_k, check_metric, check_vectors, prepare_for_metric
 
 if TYPE_CHECKING:
     from embscope.core.store import Store

@@ -32,26 +32,24 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.progress import ProgressFn
+from embscope.core.validation import (
+    check_k,
+    check_metric,
+    check_vectors,
+    prepare_for_metric,
+)
 
 __all__ = [
     "BACKENDS",
-    "METRICS",
     "ExactIndex",
     "HnswIndex",
     "NeighbourIndex",
-    "ProgressFn",
-    "check_k",
-    "check_metric",
-    "check_vectors",
     "exact_knn",
     "make_index",
-    "normalise_rows",
-    "prepare_for_metric",
 ]
 
-METRICS = ("cosine", "l2", "ip")
 BACKENDS = ("hnsw", "exact", "milvus")
-ProgressFn = Callable[[float, str], "bool | None"]
 
 # Rows per BLAS block in exact search: a 2048 x n float32 distance block stays in memory
 # comfortably for n up to a few million.
@@ -60,62 +58,6 @@ _CPUS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffi
 
 
 # -- validation at the boundary -------------------------------------------------------------
-
-
-def check_metric(metric: Any) -> str:
-    """Return ``metric`` if it is one of :data:`METRICS`, else raise InvalidInputError."""
-    if metric not in METRICS:
-        raise InvalidInputError(
-            f"unknown metric {metric!r}: use one of {', '.join(METRICS)} "
-            "(cosine for sentence embeddings, l2 for raw features, ip for inner product)"
-        )
-    return str(metric)
-
-
-def check_vectors(X: Any, *, dim: int | None = None, name: str = "vectors") -> np.ndarray:
-    """A C-contiguous float32 2-D finite copy-or-view of ``X``; raise InvalidInputError otherwise.
-
-    A 1-D array is taken as one vector.
-    """
-    try:
-        arr = np.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be a numeric array: {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise InvalidInputError(f"{name} must be real numbers, got complex values")
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise InvalidInputError(f"{name} must be a 2-D array (n, d), got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InvalidInputError(f"{name} is empty (shape {arr.shape})")
-    if dim is not None and arr.shape[1] != dim:
-        raise InvalidInputError(
-            f"{name}: dimension {arr.shape[1]}, but the index holds {dim}-dimensional vectors"
-        )
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(out).all():
-        bad = int(np.argwhere(~np.isfinite(out))[0][0])
-        raise InvalidInputError(
-            f"{name} contain NaN or infinite values (first in row {bad}), "
-            "or values too large for float32"
-        )
-    return out
-
-
-def check_k(k: Any, available: int) -> int:
-    """``k`` as an int in [1, available]; raise InvalidInputError otherwise."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidInputError(f"k must be a whole number, got {k!r}")
-    if k < 1:
-        raise InvalidInputError(f"k must be at least 1, got {k}")
-    if k > available:
-        raise InvalidInputError(
-            f"k = {k} asks for more neighbours than the {available} other items available"
-        )
-    return int(k)
 
 
 def check_exclude(exclude: Any, m: int) -> np.ndarray | None:
@@ -129,17 +71,6 @@ def check_exclude(exclude: Any, m: int) -> np.ndarray | None:
             f"exclude must hold one integer label per query ({m}), got {ex.dtype} {ex.shape}"
         )
     return ex.astype(np.int64, copy=False)
-
-
-def normalise_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (float32); zero rows stay zero (hnswlib does the same)."""
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0).astype(np.float32, copy=False)
-
-
-def prepare_for_metric(X: np.ndarray, metric: str) -> np.ndarray:
-    """The rows the BLAS search works on: unit-normalised for cosine, as they are otherwise."""
-    return normalise_rows(X) if metric == "cosine" else X
 
 
 def _sort_rows(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,6 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.index import (
-    ProgressFn,
     _atomic_write,
     _drop_excluded,
     _new_labels,
@@ -57,10 +56,9 @@ from embscope.core.index import (
     _sidecar,
     _sort_rows,
     check_exclude,
-    check_k,
-    check_metric,
-    check_vectors,
 )
+from embscope.core.progress import ProgressFn
+from embscope.core.validation import check_k, check_metric, check_vectors
 
 __all__ = ["INDEX_TYPES", "MilvusIndex"]
 

@@ -32,15 +32,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.progress import ProgressFn
 
 if TYPE_CHECKING:
     from embscope.core.store import Store
 
-__all__ = ["ACTIVE_STATES", "STATES", "Job", "JobRunner", "JobStatus", "ProgressFn"]
+__all__ = ["ACTIVE_STATES", "STATES", "Job", "JobRunner", "JobStatus"]
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[float, str], bool]
 Work = Callable[[ProgressFn], Any]
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")

@@ -24,18 +24,10 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import recall_at_k
-from embscope.core.index import (
-    BACKENDS,
-    ExactIndex,
-    NeighbourIndex,
-    ProgressFn,
-    check_k,
-    check_metric,
-    check_vectors,
-    load_index,
-    make_index,
-)
+from embscope.core.index import BACKENDS, ExactIndex, NeighbourIndex, load_index, make_index
+from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store, fingerprint_arrays
+from embscope.core.validation import check_k, check_metric, check_vectors
 
 __all__ = [
     "DEFAULT_EF",

@@ -1,7 +1,8 @@
 """The progress convention shared by every long-running core function.
 
-A long function takes ``progress(fraction, message) -> bool``; it reports now and then, and
-a True answer asks it to stop, which it does by raising :class:`OperationCancelled`.
+A long function takes ``progress(fraction, message)``; it reports now and then, and a True
+answer asks it to stop, which it does by raising :class:`OperationCancelled`. Any other
+answer (False, or None from a callback that only reports) lets it go on.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Callable
 
 from embscope.core.errors import OperationCancelled
 
-__all__ = ["ProgressFn", "check_cancel", "stage"]
+__all__ = ["ProgressFn", "check_cancel", "reports_cancel", "stage"]
 
-ProgressFn = Callable[[float, str], bool]
+# The one progress type of every core function, the job runner and the pages.
+ProgressFn = Callable[[float, str], bool | None]
 
 
 def stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
@@ -20,6 +22,11 @@ def stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | 
     if progress is None:
         return None
     return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
+def reports_cancel(progress: ProgressFn | None, fraction: float, message: str) -> bool:
+    """Report ``(fraction, message)``; True when the callback asks the work to stop."""
+    return bool(progress is not None and progress(fraction, message))
 
 
 def check_cancel(progress: ProgressFn | None, fraction: float, message: str, what: str) -> None:

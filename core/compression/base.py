@@ -17,16 +17,18 @@ row number (science.md §0.2), so results never depend on the chunking.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
-from embscope.core.index import (
+from embscope.core.index import check_exclude
+from embscope.core.progress import ProgressFn
+from embscope.core.validation import (
     METRICS,
-    check_exclude,
+    check_int,
     check_metric,
     check_vectors,
     normalise_rows,
@@ -36,13 +38,11 @@ from embscope.core.index import (
 __all__ = [
     "Codec",
     "Codes",
-    "ProgressFn",
     "exact_scores",
     "rerank_exact",
     "search_rescored",
 ]
 
-ProgressFn = Callable[[float, str], "bool | None"]
 
 # Rows encoded/decoded at once: a 16384 x 384 float32 block is 25 MB.
 ENCODE_BLOCK = 16_384
@@ -93,15 +93,6 @@ class Codes:
             first.dim,
             {k: np.concatenate([p.arrays[k] for p in parts]) for k in first.arrays},
         )
-
-
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInputError(f"{name} must be {bound}, got {value}")
-    return int(value)
 
 
 class Codec:
@@ -341,7 +332,7 @@ class Codec:
         Q = check_vectors(Q, dim=d, name="queries")
         n, m = len(codes), Q.shape[0]
         ex = check_exclude(exclude, m)
-        k = _check_int(k, "k", 1, n - (1 if ex is not None else 0))
+        k = check_int(k, "k", low=1, high=n - (1 if ex is not None else 0))
         chunk = int(np.clip(_SCORE_BUDGET // min(m, _QUERY_BLOCK), 1024, ENCODE_BLOCK))
         out_i = np.empty((m, k), dtype=np.int64)
         out_s = np.empty((m, k), dtype=np.float32)
@@ -568,8 +559,8 @@ def search_rescored(
         raise InvalidInputError(
             f"the full-precision vectors ({X.shape[0]}) must be the {len(codes)} encoded ones"
         )
-    multiplier = _check_int(multiplier, "multiplier", 1)
-    k = _check_int(k, "k", 1, len(codes) - (0 if exclude is None else 1))
+    multiplier = check_int(multiplier, "multiplier", low=1)
+    k = check_int(k, "k", low=1, high=len(codes) - (0 if exclude is None else 1))
     depth = min(multiplier * k, len(codes) - (0 if exclude is None else 1))
     candidates, _ = codec.search(Q, codes, depth, exclude=exclude)
     queries = prepare_for_metric(check_vectors(Q, dim=d, name="queries"), codec.metric)

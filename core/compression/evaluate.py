@@ -40,7 +40,6 @@ from embscope.core.compression.base import (
     ENCODE_BLOCK,
     Codec,
     ProgressFn,
-    _check_int,
     rerank_exact,
     sort_by_score,
 )
@@ -52,7 +51,8 @@ from embscope.core.geometry.isotropy import (
     isoscore_from_eigenvalues,
     moments,
 )
-from embscope.core.index import check_metric, check_vectors, exact_knn, prepare_for_metric
+from embscope.core.index import exact_knn
+from embscope.core.validation import check_int, check_metric, check_vectors, prepare_for_metric
 
 __all__ = [
     "CodecResult",
@@ -389,11 +389,11 @@ def _evaluate(
     X = check_vectors(X)
     metric = check_metric(metric)
     n, d = X.shape
-    n_queries = _check_int(n_queries, "n_queries", 1)
-    k = _check_int(k, "k", 1)
-    rescore = _check_int(rescore, "rescore", 1)
-    n_pairs = _check_int(n_pairs, "n_pairs", 10)
-    seed = _check_int(seed, "seed", 0)
+    n_queries = check_int(n_queries, "n_queries", low=1)
+    k = check_int(k, "k", low=1)
+    rescore = check_int(rescore, "rescore", low=1)
+    n_pairs = check_int(n_pairs, "n_pairs", low=10)
+    seed = check_int(seed, "seed", low=0)
     if n < (4 if held_out else 3):
         raise InvalidInputError(f"comparing codecs needs at least a few vectors, got {n}")
     warnings: list[str] = []

@@ -34,13 +34,12 @@ from threadpoolctl import threadpool_limits
 
 from embscope.core.compression.base import (
     Codec,
-    _check_int,
     dense_pair_similarity,
     dense_similarity,
 )
 from embscope.core.compression.reducers import principal_basis, subspace_query
 from embscope.core.errors import InvalidInputError
-from embscope.core.index import check_vectors
+from embscope.core.validation import check_int, check_vectors
 
 __all__ = [
     "BinaryCodec",
@@ -275,7 +274,7 @@ def lvq_decode(
 
 
 def _check_bits(bits: Any, what: str) -> int:
-    return _check_int(bits, f"{what} bits", 1, 8)
+    return check_int(bits, f"{what} bits", low=1, high=8)
 
 
 class LVQCodec(Codec):
@@ -338,7 +337,7 @@ class LeanVecCodec(Codec):
 
     def __init__(self, dims: int, primary_bits: int = 4, secondary_bits: int | None = 8) -> None:
         super().__init__()
-        self.dims = _check_int(dims, "LeanVec dimensions", 1)
+        self.dims = check_int(dims, "LeanVec dimensions", low=1)
         self.primary_bits = _check_bits(primary_bits, "LeanVec primary")
         self.secondary_bits = (
             None if secondary_bits is None else _check_bits(secondary_bits, "LeanVec secondary")
@@ -623,10 +622,10 @@ class PQCodec(Codec):
         self, m: int, *, iterations: int = 12, max_train: int = 12_800, seed: int = 0
     ) -> None:
         super().__init__()
-        self.m = _check_int(m, "PQ sub-spaces m", 1)
-        self.iterations = _check_int(iterations, "PQ iterations", 1)
-        self.max_train = _check_int(max_train, "PQ max_train", _PQ_CENTROIDS)
-        self.seed = _check_int(seed, "seed", 0)
+        self.m = check_int(m, "PQ sub-spaces m", low=1)
+        self.iterations = check_int(iterations, "PQ iterations", low=1)
+        self.max_train = check_int(max_train, "PQ max_train", low=_PQ_CENTROIDS)
+        self.seed = check_int(seed, "seed", low=0)
 
     @property
     def spec(self) -> str:

@@ -25,12 +25,11 @@ import scipy.fft
 
 from embscope.core.compression.base import (
     Codec,
-    _check_int,
     dense_pair_similarity,
     dense_similarity,
 )
 from embscope.core.errors import InvalidInputError
-from embscope.core.index import normalise_rows
+from embscope.core.validation import check_int, normalise_rows
 
 __all__ = [
     "DCTCodec",
@@ -97,7 +96,7 @@ class _Reducer(Codec):
 
     def __init__(self, k: int) -> None:
         super().__init__()
-        self.k = _check_int(k, "the number of kept dimensions", 1)
+        self.k = check_int(k, "the number of kept dimensions", low=1)
 
     def _check_data(self, n: int, d: int) -> None:
         if self.k > d:
@@ -198,7 +197,7 @@ class RandomProjectionCodec(_Reducer):
 
     def __init__(self, k: int, *, seed: int = 0) -> None:
         super().__init__(k)
-        self.seed = _check_int(seed, "seed", 0)
+        self.seed = check_int(seed, "seed", low=0)
 
     @property
     def spec(self) -> str:

@@ -18,9 +18,9 @@ import numpy as np
 from embscope.core.compression.codecs import as_codec, default_codecs
 from embscope.core.compression.evaluate import CodecResult, CompressionReport, evaluate_codecs
 from embscope.core.errors import InvalidInputError
-from embscope.core.index import check_metric
 from embscope.core.progress import ProgressFn
 from embscope.core.store import Store, fingerprint_arrays
+from embscope.core.validation import check_metric
 
 __all__ = ["KIND", "compression_key", "get_or_evaluate", "load_report", "resolve_specs"]
 

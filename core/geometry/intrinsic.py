@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from embscope.core.errors import InvalidInputError
-from embscope.core.index import check_vectors
+from embscope.core.validation import check_int, check_vectors
 
 __all__ = [
     "BLAS_THREADS",
@@ -539,12 +539,6 @@ def _squared_distances(P: np.ndarray) -> np.ndarray:
     return D2
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def dse_default_sigma(X: Any, *, max_n: int = DSE_MAX_N, seed: int = 0) -> float:
     """The default DSE bandwidth: half the median pairwise distance.
 
@@ -561,7 +555,7 @@ def dse_default_sigma(X: Any, *, max_n: int = DSE_MAX_N, seed: int = 0) -> float
         Positive; NaN if all sampled points are identical.
     """
     X = check_vectors(X)
-    max_n = _check_int("max_n", max_n, 2)
+    max_n = check_int(max_n, "max_n", low=2)
     P = X[_sample_rows(X.shape[0], max_n, seed)].astype(np.float64)
     return _default_sigma(_squared_distances(P))
 
@@ -617,8 +611,8 @@ def diffusion_spectral_entropy(
         On bad ``X``, a non-positive ``sigma``, ``t < 1`` or ``max_n < 2``.
     """
     X = check_vectors(X)
-    t = _check_int("t", t, 1)
-    max_n = _check_int("max_n", max_n, 2)
+    t = check_int(t, "t", low=1)
+    max_n = check_int(max_n, "max_n", low=2)
     if sigma is not None:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
             raise InvalidInputError(f"sigma must be a positive number, got {sigma!r}")

@@ -29,7 +29,7 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.geometry.intrinsic import limit_blas_threads
-from embscope.core.index import check_vectors
+from embscope.core.validation import check_vectors
 
 __all__ = [
     "Moments",

@@ -14,7 +14,7 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.geometry.isotropy import moments
-from embscope.core.index import check_vectors
+from embscope.core.validation import check_vectors
 
 __all__ = ["POSTPROCESSORS", "all_but_the_top", "mean_centre", "whiten"]
 

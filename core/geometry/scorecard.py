@@ -46,8 +46,9 @@ from embscope.core.geometry.isotropy import (
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
 )
-from embscope.core.index import ProgressFn, check_k, check_metric, check_vectors, normalise_rows
+from embscope.core.progress import ProgressFn
 from embscope.core.progress import stage as _stage
+from embscope.core.validation import check_k, check_metric, check_vectors, normalise_rows
 
 if TYPE_CHECKING:
     from embscope.core.graph import KnnGraph

@@ -108,6 +108,7 @@ from scipy.special import ive
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph
 from embscope.core.progress import ProgressFn
+from embscope.core.validation import check_int
 
 __all__ = [
     "AUTO_TAU_GRID",
@@ -242,15 +243,6 @@ class _Part:
 # -- validation -------------------------------------------------------------------------------
 
 
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInputError(f"{name} must be {bounds}, got {value}")
-    return int(value)
-
-
 def _check_graph(graph: Any, knn: Any) -> tuple[KnnGraph, int]:
     if not isinstance(graph, KnnGraph):
         raise InvalidInputError(
@@ -260,7 +252,7 @@ def _check_graph(graph: Any, knn: Any) -> tuple[KnnGraph, int]:
     n = graph.n
     if n < 3:
         raise InvalidInputError(f"heat-geodesic needs at least 3 points, got {n}")
-    knn = _check_int(knn, "knn", 1)
+    knn = check_int(knn, "knn", low=1)
     if knn > graph.k:
         raise InvalidInputError(
             f"knn = {knn} needs a graph of at least {knn} neighbours per point; this one has "
@@ -302,7 +294,7 @@ def _check_sigma(sigma: Any) -> float:
 
 
 def _check_order(order: Any) -> int | None:
-    return None if order is None else _check_int(order, "order", 2, 100_000)
+    return None if order is None else check_int(order, "order", low=2, high=100_000)
 
 
 def _check_progress(progress: Any) -> ProgressFn | None:
@@ -775,14 +767,14 @@ def heat_geodesic_distances(
     fixed_tau = _check_tau(tau)
     order = _check_order(order)
     sigma = _check_sigma(sigma)
-    seed = _check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", low=0)
     progress = _check_progress(progress)
     n = graph.n
     if landmarks is None:
         land = None
         count = n
     elif isinstance(landmarks, (int, np.integer)) and not isinstance(landmarks, bool):
-        count = min(_check_int(landmarks, "landmarks", 1), n)
+        count = min(check_int(landmarks, "landmarks", low=1), n)
         land = None
     else:
         try:
@@ -1144,10 +1136,10 @@ def heatgeo_embedding(
     sigma = _check_sigma(sigma)
     order = _check_order(order)
     if n_landmarks is not None:
-        n_landmarks = _check_int(n_landmarks, "n_landmarks", dims + 1)
+        n_landmarks = check_int(n_landmarks, "n_landmarks", low=dims + 1)
     if not isinstance(complete, (bool, np.bool_)):
         raise InvalidInputError(f"complete must be True or False, got {complete!r}")
-    seed = _check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", low=0)
     progress = _check_progress(progress)
     n = graph.n
     report = _Progress(progress, "heat-geodesic layout")

@@ -46,8 +46,9 @@ from numba import njit
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
-from embscope.core.index import ProgressFn, check_vectors, prepare_for_metric
+from embscope.core.progress import ProgressFn
 from embscope.core.projections.pca import pca_layout
+from embscope.core.validation import check_number, check_vectors, prepare_for_metric
 
 __all__ = [
     "DEFAULT_SAMPLES_PER_POINT",
@@ -579,13 +580,10 @@ def default_samples(n: int, samples_per_point: float | None = None) -> int:
 
 
 def _check_positive(name: str, value: Any, *, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
-    if not math.isfinite(float(value)) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
-    if integer and float(value) != int(value):
+    number = check_number(value, name, low=0, low_open=True)
+    if integer and number != int(number):
         raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _check_graph(graph: Any) -> None:

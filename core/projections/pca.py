@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from embscope.core.errors import InvalidInputError
-from embscope.core.index import check_vectors
+from embscope.core.validation import check_vectors
 
 __all__ = ["pca_layout"]
 

@@ -39,7 +39,8 @@ from scipy.stats import rankdata
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
-from embscope.core.index import ProgressFn, check_vectors, normalise_rows
+from embscope.core.progress import ProgressFn
+from embscope.core.validation import check_int, check_vectors, normalise_rows
 
 __all__ = [
     "DEFAULT_SAMPLE",
@@ -118,14 +119,6 @@ class ProjectionQuality:
 # -- validation -----------------------------------------------------------------------------
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
-    if value < low:
-        raise InvalidInputError(f"{name} must be at least {low}, got {value}")
-    return int(value)
-
-
 def _check_labels(labels: Any, n: int) -> np.ndarray:
     """Labels as integer codes 0..C-1 in sorted label order (scikit-learn's ``classes_``)."""
     arr = np.asarray(labels)
@@ -167,8 +160,8 @@ def _sample_rows(n: int, sample: Any, seed: Any) -> np.ndarray:
     if sample is None or (not isinstance(sample, bool) and isinstance(sample, (int, np.integer))
                           and sample >= n):  # fmt: skip
         return np.arange(n)
-    sample = _check_int(sample, "sample", 1)
-    seed = _check_int(seed, "seed", 0)
+    sample = check_int(sample, "sample", low=1)
+    seed = check_int(seed, "seed", low=0)
     return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
 
 
@@ -326,7 +319,7 @@ def projection_quality(
             f"the layout has {n} points but the graph has {graph.n}: score a layout against "
             "the graph of the same dataset"
         )
-    k = _check_int(k, "k", 1)
+    k = check_int(k, "k", low=1)
     if k >= n / 2:
         raise InvalidInputError(
             f"k = {k} must be below half the number of points ({n}): use a smaller k"

@@ -21,9 +21,9 @@ import pandas as pd
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
-from embscope.core.index import check_metric
 from embscope.core.progress import ProgressFn, check_cancel, stage
 from embscope.core.store import DatasetInfo, Store, fingerprint_arrays
+from embscope.core.validation import check_metric, check_seed
 
 __all__ = [
     "KIND",
@@ -195,12 +195,6 @@ def _check_dims(dims: Any) -> int:
     return int(dims)
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def projection_fingerprint(
     info: DatasetInfo,
     *,
@@ -234,7 +228,7 @@ def _request(
     info = store.get_dataset(dataset_id)
     metric = default_metric(info) if metric is None else check_metric(metric)
     full = resolve_params(method, params)
-    dims, seed = _check_dims(dims), _check_seed(seed)
+    dims, seed = _check_dims(dims), check_seed(seed)
     if info.n < 4:
         raise InvalidInputError(
             f"dataset {info.name!r} has {info.n} items: a projection needs at least 4"

@@ -56,7 +56,7 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
-from embscope.core.index import ProgressFn
+from embscope.core.progress import ProgressFn
 
 __all__ = ["UMAP_N_NEIGHBORS", "GraphNotUsedError", "default_epochs", "umap_layout", "warm_up"]
 

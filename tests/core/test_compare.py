@@ -22,9 +22,10 @@ from embscope.core.compare import (
 from embscope.core.errors import DatasetNotFoundError, InvalidInputError, OperationCancelled
 from embscope.core.geometry.intrinsic import limit_blas_threads
 from embscope.core.graph import build_knn_graph, find_graph, get_or_build_graph
-from embscope.core.index import exact_knn, prepare_for_metric
+from embscope.core.index import exact_knn
 from embscope.core.ingest import from_arrays
 from embscope.core.store import Store
+from embscope.core.validation import prepare_for_metric
 
 
 @pytest.fixture(autouse=True, scope="module")

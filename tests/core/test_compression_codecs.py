@@ -28,7 +28,7 @@ from embscope.core.compression import (
 )
 from embscope.core.compression.quantisers import pack_bits, unpack_bits
 from embscope.core.errors import InvalidInputError
-from embscope.core.index import normalise_rows
+from embscope.core.validation import normalise_rows
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
