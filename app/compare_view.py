@@ -11,12 +11,12 @@ import streamlit as st
 from embscope.app import figures, share, widgets
 from embscope.app import projections_view as pview
 from embscope.app.cache import (
-    get_store,
     id_row_map,
     pca_layout_of,
     projection_coords,
     shared_item_count,
 )
+from embscope.app.runtime import get_store
 from embscope.core import compare
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo

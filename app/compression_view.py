@@ -10,7 +10,8 @@ import streamlit as st
 from embscope.app import compare_view, figures, neighbours_view, share, state, widgets
 from embscope.app import projections_view as pview
 from embscope.app.access import read_only, require_writable
-from embscope.app.cache import get_store, id_row_map
+from embscope.app.cache import id_row_map
+from embscope.app.runtime import get_store
 from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from embscope.core.compression import runs as crun
 from embscope.core.errors import InvalidInputError

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import access, neighbours_view, state, widgets
-from embscope.app.cache import get_neighbour_service, get_store, inspect_upload
+from embscope.app.cache import inspect_upload
+from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.uploads import save_upload
 from embscope.core.demo_store import load_demo_datasets
 from embscope.core.errors import InvalidInputError

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import figures, widgets
-from embscope.app.cache import get_neighbour_service
+from embscope.app.runtime import get_neighbour_service
 from embscope.core.diagnostics_runs import (
     DIAGNOSTIC_EFS,
     ORDER_SAMPLE,

@@ -13,12 +13,11 @@ import streamlit as st
 from embscope.app import figures, neighbours_view, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import (
-    get_neighbour_service,
-    get_store,
     hover_texts,
     isotropy_before_after,
     pca_layout_of,
 )
+from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.core.derive import save_derived_dataset
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import share, state, widgets
-from embscope.app.cache import get_neighbour_service, get_store
+from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.ingest import MAX_QUERY_VECTOR_BYTES, read_query_vector
 from embscope.core.neighbours import DEFAULT_EF, Query, QueryComparison
@@ -319,8 +319,6 @@ def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str =
     """Build a new dataset's default index as a background job (lower priority, shared by
     every session), so its first query neither builds it inside the request nor slows
     everyone else's queries while it does."""
-    from embscope.app.cache import get_job_runner
-
     service = get_neighbour_service()
     if service.has_index(info.id, metric=metric, backend=backend):
         return
@@ -339,8 +337,6 @@ def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str =
 
 
 def _index_job_active(info: DatasetInfo, metric: str, backend: str) -> bool:
-    from embscope.app.cache import get_job_runner
-
     fp = get_neighbour_service().index_fingerprint(info.id, metric=metric, backend=backend)
     status = get_job_runner().status(fp)
     return status is not None and status.active

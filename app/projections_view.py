@@ -11,14 +11,12 @@ import streamlit as st
 
 from embscope.app import figures, share, state, widgets
 from embscope.app.cache import (
-    get_job_runner,
-    get_neighbour_service,
-    get_store,
     hover_labels,
     id_row_map,
     metadata_column,
     projection_coords,
 )
+from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.projections import runs

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from embscope.app import state
-from embscope.app.cache import get_store
+from embscope.app.runtime import get_job_runner, get_store
 from embscope.core.errors import InvalidInputError
 from embscope.core.store import DatasetInfo
 
@@ -90,8 +90,6 @@ def _picker_changed() -> None:
 def job_panel(key: str) -> None:
     """A running background job's progress bar and Cancel button, refreshed every second;
     when the job ends the whole page reruns (and shows its stored result)."""
-    from embscope.app.cache import get_job_runner
-
     status = get_job_runner().status(key)
     if status is None or not status.active:
         st.rerun(scope="app")
@@ -134,8 +132,6 @@ def result_or_job(
     submitted to the process's job runner with ``job`` (kind, label, dataset_id, params,
     serial) when the button is clicked, or at once with ``start_now``.
     """
-    from embscope.app.cache import get_job_runner
-
     found = load(key)
     if found is not None:
         return found
@@ -157,8 +153,6 @@ def jobs_sidebar() -> None:
     """Background jobs of every session, in the sidebar: running ones with their progress
     (refreshed while any runs), and ones the last server stop interrupted (they can be
     started again from their page)."""
-    from embscope.app.cache import get_job_runner
-
     jobs = get_job_runner().jobs()
     running = any(j.active for j in jobs)
     interrupted = [j for j in jobs if j.state == "interrupted"]
@@ -175,8 +169,6 @@ def jobs_sidebar() -> None:
 def _running_jobs() -> None:
     # Only this part of the sidebar reruns, from the runner's memory: the progress moves
     # while the page is read, and a job that ends leaves a line saying so until the next run.
-    from embscope.app.cache import get_job_runner
-
     active = get_job_runner().live()
     if not active:
         st.caption("Background jobs: all finished")

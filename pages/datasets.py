@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from embscope.app import dataset_forms, share, state, widgets
-from embscope.app.cache import get_store
+from embscope.app.runtime import get_store
 
 widgets.page_header("Datasets")
 share.write("datasets", {})  # the link to this page names the current dataset

@@ -9,6 +9,16 @@ import pytest
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
 
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """Each test gets its own store, neighbour service and job runner (app.runtime keeps
+    them for the process): those a test made are shut down and closed after it."""
+    yield
+    from embscope.app import runtime
+
+    runtime.reset()
+
+
 @pytest.fixture
 def db(tmp_path, monkeypatch) -> Path:
     """A fresh database file that the app under test (AppTest) opens through $EMBSCOPE_DB."""
@@ -20,7 +30,7 @@ def db(tmp_path, monkeypatch) -> Path:
 def assert_index_built_in_background(dataset_id: int, *, metric: str = "cosine") -> None:
     """A dataset saved from a page gets its default index from a background job (so its first
     query does not build it): the job exists, finishes, and the index is there."""
-    from embscope.app.cache import get_job_runner, get_neighbour_service
+    from embscope.app.runtime import get_job_runner, get_neighbour_service
 
     service = get_neighbour_service()
     job = get_job_runner().get(service.index_fingerprint(dataset_id, metric=metric))

@@ -56,7 +56,7 @@ def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     at.run()
     assert not at.exception
     assert any("Saved gm" in s.value and "int8" in s.value for s in at.success)
-    from embscope.app.cache import get_store  # the page holds the database open: share it
+    from embscope.app.runtime import get_store  # the page holds the database open: share it
 
     [copy] = [d for d in get_store().list_datasets() if "int8" in d.name]
     assert_index_built_in_background(copy.id)

@@ -35,8 +35,8 @@ def _npy_bytes(X: np.ndarray) -> bytes:
 
 
 def _open_store(db: Path) -> Store:
-    # The page holds the database open through st.cache_resource; share it.
-    from embscope.app.cache import get_store
+    # The page holds the database open (app.runtime's process-wide store); share it.
+    from embscope.app.runtime import get_store
 
     return get_store()
 

@@ -98,7 +98,7 @@ def test_compare_and_postprocess_save(db):
     assert float(before_after.loc["Average cosine"].iloc[0]) > 0.3
     _key(at.button, "geometry.save_derived").click().run()
     assert not at.exception
-    from embscope.app.cache import get_store  # the page holds the database open: share it
+    from embscope.app.runtime import get_store  # the page holds the database open: share it
 
     [derived] = [d for d in get_store().list_datasets() if d.name == "first · mean_centre"]
     assert_index_built_in_background(derived.id)

@@ -216,7 +216,7 @@ def test_category_groups_draw_every_point_including_missing_values():
 def test_sidebar_shows_every_sessions_running_jobs_with_their_progress(db):
     import threading
 
-    from embscope.app.cache import get_job_runner
+    from embscope.app.runtime import get_job_runner
 
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.run()

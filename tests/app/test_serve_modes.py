@@ -89,7 +89,7 @@ def test_read_only_empty_database_offers_no_demo_loading(db, monkeypatch):
     assert not at.exception
     assert "Load the demo datasets" not in _labels(at)
     assert any("read-only demo" in i.value for i in at.info)
-    from embscope.app.cache import get_store
+    from embscope.app.runtime import get_store
 
     assert get_store().list_datasets() == []
 
@@ -126,7 +126,7 @@ def test_read_only_actions_refuse_even_when_drawn(db, drawn_but_read_only):
     at.file_uploader[0].set_value(("x.npy", b"not read", "application/octet-stream"))
     at.run()
     assert any("cannot accept uploads" in e.value for e in at.error)
-    from embscope.app.cache import get_store
+    from embscope.app.runtime import get_store
 
     assert [d.name for d in get_store().list_datasets()] == ["alpha"]
 
@@ -136,7 +136,7 @@ def test_read_only_demo_loading_refuses_even_when_drawn(db, drawn_but_read_only)
     [b for b in at.button if b.label == "Load the demo datasets"][0].click()
     at.run()
     assert any("cannot load the demo datasets" in e.value for e in at.error)
-    from embscope.app.cache import get_store
+    from embscope.app.runtime import get_store
 
     assert get_store().list_datasets() == []
 
@@ -358,13 +358,13 @@ def test_serve_help_describes_the_modes(capsys):
 def test_warm_up_freezes_the_long_lived_heap_out_of_full_collections(monkeypatch, capsys):
     import gc
 
-    from embscope.app import cache
+    from embscope.app import runtime
     from embscope.core.projections import runs
 
     monkeypatch.setattr(runs, "warm_up", lambda: None)  # the compiling itself: tests elsewhere
     assert gc.get_freeze_count() == 0
     try:
-        cache._warm_up_projections()
+        runtime.warm_up_projections()
         assert gc.get_freeze_count() > 10_000  # modules, numpy, pandas, streamlit, ...
         assert "embscope: projection methods ready" in capsys.readouterr().err
     finally:
