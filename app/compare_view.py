@@ -17,6 +17,7 @@ from embscope.app.cache import (
     shared_item_count,
 )
 from embscope.app.runtime import get_store
+from embscope.app.text import md_escape
 from embscope.core import compare
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
@@ -122,8 +123,8 @@ def _matching_note(info: DatasetInfo, other: DatasetInfo, shared: int) -> bool:
     False when a comparison cannot run."""
     if shared < compare.MIN_MATCHED:
         st.warning(
-            f"{widgets.md_escape(other.name)} shares {shared:,} item"
-            f"{'' if shared == 1 else 's'} with {widgets.md_escape(info.name)} (items are "
+            f"{md_escape(other.name)} shares {shared:,} item"
+            f"{'' if shared == 1 else 's'} with {md_escape(info.name)} (items are "
             f"matched by id; a comparison needs at least {compare.MIN_MATCHED}). Choose a "
             "dataset of the same items, stored with the same id column.",
             icon=":material/link_off:",
@@ -212,9 +213,9 @@ def summary(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparis
     cols[4].metric(f"Chance overlap@{k}", f"{result.chance_overlap:.4f}")
     extra = []
     if result.only_a:
-        extra.append(f"{result.only_a:,} items only in {widgets.md_escape(info.name)}")
+        extra.append(f"{result.only_a:,} items only in {md_escape(info.name)}")
     if result.only_b:
-        extra.append(f"{result.only_b:,} only in {widgets.md_escape(other.name)}")
+        extra.append(f"{result.only_b:,} only in {md_escape(other.name)}")
     st.caption(
         f"{result.matched:,} items matched by id"
         + (f" ({'; '.join(extra)})" if extra else " (all of them)")
@@ -256,7 +257,7 @@ def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
     if st.session_state.get(key) not in options:  # first visit, or a layout since replaced
         st.session_state[key] = options[1] if stored else PCA_CHOICE
     pick = st.selectbox(
-        f"Layout of {widgets.md_escape(info.name)}",
+        f"Layout of {md_escape(info.name)}",
         options,
         format_func=lambda o: o if o == PCA_CHOICE else stored[o].label,
         key=key,

@@ -12,6 +12,7 @@ from embscope.app import projections_view as pview
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import id_row_map
 from embscope.app.runtime import get_store
+from embscope.app.text import md_escape
 from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from embscope.core.compression import runs as crun
 from embscope.core.errors import InvalidInputError
@@ -60,7 +61,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
         try:
             codec = as_codec(text)
         except InvalidInputError as exc:
-            link.ignore("codecs", text, widgets.md_escape(exc))
+            link.ignore("codecs", text, md_escape(exc))
             continue
         if metric not in codec.metrics:
             link.ignore("codecs", text, f"it cannot serve the {metric} metric")

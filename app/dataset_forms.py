@@ -16,6 +16,7 @@ import streamlit as st
 from embscope.app import access, neighbours_view, state, widgets
 from embscope.app.cache import inspect_upload
 from embscope.app.runtime import get_neighbour_service, get_store
+from embscope.app.text import md_escape
 from embscope.app.uploads import save_upload
 from embscope.core.demo_store import load_demo_datasets
 from embscope.core.errors import InvalidInputError
@@ -81,7 +82,7 @@ def _show_inspection(inspection: Any) -> None:
     in_vector = set(inspection.default_vector_columns) | set(inspection.vector_candidates[:1])
     cols[3].metric("Metadata columns", len([c for c in inspection.columns if c not in in_vector]))
     for warning in inspection.warnings:
-        st.warning(widgets.md_escape(warning))
+        st.warning(md_escape(warning))
     st.caption("Preview (first rows)")
     st.dataframe(inspection.preview, hide_index=True, width="stretch")
 
@@ -210,12 +211,12 @@ def catalog_section(current: DatasetInfo | None) -> None:
     )
     if current is None:
         return
-    st.markdown(f"#### {widgets.md_escape(current.name)}")
+    st.markdown(f"#### {md_escape(current.name)}")
     st.caption(
-        f"Dataset {current.id} · {current.n:,} × {current.dim} · from {widgets.md_escape(current.source)}"
+        f"Dataset {current.id} · {current.n:,} × {current.dim} · from {md_escape(current.source)}"
     )
     for warning in current.warnings:
-        st.warning(widgets.md_escape(warning))
+        st.warning(md_escape(warning))
     with st.expander("Metadata (first 200 rows)", expanded=True):
         meta = get_store().load_metadata(current.id, limit=200)
         if meta.shape[1] == 0:
@@ -257,7 +258,7 @@ def _clear_pending_delete() -> None:
 @st.dialog("Delete this dataset?", on_dismiss=_clear_pending_delete)
 def _confirm_delete(current: DatasetInfo) -> None:
     st.markdown(
-        f"**{widgets.md_escape(current.name)}** ({current.n:,} × {current.dim}) and everything computed "
+        f"**{md_escape(current.name)}** ({current.n:,} × {current.dim}) and everything computed "
         "from it will be deleted. This cannot be undone."
     )
     yes, no = st.columns(2)

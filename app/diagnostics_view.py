@@ -9,6 +9,7 @@ import streamlit as st
 
 from embscope.app import figures, widgets
 from embscope.app.runtime import get_neighbour_service
+from embscope.app.text import md_escape
 from embscope.core.diagnostics_runs import (
     DIAGNOSTIC_EFS,
     ORDER_SAMPLE,
@@ -98,7 +99,7 @@ def _order(info: DatasetInfo, metric: str) -> None:
         return
     st.plotly_chart(figures.order_figure(result), key="diagnostics.order_plot")
     for order, why in result.skipped.items():
-        st.caption(f"{figures.ORDER_LABELS.get(order, order)} skipped: {widgets.md_escape(why)}")
+        st.caption(f"{figures.ORDER_LABELS.get(order, order)} skipped: {md_escape(why)}")
     rows = pd.DataFrame(result.to_rows())
     st.dataframe(rows[rows["label"].isna()].drop(columns=["label"]), hide_index=True)
     if result.label_values is not None:

@@ -18,6 +18,7 @@ from embscope.app.cache import (
     pca_layout_of,
 )
 from embscope.app.runtime import get_neighbour_service, get_store
+from embscope.app.text import md_escape
 from embscope.core.derive import save_derived_dataset
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
@@ -155,7 +156,7 @@ def show_scorecard(card: Scorecard) -> None:
     """Every score with its one-line explanation, grouped."""
     if card.notes:
         st.info(
-            "\n".join(f"- {widgets.md_escape(note)}" for note in card.notes),
+            "\n".join(f"- {md_escape(note)}" for note in card.notes),
             icon=":material/info:",
         )
     for group, keys in GROUPS.items():
@@ -165,7 +166,7 @@ def show_scorecard(card: Scorecard) -> None:
             cols[i % 4].metric(LABELS[key], fmt(card.values.get(key)), help=SCORES.get(key))
         with st.expander(f"What the {group.lower()} scores mean"):
             for key in keys:
-                st.markdown(f"- **{LABELS[key]}**: {widgets.md_escape(SCORES.get(key, ''))}")
+                st.markdown(f"- **{LABELS[key]}**: {md_escape(SCORES.get(key, ''))}")
 
 
 def plots(info: DatasetInfo, card: Scorecard) -> None:

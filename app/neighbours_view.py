@@ -13,6 +13,7 @@ import streamlit as st
 
 from embscope.app import share, state, widgets
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
+from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.ingest import MAX_QUERY_VECTOR_BYTES, read_query_vector
 from embscope.core.neighbours import DEFAULT_EF, Query, QueryComparison
@@ -59,12 +60,12 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
         try:
             service.row_of_id(info.id, item_id)
         except InvalidInputError:
-            link.ignore("id", item_id, f"no item of {widgets.md_escape(info.name)} has this id")
+            link.ignore("id", item_id, f"no item of {md_escape(info.name)} has this id")
             item_id = None
     if text is not None:
         ok, reason = service.text_status(info.id)
         if not ok:
-            link.ignore("text", text, widgets.md_escape(reason))
+            link.ignore("text", text, md_escape(reason))
             text = None
     if row is not None:
         st.session_state["neighbours.item_how"] = "row"
@@ -244,10 +245,10 @@ def _vector_tab(info: DatasetInfo) -> None:
 def _text_tab(info: DatasetInfo) -> None:
     ok, reason = get_neighbour_service().text_status(info.id)
     if not ok:
-        st.info(widgets.md_escape(reason), icon=":material/info:")
+        st.info(md_escape(reason), icon=":material/info:")
         return
     st.caption(
-        f"The text is embedded with {widgets.md_escape(info.info.get('model'))}, "
+        f"The text is embedded with {md_escape(info.info.get('model'))}, "
         "the model this dataset was embedded with (run offline with onnxruntime)."
     )
     text = st.text_input("Text", key="neighbours.text", placeholder="open a zip archive")
@@ -364,7 +365,7 @@ def show_answer(info: DatasetInfo, query: Query, comparison: QueryComparison) ->
     """Both answers side by side, with recall@k and the two latencies."""
     approx, exact = comparison.approximate, comparison.exact
     k = len(exact.rows)
-    st.markdown(f"**Query:** {widgets.md_escape(query.description)}")
+    st.markdown(f"**Query:** {md_escape(query.description)}")
     cols = st.columns(3)
     cols[0].metric(
         f"recall@{k}",

@@ -17,6 +17,7 @@ from embscope.app.cache import (
     projection_coords,
 )
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
+from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.projections import runs
@@ -78,7 +79,7 @@ def _rows_of_ids(info: DatasetInfo, link: share.Link) -> list[int] | None:
     rows = pd.Index(get_neighbour_service().ids(info.id)).get_indexer(wanted)
     for item, row in zip(wanted, rows, strict=True):
         if row < 0:
-            link.ignore("item", item, f"no item of {widgets.md_escape(info.name)} has this id")
+            link.ignore("item", item, f"no item of {md_escape(info.name)} has this id")
     found = [int(r) for r in rows if r >= 0]
     return found or None
 
@@ -294,8 +295,7 @@ def other_jobs(info: DatasetInfo, current_key: str | None) -> None:
     ]
     if active:
         st.caption(
-            "Also running: "
-            + "; ".join(f"{widgets.md_escape(s.label)} ({s.fraction:.0%})" for s in active)
+            "Also running: " + "; ".join(f"{md_escape(s.label)} ({s.fraction:.0%})" for s in active)
         )
 
 
@@ -596,9 +596,7 @@ def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
         return
     table = get_store().load_rows(info.id, answer.rows)
     table.insert(1, "distance", answer.distances)
-    st.markdown(
-        f"**Nearest neighbours of {widgets.md_escape(query.description)}** ({metric}, exact)"
-    )
+    st.markdown(f"**Nearest neighbours of {md_escape(query.description)}** ({metric}, exact)")
     st.dataframe(table, hide_index=True, width="stretch", height=240)
     if st.button("Open in Neighbours →", key="projections.open_neighbours"):
         neighbours_view.open_query(info, row)
@@ -678,9 +676,7 @@ def gallery(info: DatasetInfo) -> None:
     picked = (event.selection.rows or [None])[0] if event else None
     if picked is not None:
         p = projections[picked]
-        if st.button(
-            f"Open {widgets.md_escape(p.label)}", key=f"projections.gallery.open.{p.fingerprint}"
-        ):
+        if st.button(f"Open {md_escape(p.label)}", key=f"projections.gallery.open.{p.fingerprint}"):
             open_stored(info, p)
             st.rerun()
 

@@ -24,6 +24,7 @@ from typing import Any
 import streamlit as st
 
 from embscope.app import state
+from embscope.app.text import md_escape
 
 LAST_KEY = "share.last"
 INCOMING_KEY = "share.incoming"
@@ -46,8 +47,6 @@ Params = dict[str, list[str]]
 
 def _shown(value: object, limit: int = 40) -> str:
     """A value from a link as safe markdown text (escaped, shortened)."""
-    from embscope.app.widgets import md_escape
-
     text = str(value)
     return md_escape(text if len(text) <= limit else text[: limit - 1] + "…")
 

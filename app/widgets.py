@@ -1,32 +1,25 @@
-"""Widgets shared by every page: the dataset picker, progress, and error display."""
+"""Widgets shared by every page: the header, the dataset picker, progress, downloads and error
+display."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import streamlit as st
 
-from embscope.app import state
+from embscope.app import share, state
 from embscope.app.runtime import get_job_runner, get_store
-from embscope.core.errors import InvalidInputError
+from embscope.app.text import md_escape
+from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.store import DatasetInfo
 
 T = TypeVar("T")
 PICKER_KEY = "embscope.picker"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
-
-
-def md_escape(text: object) -> str:
-    """Escape text for Streamlit markdown so user text shows literally (no markup, no HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
 def page_header(title: str) -> None:
     """The page title with the Copy link button at its right, the same on every page."""
-    from embscope.app import share
-
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.title(title)
     with right:
@@ -39,8 +32,6 @@ def dataset_picker() -> DatasetInfo | None:
     It runs first on every full run, so it also notes whether the URL holds a share link
     to apply (:func:`app.share.begin_run`) and takes the link's ``dataset`` from it.
     """
-    from embscope.app import share
-
     share.begin_run()
     datasets = get_store().list_datasets()
     with st.sidebar:
@@ -69,7 +60,7 @@ def dataset_picker() -> DatasetInfo | None:
         return by_id[chosen]
 
 
-def _dataset_from_link(by_id: dict[int, DatasetInfo], link: Any) -> None:
+def _dataset_from_link(by_id: dict[int, DatasetInfo], link: share.Link) -> None:
     """A share link's ``?dataset=`` (an id, or a dataset's exact name) chooses the dataset."""
     wanted = link.raw("dataset")
     if wanted is None:
@@ -257,8 +248,6 @@ def run_with_progress(title: str, fn: Callable[[Callable[[float, str], bool]], T
     Returns ``fn``'s result, or None after showing an :class:`InvalidInputError` or a
     cancellation as an error in the status box.
     """
-    from embscope.core.errors import OperationCancelled
-
     with st.status(title, expanded=True) as status:
         bar = st.progress(0.0, text="starting")
 
