@@ -16,6 +16,7 @@ from embscope.app.cache import (
     projection_coords,
     shared_item_count,
 )
+from embscope.app.jobs import result_or_job
 from embscope.app.runtime import get_store
 from embscope.app.text import md_escape
 from embscope.core import compare
@@ -185,7 +186,7 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceCo
             store, info.id, other.id, k=k, metric=metric, progress=progress
         ).matched
 
-    return widgets.result_or_job(
+    return result_or_job(
         key,
         load=lambda fp: compare.load_comparison(store, fp),
         work=work,

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from embscope.app import compare_view, figures, neighbours_view, share, state, widgets
+from embscope.app import compare_view, figures, share, state, widgets
 from embscope.app import projections_view as pview
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import id_row_map
+from embscope.app.jobs import result_or_job, start_index_job
 from embscope.app.runtime import get_store
 from embscope.app.text import md_escape
 from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
@@ -156,7 +157,7 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]):
     def work(progress):
         return crun.get_or_evaluate(store, info.id, progress=progress, **options).k
 
-    return widgets.result_or_job(
+    return result_or_job(
         key,
         load=lambda fp: crun.load_report(store, fp),
         work=work,
@@ -299,7 +300,7 @@ def _save_copy(info: DatasetInfo, report: Any) -> None:
         except InvalidInputError as exc:
             widgets.show_error(exc)
         else:
-            neighbours_view.start_index_job(copy)  # ready for its first query
+            start_index_job(copy)  # ready for its first query
             state.flash("success", f"Saved {copy.name} ({copy.n:,} × {copy.dim}).")
             st.rerun()
 

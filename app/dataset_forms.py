@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from embscope.app import access, neighbours_view, state, widgets
+from embscope.app import access, state, widgets
 from embscope.app.cache import inspect_upload
+from embscope.app.jobs import start_index_job
 from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.app.uploads import save_upload
@@ -166,7 +167,7 @@ def _save_form(
         if path is not None:
             path.unlink(missing_ok=True)
     state.select_dataset(info.id)
-    neighbours_view.start_index_job(info)  # ready for the first query, built at low priority
+    start_index_job(info)  # ready for the first query, built at low priority
     state.put("upload_generation", _uploader_generation() + 1)
     state.flash("success", f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}.")
     for warning in done["parsed"].warnings:
@@ -298,7 +299,7 @@ def _load_demos() -> None:
             return
         status.update(label="Demo datasets loaded", state="complete")
     for info in added:
-        neighbours_view.start_index_job(info)  # in the background, at low priority
+        start_index_job(info)  # in the background, at low priority
     if added:
         state.select_dataset(added[0].id)
     state.flash("success", f"Loaded {len(added)} demo datasets.")

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, neighbours_view, share, state, widgets
+from embscope.app import figures, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import (
     hover_texts,
     isotropy_before_after,
     pca_layout_of,
 )
+from embscope.app.jobs import start_index_job
 from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.derive import save_derived_dataset
@@ -319,6 +320,6 @@ def postprocess(info: DatasetInfo) -> None:
         except InvalidInputError as exc:
             widgets.show_error(exc)
             return
-        neighbours_view.start_index_job(new)  # ready for its first query
+        start_index_job(new)  # ready for its first query
         state.flash("success", f"Saved dataset {new.id} {new.name!r}: pick it in the sidebar.")
         st.rerun()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from embscope.app import access, widgets
+from embscope.app import access, jobs, widgets
 from embscope.core.errors import InvalidInputError
 
 # The checkout: pages/ and assets/ live beside app/ (embscope is installed from it, editable).
@@ -107,7 +107,7 @@ def run() -> None:
         st.stop()
     try:
         widgets.dataset_picker()
-        widgets.jobs_sidebar()
+        jobs.jobs_sidebar()
         if access.read_only():
             st.sidebar.caption(":material/lock: Read-only demo: datasets cannot be changed here.")
     except InvalidInputError as exc:

@@ -12,20 +12,18 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import share, state, widgets
-from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
+from embscope.app.choices import backend_label, metric_label
+from embscope.app.jobs import index_job_active
+from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index import BACKENDS
 from embscope.core.ingest import MAX_QUERY_VECTOR_BYTES, read_query_vector
 from embscope.core.neighbours import DEFAULT_EF, Query, QueryComparison
 from embscope.core.store import DatasetInfo
+from embscope.core.validation import METRICS
 
 QUERY_KEY = "neighbours.query"
-BACKEND_LABELS = {
-    "hnsw": "HNSW (hnswlib)",
-    "exact": "Exact (brute force)",
-    "milvus": "Milvus (scale-out)",
-}
-METRIC_LABELS = {"cosine": "cosine", "l2": "Euclidean (l2)", "ip": "inner product"}
 FIND_BY = {"search": "searching its metadata", "id": "its id", "row": "its row"}
 TABS = {"row": "By item", "id": "By item", "vector": "By vector", "text": "By text"}
 MAX_TEXT_CHARS = 1_000
@@ -44,8 +42,8 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
         return
     for name, value in (
         ("k", link.integer("k", 1, _k_max(info))),
-        ("metric", link.choice("metric", METRIC_LABELS)),
-        ("backend", link.choice("backend", BACKEND_LABELS)),
+        ("metric", link.choice("metric", METRICS)),
+        ("backend", link.choice("backend", BACKENDS)),
         ("ef", link.integer("ef", 1, 500)),
         ("item_how", link.choice("find", FIND_BY)),
         ("search", link.text("search", max_chars=200)),
@@ -106,13 +104,11 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     k = cols[0].number_input(
         "k (neighbours)", min_value=1, max_value=_k_max(info), key="neighbours.k"
     )
-    metric = cols[1].selectbox(
-        "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="neighbours.metric"
-    )
+    metric = cols[1].selectbox("Metric", METRICS, format_func=metric_label, key="neighbours.metric")
     backend = cols[2].selectbox(
         "Index backend",
-        list(BACKEND_LABELS),
-        format_func=BACKEND_LABELS.get,
+        BACKENDS,
+        format_func=backend_label,
         key="neighbours.backend",
         help="HNSW is the default; Milvus is the scale-out backend (Milvus Lite beside the "
         "database, or the server in $EMBSCOPE_MILVUS_URI).",
@@ -296,51 +292,21 @@ def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryC
     try:
         query = _resolve(info, q)
         backend, metric = options["backend"], options["metric"]
-        if not service.has_index(info.id, metric=metric, backend=backend) and _index_job_active(
+        if not service.has_index(info.id, metric=metric, backend=backend) and index_job_active(
             info, metric, backend
         ):
             # Built in the background since the dataset was saved: wait for that build.
-            with st.spinner(f"The {BACKEND_LABELS[backend]} index is being built…"):
+            with st.spinner(f"The {backend_label(backend)} index is being built…"):
                 service.get_index(info.id, metric=metric, backend=backend)
         if not service.has_index(info.id, metric=metric, backend=backend):
             widgets.run_steps(
-                f"Building the {BACKEND_LABELS[backend]} index",
+                f"Building the {backend_label(backend)} index",
                 [(f"{info.n:,} vectors", lambda: _build(info, metric, backend))],
             )
         return query, service.compare(info.id, query, **options)
     except (InvalidInputError, OperationCancelled) as exc:
         widgets.show_error(exc)
         return None
-
-
-INDEX_JOB_KIND = "index"
-
-
-def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str = "hnsw") -> None:
-    """Build a new dataset's default index as a background job (lower priority, shared by
-    every session), so its first query neither builds it inside the request nor slows
-    everyone else's queries while it does."""
-    service = get_neighbour_service()
-    if service.has_index(info.id, metric=metric, backend=backend):
-        return
-
-    def work(progress):
-        service.get_index(info.id, metric=metric, backend=backend, progress=progress)
-
-    get_job_runner().submit(
-        service.index_fingerprint(info.id, metric=metric, backend=backend),
-        work,
-        kind=INDEX_JOB_KIND,
-        label=f"{BACKEND_LABELS[backend]} index of {info.name}",
-        dataset_id=info.id,
-        params={"metric": metric, "backend": backend},
-    )
-
-
-def _index_job_active(info: DatasetInfo, metric: str, backend: str) -> bool:
-    fp = get_neighbour_service().index_fingerprint(info.id, metric=metric, backend=backend)
-    status = get_job_runner().status(fp)
-    return status is not None and status.active
 
 
 def _build(info: DatasetInfo, metric: str, backend: str) -> None:
@@ -372,12 +338,12 @@ def show_answer(info: DatasetInfo, query: Query, comparison: QueryComparison) ->
         f"{comparison.recall:.3f}",
         help="Share of the exact k nearest neighbours the index found.",
     )
-    cols[1].metric(f"{BACKEND_LABELS[approx.backend]} latency", f"{approx.latency_ms:.2f} ms")
+    cols[1].metric(f"{backend_label(approx.backend)} latency", f"{approx.latency_ms:.2f} ms")
     cols[2].metric("Exact search latency", f"{exact.latency_ms:.2f} ms")
     left, right = st.columns(2)
     exact_rows = set(exact.rows.tolist())
     approx_rows = set(approx.rows.tolist())
-    left.markdown(f"**{BACKEND_LABELS[approx.backend]}**")
+    left.markdown(f"**{backend_label(approx.backend)}**")
     left.dataframe(
         _table(info, approx, exact_rows, "in exact"),
         hide_index=True,

@@ -16,6 +16,7 @@ from embscope.app.cache import (
     metadata_column,
     projection_coords,
 )
+from embscope.app.jobs import result_or_job
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
@@ -264,7 +265,7 @@ def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection
             metric=request["metric"], params=request["params"], progress=progress,
         ).fingerprint  # fmt: skip
 
-    return widgets.result_or_job(
+    return result_or_job(
         key,
         # the coordinates are read once, by projection_coords
         load=lambda fp: runs.load_projection(store, fp, with_coords=False),

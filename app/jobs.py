@@ -1,0 +1,145 @@
+"""Background jobs on a page: a job's progress with Cancel, a stored result or its job or a
+start button, the sidebar list of every session's jobs, and a new dataset's index built as a
+job. The jobs themselves run on the process's :class:`core.jobs.JobRunner`
+(:func:`app.runtime.get_job_runner`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from embscope.app.choices import backend_label
+from embscope.app.runtime import get_job_runner, get_neighbour_service
+from embscope.app.text import md_escape
+from embscope.app.widgets import show_error
+from embscope.core.store import DatasetInfo
+
+T = TypeVar("T")
+
+
+@st.fragment(run_every=1.0)
+def job_panel(key: str) -> None:
+    """A running background job's progress bar and Cancel button, refreshed every second;
+    when the job ends the whole page reruns (and shows its stored result)."""
+    status = get_job_runner().status(key)
+    if status is None or not status.active:
+        st.rerun(scope="app")
+    cols = st.columns([6, 1])
+    cols[0].progress(
+        min(max(status.fraction, 0.0), 1.0),
+        text=f"{md_escape(status.label)}: {md_escape(status.message)}"
+        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
+    )
+    if cols[1].button("Cancel", key=f"job.cancel.{key}"):
+        get_job_runner().cancel(key)
+
+
+def last_run_notice(status: Any) -> None:
+    """Say how the last run of a job that left no result ended (failed, cancelled...)."""
+    if status is None or status.active or status.state == "done":
+        return
+    if status.state == "failed":
+        show_error(f"The last run failed: {status.error or 'unknown error'}")
+    elif status.state == "interrupted":
+        st.warning("The last run was interrupted (the server stopped while it ran).")
+    else:
+        st.warning("The last run was cancelled.")
+
+
+def result_or_job(
+    key: str,
+    *,
+    load: Callable[[str], T | None],
+    work: Callable[[Callable[[float, str], bool]], Any],
+    job: dict[str, Any],
+    button: str,
+    button_key: str,
+    start_now: bool = False,
+    caption: str = "",
+) -> T | None:
+    """The stored result for ``key``; else its running job's progress; else a start button.
+
+    ``load(key)`` reads the stored result. ``work(progress)`` computes and stores it; it is
+    submitted to the process's job runner with ``job`` (kind, label, dataset_id, params,
+    serial) when the button is clicked, or at once with ``start_now``.
+    """
+    found = load(key)
+    if found is not None:
+        return found
+    runner = get_job_runner()
+    status = runner.status(key)
+    if status is not None and status.active:
+        job_panel(key)
+        return None
+    last_run_notice(status)
+    if start_now or st.button(button, type="primary", key=button_key):
+        runner.submit(key, work, **job)
+        st.rerun()
+    if caption:
+        st.caption(caption)
+    return None
+
+
+def jobs_sidebar() -> None:
+    """Background jobs of every session, in the sidebar: running ones with their progress
+    (refreshed while any runs), and ones the last server stop interrupted (they can be
+    started again from their page)."""
+    jobs = get_job_runner().jobs()
+    running = any(j.active for j in jobs)
+    interrupted = [j for j in jobs if j.state == "interrupted"]
+    if not running and not interrupted:
+        return
+    with st.sidebar:
+        if running:
+            _running_jobs()
+        for job in interrupted[:3]:
+            st.caption(f":orange[interrupted:] {md_escape(job.label)}")
+
+
+@st.fragment(run_every=1.5)
+def _running_jobs() -> None:
+    # Only this part of the sidebar reruns, from the runner's memory: the progress moves
+    # while the page is read, and a job that ends leaves a line saying so until the next run.
+    active = get_job_runner().live()
+    if not active:
+        st.caption("Background jobs: all finished")
+        return
+    st.caption(f"Background jobs: {len(active)} running")
+    for job in active[:5]:
+        st.progress(
+            min(max(job.fraction, 0.0), 1.0),
+            text=f"{md_escape(job.label)} ({job.fraction:.0%})",
+        )
+
+
+INDEX_JOB_KIND = "index"
+
+
+def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str = "hnsw") -> None:
+    """Build a new dataset's default index as a background job (lower priority, shared by
+    every session), so its first query neither builds it inside the request nor slows
+    everyone else's queries while it does."""
+    service = get_neighbour_service()
+    if service.has_index(info.id, metric=metric, backend=backend):
+        return
+
+    def work(progress):
+        service.get_index(info.id, metric=metric, backend=backend, progress=progress)
+
+    get_job_runner().submit(
+        service.index_fingerprint(info.id, metric=metric, backend=backend),
+        work,
+        kind=INDEX_JOB_KIND,
+        label=f"{backend_label(backend)} index of {info.name}",
+        dataset_id=info.id,
+        params={"metric": metric, "backend": backend},
+    )
+
+
+def index_job_active(info: DatasetInfo, metric: str, backend: str) -> bool:
+    """True while a background job builds this index of the dataset (see :func:`start_index_job`)."""
+    fp = get_neighbour_service().index_fingerprint(info.id, metric=metric, backend=backend)
+    status = get_job_runner().status(fp)
+    return status is not None and status.active
