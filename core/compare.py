@@ -35,17 +35,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import KnnGraph, build_knn_graph, find_graph, get_or_build_graph
 from embscope.core.index import exact_knn
 from embscope.core.progress import ProgressFn, check_cancel, stage
-from embscope.core.validation import check_k, check_metric, check_vectors, prepare_for_metric
+from embscope.core.validation import (
+    Metric,
+    check_k,
+    check_metric,
+    check_vectors,
+    prepare_for_metric,
+)
 
 if TYPE_CHECKING:
-    from embscope.core.store import Store
+    from embscope.core.store import DatasetInfo, Store
 
 __all__ = [
+    "COMPARISONS",
+    "ComparisonRequest",
+    "ComparisonSpec",
     "comparison_key",
+    "comparison_request",
     "get_or_compare_datasets",
     "load_comparison",
     "CKA_SAMPLE",
@@ -928,7 +939,69 @@ def compare_datasets(
 
 KIND = "comparison"
 COMPARISON_CODE_VERSION = 1
-_ARRAY_FIELDS = ("shared", "jaccard", "overlap", "rows_a", "rows_b")
+
+
+@dataclass(frozen=True)
+class ComparisonRequest:
+    """Two stored datasets compared over the items they share."""
+
+    dataset: DatasetInfo  # A: the comparison is stored with (and deleted with) A
+    other: DatasetInfo  # B
+    k: int
+    metric: Metric
+    seed: int
+
+
+class ComparisonSpec(ArtifactSpec[ComparisonRequest, SpaceComparison]):
+    """Stored comparisons, keyed by both datasets' contents."""
+
+    kind = KIND
+    result_type = SpaceComparison
+    code_version = COMPARISON_CODE_VERSION
+
+    def key(self, request: ComparisonRequest) -> tuple[Any, ...]:
+        return (
+            request.dataset.fingerprint,
+            request.other.fingerprint,
+            request.k,
+            request.metric,
+            request.seed,
+        )
+
+    def describe(self, request: ComparisonRequest) -> dict[str, Any]:
+        return {
+            "other_dataset": request.other.id,
+            "k": request.k,
+            "metric": request.metric,
+            "seed": request.seed,
+        }
+
+    def lineage(self, request: ComparisonRequest, result: SpaceComparison) -> dict[str, Any]:
+        return {"a": request.dataset.fingerprint, "b": request.other.fingerprint}
+
+    def compute(
+        self, store: Store, request: ComparisonRequest, progress: ProgressFn | None
+    ) -> SpaceComparison:
+        return compare_datasets(
+            store, request.dataset.id, request.other.id, k=request.k, metric=request.metric,
+            seed=request.seed, progress=progress,
+        )  # fmt: skip
+
+    def label(self, request: ComparisonRequest) -> str:
+        return f"{request.dataset.name} vs {request.other.name}"
+
+
+COMPARISONS = ComparisonSpec()
+
+
+def comparison_request(
+    store: Store, id_a: int | str, id_b: int | str, *, k: int = 10, metric: str = "cosine",
+    seed: int = 0,
+) -> ComparisonRequest:  # fmt: skip
+    """The request of comparing two stored datasets at these settings."""
+    return ComparisonRequest(
+        store.get_dataset(id_a), store.get_dataset(id_b), int(k), check_metric(metric), int(seed)
+    )
 
 
 def comparison_key(
@@ -936,23 +1009,14 @@ def comparison_key(
     seed: int = 0,
 ) -> str:  # fmt: skip
     """The fingerprint of the comparison of two datasets' contents at these settings."""
-    from embscope.core.store import fingerprint_arrays
-
-    info_a, info_b = store.get_dataset(id_a), store.get_dataset(id_b)
-    return fingerprint_arrays(
-        KIND, info_a.fingerprint, info_b.fingerprint, int(k), check_metric(metric), int(seed),
-        COMPARISON_CODE_VERSION,
-    )  # fmt: skip
+    return fingerprint(
+        COMPARISONS, comparison_request(store, id_a, id_b, k=k, metric=metric, seed=seed)
+    )
 
 
 def load_comparison(store: Store, key: str) -> SpaceComparison | None:
     """A stored comparison (see :func:`get_or_compare_datasets`), or None."""
-    artifact = store.get_artifact(key)
-    if artifact is None or artifact.kind != KIND:
-        return None
-    fields = dict(artifact.params["fields"])
-    arrays = {name: artifact.arrays[name] for name in _ARRAY_FIELDS}
-    return SpaceComparison(**fields, **arrays)
+    return load(store, COMPARISONS, key)
 
 
 def get_or_compare_datasets(
@@ -966,29 +1030,7 @@ def get_or_compare_datasets(
     progress: ProgressFn | None = None,
 ) -> SpaceComparison:
     """:func:`compare_datasets`, stored as artifact ``comparison`` (of dataset A) and reused."""
-    key = comparison_key(store, id_a, id_b, k=k, metric=metric, seed=seed)
-    found = load_comparison(store, key)
-    if found is not None:
-        return found
-    result = compare_datasets(store, id_a, id_b, k=k, metric=metric, seed=seed, progress=progress)
-    info_a, info_b = store.get_dataset(id_a), store.get_dataset(id_b)
-    as_json = result.to_json()
-    fields = {
-        f: getattr(result, f)
-        for f in SpaceComparison.__dataclass_fields__
-        if f not in _ARRAY_FIELDS
-    }
-    fields.update(graph_a=as_json["graph_a"], graph_b=as_json["graph_b"])
-    fields = {f: v.item() if isinstance(v, np.generic) else v for f, v in fields.items()}
-    store.put_artifact(
-        kind=KIND,
-        fingerprint=key,
-        dataset_id=info_a.id,
-        params={"fields": fields, "other_dataset": info_b.id},
-        arrays={name: getattr(result, name) for name in _ARRAY_FIELDS},
-        duration_s=result.seconds,
-        lineage={"a": info_a.fingerprint, "b": info_b.fingerprint},
-    )
-    stored = load_comparison(store, key)
-    assert stored is not None
-    return stored
+    request = comparison_request(store, id_a, id_b, k=k, metric=metric, seed=seed)
+    result = get_or_compute(store, COMPARISONS, request, progress=progress)
+    assert result is not None
+    return result

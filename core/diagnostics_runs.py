@@ -1,20 +1,20 @@
 """ANN diagnostics of a stored dataset, computed once and kept as artifacts.
 
 The Neighbours page asks for these; a stored result (same dataset, parameters and code) is
-returned at once, otherwise it is computed with progress and stored, so a restart or a second
-session sees it without recomputing. Both read the dataset's shared neighbour graph for LID
-(:func:`core.graph.get_or_build_graph`) and never compute neighbours of their own.
+returned at once, otherwise it is computed with progress and stored (through
+:mod:`core.artifacts`), so a restart or a second session sees it without recomputing. Both
+read the dataset's shared neighbour graph for LID (:func:`core.graph.get_or_build_graph`) and
+never compute neighbours of their own.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute
 from embscope.core.diagnostics import (
     EfCurve,
     OrderExperiment,
@@ -28,16 +28,24 @@ from embscope.core.export import MISSING, as_text
 from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import get_or_build_graph
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
-from embscope.core.progress import ProgressFn
-from embscope.core.progress import stage as _stage
-from embscope.core.store import fingerprint_arrays
-from embscope.core.validation import check_metric
+from embscope.core.progress import ProgressFn, stage
+from embscope.core.store import DatasetInfo, Store
+from embscope.core.validation import Metric, check_metric
 
 __all__ = [
     "DIAGNOSTIC_EFS",
     "ORDER_SAMPLE",
+    "EfDiagnostics",
+    "EfDiagnosticsRequest",
+    "EfDiagnosticsSpec",
+    "OrderDiagnosticsRequest",
+    "OrderDiagnosticsSpec",
     "ef_diagnostics",
+    "ef_key",
+    "ef_request",
     "order_diagnostics",
+    "order_key",
+    "order_request",
 ]
 
 CODE_VERSION = 2  # 2: LID on cosine graphs uses chord distances (was half the dimension)
@@ -49,33 +57,159 @@ ORDER_QUERIES = 500
 MAX_LABELS = 100
 
 
-def _to_artifact(result: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    arrays: dict[str, np.ndarray] = {}
-    params: dict[str, Any] = {}
-    for f in dataclasses.fields(result):
-        value = getattr(result, f.name)
-        if isinstance(value, np.ndarray):
-            arrays[f.name] = value.astype(str) if value.dtype.hasobject else value
-        elif isinstance(value, (np.integer, np.floating)):
-            params[f.name] = value.item()
-        else:
-            params[f.name] = list(value) if isinstance(value, tuple) else value
-    return arrays, params
+@dataclass(frozen=True, eq=False)
+class EfDiagnostics:
+    """Recall and latency against ef, and per-query recall against LID (None for ``ip``,
+    whose distances can be negative, and for datasets too small for LID)."""
+
+    curve: EfCurve
+    lid: RecallLid | None
 
 
-def _from_artifact(cls: type, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Any:
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name in arrays:
-            kwargs[f.name] = arrays[f.name]
-        elif f.name in params:
-            value = params[f.name]
-            kwargs[f.name] = tuple(value) if "tuple" in str(f.type) and value is not None else value
-    return cls(**kwargs)
+@dataclass(frozen=True)
+class EfDiagnosticsRequest:
+    dataset: DatasetInfo
+    metric: Metric
+    k: int
+    n_queries: int
 
 
-def _prefixed(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {name[len(prefix) :]: v for name, v in arrays.items() if name.startswith(prefix)}
+class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
+    """Recall vs ef of the dataset's default HNSW index (the one queries use)."""
+
+    kind = "ef_diagnostics"
+    result_type = EfDiagnostics
+    code_version = CODE_VERSION
+
+    def __init__(self, service: NeighbourService):
+        self.service = service
+
+    def key(self, request: EfDiagnosticsRequest) -> tuple[Any, ...]:
+        return (
+            request.dataset.fingerprint, request.metric, request.k, DIAGNOSTIC_EFS,
+            request.n_queries, dict(DEFAULT_HNSW),
+        )  # fmt: skip
+
+    def describe(self, request: EfDiagnosticsRequest) -> dict[str, Any]:
+        return {"metric": request.metric, "k": request.k, "n_queries": request.n_queries}
+
+    def compute(
+        self, store: Store, request: EfDiagnosticsRequest, progress: ProgressFn | None
+    ) -> EfDiagnostics:
+        info, metric = request.dataset, request.metric
+        index = self.service.get_index(info.id, metric=metric, progress=stage(progress, 0, 0.4))
+        curve = recall_vs_ef(
+            self.service.vectors(info.id), metric=metric, k=request.k, efs=DIAGNOSTIC_EFS,
+            n_queries=request.n_queries, index=index, seed=0,
+            progress=stage(progress, 0.4, 0.9),
+        )  # fmt: skip
+        lid = None
+        if metric != "ip" and info.n > LID_K:
+            graph = get_or_build_graph(
+                store, info.id, k=LID_K, metric=metric, progress=stage(progress, 0.9, 1.0)
+            )
+            lid = per_query_recall_vs_lid(curve, graph, ef=min(DIAGNOSTIC_EFS))
+        if progress:
+            progress(1.0, "diagnostics ready")
+        return EfDiagnostics(curve, lid)
+
+    def label(self, request: EfDiagnosticsRequest) -> str:
+        return f"Recall vs ef of {request.dataset.name}"
+
+
+@dataclass(frozen=True)
+class OrderDiagnosticsRequest:
+    dataset: DatasetInfo
+    metric: Metric
+    label_column: str | None
+    sample: int
+    n_queries: int
+
+
+class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment]):
+    """The insertion-order experiment on a seeded sample of the dataset."""
+
+    kind = "order_diagnostics"
+    result_type = OrderExperiment
+    code_version = CODE_VERSION
+
+    def __init__(self, service: NeighbourService):
+        self.service = service
+
+    def key(self, request: OrderDiagnosticsRequest) -> tuple[Any, ...]:
+        return (
+            request.dataset.fingerprint, request.metric, request.label_column, request.sample,
+            request.n_queries,
+        )  # fmt: skip
+
+    def describe(self, request: OrderDiagnosticsRequest) -> dict[str, Any]:
+        return {
+            "metric": request.metric,
+            "label_column": request.label_column,
+            "sample": request.sample,
+            "n_queries": request.n_queries,
+        }
+
+    def lineage(self, request: OrderDiagnosticsRequest, result: Any) -> dict[str, Any]:
+        return {"dataset_fingerprint": request.dataset.fingerprint, "sample_rows_seed": 0}
+
+    def compute(
+        self, store: Store, request: OrderDiagnosticsRequest, progress: ProgressFn | None
+    ) -> OrderExperiment:
+        info, metric, label_column = request.dataset, request.metric, request.label_column
+        rows = np.sort(np.random.default_rng(0).choice(info.n, size=request.sample, replace=False))
+        X = self.service.vectors(info.id)[rows]
+        lid = None
+        if metric != "ip" and info.n > LID_K:
+            graph = get_or_build_graph(
+                store, info.id, k=LID_K, metric=metric, progress=stage(progress, 0.0, 0.2)
+            )
+            lid = local_intrinsic_dimension(graph.distances[rows], k=LID_K, metric=graph.metric)
+        labels = None
+        if label_column is not None:
+            values = store.load_metadata(info.id, columns=[label_column])[label_column]
+            labels = as_text(values, missing=MISSING)[rows]
+            if len(np.unique(labels)) > MAX_LABELS:
+                raise InvalidInputError(
+                    f"column {label_column!r} has {len(np.unique(labels))} distinct values: "
+                    f"choose a category column with at most {MAX_LABELS}"
+                )
+        return insertion_order_experiment(
+            X, metric=metric, labels=labels, lid=lid, n_queries=request.n_queries, seed=0,
+            progress=stage(progress, 0.2, 1.0),
+        )  # fmt: skip
+
+    def label(self, request: OrderDiagnosticsRequest) -> str:
+        return f"Insertion-order experiment on {request.dataset.name}"
+
+
+def ef_request(
+    service: NeighbourService, dataset_id: int, *, metric: str = "cosine", k: int = 10
+) -> EfDiagnosticsRequest:
+    """The recall-vs-ef request for these settings."""
+    info = service.store.get_dataset(dataset_id)
+    return EfDiagnosticsRequest(info, check_metric(metric), int(k), min(EF_QUERIES, info.n))
+
+
+def order_request(
+    service: NeighbourService,
+    dataset_id: int,
+    *,
+    metric: str = "cosine",
+    label_column: str | None = None,
+) -> OrderDiagnosticsRequest:
+    """The insertion-order request for these settings, validated."""
+    metric = check_metric(metric)
+    info = service.store.get_dataset(dataset_id)
+    if label_column is not None and label_column not in info.metadata_columns:
+        raise InvalidInputError(
+            f"no metadata column {label_column!r}; the dataset has {list(info.metadata_columns)}"
+        )
+    m = min(info.n, ORDER_SAMPLE)
+    n_queries = min(ORDER_QUERIES, m // 5)
+    if m - n_queries <= 10:
+        raise InvalidInputError("the insertion-order experiment needs at least 70 items")
+    return OrderDiagnosticsRequest(info, metric, label_column, m, n_queries)
 
 
 def ef_diagnostics(
@@ -93,51 +227,20 @@ def ef_diagnostics(
     Returns None when nothing is stored and ``run`` is False. The LID part is None for the
     ``ip`` metric, whose distances can be negative (LID needs distances >= 0).
     """
-    metric = check_metric(metric)
-    store = service.store
-    info = store.get_dataset(dataset_id)
-    n_queries = min(EF_QUERIES, info.n)
-    fp = fingerprint_arrays(
-        "ef_diagnostics", info.fingerprint, metric, k, DIAGNOSTIC_EFS, n_queries,
-        dict(DEFAULT_HNSW), CODE_VERSION,
-    )  # fmt: skip
-    art = store.get_artifact(fp)
-    if art is not None:
-        curve = _from_artifact(EfCurve, _prefixed(art.arrays, "curve."), art.params["curve"])
-        lid = None
-        if art.params.get("lid") is not None:
-            lid = _from_artifact(RecallLid, _prefixed(art.arrays, "lid."), art.params["lid"])
-        return curve, lid
-    if not run:
-        return None
-    t0 = time.perf_counter()
-    index = service.get_index(info.id, metric=metric, progress=_stage(progress, 0.0, 0.4))
-    curve = recall_vs_ef(
-        service.vectors(info.id), metric=metric, k=k, efs=DIAGNOSTIC_EFS, n_queries=n_queries,
-        index=index, seed=0, progress=_stage(progress, 0.4, 0.9),
-    )  # fmt: skip
-    lid_result = None
-    if metric != "ip" and info.n > LID_K:
-        graph = get_or_build_graph(
-            store, info.id, k=LID_K, metric=metric, progress=_stage(progress, 0.9, 1.0)
-        )
-        lid_result = per_query_recall_vs_lid(curve, graph, ef=min(DIAGNOSTIC_EFS))
-    arrays, curve_params = _to_artifact(curve)
-    stored = {f"curve.{name}": v for name, v in arrays.items()}
-    lid_params = None
-    if lid_result is not None:
-        lid_arrays, lid_params = _to_artifact(lid_result)
-        stored.update({f"lid.{name}": v for name, v in lid_arrays.items()})
-    if not store.read_only:
-        store.put_artifact(
-            kind="ef_diagnostics", fingerprint=fp, dataset_id=info.id,
-            params={"curve": curve_params, "lid": lid_params, "metric": metric, "k": k},
-            arrays=stored, duration_s=time.perf_counter() - t0,
-            lineage={"dataset_fingerprint": info.fingerprint},
-        )  # fmt: skip
-    if progress:
-        progress(1.0, "diagnostics ready")
-    return curve, lid_result
+    request = ef_request(service, dataset_id, metric=metric, k=k)
+    result = get_or_compute(
+        service.store, EfDiagnosticsSpec(service), request, run=run, progress=progress
+    )
+    return None if result is None else (result.curve, result.lid)
+
+
+def ef_key(
+    service: NeighbourService, dataset_id: int, *, metric: str = "cosine", k: int = 10
+) -> str:
+    """The fingerprint (artifact and job key) of the recall-vs-ef diagnostics."""
+    return fingerprint(
+        EfDiagnosticsSpec(service), ef_request(service, dataset_id, metric=metric, k=k)
+    )
 
 
 def order_diagnostics(
@@ -154,53 +257,19 @@ def order_diagnostics(
 
     Returns None when nothing is stored and ``run`` is False.
     """
-    metric = check_metric(metric)
-    store = service.store
-    info = store.get_dataset(dataset_id)
-    if label_column is not None and label_column not in info.metadata_columns:
-        raise InvalidInputError(
-            f"no metadata column {label_column!r}; the dataset has {list(info.metadata_columns)}"
-        )
-    m = min(info.n, ORDER_SAMPLE)
-    n_queries = min(ORDER_QUERIES, m // 5)
-    if m - n_queries <= 10:
-        raise InvalidInputError("the insertion-order experiment needs at least 70 items")
-    fp = fingerprint_arrays(
-        "order_diagnostics", info.fingerprint, metric, label_column, m, n_queries, CODE_VERSION
+    request = order_request(service, dataset_id, metric=metric, label_column=label_column)
+    return get_or_compute(
+        service.store, OrderDiagnosticsSpec(service), request, run=run, progress=progress
     )
-    art = store.get_artifact(fp)
-    if art is not None:
-        return _from_artifact(OrderExperiment, art.arrays, art.params)
-    if not run:
-        return None
-    t0 = time.perf_counter()
-    rows = np.sort(np.random.default_rng(0).choice(info.n, size=m, replace=False))
-    X = service.vectors(info.id)[rows]
-    lid = None
-    if metric != "ip" and info.n > LID_K:
-        graph = get_or_build_graph(
-            store, info.id, k=LID_K, metric=metric, progress=_stage(progress, 0.0, 0.2)
-        )
-        lid = local_intrinsic_dimension(graph.distances[rows], k=LID_K, metric=graph.metric)
-    labels = None
-    if label_column is not None:
-        values = store.load_metadata(info.id, columns=[label_column])[label_column]
-        labels = as_text(values, missing=MISSING)[rows]
-        if len(np.unique(labels)) > MAX_LABELS:
-            raise InvalidInputError(
-                f"column {label_column!r} has {len(np.unique(labels))} distinct values: choose a "
-                f"category column with at most {MAX_LABELS}"
-            )
-    result = insertion_order_experiment(
-        X, metric=metric, labels=labels, lid=lid, n_queries=n_queries, seed=0,
-        progress=_stage(progress, 0.2, 1.0),
-    )  # fmt: skip
-    arrays, params = _to_artifact(result)
-    if not store.read_only:
-        store.put_artifact(
-            kind="order_diagnostics", fingerprint=fp, dataset_id=info.id,
-            params={**params, "label_column": label_column, "sample": m},
-            arrays=arrays, duration_s=time.perf_counter() - t0,
-            lineage={"dataset_fingerprint": info.fingerprint, "sample_rows_seed": 0},
-        )  # fmt: skip
-    return result
+
+
+def order_key(
+    service: NeighbourService,
+    dataset_id: int,
+    *,
+    metric: str = "cosine",
+    label_column: str | None = None,
+) -> str:
+    """The fingerprint (artifact and job key) of the insertion-order experiment."""
+    request = order_request(service, dataset_id, metric=metric, label_column=label_column)
+    return fingerprint(OrderDiagnosticsSpec(service), request)

@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load, stored
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.index import HnswIndex, _sort_rows, _true_l2, exact_knn
 from embscope.core.knn_build import cell_knn
 from embscope.core.progress import ProgressFn
-from embscope.core.validation import check_k, check_metric, check_vectors, prepare_for_metric
+from embscope.core.store import fingerprint_arrays
+from embscope.core.validation import (
+    Metric,
+    check_k,
+    check_metric,
+    check_vectors,
+    prepare_for_metric,
+)
 
 if TYPE_CHECKING:
-    from embscope.core.store import Store
+    from embscope.core.store import DatasetInfo, Store
 
 __all__ = [
     "vectors_of_points",
@@ -316,46 +324,91 @@ def build_knn_graph(
 # -- persistence: one graph per (dataset, metric) -------------------------------------------
 
 
+@dataclass(frozen=True)
+class GraphRequest:
+    """The neighbour graph of a stored dataset for ``metric``, at least ``k`` wide."""
+
+    dataset: DatasetInfo
+    metric: Metric
+    k: int
+    method: str = "auto"
+
+
+class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
+    """Stored graphs: one per (dataset, metric), built :data:`GRAPH_K` wide (or wider when a
+    consumer asks for more), so that one graph answers every narrower request."""
+
+    kind = KIND
+    result_type = KnnGraph
+    code_version = GRAPH_CODE_VERSION
+
+    def key(self, request: GraphRequest) -> tuple[Any, ...]:
+        return (request.dataset.fingerprint, request.metric, request.k, request.method)
+
+    def describe(self, request: GraphRequest) -> dict[str, Any]:
+        return {"metric": request.metric, "k": request.k, "method": request.method}
+
+    def find(self, store: Store, request: GraphRequest) -> str | None:
+        """The widest stored graph of the dataset and metric with at least ``k`` neighbours."""
+        best: tuple[int, str] | None = None
+        for record in stored(store, self, request.dataset.id):
+            r = record.request
+            if (
+                record.version == GRAPH_CODE_VERSION
+                and r.get("metric") == request.metric
+                and r.get("dataset_fingerprint") == request.dataset.fingerprint
+                and int(r.get("k", 0)) >= request.k
+                and (best is None or int(r["k"]) > best[0])
+            ):
+                best = (int(r["k"]), record.fingerprint)
+        return None if best is None else best[1]
+
+    def compute(
+        self, store: Store, request: GraphRequest, progress: ProgressFn | None
+    ) -> KnnGraph:
+        info = request.dataset
+        width = min(max(request.k, GRAPH_K), info.n - 1)
+        graph = build_knn_graph(
+            store.load_vectors(info.id),
+            k=width,
+            metric=request.metric,
+            method=request.method,
+            progress=progress,
+        )
+        return replace(graph, params=dict(graph.params, code_version=GRAPH_CODE_VERSION))
+
+    def fingerprint_of(self, request: GraphRequest, result: KnnGraph) -> str:
+        # Keyed by what was built (its width and the method "auto" chose), not by the ask.
+        return fingerprint(self, replace(request, k=result.k, method=result.method))
+
+    def stored_request(self, request: GraphRequest, result: KnnGraph) -> dict[str, Any]:
+        return {
+            "metric": result.metric,
+            "k": result.k,
+            "method": result.method,
+            "dataset_fingerprint": request.dataset.fingerprint,
+        }
+
+    def lineage(self, request: GraphRequest, result: KnnGraph) -> dict[str, Any]:
+        return {"dataset_fingerprint": request.dataset.fingerprint, "recall": result.recall}
+
+    def label(self, request: GraphRequest) -> str:
+        return f"{request.metric} neighbour graph of {request.dataset.name}"
+
+
+GRAPHS = GraphSpec()
+
+
 def graph_fingerprint(dataset_fingerprint: str, *, metric: str, k: int, method: str) -> str:
-    """The artifact key of a graph of a dataset."""
-    from embscope.core.store import fingerprint_arrays
-
+    """The artifact key of a graph of a dataset (its width ``k`` and build ``method``)."""
     return fingerprint_arrays(KIND, dataset_fingerprint, metric, k, method, GRAPH_CODE_VERSION)
-
-
-def _graph_from_artifact(artifact: Any) -> KnnGraph:
-    p = artifact.params
-    return KnnGraph(
-        artifact.arrays["indices"],
-        artifact.arrays["distances"],
-        p["metric"],
-        p["method"],
-        float(artifact.lineage.get("recall", 1.0)),
-        dict(p),
-        float(artifact.duration_s or 0.0),
-    )
 
 
 def find_graph(store: Store, dataset_id: int, *, metric: str, k: int = 1) -> KnnGraph | None:
     """The widest stored graph of this dataset and metric with at least ``k`` neighbours."""
-    metric = check_metric(metric)
-    info = store.get_dataset(dataset_id)
-    best = None
-    for art in store.list_artifacts(info.id, kind=KIND):
-        p = art.params
-        if (
-            art.status == "done"
-            and p.get("metric") == metric
-            and int(p.get("k", 0)) >= k
-            and p.get("code_version") == GRAPH_CODE_VERSION
-            and art.lineage.get("dataset_fingerprint") == info.fingerprint
-            and (best is None or int(p["k"]) > int(best.params["k"]))
-        ):
-            best = art
-    if best is None:
-        return None
-    full = store.get_artifact(best.fingerprint)
-    return None if full is None else _graph_from_artifact(full)
+    request = GraphRequest(store.get_dataset(dataset_id), check_metric(metric), int(k))
+    fp = GRAPHS.find(store, request)
+    return None if fp is None else load(store, GRAPHS, fp)
 
 
 def get_or_build_graph(
@@ -370,29 +423,11 @@ def get_or_build_graph(
     """The dataset's stored graph cut to ``k`` neighbours; built and stored first if missing.
 
     A missing graph is built at ``max(k, GRAPH_K)`` neighbours (capped at n - 1), so later
-    consumers that need more neighbours than this one find it too.
+    consumers that need more neighbours than this one find it too. A read-only store builds
+    it without storing it.
     """
-    metric = check_metric(metric)
     info = store.get_dataset(dataset_id)
-    k = check_k(k, info.n - 1)
-    found = find_graph(store, info.id, metric=metric, k=k)
-    if found is not None:
-        return found.head(k)
-    X = store.load_vectors(info.id)
-    width = min(max(k, GRAPH_K), info.n - 1)
-    graph = build_knn_graph(X, k=width, metric=metric, method=method, progress=progress)
-    params = dict(graph.params, code_version=GRAPH_CODE_VERSION)
-    store.put_artifact(
-        kind=KIND,
-        fingerprint=graph_fingerprint(
-            info.fingerprint, metric=metric, k=width, method=graph.method
-        ),
-        dataset_id=info.id,
-        params=params,
-        arrays=graph.to_arrays(),
-        duration_s=graph.seconds,
-        lineage={"dataset_fingerprint": info.fingerprint, "recall": graph.recall},
-    )
-    return KnnGraph(
-        graph.indices, graph.distances, metric, graph.method, graph.recall, params, graph.seconds
-    ).head(k)
+    request = GraphRequest(info, check_metric(metric), check_k(k, info.n - 1), method)
+    graph = get_or_compute(store, GRAPHS, request, progress=progress)
+    assert graph is not None
+    return graph.head(request.k)

@@ -16,18 +16,26 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embscope.core.artifacts import (
+    TRANSIENT,
+    ArtifactSpec,
+    fingerprint,
+    get_or_compute,
+    load,
+    stored,
+)
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import recall_at_k
 from embscope.core.index import BACKENDS, ExactIndex, NeighbourIndex, load_index, make_index
 from embscope.core.progress import ProgressFn
-from embscope.core.store import DatasetInfo, Store, fingerprint_arrays
-from embscope.core.validation import check_k, check_metric, check_vectors
+from embscope.core.store import DatasetInfo, Store
+from embscope.core.validation import Metric, check_k, check_metric, check_vectors
 
 __all__ = [
     "DEFAULT_EF",
@@ -214,17 +222,15 @@ class NeighbourService:
     ) -> str:
         """The artifact key of the index of a dataset with these settings."""
         info = self.dataset(dataset_id)
-        chosen = self._index_params(backend, params)
-        return fingerprint_arrays(
-            INDEX_KIND, info.fingerprint, backend, metric, chosen, INDEX_CODE_VERSION
-        )
+        request = IndexRequest(info, metric, backend, self._index_params(backend, params))  # type: ignore[arg-type]
+        return fingerprint(IndexSpec(self), request)
 
     def has_index(self, dataset_id: int, *, metric: str, backend: str = "hnsw", **params) -> bool:
         """True when the index is loaded or saved (a query will not have to build it)."""
         if backend == "exact":
             return True
         fp = self.index_fingerprint(dataset_id, metric=metric, backend=backend, **params)
-        return fp in self._indexes or self.store.get_artifact(fp) is not None
+        return fp in self._indexes or load(self.store, IndexSpec(self), fp) is not None
 
     def get_index(
         self,
@@ -273,11 +279,13 @@ class NeighbourService:
         chosen: dict[str, Any],
         progress: ProgressFn | None,
     ) -> NeighbourIndex:
-        X = self.vectors(info.id)
         if backend == "exact":
-            return ExactIndex(metric).build(X)
+            return ExactIndex(metric).build(self.vectors(info.id))
+        spec = IndexSpec(self)
+        request = IndexRequest(info, check_metric(metric), backend, chosen)
         path = self.index_dir / f"{fp}.{backend}"
-        if self.store.get_artifact(fp) is not None and path.exists():
+        record = get_or_compute(self.store, spec, request, run=False)
+        if record is not None and path.exists():
             try:
                 index = load_index(
                     backend, path, **({"ef": DEFAULT_EF} if backend == "hnsw" else {})
@@ -286,26 +294,9 @@ class NeighbourService:
                     return index
             except (InvalidInputError, RuntimeError, OSError):
                 pass  # a damaged or partial file: build it again below
-        options: dict[str, Any] = dict(chosen)
-        if backend == "hnsw":
-            options["ef"] = DEFAULT_EF
-        if backend == "milvus":
-            options["collection"] = f"embscope_{fp[:24]}"
-        index = make_index(backend, metric, **options)
-        t0 = time.perf_counter()
-        index.build(X, progress=progress)
-        seconds = time.perf_counter() - t0
-        index.save(path)
-        if not self.store.read_only:
-            self.store.put_artifact(
-                kind=INDEX_KIND,
-                fingerprint=fp,
-                dataset_id=info.id,
-                params={"backend": backend, "metric": metric, **chosen},
-                duration_s=seconds,
-                lineage={"dataset_fingerprint": info.fingerprint, "file": path.name},
-            )
-        return index
+        built = get_or_compute(self.store, spec, request, progress=progress, recompute=True)
+        assert built is not None and built.index is not None
+        return built.index
 
     def forget(self, dataset_id: int | None = None) -> None:
         """Drop what is cached for one dataset (after a rename or delete), or for all; then
@@ -337,7 +328,7 @@ class NeighbourService:
         # not yet recorded) is protected, and no build starts until the files are pruned.
         with self._lock:
             protected = set(self._indexes) | self._building
-            known = {a.fingerprint for a in self.store.list_artifacts(kind=INDEX_KIND)}
+            known = {r.fingerprint for r in stored(self.store, IndexSpec(self))}
             for path in self.index_dir.iterdir():
                 if _orphaned_temp_file(path):
                     path.unlink(missing_ok=True)
@@ -477,3 +468,71 @@ def _orphaned_temp_file(path: Path) -> bool:
     except OSError:  # alive, someone else's
         return False
     return False
+
+
+@dataclass(frozen=True)
+class IndexRequest:
+    """An index of a stored dataset: its backend, metric and build parameters."""
+
+    dataset: DatasetInfo
+    metric: Metric
+    backend: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """A built index saved beside the database (``<db>.indexes/<fingerprint>.<backend>``).
+
+    ``index`` is the index just built, in memory; it is not stored (a record read back has
+    None there, and the file is loaded).
+    """
+
+    backend: str
+    metric: str
+    params: Mapping[str, Any]
+    file: str
+    n: int
+    index: Any = field(default=None, repr=False, metadata=TRANSIENT)
+
+
+class IndexSpec(ArtifactSpec[IndexRequest, IndexRecord]):
+    """Index records: the artifact says the file of a built index is complete."""
+
+    kind = INDEX_KIND
+    result_type = IndexRecord
+    code_version = INDEX_CODE_VERSION
+
+    def __init__(self, service: NeighbourService):
+        self.service = service
+
+    def key(self, request: IndexRequest) -> tuple[Any, ...]:
+        return (
+            request.dataset.fingerprint, request.backend, request.metric, dict(request.params),
+        )  # fmt: skip
+
+    def describe(self, request: IndexRequest) -> dict[str, Any]:
+        return {"backend": request.backend, "metric": request.metric, **request.params}
+
+    def lineage(self, request: IndexRequest, result: IndexRecord) -> dict[str, Any]:
+        return {"dataset_fingerprint": request.dataset.fingerprint, "file": result.file}
+
+    def compute(
+        self, store: Store, request: IndexRequest, progress: ProgressFn | None
+    ) -> IndexRecord:
+        info, backend = request.dataset, request.backend
+        fp = fingerprint(self, request)
+        options: dict[str, Any] = dict(request.params)
+        if backend == "hnsw":
+            options["ef"] = DEFAULT_EF
+        if backend == "milvus":
+            options["collection"] = f"embscope_{fp[:24]}"
+        index = make_index(backend, request.metric, **options)
+        index.build(self.service.vectors(info.id), progress=progress)
+        path = index.save(self.service.index_dir / f"{fp}.{backend}")
+        return IndexRecord(
+            backend, request.metric, dict(request.params), Path(path).name, info.n, index
+        )
+
+    def label(self, request: IndexRequest) -> str:
+        return f"{request.backend} index of {request.dataset.name}"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
+
+# Moved to tests/helpers.py; kept importable from here until every test imports it there.
+from tests.helpers import make_parsed, run_cli, snapshot  # noqa: F401
 
 # Servers the tests start skip compiling every projection method at start-up (`embscope
 # serve` does it by default): ~10 s of CPU per server that most tests never use.
@@ -26,59 +27,3 @@ def store(db_path: Path):
     s = Store(db_path)
     yield s
     s.close()
-
-
-def make_parsed(
-    vectors: np.ndarray,
-    metadata: pd.DataFrame | None = None,
-    *,
-    ids=None,
-    source: str = "test.npy",
-    id_column: str | None = None,
-    warnings: tuple[str, ...] = (),
-):
-    """A ParsedDataset built directly (bypassing the readers) for store tests."""
-    from embscope.core.ingest import ParsedDataset
-
-    n = vectors.shape[0]
-    return ParsedDataset(
-        vectors=np.ascontiguousarray(vectors, dtype=np.float32),
-        ids=np.asarray([str(i) for i in range(n)] if ids is None else ids, dtype=object),
-        metadata=pd.DataFrame(index=range(n)) if metadata is None else metadata,
-        warnings=warnings,
-        source=source,
-        format="npy",
-        id_column=id_column,
-        vector_column=None,
-    )
-
-
-def snapshot(store) -> dict:
-    """Everything a user could see in a database, to compare before and after a failed write."""
-    out: dict = {"tables": store.table_names(), "datasets": []}
-    cur = store._cursor()
-    out["counters"] = cur.execute("SELECT * FROM embscope_counters ORDER BY name").fetchall()
-    out["artifacts"] = cur.execute("SELECT id, fingerprint FROM artifacts ORDER BY id").fetchall()
-    for d in store.list_datasets():
-        vec = store.load_vectors(d.id)
-        out["datasets"].append(
-            (
-                d.to_json(),
-                vec.tobytes(),
-                list(store.load_ids(d.id)),
-                store.load_metadata(d.id).to_json(),
-            )
-        )
-    return out
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run ``embscope`` in process: (exit status, stdout, stderr)."""
-    from embscope.app.cli import main
-
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err

@@ -1,28 +1,37 @@
 """Stored compression comparisons: evaluate a dataset's codecs once, keep the report.
 
-A report is an artifact of kind ``compression`` keyed by the fingerprint of (dataset
-vectors, codec specs, metric, queries, k, rescore, seed, code version); it holds each codec's
-row and its per-query neighbourhood overlap (where compression hurts), so a page shows it
-at once and every session sees it.
+A report is an artifact of kind ``compression`` (:class:`CompressionSpec`, through
+:mod:`core.artifacts`) keyed by the fingerprint of (dataset vectors, codec specs, metric,
+queries, k, rescore, seed, code version); it holds each codec's row and its per-query
+neighbourhood overlap (where compression hurts), so a page shows it at once and every
+session sees it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load
 from embscope.core.compression.codecs import as_codec, default_codecs
-from embscope.core.compression.evaluate import CodecResult, CompressionReport, evaluate_codecs
+from embscope.core.compression.evaluate import CompressionReport, evaluate_codecs
 from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn
-from embscope.core.store import Store, fingerprint_arrays
-from embscope.core.validation import check_metric
+from embscope.core.store import DatasetInfo, Store
+from embscope.core.validation import Metric, check_metric
 
-__all__ = ["KIND", "compression_key", "get_or_evaluate", "load_report", "resolve_specs"]
+__all__ = [
+    "COMPRESSION",
+    "KIND",
+    "CompressionRequest",
+    "CompressionSpec",
+    "compression_key",
+    "compression_request",
+    "get_or_evaluate",
+    "load_report",
+    "resolve_specs",
+]
 
 KIND = "compression"
 # 2: each codec's row carries the compressed copy's IsoScore and effective rank.
@@ -47,7 +56,69 @@ def resolve_specs(
     return out
 
 
-def compression_key(
+@dataclass(frozen=True)
+class CompressionRequest:
+    """Codecs to evaluate on a stored dataset, and how."""
+
+    dataset: DatasetInfo
+    codecs: tuple[str, ...]
+    metric: Metric
+    n_queries: int
+    k: int
+    rescore: int
+    seed: int
+
+
+class CompressionSpec(ArtifactSpec[CompressionRequest, CompressionReport]):
+    """Stored compression reports."""
+
+    kind = KIND
+    result_type = CompressionReport
+    code_version = COMPRESSION_CODE_VERSION
+
+    def key(self, request: CompressionRequest) -> tuple[Any, ...]:
+        return (
+            request.dataset.fingerprint,
+            list(request.codecs),
+            request.metric,
+            request.n_queries,
+            request.k,
+            request.rescore,
+            request.seed,
+        )
+
+    def describe(self, request: CompressionRequest) -> dict[str, Any]:
+        return {
+            "codecs": list(request.codecs),
+            "metric": request.metric,
+            "n_queries": request.n_queries,
+            "k": request.k,
+            "rescore": request.rescore,
+            "seed": request.seed,
+        }
+
+    def compute(
+        self, store: Store, request: CompressionRequest, progress: ProgressFn | None
+    ) -> CompressionReport:
+        info = request.dataset
+        if info.n < 3:
+            raise InvalidInputError(
+                f"dataset {info.name!r} has {info.n} items: too few to compress"
+            )
+        return evaluate_codecs(
+            store.load_vectors(info.id), list(request.codecs), metric=request.metric,
+            n_queries=min(request.n_queries, info.n), k=request.k, rescore=request.rescore,
+            seed=request.seed, progress=progress,
+        )  # fmt: skip
+
+    def label(self, request: CompressionRequest) -> str:
+        return f"Compression of {request.dataset.name} ({len(request.codecs)} codecs)"
+
+
+COMPRESSION = CompressionSpec()
+
+
+def compression_request(
     store: Store,
     dataset_id: int,
     *,
@@ -57,44 +128,25 @@ def compression_key(
     k: int = 10,
     rescore: int = 4,
     seed: int = 0,
-) -> str:
-    """The fingerprint of the report these settings ask for (its artifact and job key)."""
+) -> CompressionRequest:
+    """The request these settings make (codec specs canonical, the default set if none)."""
     info = store.get_dataset(dataset_id)
+    metric = check_metric(metric)
     specs = resolve_specs(codecs, dim=info.dim, n=info.n, metric=metric)
-    return fingerprint_arrays(
-        KIND, info.fingerprint, specs, check_metric(metric), int(n_queries), int(k),
-        int(rescore), int(seed), COMPRESSION_CODE_VERSION,
-    )  # fmt: skip
+    return CompressionRequest(
+        info, tuple(specs), metric, int(n_queries), int(k), int(rescore), int(seed)
+    )
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+def compression_key(store: Store, dataset_id: int, **settings: Any) -> str:
+    """The fingerprint of the report these settings ask for (its artifact and job key);
+    ``settings`` as :func:`compression_request`."""
+    return fingerprint(COMPRESSION, compression_request(store, dataset_id, **settings))
 
 
 def load_report(store: Store, key: str) -> CompressionReport | None:
     """A stored report (with every codec's per-query overlap), or None."""
-    artifact = store.get_artifact(key)
-    if artifact is None or artifact.kind != KIND:
-        return None
-    p = artifact.params
-    results = []
-    for i, fields in enumerate(p["results"]):
-        fields = dict(fields)
-        if fields.get("spearman") is None:
-            fields["spearman"] = math.nan
-        fields["warnings"] = tuple(fields.get("warnings", ()))
-        results.append(CodecResult(overlap=artifact.arrays[f"overlap_{i}"], **fields))
-    report = dict(p["report"])
-    report["warnings"] = tuple(report.get("warnings", ()))
-    return CompressionReport(
-        results=tuple(results), query_rows=artifact.arrays["query_rows"], **report
-    )
+    return load(store, COMPRESSION, key)
 
 
 def get_or_evaluate(
@@ -110,46 +162,10 @@ def get_or_evaluate(
     progress: ProgressFn | None = None,
 ) -> CompressionReport:
     """:func:`core.compression.evaluate_codecs` on a stored dataset, stored and reused."""
-    info = store.get_dataset(dataset_id)
-    specs = resolve_specs(codecs, dim=info.dim, n=info.n, metric=metric)
-    key = compression_key(
-        store, info.id, codecs=specs, metric=metric, n_queries=n_queries, k=k,
+    request = compression_request(
+        store, dataset_id, codecs=codecs, metric=metric, n_queries=n_queries, k=k,
         rescore=rescore, seed=seed,
     )  # fmt: skip
-    found = load_report(store, key)
-    if found is not None:
-        return found
-    if info.n < 3:
-        raise InvalidInputError(f"dataset {info.name!r} has {info.n} items: too few to compress")
-    report = evaluate_codecs(
-        store.load_vectors(info.id), specs, metric=metric,
-        n_queries=min(int(n_queries), info.n), k=k, rescore=rescore, seed=seed,
-        progress=progress,
-    )  # fmt: skip
-    results = [
-        {
-            f.name: _json_value(getattr(r, f.name))
-            for f in dataclasses.fields(CodecResult)
-            if f.name != "overlap"
-        }
-        for r in report.results
-    ]
-    summary = {
-        f.name: _json_value(getattr(report, f.name))
-        for f in dataclasses.fields(CompressionReport)
-        if f.name not in ("results", "query_rows")
-    }
-    arrays = {"query_rows": report.query_rows}
-    arrays.update({f"overlap_{i}": r.overlap for i, r in enumerate(report.results)})
-    store.put_artifact(
-        kind=KIND,
-        fingerprint=key,
-        dataset_id=info.id,
-        params={"results": results, "report": summary, "codecs": specs},
-        arrays=arrays,
-        duration_s=sum(r.encode_seconds + r.query_seconds for r in report.results),
-        lineage={"dataset_fingerprint": info.fingerprint},
-    )
-    stored = load_report(store, key)
-    assert stored is not None
-    return stored
+    report = get_or_compute(store, COMPRESSION, request, progress=progress)
+    assert report is not None
+    return report

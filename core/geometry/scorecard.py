@@ -10,15 +10,13 @@ that it is computed once per (dataset, k, metric, code version) and read back id
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.geometry.hubness import Hubness, hubness
 from embscope.core.geometry.intrinsic import (
@@ -46,23 +44,26 @@ from embscope.core.geometry.isotropy import (
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
 )
-from embscope.core.progress import ProgressFn
-from embscope.core.progress import stage as _stage
-from embscope.core.validation import check_k, check_metric, check_vectors, normalise_rows
+from embscope.core.graph import KnnGraph, get_or_build_graph
+from embscope.core.progress import ProgressFn, stage
+from embscope.core.validation import Metric, check_k, check_metric, check_vectors, normalise_rows
 
 if TYPE_CHECKING:
-    from embscope.core.graph import KnnGraph
-    from embscope.core.store import Store
+    from embscope.core.store import DatasetInfo, Store
 
 __all__ = [
     "ID_K",
     "KIND",
+    "SCORECARDS",
     "SCORECARD_CODE_VERSION",
     "SCORES",
     "Scorecard",
+    "ScorecardRequest",
+    "ScorecardSpec",
     "compute_scorecard",
     "get_or_compute_scorecard",
-    "scorecard_fingerprint",
+    "scorecard_key",
+    "scorecard_request",
 ]
 
 KIND = "scorecard"
@@ -398,73 +399,67 @@ def _compute(
 
 # -- persistence ----------------------------------------------------------------------------
 
-_PARTS = (
-    ("spectrum", PcaSpectrum),
-    ("twonn", TwoNN),
-    ("mle", MLEDimension),
-    ("hubness", Hubness),
-    ("duplicates", Duplicates),
-)
+
+@dataclass(frozen=True)
+class ScorecardRequest:
+    """The scorecard of a stored dataset: hubness at ``k`` on the ``metric`` graph."""
+
+    dataset: DatasetInfo
+    k: int
+    metric: Metric
+    seed: int = 0
 
 
-def _to_artifact(card: Scorecard) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    arrays: dict[str, np.ndarray] = {"lid": card.lid}
-    params: dict[str, Any] = {
-        "values": {key: _json_safe(value) for key, value in card.values.items()},
-        "notes": list(card.notes),
-    }
-    for name, _ in _PARTS:
-        part = getattr(card, name)
-        scalars: dict[str, Any] = {}
-        for f in dataclasses.fields(part):
-            value = getattr(part, f.name)
-            if isinstance(value, np.ndarray):
-                arrays[f"{name}.{f.name}"] = value
-            else:
-                scalars[f.name] = _json_safe(value)
-        params[name] = scalars
-    return arrays, params
+class ScorecardSpec(ArtifactSpec[ScorecardRequest, Scorecard]):
+    """Stored scorecards, computed on the dataset's shared neighbour graph."""
+
+    kind = KIND
+    result_type = Scorecard
+    code_version = SCORECARD_CODE_VERSION
+
+    def key(self, request: ScorecardRequest) -> tuple[Any, ...]:
+        return (request.dataset.fingerprint, request.k, request.metric, request.seed)
+
+    def describe(self, request: ScorecardRequest) -> dict[str, Any]:
+        return {"k": request.k, "metric": request.metric, "seed": request.seed}
+
+    def compute(
+        self, store: Store, request: ScorecardRequest, progress: ProgressFn | None
+    ) -> Scorecard:
+        info = request.dataset
+        width = min(max(request.k, ID_K), info.n - 1)
+        graph = get_or_build_graph(
+            store, info.id, k=width, metric=request.metric, progress=stage(progress, 0.0, 0.5)
+        )
+        X = store.load_vectors(info.id)
+        card = compute_scorecard(
+            X, graph, k=request.k, seed=request.seed, progress=stage(progress, 0.5, 1.0)
+        )
+        if progress is not None:
+            progress(1.0, "scorecard ready")
+        return card
+
+    def label(self, request: ScorecardRequest) -> str:
+        return f"Geometry scorecard of {request.dataset.name}"
 
 
-def _restore_scalar(kind: str, value: Any) -> Any:
-    if kind == "float":
-        return float("nan") if value is None else float(value)
-    if kind == "int":
-        return int(value)
-    return value
+SCORECARDS = ScorecardSpec()
 
 
-def _from_artifact(arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> Scorecard:
-    parts: dict[str, Any] = {}
-    for name, cls in _PARTS:
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            key = f"{name}.{f.name}"
-            if key in arrays:
-                kwargs[f.name] = arrays[key]
-            else:
-                kwargs[f.name] = _restore_scalar(str(f.type), params[name][f.name])
-        parts[name] = cls(**kwargs)
-    values = {
-        key: float("nan") if value is None else value for key, value in params["values"].items()
-    }
-    return Scorecard(
-        values=values,
-        spectrum=parts["spectrum"],
-        twonn=parts["twonn"],
-        mle=parts["mle"],
-        lid=arrays["lid"],
-        hubness=parts["hubness"],
-        duplicates=parts["duplicates"],
-        notes=tuple(params["notes"]),
-    )
+def scorecard_request(
+    store: Store, dataset_id: int, *, k: int = 10, metric: str = "cosine"
+) -> ScorecardRequest:
+    """The scorecard request for these settings, validated."""
+    metric = check_metric(metric)
+    info = store.get_dataset(dataset_id)
+    if info.n < 3:
+        raise InvalidInputError(f"the geometry scorecard needs at least 3 vectors, got {info.n}")
+    return ScorecardRequest(info, check_k(k, info.n - 1), metric)
 
 
-def scorecard_fingerprint(dataset_fingerprint: str, *, k: int, metric: str, seed: int = 0) -> str:
-    """The artifact key of a dataset's scorecard."""
-    from embscope.core.store import fingerprint_arrays
-
-    return fingerprint_arrays(KIND, dataset_fingerprint, k, metric, seed, SCORECARD_CODE_VERSION)
+def scorecard_key(store: Store, dataset_id: int, *, k: int = 10, metric: str = "cosine") -> str:
+    """The fingerprint (artifact and job key) of the scorecard these settings ask for."""
+    return fingerprint(SCORECARDS, scorecard_request(store, dataset_id, k=k, metric=metric))
 
 
 def get_or_compute_scorecard(
@@ -480,9 +475,9 @@ def get_or_compute_scorecard(
 
     The graph comes from :func:`core.graph.get_or_build_graph` with ``max(k, 20)``
     neighbours, so it is the one every other consumer reads (built once, at least 150 wide).
-    The result is stored as an artifact of kind ``"scorecard"`` keyed by
-    :func:`scorecard_fingerprint` (dataset fingerprint, k, metric, seed, code version) and
-    read back identical. A read-only store computes without storing.
+    The result is stored through :mod:`core.artifacts` (kind ``"scorecard"``, keyed by the
+    dataset fingerprint, k, metric, seed and code version) and read back identical. A
+    read-only store computes without storing (the graph too).
 
     Parameters
     ----------
@@ -500,43 +495,5 @@ def get_or_compute_scorecard(
     -------
     Scorecard or None
     """
-    from embscope.core.graph import get_or_build_graph
-
-    metric = check_metric(metric)
-    info = store.get_dataset(dataset_id)
-    if info.n < 3:
-        raise InvalidInputError(f"the geometry scorecard needs at least 3 vectors, got {info.n}")
-    k = check_k(k, info.n - 1)
-    seed = 0
-    fp = scorecard_fingerprint(info.fingerprint, k=k, metric=metric, seed=seed)
-    art = store.get_artifact(fp)
-    if art is not None:
-        return _from_artifact(art.arrays, art.params)
-    if not run:
-        return None
-    t0 = time.perf_counter()
-    width = min(max(k, ID_K), info.n - 1)
-    graph = get_or_build_graph(
-        store, info.id, k=width, metric=metric, progress=_stage(progress, 0.0, 0.5)
-    )
-    X = store.load_vectors(info.id)
-    card = compute_scorecard(X, graph, k=k, seed=seed, progress=_stage(progress, 0.5, 1.0))
-    if not store.read_only:
-        arrays, params = _to_artifact(card)
-        store.put_artifact(
-            kind=KIND,
-            fingerprint=fp,
-            dataset_id=info.id,
-            params={**params, "k": k, "metric": metric, "seed": seed},
-            arrays=arrays,
-            duration_s=time.perf_counter() - t0,
-            lineage={
-                "dataset_fingerprint": info.fingerprint,
-                "graph_method": graph.method,
-                "graph_recall": graph.recall,
-                "code_version": SCORECARD_CODE_VERSION,
-            },
-        )
-    if progress is not None:
-        progress(1.0, "scorecard ready")
-    return card
+    request = scorecard_request(store, dataset_id, k=k, metric=metric)
+    return get_or_compute(store, SCORECARDS, request, progress=progress, run=run)

@@ -3,8 +3,9 @@
 Every projection is an artifact of kind ``projection`` keyed by the fingerprint of (dataset
 vectors, method, dims, seed, metric, the method's parameters, code version), so nothing that
 is stored is computed again, and every session sees what any session computed. The
-artifact holds the coordinates (float32, row order) and, in its lineage, the faithfulness
-scores of :mod:`core.projections.quality`.
+artifact (:class:`ProjectionSpec`, through :mod:`core.artifacts`) holds the coordinates
+(float32, row order), the faithfulness scores of :mod:`core.projections.quality` and what the
+method chose for itself.
 """
 
 from __future__ import annotations
@@ -18,18 +19,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from embscope.core.artifacts import (
+    RECORD_CREATED,
+    RECORD_FINGERPRINT,
+    ArtifactSpec,
+    fingerprint,
+    get_or_compute,
+    load,
+    stored,
+)
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
 from embscope.core.progress import ProgressFn, check_cancel, stage
-from embscope.core.store import DatasetInfo, Store, fingerprint_arrays
-from embscope.core.validation import check_metric, check_seed
+from embscope.core.store import DatasetInfo, Store
+from embscope.core.validation import Metric, check_metric, check_seed
 
 __all__ = [
     "KIND",
     "METHODS",
     "METHOD_PARAMS",
+    "PROJECTIONS",
     "Projection",
+    "ProjectionRequest",
+    "ProjectionSpec",
     "compute_projection",
     "default_label_column",
     "default_metric",
@@ -37,8 +50,8 @@ __all__ = [
     "geodesic_coordinates",
     "list_projections",
     "load_projection",
-    "projection_fingerprint",
     "projection_key",
+    "projection_request",
     "resolve_params",
     "warm_up",
 ]
@@ -89,12 +102,15 @@ class Projection:
     params: Mapping[str, Any]
     quality: Mapping[str, Any]
     seconds: float | None
-    fingerprint: str
-    created: datetime | None = None
+    fingerprint: str = field(default="", metadata=RECORD_FINGERPRINT)
+    created: datetime | None = field(default=None, metadata=RECORD_CREATED)
     coords: np.ndarray | None = field(default=None, repr=False)  # float32 (n, dims)
     # What the method chose for itself: heat-geodesic's tau, order and landmarks, UMAP's
-    # epochs (empty for PCA, LargeVis, and projections stored before this was recorded).
+    # epochs (empty for PCA and LargeVis).
     chosen: Mapping[str, Any] = field(default_factory=dict)
+    # The metadata column kNN accuracy was scored on, and how the graph was built.
+    label_column: str | None = None
+    graph: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -195,36 +211,80 @@ def _check_dims(dims: Any) -> int:
     return int(dims)
 
 
-def projection_fingerprint(
-    info: DatasetInfo,
-    *,
-    method: str,
-    dims: int,
-    seed: int,
-    metric: str,
-    params: Mapping[str, Any],
-) -> str:
-    return fingerprint_arrays(
-        KIND,
-        info.fingerprint,
-        method,
-        int(dims),
-        int(seed),
-        metric,
-        {k: params[k] for k in sorted(params)},
-        CODE_VERSIONS[method],
-    )
+@dataclass(frozen=True)
+class ProjectionRequest:
+    """A layout of a stored dataset: every setting that decides its coordinates."""
+
+    dataset: DatasetInfo
+    method: str
+    dims: int
+    seed: int
+    metric: Metric
+    params: Mapping[str, Any]
 
 
-def _request(
+class ProjectionSpec(ArtifactSpec[ProjectionRequest, Projection]):
+    """Stored projections, versioned per method (a change to one method keeps the others)."""
+
+    kind = KIND
+    result_type = Projection
+
+    def version(self, request: ProjectionRequest) -> int:
+        return CODE_VERSIONS[request.method]
+
+    def key(self, request: ProjectionRequest) -> tuple[Any, ...]:
+        params = {k: request.params[k] for k in sorted(request.params)}
+        return (
+            request.dataset.fingerprint,
+            request.method,
+            request.dims,
+            request.seed,
+            request.metric,
+            params,
+        )
+
+    def describe(self, request: ProjectionRequest) -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "dims": request.dims,
+            "seed": request.seed,
+            "metric": request.metric,
+            "method_params": dict(request.params),
+        }
+
+    def compute(
+        self, store: Store, request: ProjectionRequest, progress: ProgressFn | None
+    ) -> Projection:
+        return _compute(store, request, progress)
+
+    def serial(self, request: ProjectionRequest) -> bool:
+        return request.method in SERIAL_METHODS
+
+    def label(self, request: ProjectionRequest) -> str:
+        # Seed and the parameters set by hand tell two jobs of one method apart.
+        set_by_hand = [f"{k}={v}" for k, v in sorted(request.params.items()) if v is not None]
+        return (
+            f"{METHOD_LABELS[request.method]} {request.dims}-D of {request.dataset.name}"
+            + f" (seed {request.seed}"
+            + "".join(f", {p}" for p in set_by_hand)
+            + ")"
+        )
+
+
+PROJECTIONS = ProjectionSpec()
+
+
+def projection_request(
     store: Store,
     dataset_id: int,
+    *,
     method: str,
-    dims: int,
-    seed: int,
-    metric: str | None,
-    params: Mapping[str, Any] | None,
-) -> tuple[DatasetInfo, str, int, int, dict[str, Any], str]:
+    dims: int = 2,
+    seed: int = 0,
+    metric: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> ProjectionRequest:
+    """The request these settings make, validated (missing parameters take their defaults)."""
     info = store.get_dataset(dataset_id)
     metric = default_metric(info) if metric is None else check_metric(metric)
     full = resolve_params(method, params)
@@ -233,10 +293,7 @@ def _request(
         raise InvalidInputError(
             f"dataset {info.name!r} has {info.n} items: a projection needs at least 4"
         )
-    fp = projection_fingerprint(
-        info, method=method, dims=dims, seed=seed, metric=metric, params=full
-    )
-    return info, metric, dims, seed, full, fp
+    return ProjectionRequest(info, method, dims, seed, metric, full)
 
 
 def projection_key(
@@ -250,38 +307,20 @@ def projection_key(
     params: Mapping[str, Any] | None = None,
 ) -> str:
     """The fingerprint of the projection these settings ask for (its artifact and job key)."""
-    return _request(store, dataset_id, method, dims, seed, metric, params)[-1]
+    request = projection_request(
+        store, dataset_id, method=method, dims=dims, seed=seed, metric=metric, params=params
+    )
+    return fingerprint(PROJECTIONS, request)
 
 
 # -- reading stored projections ----------------------------------------------------------------
-
-
-def _from_artifact(artifact: Any, *, with_coords: bool) -> Projection:
-    p = artifact.params
-    return Projection(
-        dataset_id=artifact.dataset_id,
-        method=p["method"],
-        dims=int(p["dims"]),
-        seed=int(p["seed"]),
-        metric=p["metric"],
-        params=dict(p.get("method_params", {})),
-        quality=dict(artifact.lineage.get("quality", {})),
-        seconds=artifact.duration_s,
-        fingerprint=artifact.fingerprint,
-        created=artifact.created,
-        coords=artifact.arrays.get("coords") if with_coords else None,
-        chosen=dict(p.get("chosen", {})),
-    )
 
 
 def load_projection(
     store: Store, fingerprint: str, *, with_coords: bool = True
 ) -> Projection | None:
     """The stored projection with this fingerprint (with coordinates unless told), or None."""
-    artifact = store.get_artifact(fingerprint, with_arrays=with_coords)
-    if artifact is None or artifact.kind != KIND:
-        return None
-    return _from_artifact(artifact, with_coords=with_coords)
+    return load(store, PROJECTIONS, fingerprint, with_arrays=with_coords)
 
 
 def find_projection(
@@ -295,8 +334,10 @@ def find_projection(
     params: Mapping[str, Any] | None = None,
 ) -> Projection | None:
     """The stored projection for exactly these settings, or None (nothing is computed)."""
-    *_, fp = _request(store, dataset_id, method, dims, seed, metric, params)
-    return load_projection(store, fp)
+    request = projection_request(
+        store, dataset_id, method=method, dims=dims, seed=seed, metric=metric, params=params
+    )
+    return get_or_compute(store, PROJECTIONS, request, run=False)
 
 
 def list_projections(store: Store, dataset_id: int) -> list[Projection]:
@@ -305,12 +346,12 @@ def list_projections(store: Store, dataset_id: int) -> list[Projection]:
     Projections made by an older version of their method's code are left out (a request
     for the same settings computes them again).
     """
-    return [
-        _from_artifact(a, with_coords=False)
-        for a in store.list_artifacts(dataset_id, kind=KIND)
-        if a.status == "done"
-        and a.params.get("code_version") == CODE_VERSIONS.get(a.params.get("method"))
-    ]
+    out = []
+    for record in stored(store, PROJECTIONS, dataset_id, with_results=True):
+        projection = record.result
+        if projection is not None and record.version == CODE_VERSIONS.get(projection.method):
+            out.append(projection)
+    return out
 
 
 # -- computing ------------------------------------------------------------------------------------
@@ -417,13 +458,19 @@ def compute_projection(
         continuity@10, knn_preservation@10, knn_accuracy@10 for the dataset's label column,
         geodesic_spearman when the dataset records geodesic coordinates).
     """
-    info, metric, dims, seed, full, fp = _request(
-        store, dataset_id, method, dims, seed, metric, params
+    request = projection_request(
+        store, dataset_id, method=method, dims=dims, seed=seed, metric=metric, params=params
     )
-    if not recompute:
-        found = load_projection(store, fp)
-        if found is not None:
-            return found
+    projection = get_or_compute(
+        store, PROJECTIONS, request, progress=progress, recompute=recompute
+    )
+    assert projection is not None
+    return projection
+
+
+def _compute(store: Store, request: ProjectionRequest, progress: ProgressFn | None) -> Projection:
+    info, method, dims, seed = request.dataset, request.method, request.dims, request.seed
+    metric, full = request.metric, request.params
     started = time.perf_counter()
     check_cancel(progress, 0.0, "loading vectors", "the projection")
     X = store.load_vectors(info.id)
@@ -459,31 +506,20 @@ def compute_projection(
             store, info, coords, metric=metric, label_column=label_column, X=X, seed=seed,
             progress=stage(progress, 0.9, 1.0),
         )  # fmt: skip
-    store.put_artifact(
-        kind=KIND,
-        fingerprint=fp,
+    return Projection(
         dataset_id=info.id,
-        params={
-            "method": method,
-            "dims": dims,
-            "seed": seed,
-            "metric": metric,
-            "method_params": full,
-            "chosen": chosen,
-            "code_version": CODE_VERSIONS[method],
-        },
-        arrays={"coords": coords},
-        duration_s=seconds,
-        lineage={
-            "dataset_fingerprint": info.fingerprint,
-            "graph": None if graph is None else {"method": graph.method, "recall": graph.recall},
-            "quality": quality,
-            "label_column": label_column,
-        },
+        method=method,
+        dims=dims,
+        seed=seed,
+        metric=metric,
+        params=dict(full),
+        quality=quality,
+        seconds=seconds,
+        coords=coords,
+        chosen=chosen,
+        label_column=label_column,
+        graph={} if graph is None else {"method": graph.method, "recall": graph.recall},
     )
-    found = load_projection(store, fp)
-    assert found is not None
-    return found
 
 
 def warm_up() -> None:

@@ -1,0 +1,244 @@
+"""core.artifacts: one codec and one get-or-compute for every stored kind."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embscope.core import artifacts
+from embscope.core.artifacts import (
+    RECORD_CREATED,
+    RECORD_FINGERPRINT,
+    TRANSIENT,
+    ArtifactSpec,
+    decode,
+    encode,
+    get_or_compute,
+)
+from embscope.core.errors import OperationCancelled
+from embscope.core.store import Store
+from tests.helpers import make_parsed
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclass(frozen=True)
+class Inner:
+    values: np.ndarray
+    scale: float
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner
+    maybe: Inner | None
+    colour: Colour
+    scores: dict[str, float]
+    by_number: Mapping[int, str]
+    pairs: tuple[tuple[int, float], ...]
+    labels: np.ndarray
+    anything: object = None
+    handle: object = field(default=None, metadata=TRANSIENT)
+
+
+def _same(a, b) -> bool:
+    """Equal, with NaN equal to NaN and arrays compared by dtype kind, shape and values."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return (
+            a.shape == b.shape
+            and a.dtype.kind == b.dtype.kind
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+        )
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, Mapping):
+        return isinstance(b, Mapping) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if hasattr(a, "__dataclass_fields__"):
+        return type(a) is type(b) and all(
+            _same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__
+        )
+    return type(a) is type(b) and a == b
+
+
+def _outer(**over) -> Outer:
+    inner = Inner(np.arange(6, dtype=np.float32).reshape(2, 3), math.nan, ("a", "b"))
+    values = {
+        "inner": inner,
+        "maybe": None,
+        "colour": Colour.BLUE,
+        "scores": {"ok": 0.5, "undefined": math.nan, "big": math.inf, "small": -math.inf},
+        "by_number": {3: "three", 10: "ten"},
+        "pairs": ((1, 0.5), (2, math.nan)),
+        "labels": np.asarray(["x", "<b>y</b>", "z"], dtype=object),
+        "anything": {"nested": (1, (2, 3)), "when": datetime(2026, 12, 6, 12, 0)},
+    }
+    values.update(over)
+    return Outer(**values)
+
+
+def test_round_trip_keeps_nan_tuples_enums_nested_dataclasses_and_text_arrays():
+    value = _outer(maybe=Inner(np.zeros(0, np.int64), 2.0, ()))
+    doc, arrays = encode(value)
+    assert all(not a.dtype.hasobject for a in arrays.values())  # read back without pickle
+    back = decode(Outer, doc, arrays)
+    assert _same(back, value)
+    assert back.labels.dtype == object and back.colour is Colour.BLUE
+    assert isinstance(back.pairs[1], tuple) and math.isnan(back.pairs[1][1])
+    assert isinstance(back.anything["nested"][1], tuple)
+
+
+def test_the_document_is_strict_json():
+    import json
+
+    doc, _ = encode(_outer())
+    json.dumps(doc, allow_nan=False)  # NaN and infinities are tagged, not bare
+
+
+def test_transient_fields_are_not_stored_and_summaries_leave_arrays_out():
+    value = _outer(handle=object())
+    doc, arrays = encode(value)
+    assert "handle" not in doc
+    assert decode(Outer, doc, arrays).handle is None
+    summary = decode(Outer, doc, None)
+    assert summary.labels is None and summary.inner.values is None
+    assert summary.inner.names == ("a", "b")
+
+
+def test_a_dict_with_a_dollar_key_is_not_mistaken_for_a_tag():
+    value = _outer(scores={"$float": 1.0})
+    doc, arrays = encode(value)
+    assert decode(Outer, doc, arrays).scores == {"$float": 1.0}
+
+
+def test_what_cannot_be_stored_is_refused():
+    with pytest.raises(TypeError, match="cannot store"):
+        encode({"f": lambda: 0})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**62), 2**62)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=8),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.tuples(children, children)
+            | st.dictionaries(st.text(max_size=5), children, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
+def test_property_any_json_like_value_round_trips(value):
+    doc, arrays = encode(value)
+    assert _same(decode(object, doc, arrays), value)
+
+
+@dataclass(frozen=True)
+class Doubled:
+    values: np.ndarray
+    fingerprint: str = field(default="", metadata=RECORD_FINGERPRINT)
+    created: datetime | None = field(default=None, metadata=RECORD_CREATED)
+
+
+@dataclass(frozen=True)
+class DoubleRequest:
+    dataset: object
+    factor: float
+
+
+class DoubleSpec(ArtifactSpec[DoubleRequest, Doubled]):
+    kind = "test_double"
+    result_type = Doubled
+
+    def __init__(self):
+        self.calls = 0
+
+    def key(self, request):
+        return (request.dataset.fingerprint, request.factor)
+
+    def compute(self, store, request, progress):
+        self.calls += 1
+        if progress is not None and progress(0.5, "half way"):
+            raise OperationCancelled("cancelled")
+        return Doubled(store.load_vectors(request.dataset.id) * request.factor)
+
+
+def test_get_or_compute_stores_once_and_reads_back_identical(store):
+    info = store.add_dataset(make_parsed(np.eye(3)), name="d")
+    spec = DoubleSpec()
+    request = DoubleRequest(info, 2.0)
+    assert get_or_compute(store, spec, request, run=False) is None
+    first = get_or_compute(store, spec, request)
+    second = get_or_compute(store, spec, request)
+    assert spec.calls == 1
+    assert np.array_equal(first.values, second.values)
+    assert first.fingerprint == second.fingerprint == artifacts.fingerprint(spec, request)
+    assert first.created == second.created is not None
+    [listed] = artifacts.stored(store, spec, info.id, with_results=True)
+    assert listed.result.values is None and listed.fingerprint == first.fingerprint
+    get_or_compute(store, spec, request, recompute=True)
+    assert spec.calls == 2
+
+
+def test_a_cancelled_computation_stores_nothing(store):
+    info = store.add_dataset(make_parsed(np.eye(3)), name="d")
+    with pytest.raises(OperationCancelled):
+        get_or_compute(store, DoubleSpec(), DoubleRequest(info, 3.0), progress=lambda f, m: True)
+    assert store.list_artifacts(info.id) == []
+
+
+def test_a_read_only_store_computes_without_writing(db_path):
+    with Store(db_path) as s:
+        info = s.add_dataset(make_parsed(np.eye(3)), name="d")
+    with Store(db_path, read_only=True) as ro:
+        spec = DoubleSpec()
+        result = get_or_compute(ro, spec, DoubleRequest(info, 2.0))
+        assert np.array_equal(result.values, np.eye(3) * 2)
+        assert ro.list_artifacts() == []
+
+
+def test_records_from_before_the_layer_read_as_missing(store):
+    info = store.add_dataset(make_parsed(np.eye(3)), name="d")
+    spec = DoubleSpec()
+    request = DoubleRequest(info, 2.0)
+    store.put_artifact(
+        kind=spec.kind,
+        fingerprint=artifacts.fingerprint(spec, request),
+        dataset_id=info.id,
+        params={"values": "an older layout"},
+    )
+    assert get_or_compute(store, spec, request, run=False) is None
+    get_or_compute(store, spec, request)
+    assert spec.calls == 1
+
+
+def test_only_the_artifact_layer_writes_artifacts():
+    """Store.put_artifact is called from core/artifacts.py and nowhere else in the product."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    callers = sorted(
+        str(p.relative_to(root))
+        for folder in ("core", "app", "pages")
+        for p in (root / folder).rglob("*.py")
+        if ".put_artifact(" in p.read_text(encoding="utf-8")
+    )
+    assert callers == ["core/artifacts.py"]

@@ -1,0 +1,62 @@
+"""Helpers the tests share (fixtures stay in the conftest files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def make_parsed(
+    vectors: np.ndarray,
+    metadata: pd.DataFrame | None = None,
+    *,
+    ids=None,
+    source: str = "test.npy",
+    id_column: str | None = None,
+    warnings: tuple[str, ...] = (),
+):
+    """A ParsedDataset built directly (bypassing the readers) for store tests."""
+    from embscope.core.ingest import ParsedDataset
+
+    n = vectors.shape[0]
+    return ParsedDataset(
+        vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        ids=np.asarray([str(i) for i in range(n)] if ids is None else ids, dtype=object),
+        metadata=pd.DataFrame(index=range(n)) if metadata is None else metadata,
+        warnings=warnings,
+        source=source,
+        format="npy",
+        id_column=id_column,
+        vector_column=None,
+    )
+
+
+def snapshot(store) -> dict:
+    """Everything a user could see in a database, to compare before and after a failed write."""
+    out: dict = {"tables": store.table_names(), "datasets": []}
+    cur = store._cursor()
+    out["counters"] = cur.execute("SELECT * FROM embscope_counters ORDER BY name").fetchall()
+    out["artifacts"] = cur.execute("SELECT id, fingerprint FROM artifacts ORDER BY id").fetchall()
+    for d in store.list_datasets():
+        vec = store.load_vectors(d.id)
+        out["datasets"].append(
+            (
+                d.to_json(),
+                vec.tobytes(),
+                list(store.load_ids(d.id)),
+                store.load_metadata(d.id).to_json(),
+            )
+        )
+    return out
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``embscope`` in process: (exit status, stdout, stderr)."""
+    from embscope.app.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
