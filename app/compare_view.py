@@ -9,28 +9,26 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import figures, share, widgets
-from embscope.app import projections_view as pview
-from embscope.app.cache import (
-    id_row_map,
-    pca_layout_of,
-    projection_coords,
-    shared_item_count,
-)
+from embscope.app.cache import id_row_map, shared_item_count
 from embscope.app.jobs import result_or_job
 from embscope.app.runtime import get_store
+from embscope.app.scatter import (
+    PCA_CHOICE,
+    Panel,
+    hover_for,
+    layout_choice,
+    linked_pair,
+    make_panel,
+    stored_layouts,
+)
+from embscope.app.selection import selection_list
 from embscope.app.text import md_escape
 from embscope.core import compare
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
 
-PCA_CHOICE = "PCA (instant)"
 OVERLAP = "neighbourhood overlap"
 METRICS = ("cosine", "l2", "ip")
-
-
-def _layouts(info: DatasetInfo) -> list[runs.Projection]:
-    """The stored 2-D projections of a dataset (the layouts a chart can show)."""
-    return [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
 
 
 def _link_layout(link: share.Link, name: str, info: DatasetInfo, key: str) -> None:
@@ -40,7 +38,7 @@ def _link_layout(link: share.Link, name: str, info: DatasetInfo, key: str) -> No
     if (link.raw(name) or "").strip().lower() == "pca":
         st.session_state[key] = PCA_CHOICE
         return
-    found = link.fingerprint(name, [p.fingerprint for p in _layouts(info)])
+    found = link.fingerprint(name, [p.fingerprint for p in stored_layouts(info)])
     if found is not None:
         st.session_state[key] = found
 
@@ -250,24 +248,6 @@ def moved_most(info: DatasetInfo, result: compare.SpaceComparison, n_top: int = 
     )  # fmt: skip
 
 
-def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
-    """A layout of ``info`` to draw: PCA, or one of its stored 2-D projections (by
-    fingerprint, so a share link can name it)."""
-    stored = {p.fingerprint: p for p in _layouts(info)}
-    options = [PCA_CHOICE, *stored]
-    if st.session_state.get(key) not in options:  # first visit, or a layout since replaced
-        st.session_state[key] = options[1] if stored else PCA_CHOICE
-    pick = st.selectbox(
-        f"Layout of {md_escape(info.name)}",
-        options,
-        format_func=lambda o: o if o == PCA_CHOICE else stored[o].label,
-        key=key,
-    )
-    if pick == PCA_CHOICE:
-        return pca_layout_of(info.id), "PCA 2-D"
-    return projection_coords(stored[pick].fingerprint), stored[pick].title
-
-
 def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparison) -> None:
     """Both spaces' layouts, B Procrustes-aligned onto A, coloured by per-item overlap."""
     cols = st.columns(3)
@@ -287,19 +267,19 @@ def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComp
         values_b = np.full(other.n, np.nan)
         values_b[result.rows_b] = result.jaccard
         title = f"Jaccard@{result.k}"
-        left = pview.Panel(info, coords_a, f"{label_a} of {info.name}", values_a, False, title,
-                           pview.hover_for(info, []))  # fmt: skip
-        right = pview.Panel(other, aligned_b, f"{label_b} of {other.name} (aligned)", values_b,
-                            False, title, pview.hover_for(other, []))  # fmt: skip
+        left = Panel(info, coords_a, f"{label_a} of {info.name}", values_a, False, title,
+                           hover_for(info, []))  # fmt: skip
+        right = Panel(other, aligned_b, f"{label_b} of {other.name} (aligned)", values_b,
+                            False, title, hover_for(other, []))  # fmt: skip
     else:
-        left = pview.make_panel(info, coords_a, title=f"{label_a} of {info.name}",
+        left = make_panel(info, coords_a, title=f"{label_a} of {info.name}",
                                 colour=colour_by, hover_columns=[colour_by])  # fmt: skip
-        right = pview.make_panel(other, aligned_b, title=f"{label_b} of {other.name} (aligned)",
+        right = make_panel(other, aligned_b, title=f"{label_b} of {other.name} (aligned)",
                                  colour=colour_by, hover_columns=[colour_by])  # fmt: skip
     st.caption(
         f"The right layout is rotated, scaled and shifted onto the left one (Procrustes over "
         f"the matched items, disparity {alignment.disparity:.3f}). Select points in either to "
         "see the same items in the other."
     )
-    pview.linked_pair(left, right, id_row_map(info.id, other.id), key="compare.pair")
-    pview.selection_list(info)
+    linked_pair(left, right, id_row_map(info.id, other.id), key="compare.pair")
+    selection_list(info)

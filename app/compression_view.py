@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from embscope.app import compare_view, figures, share, state, widgets
-from embscope.app import projections_view as pview
+from embscope.app import figures, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import id_row_map
 from embscope.app.jobs import result_or_job, start_index_job
 from embscope.app.runtime import get_store
+from embscope.app.scatter import Panel, draw, hover_for, layout_choice, linked_pair, make_panel
+from embscope.app.selection import current_selection, selection_list, update_selection
 from embscope.app.text import md_escape
 from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from embscope.core.compression import runs as crun
@@ -261,19 +262,17 @@ def harm_map(info: DatasetInfo, report: Any) -> None:
         key=f"compression.harm.{info.id}",
     )  # fmt: skip
     with cols[1]:
-        coords, label = compare_view.layout_choice(info, f"compression.layout.{info.id}")
+        coords, label = layout_choice(info, f"compression.layout.{info.id}")
     result = report.result(spec)
     values = np.full(info.n, np.nan)
     values[report.query_rows] = result.overlap
     title = f"recall@{report.k} of {spec}"
-    panel = pview.Panel(
+    panel = Panel(
         info, coords, f"Where {spec} hurts ({label})", values, False, title,
-        pview.hover_for(info, []),
+        hover_for(info, []),
     )  # fmt: skip
-    fig, event, redrawn = pview.draw(
-        panel, selected=pview.current_selection(info), key="compression.map"
-    )
-    if event is not None and pview.update_selection(
+    fig, event, redrawn = draw(panel, selected=current_selection(info), key="compression.map")
+    if event is not None and update_selection(
         info, "compression.map", figures.selected_rows(fig, event), redrawn=redrawn
     ):
         st.rerun()
@@ -283,7 +282,7 @@ def harm_map(info: DatasetInfo, report: Any) -> None:
         f"returns (grey points were not queries). {int(hurt.sum()):,} of {hurt.size:,} query "
         "points keep fewer than half."
     )
-    pview.selection_list(info, coords=coords, metric=report.metric)
+    selection_list(info, coords=coords, metric=report.metric)
 
 
 def _save_copy(info: DatasetInfo, report: Any) -> None:
@@ -331,14 +330,14 @@ def saved_copies(info: DatasetInfo, report: Any) -> None:
     copy = by_id[copy_id]
     cols = st.columns(2)
     with cols[0]:
-        coords_a, label_a = compare_view.layout_choice(info, f"compression.side_a.{info.id}")
+        coords_a, label_a = layout_choice(info, f"compression.side_a.{info.id}")
     with cols[1]:
-        coords_b, label_b = compare_view.layout_choice(copy, f"compression.side_b.{copy.id}")
+        coords_b, label_b = layout_choice(copy, f"compression.side_b.{copy.id}")
     colour = prun.default_label_column(info)
-    left = pview.make_panel(
+    left = make_panel(
         info, coords_a, title=f"{label_a} of {info.name}", colour=colour, hover_columns=[]
     )
-    right = pview.make_panel(
+    right = make_panel(
         copy, coords_b, title=f"{label_b} of {copy.name}", colour=colour, hover_columns=[]
     )
-    pview.linked_pair(left, right, id_row_map(info.id, copy.id), key="compression.pair")
+    linked_pair(left, right, id_row_map(info.id, copy.id), key="compression.pair")

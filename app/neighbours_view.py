@@ -4,16 +4,16 @@ exact one."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import share, state, widgets
+from embscope.app import share, widgets
 from embscope.app.choices import backend_label, metric_label
 from embscope.app.jobs import index_job_active
+from embscope.app.neighbour_query import current_query, set_query
 from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError, OperationCancelled
@@ -23,7 +23,6 @@ from embscope.core.neighbours import DEFAULT_EF, Query, QueryComparison
 from embscope.core.store import DatasetInfo
 from embscope.core.validation import METRICS
 
-QUERY_KEY = "neighbours.query"
 FIND_BY = {"search": "searching its metadata", "id": "its id", "row": "its row"}
 TABS = {"row": "By item", "id": "By item", "vector": "By vector", "text": "By text"}
 MAX_TEXT_CHARS = 1_000
@@ -68,14 +67,14 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     if row is not None:
         st.session_state["neighbours.item_how"] = "row"
         st.session_state["neighbours.row"] = row
-        _set_query(info, "row", row)
+        set_query(info, "row", row)
     elif item_id is not None:
         st.session_state["neighbours.item_how"] = "id"
         st.session_state["neighbours.id"] = item_id
-        _set_query(info, "id", item_id)
+        set_query(info, "id", item_id)
     elif text is not None:
         st.session_state["neighbours.text"] = text
-        _set_query(info, "text", text)
+        set_query(info, "text", text)
 
 
 def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
@@ -123,24 +122,6 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         "recall, slower queries.",
     )
     return {"k": int(k), "metric": metric, "backend": backend, "ef": int(ef)}
-
-
-def _set_query(info: DatasetInfo, kind: str, value: Any) -> None:
-    state.put(QUERY_KEY, {"dataset": info.id, "kind": kind, "value": value})
-
-
-def open_query(info: DatasetInfo, row: int) -> None:
-    """Open the Neighbours page with the item in ``row`` as the query (from another page),
-    through a link to it, so the address is shareable at once."""
-    _set_query(info, "row", int(row))
-    page = Path(__file__).resolve().parents[1] / "pages" / "neighbours.py"
-    st.switch_page(page, query_params={"dataset": str(info.id), "row": str(row)})
-
-
-def current_query(info: DatasetInfo) -> dict[str, Any] | None:
-    """The query chosen on this page for this dataset, or None."""
-    q = state.get(QUERY_KEY)
-    return q if q and q.get("dataset") == info.id else None
 
 
 def _parse_vector(text: str) -> np.ndarray:
@@ -197,17 +178,17 @@ def _item_tab(info: DatasetInfo) -> None:
                 row = int(found.iloc[picked]["row"])
                 current = current_query(info)
                 if not current or current["kind"] != "row" or current["value"] != row:
-                    _set_query(info, "row", row)
+                    set_query(info, "row", row)
     elif how == "id":
         item_id = st.text_input("Item id", key="neighbours.id")
         if st.button("Find neighbours", key="neighbours.go_id", disabled=not item_id.strip()):
-            _set_query(info, "id", item_id.strip())
+            set_query(info, "id", item_id.strip())
     else:
         if not 0 <= st.session_state.get("neighbours.row", 0) < info.n:
             st.session_state["neighbours.row"] = 0  # set on a larger dataset
         row = st.number_input("Row number", min_value=0, max_value=info.n - 1, key="neighbours.row")
         if st.button("Find neighbours", key="neighbours.go_row"):
-            _set_query(info, "row", int(row))
+            set_query(info, "row", int(row))
 
 
 def _vector_tab(info: DatasetInfo) -> None:
@@ -235,7 +216,7 @@ def _vector_tab(info: DatasetInfo) -> None:
         except (ValueError, OSError) as exc:
             widgets.show_error(InvalidInputError(f"could not read that vector: {exc}"))
             return
-        _set_query(info, "vector", np.asarray(vec, dtype=np.float32).reshape(-1).tolist())
+        set_query(info, "vector", np.asarray(vec, dtype=np.float32).reshape(-1).tolist())
 
 
 def _text_tab(info: DatasetInfo) -> None:
@@ -249,7 +230,7 @@ def _text_tab(info: DatasetInfo) -> None:
     )
     text = st.text_input("Text", key="neighbours.text", placeholder="open a zip archive")
     if st.button("Find neighbours", key="neighbours.go_text", disabled=not text.strip()):
-        _set_query(info, "text", text.strip())
+        set_query(info, "text", text.strip())
 
 
 def query_picker(info: DatasetInfo) -> None:

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, share, state, widgets
-from embscope.app.cache import (
-    hover_labels,
-    id_row_map,
-    metadata_column,
-    projection_coords,
-)
+from embscope.app import figures, share, widgets
+from embscope.app.cache import id_row_map, projection_coords
 from embscope.app.jobs import result_or_job
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
+from embscope.app.scatter import HOVER_TEXT_LIMIT, draw, linked_pair, make_panel
+from embscope.app.selection import (
+    current_selection,
+    selection_list,
+    set_selection,
+    update_selection,
+)
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
-from embscope.core.export import MISSING, as_text
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
 
 NO_COLOUR = "(none)"
-SELECTION_KEY = "projections.selection"
 METRICS = ("cosine", "l2", "ip")
-# Above this many points the default hover is the row number only (hover strings for a
-# million points would be most of the page's payload).
-HOVER_TEXT_LIMIT = 200_000
 
 
 # -- settings and the URL ----------------------------------------------------------------------
@@ -124,7 +120,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     # Coming back to the page, the selection is the session's (other pages share it).
     rows = None if link.remembered else _rows_of_ids(info, link)
     if rows is not None:
-        state.put(SELECTION_KEY, {"dataset": info.id, "rows": rows})
+        set_selection(info, rows)
     if link.flag("side"):
         st.session_state["projections.side_by_side"] = True
     if "beside" in link:
@@ -326,15 +322,6 @@ def colour_options(info: DatasetInfo) -> tuple[str | None, list[str]]:
     return (None if colour == NO_COLOUR else colour), hover
 
 
-def _colour(info: DatasetInfo, column: str | None) -> tuple[Any, bool]:
-    if column is None:
-        return None, False
-    values = metadata_column(info.id, column)
-    if runs.is_categorical(values) or not pd.api.types.is_numeric_dtype(values):
-        return as_text(values, missing=MISSING), True
-    return values.to_numpy(dtype=np.float64, na_value=np.nan), False
-
-
 def quality_metrics(projection: runs.Projection) -> None:
     labels = {
         "trustworthiness@10": "Trustworthiness@10",
@@ -380,75 +367,6 @@ def chosen_caption(projection: runs.Projection) -> str:
     return ""
 
 
-def hover_for(info: DatasetInfo, columns: list[str]) -> list[str] | None:
-    if info.n > HOVER_TEXT_LIMIT and not columns:
-        return None
-    return hover_labels(info.id, tuple(columns))
-
-
-@dataclass
-class Panel:
-    """One scatter to draw: a layout of a dataset with its colour and hover labels."""
-
-    info: DatasetInfo
-    coords: np.ndarray  # float32 (n, 2 | 3), the dataset's row order
-    title: str
-    colour: Any = None  # per-row values, or None
-    categorical: bool = False
-    colour_title: str = ""
-    hover: list[str] | None = None
-
-
-def make_panel(
-    info: DatasetInfo,
-    coords: np.ndarray,
-    *,
-    title: str,
-    colour: str | None,
-    hover_columns: list[str],
-) -> Panel:
-    """A panel coloured by a metadata column (categorical or continuous) with hover labels."""
-    values, categorical = _colour(info, colour if colour in info.metadata_columns else None)
-    hover = [c for c in hover_columns if c in info.metadata_columns]
-    return Panel(info, coords, title, values, categorical, colour or "", hover_for(info, hover))
-
-
-def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 620):
-    """Draw a panel; returns (figure, selection event or None for 3-D, whether it changed).
-
-    Streamlit keys a chart's selection to its figure, so a redrawn figure (another colour,
-    another highlight) comes back with an empty selection: ``changed`` tells
-    :func:`update_selection` that such an empty event is not the user clearing theirs.
-    """
-    signature = (
-        panel.title, panel.colour_title, panel.categorical, panel.coords.shape, height,
-        None if selected is None else np.asarray(selected, dtype=np.int64).tobytes(),
-    )  # fmt: skip
-    changed = state.get(f"projections.drawn.{key}") != signature
-    state.put(f"projections.drawn.{key}", signature)
-    fig = figures.projection_figure(
-        panel.coords,
-        color=panel.colour,
-        categorical=panel.categorical,
-        color_title=panel.colour_title,
-        hover=panel.hover,
-        selected=selected,
-        title=panel.title,
-        height=height,
-    )
-    if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
-        st.plotly_chart(fig, width="stretch", key=key)
-        return fig, None, changed
-    event = st.plotly_chart(
-        fig,
-        width="stretch",
-        key=key,
-        on_select="rerun",
-        selection_mode=("points", "box", "lasso"),
-    )
-    return fig, event, changed
-
-
 def scatter(
     info: DatasetInfo,
     projection: runs.Projection,
@@ -470,64 +388,7 @@ def scatter(
     return draw(panel, selected=selected, key=key, height=height)
 
 
-def linked_pair(left: Panel, right: Panel, forward: np.ndarray, *, key: str) -> None:
-    """Two scatters side by side with one selection, kept in ``left``'s rows.
-
-    ``forward[i]`` is the row of ``right.info`` holding the item of row i of ``left.info``
-    (-1 when it has none); a selection in either chart highlights the same items in both.
-    """
-    selected = current_selection(left.info)
-    cols = st.columns(2)
-    with cols[0]:
-        fig_a, event_a, redrawn_a = draw(left, selected=selected, key=f"{key}.left", height=520)
-    theirs = None if selected is None else forward[selected][forward[selected] >= 0]
-    with cols[1]:
-        fig_b, event_b, redrawn_b = draw(right, selected=theirs, key=f"{key}.right", height=520)
-    changed = False
-    if event_a is not None:
-        changed |= update_selection(
-            left.info, f"{key}.left", figures.selected_rows(fig_a, event_a), redrawn=redrawn_a
-        )
-    if event_b is not None:
-        picked = figures.selected_rows(fig_b, event_b)
-        backward = np.full(right.info.n, -1, dtype=np.int64)
-        ok = forward >= 0
-        backward[forward[ok]] = np.flatnonzero(ok)
-        ours = backward[picked]
-        changed |= update_selection(
-            left.info, f"{key}.right", np.unique(ours[ours >= 0]), redrawn=redrawn_b
-        )
-    if changed:
-        st.rerun()
-
-
 # -- selection ---------------------------------------------------------------------------------------
-
-
-def current_selection(info: DatasetInfo) -> np.ndarray | None:
-    chosen = state.get(SELECTION_KEY)
-    if chosen and chosen.get("dataset") == info.id and chosen.get("rows"):
-        return np.asarray(chosen["rows"], dtype=np.int64)
-    return None  # nothing selected: nothing dimmed
-
-
-def update_selection(
-    info: DatasetInfo, source: str, rows: np.ndarray, *, redrawn: bool = False
-) -> bool:
-    """Record the selection a chart reports (rows of ``info``); True when it changed.
-
-    An empty report from a chart that was just redrawn is Streamlit resetting its selection
-    state, not the user clearing the selection: it is ignored (the Clear button clears).
-    """
-    seen_key = f"projections.seen.{source}"
-    signature = (info.id, rows.tobytes())
-    if state.get(seen_key) == signature:
-        return False
-    state.put(seen_key, signature)
-    if rows.size == 0 and (redrawn or current_selection(info) is None):
-        return False
-    state.put(SELECTION_KEY, {"dataset": info.id, "rows": rows.tolist()})
-    return True
 
 
 def main_scatter(
@@ -557,50 +418,6 @@ def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
             f"The page's link keeps a selection of up to {share.MAX_LINK_ITEMS} points; "
             "this one is left out of it."
         )
-
-
-def selection_list(
-    info: DatasetInfo, *, coords: np.ndarray | None = None, metric: str | None = None
-) -> None:
-    """The selected rows with their metadata (and layout coordinates), with downloads; a
-    single selected point also shows its nearest neighbours."""
-    rows = current_selection(info)
-    rows = np.zeros(0, dtype=np.int64) if rows is None else rows[(rows >= 0) & (rows < info.n)]
-    if rows.size == 0:
-        st.caption("Select points with the lasso or box tool (or click one) to list them here.")
-        return
-    frame = get_store().load_rows(info.id, rows)
-    if coords is not None:
-        for j, axis in enumerate("xyz"[: coords.shape[1]]):
-            frame[axis] = coords[rows, j]
-    st.markdown(f"**{rows.size:,} selected point(s)**")
-    st.dataframe(frame, hide_index=True, width="stretch", height=280)
-    cols = st.columns([1, 1, 1, 3])
-    widgets.table_downloads(lambda: frame, "selection", key="projections.sel", columns=cols)
-    if cols[2].button("Clear", key="projections.clear_selection"):
-        state.put(SELECTION_KEY, None)
-        st.rerun()
-    if rows.size == 1:
-        point_neighbours(info, int(rows[0]), metric or runs.default_metric(info))
-
-
-def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
-    """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
-    from embscope.app import neighbours_view
-
-    service = get_neighbour_service()
-    try:
-        query = service.resolve(info.id, row=row)
-        answer = service.search(info.id, query, k=10, metric=metric, backend="exact")
-    except InvalidInputError as exc:
-        widgets.show_error(exc)
-        return
-    table = get_store().load_rows(info.id, answer.rows)
-    table.insert(1, "distance", answer.distances)
-    st.markdown(f"**Nearest neighbours of {md_escape(query.description)}** ({metric}, exact)")
-    st.dataframe(table, hide_index=True, width="stretch", height=240)
-    if st.button("Open in Neighbours →", key="projections.open_neighbours"):
-        neighbours_view.open_query(info, row)
 
 
 def export_projection(info: DatasetInfo, projection: runs.Projection) -> None:

@@ -1,0 +1,163 @@
+"""The scatter of a layout: a panel (coordinates, colour, hover), drawn with a selection, two
+side by side with one linked selection, and the choice of a layout to draw (PCA or a stored
+2-D projection). Used by the Projections, Compression and Compare pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from embscope.app import figures, state
+from embscope.app.cache import hover_labels, metadata_column, pca_layout_of, projection_coords
+from embscope.app.runtime import get_store
+from embscope.app.selection import current_selection, update_selection
+from embscope.app.text import md_escape
+from embscope.core.export import MISSING, as_text
+from embscope.core.projections import runs
+from embscope.core.store import DatasetInfo
+
+# Above this many points the default hover is the row number only (hover strings for a
+# million points would be most of the page's payload).
+HOVER_TEXT_LIMIT = 200_000
+
+
+def hover_for(info: DatasetInfo, columns: list[str]) -> list[str] | None:
+    """Hover labels: the id and ``columns``; None (the row number) for a dataset above
+    :data:`HOVER_TEXT_LIMIT` points when no column is asked for."""
+    if info.n > HOVER_TEXT_LIMIT and not columns:
+        return None
+    return hover_labels(info.id, tuple(columns))
+
+
+@dataclass
+class Panel:
+    """One scatter to draw: a layout of a dataset with its colour and hover labels."""
+
+    info: DatasetInfo
+    coords: np.ndarray  # float32 (n, 2 | 3), the dataset's row order
+    title: str
+    colour: Any = None  # per-row values, or None
+    categorical: bool = False
+    colour_title: str = ""
+    hover: list[str] | None = None
+
+
+def _colour(info: DatasetInfo, column: str | None) -> tuple[Any, bool]:
+    # Per-row colour values of a metadata column, and whether they are categories.
+    if column is None:
+        return None, False
+    values = metadata_column(info.id, column)
+    if runs.is_categorical(values) or not pd.api.types.is_numeric_dtype(values):
+        return as_text(values, missing=MISSING), True
+    return values.to_numpy(dtype=np.float64, na_value=np.nan), False
+
+
+def make_panel(
+    info: DatasetInfo,
+    coords: np.ndarray,
+    *,
+    title: str,
+    colour: str | None,
+    hover_columns: list[str],
+) -> Panel:
+    """A panel coloured by a metadata column (categorical or continuous) with hover labels."""
+    values, categorical = _colour(info, colour if colour in info.metadata_columns else None)
+    hover = [c for c in hover_columns if c in info.metadata_columns]
+    return Panel(info, coords, title, values, categorical, colour or "", hover_for(info, hover))
+
+
+def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 620):
+    """Draw a panel; returns (figure, selection event or None for 3-D, whether it changed).
+
+    Streamlit keys a chart's selection to its figure, so a redrawn figure (another colour,
+    another highlight) comes back with an empty selection: ``changed`` tells
+    :func:`update_selection` that such an empty event is not the user clearing theirs.
+    """
+    signature = (
+        panel.title, panel.colour_title, panel.categorical, panel.coords.shape, height,
+        None if selected is None else np.asarray(selected, dtype=np.int64).tobytes(),
+    )  # fmt: skip
+    changed = state.get(f"projections.drawn.{key}") != signature
+    state.put(f"projections.drawn.{key}", signature)
+    fig = figures.projection_figure(
+        panel.coords,
+        color=panel.colour,
+        categorical=panel.categorical,
+        color_title=panel.colour_title,
+        hover=panel.hover,
+        selected=selected,
+        title=panel.title,
+        height=height,
+    )
+    if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
+        st.plotly_chart(fig, width="stretch", key=key)
+        return fig, None, changed
+    event = st.plotly_chart(
+        fig,
+        width="stretch",
+        key=key,
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+    return fig, event, changed
+
+
+def linked_pair(left: Panel, right: Panel, forward: np.ndarray, *, key: str) -> None:
+    """Two scatters side by side with one selection, kept in ``left``'s rows.
+
+    ``forward[i]`` is the row of ``right.info`` holding the item of row i of ``left.info``
+    (-1 when it has none); a selection in either chart highlights the same items in both.
+    """
+    selected = current_selection(left.info)
+    cols = st.columns(2)
+    with cols[0]:
+        fig_a, event_a, redrawn_a = draw(left, selected=selected, key=f"{key}.left", height=520)
+    theirs = None if selected is None else forward[selected][forward[selected] >= 0]
+    with cols[1]:
+        fig_b, event_b, redrawn_b = draw(right, selected=theirs, key=f"{key}.right", height=520)
+    changed = False
+    if event_a is not None:
+        changed |= update_selection(
+            left.info, f"{key}.left", figures.selected_rows(fig_a, event_a), redrawn=redrawn_a
+        )
+    if event_b is not None:
+        picked = figures.selected_rows(fig_b, event_b)
+        backward = np.full(right.info.n, -1, dtype=np.int64)
+        ok = forward >= 0
+        backward[forward[ok]] = np.flatnonzero(ok)
+        ours = backward[picked]
+        changed |= update_selection(
+            left.info, f"{key}.right", np.unique(ours[ours >= 0]), redrawn=redrawn_b
+        )
+    if changed:
+        st.rerun()
+
+
+PCA_CHOICE = "PCA (instant)"
+
+
+def stored_layouts(info: DatasetInfo) -> list[runs.Projection]:
+    """The stored 2-D projections of a dataset (the layouts a chart can show)."""
+    return [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
+
+
+def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
+    """A layout of ``info`` to draw: PCA, or one of its stored 2-D projections (by
+    fingerprint, so a share link can name it)."""
+    stored = {p.fingerprint: p for p in stored_layouts(info)}
+    options = [PCA_CHOICE, *stored]
+    if st.session_state.get(key) not in options:  # first visit, or a layout since replaced
+        st.session_state[key] = options[1] if stored else PCA_CHOICE
+    pick = st.selectbox(
+        f"Layout of {md_escape(info.name)}",
+        options,
+        format_func=lambda o: o if o == PCA_CHOICE else stored[o].label,
+        key=key,
+    )
+    if pick == PCA_CHOICE:
+        return pca_layout_of(info.id), "PCA 2-D"
+    return projection_coords(stored[pick].fingerprint), stored[pick].title

@@ -1,0 +1,92 @@
+"""The selection of points every scatter shares (Projections, Compression, Compare): kept in
+the session for one dataset, listed with its metadata and downloads, and for a single point
+its nearest neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from embscope.app import state, widgets
+from embscope.app.neighbour_query import open_query
+from embscope.app.runtime import get_neighbour_service, get_store
+from embscope.app.text import md_escape
+from embscope.core.errors import InvalidInputError
+from embscope.core.projections import runs
+from embscope.core.store import DatasetInfo
+
+SELECTION_KEY = "projections.selection"
+
+
+def current_selection(info: DatasetInfo) -> np.ndarray | None:
+    """The rows of ``info`` selected in this session, or None (nothing selected)."""
+    chosen = state.get(SELECTION_KEY)
+    if chosen and chosen.get("dataset") == info.id and chosen.get("rows"):
+        return np.asarray(chosen["rows"], dtype=np.int64)
+    return None  # nothing selected: nothing dimmed
+
+
+def set_selection(info: DatasetInfo, rows: list[int] | None) -> None:
+    """Make ``rows`` of ``info`` the session's selection (None: nothing selected)."""
+    state.put(SELECTION_KEY, None if rows is None else {"dataset": info.id, "rows": list(rows)})
+
+
+def update_selection(
+    info: DatasetInfo, source: str, rows: np.ndarray, *, redrawn: bool = False
+) -> bool:
+    """Record the selection a chart reports (rows of ``info``); True when it changed.
+
+    An empty report from a chart that was just redrawn is Streamlit resetting its selection
+    state, not the user clearing the selection: it is ignored (the Clear button clears).
+    """
+    seen_key = f"projections.seen.{source}"
+    signature = (info.id, rows.tobytes())
+    if state.get(seen_key) == signature:
+        return False
+    state.put(seen_key, signature)
+    if rows.size == 0 and (redrawn or current_selection(info) is None):
+        return False
+    set_selection(info, rows.tolist())
+    return True
+
+
+def selection_list(
+    info: DatasetInfo, *, coords: np.ndarray | None = None, metric: str | None = None
+) -> None:
+    """The selected rows with their metadata (and layout coordinates), with downloads; a
+    single selected point also shows its nearest neighbours."""
+    rows = current_selection(info)
+    rows = np.zeros(0, dtype=np.int64) if rows is None else rows[(rows >= 0) & (rows < info.n)]
+    if rows.size == 0:
+        st.caption("Select points with the lasso or box tool (or click one) to list them here.")
+        return
+    frame = get_store().load_rows(info.id, rows)
+    if coords is not None:
+        for j, axis in enumerate("xyz"[: coords.shape[1]]):
+            frame[axis] = coords[rows, j]
+    st.markdown(f"**{rows.size:,} selected point(s)**")
+    st.dataframe(frame, hide_index=True, width="stretch", height=280)
+    cols = st.columns([1, 1, 1, 3])
+    widgets.table_downloads(lambda: frame, "selection", key="projections.sel", columns=cols)
+    if cols[2].button("Clear", key="projections.clear_selection"):
+        set_selection(info, None)
+        st.rerun()
+    if rows.size == 1:
+        point_neighbours(info, int(rows[0]), metric or runs.default_metric(info))
+
+
+def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
+    """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
+    service = get_neighbour_service()
+    try:
+        query = service.resolve(info.id, row=row)
+        answer = service.search(info.id, query, k=10, metric=metric, backend="exact")
+    except InvalidInputError as exc:
+        widgets.show_error(exc)
+        return
+    table = get_store().load_rows(info.id, answer.rows)
+    table.insert(1, "distance", answer.distances)
+    st.markdown(f"**Nearest neighbours of {md_escape(query.description)}** ({metric}, exact)")
+    st.dataframe(table, hide_index=True, width="stretch", height=240)
+    if st.button("Open in Neighbours →", key="projections.open_neighbours"):
+        open_query(info, row)
