@@ -16,6 +16,7 @@ import numpy as np
 from embscope.core.errors import InvalidInputError
 
 __all__ = [
+    "MAX_SEED",
     "METRICS",
     "Metric",
     "check_choice",
@@ -35,6 +36,9 @@ METRICS: tuple[Metric, ...] = get_args(Metric)
 _METRIC_HINT = "cosine for sentence embeddings, l2 for raw features, ip for inner product"
 
 C = TypeVar("C")
+# The largest seed: every random generator embscope seeds (numpy, umap-learn's RandomState,
+# hnswlib) takes it, and so does a page's number box.
+MAX_SEED = 2**31 - 1
 
 
 def check_metric(metric: Any) -> Metric:
@@ -92,8 +96,8 @@ def _bounds(low: float | None, high: float | None) -> str:
 
 
 def check_seed(seed: Any) -> int:
-    """A seed: a whole number >= 0."""
-    return check_int(seed, "seed", low=0)
+    """A seed: a whole number from 0 to :data:`MAX_SEED`."""
+    return check_int(seed, "seed", low=0, high=MAX_SEED)
 
 
 def check_choice(value: Any, name: str, choices: Sequence[C]) -> C:

@@ -108,6 +108,7 @@ from scipy.special import ive
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph
 from embscope.core.progress import ProgressFn
+from embscope.core.projections.params import HEATGEO_PARAMS
 from embscope.core.validation import check_int
 
 __all__ = [
@@ -1088,11 +1089,11 @@ def heatgeo_embedding(
     graph: KnnGraph,
     *,
     dims: int = 2,
-    knn: int = 10,
-    tau: float | str = "auto",
-    sigma: float = 0.0,
+    knn: int = HEATGEO_PARAMS.default("knn"),
+    tau: float | str = HEATGEO_PARAMS.default("tau"),
+    sigma: float = HEATGEO_PARAMS.default("sigma"),
     order: int | None = None,
-    n_landmarks: int | None = None,
+    n_landmarks: int | None = HEATGEO_PARAMS.default("n_landmarks"),
     complete: bool = True,
     seed: int = 0,
     progress: ProgressFn | None = None,

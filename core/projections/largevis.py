@@ -47,6 +47,7 @@ from numba import njit
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
 from embscope.core.progress import ProgressFn
+from embscope.core.projections.params import LARGEVIS_PARAMS
 from embscope.core.projections.pca import pca_layout
 from embscope.core.validation import check_number, check_vectors, prepare_for_metric
 
@@ -665,12 +666,12 @@ def largevis_layout(
     graph: KnnGraph,
     *,
     dims: int = 2,
-    n_neighbors: int = 150,
-    perplexity: float = 50.0,
-    negatives: int = 5,
-    gamma: float = 7.0,
+    n_neighbors: int = LARGEVIS_PARAMS.default("n_neighbors"),
+    perplexity: float = LARGEVIS_PARAMS.default("perplexity"),
+    negatives: int = LARGEVIS_PARAMS.default("negatives"),
+    gamma: float = LARGEVIS_PARAMS.default("gamma"),
     rho0: float = 1.0,
-    samples_per_point: float | None = None,
+    samples_per_point: float | None = LARGEVIS_PARAMS.default("samples_per_point"),
     init: str | np.ndarray = "pca",
     X: np.ndarray | None = None,
     seed: int = 0,

@@ -31,7 +31,14 @@ from embscope.core.artifacts import (
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
+from embscope.core.params import ParamTable
 from embscope.core.progress import ProgressFn, check_cancel, stage
+from embscope.core.projections.params import (
+    HEATGEO_PARAMS,
+    LARGEVIS_PARAMS,
+    PCA_PARAMS,
+    UMAP_PARAMS,
+)
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import Metric, check_metric, check_seed
 
@@ -39,6 +46,7 @@ __all__ = [
     "KIND",
     "METHODS",
     "METHOD_PARAMS",
+    "PARAM_TABLES",
     "PROJECTIONS",
     "Projection",
     "ProjectionRequest",
@@ -73,19 +81,15 @@ METHOD_LABELS = {
     "umap": "UMAP",
     "heatgeo": "Heat-geodesic",
 }
-# Each method's tunable parameters and their defaults (None: chosen from the data).
-METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "pca": {},
-    "largevis": {
-        "n_neighbors": 150,
-        "perplexity": 50.0,
-        "samples_per_point": None,
-        "negatives": 5,
-        "gamma": 7.0,
-    },
-    "umap": {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": None},
-    "heatgeo": {"knn": 10, "tau": "auto", "sigma": 0.0, "n_landmarks": None},
+# Each method's tunable parameters: defaults, bounds and help (core/projections/params.py).
+PARAM_TABLES: dict[str, ParamTable] = {
+    "pca": PCA_PARAMS,
+    "largevis": LARGEVIS_PARAMS,
+    "umap": UMAP_PARAMS,
+    "heatgeo": HEATGEO_PARAMS,
 }
+# Their defaults (None or "auto": chosen from the data).
+METHOD_PARAMS: dict[str, dict[str, Any]] = {m: t.defaults() for m, t in PARAM_TABLES.items()}
 # Methods whose layout is numba-heavy: their jobs are serialised (see core.jobs).
 SERIAL_METHODS = frozenset({"largevis", "umap", "heatgeo"})
 
@@ -188,21 +192,16 @@ def load_labels(store: Store, info: DatasetInfo, column: str) -> np.ndarray:
 # -- parameters and fingerprints --------------------------------------------------------------
 
 
-def resolve_params(method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The method's defaults overridden by ``params``; unknown methods or names are refused."""
+def resolve_params(
+    method: str, params: Mapping[str, Any] | None = None, *, n: int | None = None
+) -> dict[str, Any]:
+    """The method's defaults overridden by ``params``, each checked against its bounds (and,
+    for neighbour counts, against the ``n`` items); unknown methods or names are refused."""
     if method not in METHODS:
         raise InvalidInputError(
             f"unknown projection method {method!r}: choose one of {', '.join(METHODS)}"
         )
-    defaults = METHOD_PARAMS[method]
-    given = dict(params or {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise InvalidInputError(
-            f"{METHOD_LABELS[method]} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters are: {', '.join(defaults) or 'none'}"
-        )
-    return {**defaults, **given}
+    return PARAM_TABLES[method].resolve(params, n=n)
 
 
 def _check_dims(dims: Any) -> int:
@@ -287,8 +286,10 @@ def projection_request(
     """The request these settings make, validated (missing parameters take their defaults)."""
     info = store.get_dataset(dataset_id)
     metric = default_metric(info) if metric is None else check_metric(metric)
-    full = resolve_params(method, params)
+    full = resolve_params(method, params, n=info.n)
     dims, seed = _check_dims(dims), check_seed(seed)
+    if method == "pca":
+        seed = 0  # PCA is deterministic: a seed would only key copies of one layout
     if info.n < 4:
         raise InvalidInputError(
             f"dataset {info.name!r} has {info.n} items: a projection needs at least 4"
@@ -461,9 +462,7 @@ def compute_projection(
     request = projection_request(
         store, dataset_id, method=method, dims=dims, seed=seed, metric=metric, params=params
     )
-    projection = get_or_compute(
-        store, PROJECTIONS, request, progress=progress, recompute=recompute
-    )
+    projection = get_or_compute(store, PROJECTIONS, request, progress=progress, recompute=recompute)
     assert projection is not None
     return projection
 

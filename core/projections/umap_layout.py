@@ -57,10 +57,11 @@ import numpy as np
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
 from embscope.core.progress import ProgressFn
+from embscope.core.projections.params import UMAP_PARAMS
 
 __all__ = ["UMAP_N_NEIGHBORS", "GraphNotUsedError", "default_epochs", "umap_layout", "warm_up"]
 
-UMAP_N_NEIGHBORS = 15
+UMAP_N_NEIGHBORS: int = UMAP_PARAMS.default("n_neighbors")
 # umap-learn's metric name for each graph metric. An inner-product graph has no umap-learn
 # metric; its vectors (if given) only place disconnected components, by Euclidean centroids.
 _UMAP_METRIC = {"l2": "euclidean", "cosine": "cosine", "ip": "euclidean"}
@@ -285,9 +286,9 @@ def umap_layout(
     graph: KnnGraph,
     *,
     dims: int = 2,
-    n_neighbors: int = UMAP_N_NEIGHBORS,
-    min_dist: float = 0.1,
-    n_epochs: int | None = None,
+    n_neighbors: int = UMAP_PARAMS.default("n_neighbors"),
+    min_dist: float = UMAP_PARAMS.default("min_dist"),
+    n_epochs: int | None = UMAP_PARAMS.default("n_epochs"),
     seed: int | None = 0,
     deterministic: bool = False,
     X: np.ndarray | None = None,

@@ -1,0 +1,173 @@
+"""Parameter tables: every setting a person can give a job, written once with its bounds.
+
+A :class:`ParamTable` lists a method's :class:`Param` s (name, default, bounds, whether it
+may be chosen from the data, a label and a help text). The method's function defaults, the
+page's widgets, the share-link parser and the CLI's ``--param`` are all built from it, so a
+value outside the bounds is refused the same way wherever it comes from: a link, a widget,
+a script or the Python API. Every bound is fixed (work must stay bounded whatever a visitor
+asks), and graph widths are also kept below the number of items.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from embscope.core.errors import InvalidInputError
+from embscope.core.validation import check_int, check_number
+
+__all__ = ["AUTO", "Param", "ParamTable"]
+
+# The text that asks for a value chosen from the data (in a link, on the command line).
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting of a method.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"int", "float"}
+    default : int, float, None or "auto"
+        The value used when none is given; ``auto_value`` when it is chosen from the data.
+    low, high : float
+        Inclusive bounds of a given value.
+    label, help : str
+        What a widget shows.
+    auto : bool
+        Whether the value may be left to the method (:data:`AUTO` in text).
+    auto_value : None or "auto"
+        How "chosen from the data" is passed to the method (its historical spelling).
+    start : int or float, optional
+        Where a widget starts when a person switches "automatic" off.
+    below_n : bool
+        The value counts neighbours of a point: it must also stay below the number of items.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    low: float
+    high: float
+    label: str
+    help: str
+    auto: bool = False
+    auto_value: Any = None
+    start: float | None = None
+    below_n: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("int", "float"):
+            raise ValueError(f"parameter {self.name}: kind must be int or float")
+        if not (self.auto and self.default == self.auto_value):
+            self.check(self.default)
+
+    def is_auto(self, value: Any) -> bool:
+        """Whether ``value`` asks for the method's own choice."""
+        return self.auto and (value is None or (isinstance(value, str) and value == AUTO))
+
+    def high_for(self, n: int | None) -> float:
+        """The upper bound for a dataset of ``n`` items."""
+        if self.below_n and n is not None:
+            return min(self.high, max(self.low, n - 1))
+        return self.high
+
+    def check(self, value: Any, *, n: int | None = None, owner: str = "") -> Any:
+        """``value`` validated (and typed), or ``auto_value``; InvalidInputError otherwise."""
+        if self.is_auto(value):
+            return self.auto_value
+        name = f"{owner} {self.name}".strip()
+        if value is None or isinstance(value, str):
+            hint = f" or {AUTO!r}" if self.auto else ""
+            raise InvalidInputError(f"{name} must be a number{hint}, got {value!r}")
+        if self.kind == "int":
+            if isinstance(value, float) and math.isfinite(value) and value == int(value):
+                value = int(value)  # 5.0 from JSON or a number box
+            checked: Any = check_int(value, name, low=int(self.low), high=int(self.high))
+        else:
+            checked = check_number(value, name, low=self.low, high=self.high)
+        if self.below_n and n is not None and checked > n - 1:
+            raise InvalidInputError(
+                f"{name} = {checked} counts neighbours, but the dataset has {n} items: choose "
+                f"at most {n - 1}"
+            )
+        return checked
+
+    def parse(self, text: str, *, n: int | None = None, owner: str = "") -> Any:
+        """A value given as text (a link, ``--param``), validated."""
+        text = text.strip()
+        if self.auto and text.lower() == AUTO:
+            return self.auto_value
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        return self.check(value, n=n, owner=owner)
+
+    def describe(self) -> str:
+        """The bounds in words, for help texts and errors."""
+        kind = "whole number" if self.kind == "int" else "number"
+        high = f"{self.high:g}" + (" and below the number of items" if self.below_n else "")
+        auto = f", or {AUTO}" if self.auto else ""
+        return f"a {kind} from {self.low:g} to {high}{auto}"
+
+
+@dataclass(frozen=True)
+class ParamTable(Mapping[str, Param]):
+    """The parameters of one method, in the order a page shows them."""
+
+    owner: str
+    params: tuple[Param, ...]
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.name for p in self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def default(self, name: str) -> Any:
+        """The default of ``name`` (for the method's own signature)."""
+        return self[name].default
+
+    def defaults(self) -> dict[str, Any]:
+        """Every parameter at its default."""
+        return {p.name: p.default for p in self.params}
+
+    def _unknown(self, names: Any) -> InvalidInputError:
+        return InvalidInputError(
+            f"{self.owner} has no parameter {', '.join(map(repr, sorted(names)))}; its "
+            f"parameters are: {', '.join(self) or 'none'}"
+        )
+
+    def resolve(
+        self, given: Mapping[str, Any] | None = None, *, n: int | None = None
+    ) -> dict[str, Any]:
+        """The defaults overridden by ``given``, every value checked against its bounds."""
+        given = dict(given or {})
+        unknown = set(given) - set(self)
+        if unknown:
+            raise self._unknown(unknown)
+        out = self.defaults()
+        for name, value in given.items():
+            out[name] = self[name].check(value, n=n, owner=self.owner)
+        # A default above a small dataset's size (n_neighbors 150 at n = 40) is kept: the
+        # methods cap it at the graph's width themselves.
+        return out
+
+    def parse(self, pairs: Mapping[str, str], *, n: int | None = None) -> dict[str, Any]:
+        """Values given as text by name (``--param NAME=VALUE``), checked."""
+        unknown = set(pairs) - set(self)
+        if unknown:
+            raise self._unknown(unknown)
+        return {name: self[name].parse(text, n=n, owner=self.owner) for name, text in pairs.items()}

@@ -1,0 +1,96 @@
+"""The parameters of each projection method: one table each (see :mod:`core.params`).
+
+The layout functions take their defaults from here, the Projections page draws its widgets
+from here, and share links, ``embscope project --param`` and the Python API are checked
+against these bounds before any work starts.
+"""
+
+from __future__ import annotations
+
+from embscope.core.params import AUTO, Param, ParamTable
+
+__all__ = ["HEATGEO_PARAMS", "LARGEVIS_PARAMS", "PCA_PARAMS", "UMAP_PARAMS"]
+
+# The widest neighbour list any method may ask for: the shared graph is built this wide at
+# most (GRAPH_K = 150 by default), so a link cannot ask for a graph of n x n.
+MAX_NEIGHBOURS = 200
+
+PCA_PARAMS = ParamTable("PCA", ())
+
+LARGEVIS_PARAMS = ParamTable(
+    "LargeVis",
+    (
+        Param(
+            "n_neighbors", "int", 150, 2, MAX_NEIGHBOURS, "n neighbors",
+            "K: neighbours per point that get a weight (reference 150).", below_n=True,
+        ),
+        Param(
+            "perplexity", "float", 50.0, 1.0, 100.0, "perplexity",
+            "Effective number of neighbours of the Gaussian weights (reference 50; capped "
+            "at K / 3).",
+        ),
+        Param(
+            "samples_per_point", "int", None, 1, 5_000, "samples per point",
+            "Edge samples per point: more is slower and usually more faithful (automatic: "
+            "300, and at least 10 million in all).",
+            auto=True, start=300,
+        ),
+        Param(
+            "negatives", "int", 5, 1, 20, "negatives",
+            "M: negative samples per positive edge (reference 5).",
+        ),
+        Param(
+            "gamma", "float", 7.0, 0.1, 50.0, "gamma",
+            "γ: weight of the negative edges, how hard unrelated points push apart (reference "
+            "7).",
+        ),
+    ),
+)  # fmt: skip
+
+UMAP_PARAMS = ParamTable(
+    "UMAP",
+    (
+        Param(
+            "n_neighbors", "int", 15, 2, MAX_NEIGHBOURS, "n neighbors",
+            "Neighbourhood size, the point itself included: small keeps local detail, large "
+            "keeps more of the global shape (umap-learn's default 15).",
+            below_n=True,
+        ),
+        Param(
+            "min_dist", "float", 0.1, 0.0, 1.0, "min dist",
+            "How tightly points may pack together in the layout (umap-learn's default 0.1).",
+        ),
+        Param(
+            "n_epochs", "int", None, 1, 2_000, "n epochs",
+            "Optimisation rounds (automatic: 500 below 10,000 points, 200 above, capped at "
+            "5 million / n and at least 50).",
+            auto=True, start=200,
+        ),
+    ),
+)  # fmt: skip
+
+HEATGEO_PARAMS = ParamTable(
+    "Heat-geodesic",
+    (
+        Param(
+            "knn", "int", 10, 1, 100, "knn",
+            "Bandwidth neighbour of the alpha-decay kernel (reference 10).", below_n=True,
+        ),
+        Param(
+            "tau", "float", AUTO, 0.1, 500.0, "τ (diffusion time)",
+            "Diffusion time: small follows the graph closely, large smooths over it "
+            "(automatic: the knee of the time-entropy curve).",
+            auto=True, auto_value=AUTO, start=10.0,
+        ),
+        Param(
+            "sigma", "float", 0.0, 0.0, 100.0, "sigma",
+            "Weight of the Harnack term (reference 0).",
+        ),
+        Param(
+            "n_landmarks", "int", None, 4, 20_000, "n landmarks",
+            "Landmarks of the heat kernel and the MDS (automatic: 256 to 2,000 by size; every "
+            "point when there are fewer).",
+            auto=True, start=2_000,
+        ),
+    ),
+)  # fmt: skip
