@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from embscope.app.choices import GEOMETRY_METRICS
 from embscope.core.errors import InvalidInputError
+from embscope.core.index import BACKENDS
+from embscope.core.validation import METRICS
 
 EXIT_BAD_INPUT = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -628,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("graph", "build (or reuse) the shared k-nearest-neighbour graph of a dataset")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
     p.add_argument("-k", type=int, default=None, help="neighbours per point (default 150, or n-1)")
-    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default="cosine")
+    p.add_argument("--metric", choices=METRICS, default="cosine")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_graph)
 
@@ -640,8 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--vector-file", metavar="F.npy", help="query by a vector in a .npy file")
     which.add_argument("--text", metavar="T", help="query by text (needs the text extra)")
     p.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
-    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default="cosine")
-    p.add_argument("--backend", choices=["hnsw", "exact", "milvus"], default="hnsw")
+    p.add_argument("--metric", choices=METRICS, default="cosine")
+    p.add_argument("--backend", choices=BACKENDS, default="hnsw")
     p.add_argument("--ef", type=int, default=None, help="HNSW search breadth (default 50)")
     p.add_argument("--exact", action="store_true", help="also run exact search and report recall@k")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -650,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("geometry", "isotropy, intrinsic dimension and hubness scores of a dataset")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
     p.add_argument("-k", type=int, default=10, help="neighbours for hubness (default 10)")
-    p.add_argument("--metric", choices=["cosine", "l2"], default="cosine")
+    p.add_argument("--metric", choices=GEOMETRY_METRICS, default="cosine")
     p.add_argument("--json", action="store_true", help="print the scorecard as JSON")
     p.set_defaults(func=_cmd_geometry)
 
@@ -663,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", type=int, choices=[2, 3], default=2, help="2 or 3 (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--metric", choices=["cosine", "l2", "ip"], default=None,
+        "--metric", choices=METRICS, default=None,
         help="neighbour-graph metric (default: the dataset's, else cosine)",
     )  # fmt: skip
     p.add_argument(
@@ -687,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=1000, help="query rows sampled (default 1000)")
     p.add_argument("-k", type=int, default=10, help="neighbours for recall (default 10)")
     p.add_argument("--rescore", type=int, default=4, help="re-rank multiplier r (default 4)")
-    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default=None)
+    p.add_argument("--metric", choices=METRICS, default=None)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--save", action="store_true", help="store each compressed copy as a dataset")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -697,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset_a", metavar="DATASET_A", help="integer id or exact name")
     p.add_argument("dataset_b", metavar="DATASET_B", help="integer id or exact name")
     p.add_argument("-k", type=int, default=10, help="neighbours per item (default 10)")
-    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default=None)
+    p.add_argument("--metric", choices=METRICS, default=None)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_compare)
 

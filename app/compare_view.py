@@ -26,9 +26,9 @@ from embscope.app.text import md_escape
 from embscope.core import compare
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
+from embscope.core.validation import METRICS
 
 OVERLAP = "neighbourhood overlap"
-METRICS = ("cosine", "l2", "ip")
 
 
 def _link_layout(link: share.Link, name: str, info: DatasetInfo, key: str) -> None:

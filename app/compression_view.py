@@ -21,6 +21,7 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
 from embscope.core.projections import runs as prun
 from embscope.core.store import DatasetInfo
+from embscope.core.validation import METRICS
 
 FAMILY_HELP = (
     "float16/int8/LVQ keep every dimension with fewer bits; LeanVec reduces with PCA then "
@@ -29,7 +30,6 @@ FAMILY_HELP = (
 )
 
 
-METRICS = ("cosine", "ip", "l2")
 MAX_CODECS = 24
 
 

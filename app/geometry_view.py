@@ -17,6 +17,7 @@ from embscope.app.cache import (
     isotropy_before_after,
     pca_layout_of,
 )
+from embscope.app.choices import GEOMETRY_METRICS
 from embscope.app.jobs import start_index_job
 from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
@@ -53,7 +54,6 @@ LABELS = {
     "hubness_skew": "k-occurrence skewness",
     "n_duplicates": "Duplicate vectors",
 }
-METRICS = ("cosine", "l2")
 COLOUR_BY = ("LID", "k-occurrence")
 ID_ONLY = "(id only)"
 TRANSFORM_LABELS = {
@@ -88,7 +88,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     others = [d.id for d in get_store().list_datasets() if d.id != info.id]
     for key, value in (
         ("k", link.integer("k", 1, _k_max(info))),
-        ("metric", link.choice("metric", METRICS)),
+        ("metric", link.choice("metric", GEOMETRY_METRICS)),
         ("colour_by", link.choice("color", COLOUR_BY)),
         ("hover", link.choice("hover", [ID_ONLY, *info.metadata_columns])),
         ("compare", link.values("compare", options=others, sep=",")),
@@ -131,7 +131,7 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         "k (hubness)", min_value=1, max_value=_k_max(info), key="geometry.k",
         help="Neighbours per point for the k-occurrence counts.",
     )  # fmt: skip
-    metric = right.selectbox("Metric", METRICS, key="geometry.metric")
+    metric = right.selectbox("Metric", GEOMETRY_METRICS, key="geometry.metric")
     return {"k": int(k), "metric": metric}
 
 

@@ -23,16 +23,20 @@ from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
+from embscope.core.validation import METRICS
 
 NO_COLOUR = "(none)"
-METRICS = ("cosine", "l2", "ip")
+DEFAULT_METHOD = "largevis"
 
 
 # -- settings and the URL ----------------------------------------------------------------------
 
 
-AUTO_PARAMS = ("tau", "samples_per_point", "n_epochs", "n_landmarks")
+# Whole-number parameters a method can choose itself ("automatic"): their largest value by
+# hand, and the value first offered when the automatic choice is turned off.
 PARAM_TOPS = {"samples_per_point": 100_000, "n_epochs": 2_000, "n_landmarks": 20_000}
+PARAM_STARTS = {"samples_per_point": 300, "n_epochs": 200, "n_landmarks": 2_000}
+AUTO_PARAMS = ("tau", *PARAM_TOPS)  # tau: heat-geodesic's diffusion time, a number
 
 
 def _hover_default(info: DatasetInfo) -> list[str]:
@@ -100,7 +104,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     metric = link.choice("metric", METRICS)
     if metric is not None:
         st.session_state[f"projections.metric.{info.id}"] = metric
-    method = st.session_state.get("projections.method", "largevis")
+    method = st.session_state.get("projections.method", DEFAULT_METHOD)
     defaults = runs.METHOD_PARAMS.get(method, {})
     for given in link.names():
         if not given.startswith("p."):
@@ -169,10 +173,9 @@ def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
         if st.checkbox("τ chosen automatically", key=key + ".auto"):
             return "auto"
         return st.number_input("τ (diffusion time)", 0.1, 500.0, key=key)
-    if name in ("samples_per_point", "n_epochs", "n_landmarks"):
+    if name in PARAM_TOPS:
         st.session_state.setdefault(key + ".auto", True)
-        start = {"samples_per_point": 300, "n_epochs": 200, "n_landmarks": 2_000}[name]
-        st.session_state.setdefault(key, start)
+        st.session_state.setdefault(key, PARAM_STARTS[name])
         if st.checkbox(f"{label}: automatic", key=key + ".auto"):
             return None
         return int(st.number_input(label, 1, PARAM_TOPS[name], key=key))
@@ -190,7 +193,7 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     """Method, dimensions, seed, metric and the method's parameters (defaults that work)."""
     # Defaults go through session state, because share links and the gallery set these too
     # (a widget given both a default and a session-state value warns).
-    st.session_state.setdefault("projections.method", "largevis")
+    st.session_state.setdefault("projections.method", DEFAULT_METHOD)
     st.session_state.setdefault("projections.dims", 2)
     st.session_state.setdefault("projections.seed", 0)
     cols = st.columns([2, 1, 1, 1])
@@ -507,11 +510,7 @@ def open_stored(info: DatasetInfo, p: runs.Projection) -> None:
     st.session_state[f"projections.metric.{info.id}"] = p.metric
     for name, value in p.params.items():
         key = f"projections.{p.method}.{name}"
-        if (
-            name == "tau"
-            or value is None
-            or name in ("samples_per_point", "n_epochs", "n_landmarks")
-        ):
+        if name in AUTO_PARAMS or value is None:
             st.session_state[key + ".auto"] = value in (None, "auto")
             if value not in (None, "auto"):
                 st.session_state[key] = value
