@@ -139,3 +139,187 @@ def test_table_names_refuse_anything_but_integer_ids():
     assert store.ROW_COLUMN == "__row"  # the name the templates use
     with pytest.raises(KeyError):
         store._SQL_MAX_ID["datasets; --"]
+
+
+# -- how app/ is put together --------------------------------------------------------------------
+
+# A view draws the sections of one page (app/*_view.py, and the Datasets page's forms). What two
+# pages share lives in a module named for what it is (scatter, selection, jobs, text, ...).
+VIEW_SUFFIX = "_view"
+VIEW_MODULES = frozenset({"dataset_forms"})
+# Where no module may reach into another's private names; core/ joins when it is cleaned.
+SCOPES = ("app", "pages")
+FOLDER_OF = {"embscope.app": "app", "embscope.core": "core"}
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _is_view(stem: str) -> bool:
+    return stem.endswith(VIEW_SUFFIX) or stem in VIEW_MODULES
+
+
+def _module_of(path: Path) -> str:
+    """The name a file of app/ or core/ is imported by: ``app/scatter.py`` ->
+    ``embscope.app.scatter``, ``app/__init__.py`` -> ``embscope.app``; pages: ``pages.x``."""
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+    if parts[0] in ("app", "core"):
+        parts.insert(0, "embscope")
+    return ".".join(parts)
+
+
+def _file_of(module: str) -> Path | None:
+    """The file of an ``embscope.app``/``embscope.core`` module, or None (not a module: a
+    name defined in one)."""
+    for package, folder in FOLDER_OF.items():
+        if module == package or module.startswith(package + "."):
+            rel = (
+                Path(folder, *module[len(package) + 1 :].split("."))
+                if module != package
+                else Path(folder)
+            )
+            for candidate in (rel.with_suffix(".py"), rel / "__init__.py"):
+                if (ROOT / candidate).is_file():
+                    return ROOT / candidate
+    return None
+
+
+def _imported_modules(path: Path) -> dict[str, int]:
+    """Every embscope module a file imports, at any depth (inside functions too), with the
+    line of its first import: ``from embscope.app import share`` counts as
+    ``embscope.app.share``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    own = _module_of(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.setdefault(alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the file's own package
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.setdefault(sub if _file_of(sub) else base, node.lineno)
+    return {m: line for m, line in found.items() if m.split(".")[0] == "embscope"}
+
+
+def test_no_view_imports_another_view():
+    views = [p for p in _files("app") if _is_view(p.stem)]
+    assert len(views) >= 7, "the view modules were renamed: update VIEW_SUFFIX/VIEW_MODULES"
+    borrowed = [
+        f"{_rel(path)}:{line} imports {module}"
+        for path in views
+        for module, line in sorted(_imported_modules(path).items())
+        if module.startswith("embscope.app.") and _is_view(module.rsplit(".", 1)[1])
+        and module != _module_of(path)
+    ]  # fmt: skip
+    assert not borrowed, (
+        "a view borrows from another view; move what they share into a module of app/ named "
+        "for what it is:\n" + "\n".join(borrowed)
+    )
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _dotted(node: ast.expr) -> list[str] | None:
+    """``a.b.c`` as ``["a", "b", "c"]`` (None when the chain does not start at a name)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.insert(0, node.attr)
+        node = node.value
+    return [node.id, *parts] if isinstance(node, ast.Name) else None
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Private names of other embscope modules a file imports, or reaches through a module
+    (or class) it imported: ``from embscope.app.x import _y``, ``x._y``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    own = _module_of(path)
+    bound: dict[str, str] = {}  # local name -> what it is in embscope
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (
+            node.level or (node.module or "").split(".")[0] == "embscope"
+        ):
+            source = node.module or "."
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{source}.{alias.name}"
+                if source != own and (
+                    _private(alias.name) or any(map(_private, source.split(".")))
+                ):
+                    found.append(f"{_rel(path)}:{node.lineno}: from {source} import {alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] != "embscope":
+                    continue
+                bound[alias.asname or "embscope"] = alias.name if alias.asname else "embscope"
+                if any(map(_private, alias.name.split("."))):
+                    found.append(f"{_rel(path)}:{node.lineno}: import {alias.name}")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not _private(node.attr):
+            continue
+        chain = _dotted(node)
+        if chain and chain[0] in bound and not bound[chain[0]].startswith(own + "."):
+            found.append(f"{_rel(path)}:{node.lineno}: {'.'.join(chain)}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    """A leading underscore means "only this module uses it": a name two modules need is made
+    public (with a docstring) where it belongs, or moved there."""
+    found = [use for folder in SCOPES for path in _files(folder) for use in _private_uses(path)]
+    assert not found, "private names used outside their module:\n" + "\n".join(found)
+
+
+def _import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a chain ``[a, b, ..., a]``, or None when there is none."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        on_path.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in done and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        on_path.discard(node)
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if start not in done and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": {"b"}}) == ["b", "c", "b"]
+    assert _import_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_app_modules_import_one_another_without_a_cycle():
+    """Imports inside functions count: a cycle hidden in a function is still two modules that
+    cannot be understood (or changed) one without the other."""
+    graph = {
+        _module_of(path): {
+            m for m in _imported_modules(path) if m.startswith("embscope.app.") and _file_of(m)
+        }
+        for path in _files("app")
+    }
+    cycle = _import_cycle(graph)
+    assert cycle is None, "import cycle in app/: " + " -> ".join(
+        m.removeprefix("embscope.app.") for m in cycle
+    )
