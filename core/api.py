@@ -1,0 +1,514 @@
+"""The Python API: what the ``embscope`` command line does, for notebooks and scripts.
+
+::
+
+    import embscope
+
+    db = embscope.open("my.duckdb")            # embscope.open(): the CLI's default database
+    ds = db.ingest("vectors.parquet", name="mine", id_column="id")
+    ds.neighbours(row=3, k=10)                 # == `embscope neighbours mine --row 3 --json`
+    ds.project("umap", dims=2, seed=0)         # == `embscope project mine --method umap --json`
+    ds.geometry(); ds.compress(["int8", "pq:48"])
+    db.compare("mine", "other"); db.datasets()
+
+:func:`open` and :meth:`Database.ingest` return handles; every query or computation returns
+the same dict (same keys, same order) as the matching CLI command's ``--json``, because the
+CLI is built on these methods. Results are stored in the database and reused, exactly as the
+dashboard stores and reuses them. Bad input raises :class:`core.errors.InvalidInputError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embscope.core.errors import InvalidInputError
+from embscope.core.progress import ProgressFn
+from embscope.core.store import DatasetInfo, Store
+
+__all__ = ["Database", "Dataset", "Search", "open"]
+
+
+def open(path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Database:
+    """Open (or create) an embscope database: ``path``, else ``$EMBSCOPE_DB``, else
+    ``./embscope.duckdb``. Only one process can hold a database for writing at a time."""
+    return Database(path, read_only=read_only)
+
+
+def _summary(info: DatasetInfo) -> dict[str, Any]:
+    return {"dataset": info.id, "name": info.name, "n": info.n, "dim": info.dim}
+
+
+class Database:
+    """An open embscope database (use as a context manager, or call :meth:`close`)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+        self.store = Store(path, read_only=read_only)
+        self._service: Any = None
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return Path(self.store.path)
+
+    @property
+    def neighbour_service(self) -> Any:
+        """The :class:`core.neighbours.NeighbourService` of this database (made on first use)."""
+        if self._service is None:
+            from embscope.core.neighbours import NeighbourService
+
+            self._service = NeighbourService(self.store)
+        return self._service
+
+    def close(self) -> None:
+        """Close the database (handles made from it stop working)."""
+        self.store.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"embscope.Database({str(self.path)!r})"
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """``[{"dataset", "name", "n", "dim"}, ...]``: ``embscope datasets --json``."""
+        return [_summary(d) for d in self.store.list_datasets()]
+
+    def dataset(self, ref: int | str) -> Dataset:
+        """The dataset with this integer id or exact name."""
+        return Dataset(self, self.store.get_dataset(ref))
+
+    def ingest(
+        self,
+        file: str | os.PathLike[str],
+        *,
+        metadata: str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        id_column: str | None = None,
+        vector_column: str | None = None,
+        model: str | None = None,
+    ) -> Dataset:
+        """Store a file of vectors (and a metadata file) as a new dataset: ``embscope ingest``.
+
+        The handle's :meth:`Dataset.ingest_report` is ``ingest --json``.
+        """
+        from embscope.core.ingest import read_dataset
+
+        path = Path(file)
+        if not path.is_file():
+            raise InvalidInputError(f"no such file: {file}")
+        meta = None
+        if metadata is not None:
+            meta = Path(metadata)
+            if not meta.is_file():
+                raise InvalidInputError(f"no such metadata file: {metadata}")
+        parsed = read_dataset(
+            path, metadata_path=meta, id_column=id_column, vector_column=vector_column
+        )
+        extra = None
+        if model is not None:
+            from embscope.core.text_model import canonical_model_name
+
+            model = model.strip()
+            if not model:
+                raise InvalidInputError("model is empty: give the name of the embedding model")
+            # Any name is recorded; text queries work for the ones embscope can run offline.
+            extra = {"model": canonical_model_name(model) or model}
+        info = self.store.add_dataset(parsed, name=path.stem if name is None else name, info=extra)
+        return Dataset(self, info, warnings=parsed.warnings)
+
+    def add(
+        self,
+        vectors: Any,
+        *,
+        name: str,
+        metadata: pd.DataFrame | None = None,
+        id_column: str | None = None,
+    ) -> Dataset:
+        """Store vectors already in memory (float (n, d)) and an optional metadata frame."""
+        from embscope.core.ingest import from_arrays
+
+        parsed = from_arrays(vectors, metadata=metadata, id_column=id_column, source="python")
+        return Dataset(self, self.store.add_dataset(parsed, name=name), warnings=parsed.warnings)
+
+    def demo(self, *, if_empty: bool = False) -> list[dict[str, Any]]:
+        """Store the bundled demo datasets not stored yet: ``embscope demo --json``."""
+        from embscope.core.demo_store import load_demo_datasets
+
+        if if_empty and not self.store.is_empty():
+            return []
+        return [_summary(d) for d in load_demo_datasets(self.store)]
+
+    def generate(
+        self,
+        kind: str,
+        *,
+        n: int | None = None,
+        dim: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> Dataset:
+        """Store a synthetic dataset (``"gaussian-mixture"`` or ``"swiss-roll"``):
+        ``embscope generate``; its :meth:`Dataset.summary` is ``generate --json``."""
+        from embscope.core.demo import GENERATORS
+        from embscope.core.demo_store import store_demo_dataset
+
+        if kind not in GENERATORS:
+            raise InvalidInputError(
+                f"unknown generator {kind!r}: use one of {', '.join(GENERATORS)}"
+            )
+        options: dict[str, Any] = {"seed": seed}
+        if n is not None:
+            options["n"] = n
+        if dim is not None:
+            if kind == "swiss-roll":
+                raise InvalidInputError("dim does not apply to swiss-roll (it is 3-D)")
+            options["dim"] = dim
+        demo = GENERATORS[kind](**options)
+        rows, width = demo.vectors.shape
+        name = name or f"{kind} {rows}x{width} seed {seed}"
+        return Dataset(self, store_demo_dataset(self.store, demo, name=name))
+
+    def delete(self, ref: int | str) -> None:
+        """Delete a dataset, everything computed from it and its index files."""
+        info = self.store.get_dataset(ref)
+        self.store.delete_dataset(info.id)
+        self.neighbour_service.forget(info.id)
+
+    def compare(
+        self,
+        a: int | str,
+        b: int | str,
+        *,
+        k: int = 10,
+        metric: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Two datasets over the items they share (matched by id): ``embscope compare --json``.
+
+        ``metric`` defaults to the first dataset's recorded metric, else cosine.
+        """
+        from embscope.core.compare import get_or_compare_datasets
+        from embscope.core.projections.runs import default_metric
+
+        info_a, info_b = self.store.get_dataset(a), self.store.get_dataset(b)
+        result = get_or_compare_datasets(
+            self.store, info_a.id, info_b.id, k=k, metric=metric or default_metric(info_a),
+            progress=progress,
+        )  # fmt: skip
+        return result.to_json()
+
+
+class Dataset:
+    """One stored dataset of a :class:`Database`."""
+
+    def __init__(self, db: Database, info: DatasetInfo, *, warnings: Sequence[str] = ()):
+        self.db = db
+        self.info = info
+        # What reading the file warned about (only on a handle returned by ingest or add).
+        self.warnings = tuple(warnings)
+
+    @property
+    def id(self) -> int:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def n(self) -> int:
+        return self.info.n
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    def __repr__(self) -> str:
+        return f"embscope.Dataset({self.id}, {self.name!r}, {self.n} x {self.dim})"
+
+    def summary(self) -> dict[str, Any]:
+        """``{"dataset", "name", "n", "dim"}`` (a row of ``datasets --json``)."""
+        return _summary(self.info)
+
+    def ingest_report(self) -> dict[str, Any]:
+        """``{"dataset", "name", "n", "dim", "warnings"}``: ``ingest --json``."""
+        return {**_summary(self.info), "warnings": list(self.warnings)}
+
+    # -- the data -------------------------------------------------------------------------
+
+    def vectors(self) -> np.ndarray:
+        """float32 (n, d), in row order."""
+        return self.db.store.load_vectors(self.id)
+
+    def ids(self) -> np.ndarray:
+        """The ids (object array of str), in row order."""
+        return self.db.store.load_ids(self.id)
+
+    def metadata(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The metadata (typed columns), in row order."""
+        return self.db.store.load_metadata(self.id, columns=columns)
+
+    def export(self, out: str | os.PathLike[str]) -> Path:
+        """Write the dataset to ``.npy`` (vectors) or ``.parquet`` (ids, vectors, metadata)."""
+        from embscope.core.export import export_dataset
+
+        return export_dataset(self.db.store, self.id, out)
+
+    def rename(self, name: str) -> Dataset:
+        """Give the dataset a new unique name."""
+        self.info = self.db.store.rename_dataset(self.id, name)
+        return self
+
+    # -- computations -----------------------------------------------------------------------
+
+    def graph(
+        self, *, k: int | None = None, metric: str = "cosine", progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """Build (or reuse) the shared neighbour graph: ``embscope graph --json``."""
+        from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
+
+        store = self.db.store
+        k = k if k is not None else min(GRAPH_K, max(self.n - 1, 1))
+        reused = find_graph(store, self.id, metric=metric, k=k) is not None
+        graph = get_or_build_graph(store, self.id, k=k, metric=metric, progress=progress)
+        return {
+            "k": graph.k,
+            "metric": graph.metric,
+            "method": graph.method,
+            "recall": graph.recall,
+            "seconds": graph.seconds,
+            "stored_k": int(graph.params.get("k", graph.k)),
+            "recall_sample": int(graph.params.get("recall_sample", 0)),
+            "reused": reused,
+            "dataset": self.id,
+        }
+
+    def search(
+        self,
+        *,
+        row: int | None = None,
+        id: str | None = None,
+        vector: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        metric: str = "cosine",
+        backend: str = "hnsw",
+        ef: int | None = None,
+        exact: bool = False,
+    ) -> Search:
+        """The query and its answer as objects (:meth:`neighbours` gives them as a dict)."""
+        service = self.db.neighbour_service
+        query = service.resolve(self.id, row=row, item_id=id, vector=vector, text=text)
+        options = {"k": k, "metric": metric, "backend": backend, "ef": ef}
+        if exact:
+            comparison = service.compare(self.id, query, **options)
+            return Search(query, comparison.approximate, comparison)
+        return Search(query, service.search(self.id, query, **options), None)
+
+    def neighbours(
+        self,
+        *,
+        row: int | None = None,
+        id: str | None = None,
+        vector: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        metric: str = "cosine",
+        backend: str = "hnsw",
+        ef: int | None = None,
+        exact: bool = False,
+    ) -> dict[str, Any]:
+        """Nearest neighbours of an item (``row`` or ``id``), a ``vector`` or a ``text``:
+        ``embscope neighbours --json`` (with ``exact``: the exact answer and recall too).
+        The item itself is never its own neighbour."""
+        return self.search(
+            row=row, id=id, vector=vector, text=text, k=k, metric=metric, backend=backend,
+            ef=ef, exact=exact,
+        ).to_json()  # fmt: skip
+
+    def geometry(
+        self, *, k: int = 10, metric: str = "cosine", progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """The isotropy, intrinsic-dimension and hubness scorecard: ``geometry --json``."""
+        from embscope.core.geometry.scorecard import get_or_compute_scorecard
+
+        card = get_or_compute_scorecard(
+            self.db.store, self.id, k=k, metric=metric, progress=progress
+        )
+        assert card is not None
+        return card.to_json()
+
+    def projection(
+        self,
+        method: str,
+        *,
+        dims: int = 2,
+        seed: int = 0,
+        metric: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Any:
+        """The stored :class:`core.projections.runs.Projection` (coordinates, scores, what the
+        method chose), computed first if needed; :meth:`project` gives it as a dict."""
+        from embscope.core.projections import runs
+
+        return runs.compute_projection(
+            self.db.store, self.id, method=method, dims=dims, seed=seed, metric=metric,
+            params=params, progress=progress,
+        )  # fmt: skip
+
+    def project(
+        self,
+        method: str,
+        *,
+        dims: int = 2,
+        seed: int = 0,
+        metric: str | None = None,
+        label_column: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """A 2-D or 3-D projection and its faithfulness scores: ``embscope project --json``.
+
+        ``method``: pca, largevis, umap or heatgeo; ``params``: the method's parameters
+        (bounded, see ``core.projections.params``); ``label_column``: a categorical metadata
+        column to score kNN accuracy on (default: the dataset's recorded one).
+        :meth:`coordinates` gives the coordinates themselves.
+        """
+        from embscope.core.projections import runs
+
+        if label_column is not None:
+            runs.load_labels(self.db.store, self.info, label_column)  # refuse before work
+        key = runs.projection_key(
+            self.db.store, self.id, method=method, dims=dims, seed=seed, metric=metric,
+            params=params,
+        )  # fmt: skip
+        reused = runs.load_projection(self.db.store, key, with_coords=False) is not None
+        projection = self.projection(
+            method, dims=dims, seed=seed, metric=metric, params=params, progress=progress
+        )
+        quality = dict(projection.quality)
+        if label_column is not None:
+            quality = runs.score_layout(
+                self.db.store, self.info, projection.coords, metric=projection.metric,
+                label_column=label_column, seed=projection.seed,
+            )  # fmt: skip
+        return {
+            "method": projection.method,
+            "dims": projection.dims,
+            "seconds": projection.seconds,
+            "quality": quality,
+            "metric": projection.metric,
+            "seed": projection.seed,
+            "params": dict(projection.params),
+            "chosen": dict(projection.chosen),
+            "reused": reused,
+            "dataset": self.id,
+        }
+
+    def coordinates(
+        self,
+        method: str,
+        *,
+        dims: int = 2,
+        seed: int = 0,
+        metric: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """float32 (n, dims): the projection's coordinates in row order (computed and stored
+        first if needed)."""
+        coords = self.projection(
+            method, dims=dims, seed=seed, metric=metric, params=params, progress=progress
+        ).coords
+        assert coords is not None
+        return coords
+
+    def compression_report(
+        self,
+        codecs: Sequence[str] | None = None,
+        *,
+        queries: int = 1000,
+        k: int = 10,
+        rescore: int = 4,
+        metric: str | None = None,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> Any:
+        """The stored :class:`core.compression.evaluate.CompressionReport` (per-query overlap
+        included), computed first if needed; :meth:`compress` gives its rows."""
+        from embscope.core.compression import runs
+        from embscope.core.projections.runs import default_metric
+
+        metric = metric or default_metric(self.info)
+        specs = runs.resolve_specs(codecs, dim=self.dim, n=self.n, metric=metric)
+        return runs.get_or_evaluate(
+            self.db.store, self.id, codecs=specs, metric=metric, n_queries=queries, k=k,
+            rescore=rescore, seed=seed, progress=progress,
+        )  # fmt: skip
+
+    def compress(
+        self,
+        codecs: Sequence[str] | None = None,
+        *,
+        queries: int = 1000,
+        k: int = 10,
+        rescore: int = 4,
+        metric: str | None = None,
+        seed: int = 0,
+        save: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> list[dict[str, Any]]:
+        """What each codec costs (size, recall, rank fidelity, geometry): ``compress --json``.
+
+        ``codecs``: specs such as ``"int8"``, ``"pq:48"``, ``"pca:128"`` (default: a set
+        covering every family); ``save``: store each compressed copy as a dataset (its id in
+        ``"saved_dataset"``).
+        """
+        from embscope.core.compression import save_compressed_copy
+        from embscope.core.projections.runs import default_metric
+
+        metric = metric or default_metric(self.info)
+        report = self.compression_report(
+            codecs, queries=queries, k=k, rescore=rescore, metric=metric, seed=seed,
+            progress=progress,
+        )  # fmt: skip
+        rows: list[dict[str, Any]] = report.rows()
+        if save:
+            for row in rows:
+                copy = save_compressed_copy(
+                    self.db.store, self.id, row["codec"], metric=metric, seed=seed
+                )
+                row["saved_dataset"] = copy.id
+        return rows
+
+
+@dataclass(frozen=True)
+class Search:
+    """A neighbour query and its answer (and the exact answer, when asked for)."""
+
+    query: Any  # core.neighbours.Query: the vector searched for and its description
+    answer: Any  # core.neighbours.Neighbours
+    comparison: Any = None  # core.neighbours.QueryComparison with exact=True
+
+    def to_json(self) -> dict[str, Any]:
+        """``embscope neighbours --json``."""
+        result: dict[str, Any] = self.answer.to_json()
+        if self.comparison is not None:
+            exact = self.comparison.exact.to_json()
+            result["exact"] = exact["neighbours"]
+            result["exact_latency_ms"] = exact["latency_ms"]
+            result["recall"] = self.comparison.recall
+        return result
