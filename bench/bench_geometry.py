@@ -47,13 +47,13 @@ from embscope.core.geometry.intrinsic import (
     twonn,
 )
 from embscope.core.geometry.isotropy import (
-    _unit_sum,
     effective_rank_from_eigenvalues,
     isoscore,
     isoscore_from_eigenvalues,
     moments,
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
+    unit_sum,
 )
 from embscope.core.geometry.scorecard import compute_scorecard
 from embscope.core.graph import GRAPH_CODE_VERSION, KnnGraph, build_knn_graph
@@ -133,7 +133,7 @@ def estimator_rows(X: np.ndarray, graph: KnnGraph, repeat: int) -> list[tuple[st
                 best(lambda: pca_spectrum_from_eigenvalues(ev, n=len(X)), repeat)[0],
             )
         )
-        rows.append(("average_cosine", best(lambda: _unit_sum(X), repeat)[0]))
+        rows.append(("average_cosine", best(lambda: unit_sum(X), repeat)[0]))
         rows.append(
             (
                 "partition_isotropy (given moments)",

@@ -24,7 +24,8 @@ import numpy as np
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import KnnGraph, recall_per_row
-from embscope.core.index import HnswIndex, NeighbourIndex, exact_knn
+from embscope.core.index import HnswIndex, exact_knn
+from embscope.core.index_base import NeighbourIndex
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import (
     check_int,

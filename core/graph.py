@@ -21,7 +21,8 @@ import numpy as np
 
 from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load, stored
 from embscope.core.errors import InvalidInputError, OperationCancelled
-from embscope.core.index import HnswIndex, _sort_rows, _true_l2, exact_knn
+from embscope.core.index import HnswIndex, exact_knn
+from embscope.core.index_base import sort_rows, true_l2
 from embscope.core.knn_build import cell_knn
 from embscope.core.progress import ProgressFn
 from embscope.core.store import fingerprint_arrays
@@ -269,7 +270,7 @@ def build_knn_graph(
         )  # fmt: skip
         if metric == "l2":
             # The sgemm ranks by -|x - y|^2 / 2 in float32; report the distances exactly.
-            idx, dist = _sort_rows(idx, _true_l2(X, X, idx))
+            idx, dist = sort_rows(idx, true_l2(X, X, idx))
         method = "exact" if info["probes"] == "all (exact)" else "cells"
         params.update(method=method, cells=info["cells"], probes=info["probes"],
                       searched=info["searched"])  # fmt: skip
@@ -363,9 +364,7 @@ class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
                 best = (int(r["k"]), record.fingerprint)
         return None if best is None else best[1]
 
-    def compute(
-        self, store: Store, request: GraphRequest, progress: ProgressFn | None
-    ) -> KnnGraph:
+    def compute(self, store: Store, request: GraphRequest, progress: ProgressFn | None) -> KnnGraph:
         info = request.dataset
         width = min(max(request.k, GRAPH_K), info.n - 1)
         graph = build_knn_graph(

@@ -21,17 +21,28 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.index_base import (
+    NeighbourIndex,
+    ReadWriteLock,
+    atomic_write,
+    check_exclude,
+    drop_excluded,
+    new_labels,
+    read_sidecar,
+    sidecar_path,
+    sort_rows,
+    true_l2,
+)
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import (
     check_k,
@@ -60,43 +71,6 @@ _CPUS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffi
 # -- validation at the boundary -------------------------------------------------------------
 
 
-def check_exclude(exclude: Any, m: int) -> np.ndarray | None:
-    if exclude is None:
-        return None
-    ex = np.asarray(exclude)
-    if ex.ndim == 0:
-        ex = ex[None]
-    if ex.shape != (m,) or not np.issubdtype(ex.dtype, np.integer):
-        raise InvalidInputError(
-            f"exclude must hold one integer label per query ({m}), got {ex.dtype} {ex.shape}"
-        )
-    return ex.astype(np.int64, copy=False)
-
-
-def _sort_rows(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # Deterministic order: by distance, then label (science.md 0.2).
-    order = np.lexsort((indices, distances), axis=-1)
-    return (
-        np.take_along_axis(indices, order, axis=1),
-        np.take_along_axis(distances, order, axis=1),
-    )
-
-
-def _drop_excluded(
-    indices: np.ndarray, distances: np.ndarray, exclude: np.ndarray | None, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop each row's excluded label from a (m, k+1) answer, leaving (m, k)."""
-    if exclude is None:
-        return indices[:, :k], distances[:, :k]
-    hit = indices == exclude[:, None]
-    # Rows without their excluded label lose their last (farthest) column instead.
-    no_hit = ~hit.any(axis=1)
-    hit[no_hit, -1] = True
-    keep = ~hit
-    m = indices.shape[0]
-    return indices[keep].reshape(m, -1)[:, :k], distances[keep].reshape(m, -1)[:, :k]
-
-
 # -- exact search ---------------------------------------------------------------------------
 
 
@@ -107,17 +81,6 @@ def _block_distances(Qb: np.ndarray, X: np.ndarray, sq_norms: np.ndarray | None,
         d2 = q2[:, None] + sq_norms[None, :] - 2.0 * dots
         return np.maximum(d2, 0.0, out=d2)  # squared; same order as the distance
     return np.subtract(1.0, dots, out=dots)
-
-
-def _true_l2(Q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Euclidean distances recomputed directly for the chosen pairs (the BLAS expansion
-    ||q||^2 + ||x||^2 - 2 q.x loses digits to cancellation for near neighbours)."""
-    out = np.empty(idx.shape, dtype=np.float32)
-    for start in range(0, idx.shape[0], 128):  # small slices keep the gather in cache
-        stop = start + 128
-        diff = X[idx[start:stop]] - Q[start:stop, None, :]
-        out[start:stop] = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
-    return out
 
 
 def _select_rows(d: np.ndarray, want: int) -> np.ndarray:
@@ -198,116 +161,15 @@ def exact_knn(
         if progress is not None and progress(stop / m, f"exact search {stop:,}/{m:,}"):
             raise OperationCancelled("exact search was cancelled")
     if metric == "l2":
-        out_d = _true_l2(Q, X, out_i)
+        out_d = true_l2(Q, X, out_i)
     # cosine and ip distances are 1 - the BLAS dot product itself: already exact.
     if labels is not None:
         out_i = labels[out_i]
-    out_i, out_d = _sort_rows(out_i, out_d)
-    return _drop_excluded(out_i, out_d, exclude, k)
+    out_i, out_d = sort_rows(out_i, out_d)
+    return drop_excluded(out_i, out_d, exclude, k)
 
 
 # -- the protocol ---------------------------------------------------------------------------
-
-
-@runtime_checkable
-class NeighbourIndex(Protocol):
-    """What every index backend offers. See the module docstring for the conventions."""
-
-    backend: str
-    metric: str
-    dim: int
-
-    def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> NeighbourIndex:
-        """Index the rows of ``X`` (labels 0..n-1), replacing any content; returns self."""
-        ...
-
-    def add(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
-        """Add rows (labels default to the next row numbers)."""
-        ...
-
-    def query(
-        self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(labels int64[m, k], distances float32[m, k]), rows sorted by (distance, label)."""
-        ...
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index to ``path`` (atomically); returns the path."""
-        ...
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], **options: Any) -> NeighbourIndex:
-        """Read an index written by :meth:`save`; ``options`` set query-time parameters."""
-        ...
-
-    def stats(self) -> dict[str, Any]:
-        """Backend, metric, size, parameters and build time, JSON-serialisable."""
-        ...
-
-    def __len__(self) -> int: ...
-
-
-class _ReadWriteLock:
-    """Many concurrent readers (queries) or one writer (add, a change of ef)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _read_sidecar(path: Path, backend: str) -> dict[str, Any]:
-    side = _sidecar(Path(path))
-    if not Path(path).exists() or not side.exists():
-        raise InvalidInputError(f"no {backend} index at {path}: build it first")
-    meta = json.loads(side.read_text(encoding="utf-8"))
-    if meta.get("backend") != backend:
-        raise InvalidInputError(f"{path} holds a {meta.get('backend')} index, not {backend}")
-    return meta
 
 
 # -- exact ----------------------------------------------------------------------------------
@@ -330,7 +192,7 @@ class ExactIndex:
         self.dim = dim
         self._X = np.empty((0, dim or 0), dtype=np.float32)
         self._labels = np.empty(0, dtype=np.int64)
-        self._lock = _ReadWriteLock()
+        self._lock = ReadWriteLock()
         self.build_seconds = 0.0
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
@@ -350,7 +212,7 @@ class ExactIndex:
 
     def add(self, X: np.ndarray, labels: np.ndarray | None = None) -> None:
         X = check_vectors(X, dim=self.dim)
-        labels = _new_labels(labels, X.shape[0], self._labels)
+        labels = new_labels(labels, X.shape[0], self._labels)
         with self._lock.write():
             self.dim = X.shape[1]
             self._X = np.ascontiguousarray(
@@ -374,14 +236,14 @@ class ExactIndex:
     def save(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
         with self._lock.read():
-            _atomic_write(path, lambda p: _save_npz(p, self._X, self._labels))
+            atomic_write(path, lambda p: _save_npz(p, self._X, self._labels))
             meta = {"backend": self.backend, "metric": self.metric, "dim": self.dim}
-            _atomic_write(_sidecar(path), lambda p: p.write_text(json.dumps(meta)))
+            atomic_write(sidecar_path(path), lambda p: p.write_text(json.dumps(meta)))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **options: Any) -> ExactIndex:
-        meta = _read_sidecar(Path(path), cls.backend)
+        meta = read_sidecar(Path(path), cls.backend)
         index = cls(meta["metric"], meta["dim"])
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             index._X = np.ascontiguousarray(z["vectors"], dtype=np.float32)
@@ -409,20 +271,6 @@ def _save_npz(path: Path, X: np.ndarray, labels: np.ndarray) -> None:
 
 def _is_arange(labels: np.ndarray) -> bool:
     return bool(labels.size == 0 or (labels[0] == 0 and np.all(np.diff(labels) == 1)))
-
-
-def _new_labels(labels: Any, m: int, existing: np.ndarray) -> np.ndarray:
-    if labels is None:
-        start = int(existing.max()) + 1 if existing.size else 0
-        return np.arange(start, start + m, dtype=np.int64)
-    arr = np.asarray(labels)
-    if arr.shape != (m,) or not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
-        raise InvalidInputError(
-            f"labels must be {m} non-negative integers, got {arr.dtype} {arr.shape}"
-        )
-    if len(np.unique(arr)) != m or np.isin(arr, existing).any():
-        raise InvalidInputError("labels must be unique and not already in the index")
-    return arr.astype(np.int64)
 
 
 # -- HNSW -----------------------------------------------------------------------------------
@@ -474,7 +322,7 @@ class HnswIndex:
         self.M, self.ef_construction, self.ef = int(M), int(ef_construction), int(ef)
         self.seed, self.num_threads = int(seed), int(num_threads)
         self._index: Any = None
-        self._lock = _ReadWriteLock()
+        self._lock = ReadWriteLock()
         self._ef_in_use = int(ef)
         self.build_seconds = 0.0
 
@@ -538,7 +386,7 @@ class HnswIndex:
                 self.dim = X.shape[1]
                 self._index = self._new(X.shape[0])
             existing = np.asarray(self._index.get_ids_list(), dtype=np.int64)
-            labels = _new_labels(labels, X.shape[0], existing)
+            labels = new_labels(labels, X.shape[0], existing)
             need = self._index.get_current_count() + X.shape[0]
             if need > self._index.get_max_elements():
                 self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
@@ -585,15 +433,15 @@ class HnswIndex:
         labels = labels.astype(np.int64, copy=False)
         if self.metric == "l2":
             dist = np.sqrt(np.maximum(dist, 0.0))  # hnswlib returns squared L2
-        labels, dist = _sort_rows(labels, dist.astype(np.float32, copy=False))
-        return _drop_excluded(labels, dist, exclude, k)
+        labels, dist = sort_rows(labels, dist.astype(np.float32, copy=False))
+        return drop_excluded(labels, dist, exclude, k)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         if self._index is None:
             raise InvalidInputError("the HNSW index is empty: nothing to save")
         path = Path(path)
         with self._lock.read():
-            _atomic_write(path, lambda p: self._index.save_index(str(p)))
+            atomic_write(path, lambda p: self._index.save_index(str(p)))
             meta = {
                 "backend": self.backend,
                 "metric": self.metric,
@@ -605,7 +453,7 @@ class HnswIndex:
                 "n": len(self),
                 "build_seconds": self.build_seconds,
             }
-            _atomic_write(_sidecar(path), lambda p: p.write_text(json.dumps(meta)))
+            atomic_write(sidecar_path(path), lambda p: p.write_text(json.dumps(meta)))
         return path
 
     @classmethod
@@ -618,7 +466,7 @@ class HnswIndex:
         **_: Any,
     ) -> HnswIndex:
         """Read an index written by :meth:`save`; ``ef`` defaults to the one it was saved with."""
-        meta = _read_sidecar(Path(path), cls.backend)
+        meta = read_sidecar(Path(path), cls.backend)
         ef = int(meta.get("ef", 50)) if ef is None else ef
         index = cls(
             meta["metric"],

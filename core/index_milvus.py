@@ -47,15 +47,15 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
-from embscope.core.index import (
-    _atomic_write,
-    _drop_excluded,
-    _new_labels,
-    _read_sidecar,
-    _ReadWriteLock,
-    _sidecar,
-    _sort_rows,
+from embscope.core.index_base import (
+    ReadWriteLock,
+    atomic_write,
     check_exclude,
+    drop_excluded,
+    new_labels,
+    read_sidecar,
+    sidecar_path,
+    sort_rows,
 )
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import check_k, check_metric, check_vectors
@@ -285,7 +285,7 @@ class MilvusIndex:
         )
         self.uri, self._local_path = _resolve_uri(uri)
         self._token = token
-        self._lock = _ReadWriteLock()
+        self._lock = ReadWriteLock()
         self._n = 0
         self._next_label: int | None = 0
         self.build_seconds = 0.0
@@ -570,7 +570,7 @@ class MilvusIndex:
         m = X.shape[0]
         if labels is not None:
             # Shape, type, sign and uniqueness here; presence in Milvus below.
-            labels = _new_labels(labels, m, np.empty(0, dtype=np.int64))
+            labels = new_labels(labels, m, np.empty(0, dtype=np.int64))
         with self._lock.write():
             client = self._live()
             if not self._exists:
@@ -621,8 +621,8 @@ class MilvusIndex:
             dist = np.sqrt(np.maximum(scores, 0.0))  # Milvus returns squared L2
         else:
             dist = 1.0 - scores  # COSINE and IP return similarities
-        labels, dist = _sort_rows(labels, dist.astype(np.float32))
-        return _drop_excluded(labels, dist, exclude, k)
+        labels, dist = sort_rows(labels, dist.astype(np.float32))
+        return drop_excluded(labels, dist, exclude, k)
 
     def _search(
         self, client: Any, Q: np.ndarray, want: int, ef: int
@@ -718,8 +718,8 @@ class MilvusIndex:
             if not self._exists or self._n == 0:
                 raise InvalidInputError("the Milvus index is empty: nothing to save")
             text = json.dumps(self._description(path), indent=2)
-            _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-            _atomic_write(_sidecar(path), lambda p: p.write_text(text, encoding="utf-8"))
+            atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+            atomic_write(sidecar_path(path), lambda p: p.write_text(text, encoding="utf-8"))
         return path
 
     @classmethod
@@ -741,7 +741,7 @@ class MilvusIndex:
         default to the saved ones.
         """
         path = Path(path)
-        meta = _read_sidecar(path, cls.backend)
+        meta = read_sidecar(path, cls.backend)
         try:
             saved_uri, collection = meta["uri"], meta["collection"]
             metric, dim = meta["metric"], meta["dim"]

@@ -32,7 +32,8 @@ from embscope.core.artifacts import (
 )
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import recall_at_k
-from embscope.core.index import BACKENDS, ExactIndex, NeighbourIndex, load_index, make_index
+from embscope.core.index import BACKENDS, ExactIndex, load_index, make_index
+from embscope.core.index_base import NeighbourIndex
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import Metric, check_k, check_metric, check_vectors

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
-from embscope.core.index import check_exclude
+from embscope.core.index_base import check_exclude
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import (
     METRICS,

@@ -525,7 +525,8 @@ def mle_dimension(
 # -- diffusion spectral entropy -------------------------------------------------------------
 
 
-def _sample_rows(n: int, max_n: int, seed: int) -> np.ndarray:
+def sample_rows(n: int, max_n: int, seed: int) -> np.ndarray:
+    """Rows 0..n-1 if n <= max_n, else a seeded sorted sample of max_n of them."""
     if n <= max_n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_n, replace=False))
@@ -556,7 +557,7 @@ def dse_default_sigma(X: Any, *, max_n: int = DSE_MAX_N, seed: int = 0) -> float
     """
     X = check_vectors(X)
     max_n = check_int(max_n, "max_n", low=2)
-    P = X[_sample_rows(X.shape[0], max_n, seed)].astype(np.float64)
+    P = X[sample_rows(X.shape[0], max_n, seed)].astype(np.float64)
     return _default_sigma(_squared_distances(P))
 
 
@@ -618,11 +619,11 @@ def diffusion_spectral_entropy(
             raise InvalidInputError(f"sigma must be a positive number, got {sigma!r}")
         if not (np.isfinite(sigma) and sigma > 0):
             raise InvalidInputError(f"sigma must be a positive number, got {sigma!r}")
-    P = X[_sample_rows(X.shape[0], max_n, seed)].astype(np.float64)
-    return _dse_of_sample(P, sigma=sigma, t=t)[0]
+    P = X[sample_rows(X.shape[0], max_n, seed)].astype(np.float64)
+    return dse_of_sample(P, sigma=sigma, t=t)[0]
 
 
-def _dse_of_sample(P: np.ndarray, *, sigma: float | None, t: int) -> tuple[float, float]:
+def dse_of_sample(P: np.ndarray, *, sigma: float | None, t: int) -> tuple[float, float]:
     """DSE of all rows of ``P`` (float64 (m, d)) and the sigma used (default if None)."""
     D2 = _squared_distances(P)
     if sigma is None:

@@ -167,7 +167,7 @@ def isoscore(X: Any) -> float:
 # -- average cosine -------------------------------------------------------------------------
 
 
-def _unit_sum(X: np.ndarray) -> tuple[np.ndarray, float, int]:
+def unit_sum(X: np.ndarray) -> tuple[np.ndarray, float, int]:
     """Sum of the unit-normalised non-zero rows, the sum of their squared norms, their count."""
     d = X.shape[1]
     total = np.zeros(d)
@@ -205,7 +205,7 @@ def average_cosine(X: Any) -> float:
     float
         In [-1, 1]; NaN when fewer than 2 rows are non-zero.
     """
-    return average_cosine_of_sums(*_unit_sum(check_vectors(X)))
+    return average_cosine_of_sums(*unit_sum(check_vectors(X)))
 
 
 def average_cosine_of_sums(total: np.ndarray, sq: float, count: int) -> float:

@@ -25,24 +25,24 @@ from embscope.core.geometry.intrinsic import (
     Duplicates,
     MLEDimension,
     TwoNN,
-    _dse_of_sample,
-    _sample_rows,
+    dse_of_sample,
     find_duplicates,
     lid_summary,
     limit_blas_threads,
     local_intrinsic_dimension,
     mle_dimension,
+    sample_rows,
     twonn,
 )
 from embscope.core.geometry.isotropy import (
     PcaSpectrum,
-    _unit_sum,
     average_cosine_of_sums,
     effective_rank_from_eigenvalues,
     isoscore_from_eigenvalues,
     moments,
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
+    unit_sum,
 )
 from embscope.core.graph import KnnGraph, get_or_build_graph
 from embscope.core.progress import ProgressFn, stage
@@ -302,7 +302,7 @@ def _compute(
     m = moments(X)
     eigenvalues = m.covariance_eigenvalues()
     spectrum = pca_spectrum_from_eigenvalues(eigenvalues, n=n)
-    total, sq, count = _unit_sum(X)  # as average_cosine, without validating X again
+    total, sq, count = unit_sum(X)  # as average_cosine, without validating X again
     avg_cos = average_cosine_of_sums(total, sq, count)
     n_zero = n - count
     if n_zero:
@@ -345,11 +345,11 @@ def _compute(
     hub = hubness(np.asarray(graph.indices)[:, :k])
 
     _cancel_check(progress, 0.75, "diffusion spectral entropy")
-    rows = _sample_rows(n, DSE_MAX_N, seed)
+    rows = sample_rows(n, DSE_MAX_N, seed)
     sample = X[rows]
     if metric == "cosine":
         sample = normalise_rows(sample)
-    dse, sigma = _dse_of_sample(sample.astype(np.float64), sigma=None, t=1)
+    dse, sigma = dse_of_sample(sample.astype(np.float64), sigma=None, t=1)
     where = "the unit-normalised vectors" if metric == "cosine" else "the vectors"
     if rows.size < n:
         notes.append(f"DSE on a seeded sample of {rows.size:,} of {where}")
