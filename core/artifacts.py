@@ -483,14 +483,23 @@ def submit(
     label: str | None = None,
 ) -> Job:
     """Compute ``request``'s result as a background job keyed by its fingerprint (a request
-    already queued or running is shared, not started twice)."""
+    already queued or running is shared, not started twice).
+
+    The job's result is the fingerprint, not the result itself: a finished job stays in the
+    runner's memory, a result (a million coordinates) is read from the store when shown.
+    """
+    key = fingerprint(spec, request)
+
+    def work(progress: ProgressFn) -> str:
+        get_or_compute(store, spec, request, progress=progress)
+        return key
+
     return runner.submit(
-        fingerprint(spec, request),
-        lambda progress: get_or_compute(store, spec, request, progress=progress),
+        key,
+        work,
         kind=spec.kind,
         label=label or spec.label(request),
         dataset_id=spec.dataset_id(request),
         params=spec.describe(request),
         serial=spec.serial(request),
     )
-
