@@ -39,6 +39,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embscope.core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
+from embscope.core.tables import (
+    arrow_to_frame,
+    key_columns_first,
+    metadata_table,
+    validate_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = "embscope.duckdb"
-ROW_COLUMN = "__row"
-MAX_NAME_LENGTH = 200
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS embscope_settings (
@@ -280,127 +284,6 @@ def _write_failed(path: Any, exc: BaseException) -> OSError:
     )
 
 
-def _same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
-    try:
-        return a.cast(pa.string()).equals(b.cast(pa.string()))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a list column
-        return False
-
-
-_NULLABLE_INTEGERS = {
-    pa.int8(): pd.Int8Dtype(),
-    pa.int16(): pd.Int16Dtype(),
-    pa.int32(): pd.Int32Dtype(),
-    pa.int64(): pd.Int64Dtype(),
-    pa.uint8(): pd.UInt8Dtype(),
-    pa.uint16(): pd.UInt16Dtype(),
-    pa.uint32(): pd.UInt32Dtype(),
-    pa.uint64(): pd.UInt64Dtype(),
-}
-
-
-def _frame(table: pa.Table) -> pd.DataFrame:
-    """A query result as pandas, whole numbers kept whole.
-
-    Arrow's plain conversion turns an integer column with a missing value into float64 (a
-    year 2019 shown as 2019.0 in tables, hover text and CSV); such a column becomes pandas'
-    nullable integer type instead, as :func:`core.ingest.read_dataset` made it. Integer
-    columns without missing values stay numpy integers.
-    """
-    frame = table.to_pandas()
-    for i, arrow_type in enumerate(table.schema.types):
-        if arrow_type in _NULLABLE_INTEGERS and table.column(i).null_count:
-            mapper = {arrow_type: _NULLABLE_INTEGERS[arrow_type]}.get
-            frame.isetitem(i, table.column(i).to_pandas(types_mapper=mapper))
-    return frame
-
-
-def _key_columns_first(table: pa.Table) -> pd.DataFrame:
-    """``row``, ``id`` and the metadata columns of a query result, as a frame.
-
-    A metadata column called ``id`` that holds the ids (the column they were taken from) is
-    dropped as a repeat; any other metadata column named ``row`` or ``id`` is kept as
-    ``"row (metadata)"`` / ``"id (metadata)"`` rather than lost. Names are made unique on the
-    Arrow table: pandas mixes up the types of columns that share a name.
-    """
-    names = table.column_names
-    if len(set(names)) == len(names):
-        return _frame(table)
-    keep, out_names = [], []
-    for i, name in enumerate(names):
-        if name not in out_names:
-            keep.append(i)
-            out_names.append(name)
-            continue
-        if _same_text(table.column(i), table.column(names.index(name))):
-            continue  # the same values: a repeat of the key column
-        label = f"{name} (metadata)"
-        while label in names or label in out_names:
-            label += "'"
-        keep.append(i)
-        out_names.append(label)
-    return _frame(table.select(keep).rename_columns(out_names))
-
-
-def _validate_name(name: Any) -> str:
-    if not isinstance(name, str):
-        raise InvalidInputError(f"dataset name must be text, got {type(name).__name__}")
-    clean = name.strip()
-    if not clean:
-        raise InvalidInputError("dataset name is empty: give the dataset a name")
-    if len(clean) > MAX_NAME_LENGTH:
-        raise InvalidInputError(
-            f"dataset name is {len(clean)} characters long; use at most {MAX_NAME_LENGTH}"
-        )
-    if any(ord(c) < 32 for c in clean):
-        raise InvalidInputError(
-            "dataset name contains control characters (newline, tab, ...): remove them"
-        )
-    return clean
-
-
-def _metadata_table(metadata: pd.DataFrame, n: int) -> pa.Table:
-    """Arrow table of the metadata plus the row column; validates column names for DuckDB."""
-    if len(metadata) != n:
-        raise InvalidInputError(
-            f"metadata has {len(metadata)} rows but there are {n} vectors: they must match row for row"
-        )
-    names = [str(c) for c in metadata.columns]
-    seen: dict[str, str] = {}
-    for name in names:
-        if name == "":
-            raise InvalidInputError(
-                "a metadata column has an empty name: give every column a header"
-            )
-        if name.lower() == ROW_COLUMN:
-            raise InvalidInputError(
-                f"metadata column name {name!r} is reserved by embscope: rename it"
-            )
-        # DuckDB column names are case-insensitive, so "Label" and "label" would collide.
-        key = name.lower()
-        if key in seen:
-            raise InvalidInputError(
-                f"metadata columns {seen[key]!r} and {name!r} differ only in letter case; "
-                "the database treats them as the same column: rename one"
-            )
-        seen[key] = name
-    rows = pa.array(np.arange(n, dtype=np.int64))
-    if not names:
-        # A frame with no columns converts to a 0-row Arrow table; build the row column alone.
-        return pa.table({ROW_COLUMN: rows})
-    frame = metadata.reset_index(drop=True)
-    frame.columns = names
-    try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise InvalidInputError(
-            f"metadata could not be stored: {exc}. Make each column hold one kind of value "
-            "(all numbers or all text)"
-        ) from exc
-    table = table.replace_schema_metadata(None)
-    return table.add_column(0, ROW_COLUMN, rows)
-
-
 class Store:
     """The embscope database: datasets, their vectors and metadata, and artifacts.
 
@@ -565,7 +448,7 @@ class Store:
         InvalidInputError
             The name is empty or taken, or the data cannot be stored. Nothing is written.
         """
-        name = _validate_name(name)
+        name = validate_name(name)
         vectors = np.ascontiguousarray(parsed.vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] < 1 or vectors.shape[1] < 1:
             raise InvalidInputError(
@@ -580,7 +463,7 @@ class Store:
         id_strings = pa.array([str(v) for v in ids], type=pa.string())
         if len(pc.unique(id_strings)) != n:
             raise InvalidInputError("ids are not unique: every row needs its own id")
-        meta = _metadata_table(parsed.metadata, n)
+        meta = metadata_table(parsed.metadata, n)
         info_json = json.dumps(dict(info or {}), sort_keys=True, default=str, ensure_ascii=False)
         vec_table = pa.table(
             {
@@ -741,7 +624,7 @@ class Store:
                 raise InvalidInputError("limit must be >= 0")
             sql += " LIMIT ?"
             params.append(int(limit))
-        frame = _frame(self._cursor().sql(sql, params=params).to_arrow_table())
+        frame = arrow_to_frame(self._cursor().sql(sql, params=params).to_arrow_table())
         if columns is not None:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
@@ -761,7 +644,7 @@ class Store:
             sql = _on_dataset(_SQL_ROWS_WITH_META, ds.id)
         else:
             sql = _on_dataset(_SQL_ROWS, ds.id)
-        frame = _key_columns_first(
+        frame = key_columns_first(
             self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table()
         )
         frame = frame.set_index("row", drop=False)
@@ -784,12 +667,12 @@ class Store:
         else:
             sql = _on_dataset(_SQL_SEARCH, ds.id)
             params = [text.strip(), limit]
-        frame = _key_columns_first(self._cursor().sql(sql, params=params).to_arrow_table())
+        frame = key_columns_first(self._cursor().sql(sql, params=params).to_arrow_table())
         return frame.reset_index(drop=True)
 
     def rename_dataset(self, dataset_id: int, name: str) -> DatasetInfo:
         """Give a dataset a new unique name."""
-        name = _validate_name(name)
+        name = validate_name(name)
         ds = self._require(dataset_id)
         with self._transaction() as cur:
             taken = _one(
