@@ -136,7 +136,9 @@ def test_table_names_refuse_anything_but_integer_ids():
         "FROM vectors_7 v JOIN meta_7 m ON m.__row = v.row WHERE list_contains(?, v.row)"
     )
     assert "FLOAT[384]" in store._on_dataset(store._SQL_CREATE_VECTORS, 7, dim=384)
-    assert store.ROW_COLUMN == "__row"  # the name the templates use
+    from embscope.core.tables import ROW_COLUMN
+
+    assert ROW_COLUMN == "__row"  # the name the templates use
     with pytest.raises(KeyError):
         store._SQL_MAX_ID["datasets; --"]
 
