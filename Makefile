@@ -51,8 +51,11 @@ test: install-test chromium
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow and not e2e"
 
+# ruff (lint rules and formatting) and mypy (strict on core/, see pyproject.toml).
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MYPY=$(BIN)/mypy bash scripts/typecheck.sh
 
 bench: install-test
 	$(BIN)/python bench/run_all.py
