@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,10 @@ import pandas as pd
 from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
+
+if TYPE_CHECKING:
+    from embscope.core.compression.evaluate import CompressionReport
+    from embscope.core.projections.runs import Projection
 
 __all__ = ["Database", "Dataset", "Search", "open"]
 
@@ -359,7 +363,7 @@ class Dataset:
         metric: str | None = None,
         params: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
-    ) -> Any:
+    ) -> Projection:
         """The stored :class:`core.projections.runs.Projection` (coordinates, scores, what the
         method chose), computed first if needed; :meth:`project` gives it as a dict."""
         from embscope.core.projections import runs
@@ -401,6 +405,7 @@ class Dataset:
         )
         quality = dict(projection.quality)
         if label_column is not None:
+            assert projection.coords is not None  # compute_projection returns them
             quality = runs.score_layout(
                 self.db.store, self.info, projection.coords, metric=projection.metric,
                 label_column=label_column, seed=projection.seed,
@@ -446,7 +451,7 @@ class Dataset:
         metric: str | None = None,
         seed: int = 0,
         progress: ProgressFn | None = None,
-    ) -> Any:
+    ) -> CompressionReport:
         """The stored :class:`core.compression.evaluate.CompressionReport` (per-query overlap
         included), computed first if needed; :meth:`compress` gives its rows."""
         from embscope.core.compression import runs

@@ -362,9 +362,8 @@ def _with_record(result: T, record: Artifact) -> T:
 
 
 def _result(spec: ArtifactSpec[Any, T], record: Artifact, *, with_arrays: bool) -> T:
-    result = decode(
-        spec.result_type, record.params["result"], record.arrays if with_arrays else None
-    )
+    result_type: type[T] = spec.result_type
+    result = decode(result_type, record.params["result"], record.arrays if with_arrays else None)
     return _with_record(result, record)
 
 
