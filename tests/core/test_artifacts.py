@@ -242,3 +242,27 @@ def test_only_the_artifact_layer_writes_artifacts():
         if ".put_artifact(" in p.read_text(encoding="utf-8")
     )
     assert callers == ["core/artifacts.py"]
+
+
+@dataclass(frozen=True)
+class Ordered:
+    scores: dict[str, float]
+
+
+class OrderedSpec(ArtifactSpec[DoubleRequest, Ordered]):
+    kind = "test_ordered"
+    result_type = Ordered
+
+    def key(self, request):
+        return (request.dataset.fingerprint,)
+
+    def compute(self, store, request, progress):
+        return Ordered({"zeta": 1.0, "alpha": math.nan, "mid": 2.0})
+
+
+def test_a_result_reads_back_in_the_order_it_was_computed(store):
+    """A fresh result and the stored one print the same JSON (the CLI shows either)."""
+    info = store.add_dataset(make_parsed(np.eye(3)), name="d")
+    fresh = get_or_compute(store, OrderedSpec(), DoubleRequest(info, 1.0))
+    again = get_or_compute(store, OrderedSpec(), DoubleRequest(info, 1.0))
+    assert list(fresh.scores) == list(again.scores) == ["zeta", "alpha", "mid"]
