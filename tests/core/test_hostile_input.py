@@ -30,7 +30,17 @@ import pytest
 import embscope.core.ingest as ingest
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes, export_dataset
-from embscope.core.ingest import inspect_file, read_budget_bytes, read_dataset, read_query_vector
+from embscope.core.ingest import (
+    ReadLimits,
+    inspect_file,
+    read_budget_bytes,
+    read_dataset,
+    read_query_vector,
+)
+from embscope.core.ingest import parquet as ingest_parquet
+from embscope.core.ingest import text_tables as ingest_text
+from embscope.core.ingest.limits import ReadBudget, available_memory
+from embscope.core.ingest.numpy_files import CappedReader
 from embscope.core.store import Store
 from tests.conftest import run_cli
 
@@ -208,21 +218,21 @@ def test_npz_entry_that_overstates_its_size_is_refused_cleanly(tmp_path):
 
 
 def test_capped_reader_refuses_more_than_its_cap():
-    capped = ingest._CappedReader(io.BytesIO(b"x" * 100), 10, "an entry")
+    capped = CappedReader(io.BytesIO(b"x" * 100), 10, "an entry")
     assert capped.read(4) == b"xxxx"
     with pytest.raises(InvalidInputError, match="more data than its header declares"):
         capped.read(-1)
 
 
-def test_npz_metadata_array_bomb_is_refused(tmp_path, monkeypatch):
+def test_npz_metadata_array_bomb_is_refused(tmp_path):
     # The vectors are fine; a 1-D text array beside them is the bomb.
-    monkeypatch.setattr(ingest, "EXPANSION_RATIO_FLOOR", MiB)
+    limits = ReadLimits.from_environment(expansion_ratio_floor=MiB)
     path = tmp_path / "side.npz"
     np.savez_compressed(
         path, vectors=np.ones((2000, 2), np.float32), label=np.full(2000, "x" * 1000)
     )
     with pytest.raises(InvalidInputError, match="array 'label'.*decompression bomb"):
-        read_dataset(path)
+        read_dataset(path, limits=limits)
 
 
 def test_parquet_dictionary_bomb_is_refused_before_decoding(tmp_path):
@@ -237,20 +247,20 @@ def test_parquet_dictionary_bomb_is_refused_before_decoding(tmp_path):
     assert pa.total_allocated_bytes() - pool_before < 8 * MiB
 
 
-def test_parquet_run_length_bomb_is_refused_from_its_footer(tmp_path, monkeypatch):
+def test_parquet_run_length_bomb_is_refused_from_its_footer(tmp_path):
     # 4M equal floats: run-length/dictionary encoding stores them in a few KB. The footer's
     # value counts give the decoded size away before a row is read.
-    monkeypatch.setattr(ingest, "EXPANSION_RATIO_FLOOR", MiB)
+    limits = ReadLimits.from_environment(expansion_ratio_floor=MiB)
     path = tmp_path / "rle.parquet"
     vec = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(4 * MiB, np.float32)), 4)
     pq.write_table(pa.table({"vector": vec}), path, compression="zstd")
     assert path.stat().st_size < 100_000
     with pytest.raises(InvalidInputError, match="as its footer declares them.*decompression bomb"):
-        read_dataset(path)
+        read_dataset(path, limits=limits)
     meta = tmp_path / "v.npy"
     np.save(meta, np.ones((MiB, 1), np.float32))
     with pytest.raises(InvalidInputError, match="metadata file rle.parquet.*decompression bomb"):
-        read_dataset(meta, metadata_path=path)  # the same check for a metadata file
+        read_dataset(meta, metadata_path=path, limits=limits)  # the same check for metadata
 
 
 def test_parquet_read_is_counted_batch_by_batch(tmp_path, monkeypatch):
@@ -258,7 +268,7 @@ def test_parquet_read_is_counted_batch_by_batch(tmp_path, monkeypatch):
     path = tmp_path / "ok.parquet"
     vec = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(2**18, dtype=np.float32)), 4)
     pq.write_table(pa.table({"vector": vec}), path)
-    monkeypatch.setattr(ingest, "_parquet_decoded_estimate", lambda md: 1)  # a lying footer
+    monkeypatch.setattr(ingest_parquet, "parquet_decoded_estimate", lambda md: 1)  # a lying footer
     with pytest.raises(InvalidInputError, match="too large to read here"):
         read_dataset(path, max_read_bytes=300_000)
     assert read_dataset(path).vectors.shape == (2**16, 4)
@@ -271,16 +281,16 @@ def test_h5ad_dataset_without_storage_is_refused(tmp_path):
         read_dataset(path)
 
 
-def test_h5ad_gzip_bomb_and_category_bomb_are_refused(tmp_path, monkeypatch):
+def test_h5ad_gzip_bomb_and_category_bomb_are_refused(tmp_path):
     gz = tmp_path / "gz.h5ad"
     with h5py.File(gz, "w") as f:
         f.create_dataset("X", data=np.zeros((4096, 256), "f4"), compression="gzip")
-    monkeypatch.setattr(ingest, "EXPANSION_RATIO_FLOOR", MiB)
+    limits = ReadLimits.from_environment(expansion_ratio_floor=MiB)
     with pytest.raises(InvalidInputError, match="array 'X'.*decompression bomb"):
-        read_dataset(gz)
+        read_dataset(gz, limits=limits)
     cats = _h5ad_category_bomb(tmp_path / "cats.h5ad", rows=300)
     with pytest.raises(InvalidInputError, match="too large to read here.*obs column 'cat'"):
-        read_dataset(cats, max_read_bytes=128 * MiB)
+        read_dataset(cats, max_read_bytes=128 * MiB, limits=limits)
 
 
 # -- the memory budget of a read -----------------------------------------------------------------
@@ -293,10 +303,35 @@ def test_read_budget_comes_from_the_environment_or_available_memory(monkeypatch)
         monkeypatch.setenv(ingest.READ_BUDGET_ENV, junk)
         default = read_budget_bytes()
         assert default >= 256 * MiB
-        avail = ingest._available_memory()
+        avail = available_memory()
         assert avail is None or default <= max(avail // 2, 256 * MiB) + 64 * MiB
     with pytest.raises(InvalidInputError, match="max_read_bytes"):
         read_dataset(Path(__file__), max_read_bytes=0)
+
+
+def test_read_limits_are_one_object_passed_to_each_read(tmp_path, monkeypatch):
+    monkeypatch.setenv(ingest.READ_BUDGET_ENV, "300")
+    assert ReadLimits.from_environment() == ReadLimits(max_read_bytes=300 * MiB)
+    assert ReadLimits.from_environment(expansion_ratio_floor=MiB).expansion_ratio_floor == MiB
+    for bad in (
+        {"max_read_bytes": 0},
+        {"max_read_bytes": 1.5},
+        {"max_read_bytes": True},
+        {"max_read_bytes": MiB, "max_expansion_ratio": 0},
+        {"max_read_bytes": MiB, "expansion_ratio_floor": -1},
+        {"max_read_bytes": MiB, "max_densified_values": 2.5},
+    ):
+        with pytest.raises(InvalidInputError):
+            ReadLimits(**bad)
+    path = tmp_path / "tall.npy"
+    np.save(path, np.ones((20_000, 1), np.float32))
+    small = ReadLimits(max_read_bytes=MiB)
+    with pytest.raises(InvalidInputError, match="ids of 20,000 rows"):
+        read_dataset(path, limits=small)
+    with pytest.raises(InvalidInputError, match="ids of 20,000 rows"):
+        inspect_file(path, limits=small)
+    # max_read_bytes, when given too, is the budget
+    assert read_dataset(path, limits=small, max_read_bytes=64 * MiB).vectors.shape == (20_000, 1)
 
 
 def test_tall_thin_npy_is_refused_for_its_ids_not_allowed_to_exhaust_memory(tmp_path):
@@ -323,13 +358,13 @@ def test_csv_list_cells_are_parsed_into_one_counted_matrix(tmp_path, monkeypatch
     rows = 20_000
     path.write_text("vector,label\n" + "".join(f'"[{i}, 1, 2]",x{i}\n' for i in range(rows)))
     taken: dict[str, int] = {}
-    real = ingest._Budget.take
+    real = ReadBudget.take
 
     def spy(self, nbytes, what):
         taken[what] = int(nbytes)
         return real(self, nbytes, what)
 
-    monkeypatch.setattr(ingest._Budget, "take", spy)
+    monkeypatch.setattr(ReadBudget, "take", spy)
     parsed = read_dataset(path)
     np.testing.assert_array_equal(parsed.vectors[7], [7, 1, 2])
     assert taken["the vectors in column 'vector'"] == rows * 3 * 8
@@ -342,14 +377,14 @@ def test_error_in_a_huge_csv_is_located_without_scanning_the_rest(tmp_path, monk
     lines[3] = "nan,0.5"
     path.write_text("\n".join(lines) + "\n")
     seen = []
-    real = ingest._csv_records
+    real = ingest_text.csv_records
 
     def counting(*args, **kwargs):
         for item in real(*args, **kwargs):
             seen.append(item)
             yield item
 
-    monkeypatch.setattr(ingest, "_csv_records", counting)
+    monkeypatch.setattr(ingest_text, "csv_records", counting)
     with pytest.raises(InvalidInputError, match="line 4"):
         read_dataset(path)
     assert len(seen) < 100  # the line of row 3, not a list of 200,000 lines

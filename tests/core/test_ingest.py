@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import embscope.core.ingest as ingest
 from embscope.core.errors import InvalidInputError
 from embscope.core.ingest import (
     FORMATS,
     SUPPORTED_SUFFIXES,
     FileInspection,
     ParsedDataset,
+    ReadLimits,
     inspect_file,
     read_dataset,
 )
@@ -401,9 +401,7 @@ def test_h5ad_sparse_x_is_densified(tmp_path: Path) -> None:
     assert any("all zeros" in w and "row 1" in w for w in parsed.warnings)
 
 
-def test_h5ad_sparse_x_too_large_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_h5ad_sparse_x_too_large_is_refused(tmp_path: Path) -> None:
     dense = np.eye(4, dtype=np.float32)
     rows, cols = np.nonzero(dense)
     path = write_h5ad(
@@ -411,12 +409,13 @@ def test_h5ad_sparse_x_too_large_is_refused(
         sparse_X=(dense[rows, cols], cols, np.arange(5), dense.shape),
         obsm={"X_pca": X[:4]},
     )
-    monkeypatch.setattr(ingest, "MAX_DENSIFIED_VALUES", 10)
-    parsed = read_dataset(path)  # the default falls back to obsm
+    limits = ReadLimits.from_environment(max_densified_values=10)
+    parsed = read_dataset(path, limits=limits)  # the default falls back to obsm
     assert parsed.vector_column == "obsm/X_pca"
     assert any("X cannot be used" in w for w in parsed.warnings)
     with pytest.raises(InvalidInputError, match="sparse 4 x 4 matrix.*obsm"):
-        read_dataset(path, vector_column="X")
+        read_dataset(path, vector_column="X", limits=limits)
+    assert read_dataset(path, vector_column="X").vector_column == "X"  # the default limit
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".json", ".tsv"])
