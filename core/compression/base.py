@@ -235,8 +235,8 @@ class Codec:
                 f"{self.spec} has no decoder: {self._no_decoder_reason()}; "
                 "use compressed_vectors() for the compressed vectors themselves"
             )
-        n = len(codes)
-        out = np.empty((n, self._dim), dtype=np.float32)
+        n, d = len(codes), self._require_fit()
+        out = np.empty((n, d), dtype=np.float32)
         for start in range(0, n, ENCODE_BLOCK):
             stop = min(start + ENCODE_BLOCK, n)
             out[start:stop] = self._decode(codes.rows(slice(start, stop)).arrays)
@@ -426,6 +426,11 @@ class Codec:
             raise InvalidInputError(f"codec {self.spec} is not fitted yet: call fit(X) first")
         return self._dim
 
+    def _require_metric(self) -> str:
+        if self._metric is None:
+            raise InvalidInputError(f"codec {self.spec} is not fitted yet: call fit(X) first")
+        return self._metric
+
     def _check_codes(self, codes: Any) -> None:
         d = self._require_fit()
         if not isinstance(codes, Codes):
@@ -449,7 +454,7 @@ def dense_similarity(Q: np.ndarray, D: np.ndarray, metric: str | None) -> np.nda
     -------
     float32 ndarray of shape (m, n)
     """
-    S = Q @ D.T
+    S: np.ndarray = Q @ D.T
     if metric == "l2":
         S *= 2.0
         S -= np.einsum("ij,ij->i", Q, Q)[:, None]
@@ -462,8 +467,10 @@ def dense_pair_similarity(Q: np.ndarray, D: np.ndarray, metric: str | None) -> n
     """Row-wise similarity of ``Q[i]`` with ``D[i]`` (same conventions as dense_similarity)."""
     if metric == "l2":
         diff = Q - D
-        return -np.einsum("ij,ij->i", diff, diff)
-    return np.einsum("ij,ij->i", Q, D)
+        distances: np.ndarray = np.einsum("ij,ij->i", diff, diff)
+        return -distances
+    similarities: np.ndarray = np.einsum("ij,ij->i", Q, D)
+    return similarities
 
 
 def exact_scores(Q: np.ndarray, X: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
@@ -553,7 +560,7 @@ def search_rescored(
     scores : float32 ndarray of shape (m, k)
         Exact similarities (dot, or minus squared distance for ``l2``).
     """
-    d = codec._require_fit()
+    d, metric = codec._require_fit(), codec._require_metric()
     X = check_vectors(X, dim=d, name="full-precision vectors")
     if X.shape[0] != len(codes):
         raise InvalidInputError(
@@ -563,13 +570,13 @@ def search_rescored(
     k = check_int(k, "k", low=1, high=len(codes) - (0 if exclude is None else 1))
     depth = min(multiplier * k, len(codes) - (0 if exclude is None else 1))
     candidates, _ = codec.search(Q, codes, depth, exclude=exclude)
-    queries = prepare_for_metric(check_vectors(Q, dim=d, name="queries"), codec.metric)
+    queries = prepare_for_metric(check_vectors(Q, dim=d, name="queries"), metric)
     scores = np.empty(candidates.shape, dtype=np.float32)
     for start in range(0, candidates.shape[0], 256):
         rows = candidates[start : start + 256]
-        block = prepare_for_metric(X[rows.ravel()], codec.metric).reshape(*rows.shape, d)
+        block = prepare_for_metric(X[rows.ravel()], metric).reshape(*rows.shape, d)
         q = queries[start : start + 256, None, :]
-        if codec.metric == "l2":
+        if metric == "l2":
             diff = block - q
             scores[start : start + 256] = -np.einsum("mcd,mcd->mc", diff, diff)
         else:

@@ -39,7 +39,6 @@ import numpy as np
 from embscope.core.compression.base import (
     ENCODE_BLOCK,
     Codec,
-    ProgressFn,
     rerank_exact,
     sort_by_score,
 )
@@ -52,6 +51,7 @@ from embscope.core.geometry.isotropy import (
     moments,
 )
 from embscope.core.index import exact_knn
+from embscope.core.progress import ProgressFn
 from embscope.core.validation import check_int, check_metric, check_vectors, prepare_for_metric
 
 __all__ = [
@@ -550,7 +550,9 @@ def _evaluate(
     )
 
 
-def compressed_vectors(codec: Any, X: Any, *, metric: str = "cosine", seed: int = 0) -> np.ndarray:
+def compressed_vectors(
+    codec: str | Codec, X: Any, *, metric: str = "cosine", seed: int = 0
+) -> np.ndarray:
     """The compressed copy of ``X`` as float32 vectors, for saving as a derived dataset.
 
     Decoded vectors for quantisers (binary: the ±1 sign vectors; LeanVec: its secondary

@@ -315,7 +315,7 @@ class LVQCodec(Codec):
         return lvq_encode(X - self.mean, self.bits, self.residual_bits)
 
     def _decode(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        out = lvq_decode(arrays, self.bits, self.residual_bits, self._dim)
+        out = lvq_decode(arrays, self.bits, self.residual_bits, self._require_fit())
         out += self.mean
         return out
 
@@ -389,30 +389,38 @@ class LeanVecCodec(Codec):
         primary = {k[2:]: v for k, v in arrays.items() if k.startswith("p_")}
         return lvq_decode(primary, self.primary_bits, None, self.dims)
 
-    def _secondary(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _secondary(self, arrays: Mapping[str, np.ndarray], bits: int) -> np.ndarray:
+        """The full vectors from the secondary LVQ codes (``bits``: ``secondary_bits``)."""
         second = {k[2:]: v for k, v in arrays.items() if k.startswith("s_")}
-        out = lvq_decode(second, self.secondary_bits, None, self._dim)
+        out = lvq_decode(second, bits, None, self._require_fit())
         out += self.mean
         return out
 
     def _decode(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.secondary_bits:
-            return self._secondary(arrays)
-        return self._reduced(arrays) @ self.components.T + self.mean
+            return self._secondary(arrays, self.secondary_bits)
+        decoded: np.ndarray = self._reduced(arrays) @ self.components.T + self.mean
+        return decoded
 
     # Scoring as PCA does, with the LVQ-decoded reduced vectors.
     def _prepare(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return subspace_query(Q, self.mean, self.components, self._metric)
+        return subspace_query(Q, self.mean, self.components, self._require_metric())
 
-    def _score(self, state: tuple, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _score(
+        self, state: tuple[np.ndarray, np.ndarray], arrays: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         proj, const = state
         S = dense_similarity(proj, self._reduced(arrays), self._metric)
-        return S - const[:, None] if self._metric == "l2" else S + const[:, None]
+        scores: np.ndarray = S - const[:, None] if self._metric == "l2" else S + const[:, None]
+        return scores
 
-    def _pairs(self, state: tuple, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _pairs(
+        self, state: tuple[np.ndarray, np.ndarray], arrays: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         proj, const = state
         s = dense_pair_similarity(proj, self._reduced(arrays), self._metric)
-        return s - const if self._metric == "l2" else s + const
+        scores: np.ndarray = s - const if self._metric == "l2" else s + const
+        return scores
 
     def rerank(self, Q: Any, codes: Any, candidates: np.ndarray) -> np.ndarray:
         """Similarities of each query with its candidates from the secondary LVQ vectors.
@@ -427,7 +435,8 @@ class LeanVecCodec(Codec):
         -------
         float32 ndarray of shape (m, c)
         """
-        if not self.secondary_bits:
+        bits = self.secondary_bits
+        if not bits:
             return super().rerank(Q, codes, candidates)
         self._check_codes(codes)
         Q = self._prepare_input(check_vectors(Q, dim=self._dim, name="queries"), self._metric)
@@ -439,7 +448,7 @@ class LeanVecCodec(Codec):
         out = np.empty(candidates.shape, dtype=np.float32)
         for start in range(0, Q.shape[0], 256):
             rows = candidates[start : start + 256]
-            decoded = self._secondary(codes.rows(rows.ravel()).arrays).reshape(
+            decoded = self._secondary(codes.rows(rows.ravel()).arrays, bits).reshape(
                 rows.shape[0], rows.shape[1], -1
             )
             q = Q[start : start + 256, None, :]
@@ -506,7 +515,7 @@ class BinaryCodec(Codec):
         return {"bits": np.packbits(self._bits(X), axis=1)}
 
     def _decode(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        signs = np.unpackbits(arrays["bits"], axis=1, count=self._dim).astype(np.float32)
+        signs = np.unpackbits(arrays["bits"], axis=1, count=self._require_fit()).astype(np.float32)
         signs *= 2.0
         signs -= 1.0
         return signs
@@ -518,7 +527,8 @@ class BinaryCodec(Codec):
 
     def _score(self, state: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.asymmetric:
-            return state @ self._decode(arrays).T
+            dots: np.ndarray = state @ self._decode(arrays).T
+            return dots
         X = _words(arrays["bits"])
         out = np.empty((state.shape[0], X.shape[0]), dtype=np.float32)
         for start in range(0, X.shape[0], 2048):  # keeps the uint64 XOR block small
@@ -531,9 +541,10 @@ class BinaryCodec(Codec):
 
     def _pairs(self, state: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.asymmetric:
-            return np.einsum("ij,ij->i", state, self._decode(arrays))
+            pair_dots: np.ndarray = np.einsum("ij,ij->i", state, self._decode(arrays))
+            return pair_dots
         dist = np.bitwise_count(state ^ _words(arrays["bits"])).sum(axis=1)
-        return -dist.astype(np.float32)
+        return -np.asarray(dist, dtype=np.float32)
 
 
 # -- product quantisation -------------------------------------------------------------------
@@ -757,4 +768,5 @@ class PQCodec(Codec):
         if self._tables_are_distances():
             diff = state - decoded
             return self._from_distance(np.einsum("ij,ij->i", diff, diff).astype(np.float32))
-        return np.einsum("ij,ij->i", state, decoded)
+        pair_dots: np.ndarray = np.einsum("ij,ij->i", state, decoded)
+        return pair_dots

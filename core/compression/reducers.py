@@ -108,6 +108,15 @@ class _Reducer(Codec):
     def _bytes_per_vector(self, d: int) -> int:
         return 4 * self.k
 
+    def compressed_vectors(self, codes: Any) -> np.ndarray:
+        self._check_codes(codes)
+        return np.ascontiguousarray(codes.arrays["y"], dtype=np.float32)
+
+
+class _ReducedSpaceReducer(_Reducer):
+    """A reducer whose codes are ``_reduce(x)`` and whose queries are reduced the same way
+    (random projection, truncation, DCT); PCA scores with a per-query constant instead."""
+
     def _reduce(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -126,10 +135,6 @@ class _Reducer(Codec):
 
     def _pairs(self, state: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         return dense_pair_similarity(state, arrays["y"], self._metric)
-
-    def compressed_vectors(self, codes: Any) -> np.ndarray:
-        self._check_codes(codes)
-        return np.ascontiguousarray(codes.arrays["y"], dtype=np.float32)
 
 
 class PCACodec(_Reducer):
@@ -168,23 +173,30 @@ class PCACodec(_Reducer):
         return {"y": np.ascontiguousarray((X - self.mean) @ self.components, dtype=np.float32)}
 
     def _prepare(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return subspace_query(Q, self.mean, self.components, self._metric)
+        return subspace_query(Q, self.mean, self.components, self._require_metric())
 
-    def _score(self, state: tuple, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _score(
+        self, state: tuple[np.ndarray, np.ndarray], arrays: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         proj, const = state
         S = dense_similarity(proj, arrays["y"], self._metric)
-        return S - const[:, None] if self._metric == "l2" else S + const[:, None]
+        scores: np.ndarray = S - const[:, None] if self._metric == "l2" else S + const[:, None]
+        return scores
 
-    def _pairs(self, state: tuple, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _pairs(
+        self, state: tuple[np.ndarray, np.ndarray], arrays: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         proj, const = state
         s = dense_pair_similarity(proj, arrays["y"], self._metric)
-        return s - const if self._metric == "l2" else s + const
+        scores: np.ndarray = s - const if self._metric == "l2" else s + const
+        return scores
 
     def _decode(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        return arrays["y"] @ self.components.T + self.mean
+        decoded: np.ndarray = arrays["y"] @ self.components.T + self.mean
+        return decoded
 
 
-class RandomProjectionCodec(_Reducer):
+class RandomProjectionCodec(_ReducedSpaceReducer):
     """Gaussian random projection to ``k`` dims (entries N(0, 1/k), seeded).
 
     Re-normalised for ``cosine``. There is no decoder (the projection is not invertible);
@@ -215,10 +227,11 @@ class RandomProjectionCodec(_Reducer):
         self.matrix = (rng.standard_normal((d, self.k)) / np.sqrt(self.k)).astype(np.float32)
 
     def _reduce(self, X: np.ndarray) -> np.ndarray:
-        return X @ self.matrix
+        projected: np.ndarray = X @ self.matrix
+        return projected
 
 
-class TruncationCodec(_Reducer):
+class TruncationCodec(_ReducedSpaceReducer):
     """Matryoshka truncation: the first ``k`` coordinates, re-normalised for ``cosine``.
 
     Only meaningful for models trained with Matryoshka representation learning; for others
@@ -240,12 +253,12 @@ class TruncationCodec(_Reducer):
 
     def _decode(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         y = arrays["y"]
-        out = np.zeros((y.shape[0], self._dim), dtype=np.float32)
+        out = np.zeros((y.shape[0], self._require_fit()), dtype=np.float32)
         out[:, : self.k] = y
         return out
 
 
-class DCTCodec(_Reducer):
+class DCTCodec(_ReducedSpaceReducer):
     """DCT-k: the first ``k`` coefficients of the orthonormal DCT-II of each vector.
 
     Embedding coordinates have no natural order, so this is one fixed orthogonal projection
@@ -273,10 +286,11 @@ class DCTCodec(_Reducer):
         pass
 
     def _reduce(self, X: np.ndarray) -> np.ndarray:
-        return scipy.fft.dct(X, type=2, norm="ortho", axis=1)[:, : self.k]
+        coefficients = np.asarray(scipy.fft.dct(X, type=2, norm="ortho", axis=1))
+        return coefficients[:, : self.k]
 
     def _decode(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         y = arrays["y"]
-        full = np.zeros((y.shape[0], self._dim), dtype=np.float32)
+        full = np.zeros((y.shape[0], self._require_fit()), dtype=np.float32)
         full[:, : self.k] = y
-        return scipy.fft.idct(full, type=2, norm="ortho", axis=1).astype(np.float32)
+        return np.asarray(scipy.fft.idct(full, type=2, norm="ortho", axis=1), dtype=np.float32)
