@@ -252,14 +252,14 @@ def read_h5ad(request: ReadRequest) -> Loaded:
     with f:
         nodes: dict[str, tuple[tuple[int, ...], bool]] = {}
         if "X" in f:
-            shape = _h5_matrix_shape(f["X"])
-            if shape is not None:
-                nodes["X"] = shape
+            entry = _h5_matrix_shape(f["X"])
+            if entry is not None:
+                nodes["X"] = entry
         if "obsm" in f and isinstance(f["obsm"], h5py.Group):
             for k in f["obsm"]:
-                shape = _h5_matrix_shape(f["obsm"][k])
-                if shape is not None:
-                    nodes[f"obsm/{k}"] = shape
+                entry = _h5_matrix_shape(f["obsm"][k])
+                if entry is not None:
+                    nodes[f"obsm/{k}"] = entry
 
         def usable(key: str) -> bool:
             shape, sparse = nodes[key]

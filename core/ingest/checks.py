@@ -228,7 +228,7 @@ def _content_warnings(vectors: np.ndarray, where: Where) -> list[str]:
 
 
 def _is_text_dtype(dtype: Any) -> bool:
-    return pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
+    return bool(pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype))
 
 
 def _id_strings(col: pd.Series) -> np.ndarray:

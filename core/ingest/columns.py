@@ -34,7 +34,7 @@ def is_vector_type(t: pa.DataType) -> bool:
     """Whether an Arrow column of this type can hold vectors: a list of numbers."""
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         v = t.value_type
-        return pa.types.is_floating(v) or pa.types.is_integer(v)
+        return bool(pa.types.is_floating(v) or pa.types.is_integer(v))
     return False
 
 
@@ -216,7 +216,8 @@ def list_matrix(col: pa.ChunkedArray, name: str, label: str, where: Where) -> np
             f"{counted(int(rows.size), 'row')}: {where.many(rows)}. Fill them in or drop those rows"
         )
     d = int(lengths[0]) if n else 0
-    return values.to_numpy(zero_copy_only=False).reshape(n, d)
+    matrix: np.ndarray = values.to_numpy(zero_copy_only=False).reshape(n, d)
+    return matrix
 
 
 def pick_vector(candidates: Sequence[str]) -> str:

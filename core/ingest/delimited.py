@@ -79,9 +79,9 @@ def read_delimited(request: ReadRequest) -> Loaded:
         fmt = "projector" if suffix == ".tsv" or (tab and width > 1) else "csv"
         # (an id_column may still come from the metadata file: make_ids checks it)
         if vector_column is not None or vector_columns is not None:
-            chosen = vector_column or (vector_columns or [""])[0]
+            asked = vector_column or (vector_columns or [""])[0]
             raise InvalidInputError(
-                f"{label} has no header row, so it has no column {chosen!r}: every column is "
+                f"{label} has no header row, so it has no column {asked!r}: every column is "
                 "part of the vector. Add a header row to name columns, or leave the choice unset"
             )
         names = [f"c{j}" for j in range(width)]
@@ -364,7 +364,7 @@ def read_delimited_metadata(request: ReadRequest, n: int) -> tuple[pd.DataFrame,
     """A delimited metadata file; one column has no header unless it has n + 1 lines."""
     path, label, budget = request.path, request.label, request.budget
     head = text_head(path, label, request.suffix, metadata=True)
-    warnings = []
+    warnings: list[str] = []
     budget.take(2 * path.stat().st_size, "its text")
     data = path.read_bytes()
     if data.startswith(codecs.BOM_UTF8):

@@ -221,7 +221,7 @@ class CappedReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > self._left:
             size = self._left + 1  # one byte more than allowed reveals an overlong entry
-        data = self._raw.read(size)
+        data: bytes = self._raw.read(size)
         if len(data) > self._left:
             raise InvalidInputError(
                 f"{self._label} holds more data than its header declares; the archive is "
@@ -305,8 +305,8 @@ def read_query_vector(
             f"{label} is a zip archive (.npz), not a .npy file: save the one vector with "
             "np.save(path, v)"
         )
-    fh = io.BytesIO(data)
-    shape, _fortran, dtype = _npy_header(fh, label, "the file")
+    stream = io.BytesIO(data)
+    shape, _fortran, dtype = _npy_header(stream, label, "the file")
     problem = dtype_problem(dtype)
     if problem:
         raise InvalidInputError(f"{label}: the array {problem}")
@@ -317,7 +317,7 @@ def read_query_vector(
             f"{label} holds an array of shape {shape}: give one vector, shape (d,) or (1, d)"
         )
     count = shape[0]
-    body = data[fh.tell() :]
+    body = data[stream.tell() :]
     if len(body) != count * dtype.itemsize:
         raise InvalidInputError(
             f"{label} is truncated or padded: a vector of {count} {dtype} values needs "

@@ -49,13 +49,13 @@ def text_head(path: Path, label: str, suffix: str, *, metadata: bool) -> TextHea
     """The delimiter and first records of a UTF-8 text file; UTF-16/32 and binary refused."""
     with open(path, "rb") as fh:
         raw = fh.read(1 << 20)
-    for bom, name in (
+    for mark, name in (
         (codecs.BOM_UTF32_LE, "UTF-32"),
         (codecs.BOM_UTF32_BE, "UTF-32"),
         (codecs.BOM_UTF16_LE, "UTF-16"),
         (codecs.BOM_UTF16_BE, "UTF-16"),
     ):
-        if raw.startswith(bom):
+        if raw.startswith(mark):
             raise InvalidInputError(
                 f"{label} is {name} text; embscope reads UTF-8: save it again as UTF-8"
             )
