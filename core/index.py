@@ -74,13 +74,21 @@ _CPUS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffi
 # -- exact search ---------------------------------------------------------------------------
 
 
-def _block_distances(Qb: np.ndarray, X: np.ndarray, sq_norms: np.ndarray | None, metric: str):
-    dots = Qb @ X.T
+def _block_distances(
+    Qb: np.ndarray, X: np.ndarray, sq_norms: np.ndarray | None, metric: str
+) -> np.ndarray:
+    """Distances of the query block to every row of ``X``: squared Euclidean for ``l2``
+    (``sq_norms``: the rows' squared norms, computed here when not given), else 1 - dot."""
+    dots: np.ndarray = Qb @ X.T
     if metric == "l2":
+        if sq_norms is None:
+            sq_norms = np.einsum("ij,ij->i", X, X)
         q2 = np.einsum("ij,ij->i", Qb, Qb)
-        d2 = q2[:, None] + sq_norms[None, :] - 2.0 * dots
-        return np.maximum(d2, 0.0, out=d2)  # squared; same order as the distance
-    return np.subtract(1.0, dots, out=dots)
+        d2: np.ndarray = q2[:, None] + sq_norms[None, :] - 2.0 * dots
+        np.maximum(d2, 0.0, out=d2)
+        return d2  # squared; same order as the distance
+    np.subtract(1.0, dots, out=dots)
+    return dots
 
 
 def _select_rows(d: np.ndarray, want: int) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn
+from embscope.core.validation import Metric
 
 __all__ = [
     "NeighbourIndex",
@@ -87,8 +88,8 @@ class NeighbourIndex(Protocol):
     """What every index backend offers. See the module docstring for the conventions."""
 
     backend: str
-    metric: str
-    dim: int
+    metric: Metric
+    dim: int | None  # None until the first build or add when not given to the constructor
 
     def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> NeighbourIndex:
         """Index the rows of ``X`` (labels 0..n-1), replacing any content; returns self."""
@@ -156,9 +157,10 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it into place:
-    a reader sees the old file or the whole new one, never half of it."""
+    a reader sees the old file or the whole new one, never half of it (whatever ``write``
+    returns, e.g. a byte count, is ignored)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -181,7 +183,7 @@ def read_sidecar(path: Path, backend: str) -> dict[str, Any]:
     side = sidecar_path(Path(path))
     if not Path(path).exists() or not side.exists():
         raise InvalidInputError(f"no {backend} index at {path}: build it first")
-    meta = json.loads(side.read_text(encoding="utf-8"))
+    meta: dict[str, Any] = json.loads(side.read_text(encoding="utf-8"))
     if meta.get("backend") != backend:
         raise InvalidInputError(f"{path} holds a {meta.get('backend')} index, not {backend}")
     return meta

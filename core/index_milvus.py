@@ -102,7 +102,10 @@ def _release_local_locked(path: str) -> None:
         return
     _local_users.pop(path, None)
     try:
-        from milvus_lite.server_manager import server_manager_instance
+        # milvus_lite ships no type information (and is not among pyproject's untyped packages)
+        from milvus_lite.server_manager import (  # type: ignore[import-untyped]
+            server_manager_instance,
+        )
     except ImportError:  # pragma: no cover - the server could not have started
         return
     # Stops the in-process gRPC server and closes the database (releasing its lock file).
@@ -312,7 +315,8 @@ class MilvusIndex:
         if self._local_path is None:
             return self._new_client(pymilvus)
         try:
-            import milvus_lite  # noqa: F401 - pymilvus starts it for .db uris
+            # pymilvus starts it for .db uris; milvus_lite ships no type information
+            import milvus_lite  # type: ignore[import-untyped]  # noqa: F401
         except ImportError as exc:
             raise InvalidInputError(
                 f"a local .db uri runs Milvus Lite, which is not installed: {INSTALL_HINT}"
@@ -743,8 +747,8 @@ class MilvusIndex:
         path = Path(path)
         meta = read_sidecar(path, cls.backend)
         try:
-            saved_uri, collection = meta["uri"], meta["collection"]
-            metric, dim = meta["metric"], meta["dim"]
+            saved_uri: str = meta["uri"]  # save() writes the uri as a string
+            collection, metric, dim = meta["collection"], meta["metric"], meta["dim"]
         except KeyError as exc:
             raise InvalidInputError(
                 f"{path} is an incomplete Milvus description: no {exc}"
@@ -825,7 +829,7 @@ def _lite_index_params(params: Any) -> Any:
     """
     from pymilvus.milvus_client.index import IndexParam, IndexParams
 
-    class _WithJsonParams(IndexParam):
+    class _WithJsonParams(IndexParam):  # type: ignore[misc]  # pymilvus is untyped: IndexParam is Any
         def __init__(self, base: Any, build: dict[str, Any]):
             super().__init__(base.field_name, base.index_type, base.index_name)
             self._base, self._build = base, build

@@ -246,7 +246,7 @@ def fingerprint_arrays(*parts: Any) -> str:
                 h.update(json.dumps([str(v) for v in arr.ravel()], ensure_ascii=False).encode())
             else:
                 h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-                h.update(memoryview(arr).cast("B"))
+                h.update(arr.data.cast("B"))
         else:
             h.update(json.dumps(part, sort_keys=True, default=str, ensure_ascii=False).encode())
         h.update(b"\x00")
@@ -260,9 +260,18 @@ def _one(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
     return rows[0] if rows else None
 
 
+def _aggregate(result: duckdb.DuckDBPyConnection) -> Any:
+    """The value of a one-column aggregate query (COUNT, MAX: always exactly one row)."""
+    row = _one(result)
+    if row is None:
+        raise RuntimeError("an aggregate query returned no row")
+    return row[0]
+
+
 def _arrays_to_blob(arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    # numpy's default, given by name so that no array name can take its place
+    np.savez(buf, allow_pickle=True, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 
@@ -414,7 +423,7 @@ class Store:
         row = _one(cur.execute("SELECT value FROM embscope_counters WHERE name = ?", [counter]))
         # The MAX() covers databases whose counter row is missing (never the case when
         # written by this module, but cheap insurance against reusing an id).
-        top = _one(cur.execute(_SQL_MAX_ID[table]))[0]
+        top = _aggregate(cur.execute(_SQL_MAX_ID[table]))
         new_id = max(int(row[0]) if row else 0, int(top)) + 1
         if row:
             cur.execute("UPDATE embscope_counters SET value = ? WHERE name = ?", [new_id, counter])
@@ -736,7 +745,9 @@ class Store:
                     new_id,
                     dataset_id,
                     kind,
-                    json.dumps(dict(params or {}), sort_keys=True, default=str),
+                    json.dumps(
+                        dict(params or {}), default=str
+                    ),  # order kept: results read back alike
                     fingerprint,
                     datetime.now(UTC).replace(tzinfo=None),
                     duration_s,
@@ -864,15 +875,15 @@ class Store:
         if self.read_only:
             return 0
         with self._transaction() as cur:
-            before = _one(cur.execute("SELECT COUNT(*) FROM jobs"))[0]
+            before = int(_aggregate(cur.execute("SELECT COUNT(*) FROM jobs")))
             cur.execute(
                 "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') AND key NOT IN "
                 "(SELECT key FROM jobs WHERE state NOT IN ('queued', 'running') "
                 "ORDER BY updated DESC, key LIMIT ?)",
                 [keep],
             )
-            after = _one(cur.execute("SELECT COUNT(*) FROM jobs"))[0]
-        return int(before - after)
+            after = int(_aggregate(cur.execute("SELECT COUNT(*) FROM jobs")))
+        return before - after
 
     def mark_interrupted_jobs(self) -> int:
         """Mark jobs a dead process left queued or running as "interrupted"; how many.
@@ -890,19 +901,23 @@ class Store:
                 "AND key IN (SELECT fingerprint FROM artifacts WHERE status = 'done')",
                 [datetime.now(UTC).replace(tzinfo=None)],
             )
-            n = _one(cur.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"))
+            n = int(
+                _aggregate(
+                    cur.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
+                )
+            )
             cur.execute(
                 "UPDATE jobs SET state = 'interrupted', message = 'the server stopped while this "
                 "job ran', updated = ? WHERE state IN ('queued', 'running')",
                 [datetime.now(UTC).replace(tzinfo=None)],
             )
-        return int(n[0])
+        return n
 
     # -- whole-database facts -------------------------------------------------------------------
 
     def is_empty(self) -> bool:
         """True when no dataset is stored."""
-        return _one(self._cursor().execute("SELECT COUNT(*) FROM datasets"))[0] == 0
+        return int(_aggregate(self._cursor().execute("SELECT COUNT(*) FROM datasets"))) == 0
 
     def table_names(self) -> list[str]:
         """Every table in the database (used by tests to check nothing half-written is left)."""

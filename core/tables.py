@@ -31,7 +31,7 @@ MAX_NAME_LENGTH = 200
 
 def same_text(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
     try:
-        return a.cast(pa.string()).equals(b.cast(pa.string()))
+        return bool(a.cast(pa.string()).equals(b.cast(pa.string())))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. a list column
         return False
 
