@@ -271,7 +271,7 @@ def _aggregate(result: duckdb.DuckDBPyConnection) -> Any:
 def _arrays_to_blob(arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = BytesIO()
     # numpy's default, given by name so that no array name can take its place
-    np.savez(buf, allow_pickle=True, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 

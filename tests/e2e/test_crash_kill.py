@@ -459,16 +459,18 @@ def test_kill_during_ingest(world: World, forks: ForkServer) -> None:
 
 
 def _graph_is_complete(store: Store, fp: str, *, dataset_id: int, metric: str) -> bool:
-    from embscope.core.graph import KIND
+    from embscope.core.artifacts import load
+    from embscope.core.graph import GRAPHS, KIND
 
-    art = store.get_artifact(fp)
-    if art is None or art.kind != KIND or art.dataset_id != dataset_id:
+    art = store.get_artifact(fp, with_arrays=False)
+    if art is None or art.kind != KIND or art.dataset_id != dataset_id or art.status != "done":
         return False
-    if art.params.get("metric") != metric or art.status != "done":
+    graph = load(store, GRAPHS, fp)  # read through the artifact layer, as every consumer does
+    if graph is None or graph.metric != metric:
         return False
     info = store.get_dataset(dataset_id)
-    idx, dist = art.arrays["indices"], art.arrays["distances"]
-    k = int(art.params["k"])
+    idx, dist = graph.indices, graph.distances
+    k = int(graph.params["k"])
     if idx.shape != (info.n, k) or dist.shape != (info.n, k):
         return False
     if not np.isfinite(dist).all() or (np.diff(dist, axis=1) < -1e-6).any():
@@ -546,11 +548,14 @@ def _projection_is_complete(store: Store, fp: str, *, key: str, dataset_id: int)
         return _graph_is_complete(store, fp, dataset_id=dataset_id, metric="cosine")
     if fp != key or art.kind != runs.KIND or art.status != "done":
         return False
-    coords = art.arrays["coords"]
+    projection = runs.load_projection(store, fp)  # through the artifact layer
+    if projection is None or projection.coords is None:
+        return False
+    coords = projection.coords
     info = store.get_dataset(dataset_id)
     if coords.shape != (info.n, 2) or coords.dtype != np.float32:
         return False
-    quality = art.lineage.get("quality", {})
+    quality = projection.quality
     return bool(np.isfinite(coords).all()) and quality.get("trustworthiness@10", 0) > 0.5
 
 
