@@ -270,7 +270,8 @@ def _aggregate(result: duckdb.DuckDBPyConnection) -> Any:
 
 def _arrays_to_blob(arrays: Mapping[str, np.ndarray]) -> bytes:
     buf = BytesIO()
-    # numpy's default, given by name so that no array name can take its place
+    # Given by name, so that no array can be called allow_pickle; False: never pickle (object
+    # arrays are refused before this)
     np.savez(buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
