@@ -483,7 +483,8 @@ class ProcrustesAlignment:
             raise InvalidInputError(
                 f"points have {Y.shape[1]} coordinates, the alignment {self.rotation.shape[0]}"
             )
-        return (self.scale * Y @ self.rotation + self.shift).astype(np.float32)
+        moved: np.ndarray = self.scale * Y @ self.rotation + self.shift
+        return moved.astype(np.float32)
 
 
 def procrustes_align(Y_ref: Any, Y: Any, *, allow_reflection: bool = True) -> ProcrustesAlignment:
@@ -787,13 +788,12 @@ def compare_spaces(
     if method not in ("auto", "exact", "cells", "hnsw"):
         raise InvalidInputError(f"unknown method {method!r}: use auto, exact, cells or hnsw")
 
-    options = {"k": k, "metric": metric, "method": method, "seed": seed}
     _tick(progress, 0.0, "neighbours in A")
     idx_a, info_a = _neighbours_for(graph_a, A, name="A", progress=stage(progress, 0.0, 0.4),
-                                    **options)  # fmt: skip
+                                    k=k, metric=metric, method=method, seed=seed)  # fmt: skip
     _tick(progress, 0.4, "neighbours in B")
     idx_b, info_b = _neighbours_for(graph_b, B, name="B", progress=stage(progress, 0.4, 0.8),
-                                    **options)  # fmt: skip
+                                    k=k, metric=metric, method=method, seed=seed)  # fmt: skip
     _tick(progress, 0.8, "neighbourhood overlap")
     overlap = knn_overlap(idx_a, idx_b)
 
@@ -845,6 +845,7 @@ def _subset_graph(
     consumer). Some rows matched: a stored graph restricted to them, rows whose stored list
     holds fewer than k matched items searched again exactly; None if no graph is stored.
     """
+    graph: KnnGraph | None
     if rows.size == n_total:
         graph = get_or_build_graph(store, dataset_id, k=k, metric=metric, progress=progress)
         source = "stored graph"

@@ -182,7 +182,11 @@ class JobRunner:
         self.store = store
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._queues = {"serial": queue.Queue(), "pool": queue.Queue()}
+        # Jobs, warm-up callables (serial lane only) and None, which stops a worker.
+        self._queues: dict[str, queue.Queue[Job | Callable[[], Any] | None]] = {
+            "serial": queue.Queue(),
+            "pool": queue.Queue(),
+        }
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._finished_since_prune = 0

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from embscope.core.index_base import NeighbourIndex
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import Metric, check_k, check_metric, check_vectors
+
+if TYPE_CHECKING:  # imported when the first text query runs
+    from embscope.core.text_model import TextEncoder
 
 __all__ = [
     "DEFAULT_EF",
@@ -151,7 +154,7 @@ class NeighbourService:
         self._indexes: dict[str, NeighbourIndex] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._ids: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
-        self._encoders: dict[str, Any] = {}
+        self._encoders: dict[str, TextEncoder] = {}
         self._infos: dict[int, DatasetInfo] = {}
         self._index_owner: dict[str, int] = {}
 
@@ -223,10 +226,14 @@ class NeighbourService:
     ) -> str:
         """The artifact key of the index of a dataset with these settings."""
         info = self.dataset(dataset_id)
-        request = IndexRequest(info, metric, backend, self._index_params(backend, params))  # type: ignore[arg-type]
+        request = IndexRequest(
+            info, check_metric(metric), backend, self._index_params(backend, params)
+        )
         return fingerprint(IndexSpec(self), request)
 
-    def has_index(self, dataset_id: int, *, metric: str, backend: str = "hnsw", **params) -> bool:
+    def has_index(
+        self, dataset_id: int, *, metric: str, backend: str = "hnsw", **params: Any
+    ) -> bool:
         """True when the index is loaded or saved (a query will not have to build it)."""
         if backend == "exact":
             return True
@@ -494,7 +501,7 @@ class IndexRecord:
     params: Mapping[str, Any]
     file: str
     n: int
-    index: Any = field(default=None, repr=False, metadata=TRANSIENT)
+    index: NeighbourIndex | None = field(default=None, repr=False, metadata=TRANSIENT)
 
 
 class IndexSpec(ArtifactSpec[IndexRequest, IndexRecord]):

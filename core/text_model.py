@@ -24,12 +24,17 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.machinery import ModuleSpec as ImportSpec
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embscope.core.errors import InvalidInputError
+
+if TYPE_CHECKING:  # the optional extra, imported lazily at run time
+    import onnx
 
 __all__ = [
     "SUPPORTED_MODELS",
@@ -100,7 +105,7 @@ def _supported_list() -> str:
     return ", ".join(SUPPORTED_MODELS)
 
 
-def _find_spec(module: str):
+def _find_spec(module: str) -> ImportSpec | None:
     try:
         return importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -151,7 +156,7 @@ def text_model_status(model_name: str | None) -> tuple[bool, str]:
     model_dir = _package_model_dir(spec)
     if model_dir is None:
         missing.append(spec.distribution)
-    if missing:
+    if missing or model_dir is None:  # a missing model_dir is listed in missing
         return (
             False,
             f"Text queries need the optional extra, which is missing ({', '.join(missing)}): "
@@ -249,24 +254,29 @@ class _GraphBuilder:
     def __init__(self, helper: Any, numpy_helper: Any) -> None:
         self.helper = helper
         self.numpy_helper = numpy_helper
-        self.nodes: list = []
-        self.initializers: list = []
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
         self._count = 0
 
     def const(self, name: str, value: np.ndarray) -> str:
         self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs: Any) -> Any:
+    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
+        """Add a node with one output; returns the output's name."""
+        return self.ops(op_type, inputs, 1, **attrs)[0]
+
+    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs: Any) -> list[str]:
+        """Add a node with ``n_out`` outputs; returns their names."""
         self._count += 1
         outs = [f"{op_type.lower()}_{self._count}_{i}" for i in range(n_out)]
         self.nodes.append(self.helper.make_node(op_type, inputs, outs, **attrs))
-        return outs[0] if n_out == 1 else outs
+        return outs
 
 
-def _bert_config(model_dir: Path) -> dict:
+def _bert_config(model_dir: Path) -> dict[str, Any]:
     try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidInputError(
             f"cannot read {model_dir / 'config.json'} ({exc}): reinstall the model with "
@@ -282,7 +292,7 @@ def _bert_config(model_dir: Path) -> dict:
     return config
 
 
-def _build_model_proto(weights: dict[str, np.ndarray], config: dict) -> Any:
+def _build_model_proto(weights: dict[str, np.ndarray], config: dict[str, Any]) -> onnx.ModelProto:
     """The BERT encoder + mean pooling + L2 normalisation as an ONNX ModelProto.
 
     Inputs ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, [batch, seq]);
@@ -357,7 +367,7 @@ def _build_model_proto(weights: dict[str, np.ndarray], config: dict) -> Any:
         a = f"{p}.attention.self"
         qkv_w = np.concatenate([w(f"{a}.{n}.weight") for n in ("query", "key", "value")], axis=0)
         qkv_b = np.concatenate([w(f"{a}.{n}.bias") for n in ("query", "key", "value")], axis=0)
-        q, k, v = g.op("Split", [linear(x, qkv_w, qkv_b, f"{a}.qkv"), split_sizes], 3, axis=-1)
+        q, k, v = g.ops("Split", [linear(x, qkv_w, qkv_b, f"{a}.qkv"), split_sizes], 3, axis=-1)
         q = g.op("Transpose", [g.op("Reshape", [q, heads_shape])], perm=[0, 2, 1, 3])
         k_t = g.op("Transpose", [g.op("Reshape", [k, heads_shape])], perm=[0, 2, 3, 1])
         v = g.op("Transpose", [g.op("Reshape", [v, heads_shape])], perm=[0, 2, 1, 3])
@@ -512,6 +522,21 @@ def _validate_texts(texts: Any) -> list[str]:
     return items
 
 
+def _installed_model_dir(package: ModuleType, spec: ModelSpec) -> Path:
+    """The weights folder of the imported model package: its ``MODEL_DIR`` when it has one."""
+    declared = getattr(package, "MODEL_DIR", None)
+    if declared is not None:
+        return Path(declared)
+    if package.__file__ is not None:
+        return Path(package.__file__).parent / spec.model_dir
+    found = _package_model_dir(spec)  # a package without __init__.py
+    if found is None:
+        raise InvalidInputError(
+            f"the package {spec.distribution} has no weights folder: {INSTALL_HINT}."
+        )
+    return found
+
+
 def load_text_encoder(model_name: str) -> TextEncoder:
     """Load a supported sentence model as an onnxruntime session (takes a few seconds).
 
@@ -545,7 +570,7 @@ def load_text_encoder(model_name: str) -> TextEncoder:
         raise InvalidInputError(
             f"Text queries need the optional extra, which failed to import ({exc}): {INSTALL_HINT}."
         ) from exc
-    model_dir = Path(getattr(package, "MODEL_DIR", Path(package.__file__).parent / spec.model_dir))
+    model_dir = _installed_model_dir(package, spec)
     config = _bert_config(model_dir)
     proto = _build_model_proto(read_safetensors(model_dir / "model.safetensors"), config)
     model_bytes = proto.SerializeToString()
