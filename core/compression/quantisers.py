@@ -344,7 +344,7 @@ class LeanVecCodec(Codec):
         )
 
     @property
-    def has_reranker(self) -> bool:  # type: ignore[override]
+    def has_reranker(self) -> bool:  # type: ignore[override]  # per codec, not per class
         return self.secondary_bits is not None
 
     @property
