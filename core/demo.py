@@ -180,8 +180,8 @@ def gaussian_mixture(
 
 def swiss_roll_arc_length(t: np.ndarray) -> np.ndarray:
     """Arc length of the spiral (t cos t, t sin t) from 0 to t: (t*sqrt(1+t^2) + asinh t) / 2."""
-    t = np.asarray(t, dtype=np.float64)
-    return 0.5 * (t * np.sqrt(1.0 + t * t) + np.arcsinh(t))
+    tt = np.asarray(t, dtype=np.float64)
+    return 0.5 * (tt * np.sqrt(1.0 + tt * tt) + np.arcsinh(tt))
 
 
 def swiss_roll(

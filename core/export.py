@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,8 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
         ):
             out.isetitem(i, column.astype(object).map(_formula_safe))
     out.columns = [_formula_safe(str(c)) for c in out.columns]
-    return out.to_csv(index=False).encode("utf-8")
+    # pandas is untyped here; to_csv without a path returns the text
+    return cast(str, out.to_csv(index=False)).encode("utf-8")
 
 
 def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -> Path:
@@ -133,9 +135,9 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
     return out
 
 
-def _free_name(name: str, taken: object) -> str:
+def _free_name(name: str, taken: Iterable[object]) -> str:
     """``name``, else ``embscope_<name>``, else ``embscope_<name>_2``, ... (case-insensitive)."""
-    used = {str(c).lower() for c in taken}  # type: ignore[attr-defined]
+    used = {str(c).lower() for c in taken}
     candidates = [name, f"embscope_{name}"]
     k = 2
     while True:

@@ -106,7 +106,7 @@ def check_choice(value: Any, name: str, choices: Sequence[C]) -> C:
         raise InvalidInputError(
             f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}"
         )
-    return value  # type: ignore[no-any-return]
+    return cast(C, value)  # it is one of the choices
 
 
 def check_k(k: Any, available: int) -> int:
@@ -161,7 +161,9 @@ def check_vectors(X: Any, *, dim: int | None = None, name: str = "vectors") -> n
 def normalise_rows(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (float32); zero rows stay zero (hnswlib does the same)."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0).astype(np.float32, copy=False)
+    out = np.zeros_like(X)
+    np.divide(X, norms, out=out, where=norms > 0)
+    return out.astype(np.float32, copy=False)
 
 
 def prepare_for_metric(X: np.ndarray, metric: str) -> np.ndarray:

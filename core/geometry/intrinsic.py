@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -128,7 +128,10 @@ def limit_blas_threads() -> AbstractContextManager[Any]:
         return nullcontext()
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+    # threadpoolctl is untyped here; threadpool_limits is a context manager
+    return cast(
+        AbstractContextManager[Any], threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+    )
 
 
 def _metric_power(distances: Any, metric: Any) -> float:
@@ -533,8 +536,8 @@ def sample_rows(n: int, max_n: int, seed: int) -> np.ndarray:
 
 
 def _squared_distances(P: np.ndarray) -> np.ndarray:
-    sq = np.einsum("ij,ij->i", P, P)
-    D2 = sq[:, None] + sq[None, :] - 2.0 * (P @ P.T)
+    sq: np.ndarray = np.einsum("ij,ij->i", P, P)
+    D2: np.ndarray = sq[:, None] + sq[None, :] - 2.0 * (P @ P.T)
     np.maximum(D2, 0.0, out=D2)
     np.fill_diagonal(D2, 0.0)
     return D2

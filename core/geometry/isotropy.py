@@ -81,7 +81,7 @@ class Moments:
 
     def covariance(self) -> np.ndarray:
         """The unbiased covariance (divisor n - 1), float64 (d, d); zeros when n == 1."""
-        centred = self.gram - self.n * np.outer(self.mean, self.mean)
+        centred: np.ndarray = self.gram - self.n * np.outer(self.mean, self.mean)
         centred = (centred + centred.T) / 2.0
         return centred / max(self.n - 1, 1)
 
@@ -114,10 +114,10 @@ def moments(X: Any) -> Moments:
 
 
 def _need_rows(X: Any, low: int, what: str) -> np.ndarray:
-    X = check_vectors(X)
-    if X.shape[0] < low:
-        raise InvalidInputError(f"{what} needs at least {low} vectors, got {X.shape[0]}")
-    return X
+    arr = check_vectors(X)
+    if arr.shape[0] < low:
+        raise InvalidInputError(f"{what} needs at least {low} vectors, got {arr.shape[0]}")
+    return arr
 
 
 # -- IsoScore -------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ __all__ = ["POSTPROCESSORS", "all_but_the_top", "mean_centre", "whiten"]
 
 
 def _check(X: Any, what: str) -> np.ndarray:
-    X = check_vectors(X)
-    if X.shape[0] < 2:
-        raise InvalidInputError(f"{what} needs at least 2 vectors, got {X.shape[0]}")
-    return X
+    arr = check_vectors(X)
+    if arr.shape[0] < 2:
+        raise InvalidInputError(f"{what} needs at least 2 vectors, got {arr.shape[0]}")
+    return arr
 
 
 def _principal_axes(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,8 +48,8 @@ def mean_centre(X: Any) -> np.ndarray:
     -------
     float32 ndarray of shape (n, d)
     """
-    X = check_vectors(X)
-    return (X - moments(X).mean).astype(np.float32)
+    arr = check_vectors(X)
+    return np.asarray(arr - moments(arr).mean, dtype=np.float32)
 
 
 def whiten(X: Any, *, eps: float = 1e-5) -> np.ndarray:
@@ -75,17 +75,17 @@ def whiten(X: Any, *, eps: float = 1e-5) -> np.ndarray:
     float32 ndarray of shape (n, d)
         Column j is the j-th principal component, scaled.
     """
-    X = _check(X, "whitening")
+    arr = _check(X, "whitening")
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
         raise InvalidInputError(f"eps must be a number >= 0, got {eps!r}")
     if not (np.isfinite(eps) and eps >= 0):
         raise InvalidInputError(f"eps must be a number >= 0, got {eps!r}")
-    mean, eigenvalues, vectors = _principal_axes(X)
+    mean, eigenvalues, vectors = _principal_axes(arr)
     floor = float(eps) * float(eigenvalues.mean())
     scale = np.zeros_like(eigenvalues)
     positive = eigenvalues + floor > 0
     scale[positive] = 1.0 / np.sqrt(eigenvalues[positive] + floor)
-    return ((X - mean) @ (vectors * scale)).astype(np.float32)
+    return np.asarray((arr - mean) @ (vectors * scale), dtype=np.float32)
 
 
 def default_n_components(d: int) -> int:
@@ -111,8 +111,8 @@ def all_but_the_top(X: Any, *, n_components: int | None = None) -> np.ndarray:
     -------
     float32 ndarray of shape (n, d)
     """
-    X = _check(X, "all-but-the-top")
-    d = X.shape[1]
+    arr = _check(X, "all-but-the-top")
+    d = arr.shape[1]
     if n_components is None:
         n_components = default_n_components(d)
     if (
@@ -124,10 +124,10 @@ def all_but_the_top(X: Any, *, n_components: int | None = None) -> np.ndarray:
             f"n_components must be a whole number from 0 to {d - 1} (the dimension less one), "
             f"got {n_components!r}"
         )
-    mean, _, vectors = _principal_axes(X)
-    centred = X - mean
+    mean, _, vectors = _principal_axes(arr)
+    centred = arr - mean
     top = vectors[:, : int(n_components)]
-    return (centred - (centred @ top) @ top.T).astype(np.float32)
+    return np.asarray(centred - (centred @ top) @ top.T, dtype=np.float32)
 
 
 POSTPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
