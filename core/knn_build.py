@@ -32,10 +32,11 @@ in a fraction of pynndescent's cold time at recall >= 0.98 (figures in that scri
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
+from typing import Any, cast
 
 import numpy as np
 from numba import njit
@@ -50,7 +51,9 @@ TARGET = 0.98
 SLAB = 2048
 
 
-def _kmeans(Y: np.ndarray, C: int, iters: int, rng, spherical: bool) -> np.ndarray:
+def _kmeans(
+    Y: np.ndarray, C: int, iters: int, rng: np.random.Generator, spherical: bool
+) -> np.ndarray:
     """Lloyd k-means on Y (spherical: unit centroids, cosine assignment); sums by one-hot sgemm."""
     cen = Y[rng.choice(len(Y), C, replace=False)].copy()
     cols = np.arange(len(Y))
@@ -79,7 +82,7 @@ def _kmeans(Y: np.ndarray, C: int, iters: int, rng, spherical: bool) -> np.ndarr
 
 
 @njit(cache=True, nogil=True)
-def _sift(V, IX, b, k, i, s, j):
+def _sift(V: np.ndarray, IX: np.ndarray, b: int, k: int, i: int, s: float, j: int) -> None:
     """Put (s, j) into the hole i of the heap V[b : b + k] and sift it down."""
     c = 2 * i + 1
     while c < k:
@@ -97,7 +100,20 @@ def _sift(V, IX, b, k, i, s, j):
 
 
 @njit(cache=True, nogil=True)
-def _fill_row(S, i, me, pos, V, IX, b, k, hist, bins, gv, gi):
+def _fill_row(
+    S: np.ndarray,
+    i: int,
+    me: int,
+    pos: np.ndarray,
+    V: np.ndarray,
+    IX: np.ndarray,
+    b: int,
+    k: int,
+    hist: np.ndarray,
+    bins: np.ndarray,
+    gv: np.ndarray,
+    gi: np.ndarray,
+) -> bool:
     """The k best of row i of S (self, pos[j] == me, excluded) into the empty heap at b.
 
     A 256-bin histogram between the row's extremes gives the bin holding the (k+1)-th
@@ -152,7 +168,18 @@ def _fill_row(S, i, me, pos, V, IX, b, k, hist, bins, gv, gi):
 
 
 @njit(cache=True, nogil=True)
-def _scan_rows(S, r0, r1, row0, me, pos, V, IX, k, fresh):
+def _scan_rows(
+    S: np.ndarray,
+    r0: int,
+    r1: int,
+    row0: int,
+    me: np.ndarray,
+    pos: np.ndarray,
+    V: np.ndarray,
+    IX: np.ndarray,
+    k: int,
+    fresh: bool,
+) -> None:
     """Rows r0..r1 of the block S feed the running top-k of rows row0 + i: entry (i, j)
     enters when it beats the heap's smallest, unless it is the row itself (pos[j] == me[i]).
     ``fresh``: the heaps are empty, so a row of more than k + 1 entries is selected at once."""
@@ -183,7 +210,16 @@ def _scan_rows(S, r0, r1, row0, me, pos, V, IX, k, fresh):
 
 
 @njit(cache=True, nogil=True)
-def _scan_cols(S, c0, c1, row0, pos, V, IX, k):
+def _scan_cols(
+    S: np.ndarray,
+    c0: int,
+    c1: int,
+    row0: int,
+    pos: np.ndarray,
+    V: np.ndarray,
+    IX: np.ndarray,
+    k: int,
+) -> None:
     """Columns c0..c1 of the block S feed the running top-k of rows pos[j] with the rows
     row0 + i of S (no self: the rows of S and these columns are different points). Tiles
     of 256 columns keep their heaps in cache."""
@@ -211,7 +247,16 @@ def _scan_cols(S, c0, c1, row0, pos, V, IX, k):
 
 
 @njit(cache=True, nogil=True)
-def _sort_keys(V, IX, order, r0, r1, k, l2, keys):
+def _sort_keys(
+    V: np.ndarray,
+    IX: np.ndarray,
+    order: np.ndarray,
+    r0: int,
+    r1: int,
+    k: int,
+    l2: bool,
+    keys: np.ndarray,
+) -> None:
     """keys[order[r]] = one int64 per neighbour of the heaps r0..r1 (sorted positions) that
     sorts by (distance, index): the float32 distance (cosine: 1 - s; l2: sqrt(max(-2 s, 0)))
     as an order-preserving integer above the index."""
@@ -224,14 +269,14 @@ def _sort_keys(V, IX, order, r0, r1, k, l2, keys):
             s = V[b + t]
             d[t] = np.sqrt(max(np.float32(-2.0) * s, np.float32(0.0))) if l2 else 1 - s
         for t in range(k):
-            u = np.int64(bits[t])
+            u: int | np.int64 = np.int64(bits[t])
             if u < 0:  # negative floats: reverse their order; -0.0 ties with +0.0
                 u = 0 if u == -(2**31) else u ^ 0x7FFFFFFF
             keys[g, t] = (u << 32) | order[IX[b + t]]
 
 
 @njit(cache=True, nogil=True)
-def _unpack_keys(keys, r0, r1, distbits):
+def _unpack_keys(keys: np.ndarray, r0: int, r1: int, distbits: np.ndarray) -> None:
     """Sorted keys (rows r0..r1) back to indices (in place) and distance bits."""
     for g in range(r0, r1):
         for t in range(keys.shape[1]):
@@ -253,7 +298,7 @@ def cell_knn(
     max_frac: float = 0.5,
     chunk: int = 8192,
     progress: Callable[[float, str], bool | None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """kNN graph (self excluded) by symmetric blocked sgemm restricted to pairs of k-means cells.
 
     1. Spherical (cosine) or Euclidean k-means into C = n / cell cells, trained on a sample; each
@@ -312,12 +357,27 @@ def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(b[:-1], b[1:], strict=True)]
 
 
-def _search(L, R, base, k, metric, rng, target, cell, sample, probes, max_frac, chunk, nt,
-            pool, report):  # fmt: skip
+def _search(
+    L: np.ndarray,
+    R: np.ndarray,
+    base: np.ndarray,
+    k: int,
+    metric: str,
+    rng: np.random.Generator,
+    target: float,
+    cell: int,
+    sample: int,
+    probes: tuple[int, ...],
+    max_frac: float,
+    chunk: int,
+    nt: int,
+    pool: ThreadPoolExecutor | None,
+    report: Callable[[float, str], None],
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """cell_knn after validation: the sample, the cells, the blocked search and the sort."""
     n = L.shape[0]
 
-    def run(fn, size: int) -> None:
+    def run(fn: Callable[[int, int], None], size: int) -> None:
         """fn(lo, hi) over nt ranges splitting 0..size, one per thread."""
         parts = [(lo, hi) for lo, hi in _ranges(size, nt) if hi > lo]
         if pool is None:
@@ -327,12 +387,25 @@ def _search(L, R, base, k, metric, rng, target, cell, sample, probes, max_frac, 
             for fut in [pool.submit(fn, lo, hi) for lo, hi in parts]:
                 fut.result()
 
-    def one_blas_thread():
+    def one_blas_thread() -> AbstractContextManager[object]:
         """The threads run one-thread sgemms side by side: BLAS's own threads would spin
         between blocks, taking the cores the scanning threads need."""
-        return threadpool_limits(1, user_api="blas") if pool is not None else nullcontext()
+        if pool is None:
+            return nullcontext()
+        # threadpoolctl is untyped here; threadpool_limits is a context manager
+        return cast(AbstractContextManager[object], threadpool_limits(1, user_api="blas"))
 
-    def rows_pass(La, matT, Sb, row0, me, pos, fresh, V, IX) -> None:
+    def rows_pass(
+        La: np.ndarray,
+        matT: np.ndarray,
+        Sb: np.ndarray,
+        row0: int,
+        me: np.ndarray,
+        pos: np.ndarray,
+        fresh: bool,
+        V: np.ndarray,
+        IX: np.ndarray,
+    ) -> None:
         """Each thread: its rows of Sb = La @ matT (one-thread sgemm), then their top-k."""
 
         def task(r0: int, r1: int) -> None:
@@ -359,9 +432,9 @@ def _search(L, R, base, k, metric, rng, target, cell, sample, probes, max_frac, 
     strue = IXs.reshape(ns, k).astype(np.int64)
     del Lsam, Vs, IXs, buf
 
-    info: dict = {"probe_scan": []}
+    info: dict[str, Any] = {"probe_scan": []}
     C = max(1, n // cell)
-    need = None
+    need: np.ndarray | None = None
     if C > 1 and probes:
         nk = min(n, max(20 * C, 20_000))
         cen = _kmeans(base[rng.choice(n, nk, replace=False)], C, 10, rng, metric == "cosine")
@@ -407,7 +480,7 @@ def _search(L, R, base, k, metric, rng, target, cell, sample, probes, max_frac, 
     me = np.arange(n, dtype=np.int32)
     nobody = np.full(SLAB, -1, np.int32)
 
-    def pieces(runs):
+    def pieces(runs: list[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
         """Column chunks of <= chunk columns over (start, stop) runs: (positions, block)."""
         cur: list[tuple[int, int]] = []
         size = 0
@@ -423,7 +496,7 @@ def _search(L, R, base, k, metric, rng, target, cell, sample, probes, max_frac, 
         if cur:
             yield cur
 
-    def block(cols):
+    def block(cols: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         pos = np.concatenate([np.arange(s, e, dtype=np.int32) for s, e in cols])
         mat = (
             Rs[cols[0][0] : cols[0][1]]
@@ -432,7 +505,7 @@ def _search(L, R, base, k, metric, rng, target, cell, sample, probes, max_frac, 
         )
         return pos, mat
 
-    def slabs(sa: int, ea: int):
+    def slabs(sa: int, ea: int) -> Iterator[tuple[int, int]]:
         """A cell's rows in slabs of <= SLAB rows (bounds the block buffer)."""
         for s in range(sa, ea, SLAB):
             yield s, min(ea, s + SLAB)
