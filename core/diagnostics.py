@@ -15,9 +15,9 @@ Three measurements, all against exact search (:func:`core.index.exact_knn`) as g
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -217,7 +217,11 @@ class OrderExperiment:
                 rows.append(
                     {**base, "label": None, "recall": float(self.recall[o, e]), "n_queries": m}
                 )
-                if self.label_values is None:
+                if (
+                    self.label_values is None
+                    or self.label_recall is None
+                    or self.label_query_counts is None
+                ):
                     continue
                 for c, label in enumerate(self.label_values):
                     rows.append(
@@ -252,10 +256,10 @@ def _check_efs(efs: Any) -> np.ndarray:
 def _check_progress(progress: Any) -> ProgressFn | None:
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be a function (fraction, message) -> bool")
-    return progress
+    return cast("ProgressFn | None", progress)
 
 
-def _reporter(progress: ProgressFn | None, what: str):
+def _reporter(progress: ProgressFn | None, what: str) -> Callable[[float, str], None]:
     """``report(fraction, message)`` that raises OperationCancelled when progress says stop."""
 
     def report(fraction: float, message: str) -> None:
@@ -342,8 +346,9 @@ def recall_vs_ef(
 
     build_share = 0.0
     build_seconds = 0.0
+    searcher: HnswIndex | NeighbourIndex
     if index is None:
-        index = HnswIndex(
+        hnsw = HnswIndex(
             metric,
             M=M,
             ef_construction=ef_construction,
@@ -352,12 +357,13 @@ def recall_vs_ef(
             num_threads=num_threads,
         )
         build_share = 0.5
-        index.build(
+        hnsw.build(
             X,
             progress=lambda f, msg: bool(progress and progress(build_share * f, msg)),
             chunk=max(1_000, n // 20),
         )
-        build_seconds = float(index.build_seconds)
+        build_seconds = float(hnsw.build_seconds)
+        searcher = hnsw
     else:
         if not isinstance(index, NeighbourIndex):
             raise InvalidInputError("index must be a NeighbourIndex such as core.index.HnswIndex")
@@ -371,6 +377,7 @@ def recall_vs_ef(
                 f"the index holds {len(index)} vectors of dimension {index.dim}, but X is "
                 f"{n} x {X.shape[1]}: pass the vectors the index was built on"
             )
+        searcher = index
 
     rows = _query_rows(n, n_queries, seed)
     Q = X[rows]
@@ -386,13 +393,13 @@ def recall_vs_ef(
     for i, ef in enumerate(efs_arr):
         ef = int(ef)
         t0 = time.perf_counter()
-        found, _ = index.query(Q, k, exclude=rows, ef=ef)
+        found, _ = searcher.query(Q, k, exclude=rows, ef=ef)
         qps[i] = n_queries / max(time.perf_counter() - t0, 1e-9)
         recall[i] = recall_per_row(found, truth)
         times = np.empty(n_queries)
         for j in range(n_queries):
             t0 = time.perf_counter()
-            index.query(Q[j : j + 1], k, exclude=rows[j : j + 1], ef=ef)
+            searcher.query(Q[j : j + 1], k, exclude=rows[j : j + 1], ef=ef)
             times[j] = time.perf_counter() - t0
             if (j + 1) % _LATENCY_REPORT_EVERY == 0:
                 report(start + width * (i + (j + 1) / n_queries), f"ef={ef}: timed {j + 1} queries")
@@ -515,10 +522,14 @@ def _insertion_order(
     rng = _order_rng(seed, order)
     if order == "random":
         return rng.permutation(n_base)
-    if order == "lid_ascending":
-        return np.argsort(lid, kind="stable")  # NaN sorts last
-    if order == "lid_descending":
+    if order in ("lid_ascending", "lid_descending"):
+        if lid is None:
+            raise ValueError(f"insertion order {order!r} needs lid")
+        if order == "lid_ascending":
+            return np.argsort(lid, kind="stable")  # NaN sorts last
         return np.argsort(-lid, kind="stable")  # -NaN is NaN: still last
+    if codes is None or group_lid is None:
+        raise ValueError(f"insertion order {order!r} needs codes and group_lid")
     # Cluster by cluster, clusters ranked by median LID (NaN last, ties by label), each
     # cluster's rows shuffled.
     rank = np.argsort(group_lid if order == "label_low_lid_first" else -group_lid, kind="stable")
@@ -638,13 +649,14 @@ def insertion_order_experiment(
             raise InvalidInputError("lid holds infinite values: use NaN for undefined points")
 
     have = {"labels": labels is not None, "lid": lid is not None}
-    run, skipped = [], {}
-    for o in orders:
-        missing = [need for need in ORDERS[o] if not have[need]]
+    run: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in orders:
+        missing = [need for need in ORDERS[name] if not have[need]]
         if missing:
-            skipped[o] = f"needs {' and '.join(missing)}"
+            skipped[name] = f"needs {' and '.join(missing)}"
         else:
-            run.append(o)
+            run.append(name)
 
     query_rows = _query_rows(n, n_queries, seed)
     base_mask = np.ones(n, dtype=bool)
@@ -687,21 +699,23 @@ def insertion_order_experiment(
             seed=seed,
             num_threads=1,
         )
+
+        def build_progress(f: float, msg: str, low: float = low, order: str = order) -> bool:
+            return bool(progress and progress(low + 0.9 * span * f, f"{order}: {msg}"))
+
         index.build(
             X_base,
             order=perm,
             # Chunks only pace progress reports: one thread inserts in `perm` order regardless.
             chunk=max(500, nb // 20),
-            progress=lambda f, msg, low=low, order=order: bool(
-                progress and progress(low + 0.9 * span * f, f"{order}: {msg}")
-            ),
+            progress=build_progress,
         )
         build_seconds[o] = index.build_seconds
         for e, ef in enumerate(efs_arr):
             found, _ = index.query(X_query, k, ef=int(ef))
             per_query = recall_per_row(found, truth)
             recall[o, e] = per_query.mean()
-            if label_recall is not None:
+            if label_recall is not None and query_codes is not None:
                 for c in range(n_labels):
                     mine = query_codes == c
                     if mine.any():
