@@ -94,8 +94,9 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -279,19 +280,19 @@ def _check_tau(tau: Any) -> float | None:
         raise InvalidInputError(f"tau must be 'auto' or a positive number, got {tau!r}")
     if isinstance(tau, bool) or not isinstance(tau, (int, float, np.integer, np.floating)):
         raise InvalidInputError(f"tau must be 'auto' or a positive number, got {tau!r}")
-    tau = float(tau)
-    if not math.isfinite(tau) or tau <= 0:
-        raise InvalidInputError(f"tau must be a positive finite number, got {tau}")
-    return tau
+    value = float(tau)
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"tau must be a positive finite number, got {value}")
+    return value
 
 
 def _check_sigma(sigma: Any) -> float:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
         raise InvalidInputError(f"sigma must be a number >= 0, got {sigma!r}")
-    sigma = float(sigma)
-    if not math.isfinite(sigma) or sigma < 0:
-        raise InvalidInputError(f"sigma (the Harnack term's weight) must be >= 0, got {sigma}")
-    return sigma
+    value = float(sigma)
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInputError(f"sigma (the Harnack term's weight) must be >= 0, got {value}")
+    return value
 
 
 def _check_order(order: Any) -> int | None:
@@ -301,7 +302,7 @@ def _check_order(order: Any) -> int | None:
 def _check_progress(progress: Any) -> ProgressFn | None:
     if progress is not None and not callable(progress):
         raise InvalidInputError("progress must be a function (fraction, message) -> bool")
-    return progress
+    return cast("ProgressFn | None", progress)
 
 
 # -- the graph --------------------------------------------------------------------------------
@@ -315,7 +316,9 @@ def _euclidean(dist: np.ndarray, metric: str) -> np.ndarray:
     return d
 
 
-def _alpha_chunks(graph: KnnGraph, knn: int, rows: np.ndarray, pos: np.ndarray | None) -> Any:
+def _alpha_chunks(
+    graph: KnnGraph, knn: int, rows: np.ndarray, pos: np.ndarray | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Alpha-decay kernel entries of ``rows``, a block of rows at a time.
 
     Yields ``(row position, column, kernel, length)`` arrays. ``pos`` maps a point to its
@@ -358,11 +361,15 @@ def _alpha_entries(
         chunks.append(chunk)
         if report is not None and chunk[0].size:
             report(min(1.0, (chunk[0][-1] + 1) / max(rows.size, 1)), "kernel rows")
-    parts = list(zip(*chunks, strict=True))
-    if not parts:
+    if not chunks:
         empty = np.zeros(0)
         return empty.astype(np.int64), empty.astype(np.int64), empty, empty
-    return tuple(np.concatenate(p) for p in parts)  # type: ignore[return-value]
+    return (
+        np.concatenate([c[0] for c in chunks]),
+        np.concatenate([c[1] for c in chunks]),
+        np.concatenate([c[2] for c in chunks]),
+        np.concatenate([c[3] for c in chunks]),
+    )
 
 
 @dataclass(frozen=True)
@@ -461,7 +468,17 @@ def _sample_nodes(graph: KnnGraph, knn: int, seed: int, report: Any = None) -> n
 
 
 @njit(cache=True, nogil=True)
-def _cheb_step(indptr, indices, data, T1, T0, a, b, coef, Y):  # pragma: no cover - numba
+def _cheb_step(  # pragma: no cover - numba
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    T1: np.ndarray,
+    T0: np.ndarray,
+    a: float,
+    b: float,
+    coef: np.ndarray,
+    Y: np.ndarray,
+) -> None:
     """``T0 <- a T1 - b (A @ T1) - T0`` row by row, then ``Y[t] += coef[t] T0``."""
     n, m = T1.shape
     nt = coef.shape[0]
@@ -484,7 +501,7 @@ def _cheb_step(indptr, indices, data, T1, T0, a, b, coef, Y):  # pragma: no cove
 def _coefficients(taus: np.ndarray, phi: float, order: int) -> np.ndarray:
     """``c[t, k] = 2 ive(k, -tau_t phi)``: shape (len(taus), order + 1)."""
     k = np.arange(order + 1, dtype=np.float64)
-    coef = 2.0 * ive(k[None, :], -np.asarray(taus, dtype=np.float64)[:, None] * phi)
+    coef: np.ndarray = 2.0 * ive(k[None, :], -np.asarray(taus, dtype=np.float64)[:, None] * phi)
     coef[np.abs(coef) < _COEF_FLOOR] = 0.0  # the kernel skips them (short times, high k)
     return coef
 
@@ -564,7 +581,15 @@ def _knee(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _farthest_points(indptr, indices, lengths, dist, chosen, start, stop):  # pragma: no cover
+def _farthest_points(  # pragma: no cover
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    lengths: np.ndarray,
+    dist: np.ndarray,
+    chosen: np.ndarray,
+    start: int,
+    stop: int,
+) -> int:
     """Farthest-point sampling by graph distance, landmarks ``start..stop-1`` of ``chosen``.
 
     ``chosen[start]`` must hold the next landmark; ``dist`` (the distance of every node to
@@ -831,7 +856,15 @@ def heat_geodesic_distances(
 
 
 @njit(cache=True, nogil=True)
-def _anchor_edges(D, H, h_rows, h_land, ratio, anchors, E):  # pragma: no cover - numba
+def _anchor_edges(  # pragma: no cover - numba
+    D: np.ndarray,
+    H: np.ndarray,
+    h_rows: np.ndarray,
+    h_land: np.ndarray,
+    ratio: float,
+    anchors: int,
+    E: np.ndarray,
+) -> None:
     """``E[a, b] = min(E[a, b], D[i, a] + D[i, b])`` over the reliable anchors a, b of each i."""
     n, L = D.shape
     best = np.empty(anchors, dtype=np.int64)
@@ -905,7 +938,7 @@ def _complete_landmarks(
     G = sp.csr_matrix((np.maximum(w[ok], 1e-12), (r[ok], c[ok])), shape=(L, L))
     G = G.maximum(G.T)
     report(0.7, "shortest paths between landmarks", force=True)
-    S = dijkstra(G, directed=False)
+    S: np.ndarray = dijkstra(G, directed=False)
     out = np.where(reliable, np.minimum(D_LL, S), S)
     np.fill_diagonal(out, 0.0)
     finite = np.isfinite(out)
@@ -953,25 +986,35 @@ def _classical_mds(D: np.ndarray, dims: int) -> np.ndarray:
     D2 = D * D
     B = -0.5 * (D2 - D2.mean(axis=0)[None, :] - D2.mean(axis=1)[:, None] + D2.mean())
     del D2
-    values = vectors = None
+    eig: tuple[np.ndarray, np.ndarray] | None = None
     if L > 200:
         v0 = np.random.default_rng(0).random(L) + 0.5
         try:
-            values, vectors = eigsh(B, k=dims, which="LA", v0=v0, tol=1e-10)
+            eig = eigsh(B, k=dims, which="LA", v0=v0, tol=1e-10)
         except ArpackNoConvergence:
-            values = vectors = None
-    if values is None:
-        values, vectors = eigh(B, subset_by_index=[max(0, L - dims), L - 1])
+            eig = None
+    if eig is None:
+        eig = eigh(B, subset_by_index=[max(0, L - dims), L - 1])
+    values, vectors = eig
     top = np.argsort(values)[::-1][:dims]
     values, vectors = values[top], vectors[:, top]
-    Y = vectors * np.sqrt(np.maximum(values, 0.0))
+    Y: np.ndarray = vectors * np.sqrt(np.maximum(values, 0.0))
     if Y.shape[1] < dims:
         Y = np.hstack([Y, np.zeros((L, dims - Y.shape[1]))])
     return Y
 
 
 @njit(cache=True, nogil=True)
-def _sgd_epoch(Y, first, second, dist, weight, eta, chunks, chunk):  # pragma: no cover - numba
+def _sgd_epoch(  # pragma: no cover - numba
+    Y: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    dist: np.ndarray,
+    weight: np.ndarray,
+    eta: float,
+    chunks: np.ndarray,
+    chunk: int,
+) -> None:
     """One sweep of s_gd2's pair updates, the (pre-shuffled) pairs taken chunk by chunk."""
     dims = Y.shape[1]
     m = first.size
@@ -1097,7 +1140,7 @@ def heatgeo_embedding(
     complete: bool = True,
     seed: int = 0,
     progress: ProgressFn | None = None,
-) -> np.ndarray:
+) -> HeatGeoLayout:
     """A 2-D or 3-D layout whose distances follow heat-geodesic distances.
 
     Parameters

@@ -96,7 +96,7 @@ _BATCH = 32
 
 
 @njit(cache=True, nogil=True)
-def _splitmix(state):
+def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
     state = state + _GOLDEN
     z = state
     z = (z ^ (z >> _S30)) * _MIX1
@@ -105,7 +105,9 @@ def _splitmix(state):
 
 
 @njit(cache=True, nogil=True)
-def _calibrate_rows(d2, log_perplexity, lo, hi, P, betas):
+def _calibrate_rows(
+    d2: np.ndarray, log_perplexity: float, lo: int, hi: int, P: np.ndarray, betas: np.ndarray
+) -> None:
     """Rows lo..hi of the perplexity search: P[i] = p_{.|i}, betas[i] on the normalised scale."""
     K = d2.shape[1]
     x = np.empty(K, np.float64)
@@ -176,7 +178,7 @@ def _calibrate_rows(d2, log_perplexity, lo, hi, P, betas):
 
 
 @njit(cache=True, nogil=True)
-def _transpose(indices, P):
+def _transpose(indices: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Incoming lists: for node j, the sources x with j in x's row and p_{j|x}, CSR-style."""
     n, K = indices.shape
     ptr = np.zeros(n + 1, np.int64)
@@ -199,8 +201,20 @@ def _transpose(indices, P):
 
 @njit(cache=True, nogil=True)
 def _symmetrise_rows(
-    indices, P, ptr, src, prob, lo, hi, counts, offsets, fill, out_u, out_v, out_w
-):
+    indices: np.ndarray,
+    P: np.ndarray,
+    ptr: np.ndarray,
+    src: np.ndarray,
+    prob: np.ndarray,
+    lo: int,
+    hi: int,
+    counts: np.ndarray,
+    offsets: np.ndarray,
+    fill: bool,
+    out_u: np.ndarray,
+    out_v: np.ndarray,
+    out_w: np.ndarray,
+) -> None:
     """Each undirected edge {i, j} once, w = (p_{j|i} + p_{i|j}) / 2 (a missing p counts 0).
 
     Row i emits the pairs it holds alone, and the pairs both rows hold when i < j; a dense
@@ -245,7 +259,7 @@ def _symmetrise_rows(
 
 
 @njit(cache=True, nogil=True)
-def _weighted_degree(u, v, w, n):
+def _weighted_degree(u: np.ndarray, v: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
     deg = np.zeros(n, np.float64)
     for e in range(u.shape[0]):
         deg[u[e]] += w[e]
@@ -254,7 +268,7 @@ def _weighted_degree(u, v, w, n):
 
 
 @njit(cache=True, nogil=True)
-def _alias_table(weights):
+def _alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vose's alias method: (prob float64, alias int32) drawing k with P ∝ weights[k]."""
     m = weights.shape[0]
     total = 0.0
@@ -297,7 +311,7 @@ def _alias_table(weights):
 
 
 @njit(cache=True, nogil=True)
-def _pack_alias(prob, alias):
+def _pack_alias(prob: np.ndarray, alias: np.ndarray) -> np.ndarray:
     """One uint64 per slot: alias << 32 | round(prob * 2^31), so one memory access per draw."""
     m = prob.shape[0]
     out = np.empty(m, np.uint64)
@@ -311,7 +325,7 @@ def _pack_alias(prob, alias):
 
 
 @njit(cache=True, nogil=True)
-def _alias_pick(z, table):
+def _alias_pick(z: np.uint64, table: np.ndarray) -> np.int64:
     # Top 32 bits pick the slot (multiply-high), bits 1-31 toss the coin; bit 0 is the
     # caller's.
     slot = ((z >> _S32) * np.uint64(table.shape[0])) >> _S32
@@ -322,7 +336,7 @@ def _alias_pick(z, table):
 
 
 @njit(cache=True, nogil=True)
-def _alias_draws(table, n_draws, state):
+def _alias_draws(table: np.ndarray, n_draws: int, state: np.uint64) -> np.ndarray:
     """``n_draws`` draws with the sampler the SGD uses (for tests)."""
     out = np.empty(n_draws, np.int64)
     for t in range(n_draws):
@@ -333,20 +347,20 @@ def _alias_draws(table, n_draws, state):
 
 @njit(cache=True, nogil=True)
 def _sgd(
-    Y,
-    edges,
-    edge_table,
-    neg_table,
-    states,
-    thread,
-    t_first,
-    t_stride,
-    count,
-    total,
-    rho0,
-    gamma,
-    negatives,
-):
+    Y: np.ndarray,
+    edges: np.ndarray,
+    edge_table: np.ndarray,
+    neg_table: np.ndarray,
+    states: np.ndarray,
+    thread: int,
+    t_first: int,
+    t_stride: int,
+    count: int,
+    total: int,
+    rho0: float,
+    gamma: float,
+    negatives: int,
+) -> None:
     """``count`` LargeVis samples with global indices t_first + c * t_stride (Hogwild on Y).
 
     ``edges`` holds each undirected edge as u << 32 | v. The edges of the next _BATCH samples
@@ -623,7 +637,7 @@ def _pca_coordinates(X: np.ndarray, metric: str, dims: int, seed: int) -> np.nda
     top = vectors[:, np.argsort(values)[::-1][: min(dims, d)]]
     signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(top.shape[1])])
     top = np.ascontiguousarray(top * np.where(signs == 0, 1.0, signs), dtype=np.float32)
-    Y = (X @ top / norms[:, None]).astype(np.float64) - mean @ top
+    Y: np.ndarray = (X @ top / norms[:, None]).astype(np.float64) - mean @ top
     if Y.shape[1] < dims:
         Y = np.hstack([Y, np.zeros((n, dims - Y.shape[1]))])
     return Y

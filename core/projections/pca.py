@@ -39,4 +39,4 @@ def pca_layout(X: np.ndarray, *, dims: int = 2) -> np.ndarray:
     coords = centred @ (top * np.where(signs == 0, 1.0, signs))
     if coords.shape[1] < dims:  # fewer dimensions than axes: pad with zeros
         coords = np.hstack([coords, np.zeros((n, dims - coords.shape[1]))])
-    return coords.astype(np.float32)
+    return np.asarray(coords, dtype=np.float32)

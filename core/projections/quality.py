@@ -232,10 +232,13 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rb -= rb.mean(axis=1, keepdims=True)
     den = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (ra * rb).sum(axis=1) / den
+        rho: np.ndarray = (ra * rb).sum(axis=1) / den
+    return rho
 
 
-def _geodesic_spearman(Y: np.ndarray, G: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+def _geodesic_spearman(
+    Y: np.ndarray, G: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
     """Per-row Spearman between layout and geodesic distances from ``rows`` to ``cols``.
 
     Self is kept (distance 0 on both sides), as heat-geodesic's ``corrs`` keeps the diagonal.

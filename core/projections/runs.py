@@ -144,7 +144,7 @@ class Projection:
 # -- choices read from the dataset ----------------------------------------------------------
 
 
-def default_metric(info: DatasetInfo) -> str:
+def default_metric(info: DatasetInfo) -> Metric:
     """The metric a dataset is meant to be compared with: its recorded one, else cosine."""
     metric = (info.info or {}).get("metric")
     return check_metric(metric) if metric else "cosine"
@@ -162,14 +162,15 @@ def geodesic_coordinates(store: Store, info: DatasetInfo) -> np.ndarray | None:
     if not columns or not all(c in info.metadata_columns for c in columns):
         return None
     frame = store.load_metadata(info.id, columns=list(columns))
-    return frame.to_numpy(dtype=np.float64)
+    coords: np.ndarray = frame.to_numpy(dtype=np.float64)  # pandas is untyped here
+    return coords
 
 
 def is_categorical(values: pd.Series, *, max_classes: int = 200) -> bool:
     """Whether a column can serve as class labels (kNN accuracy): not continuous floats."""
     if pd.api.types.is_float_dtype(values):
         return False
-    n_classes = values.nunique(dropna=True)
+    n_classes = int(values.nunique(dropna=True))
     return 2 <= n_classes <= max(max_classes, 2) and n_classes < len(values)
 
 
@@ -186,7 +187,8 @@ def load_labels(store: Store, info: DatasetInfo, column: str) -> np.ndarray:
             f"column {column!r} is continuous or has too few/many distinct values to be a label "
             "for kNN accuracy: choose a categorical column"
         )
-    return pd.factorize(as_text(values, missing=MISSING))[0].astype(np.int64)
+    codes: np.ndarray = pd.factorize(as_text(values, missing=MISSING))[0]  # pandas is untyped here
+    return codes.astype(np.int64)
 
 
 # -- parameters and fingerprints --------------------------------------------------------------

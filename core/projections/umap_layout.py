@@ -50,7 +50,7 @@ import functools
 import io
 import re
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -95,12 +95,19 @@ def _shared_graph_umap_class() -> type:
     import umap
     from umap.umap_ import simplicial_set_embedding
 
-    class _SharedGraphUMAP(umap.UMAP):
+    class _SharedGraphUMAP(umap.UMAP):  # type: ignore[misc]  # umap-learn is untyped (Any)
         parallel_layout = False
         # Called between the fuzzy graph and the spectral initialisation (a cancel point).
         before_embedding: Any = None
 
-        def _fit_embed_data(self, X, n_epochs, init, random_state, **kwargs):
+        def _fit_embed_data(
+            self,
+            X: np.ndarray,
+            n_epochs: int | list[int],
+            init: str | np.ndarray,
+            random_state: np.random.RandomState,
+            **kwargs: Any,
+        ) -> tuple[np.ndarray, dict[str, Any]]:
             # umap-learn's own _fit_embed_data, with `parallel` ours rather than
             # `random_state is None`; numba's thread count restored to every core for it.
             if self.before_embedding is not None:
@@ -108,31 +115,35 @@ def _shared_graph_umap_class() -> type:
             parallel = self.random_state is None or self.parallel_layout
             threads = numba.get_num_threads()
             if parallel:
-                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+                # numba creates its config attributes at run time (mypy cannot see them)
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
             try:
-                return simplicial_set_embedding(
-                    X,
-                    self.graph_,
-                    self.n_components,
-                    self._initial_alpha,
-                    self._a,
-                    self._b,
-                    self.repulsion_strength,
-                    self.negative_sample_rate,
-                    n_epochs,
-                    init,
-                    random_state,
-                    self._input_distance_func,
-                    self._metric_kwds,
-                    self.densmap,
-                    self._densmap_kwds,
-                    self.output_dens,
-                    self._output_distance_func,
-                    self._output_metric_kwds,
-                    self.output_metric in ("euclidean", "l2"),
-                    parallel,
-                    self.verbose,
-                    tqdm_kwds=self.tqdm_kwds,
+                return cast(
+                    tuple[np.ndarray, dict[str, Any]],
+                    simplicial_set_embedding(
+                        X,
+                        self.graph_,
+                        self.n_components,
+                        self._initial_alpha,
+                        self._a,
+                        self._b,
+                        self.repulsion_strength,
+                        self.negative_sample_rate,
+                        n_epochs,
+                        init,
+                        random_state,
+                        self._input_distance_func,
+                        self._metric_kwds,
+                        self.densmap,
+                        self._densmap_kwds,
+                        self.output_dens,
+                        self._output_distance_func,
+                        self._output_metric_kwds,
+                        self.output_metric in ("euclidean", "l2"),
+                        parallel,
+                        self.verbose,
+                        tqdm_kwds=self.tqdm_kwds,
+                    ),
                 )
             finally:
                 numba.set_num_threads(threads)
@@ -202,7 +213,7 @@ def _graph_edges_used(fuzzy: Any, indices: np.ndarray) -> bool:
     theirs = (sp.csr_matrix(fuzzy) != 0).astype(np.float32)
     if theirs.nnz > 2 * rows.size:
         return False
-    return (theirs - theirs.multiply(ours)).nnz == 0
+    return int((theirs - theirs.multiply(ours)).nnz) == 0
 
 
 def _fit(
