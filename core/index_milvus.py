@@ -102,8 +102,7 @@ def _release_local_locked(path: str) -> None:
         return
     _local_users.pop(path, None)
     try:
-        # milvus_lite ships no type information (and is not among pyproject's untyped packages)
-        from milvus_lite.server_manager import (  # type: ignore[import-untyped]
+        from milvus_lite.server_manager import (
             server_manager_instance,
         )
     except ImportError:  # pragma: no cover - the server could not have started
@@ -315,8 +314,8 @@ class MilvusIndex:
         if self._local_path is None:
             return self._new_client(pymilvus)
         try:
-            # pymilvus starts it for .db uris; milvus_lite ships no type information
-            import milvus_lite  # type: ignore[import-untyped]  # noqa: F401
+            # pymilvus starts it for .db uris
+            import milvus_lite  # noqa: F401
         except ImportError as exc:
             raise InvalidInputError(
                 f"a local .db uri runs Milvus Lite, which is not installed: {INSTALL_HINT}"
