@@ -10,7 +10,7 @@ import streamlit as st
 
 from embscope.app import figures, share, widgets
 from embscope.app.cache import id_row_map, shared_item_count
-from embscope.app.jobs import result_or_job
+from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_store
 from embscope.app.scatter import (
     PCA_CHOICE,
@@ -171,29 +171,15 @@ def settings(info: DatasetInfo) -> dict[str, Any] | None:
 
 def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceComparison | None:
     """The stored comparison, or its running job's progress, or a Compare button."""
-    store = get_store()
     other, k, metric = options["other"], options["k"], options["metric"]
-    key = widgets.guarded(
-        lambda: compare.comparison_key(store, info.id, other.id, k=k, metric=metric)
+    request = widgets.guarded(
+        lambda: compare.comparison_request(get_store(), info.id, other.id, k=k, metric=metric)
     )
-    if key is None:
+    if request is None:
         return None
-
-    def work(progress):
-        return compare.get_or_compare_datasets(
-            store, info.id, other.id, k=k, metric=metric, progress=progress
-        ).matched
-
-    return result_or_job(
-        key,
-        load=lambda fp: compare.load_comparison(store, fp),
-        work=work,
-        job={
-            "kind": "comparison",
-            "label": f"{info.name} vs {other.name} (k={k}, {metric})",
-            "dataset_id": info.id,
-            "params": {"other": other.id, "k": k, "metric": metric},
-        },
+    return artifact_or_job(
+        compare.COMPARISONS,
+        request,
         button="Compare",
         button_key="compare.run",
         caption="Pairs items by id, finds each item's k nearest neighbours within the shared "

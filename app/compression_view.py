@@ -10,13 +10,14 @@ import streamlit as st
 from embscope.app import figures, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import id_row_map
-from embscope.app.jobs import result_or_job, start_index_job
+from embscope.app.jobs import artifact_or_job, start_index_job
 from embscope.app.runtime import get_store
 from embscope.app.scatter import Panel, draw, hover_for, layout_choice, linked_pair, make_panel
 from embscope.app.selection import current_selection, selection_list, update_selection
 from embscope.app.text import md_escape
 from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from embscope.core.compression import runs as crun
+from embscope.core.compression.evaluate import CompressionReport
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
 from embscope.core.projections import runs as prun
@@ -145,29 +146,17 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     return {"codecs": specs, "metric": metric, "n_queries": n_queries, "k": k, "rescore": rescore}
 
 
-def stored_or_job(info: DatasetInfo, options: dict[str, Any]):
+def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> CompressionReport | None:
     """The stored report for these settings, or its job's progress, or a Run button."""
     if not options["codecs"]:
         st.info("Choose at least one codec.")
         return None
-    store = get_store()
-    key = widgets.guarded(lambda: crun.compression_key(store, info.id, **options))
-    if key is None:
+    request = widgets.guarded(lambda: crun.compression_request(get_store(), info.id, **options))
+    if request is None:
         return None
-
-    def work(progress):
-        return crun.get_or_evaluate(store, info.id, progress=progress, **options).k
-
-    return result_or_job(
-        key,
-        load=lambda fp: crun.load_report(store, fp),
-        work=work,
-        job={
-            "kind": "compression",
-            "label": f"compression of {info.name} ({len(options['codecs'])} codecs)",
-            "dataset_id": info.id,
-            "params": options,
-        },
+    return artifact_or_job(
+        crun.COMPRESSION,
+        request,
         button="Run the comparison",
         button_key="compression.run",
         caption="Fits each codec on the dataset, searches with the compressed vectors and "

@@ -8,13 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import figures, widgets
+from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_neighbour_service
 from embscope.app.text import md_escape
 from embscope.core.diagnostics_runs import (
     DIAGNOSTIC_EFS,
     ORDER_SAMPLE,
-    ef_diagnostics,
-    order_diagnostics,
+    EfDiagnosticsSpec,
+    OrderDiagnosticsSpec,
+    ef_request,
+    order_request,
 )
 from embscope.core.store import DatasetInfo
 
@@ -33,31 +36,30 @@ def section(info: DatasetInfo, options: dict[str, Any]) -> None:
     ef_tab, lid_tab, order_tab = st.tabs(["Recall vs ef", "Recall vs LID", "Insertion order"])
     metric, k = options["metric"], options["k"]
     service = get_neighbour_service()
-    stored = widgets.guarded(
-        lambda: ef_diagnostics(service, info.id, metric=metric, k=k, run=False)
-    )
+    stored = None
     with ef_tab:
-        if stored is None:
-            st.caption(
-                f"Measures recall@{k} and single-query latency of the default HNSW index at "
-                f"ef = {', '.join(map(str, DIAGNOSTIC_EFS))} on 300 items of the dataset."
+        request = widgets.guarded(lambda: ef_request(service, info.id, metric=metric, k=k))
+        if request is not None:
+            stored = artifact_or_job(
+                EfDiagnosticsSpec(service),
+                request,
+                button="Measure recall vs ef",
+                button_key="diagnostics.run_ef",
+                caption=f"Measures recall@{k} and single-query latency of the default HNSW "
+                f"index at ef = {', '.join(map(str, DIAGNOSTIC_EFS))} on 300 items of the "
+                "dataset. Runs in the background.",
             )
-            if st.button("Measure recall vs ef", key="diagnostics.run_ef"):
-                stored = widgets.run_with_progress(
-                    "Measuring recall against ef",
-                    lambda p: ef_diagnostics(service, info.id, metric=metric, k=k, progress=p),
-                )
         if stored is not None:
-            curve = stored[0]
+            curve = stored.curve
             st.plotly_chart(figures.recall_ef_figure(curve), key="diagnostics.ef_plot")
             st.dataframe(pd.DataFrame(curve.to_rows()), hide_index=True, width="stretch")
     with lid_tab:
         if stored is None:
             st.caption("Run “Measure recall vs ef” first: this plot uses the same queries.")
-        elif stored[1] is None:
+        elif stored.lid is None:
             st.info("LID needs non-negative distances: choose cosine or l2 to see this plot.")
         else:
-            st.plotly_chart(figures.recall_lid_figure(stored[1]), key="diagnostics.lid_plot")
+            st.plotly_chart(figures.recall_lid_figure(stored.lid), key="diagnostics.lid_plot")
             st.caption(
                 "Each dot is one query; LID comes from the dataset's shared neighbour graph. "
                 "A negative Spearman ρ is the paper's finding: high-LID queries are harder."
@@ -77,24 +79,20 @@ def _order(info: DatasetInfo, metric: str) -> None:
         key="diagnostics.label_column",
     )
     label_column = None if label == NO_LABEL else label
-    result = widgets.guarded(
-        lambda: order_diagnostics(
-            service, info.id, metric=metric, label_column=label_column, run=False
-        )
+    request = widgets.guarded(
+        lambda: order_request(service, info.id, metric=metric, label_column=label_column)
     )
-    if result is None:
-        st.caption(
-            "Builds one single-threaded HNSW index (M = 16, ef_construction = 40) per insertion "
-            f"order on {min(info.n, ORDER_SAMPLE):,} items and measures recall@10 on held-out "
-            "queries: random order, by LID, and label by label."
-        )
-        if st.button("Run the insertion-order experiment", key="diagnostics.run_order"):
-            result = widgets.run_with_progress(
-                "Indexing in each order",
-                lambda p: order_diagnostics(
-                    service, info.id, metric=metric, label_column=label_column, progress=p
-                ),
-            )
+    if request is None:
+        return
+    result = artifact_or_job(
+        OrderDiagnosticsSpec(service),
+        request,
+        button="Run the insertion-order experiment",
+        button_key="diagnostics.run_order",
+        caption="Builds one single-threaded HNSW index (M = 16, ef_construction = 40) per "
+        f"insertion order on {min(info.n, ORDER_SAMPLE):,} items and measures recall@10 on "
+        "held-out queries: random order, by LID, and label by label. Runs in the background.",
+    )
     if result is None:
         return
     st.plotly_chart(figures.order_figure(result), key="diagnostics.order_plot")

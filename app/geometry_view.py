@@ -18,14 +18,22 @@ from embscope.app.cache import (
     pca_layout_of,
 )
 from embscope.app.choices import GEOMETRY_METRICS
-from embscope.app.jobs import start_index_job
-from embscope.app.runtime import get_neighbour_service, get_store
+from embscope.app.jobs import artifact_or_job, job_panel, start_index_job
+from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
+from embscope.core.artifacts import submit
 from embscope.core.derive import save_derived_dataset
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
 from embscope.core.geometry.postprocess import POSTPROCESSORS
-from embscope.core.geometry.scorecard import SCORES, Scorecard, get_or_compute_scorecard
+from embscope.core.geometry.scorecard import (
+    SCORECARDS,
+    SCORES,
+    Scorecard,
+    get_or_compute_scorecard,
+    scorecard_key,
+    scorecard_request,
+)
 from embscope.core.store import DatasetInfo
 
 GROUPS = {
@@ -136,21 +144,19 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
 
 
 def scorecard(info: DatasetInfo, options: dict[str, Any]) -> Scorecard | None:
-    """The stored scorecard, or a button that computes it with progress."""
-    store = get_store()
-    card = widgets.guarded(lambda: get_or_compute_scorecard(store, info.id, run=False, **options))
-    if card is not None:
-        return card
-    st.caption(
-        "The scorecard reads the dataset's shared neighbour graph (built first if needed) "
-        "and is stored, so it shows at once next time."
+    """The stored scorecard; else its job's progress (with Cancel); else a Compute button."""
+    request = widgets.guarded(lambda: scorecard_request(get_store(), info.id, **options))
+    if request is None:
+        return None
+    return artifact_or_job(
+        SCORECARDS,
+        request,
+        button="Compute the scorecard",
+        button_key="geometry.run",
+        caption="The scorecard reads the dataset's shared neighbour graph (built first if "
+        "needed) and is stored, so it shows at once next time. It runs in the background: you "
+        "can leave the page and come back.",
     )
-    if st.button("Compute the scorecard", type="primary", key="geometry.run"):
-        return widgets.run_with_progress(
-            "Computing the scorecard",
-            lambda p: get_or_compute_scorecard(store, info.id, progress=p, **options),
-        )
-    return None
 
 
 def show_scorecard(card: Scorecard) -> None:
@@ -277,16 +283,23 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
         index = order + list(dict.fromkeys(rest))
         frame = pd.DataFrame(columns).reindex(index)
         st.dataframe(frame, width="stretch", key="geometry.compare_table")
-    if missing and st.button(
-        f"Compute the missing scorecard(s): {', '.join(d.name for d in missing)}",
+    running = [ds for ds in missing if _scorecard_job_active(ds, options)]
+    for ds in running:
+        job_panel(scorecard_key(store, ds.id, **options))
+    waiting = [ds for ds in missing if ds not in running]
+    if waiting and st.button(
+        f"Compute the missing scorecard(s): {', '.join(d.name for d in waiting)}",
         key="geometry.compare_run",
     ):
-        for ds in missing:
-            widgets.run_with_progress(
-                f"Scorecard of {ds.name}",
-                lambda p, ds=ds: get_or_compute_scorecard(store, ds.id, progress=p, **options),
-            )
+        runner = get_job_runner()
+        for ds in waiting:
+            submit(runner, store, SCORECARDS, scorecard_request(store, ds.id, **options))
         st.rerun()
+
+
+def _scorecard_job_active(info: DatasetInfo, options: dict[str, Any]) -> bool:
+    status = get_job_runner().status(scorecard_key(get_store(), info.id, **options))
+    return status is not None and status.active
 
 
 def postprocess(info: DatasetInfo) -> None:

@@ -5,17 +5,19 @@ job. The jobs themselves run on the process's :class:`core.jobs.JobRunner`
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import streamlit as st
 
 from embscope.app.choices import backend_label
-from embscope.app.runtime import get_job_runner, get_neighbour_service
+from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.app.widgets import show_error
+from embscope.core import artifacts
+from embscope.core.artifacts import ArtifactSpec
 from embscope.core.store import DatasetInfo
 
+Q = TypeVar("Q")
 T = TypeVar("T")
 
 
@@ -48,24 +50,28 @@ def last_run_notice(status: Any) -> None:
         st.warning("The last run was cancelled.")
 
 
-def result_or_job(
-    key: str,
+def artifact_or_job(
+    spec: ArtifactSpec[Q, T],
+    request: Q,
     *,
-    load: Callable[[str], T | None],
-    work: Callable[[Callable[[float, str], bool]], Any],
-    job: dict[str, Any],
     button: str,
     button_key: str,
     start_now: bool = False,
     caption: str = "",
+    with_arrays: bool = True,
 ) -> T | None:
-    """The stored result for ``key``; else its running job's progress; else a start button.
+    """The stored result of ``request``; else its running job's progress; else a start button.
 
-    ``load(key)`` reads the stored result. ``work(progress)`` computes and stores it; it is
-    submitted to the process's job runner with ``job`` (kind, label, dataset_id, params,
-    serial) when the button is clicked, or at once with ``start_now``.
+    The one way a page gets a result that takes time: the job (keyed by the result's
+    fingerprint, so every session shares it) computes and stores it through
+    :func:`core.artifacts.submit`; the page reruns when it ends and reads the stored result.
+    ``start_now`` submits at once (instant work, such as PCA); ``with_arrays=False`` reads
+    only the result's summary (a page that reads its arrays elsewhere, once).
     """
-    found = load(key)
+    store = get_store()
+    key = artifacts.fingerprint(spec, request)
+    stored = spec.find(store, request)
+    found = None if stored is None else artifacts.load(store, spec, stored, with_arrays=with_arrays)
     if found is not None:
         return found
     runner = get_job_runner()
@@ -75,7 +81,7 @@ def result_or_job(
         return None
     last_run_notice(status)
     if start_now or st.button(button, type="primary", key=button_key):
-        runner.submit(key, work, **job)
+        artifacts.submit(runner, store, spec, request)
         st.rerun()
     if caption:
         st.caption(caption)
@@ -136,10 +142,3 @@ def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str =
         dataset_id=info.id,
         params={"metric": metric, "backend": backend},
     )
-
-
-def index_job_active(info: DatasetInfo, metric: str, backend: str) -> bool:
-    """True while a background job builds this index of the dataset (see :func:`start_index_job`)."""
-    fp = get_neighbour_service().index_fingerprint(info.id, metric=metric, backend=backend)
-    status = get_job_runner().status(fp)
-    return status is not None and status.active

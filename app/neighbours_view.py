@@ -12,9 +12,9 @@ import streamlit as st
 
 from embscope.app import share, widgets
 from embscope.app.choices import backend_label, metric_label
-from embscope.app.jobs import index_job_active
+from embscope.app.jobs import job_panel, last_run_notice, start_index_job
 from embscope.app.neighbour_query import current_query, set_query
-from embscope.app.runtime import get_neighbour_service, get_store
+from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.index import BACKENDS
@@ -263,8 +263,9 @@ def _resolve(info: DatasetInfo, q: dict[str, Any]) -> Query:
 
 
 def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryComparison] | None:
-    """Answer the current query with the chosen backend and exactly; builds the index first
-    (with progress) when it does not exist yet."""
+    """Answer the current query with the chosen backend and exactly. An index that does not
+    exist yet is built by a background job (shared by every session); the page waits a few
+    seconds for it, then shows its progress and answers when it is ready."""
     q = current_query(info)
     if q is None:
         st.caption("Choose an item, a vector or a text above to see its nearest neighbours.")
@@ -273,31 +274,43 @@ def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryC
     try:
         query = _resolve(info, q)
         backend, metric = options["backend"], options["metric"]
-        if not service.has_index(info.id, metric=metric, backend=backend) and index_job_active(
-            info, metric, backend
-        ):
-            # Built in the background since the dataset was saved: wait for that build.
-            with st.spinner(f"The {backend_label(backend)} index is being built…"):
-                service.get_index(info.id, metric=metric, backend=backend)
         if not service.has_index(info.id, metric=metric, backend=backend):
-            widgets.run_steps(
-                f"Building the {backend_label(backend)} index",
-                [(f"{info.n:,} vectors", lambda: _build(info, metric, backend))],
-            )
+            if not _index_ready_soon(info, metric, backend):
+                st.caption(
+                    f"The {backend_label(backend)} index of {md_escape(info.name)} is being "
+                    "built; the answer shows as soon as it is ready."
+                )
+                return None
         return query, service.compare(info.id, query, **options)
     except (InvalidInputError, OperationCancelled) as exc:
         widgets.show_error(exc)
         return None
 
 
-def _build(info: DatasetInfo, metric: str, backend: str) -> None:
-    bar = st.progress(0.0, text="starting")
-    get_neighbour_service().get_index(
-        info.id,
-        metric=metric,
-        backend=backend,
-        progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m) and False,
-    )
+# How long a query waits for its index job before the page shows the job's progress instead:
+# a small dataset's index is ready within it, so its first query simply answers.
+INDEX_WAIT_S = 5.0
+
+
+def _index_ready_soon(info: DatasetInfo, metric: str, backend: str) -> bool:
+    """Start (or join) the index's background job; True when it finishes within
+    :data:`INDEX_WAIT_S`, else its progress panel is shown and False returned."""
+    service = get_neighbour_service()
+    runner = get_job_runner()
+    start_index_job(info, metric=metric, backend=backend)
+    key = service.index_fingerprint(info.id, metric=metric, backend=backend)
+    job = runner.get(key)
+    if job is not None:
+        with st.spinner(f"Building the {backend_label(backend)} index…"):
+            job.wait(INDEX_WAIT_S)
+    if service.has_index(info.id, metric=metric, backend=backend):
+        return True
+    status = runner.status(key)
+    if status is not None and status.active:
+        job_panel(key)
+    else:
+        last_run_notice(status)
+    return False
 
 
 def _table(info: DatasetInfo, answer: Any, other_rows: set[int], mark: str) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from embscope.app import figures, share, widgets
 from embscope.app.cache import id_row_map, projection_coords
-from embscope.app.jobs import result_or_job
+from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.scatter import HOVER_TEXT_LIMIT, draw, linked_pair, make_panel
 from embscope.app.selection import (
@@ -242,47 +242,32 @@ def request_key(info: DatasetInfo, request: dict[str, Any]) -> str | None:
         return None
 
 
-def _job_details(request: dict[str, Any]) -> str:
-    set_by_hand = [
-        f"{k}={v}" for k, v in sorted((request.get("params") or {}).items()) if v is not None
-    ]
-    return f" (seed {request['seed']}" + "".join(f", {p}" for p in set_by_hand) + ")"
-
-
 def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection | None:
     """The stored projection for ``request``; otherwise its job's progress or a Compute button
     (PCA, instant, starts at once)."""
-    store = get_store()
-    key = widgets.guarded(lambda: _projection_key(info, request))
-    if key is None:
-        return None
     method = request["method"]
-
-    def work(progress):
-        return runs.compute_projection(
-            store, info.id, method=method, dims=request["dims"], seed=request["seed"],
-            metric=request["metric"], params=request["params"], progress=progress,
-        ).fingerprint  # fmt: skip
-
-    return result_or_job(
-        key,
-        # the coordinates are read once, by projection_coords
-        load=lambda fp: runs.load_projection(store, fp, with_coords=False),
-        work=work,
-        job={
-            "kind": "projection",
-            # Seed and the parameters set by hand tell two jobs of one method apart.
-            "label": f"{runs.METHOD_LABELS[method]} {request['dims']}-D of {info.name}"
-            + _job_details(request),
-            "dataset_id": info.id,
-            "params": request,
-            "serial": method in runs.SERIAL_METHODS,
-        },
+    spec_request = widgets.guarded(
+        lambda: runs.projection_request(
+            get_store(),
+            info.id,
+            method=method,
+            dims=request["dims"],
+            seed=request["seed"],
+            metric=request["metric"],
+            params=request["params"],
+        )  # fmt: skip
+    )
+    if spec_request is None:
+        return None
+    return artifact_or_job(
+        runs.PROJECTIONS,
+        spec_request,
         button=f"Compute the {runs.METHOD_LABELS[method]} projection",
         button_key="projections.compute",
         start_now=method == "pca",
         caption="Not computed yet. It runs in the background: you can leave the page and come "
         "back, and everyone using this server sees the result.",
+        with_arrays=False,  # the coordinates are read once, by projection_coords
     )
 
 

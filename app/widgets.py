@@ -11,7 +11,7 @@ import streamlit as st
 from embscope.app import share, state
 from embscope.app.runtime import get_store
 from embscope.app.text import md_escape
-from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.errors import InvalidInputError
 from embscope.core.store import DatasetInfo
 
 T = TypeVar("T")
@@ -145,30 +145,6 @@ def guarded(fn: Callable[[], T]) -> T | None:
     except InvalidInputError as exc:
         show_error(exc)
         return None
-
-
-def run_with_progress(title: str, fn: Callable[[Callable[[float, str], bool]], T]) -> T | None:
-    """Run ``fn(progress)`` inside ``st.status`` with a progress bar that ``progress`` moves.
-
-    Returns ``fn``'s result, or None after showing an :class:`InvalidInputError` or a
-    cancellation as an error in the status box.
-    """
-    with st.status(title, expanded=True) as status:
-        bar = st.progress(0.0, text="starting")
-
-        def progress(fraction: float, message: str) -> bool:
-            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
-            return False
-
-        try:
-            result = fn(progress)
-        except (InvalidInputError, OperationCancelled) as exc:
-            status.update(label=f"{title}: failed", state="error")
-            show_error(exc)
-            return None
-        bar.progress(1.0, text="done")
-        status.update(label=f"{title}: done", state="complete", expanded=False)
-    return result
 
 
 def current_dataset() -> DatasetInfo:

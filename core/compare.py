@@ -989,7 +989,9 @@ class ComparisonSpec(ArtifactSpec[ComparisonRequest, SpaceComparison]):
         )  # fmt: skip
 
     def label(self, request: ComparisonRequest) -> str:
-        return f"{request.dataset.name} vs {request.other.name}"
+        return (
+            f"{request.dataset.name} vs {request.other.name} (k={request.k}, {request.metric})"
+        )
 
 
 COMPARISONS = ComparisonSpec()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -60,3 +64,14 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
         code = exc.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def until(at: Any, predicate: Callable[[Any], bool], timeout: float = 60.0) -> Any:
+    """Rerun the AppTest ``at`` until ``predicate(at)`` holds: a page whose result comes from a
+    background job shows it on a run after the job has finished."""
+    deadline = time.monotonic() + timeout
+    while not predicate(at):
+        assert time.monotonic() < deadline, "timed out waiting for the page"
+        time.sleep(0.3)
+        at.run()
+    return at

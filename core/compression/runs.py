@@ -112,7 +112,7 @@ class CompressionSpec(ArtifactSpec[CompressionRequest, CompressionReport]):
         )  # fmt: skip
 
     def label(self, request: CompressionRequest) -> str:
-        return f"Compression of {request.dataset.name} ({len(request.codecs)} codecs)"
+        return f"compression of {request.dataset.name} ({len(request.codecs)} codecs)"
 
 
 COMPRESSION = CompressionSpec()

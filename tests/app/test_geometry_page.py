@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from embscope.core.store import Store
 from tests.app.conftest import assert_index_built_in_background
-from tests.conftest import make_parsed, run_cli, snapshot
+from tests.helpers import make_parsed, run_cli, snapshot, until
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 CLI_KEYS = {
@@ -60,6 +60,7 @@ def test_scorecard_computed_once_with_plots_and_hubs(db):
     assert not at.exception and at.title[0].value == "Geometry"
     assert not at.metric  # nothing stored yet: a button, not a silent computation
     _key(at.button, "geometry.run").click().run()
+    at = until(at, lambda a: len(a.metric) > 0)  # a background job: the page stays usable
     assert not at.exception
     labels = {m.label: m.value for m in at.metric}
     assert {"IsoScore", "TwoNN", "k-occurrence skewness", "Duplicate vectors"} <= set(labels)
@@ -82,13 +83,19 @@ def test_scorecard_computed_once_with_plots_and_hubs(db):
     assert not [b for b in again.button if b.key == "geometry.run"]
 
 
+def _compare_table(at):
+    return next((d.value for d in at.dataframe if "first (id 1)" in d.value.columns), None)
+
+
 def test_compare_and_postprocess_save(db):
     at = _page()
     _key(at.button, "geometry.run").click().run()
+    at = until(at, lambda a: len(a.metric) > 0)
     _key(at.multiselect, "geometry.compare").set_value([2]).run()
     _key(at.button, "geometry.compare_run").click().run()
+    at = until(at, lambda a: _compare_table(a) is not None and len(_compare_table(a).columns) == 2)
     assert not at.exception
-    table = next(d.value for d in at.dataframe if "first (id 1)" in d.value.columns)
+    table = _compare_table(at)
     assert list(table.columns) == ["first (id 1)", "second (id 2)"]
     assert table.index[0] == "IsoScore"
     _key(at.selectbox, "geometry.transform").set_value("mean_centre").run()
@@ -140,3 +147,46 @@ def test_cli_geometry_bad_input(capsys, tmp_path, args, message):
     assert code == 2 and out == "" and err.startswith("error: ") and message in err, err
     with Store(db) as s:
         assert snapshot(s) == before
+
+
+def test_the_scorecard_is_a_job_the_page_stays_usable_and_cancel_stops_it(db, monkeypatch):
+    """Long work never freezes a page: the scorecard runs as a background job with progress
+    and Cancel; the page's run returns while it works, other pages are usable meanwhile, and
+    a cancelled job stores nothing."""
+    import threading
+
+    from embscope.app.runtime import get_job_runner, get_store
+    from embscope.core.errors import OperationCancelled
+    from embscope.core.geometry import scorecard as sc
+
+    started, release = threading.Event(), threading.Event()
+    real = sc.compute_scorecard
+
+    def held(X, graph, *, k, seed, progress=None):
+        started.set()
+        while not release.wait(0.05):  # held until the test lets it go, or cancelled
+            if progress is not None and progress(0.5, "held by the test"):
+                raise OperationCancelled("computing the geometry scorecard was cancelled")
+        return real(X, graph, k=k, seed=seed, progress=progress)
+
+    monkeypatch.setattr(sc, "compute_scorecard", held)
+    at = _page()
+    _key(at.button, "geometry.run").click().run()
+    assert started.wait(60)
+    # The run returned although the job cannot finish: its progress and Cancel are shown.
+    key = sc.scorecard_key(get_store(), 1, k=10, metric="cosine")
+    assert get_job_runner().status(key).state == "running"
+    assert [b for b in at.button if b.label == "Cancel"]
+    assert not at.metric and not at.exception
+    at.switch_page("../pages/neighbours.py").run()  # another page, meanwhile
+    assert not at.exception and at.title[0].value == "Neighbours"
+    at.switch_page("../pages/geometry.py").run()
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    at = until(at, lambda a: any("cancelled" in w.value for w in a.warning))
+    assert get_job_runner().status(key).state == "cancelled"
+    assert not at.metric
+    assert sc.get_or_compute_scorecard(get_store(), 1, run=False) is None  # nothing stored
+    release.set()
+    _key(at.button, "geometry.run").click().run()  # asked again, it completes
+    at = until(at, lambda a: len(a.metric) > 0)
+    assert not at.exception

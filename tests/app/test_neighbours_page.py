@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from embscope.core.demo import stdlib_docstrings
 from embscope.core.demo_store import store_demo_dataset
 from embscope.core.store import Store
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed, until
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
@@ -139,10 +139,12 @@ def test_diagnostics_run_once_then_show_from_the_store(db):
     at = _neighbours_page()
     assert not at.get("plotly_chart")
     _by_key(at.button, "diagnostics.run_ef").click().run()
+    at = until(at, lambda a: len(a.get("plotly_chart")) >= 2)  # background jobs
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2  # recall vs ef, and recall vs LID
     _by_key(at.selectbox, "diagnostics.label_column").set_value("label").run()
     _by_key(at.button, "diagnostics.run_order").click().run()
+    at = until(at, lambda a: len(a.get("plotly_chart")) >= 3)
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3
     # A new session finds all three stored: no button to press.
@@ -150,3 +152,44 @@ def test_diagnostics_run_once_then_show_from_the_store(db):
     _by_key(again.selectbox, "diagnostics.label_column").set_value("label").run()
     assert len(again.get("plotly_chart")) == 3
     assert not [b for b in again.button if b.key and b.key.startswith("diagnostics.run")]
+
+
+def test_diagnostics_are_a_job_the_page_stays_usable_and_cancel_stops_them(db, monkeypatch):
+    """Recall vs ef runs as a background job: the page's run returns while it works (a query
+    can be answered meanwhile) and Cancel stops it with nothing stored."""
+    import threading
+
+    from embscope.app.runtime import get_job_runner, get_neighbour_service
+    from embscope.core import diagnostics_runs as dr
+    from embscope.core.errors import OperationCancelled
+
+    _points(db)
+    started, release = threading.Event(), threading.Event()
+    real = dr.recall_vs_ef
+
+    def held(X, **options):
+        started.set()
+        progress = options.get("progress")
+        while not release.wait(0.05):
+            if progress is not None and progress(0.5, "held by the test"):
+                raise OperationCancelled("measuring recall against ef was cancelled")
+        return real(X, **options)
+
+    monkeypatch.setattr(dr, "recall_vs_ef", held)
+    at = _neighbours_page()
+    _by_key(at.button, "diagnostics.run_ef").click().run()
+    assert started.wait(60)
+    service = get_neighbour_service()
+    key = dr.ef_key(service, 1, metric="cosine", k=10)
+    assert get_job_runner().status(key).state == "running"
+    assert [b for b in at.button if b.label == "Cancel"] and not at.exception
+    # The page answers a query while the job holds.
+    _by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    _by_key(at.number_input, "neighbours.row").set_value(3).run()
+    _by_key(at.button, "neighbours.go_row").click().run()
+    assert not at.exception
+    assert any("row 3" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    at = until(at, lambda a: get_job_runner().status(key).state == "cancelled")
+    assert dr.ef_diagnostics(service, 1, run=False) is None
+    release.set()

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from embscope.core.derive import save_derived_dataset
 from embscope.core.projections import runs
 from embscope.core.store import Store
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed, until
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -56,15 +56,6 @@ def _page(name: str, query: dict | None = None) -> AppTest:
     return at
 
 
-def _until(at: AppTest, predicate, timeout=60.0) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while not predicate(at):
-        assert time.monotonic() < deadline, "timed out waiting for the page"
-        time.sleep(0.3)
-        at.run()
-    return at
-
-
 def _key(elements, key):
     return next(e for e in elements if e.key == key)
 
@@ -74,7 +65,7 @@ def test_pca_runs_as_a_job_then_shows_scores_chart_and_gallery(db):
     assert not at.exception and at.title[0].value == "Projections"
     _key(at.selectbox, "projections.method").set_value("pca")
     at.run()
-    at = _until(at, lambda a: len(a.metric) > 0)
+    at = until(at, lambda a: len(a.metric) > 0)
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert "Trustworthiness@10" in labels and "kNN accuracy@10" in labels
@@ -145,7 +136,7 @@ def test_compare_page_runs_and_shows_overlap(db):
     assert _key(at.selectbox, "compare.other.1").value == 2  # the derived copy is proposed
     _key(at.button, "compare.run").click()
     at.run()
-    at = _until(at, lambda a: len(a.metric) > 0)
+    at = until(at, lambda a: len(a.metric) > 0)
     assert not at.exception
     values = {m.label: m.value for m in at.metric}
     assert values["Items matched"] == "300"
