@@ -14,12 +14,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from embscope.app.choices import GEOMETRY_METRICS
 from embscope.core.errors import InvalidInputError
 from embscope.core.index import BACKENDS
 from embscope.core.validation import METRICS
+
+if TYPE_CHECKING:
+    from embscope.core.api import Database
 
 EXIT_BAD_INPUT = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,57 +45,28 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
 
 
-def _open_store(args: argparse.Namespace, *, read_only: bool = False):
-    from embscope.core.store import Store
-
-    return Store(args.db, read_only=read_only)
-
-
 # -- commands -------------------------------------------------------------------------------
+# Every command is a thin shell over the Python API (embscope.core.api): it parses the
+# arguments, calls the API and prints its dict (--json) or a line for a person.
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Database:
+    from embscope.core.api import Database
+
+    return Database(args.db, read_only=read_only)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from embscope.core.ingest import read_dataset
-
-    path = Path(args.file)
-    if not path.is_file():
-        raise InvalidInputError(f"no such file: {args.file}")
-    metadata = None
-    if args.metadata is not None:
-        metadata = Path(args.metadata)
-        if not metadata.is_file():
-            raise InvalidInputError(f"no such metadata file: {args.metadata}")
-    parsed = read_dataset(
-        path,
-        metadata_path=metadata,
-        id_column=args.id_column,
-        vector_column=args.vector_column,
-    )
-    name = args.name if args.name is not None else path.stem
-    extra = None
-    if args.model is not None:
-        from embscope.core.text_model import canonical_model_name
-
-        model = args.model.strip()
-        if not model:
-            raise InvalidInputError("--model is empty: give the name of the embedding model")
-        # Any name is recorded; text queries work for the ones embscope can run offline.
-        extra = {"model": canonical_model_name(model) or model}
-    with _open_store(args) as store:
-        info = store.add_dataset(parsed, name=name, info=extra)
+    with _open(args) as db:
+        ds = db.ingest(
+            args.file, metadata=args.metadata, name=args.name, id_column=args.id_column,
+            vector_column=args.vector_column, model=args.model,
+        )  # fmt: skip
     if args.json:
-        _print_json(
-            {
-                "dataset": info.id,
-                "name": info.name,
-                "n": info.n,
-                "dim": info.dim,
-                "warnings": list(parsed.warnings),
-            }
-        )
+        _print_json(ds.ingest_report())
     else:
-        sys.stdout.write(f"stored dataset {info.id} {info.name!r}: {info.n} x {info.dim}\n")
-        for warning in parsed.warnings:
+        sys.stdout.write(f"stored dataset {ds.id} {ds.name!r}: {ds.n} x {ds.dim}\n")
+        for warning in ds.warnings:
             sys.stderr.write(f"warning: {warning}\n")
     return 0
 
@@ -100,110 +74,75 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from embscope.core.store import resolve_db_path
 
-    if not resolve_db_path(args.db).exists():
-        rows = []
+    if not resolve_db_path(args.db).exists():  # nothing to list: no file is made for it
+        rows, infos = [], []
     else:
-        with _open_store(args, read_only=True) as store:
-            rows = store.list_datasets()
+        with _open(args, read_only=True) as db:
+            rows, infos = db.datasets(), db.store.list_datasets()
     if args.json:
-        _print_json([{"dataset": d.id, "name": d.name, "n": d.n, "dim": d.dim} for d in rows])
+        _print_json(rows)
     else:
-        if not rows:
+        if not infos:
             sys.stdout.write("no datasets yet: add one with `embscope ingest FILE`\n")
-        for d in rows:
+        for d in infos:
             sys.stdout.write(f"{d.id:>4}  {d.name}  {d.n} x {d.dim}  ({d.source})\n")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from embscope.core.export import export_dataset
-
-    with _open_store(args, read_only=True) as store:
-        info = store.get_dataset(args.dataset)
-        out = export_dataset(store, info.id, args.out)
-    sys.stdout.write(f"wrote dataset {info.id} {info.name!r} to {out}\n")
+    with _open(args, read_only=True) as db:
+        ds = db.dataset(args.dataset)
+        out = ds.export(args.out)
+    sys.stdout.write(f"wrote dataset {ds.id} {ds.name!r} to {out}\n")
     return 0
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    with _open_store(args) as store:
-        info = store.get_dataset(args.dataset)
-        store.delete_dataset(info.id)
-        from embscope.core.neighbours import NeighbourService
-
-        NeighbourService(store).prune_files()  # its index files beside the database
-    sys.stdout.write(f"deleted dataset {info.id} {info.name!r}\n")
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        db.delete(ds.id)  # with its index files beside the database
+    sys.stdout.write(f"deleted dataset {ds.id} {ds.name!r}\n")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from embscope.core.demo_store import load_demo_datasets
-
-    with _open_store(args) as store:
-        if args.if_empty and not store.is_empty():
+    with _open(args) as db:
+        if args.if_empty and not db.store.is_empty():
             sys.stdout.write("the database already holds datasets: demo data not loaded\n")
             return 0
-        added = load_demo_datasets(store)
+        added = db.demo()
     if args.json:
-        _print_json([{"dataset": d.id, "name": d.name, "n": d.n, "dim": d.dim} for d in added])
+        _print_json(added)
     else:
         for d in added:
-            sys.stdout.write(f"stored demo dataset {d.id} {d.name!r}: {d.n} x {d.dim}\n")
+            sys.stdout.write(f"stored demo dataset {d['dataset']} {d['name']!r}: ")
+            sys.stdout.write(f"{d['n']} x {d['dim']}\n")
         if not added:
             sys.stdout.write("demo datasets were already loaded\n")
     return 0
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from embscope.core.demo import GENERATORS
-    from embscope.core.demo_store import store_demo_dataset
-
-    make = GENERATORS[args.kind]
-    kwargs: dict[str, Any] = {"seed": args.seed}
-    if args.n is not None:
-        kwargs["n"] = args.n
-    if args.dim is not None:
-        if args.kind == "swiss-roll":
-            raise InvalidInputError("--dim does not apply to swiss-roll (it is 3-D)")
-        kwargs["dim"] = args.dim
-    demo = make(**kwargs)
-    with _open_store(args) as store:
-        n, dim = demo.vectors.shape
-        name = args.name or f"{args.kind} {n}x{dim} seed {args.seed}"
-        info = store_demo_dataset(store, demo, name=name)
+    with _open(args) as db:
+        ds = db.generate(args.kind, n=args.n, dim=args.dim, seed=args.seed, name=args.name)
     if args.json:
-        _print_json({"dataset": info.id, "name": info.name, "n": info.n, "dim": info.dim})
+        _print_json(ds.summary())
     else:
-        sys.stdout.write(f"stored dataset {info.id} {info.name!r}: {info.n} x {info.dim}\n")
+        sys.stdout.write(f"stored dataset {ds.id} {ds.name!r}: {ds.n} x {ds.dim}\n")
     return 0
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
-
-    with _open_store(args) as store:
-        info = store.get_dataset(args.dataset)
-        k = args.k if args.k is not None else min(GRAPH_K, max(info.n - 1, 1))
-        reused = find_graph(store, info.id, metric=args.metric, k=k) is not None
-        graph = get_or_build_graph(store, info.id, k=k, metric=args.metric)
-    result = {
-        "k": graph.k,
-        "metric": graph.metric,
-        "method": graph.method,
-        "recall": graph.recall,
-        "seconds": graph.seconds,
-        "stored_k": int(graph.params.get("k", graph.k)),
-        "recall_sample": int(graph.params.get("recall_sample", 0)),
-        "reused": reused,
-        "dataset": info.id,
-    }
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        result = ds.graph(k=args.k, metric=args.metric)
     if args.json:
         _print_json(result)
     else:
-        how = "reused the stored" if reused else "built a"
+        how = "reused the stored" if result["reused"] else "built a"
         sys.stdout.write(
-            f"{how} {result['stored_k']}-NN {graph.metric} graph of {info.name!r} "
-            f"({graph.method}, recall {graph.recall:.4f}, {graph.seconds:.2f} s)\n"
+            f"{how} {result['stored_k']}-NN {result['metric']} graph of {ds.name!r} "
+            f"({result['method']}, recall {result['recall']:.4f}, {result['seconds']:.2f} s)\n"
         )
     return 0
 
@@ -217,55 +156,42 @@ def _read_query_vector(path: str) -> Any:
 
 
 def _cmd_neighbours(args: argparse.Namespace) -> int:
-    from embscope.core.neighbours import NeighbourService
-
     vector = _read_query_vector(args.vector_file) if args.vector_file is not None else None
-    with _open_store(args) as store:
-        service = NeighbourService(store)
-        info = store.get_dataset(args.dataset)
-        query = service.resolve(
-            info.id, row=args.row, item_id=args.id, vector=vector, text=args.text
-        )
-        options = {"k": args.k, "metric": args.metric, "backend": args.backend, "ef": args.ef}
-        if args.exact:
-            comparison = service.compare(info.id, query, **options)
-            answer = comparison.approximate
-        else:
-            answer = service.search(info.id, query, **options)
-    result = answer.to_json()
-    if args.exact:
-        exact = comparison.exact.to_json()
-        result["exact"] = exact["neighbours"]
-        result["exact_latency_ms"] = exact["latency_ms"]
-        result["recall"] = comparison.recall
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        search = ds.search(
+            row=args.row, id=args.id, vector=vector, text=args.text, k=args.k,
+            metric=args.metric, backend=args.backend, ef=args.ef, exact=args.exact,
+        )  # fmt: skip
+    result = search.to_json()
     if args.json:
         _print_json(result)
         return 0
+    answer = search.answer
     sys.stdout.write(
-        f"{len(answer.rows)} nearest neighbours of {query.description} in {info.name!r} "
+        f"{len(answer.rows)} nearest neighbours of {search.query.description} in {ds.name!r} "
         f"({answer.backend}, {args.metric}, {answer.latency_ms:.2f} ms)\n"
     )
     for rank, item in enumerate(result["neighbours"], start=1):
         sys.stdout.write(f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}  {item['id']}\n")
-    if args.exact:
+    if search.comparison is not None:
         sys.stdout.write(
-            f"recall@{len(answer.rows)} against exact search: {comparison.recall:.3f} "
-            f"(exact search {comparison.exact.latency_ms:.2f} ms)\n"
+            f"recall@{len(answer.rows)} against exact search: {search.comparison.recall:.3f} "
+            f"(exact search {search.comparison.exact.latency_ms:.2f} ms)\n"
         )
     return 0
 
 
 def _cmd_geometry(args: argparse.Namespace) -> int:
-    from embscope.core.geometry.scorecard import SCORES, get_or_compute_scorecard
+    from embscope.core.geometry.scorecard import SCORES
 
-    with _open_store(args) as store:
-        info = store.get_dataset(args.dataset)
-        card = get_or_compute_scorecard(store, info.id, k=args.k, metric=args.metric)
-    result = card.to_json()
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        result = ds.geometry(k=args.k, metric=args.metric)
     if args.json:
         _print_json(result)
         return 0
-    sys.stdout.write(f"geometry of {info.name!r} ({info.n} x {info.dim}, {args.metric}):\n")
+    sys.stdout.write(f"geometry of {ds.name!r} ({ds.n} x {ds.dim}, {args.metric}):\n")
     for key, value in result.items():
         if key == "notes":
             continue
@@ -277,18 +203,15 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs; values read as JSON numbers/literals when they parse, else text."""
-    params: dict[str, Any] = {}
+def _param_pairs(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as text by name (each value is checked by the method's table)."""
+    out: dict[str, str] = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise InvalidInputError(f"--param takes NAME=VALUE, got {pair!r}")
-        try:
-            params[name.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name.strip()] = value
-    return params
+        out[name.strip()] = value
+    return out
 
 
 def _stderr_progress(fraction: float, message: str) -> bool:
@@ -298,8 +221,13 @@ def _stderr_progress(fraction: float, message: str) -> bool:
     return False
 
 
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+
+
 def _cmd_project(args: argparse.Namespace) -> int:
-    from embscope.core.projections import runs
+    from embscope.core.projections.runs import PARAM_TABLES
 
     out = Path(args.out) if args.out is not None else None
     if out is not None:
@@ -307,54 +235,29 @@ def _cmd_project(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--out must end in .npy or .parquet, got {args.out!r}")
         if not out.parent.is_dir():
             raise InvalidInputError(f"--out: no such directory: {out.parent}")
-    params = _parse_params(args.param)
-    with _open_store(args) as store:
-        info = store.get_dataset(args.dataset)
-        if args.label_column is not None:
-            runs.load_labels(store, info, args.label_column)  # refuse a bad column before work
-        key = runs.projection_key(
-            store, info.id, method=args.method, dims=args.dims, seed=args.seed,
-            metric=args.metric, params=params,
-        )  # fmt: skip
-        reused = runs.load_projection(store, key) is not None
-        projection = runs.compute_projection(
-            store, info.id, method=args.method, dims=args.dims, seed=args.seed,
-            metric=args.metric, params=params, progress=_stderr_progress,
-        )  # fmt: skip
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-        quality = dict(projection.quality)
-        if args.label_column is not None:
-            quality = runs.score_layout(
-                store, info, projection.coords, metric=projection.metric,
-                label_column=args.label_column, seed=projection.seed,
-            )  # fmt: skip
-        ids = store.load_ids(info.id) if out is not None else None
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        # Every value is checked against the method's bounds before any work starts.
+        params = PARAM_TABLES[args.method].parse(_param_pairs(args.param), n=ds.n)
+        options = {"dims": args.dims, "seed": args.seed, "metric": args.metric, "params": params}
+        result = ds.project(
+            args.method, label_column=args.label_column, progress=_stderr_progress, **options
+        )
+        _end_progress()
+        projection = ds.projection(args.method, **options)  # stored: read, not computed
+        ids = ds.ids() if out is not None else None
     if out is not None:
         _write_coords(out, projection.coords, ids)
-    result = {
-        "method": projection.method,
-        "dims": projection.dims,
-        "seconds": projection.seconds,
-        "quality": quality,
-        "metric": projection.metric,
-        "seed": projection.seed,
-        "params": dict(projection.params),
-        "chosen": dict(projection.chosen),
-        "reused": reused,
-        "dataset": info.id,
-    }
-    if out is not None:
         result["out"] = str(out)
     if args.json:
         _print_json(result)
         return 0
-    how = "reused the stored" if reused else "computed a"
+    how = "reused the stored" if result["reused"] else "computed a"
     sys.stdout.write(
-        f"{how} {projection.label} of {info.name!r} ({projection.metric} graph, "
+        f"{how} {projection.label} of {ds.name!r} ({projection.metric} graph, "
         f"{projection.seconds or 0:.2f} s)\n"
     )
-    for key, value in quality.items():
+    for key, value in result["quality"].items():
         sys.stdout.write(f"  {key:<22} {value:.4f}\n" if isinstance(value, float) else "")
     if out is not None:
         sys.stdout.write(f"coordinates written to {out}\n")
@@ -377,33 +280,21 @@ def _write_coords(out: Path, coords: Any, ids: Any) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from embscope.core.compression import runs, save_compressed_copy
-
-    with _open_store(args) as store:
-        info = store.get_dataset(args.dataset)
-        metric = args.metric or _dataset_metric(info)
-        specs = runs.resolve_specs(
-            args.codec, dim=info.dim, n=info.n, metric=metric
-        )  # bad specs: exit 2 now
-        report = runs.get_or_evaluate(
-            store, info.id, codecs=specs, metric=metric, n_queries=args.queries, k=args.k,
-            rescore=args.rescore, seed=args.seed, progress=_stderr_progress,
-        )  # fmt: skip
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-        rows = report.rows()
-        if args.save:
-            for row in rows:
-                copy = save_compressed_copy(
-                    store, info.id, row["codec"], metric=metric, seed=args.seed
-                )
-                row["saved_dataset"] = copy.id
+    options = {
+        "queries": args.queries, "k": args.k, "rescore": args.rescore, "metric": args.metric,
+        "seed": args.seed,
+    }  # fmt: skip
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        rows = ds.compress(args.codec, save=args.save, progress=_stderr_progress, **options)
+        _end_progress()
+        report = ds.compression_report(args.codec, **options)  # stored: read, not computed
     if args.json:
         _print_json(rows)
         return 0
     k = report.k
     sys.stdout.write(
-        f"compression of {info.name!r} ({info.n} x {info.dim}, {metric}, "
+        f"compression of {ds.name!r} ({ds.n} x {ds.dim}, {report.metric}, "
         f"{report.query_rows.shape[0]} queries, recall@{k} against exact float32 search):\n"
     )
     sys.stdout.write(
@@ -428,34 +319,22 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_metric(info: Any) -> str:
-    from embscope.core.projections.runs import default_metric
-
-    return default_metric(info)
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from embscope.core.compare import get_or_compare_datasets
-
-    with _open_store(args) as store:
-        a, b = store.get_dataset(args.dataset_a), store.get_dataset(args.dataset_b)
-        metric = args.metric or _dataset_metric(a)
-        result = get_or_compare_datasets(
-            store, a.id, b.id, k=args.k, metric=metric, progress=_stderr_progress
-        )
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-    out = result.to_json()
+    with _open(args) as db:
+        a, b = db.dataset(args.dataset_a), db.dataset(args.dataset_b)
+        result = db.compare(a.id, b.id, k=args.k, metric=args.metric, progress=_stderr_progress)
+        _end_progress()
     if args.json:
-        _print_json(out)
+        _print_json(result)
         return 0
-    k = result.k
+    k = result["k"]
     sys.stdout.write(
-        f"{a.name!r} vs {b.name!r}: {result.matched} items matched by id "
-        f"({result.only_a} only in the first, {result.only_b} only in the second)\n"
-        f"  kNN overlap@{k}  {result.mean_overlap:.4f}   (chance {result.chance_overlap:.4f})\n"
-        f"  Jaccard@{k}      {result.mean_jaccard:.4f}\n"
-        f"  linear CKA      {result.cka:.4f}   (on {result.cka_rows} items)\n"
+        f"{a.name!r} vs {b.name!r}: {result['matched']} items matched by id "
+        f"({result['only_a']} only in the first, {result['only_b']} only in the second)\n"
+        f"  kNN overlap@{k}  {result[f'knn_overlap@{k}']:.4f}   "
+        f"(chance {result[f'chance_overlap@{k}']:.4f})\n"
+        f"  Jaccard@{k}      {result[f'jaccard@{k}']:.4f}\n"
+        f"  linear CKA      {result['cka']:.4f}   (on {result['cka_rows']} items)\n"
     )
     return 0
 
@@ -506,7 +385,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     env = _serve_env(args, db)
     # Open the database once here: a file another process holds (or cannot be read) fails now
     # with one `error:` line, rather than a server whose every page shows the error.
-    with _open_store(args):
+    with _open(args):
         pass
     has_token = access.TOKEN_ENV in env
     cmd = [

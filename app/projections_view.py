@@ -21,6 +21,7 @@ from embscope.app.selection import (
 )
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
+from embscope.core.params import AUTO, Param
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
 from embscope.core.validation import METRICS
@@ -32,13 +33,6 @@ DEFAULT_METHOD = "largevis"
 # -- settings and the URL ----------------------------------------------------------------------
 
 
-# Whole-number parameters a method can choose itself ("automatic"): their largest value by
-# hand, and the value first offered when the automatic choice is turned off.
-PARAM_TOPS = {"samples_per_point": 100_000, "n_epochs": 2_000, "n_landmarks": 20_000}
-PARAM_STARTS = {"samples_per_point": 300, "n_epochs": 200, "n_landmarks": 2_000}
-AUTO_PARAMS = ("tau", *PARAM_TOPS)  # tau: heat-geodesic's diffusion time, a number
-
-
 def _hover_default(info: DatasetInfo) -> list[str]:
     if info.n > HOVER_TEXT_LIMIT:
         return []
@@ -47,30 +41,24 @@ def _hover_default(info: DatasetInfo) -> list[str]:
     return [c for c in (default, text_col) if c in info.metadata_columns]
 
 
-def _apply_param(link: share.Link, method: str, name: str, default: Any, n: int) -> None:
-    """One method parameter from the link (``p.<name>=<value>``; ``auto`` where allowed)."""
-    key = f"projections.{method}.{name}"
-    given = f"p.{name}"
-    if name in AUTO_PARAMS:
-        if (link.raw(given) or "").strip().lower() == "auto":
-            st.session_state[key + ".auto"] = True
+def _apply_param(link: share.Link, method: str, param: Param, n: int) -> None:
+    """One method parameter from the link (``p.<name>=<value>``; ``auto`` where allowed),
+    checked against the method's parameter table; a value out of bounds is ignored, and said."""
+    key, given = f"projections.{method}.{param.name}", f"p.{param.name}"
+    raw = link.raw(given)
+    if raw is None:
+        return
+    try:
+        value = param.parse(raw, n=n, owner=runs.METHOD_LABELS[method])
+    except InvalidInputError as exc:
+        link.ignore(given, raw, str(exc))
+        return
+    if param.auto:
+        chosen_by_method = raw.strip().lower() == AUTO
+        st.session_state[key + ".auto"] = chosen_by_method
+        if chosen_by_method:
             return
-        value = (
-            link.number(given, 0.1, 500.0)
-            if name == "tau"
-            else link.integer(given, 1, PARAM_TOPS[name])
-        )
-        if value is not None:
-            st.session_state[key + ".auto"] = False
-            st.session_state[key] = value
-    elif isinstance(default, int):
-        value = link.integer(given, 1, max(2, n - 1))
-        if value is not None:
-            st.session_state[key] = value
-    else:
-        value = link.number(given, 0.0, 1e6)
-        if value is not None:
-            st.session_state[key] = value
+    st.session_state[key] = value
 
 
 def _rows_of_ids(info: DatasetInfo, link: share.Link) -> list[int] | None:
@@ -105,12 +93,12 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     if metric is not None:
         st.session_state[f"projections.metric.{info.id}"] = metric
     method = st.session_state.get("projections.method", DEFAULT_METHOD)
-    defaults = runs.METHOD_PARAMS.get(method, {})
+    table = runs.PARAM_TABLES.get(method, runs.PARAM_TABLES["pca"])
     for given in link.names():
         if not given.startswith("p."):
             continue
-        if given[2:] in defaults:
-            _apply_param(link, method, given[2:], defaults[given[2:]], info.n)
+        if given[2:] in table:
+            _apply_param(link, method, table[given[2:]], info.n)
         else:
             link.ignore(
                 given, link.raw(given), f"{runs.METHOD_LABELS[method]} has no such parameter"
@@ -142,10 +130,10 @@ def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
         "seed": request["seed"],
         "metric": request["metric"],
     }
-    defaults = runs.METHOD_PARAMS.get(request["method"], {})
+    table = runs.PARAM_TABLES[request["method"]]
     for name, value in request["params"].items():
-        if value != defaults.get(name):
-            params[f"p.{name}"] = "auto" if value in (None, "auto") else value
+        if value != table[name].default:
+            params[f"p.{name}"] = AUTO if table[name].is_auto(value) else value
     colour = st.session_state.get(f"projections.colour.{info.id}")
     if colour is not None:
         params["color"] = colour
@@ -164,29 +152,29 @@ def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
     share.write("projections", params)
 
 
-def _param_widget(method: str, name: str, default: Any, n: int) -> Any:
-    key = f"projections.{method}.{name}"
-    label = name.replace("_", " ")
-    if name == "tau":
+def _param_widget(method: str, param: Param, n: int) -> Any:
+    """A widget for one parameter, built from its row of the method's table: its label, help,
+    bounds (neighbour counts also below n) and, where the method can choose, "automatic"."""
+    key = f"projections.{method}.{param.name}"
+    high = param.high_for(n)
+    if param.auto:
         st.session_state.setdefault(key + ".auto", True)
-        st.session_state.setdefault(key, 10.0)
-        if st.checkbox("τ chosen automatically", key=key + ".auto"):
-            return "auto"
-        return st.number_input("τ (diffusion time)", 0.1, 500.0, key=key)
-    if name in PARAM_TOPS:
-        st.session_state.setdefault(key + ".auto", True)
-        st.session_state.setdefault(key, PARAM_STARTS[name])
-        if st.checkbox(f"{label}: automatic", key=key + ".auto"):
-            return None
-        return int(st.number_input(label, 1, PARAM_TOPS[name], key=key))
-    if isinstance(default, int):
-        top = max(2, n - 1)
-        st.session_state.setdefault(key, min(default, top))
-        if st.session_state[key] > top:  # set on a larger dataset
-            st.session_state[key] = top
-        return int(st.number_input(label, 1, top, key=key))
-    st.session_state.setdefault(key, float(default))
-    return float(st.number_input(label, key=key, format="%.3g"))
+        st.session_state.setdefault(key, param.start)
+        if st.checkbox(f"{param.label}: automatic", key=key + ".auto", help=param.help):
+            return param.auto_value
+    else:
+        st.session_state.setdefault(key, min(param.default, high))
+    if st.session_state[key] > high:  # set on a larger dataset
+        st.session_state[key] = type(st.session_state[key])(high)
+    if param.kind == "int":
+        return int(
+            st.number_input(param.label, int(param.low), int(high), key=key, help=param.help)
+        )
+    return float(
+        st.number_input(
+            param.label, float(param.low), float(high), key=key, help=param.help, format="%.3g"
+        )
+    )
 
 
 def settings(info: DatasetInfo) -> dict[str, Any]:
@@ -215,12 +203,12 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         help="The neighbour graph's metric (shared with the Neighbours and Geometry pages).",
     )
     params: dict[str, Any] = {}
-    if runs.METHOD_PARAMS[method]:
+    table = runs.PARAM_TABLES[method]
+    if table:
         with st.expander(f"{runs.METHOD_LABELS[method]} parameters"):
-            pcols = st.columns(len(runs.METHOD_PARAMS[method]))
-            for col, (name, default) in zip(pcols, runs.METHOD_PARAMS[method].items(), strict=True):
+            for col, param in zip(st.columns(len(table)), table.values(), strict=True):
                 with col:
-                    params[name] = _param_widget(method, name, default, info.n)
+                    params[param.name] = _param_widget(method, param, info.n)
     return {"method": method, "dims": int(dims), "seed": seed, "metric": metric, "params": params}
 
 
@@ -493,11 +481,13 @@ def open_stored(info: DatasetInfo, p: runs.Projection) -> None:
     st.session_state["projections.dims"] = p.dims
     st.session_state["projections.seed"] = p.seed
     st.session_state[f"projections.metric.{info.id}"] = p.metric
+    table = runs.PARAM_TABLES[p.method]
     for name, value in p.params.items():
         key = f"projections.{p.method}.{name}"
-        if name in AUTO_PARAMS or value is None:
-            st.session_state[key + ".auto"] = value in (None, "auto")
-            if value not in (None, "auto"):
+        param = table.get(name)
+        if param is not None and param.auto:
+            st.session_state[key + ".auto"] = param.is_auto(value)
+            if not param.is_auto(value):
                 st.session_state[key] = value
         else:
             st.session_state[key] = value

@@ -80,6 +80,13 @@ def test_project_human_output(capsys, db):
         (["project", "digits", "--method", "umap", "--param", "perplexity=3"], "no parameter"),
         (["project", "digits", "--method", "umap", "--param", "oops"], "name=value"),
         (["project", "digits", "--method", "pca", "--seed", "-1"], "seed"),
+        # Bounded work: the method's parameter table (digits has 1,797 items).
+        (["project", "digits", "--method", "umap", "--param", "n_neighbors=1796"], "n_neighbors"),
+        (["project", "digits", "--method", "largevis", "--param", "negatives=21"], "negatives"),
+        (["project", "digits", "--method", "largevis", "--param", "gamma=nan"], "gamma"),
+        (["project", "digits", "--method", "umap", "--param", "n_epochs=5000"], "n_epochs"),
+        (["project", "digits", "--method", "heatgeo", "--param", "knn=auto"], "knn"),
+        (["project", "digits", "--method", "pca", "--seed", "2147483648"], "seed"),
     ],
 )
 def test_project_bad_input_exits_2_and_changes_nothing(capsys, db, argv, message):

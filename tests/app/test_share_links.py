@@ -145,6 +145,24 @@ def test_projections_link_with_bad_values_is_ignored_with_toasts(db):
     assert "token" not in written and "p.bogus" not in written and "item" not in written
 
 
+def test_projection_parameters_past_their_bounds_are_ignored_with_toasts(db):
+    """A link cannot ask for unbounded work: each method parameter is checked against the
+    method's table (n_neighbors at most 200 and below n, negatives at most 20, ...)."""
+    link = {
+        "dataset": "1", "method": "largevis", "p.n_neighbors": "2999", "p.negatives": "25",
+        "p.samples_per_point": "auto", "p.gamma": "60",
+    }  # fmt: skip
+    at = _open("projections", link)
+    assert not at.exception
+    toasts = _toasts(at)
+    for name in ("p.n_neighbors=2999", "p.negatives=25", "p.gamma=60"):
+        assert any(name in t for t in toasts), (name, toasts)
+    assert not any("samples_per_point" in t for t in toasts)
+    assert _key(at.number_input, "projections.largevis.n_neighbors").value <= 200
+    assert _key(at.number_input, "projections.largevis.negatives").value == 5
+    assert _key(at.checkbox, "projections.largevis.samples_per_point.auto").value is True
+
+
 def test_neighbours_link_runs_its_query_on_open(db):
     link = {"dataset": "1", "k": "5", "metric": "l2", "backend": "exact", "ef": "64", "row": "12"}
     at = _open("neighbours", link)
