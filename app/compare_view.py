@@ -23,7 +23,7 @@ from embscope.app.scatter import (
 )
 from embscope.app.selection import selection_list
 from embscope.app.text import md_escape
-from embscope.core import compare
+from embscope.core import compare, compare_runs
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
 from embscope.core.validation import METRICS
@@ -173,12 +173,12 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceCo
     """The stored comparison, or its running job's progress, or a Compare button."""
     other, k, metric = options["other"], options["k"], options["metric"]
     request = widgets.guarded(
-        lambda: compare.comparison_request(get_store(), info.id, other.id, k=k, metric=metric)
+        lambda: compare_runs.comparison_request(get_store(), info.id, other.id, k=k, metric=metric)
     )
     if request is None:
         return None
     return artifact_or_job(
-        compare.COMPARISONS,
+        compare_runs.COMPARISONS,
         request,
         button="Compare",
         button_key="compare.run",

@@ -203,7 +203,7 @@ class Database:
 
         ``metric`` defaults to the first dataset's recorded metric, else cosine.
         """
-        from embscope.core.compare import get_or_compare_datasets
+        from embscope.core.compare_runs import get_or_compare_datasets
         from embscope.core.projections.runs import default_metric
 
         info_a, info_b = self.store.get_dataset(a), self.store.get_dataset(b)

@@ -20,8 +20,8 @@ Neighbours are computed **within the matched items**. When A holds items B lacks
 neighbour list of an item can name items that have no counterpart in B; they could never be
 shared, so comparing full-dataset lists would count unmatched items as disagreement. The
 k nearest *matched* neighbours of an item are the first k matched entries of its full sorted
-list, so :func:`compare_datasets` takes them from a stored (wider) graph when there is one and
-searches again only for the rows whose stored list holds fewer than k matched items
+list, so :func:`core.compare_runs.compare_datasets` takes them from a stored (wider) graph
+when there is one and searches again only for the rows whose stored list holds fewer than k matched items
 (:func:`restrict_neighbours`).
 """
 
@@ -29,19 +29,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load
 from embscope.core.errors import InvalidInputError
-from embscope.core.graph import KnnGraph, build_knn_graph, find_graph, get_or_build_graph
-from embscope.core.index import exact_knn
+from embscope.core.graph import KnnGraph, build_knn_graph
 from embscope.core.progress import ProgressFn, check_cancel, stage
 from embscope.core.validation import (
-    Metric,
     check_k,
     check_metric,
     check_vectors,
@@ -49,16 +46,9 @@ from embscope.core.validation import (
 )
 
 if TYPE_CHECKING:
-    from embscope.core.store import DatasetInfo, Store
+    pass
 
 __all__ = [
-    "COMPARISONS",
-    "ComparisonRequest",
-    "ComparisonSpec",
-    "comparison_key",
-    "comparison_request",
-    "get_or_compare_datasets",
-    "load_comparison",
     "CKA_SAMPLE",
     "EXACT_MAX_N",
     "MIN_MATCHED",
@@ -67,7 +57,6 @@ __all__ = [
     "NeighbourOverlap",
     "ProcrustesAlignment",
     "SpaceComparison",
-    "compare_datasets",
     "compare_spaces",
     "knn_overlap",
     "linear_cka",
@@ -826,214 +815,3 @@ def compare_spaces(
         seed=int(seed),
         seconds=time.perf_counter() - t0,
     )
-
-
-def _subset_graph(
-    store: Store,
-    dataset_id: int,
-    n_total: int,
-    rows: np.ndarray,
-    X: np.ndarray,
-    *,
-    k: int,
-    metric: str,
-    progress: ProgressFn | None,
-) -> KnnGraph | None:
-    """The k-NN graph of the matched rows from the dataset's stored graph, or None.
-
-    All rows matched: the stored graph (built and stored first if missing, for every later
-    consumer). Some rows matched: a stored graph restricted to them, rows whose stored list
-    holds fewer than k matched items searched again exactly; None if no graph is stored.
-    """
-    graph: KnnGraph | None
-    if rows.size == n_total:
-        graph = get_or_build_graph(store, dataset_id, k=k, metric=metric, progress=progress)
-        source = "stored graph"
-    else:
-        graph = find_graph(store, dataset_id, metric=metric, k=k)
-        if graph is None:
-            return None
-        source = "stored graph restricted to the matched items"
-    idx, dist, complete = restrict_neighbours(graph.indices, graph.distances, rows, k=k)
-    missing = np.flatnonzero(~complete)
-    if missing.size:
-        P = prepare_for_metric(X, metric)
-        fix_i, fix_d = exact_knn(P[missing], P, k, metric=metric, exclude=missing)
-        idx[missing], dist[missing] = fix_i, fix_d
-    params = dict(graph.params, source=source, recomputed_rows=int(missing.size))
-    return KnnGraph(idx, dist, metric, graph.method, graph.recall, params, graph.seconds)
-
-
-def compare_datasets(
-    store: Store,
-    id_a: int | str,
-    id_b: int | str,
-    *,
-    k: int = 10,
-    metric: str = "cosine",
-    seed: int = 0,
-    cka_sample: int | None = CKA_SAMPLE,
-    progress: ProgressFn | None = None,
-) -> SpaceComparison:
-    """Compare two stored datasets over the items they share (paired by id).
-
-    Neighbours are searched within the matched items (module docstring). A dataset whose
-    items all match uses its stored shared graph (:func:`core.graph.get_or_build_graph`,
-    which builds and stores it when missing); a partly matched one uses its stored graph
-    restricted to the matched items when one is stored (rows that keep fewer than k matched
-    neighbours are searched again exactly) and otherwise a new graph of the matched items
-    (exact up to :data:`EXACT_MAX_N` items).
-
-    Parameters
-    ----------
-    store : core.store.Store
-    id_a, id_b : int or str
-        Dataset ids or exact names.
-    k, metric, seed, cka_sample, progress
-        As :func:`compare_spaces`.
-
-    Returns
-    -------
-    SpaceComparison
-        Per-item arrays in A's row order over the matched items; ``rows_a``/``rows_b`` are
-        their rows in each dataset, ``only_a``/``only_b`` the unmatched counts.
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown dataset, fewer than :data:`MIN_MATCHED` shared ids, k >= matched items, ...
-    """
-    t0 = time.perf_counter()
-    metric = check_metric(metric)
-    info_a, info_b = store.get_dataset(id_a), store.get_dataset(id_b)
-    _tick(progress, 0.0, "pairing items by id")
-    match = match_items(store.load_ids(info_a.id), store.load_ids(info_b.id))
-    if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= match.matched:
-        raise InvalidInputError(
-            f"k = {k} needs more than k items in both datasets, but only {match.matched} "
-            "ids are shared: choose a smaller k"
-        )
-    k = check_k(k, match.matched - 1)
-    X_a = store.load_vectors(info_a.id)[match.rows_a]
-    X_b = store.load_vectors(info_b.id)[match.rows_b]
-    _tick(progress, 0.05, f"neighbours in {info_a.name}")
-    graph_a = _subset_graph(store, info_a.id, info_a.n, match.rows_a, X_a, k=k, metric=metric,
-                            progress=stage(progress, 0.05, 0.45))  # fmt: skip
-    _tick(progress, 0.45, f"neighbours in {info_b.name}")
-    graph_b = _subset_graph(store, info_b.id, info_b.n, match.rows_b, X_b, k=k, metric=metric,
-                            progress=stage(progress, 0.45, 0.85))  # fmt: skip
-    result = compare_spaces(
-        X_a, X_b, k=k, metric=metric, seed=seed, cka_sample=cka_sample,
-        graph_a=graph_a, graph_b=graph_b, progress=stage(progress, 0.85, 1.0),
-    )  # fmt: skip
-    return replace(
-        result,
-        only_a=match.only_a,
-        only_b=match.only_b,
-        rows_a=match.rows_a,
-        rows_b=match.rows_b,
-        seconds=time.perf_counter() - t0,
-    )
-
-
-# -- stored comparisons ---------------------------------------------------------------------------
-
-KIND = "comparison"
-COMPARISON_CODE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ComparisonRequest:
-    """Two stored datasets compared over the items they share."""
-
-    dataset: DatasetInfo  # A: the comparison is stored with (and deleted with) A
-    other: DatasetInfo  # B
-    k: int
-    metric: Metric
-    seed: int
-
-
-class ComparisonSpec(ArtifactSpec[ComparisonRequest, SpaceComparison]):
-    """Stored comparisons, keyed by both datasets' contents."""
-
-    kind = KIND
-    result_type = SpaceComparison
-    code_version = COMPARISON_CODE_VERSION
-
-    def key(self, request: ComparisonRequest) -> tuple[Any, ...]:
-        return (
-            request.dataset.fingerprint,
-            request.other.fingerprint,
-            request.k,
-            request.metric,
-            request.seed,
-        )
-
-    def describe(self, request: ComparisonRequest) -> dict[str, Any]:
-        return {
-            "other_dataset": request.other.id,
-            "k": request.k,
-            "metric": request.metric,
-            "seed": request.seed,
-        }
-
-    def lineage(self, request: ComparisonRequest, result: SpaceComparison) -> dict[str, Any]:
-        return {"a": request.dataset.fingerprint, "b": request.other.fingerprint}
-
-    def compute(
-        self, store: Store, request: ComparisonRequest, progress: ProgressFn | None
-    ) -> SpaceComparison:
-        return compare_datasets(
-            store, request.dataset.id, request.other.id, k=request.k, metric=request.metric,
-            seed=request.seed, progress=progress,
-        )  # fmt: skip
-
-    def label(self, request: ComparisonRequest) -> str:
-        return (
-            f"{request.dataset.name} vs {request.other.name} (k={request.k}, {request.metric})"
-        )
-
-
-COMPARISONS = ComparisonSpec()
-
-
-def comparison_request(
-    store: Store, id_a: int | str, id_b: int | str, *, k: int = 10, metric: str = "cosine",
-    seed: int = 0,
-) -> ComparisonRequest:  # fmt: skip
-    """The request of comparing two stored datasets at these settings."""
-    return ComparisonRequest(
-        store.get_dataset(id_a), store.get_dataset(id_b), int(k), check_metric(metric), int(seed)
-    )
-
-
-def comparison_key(
-    store: Store, id_a: int | str, id_b: int | str, *, k: int = 10, metric: str = "cosine",
-    seed: int = 0,
-) -> str:  # fmt: skip
-    """The fingerprint of the comparison of two datasets' contents at these settings."""
-    return fingerprint(
-        COMPARISONS, comparison_request(store, id_a, id_b, k=k, metric=metric, seed=seed)
-    )
-
-
-def load_comparison(store: Store, key: str) -> SpaceComparison | None:
-    """A stored comparison (see :func:`get_or_compare_datasets`), or None."""
-    return load(store, COMPARISONS, key)
-
-
-def get_or_compare_datasets(
-    store: Store,
-    id_a: int | str,
-    id_b: int | str,
-    *,
-    k: int = 10,
-    metric: str = "cosine",
-    seed: int = 0,
-    progress: ProgressFn | None = None,
-) -> SpaceComparison:
-    """:func:`compare_datasets`, stored as artifact ``comparison`` (of dataset A) and reused."""
-    request = comparison_request(store, id_a, id_b, k=k, metric=metric, seed=seed)
-    result = get_or_compute(store, COMPARISONS, request, progress=progress)
-    assert result is not None
-    return result

@@ -740,7 +740,7 @@ class PQCodec(Codec):
         return lut
 
     def _score(self, state: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        from embscope.core.compression._kernels import adc_scores
+        from embscope.core.compression.kernels import adc_scores
 
         codes = np.ascontiguousarray(arrays["codes"])
         out = np.empty((state.shape[0], codes.shape[0]), dtype=np.float32)

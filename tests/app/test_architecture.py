@@ -150,7 +150,7 @@ def test_table_names_refuse_anything_but_integer_ids():
 VIEW_SUFFIX = "_view"
 VIEW_MODULES = frozenset({"dataset_forms"})
 # Where no module may reach into another's private names; core/ joins when it is cleaned.
-SCOPES = ("app", "pages")
+SCOPES = ("core", "app", "pages")
 FOLDER_OF = {"embscope.app": "app", "embscope.core": "core"}
 
 
@@ -312,16 +312,28 @@ def test_the_cycle_finder_finds_cycles():
     assert _import_cycle({"a": {"a"}}) == ["a", "a"]
 
 
-def test_app_modules_import_one_another_without_a_cycle():
+@pytest.mark.parametrize("folder", ["core", "app"])
+def test_modules_import_one_another_without_a_cycle(folder):
     """Imports inside functions count: a cycle hidden in a function is still two modules that
     cannot be understood (or changed) one without the other."""
+    package = f"embscope.{folder}."
     graph = {
         _module_of(path): {
-            m for m in _imported_modules(path) if m.startswith("embscope.app.") and _file_of(m)
+            m for m in _imported_modules(path) if m.startswith(package) and _file_of(m)
         }
-        for path in _files("app")
+        for path in _files(folder)
     }
     cycle = _import_cycle(graph)
-    assert cycle is None, "import cycle in app/: " + " -> ".join(
-        m.removeprefix("embscope.app.") for m in cycle
+    assert cycle is None, f"import cycle in {folder}/: " + " -> ".join(
+        m.removeprefix(package) for m in cycle
     )
+
+
+@pytest.mark.parametrize("folder", ["core", "app"])
+def test_no_module_is_over_1000_lines(folder):
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in _files(folder)
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 1000
+    }
+    assert not long, long

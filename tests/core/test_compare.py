@@ -11,7 +11,6 @@ import scipy.spatial
 
 from embscope.core.compare import (
     CKA_SAMPLE,
-    compare_datasets,
     compare_spaces,
     knn_overlap,
     linear_cka,
@@ -19,6 +18,7 @@ from embscope.core.compare import (
     procrustes_align,
     restrict_neighbours,
 )
+from embscope.core.compare_runs import compare_datasets
 from embscope.core.errors import DatasetNotFoundError, InvalidInputError, OperationCancelled
 from embscope.core.geometry.intrinsic import limit_blas_threads
 from embscope.core.graph import build_knn_graph, find_graph, get_or_build_graph
@@ -470,7 +470,7 @@ def test_compare_datasets_refuses_what_it_cannot_compare(mem_store):
 
 
 def test_stored_comparison_round_trips_and_is_reused(monkeypatch):
-    import embscope.core.compare as compare_module
+    import embscope.core.compare_runs as compare_module
     from embscope.core.ingest import from_arrays
     from embscope.core.store import Store
 
