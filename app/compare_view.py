@@ -64,7 +64,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     if colour is not None:
         st.session_state[f"compare.colour.{info.id}"] = colour
     _link_layout(link, "layout_a", info, f"compare.layout_a.{info.id}")
-    partner = others.get(st.session_state.get(f"compare.other.{info.id}"))
+    partner = others.get(st.session_state.get(f"compare.other.{info.id}", -1))
     if partner is None and others:
         listed = list(others.values())
         partner = listed[_default_partner(info, listed)]

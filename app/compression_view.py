@@ -124,9 +124,9 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         chosen = [*defaults, *extra] if chosen is None else [*chosen, *([added] if added else [])]
         st.session_state[codecs_key] = [c for c in dict.fromkeys(chosen) if c in options]
         state.put(f"compression.added.{info.id}", None)
-    cols = st.columns([4, 2])
-    specs = cols[0].multiselect("Codecs", options, key=codecs_key, help=FAMILY_HELP)
-    with cols[1]:
+    pick, add = st.columns([4, 2])
+    specs = pick.multiselect("Codecs", options, key=codecs_key, help=FAMILY_HELP)
+    with add:
         with st.form(f"compression.add.{info.id}", clear_on_submit=True, border=False):
             text = st.text_input(
                 "Add a codec (another budget)",

@@ -124,7 +124,7 @@ def _save_form(
         widgets.show_error(InvalidInputError("choose at least one vector column"))
         return
     source = filename if meta_name is None else f"{filename} + {meta_name}"
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "filename": filename,
         "metadata_path": meta_path,
         "metadata_filename": meta_name,

@@ -330,12 +330,12 @@ def projection_figure(
                 trace(np.flatnonzero(missing), {"size": size, "color": "#d0d0d0",
                       "opacity": 0.35}, "no value", True)
             )  # fmt: skip
-            rows_coloured = np.flatnonzero(~missing)
+            rows_coloured: np.ndarray = np.flatnonzero(~missing)
         else:
             rows_coloured = rows
         finite = c[np.isfinite(c)]
         low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
-        marker = {
+        marker: dict[str, Any] = {
             "size": size,
             "color": np.where(np.isfinite(c), c, np.nan).astype(np.float32),
             "colorscale": "Viridis",

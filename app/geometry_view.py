@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -269,8 +270,9 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
     columns: dict[str, dict[str, Any]] = {}
     missing = []
     for ds in [info, *[store.get_dataset(i) for i in chosen]]:
-        card = widgets.guarded(lambda ds=ds: get_or_compute_scorecard(store, ds.id, run=False,
-                                                                      **options))  # fmt: skip
+        card = widgets.guarded(
+            partial(get_or_compute_scorecard, store, ds.id, run=False, **options)
+        )
         if card is None:
             missing.append(ds)
             continue
@@ -304,10 +306,10 @@ def _scorecard_job_active(info: DatasetInfo, options: dict[str, Any]) -> bool:
 
 def postprocess(info: DatasetInfo) -> None:
     """Mean-centring, whitening or all-but-the-top: isotropy before and after, and a save."""
-    transform = st.selectbox(
-        "Transform", list(TRANSFORM_LABELS), format_func=TRANSFORM_LABELS.get,
+    transform: str = st.selectbox(
+        "Transform", list(TRANSFORM_LABELS), format_func=lambda name: TRANSFORM_LABELS[name],
         key="geometry.transform",
-    )  # fmt: skip
+    ) or next(iter(TRANSFORM_LABELS))  # fmt: skip
     if not st.toggle("Show the isotropy scores before and after", key="geometry.preview"):
         return
     before, after = isotropy_before_after(info.id, transform)

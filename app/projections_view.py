@@ -185,13 +185,16 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     st.session_state.setdefault("projections.dims", 2)
     st.session_state.setdefault("projections.seed", 0)
     cols = st.columns([2, 1, 1, 1])
-    method = cols[0].selectbox(
-        "Method",
-        runs.METHODS,
-        format_func=runs.METHOD_LABELS.get,
-        key="projections.method",
-        help="PCA is instant; LargeVis, UMAP and heat-geodesic run in the background from the "
-        "dataset's shared neighbour graph.",
+    method: str = (
+        cols[0].selectbox(
+            "Method",
+            runs.METHODS,
+            format_func=lambda m: runs.METHOD_LABELS[m],
+            key="projections.method",
+            help="PCA is instant; LargeVis, UMAP and heat-geodesic run in the background from the "
+            "dataset's shared neighbour graph.",
+        )
+        or DEFAULT_METHOD
     )
     dims = cols[1].radio("Dimensions", (2, 3), horizontal=True, key="projections.dims")
     seed = int(cols[2].number_input("Seed", 0, 2**31 - 1, key="projections.seed"))
@@ -467,7 +470,8 @@ def gallery(info: DatasetInfo) -> None:
             for c in ("trust@10", "continuity@10", "kNN pres.@10", "kNN acc.@10", "geodesic ρ")
         },
     )
-    picked = (event.selection.rows or [None])[0] if event else None
+    rows = event.selection.rows if event else []
+    picked = rows[0] if rows else None
     if picked is not None:
         p = projections[picked]
         if st.button(f"Open {md_escape(p.label)}", key=f"projections.gallery.open.{p.fingerprint}"):
@@ -496,7 +500,7 @@ def open_stored(info: DatasetInfo, p: runs.Projection) -> None:
 def _comparable(info: DatasetInfo) -> list[tuple[DatasetInfo, runs.Projection]]:
     """Stored projections of this dataset and of datasets over the same number of items."""
     store = get_store()
-    out = []
+    out: list[tuple[DatasetInfo, runs.Projection]] = []
     for other in store.list_datasets():
         if other.id != info.id and other.n != info.n:
             continue

@@ -127,7 +127,7 @@ def run_steps(title: str, steps: list[tuple[str, Callable[[], Any]]]) -> list[An
     return results
 
 
-def show_error(exc: BaseException) -> None:
+def show_error(exc: BaseException | str) -> None:
     """Show a user-facing error as text (never a traceback; message escaped as plain text)."""
     st.error(md_escape(exc), icon=":material/error:")
 
