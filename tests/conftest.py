@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh database per test and a way to see that a database did not change."""
+"""Shared fixtures: a fresh database per test (helpers the tests share are in tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-# Moved to tests/helpers.py; kept importable from here until every test imports it there.
-from tests.helpers import make_parsed, run_cli, snapshot  # noqa: F401
 
 # Servers the tests start skip compiling every projection method at start-up (`embscope
 # serve` does it by default): ~10 s of CPU per server that most tests never use.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,3 +76,43 @@ def until(at: Any, predicate: Callable[[Any], bool], timeout: float = 60.0) -> A
         time.sleep(0.3)
         at.run()
     return at
+
+
+# The app's entry point, as `embscope serve` runs it (AppTest opens it in process).
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def by_key(elements: Any, key: str) -> Any:
+    """The AppTest element of ``elements`` with widget key ``key``."""
+    return next(e for e in elements if e.key == key)
+
+
+def open_page(name: str, query: dict | None = None, *, timeout: float = 120) -> Any:
+    """An AppTest on page ``name`` (``pages/<name>.py``): from a link with ``query``, or with
+    the first dataset chosen in the sidebar."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    at.run()
+    at.switch_page(f"../pages/{name}.py")
+    # A link opens on its own page: the address holds only the link's parameters.
+    if query:
+        at.query_params = dict(query)
+    at.run()
+    if not query:
+        at.sidebar.selectbox[0].set_value(1)
+        at.run()
+    return at
+
+
+def assert_index_built_in_background(dataset_id: int, *, metric: str = "cosine") -> None:
+    """A dataset saved from a page gets its default index from a background job (so its first
+    query does not build it): the job exists, finishes, and the index is there."""
+    from embscope.app.runtime import get_job_runner, get_neighbour_service
+
+    service = get_neighbour_service()
+    job = get_job_runner().get(service.index_fingerprint(dataset_id, metric=metric))
+    assert job is not None and job.kind == "index", job
+    assert job.wait(60), job.status()
+    assert job.status().state == "done", job.status()
+    assert service.has_index(dataset_id, metric=metric)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embscope.core.store import Store
-from tests.conftest import run_cli, snapshot
+from tests.helpers import run_cli, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 from embscope.core.demo import gaussian_mixture
 from embscope.core.demo_store import store_demo_dataset
 from embscope.core.store import Store
-from tests.conftest import run_cli, snapshot
+from tests.helpers import run_cli, snapshot
 
 run = run_cli
 ROW_KEYS = {
@@ -104,7 +104,7 @@ def test_bad_input_exits_2_and_changes_nothing(capsys, db, argv, message):
 
 
 def test_compare_unmatched_ids_exits_2(capsys, db, tmp_path):
-    from tests.conftest import make_parsed
+    from tests.helpers import make_parsed
 
     with Store(db) as s:
         rng = np.random.default_rng(0)

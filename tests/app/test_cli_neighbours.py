@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embscope.core.store import Store
-from tests.conftest import make_parsed, run_cli, snapshot
+from tests.helpers import make_parsed, run_cli, snapshot
 
 run = run_cli
 

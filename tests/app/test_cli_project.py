@@ -11,7 +11,7 @@ import pytest
 from embscope.core.demo import digits
 from embscope.core.demo_store import store_demo_dataset
 from embscope.core.store import Store
-from tests.conftest import run_cli, snapshot
+from tests.helpers import run_cli, snapshot
 
 run = run_cli
 

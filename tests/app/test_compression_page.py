@@ -9,8 +9,7 @@ import pytest
 from embscope.core.demo import gaussian_mixture
 from embscope.core.demo_store import store_demo_dataset
 from embscope.core.store import Store
-from tests.app.conftest import assert_index_built_in_background
-from tests.app.test_projections_page import _key, _page, _until
+from tests.helpers import assert_index_built_in_background, by_key, open_page, until
 
 
 @pytest.fixture
@@ -23,24 +22,24 @@ def db(tmp_path, monkeypatch) -> Path:
 
 
 def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
-    at = _page("compression")
+    at = open_page("compression")
     assert not at.exception and at.title[0].value == "Compression"
-    codecs = _key(at.multiselect, "compression.codecs.1.cosine")
+    codecs = by_key(at.multiselect, "compression.codecs.1.cosine")
     assert {"int8", "binary", "pq:4"} <= set(codecs.value)
     # another budget through the spec box: added to the choices
     at.text_input[0].input("pca:8")
     next(b for b in at.button if b.label == "Add").click()
     at.run()
     assert not at.exception
-    codecs = _key(at.multiselect, "compression.codecs.1.cosine")
+    codecs = by_key(at.multiselect, "compression.codecs.1.cosine")
     assert "pca:8" in codecs.options
     codecs.set_value(["int8", "binary", "pca:8"])
-    _key(at.number_input, "compression.queries.1").set_value(600)  # every point a query
+    by_key(at.number_input, "compression.queries.1").set_value(600)  # every point a query
     at.run()
     assert not at.dataframe  # nothing computed until asked
-    _key(at.button, "compression.run").click()
+    by_key(at.button, "compression.run").click()
     at.run()
-    at = _until(at, lambda a: any("codec" in d.value.columns for d in a.dataframe))
+    at = until(at, lambda a: any("codec" in d.value.columns for d in a.dataframe))
     assert not at.exception
     table = next(d.value for d in at.dataframe if "codec" in d.value.columns)
     assert table["codec"].tolist() == ["int8", "binary", "pca:8"]
@@ -51,8 +50,8 @@ def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     assert len(charts) == 2  # Pareto + harm map
     assert "log" in charts[0].proto.spec and "recall@10 of binary" in charts[1].proto.spec
     assert any("query points keep fewer than half" in c.value for c in at.caption)
-    _key(at.selectbox, "compression.save_spec.1").set_value("int8")
-    _key(at.button, "compression.save").click()
+    by_key(at.selectbox, "compression.save_spec.1").set_value("int8")
+    by_key(at.button, "compression.save").click()
     at.run()
     assert not at.exception
     assert any("Saved gm" in s.value and "int8" in s.value for s in at.success)

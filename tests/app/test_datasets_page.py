@@ -11,8 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from embscope.app.uploads import UPLOAD_DIR
 from embscope.core.store import Store
-from tests.app.conftest import assert_index_built_in_background
-from tests.conftest import make_parsed, snapshot
+from tests.helpers import assert_index_built_in_background, make_parsed, snapshot
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 

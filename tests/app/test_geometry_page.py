@@ -11,8 +11,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from embscope.core.store import Store
-from tests.app.conftest import assert_index_built_in_background
-from tests.helpers import make_parsed, run_cli, snapshot, until
+from tests.helpers import (
+    assert_index_built_in_background,
+    by_key,
+    make_parsed,
+    run_cli,
+    snapshot,
+    until,
+)
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 CLI_KEYS = {
@@ -51,15 +57,11 @@ def _page() -> AppTest:
     return at.run()
 
 
-def _key(elements, key):
-    return next(e for e in elements if e.key == key)
-
-
 def test_scorecard_computed_once_with_plots_and_hubs(db):
     at = _page()
     assert not at.exception and at.title[0].value == "Geometry"
     assert not at.metric  # nothing stored yet: a button, not a silent computation
-    _key(at.button, "geometry.run").click().run()
+    by_key(at.button, "geometry.run").click().run()
     at = until(at, lambda a: len(a.metric) > 0)  # a background job: the page stays usable
     assert not at.exception
     labels = {m.label: m.value for m in at.metric}
@@ -72,10 +74,10 @@ def test_scorecard_computed_once_with_plots_and_hubs(db):
     hubs = next(d.value for d in at.dataframe if "N10" in d.value.columns)
     assert hubs["label"].str.startswith("<i>c").all()  # metadata shown as data, literally
     # The PCA map's hover text shows metadata literally (escaped for plotly's HTML labels).
-    _key(at.selectbox, "geometry.hover").set_value("label").run()
+    by_key(at.selectbox, "geometry.hover").set_value("label").run()
     spec = at.get("plotly_chart")[-1].proto.spec
     assert "&lt;i&gt;c" in spec and "<i>c" not in spec
-    _key(at.radio, "geometry.colour_by").set_value("k-occurrence").run()
+    by_key(at.radio, "geometry.colour_by").set_value("k-occurrence").run()
     assert not at.exception
     # A new session sees the stored scorecard at once.
     again = _page()
@@ -89,21 +91,21 @@ def _compare_table(at):
 
 def test_compare_and_postprocess_save(db):
     at = _page()
-    _key(at.button, "geometry.run").click().run()
+    by_key(at.button, "geometry.run").click().run()
     at = until(at, lambda a: len(a.metric) > 0)
-    _key(at.multiselect, "geometry.compare").set_value([2]).run()
-    _key(at.button, "geometry.compare_run").click().run()
+    by_key(at.multiselect, "geometry.compare").set_value([2]).run()
+    by_key(at.button, "geometry.compare_run").click().run()
     at = until(at, lambda a: _compare_table(a) is not None and len(_compare_table(a).columns) == 2)
     assert not at.exception
     table = _compare_table(at)
     assert list(table.columns) == ["first (id 1)", "second (id 2)"]
     assert table.index[0] == "IsoScore"
-    _key(at.selectbox, "geometry.transform").set_value("mean_centre").run()
-    _key(at.toggle, "geometry.preview").set_value(True).run()
+    by_key(at.selectbox, "geometry.transform").set_value("mean_centre").run()
+    by_key(at.toggle, "geometry.preview").set_value(True).run()
     before_after = next(d.value for d in at.dataframe if "before" in d.value.columns)
     assert float(before_after.loc["Average cosine"].iloc[1]) < 0.05
     assert float(before_after.loc["Average cosine"].iloc[0]) > 0.3
-    _key(at.button, "geometry.save_derived").click().run()
+    by_key(at.button, "geometry.save_derived").click().run()
     assert not at.exception
     from embscope.app.runtime import get_store  # the page holds the database open: share it
 
@@ -171,7 +173,7 @@ def test_the_scorecard_is_a_job_the_page_stays_usable_and_cancel_stops_it(db, mo
 
     monkeypatch.setattr(sc, "compute_scorecard", held)
     at = _page()
-    _key(at.button, "geometry.run").click().run()
+    by_key(at.button, "geometry.run").click().run()
     assert started.wait(60)
     # The run returned although the job cannot finish: its progress and Cancel are shown.
     key = sc.scorecard_key(get_store(), 1, k=10, metric="cosine")
@@ -187,6 +189,6 @@ def test_the_scorecard_is_a_job_the_page_stays_usable_and_cancel_stops_it(db, mo
     assert not at.metric
     assert sc.get_or_compute_scorecard(get_store(), 1, run=False) is None  # nothing stored
     release.set()
-    _key(at.button, "geometry.run").click().run()  # asked again, it completes
+    by_key(at.button, "geometry.run").click().run()  # asked again, it completes
     at = until(at, lambda a: len(a.metric) > 0)
     assert not at.exception

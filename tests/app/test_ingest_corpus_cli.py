@@ -13,8 +13,8 @@ import pytest
 
 from embscope.app.cli import main
 from embscope.core.store import Store
-from tests.conftest import make_parsed, snapshot
 from tests.core.corpus import build_corpus
+from tests.helpers import make_parsed, snapshot
 
 _KWARG_FLAGS = {
     "metadata_path": "--metadata",

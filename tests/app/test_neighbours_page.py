@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from embscope.core.demo import stdlib_docstrings
 from embscope.core.demo_store import store_demo_dataset
 from embscope.core.store import Store
-from tests.helpers import make_parsed, until
+from tests.helpers import by_key, make_parsed, until
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
@@ -34,10 +34,6 @@ def _neighbours_page() -> AppTest:
     return at.run()
 
 
-def _by_key(elements, key):
-    return next(e for e in elements if e.key == key)
-
-
 def _result_frames(at) -> tuple:
     frames = [d.value for d in at.dataframe]
     return frames[-2], frames[-1]
@@ -54,9 +50,9 @@ def test_row_query_shows_both_answers_and_recall(db):
     at = _neighbours_page()
     assert not at.exception
     assert at.title[0].value == "Neighbours"
-    _by_key(at.radio, "neighbours.item_how").set_value("row").run()
-    _by_key(at.number_input, "neighbours.row").set_value(12).run()
-    _by_key(at.button, "neighbours.go_row").click().run()
+    by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    by_key(at.number_input, "neighbours.row").set_value(12).run()
+    by_key(at.button, "neighbours.go_row").click().run()
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert "recall@10" in labels and "Exact search latency" in labels
@@ -70,15 +66,15 @@ def test_row_query_shows_both_answers_and_recall(db):
     # Metadata is shown as data, exactly as stored (never rendered as HTML).
     assert exact["label"].str.startswith("<b>group").all()
     # Changing k answers the same query again.
-    _by_key(at.number_input, "neighbours.k").set_value(4).run()
+    by_key(at.number_input, "neighbours.k").set_value(4).run()
     assert len(_result_frames(at)[1]) == 4
 
 
 def test_search_then_pick_an_item(db):
     _points(db)
     at = _neighbours_page()
-    _by_key(at.text_input, "neighbours.search").input("p42").run()
-    pick = _by_key(at.selectbox, "neighbours.pick.p42")
+    by_key(at.text_input, "neighbours.search").input("p42").run()
+    pick = by_key(at.selectbox, "neighbours.pick.p42")
     assert "row 42 · p42" in pick.options[0]
     pick.set_value(0).run()
     assert not at.exception
@@ -89,29 +85,29 @@ def test_search_then_pick_an_item(db):
 def test_a_search_with_one_match_answers_at_once(db):
     _points(db)
     at = _neighbours_page()
-    _by_key(at.text_input, "neighbours.search").input("p299").run()
-    pick = _by_key(at.selectbox, "neighbours.pick.p299")
+    by_key(at.text_input, "neighbours.search").input("p299").run()
+    pick = by_key(at.selectbox, "neighbours.pick.p299")
     assert pick.label == "1 matching item" and pick.value == 0
     assert not at.exception
     assert any("row 299 (id p299)" in m.value.replace("\\", "") for m in at.markdown)
-    _by_key(at.text_input, "neighbours.search").input("p29").run()
-    pick = _by_key(at.selectbox, "neighbours.pick.p29")
+    by_key(at.text_input, "neighbours.search").input("p29").run()
+    pick = by_key(at.selectbox, "neighbours.pick.p29")
     assert pick.label == "11 matching items" and pick.value is None  # p29, p290..p299: pick one
 
 
 def test_vector_query_and_bad_vector(db):
     X = _points(db)
     at = _neighbours_page()
-    _by_key(at.text_area, "neighbours.vector_text").input(", ".join(map(str, X[5]))).run()
-    _by_key(at.button, "neighbours.go_vector").click().run()
+    by_key(at.text_area, "neighbours.vector_text").input(", ".join(map(str, X[5]))).run()
+    by_key(at.button, "neighbours.go_vector").click().run()
     assert not at.exception
     exact = _result_frames(at)[1]
     assert exact["row"].iloc[0] == 5 and exact["distance"].iloc[0] == pytest.approx(0, abs=1e-5)
-    _by_key(at.text_area, "neighbours.vector_text").input("1, 2, three").run()
-    _by_key(at.button, "neighbours.go_vector").click().run()
+    by_key(at.text_area, "neighbours.vector_text").input("1, 2, three").run()
+    by_key(at.button, "neighbours.go_vector").click().run()
     assert any("not a list of numbers" in e.value for e in at.error)
-    _by_key(at.text_area, "neighbours.vector_text").input("1, 2").run()
-    _by_key(at.button, "neighbours.go_vector").click().run()
+    by_key(at.text_area, "neighbours.vector_text").input("1, 2").run()
+    by_key(at.button, "neighbours.go_vector").click().run()
     assert any("dimension 2" in e.value for e in at.error)
 
 
@@ -127,8 +123,8 @@ def test_text_query_with_the_model(db):
     with Store(db) as s:
         store_demo_dataset(s, stdlib_docstrings())
     at = _neighbours_page()
-    _by_key(at.text_input, "neighbours.text").input("parse a JSON document").run()
-    _by_key(at.button, "neighbours.go_text").click().run()
+    by_key(at.text_input, "neighbours.text").input("parse a JSON document").run()
+    by_key(at.button, "neighbours.go_text").click().run()
     assert not at.exception
     exact = _result_frames(at)[1]
     assert (exact["module"] == "json").sum() >= 5, exact["module"].tolist()
@@ -138,18 +134,18 @@ def test_diagnostics_run_once_then_show_from_the_store(db):
     _points(db)
     at = _neighbours_page()
     assert not at.get("plotly_chart")
-    _by_key(at.button, "diagnostics.run_ef").click().run()
+    by_key(at.button, "diagnostics.run_ef").click().run()
     at = until(at, lambda a: len(a.get("plotly_chart")) >= 2)  # background jobs
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2  # recall vs ef, and recall vs LID
-    _by_key(at.selectbox, "diagnostics.label_column").set_value("label").run()
-    _by_key(at.button, "diagnostics.run_order").click().run()
+    by_key(at.selectbox, "diagnostics.label_column").set_value("label").run()
+    by_key(at.button, "diagnostics.run_order").click().run()
     at = until(at, lambda a: len(a.get("plotly_chart")) >= 3)
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3
     # A new session finds all three stored: no button to press.
     again = _neighbours_page()
-    _by_key(again.selectbox, "diagnostics.label_column").set_value("label").run()
+    by_key(again.selectbox, "diagnostics.label_column").set_value("label").run()
     assert len(again.get("plotly_chart")) == 3
     assert not [b for b in again.button if b.key and b.key.startswith("diagnostics.run")]
 
@@ -177,16 +173,16 @@ def test_diagnostics_are_a_job_the_page_stays_usable_and_cancel_stops_them(db, m
 
     monkeypatch.setattr(dr, "recall_vs_ef", held)
     at = _neighbours_page()
-    _by_key(at.button, "diagnostics.run_ef").click().run()
+    by_key(at.button, "diagnostics.run_ef").click().run()
     assert started.wait(60)
     service = get_neighbour_service()
     key = dr.ef_key(service, 1, metric="cosine", k=10)
     assert get_job_runner().status(key).state == "running"
     assert [b for b in at.button if b.label == "Cancel"] and not at.exception
     # The page answers a query while the job holds.
-    _by_key(at.radio, "neighbours.item_how").set_value("row").run()
-    _by_key(at.number_input, "neighbours.row").set_value(3).run()
-    _by_key(at.button, "neighbours.go_row").click().run()
+    by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    by_key(at.number_input, "neighbours.row").set_value(3).run()
+    by_key(at.button, "neighbours.go_row").click().run()
     assert not at.exception
     assert any("row 3" in m.value for m in at.markdown)
     next(b for b in at.button if b.label == "Cancel").click().run()

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from embscope.core.derive import save_derived_dataset
 from embscope.core.projections import runs
 from embscope.core.store import Store
-from tests.helpers import make_parsed, until
+from tests.helpers import by_key, make_parsed, open_page, until
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -42,28 +42,10 @@ def db(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def _page(name: str, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.run()
-    at.switch_page(f"../pages/{name}.py")
-    # A link opens on its own page: the address holds only the link's parameters.
-    if query:
-        at.query_params = dict(query)
-    at.run()
-    if not query:
-        at.sidebar.selectbox[0].set_value(1)
-        at.run()
-    return at
-
-
-def _key(elements, key):
-    return next(e for e in elements if e.key == key)
-
-
 def test_pca_runs_as_a_job_then_shows_scores_chart_and_gallery(db):
-    at = _page("projections")
+    at = open_page("projections")
     assert not at.exception and at.title[0].value == "Projections"
-    _key(at.selectbox, "projections.method").set_value("pca")
+    by_key(at.selectbox, "projections.method").set_value("pca")
     at.run()
     at = until(at, lambda a: len(a.metric) > 0)
     assert not at.exception
@@ -84,12 +66,12 @@ def test_pca_runs_as_a_job_then_shows_scores_chart_and_gallery(db):
 def test_heavy_method_waits_for_a_click_and_selection_lists_rows(db):
     with Store(db) as s:
         runs.compute_projection(s, 1, method="pca")
-    at = _page("projections")
+    at = open_page("projections")
     assert not at.exception
     # LargeVis (the default method) is not stored: nothing runs until asked
     assert any("Compute the LargeVis projection" in b.label for b in at.button)
     assert not at.metric
-    _key(at.selectbox, "projections.method").set_value("pca")
+    by_key(at.selectbox, "projections.method").set_value("pca")
     at.run()
     assert len(at.metric) > 0  # stored: shown at once, no job
     at.session_state["embscope.projections.selection"] = {"dataset": 1, "rows": [4, 9, 20]}
@@ -108,11 +90,11 @@ def test_heavy_method_waits_for_a_click_and_selection_lists_rows(db):
 def test_share_link_restores_dataset_method_and_colour(db):
     with Store(db) as s:
         runs.compute_projection(s, 2, method="pca", dims=3)
-    at = _page("projections", {"dataset": "2", "method": "pca", "dims": "3", "color": "label"})
+    at = open_page("projections", {"dataset": "2", "method": "pca", "dims": "3", "color": "label"})
     assert not at.exception
     assert at.sidebar.selectbox[0].value == 2
-    assert _key(at.selectbox, "projections.method").value == "pca"
-    assert _key(at.selectbox, "projections.colour.2").value == "label"
+    assert by_key(at.selectbox, "projections.method").value == "pca"
+    assert by_key(at.selectbox, "projections.colour.2").value == "label"
     assert len(at.metric) > 0 and len(at.get("plotly_chart")) == 1
 
 
@@ -120,10 +102,10 @@ def test_side_by_side_with_another_dataset_over_the_same_items(db):
     with Store(db) as s:
         runs.compute_projection(s, 1, method="pca")
         runs.compute_projection(s, 2, method="pca")
-    at = _page("projections")
-    _key(at.selectbox, "projections.method").set_value("pca")
+    at = open_page("projections")
+    by_key(at.selectbox, "projections.method").set_value("pca")
     at.run()
-    _key(at.toggle, "projections.side_by_side").set_value(True)
+    by_key(at.toggle, "projections.side_by_side").set_value(True)
     at.run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2
@@ -131,10 +113,10 @@ def test_side_by_side_with_another_dataset_over_the_same_items(db):
 
 
 def test_compare_page_runs_and_shows_overlap(db):
-    at = _page("compare")
+    at = open_page("compare")
     assert not at.exception and at.title[0].value == "Compare"
-    assert _key(at.selectbox, "compare.other.1").value == 2  # the derived copy is proposed
-    _key(at.button, "compare.run").click()
+    assert by_key(at.selectbox, "compare.other.1").value == 2  # the derived copy is proposed
+    by_key(at.button, "compare.run").click()
     at.run()
     at = until(at, lambda a: len(a.metric) > 0)
     assert not at.exception
@@ -151,7 +133,7 @@ def test_compare_page_without_a_second_dataset_explains(tmp_path, monkeypatch):
     monkeypatch.setenv("EMBSCOPE_DB", str(path))
     with Store(path) as s:
         s.add_dataset(make_parsed(_data()[0]), name="only")
-    at = _page("compare")
+    at = open_page("compare")
     assert not at.exception
     assert any("second dataset" in i.value for i in at.info)
 
@@ -172,7 +154,7 @@ def test_missing_metadata_values_are_coloured_hovered_and_scored(tmp_path, monke
         runs.compute_projection(s, info.id, method="pca")
         labels = runs.load_labels(s, s.get_dataset(info.id), "tag")
     assert (labels >= 0).all() and len(np.unique(labels)) == 4  # t0, t1, t2 and missing
-    at = _page("projections", {"dataset": "1", "method": "pca", "color": "tag",
+    at = open_page("projections", {"dataset": "1", "method": "pca", "color": "tag",
                                "hover": ["score", "tag", "year"]})  # fmt: skip
     assert not at.exception, at.exception
     assert len(at.metric) > 0, "the stored projection and its scores are shown"
@@ -182,9 +164,9 @@ def test_missing_metadata_values_are_coloured_hovered_and_scored(tmp_path, monke
     # an empty value, not a failure (the JSON writes "<" as \u003c)
     assert "score: 0.5\\u003cbr" in spec and "score: \\u003cbr" in spec
     assert 'year: 2001"' in spec and "year: 2001.0" not in spec  # a year, not a float
-    at = _page("projections", {"dataset": "1", "method": "pca", "color": "year"})
+    at = open_page("projections", {"dataset": "1", "method": "pca", "color": "year"})
     assert not at.exception, at.exception
-    at = _page("projections", {"dataset": "1", "method": "pca", "color": "score"})
+    at = open_page("projections", {"dataset": "1", "method": "pca", "color": "score"})
     assert not at.exception, at.exception
     assert "no value" in at.get("plotly_chart")[0].proto.spec  # continuous: a grey layer
 
@@ -241,8 +223,8 @@ def test_compare_page_counts_shared_items_and_refuses_a_partner_without_them(db)
     with Store(db) as s:
         s.add_dataset(make_parsed(X, ids=[f"x{i}" for i in range(300)]), name="strangers")
         s.add_dataset(make_parsed(X[:200]), name="first rows")  # ids "0".."199"
-    at = _page("compare")
-    other = _key(at.selectbox, "compare.other.1")
+    at = open_page("compare")
+    other = by_key(at.selectbox, "compare.other.1")
     assert other.value == 2  # the derived copy, still
     labels = dict(zip([2, 3, 4], other.options, strict=True))  # as the page shows them
     assert labels[2].endswith("· 300 shared items") and labels[3].endswith("· 0 shared items")
@@ -252,7 +234,7 @@ def test_compare_page_counts_shared_items_and_refuses_a_partner_without_them(db)
     assert not at.exception
     assert any("strangers shares 0 items with points" in w.value for w in at.warning)
     assert not any(b.key == "compare.run" for b in at.button)  # nothing to start
-    _key(at.selectbox, "compare.other.1").set_value(4)
+    by_key(at.selectbox, "compare.other.1").set_value(4)
     at.run()
     assert not at.exception and not at.warning and any(b.key == "compare.run" for b in at.button)
     assert any("matched by row number" in c.value for c in at.caption)
@@ -266,16 +248,16 @@ def test_compare_page_proposes_the_dataset_sharing_the_most_items(tmp_path, monk
         s.add_dataset(make_parsed(X), name="a")
         s.add_dataset(make_parsed(X, ids=[f"x{i}" for i in range(300)]), name="same size, no ids")
         s.add_dataset(make_parsed(X[:100]), name="a's first 100")
-    at = _page("compare")
+    at = open_page("compare")
     assert not at.exception
-    assert _key(at.selectbox, "compare.other.1").value == 3
+    assert by_key(at.selectbox, "compare.other.1").value == 3
 
 
 def test_heat_geodesic_says_the_diffusion_time_it_chose(db):
     with Store(db) as s:
         p = runs.compute_projection(s, 1, method="heatgeo")
-    at = _page("projections")
-    _key(at.selectbox, "projections.method").set_value("heatgeo")
+    at = open_page("projections")
+    by_key(at.selectbox, "projections.method").set_value("heatgeo")
     at.run()
     assert not at.exception and len(at.metric) > 0
     said = f"Diffusion time τ = {p.chosen['tau']:.3g} (chosen by the time-entropy knee)"

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from embscope.app import access
 from embscope.core.errors import InvalidInputError
 from embscope.core.store import Store
-from tests.conftest import make_parsed, run_cli
+from tests.helpers import make_parsed, run_cli
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 SECRET = "quarterly-revenue-embeddings"  # a dataset name no unauthorised session may see

@@ -14,7 +14,7 @@ from embscope.core.compression import runs as crun
 from embscope.core.derive import save_derived_dataset
 from embscope.core.projections import runs
 from embscope.core.store import Store
-from tests.conftest import make_parsed
+from tests.helpers import by_key, make_parsed
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -56,10 +56,6 @@ def _open(page: str, query: dict) -> AppTest:
     return at.run()
 
 
-def _key(elements, key):
-    return next(e for e in elements if e.key == key)
-
-
 def _toasts(at: AppTest) -> list[str]:
     return [t.value.replace("\\", "") for t in at.toast]
 
@@ -82,12 +78,12 @@ def test_projections_link_restores_view_selection_and_partner(db):
     at = _open("projections", link)
     assert not at.exception
     assert at.sidebar.selectbox[0].value == 1
-    assert _key(at.selectbox, "projections.method").value == "pca"
-    assert _key(at.selectbox, "projections.metric.1").value == "l2"
-    assert _key(at.selectbox, "projections.colour.1").value == "label"
-    assert _key(at.multiselect, "projections.hover.1").value == ["note"]
-    assert _key(at.toggle, "projections.side_by_side").value is True
-    assert _key(at.selectbox, "projections.beside.1").value.startswith(beside)
+    assert by_key(at.selectbox, "projections.method").value == "pca"
+    assert by_key(at.selectbox, "projections.metric.1").value == "l2"
+    assert by_key(at.selectbox, "projections.colour.1").value == "label"
+    assert by_key(at.multiselect, "projections.hover.1").value == ["note"]
+    assert by_key(at.toggle, "projections.side_by_side").value is True
+    assert by_key(at.selectbox, "projections.beside.1").value.startswith(beside)
     assert len(at.get("plotly_chart")) == 2  # side by side
     # the selected item: its row listed, and its nearest neighbours
     assert any("1 selected point" in m.value for m in at.markdown)
@@ -102,10 +98,10 @@ def test_projections_link_restores_view_selection_and_partner(db):
     assert any("left out of it" in c.value for c in at.caption)
     at.session_state["embscope.projections.selection"] = {"dataset": 1, "rows": [7]}
     # a second run does not re-apply the link over the user's change
-    _key(at.selectbox, "projections.colour.1").set_value("note")
+    by_key(at.selectbox, "projections.colour.1").set_value("note")
     at.run()
     at.run()
-    assert _key(at.selectbox, "projections.colour.1").value == "note"
+    assert by_key(at.selectbox, "projections.colour.1").value == "note"
     assert at.query_params["color"] == "note"
 
 
@@ -117,11 +113,11 @@ def test_projections_link_to_a_method_not_computed_keeps_its_parameters(db):
     at = _open("projections", link)
     assert not at.exception and not at.toast
     assert at.sidebar.selectbox[0].value == 2
-    assert _key(at.number_input, "projections.umap.n_neighbors").value == 20
-    assert _key(at.number_input, "projections.umap.min_dist").value == pytest.approx(0.25)
-    assert _key(at.checkbox, "projections.umap.n_epochs.auto").value is False
-    assert _key(at.number_input, "projections.umap.n_epochs").value == 300
-    assert _key(at.number_input, "projections.seed").value == 7
+    assert by_key(at.number_input, "projections.umap.n_neighbors").value == 20
+    assert by_key(at.number_input, "projections.umap.min_dist").value == pytest.approx(0.25)
+    assert by_key(at.checkbox, "projections.umap.n_epochs.auto").value is False
+    assert by_key(at.number_input, "projections.umap.n_epochs").value == 300
+    assert by_key(at.number_input, "projections.seed").value == 7
     assert any(b.label == "Compute the UMAP projection" for b in at.button)
     assert at.query_params == link  # nothing lost while the projection is not computed
 
@@ -139,7 +135,7 @@ def test_projections_link_with_bad_values_is_ignored_with_toasts(db):
     for name in ("dataset=99", "method=tsne", "dims=7", "seed=-3", "p.bogus=1", "side=maybe"):
         assert any(name in t for t in toasts), (name, toasts)
     assert any(HOSTILE in t for t in toasts)  # shown as text (markdown-escaped), not HTML
-    assert _key(at.selectbox, "projections.method").value == "largevis"  # the defaults
+    assert by_key(at.selectbox, "projections.method").value == "largevis"  # the defaults
     written = at.query_params
     assert written["method"] == "largevis" and written["dims"] == "2"
     assert "token" not in written and "p.bogus" not in written and "item" not in written
@@ -158,20 +154,20 @@ def test_projection_parameters_past_their_bounds_are_ignored_with_toasts(db):
     for name in ("p.n_neighbors=2999", "p.negatives=25", "p.gamma=60"):
         assert any(name in t for t in toasts), (name, toasts)
     assert not any("samples_per_point" in t for t in toasts)
-    assert _key(at.number_input, "projections.largevis.n_neighbors").value <= 200
-    assert _key(at.number_input, "projections.largevis.negatives").value == 5
-    assert _key(at.checkbox, "projections.largevis.samples_per_point.auto").value is True
+    assert by_key(at.number_input, "projections.largevis.n_neighbors").value <= 200
+    assert by_key(at.number_input, "projections.largevis.negatives").value == 5
+    assert by_key(at.checkbox, "projections.largevis.samples_per_point.auto").value is True
 
 
 def test_neighbours_link_runs_its_query_on_open(db):
     link = {"dataset": "1", "k": "5", "metric": "l2", "backend": "exact", "ef": "64", "row": "12"}
     at = _open("neighbours", link)
     assert not at.exception and not at.toast
-    assert _key(at.number_input, "neighbours.k").value == 5
-    assert _key(at.selectbox, "neighbours.metric").value == "l2"
-    assert _key(at.selectbox, "neighbours.backend").value == "exact"
-    assert _key(at.radio, "neighbours.item_how").value == "row"
-    assert _key(at.number_input, "neighbours.row").value == 12
+    assert by_key(at.number_input, "neighbours.k").value == 5
+    assert by_key(at.selectbox, "neighbours.metric").value == "l2"
+    assert by_key(at.selectbox, "neighbours.backend").value == "exact"
+    assert by_key(at.radio, "neighbours.item_how").value == "row"
+    assert by_key(at.number_input, "neighbours.row").value == 12
     exact = at.dataframe[-1].value
     assert len(exact) == 5 and 12 not in exact["row"].tolist()
     assert any("row 12 (id p12)" in m.value.replace("\\", "") for m in at.markdown)
@@ -180,14 +176,14 @@ def test_neighbours_link_runs_its_query_on_open(db):
     # by id, and the id is written back
     at = _open("neighbours", {"dataset": "1", "id": "p42"})
     assert not at.exception and not at.toast
-    assert _key(at.text_input, "neighbours.id").value == "p42"
+    assert by_key(at.text_input, "neighbours.id").value == "p42"
     assert any("p42" in m.value.replace("\\", "") for m in at.markdown if "Query" in m.value)
     assert at.query_params["id"] == "p42" and at.query_params["find"] == "id"
     # a metadata search is kept in the link too
     at = _open("neighbours", {"dataset": "1", "search": "p4"})
     assert not at.exception and not at.toast
-    assert _key(at.text_input, "neighbours.search").value == "p4"
-    assert "p4" in _key(at.selectbox, "neighbours.pick.p4").options[0]
+    assert by_key(at.text_input, "neighbours.search").value == "p4"
+    assert "p4" in by_key(at.selectbox, "neighbours.pick.p4").options[0]
     assert at.query_params["search"] == "p4"
 
 
@@ -210,18 +206,18 @@ def test_compression_link_restores_codecs_and_settings(db, monkeypatch):
     }  # fmt: skip
     at = _open("compression", link)
     assert not at.exception and not at.toast
-    assert _key(at.selectbox, "compression.metric.1").value == "l2"
-    assert _key(at.number_input, "compression.queries.1").value == 50
-    assert _key(at.number_input, "compression.k").value == 5
-    assert _key(at.number_input, "compression.rescore").value == 2
-    assert _key(at.multiselect, "compression.codecs.1.l2").value == ["int8", "pca:4"]
+    assert by_key(at.selectbox, "compression.metric.1").value == "l2"
+    assert by_key(at.number_input, "compression.queries.1").value == 50
+    assert by_key(at.number_input, "compression.k").value == 5
+    assert by_key(at.number_input, "compression.rescore").value == 2
+    assert by_key(at.multiselect, "compression.codecs.1.l2").value == ["int8", "pca:4"]
     assert _has_copy_button(at)
     assert at.query_params == link
     # bad codecs are dropped one by one; a binary code cannot serve l2
     at = _open("compression", {**link, "codecs": "int8,pq:0,binary,<b>x</b>", "k": "0"})
     assert not at.exception
     assert len(_toasts(at)) == 4, _toasts(at)
-    assert _key(at.multiselect, "compression.codecs.1.l2").value == ["int8"]
+    assert by_key(at.multiselect, "compression.codecs.1.l2").value == ["int8"]
     assert at.query_params["codecs"] == "int8" and at.query_params["k"] == "10"
 
 
@@ -248,15 +244,15 @@ def test_compare_link_restores_partner_k_and_layouts(db):
             "layout_b": fp}  # fmt: skip
     at = _open("compare", link)
     assert not at.exception and not at.toast
-    assert _key(at.selectbox, "compare.other.1").value == 2
-    assert _key(at.number_input, "compare.k").value == 7
-    assert _key(at.selectbox, "compare.metric.1").value == "l2"
+    assert by_key(at.selectbox, "compare.other.1").value == 2
+    assert by_key(at.number_input, "compare.k").value == 7
+    assert by_key(at.selectbox, "compare.metric.1").value == "l2"
     assert _has_copy_button(at)
     assert at.query_params == link  # kept while the comparison waits for its button
     at = _open("compare", {"dataset": "1", "other": "1", "k": "x", "layout_a": "abcdef01"})
     assert not at.exception
     assert len(_toasts(at)) == 3, _toasts(at)
-    assert _key(at.selectbox, "compare.other.1").value == 2  # the proposed partner
+    assert by_key(at.selectbox, "compare.other.1").value == 2  # the proposed partner
 
 
 def test_geometry_link_restores_options(db, monkeypatch):
@@ -264,11 +260,11 @@ def test_geometry_link_restores_options(db, monkeypatch):
             "compare": "2", "transform": "whiten", "preview": "1"}  # fmt: skip
     at = _open("geometry", link)
     assert not at.exception and not at.toast
-    assert _key(at.number_input, "geometry.k").value == 7
-    assert _key(at.selectbox, "geometry.metric").value == "l2"
-    assert _key(at.multiselect, "geometry.compare").value == [2]
-    assert _key(at.selectbox, "geometry.transform").value == "whiten"
-    assert _key(at.toggle, "geometry.preview").value is True
+    assert by_key(at.number_input, "geometry.k").value == 7
+    assert by_key(at.selectbox, "geometry.metric").value == "l2"
+    assert by_key(at.multiselect, "geometry.compare").value == [2]
+    assert by_key(at.selectbox, "geometry.transform").value == "whiten"
+    assert by_key(at.toggle, "geometry.preview").value is True
     assert any(b.key == "geometry.save_derived" for b in at.button)
     assert _has_copy_button(at)
     assert at.query_params == link
@@ -322,7 +318,7 @@ def test_link_readers_refuse_odd_text():
 def test_going_to_another_page_and_back_keeps_the_view(db):
     link = {"dataset": "1", "method": "pca", "metric": "l2", "color": "note", "item": "p3"}
     at = _open("projections", link)
-    assert _key(at.selectbox, "projections.colour.1").value == "note"
+    assert by_key(at.selectbox, "projections.colour.1").value == "note"
     written = dict(at.query_params)
     at.switch_page("../pages/neighbours.py")
     at.query_params = {}  # the browser drops the address's parameters on a page change
@@ -332,8 +328,8 @@ def test_going_to_another_page_and_back_keeps_the_view(db):
     at.query_params = {}
     at.run()
     assert not at.exception and not at.toast
-    assert _key(at.selectbox, "projections.method").value == "pca"
-    assert _key(at.selectbox, "projections.colour.1").value == "note"
+    assert by_key(at.selectbox, "projections.method").value == "pca"
+    assert by_key(at.selectbox, "projections.colour.1").value == "note"
     assert at.query_params == written
     # the selection is shared with other pages: one made elsewhere is not undone on return
     at.switch_page("../pages/compare.py")
@@ -361,7 +357,7 @@ def test_going_to_another_page_and_back_keeps_the_view(db):
 
 def test_open_in_neighbours_goes_by_a_link(db):
     at = _open("projections", {"dataset": "1", "method": "pca", "metric": "l2", "item": "p7"})
-    _key(at.button, "projections.open_neighbours").click()
+    by_key(at.button, "projections.open_neighbours").click()
     at.run()
     assert not at.exception and at.title[0].value == "Neighbours"
     assert any("row 7 (id p7)" in m.value.replace("\\", "") for m in at.markdown)

@@ -25,7 +25,7 @@ from embscope.core.compression import (
 )
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.index import exact_knn
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed
 
 N_DB, N_Q, D = 20_000, 1_000, 384
 

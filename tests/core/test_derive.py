@@ -8,7 +8,7 @@ import pytest
 
 from embscope.core.derive import save_derived_dataset
 from embscope.core.errors import InvalidInputError
-from tests.conftest import make_parsed, snapshot
+from tests.helpers import make_parsed, snapshot
 
 
 def test_derived_dataset_keeps_items_and_records_lineage(store):

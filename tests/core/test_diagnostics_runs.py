@@ -12,7 +12,7 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.graph import find_graph
 from embscope.core.neighbours import NeighbourService
 from embscope.core.store import Store
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed
 
 
 def _clusters(n=1500, d=32, seed=0):

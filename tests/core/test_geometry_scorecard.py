@@ -21,7 +21,7 @@ from embscope.core.geometry.scorecard import (
 )
 from embscope.core.graph import build_knn_graph, get_or_build_graph
 from embscope.core.store import Store
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -17,7 +17,7 @@ from embscope.core.graph import (
     measure_recall,
     recall_at_k,
 )
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed
 
 
 def _blobs(n=1500, d=16, seed=0):

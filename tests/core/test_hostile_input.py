@@ -42,7 +42,7 @@ from embscope.core.ingest import text_tables as ingest_text
 from embscope.core.ingest.limits import ReadBudget, available_memory
 from embscope.core.ingest.numpy_files import CappedReader
 from embscope.core.store import Store
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 2**20

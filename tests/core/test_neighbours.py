@@ -15,7 +15,7 @@ from embscope.core.graph import build_knn_graph
 from embscope.core.ingest import from_arrays
 from embscope.core.neighbours import NeighbourService
 from embscope.core.store import Store
-from tests.conftest import make_parsed
+from tests.helpers import make_parsed
 
 
 def _blobs(n=1200, d=24, seed=0):

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 import embscope.core.store
 from embscope.core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
 from embscope.core.store import Store, resolve_db_path
-from tests.conftest import make_parsed, snapshot
+from tests.helpers import make_parsed, snapshot
 
 HOSTILE = [
     "'; DROP TABLE datasets; --",

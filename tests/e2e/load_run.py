@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tests.e2e import load_helpers as lh
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 K = 10  # neighbours per query, as the Neighbours page shows them by default
 STEP_MS = 60_000  # a generous ceiling for any one step on two shared cores

@@ -751,9 +751,9 @@ class Server:
     """`embscope serve` on a free loopback port (its pid is Streamlit's: serve execs it)."""
 
     def __init__(self, world: World, name: str):
-        from tests.e2e.conftest import _free_port
+        from tests.e2e.server import free_port
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(world.tmp / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -765,9 +765,9 @@ class Server:
         )
 
     def wait(self) -> Server:
-        from tests.e2e.conftest import _wait_http
+        from tests.e2e.server import wait_http
 
-        _wait_http(self.url, self.proc)
+        wait_http(self.url, self.proc)
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -787,7 +787,7 @@ def test_server_killed_during_a_projection_job(world: World, browser) -> None:
     SIGKILLed while its projection job runs loses nothing, and the next server shows the job
     as interrupted and runs it again from the page."""
     from embscope.core.projections import runs
-    from tests.e2e.conftest import screenshot, wait_for_app
+    from tests.e2e.server import screenshot, wait_for_app
 
     rng = random.Random(SEED + 4)
     seed = 1000 + rng.randrange(1000)  # a projection no other test computed

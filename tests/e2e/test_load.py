@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import load_helpers as lh
-from tests.e2e.conftest import running_server
 from tests.e2e.load_run import LoadPlan, Run, Session, button_matching, heading, report
+from tests.e2e.server import running_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from embscope.core.store import Store
-from tests.conftest import make_parsed
-from tests.e2e.conftest import running_server, screenshot, wait_for_app
+from tests.e2e.server import running_server, screenshot, wait_for_app
+from tests.helpers import make_parsed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
