@@ -43,7 +43,7 @@ def _resolved(configured: str, cwd: str) -> str:
 def get_store(path: str | None = None) -> Store:
     """The process's :class:`core.store.Store` for ``path`` (default :func:`db_path`).
 
-    One database object per process (DESIGN.md); the store hands each thread its own cursor.
+    One database object per process (ARCHITECTURE.md); the store hands each thread its own cursor.
     """
     key = path or db_path()
     found = _stores.get(key)

@@ -3,7 +3,7 @@
 Run (from the repository root, so ``core`` imports):
 `.venv/bin/python bench/bench_heatgeo.py [--sizes 500,2000,5000] [--no-reference]`
 
-Data: the Swiss roll of heatgeo's experiments (``SwissRollStretch``, science.md §3.8: width 5,
+Data: the Swiss roll of heatgeo's experiments (``SwissRollStretch``, docs/science.md §3.8: width 5,
 noise 0.05, seed 42), whose true geodesics are the Euclidean distances of (arc length, height).
 Both sides use the paper's settings: knn = 10, tau = "auto", 2-D. The reference runs
 ``HeatGeo(knn=10, tau="auto", order=32, n_pca=None, filter_method="mar").fit_transform(X)``
@@ -16,7 +16,7 @@ timed on its own for the distance-matrix column.
 Every (method, size) runs in a fresh subprocess (``--worker``) so that its peak memory is its
 own: "peak MB" is the growth of the maximum resident set size over the timed call (data,
 imports and, for ours, numba's one-time compile / cache load excluded: a warm-up call on 300
-points runs first). Scores (science.md §5(a), heatgeo's ``knn_methods.py::corrs``): the mean
+points runs first). Scores (docs/science.md §5(a), heatgeo's ``knn_methods.py::corrs``): the mean
 over rows of the per-row Spearman correlation with the true geodesics, of the distance matrix
 ("dist rho") and of the 2-D layout's Euclidean distances ("2-D rho"); above 2,000 points on
 1,000 seeded rows against all columns. "ratio" is the reference's seconds over ours (layout).

@@ -8,7 +8,7 @@ dimensions.
 * **kNN overlap** (Emblaze, Embedding Comparator): for every item, how many of its k nearest
   neighbours in A are also among its k nearest neighbours in B. Reported per item as the
   Jaccard index ``|N_A ∩ N_B| / |N_A ∪ N_B|`` and as the recall-style overlap
-  ``|N_A ∩ N_B| / k`` (science.md §5's kNN preservation; two random lists share ``k / (n - 1)``
+  ``|N_A ∩ N_B| / k`` (docs/science.md §5's kNN preservation; two random lists share ``k / (n - 1)``
   of their members on average).
 * **Linear CKA** (Kornblith, Norouzi, Lee, Hinton, ICML 2019): the similarity of the two
   centred Gram matrices, one number in [0, 1], invariant to rotations and isotropic scaling
@@ -71,7 +71,7 @@ MIN_MATCHED = 3
 # n * (d_a + d_b)^2 in float64, about 1 s at 10,000 x 384 on one core.
 CKA_SAMPLE = 10_000
 # compare_spaces searches neighbours exactly up to this many items and with the shared graph's
-# fast method (cell-pruned sgemm, recall >= 0.98) above; science.md §0.1.
+# fast method (cell-pruned sgemm, recall >= 0.98) above; docs/science.md §0.1.
 EXACT_MAX_N = 20_000
 # The quantiles a comparison reports of its per-item scores.
 QUANTILES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)

@@ -6,10 +6,10 @@ Three measurements, all against exact search (:func:`core.index.exact_knn`) as g
   beam ``ef`` grows (the speed/accuracy dial every vector database exposes).
 * :func:`per_query_recall_vs_lid` — which queries lose recall: per-query recall against the
   query's local intrinsic dimension (Elliott & Clark, ICTIR 2024: recall falls as LID rises,
-  science.md §8.3, so the Spearman correlation is expected to be negative).
+  docs/science.md §8.3, so the Spearman correlation is expected to be negative).
 * :func:`insertion_order_experiment` — the same data indexed in different insertion orders
   (random, by LID, cluster by cluster); inserting low-ID clusters first can cost the later,
-  high-ID clusters much of their recall (science.md §8.4b).
+  high-ID clusters much of their recall (docs/science.md §8.4b).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class RecallLid:
     spearman_rho : float
         Spearman rank correlation of recall and LID over the queries with a defined LID;
         NaN when fewer than 3 such queries or when either side is constant (for example
-        every query at recall 1.0). Expected negative (science.md §8.3).
+        every query at recall 1.0). Expected negative (docs/science.md §8.3).
     spearman_p : float
         Two-sided p-value of ``spearman_rho`` (NaN alongside it).
     n_used : int
@@ -442,7 +442,7 @@ def per_query_recall_vs_lid(
     ef : int, optional
         One of ``curve.ef``; default the smallest, where recall varies most.
     lid_k : int
-        Neighbours for LID (science.md §7.3).
+        Neighbours for LID (docs/science.md §7.3).
 
     Returns
     -------
@@ -552,11 +552,11 @@ def insertion_order_experiment(
     seed: int = 0,
     progress: ProgressFn | None = None,
 ) -> OrderExperiment:
-    """Recall of HNSW indexes of the same points inserted in different orders (science.md §8.4b).
+    """Recall of HNSW indexes of the same points inserted in different orders (docs/science.md §8.4b).
 
     ``n_queries`` seeded random rows are held out as queries; every order indexes the remaining
     (base) rows with the same parameters and seed, **single-threaded** so that the order is the
-    only difference (science.md §0.2). Ground truth is exact search over the base rows.
+    only difference (docs/science.md §0.2). Ground truth is exact search over the base rows.
 
     Orders:
 
@@ -579,7 +579,7 @@ def insertion_order_experiment(
     orders : sequence of str
         Names from :data:`ORDERS`.
     M, ef_construction : int
-        HNSW parameters (the defaults are the ones where order matters, science.md §8.4b).
+        HNSW parameters (the defaults are the ones where order matters, docs/science.md §8.4b).
     efs : sequence of int
         Search beams to measure (sorted, duplicates dropped).
     k : int

@@ -1,4 +1,4 @@
-"""The one shared k-nearest-neighbour graph every consumer reads (science.md §0.1).
+"""The one shared k-nearest-neighbour graph every consumer reads (docs/science.md §0.1).
 
 UMAP, LargeVis, heat-geodesic, TwoNN/MLE/LID, hubness and the projection quality scores do
 not compute neighbours: they take ``graph.head(k)`` of one :class:`KnnGraph` per
@@ -137,7 +137,7 @@ class KnnGraph:
 
         Returns exactly ``n_neighbors`` columns (default ``k + 1``): the point itself, then
         its ``n_neighbors - 1`` nearest neighbours. umap-learn silently uses every column it
-        is given below 4,096 points, so the width must be exact (science.md §0.1).
+        is given below 4,096 points, so the width must be exact (docs/science.md §0.1).
         """
         width = self.k + 1 if n_neighbors is None else int(n_neighbors)
         if width < 2 or width > self.k + 1:

@@ -507,7 +507,7 @@ class HnswIndex:
             "ef_construction": self.ef_construction,
             "ef": self.ef,
             "build_seconds": self.build_seconds,
-            # science.md 8.1: vectors plus 2M links on layer 0, plus the upper layers.
+            # docs/science.md 8.1: vectors plus 2M links on layer 0, plus the upper layers.
             "bytes_estimate": int(
                 n * (4 * (self.dim or 0) + 4 * 2 * self.M + 16) * (1 + 1 / self.M)
             ),

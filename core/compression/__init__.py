@@ -2,7 +2,7 @@
 projection, truncation, DCT) and their evaluation against exact float32 search.
 
 Codecs are made from spec strings (:func:`parse_codec_spec`, a CLI contract) and evaluated
-with :func:`evaluate_codecs` (science.md §4).
+with :func:`evaluate_codecs` (docs/science.md §4).
 """
 
 from embscope.core.compression.base import Codec, Codes, exact_scores, rerank_exact, search_rescored

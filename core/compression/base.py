@@ -12,7 +12,7 @@ Scoring is asymmetric wherever the method is: the float query meets the compress
 (dequantised scalar/LVQ codes, PQ lookup tables, projected databases); only the Hamming
 variant encodes the query too. :meth:`Codec.search` keeps memory bounded by scoring the
 database in row chunks and merging running top-k lists, with ties broken by the smaller
-row number (science.md §0.2), so results never depend on the chunking.
+row number (docs/science.md §0.2), so results never depend on the chunking.
 """
 
 from __future__ import annotations
@@ -507,7 +507,7 @@ def rerank_exact(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-rank candidate rows with full-precision vectors and keep the best ``k``.
 
-    The second stage of two-stage search (science.md §4.1): candidates come from the
+    The second stage of two-stage search (docs/science.md §4.1): candidates come from the
     compressed score, their order from float32.
 
     Parameters

@@ -1,12 +1,12 @@
 """What each compression costs: recall against exact search, rank fidelity, size and time.
 
-Protocol (science.md §4.1). A seeded sample of rows of ``X`` are the queries.
+Protocol (docs/science.md §4.1). A seeded sample of rows of ``X`` are the queries.
 
 * ``held_out=False`` (default): the database is all of ``X``; each query is excluded from
   its own results (by row: an identical duplicate elsewhere stays a neighbour). Codecs are
   fitted on everything, as they would be when the dataset is compressed.
 * ``held_out=True``: the query rows are removed from the database, and codecs never see
-  them (the protocol of science.md §4.3's synthetic table).
+  them (the protocol of docs/science.md §4.3's synthetic table).
 
 Ground truth is exact float32 search (:func:`core.index.exact_knn`, ties by row). For each
 codec: ``recall@k`` of the compressed top-k; ``recall@100`` when the database has at least
@@ -17,7 +17,7 @@ database side compressed, as in search); and per query the neighbourhood overlap
 ``|kNN_compressed ∩ kNN_exact| / k`` — the query's own recall, i.e. where compression hurts,
 for the rows ``CompressionReport.query_rows`` of ``X`` (colour those points of a projection).
 
-Geometry: IsoScore and effective rank (science.md §6.1, §6.4) of the compressed copy — the
+Geometry: IsoScore and effective rank (docs/science.md §6.1, §6.4) of the compressed copy — the
 vectors a saved copy holds (:func:`compressed_vectors`) — on a seeded sample of database rows,
 beside the same scores of the float32 vectors (prepared for the metric) on the same rows. A
 codec can keep recall and still change the space's shape: PCA-k concentrates variance, binary

@@ -1,6 +1,6 @@
 """Quantisers: float16, scalar int8, LVQ, LeanVec-ID, binary and product quantisation.
 
-Definitions follow science.md §4.2:
+Definitions follow docs/science.md §4.2:
 
 * **int8** (per-dimension min/max from the fitted data): ``step = (max − min)/255``,
   ``code = clip(round((x − min)/step), 0, 255)``, scored dequantised ``x̂ = min + code·step``

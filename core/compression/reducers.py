@@ -1,14 +1,14 @@
 """Dimension reducers: PCA-k, Gaussian random projection, Matryoshka truncation, DCT-k.
 
-Each keeps ``k`` float32 numbers per vector (``4k`` bytes, science.md §4.1) and scores the
+Each keeps ``k`` float32 numbers per vector (``4k`` bytes, docs/science.md §4.1) and scores the
 float query in the reduced space:
 
 * **PCA-k** scores the *uncentred* query against the projected centred database,
   ``(P q)·(P(x − μ)) + q·μ`` = ``q · x̂`` with the reconstruction ``x̂ = μ + Pᵀ P(x − μ)``.
-  Centring the query as well drops a per-item term and costs recall (science.md §4.2:
+  Centring the query as well drops a per-item term and costs recall (docs/science.md §4.2:
   0.675 instead of 0.833 at k = 192). For ``l2`` it is minus ``‖q − x̂‖²``.
 * **Random projection** (Gaussian, N(0, 1/k) entries, seeded) and **truncation** (first k
-  coordinates) re-normalise the reduced vectors for ``cosine`` (science.md §4.2: recall@10
+  coordinates) re-normalise the reduced vectors for ``cosine`` (docs/science.md §4.2: recall@10
   0.667 with, 0.390 without at k = 192).
 * **DCT-k** keeps the first k coefficients of the orthonormal DCT-II (``scipy.fft.dct``,
   ``norm="ortho"``); not re-normalised unless asked (the reference table does not). With

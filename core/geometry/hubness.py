@@ -1,4 +1,4 @@
-"""Hubness: how unevenly points appear in each other's neighbour lists (science.md §6.5).
+"""Hubness: how unevenly points appear in each other's neighbour lists (docs/science.md §6.5).
 
 In high dimensions a few points ("hubs") are among the k nearest neighbours of very many
 others while many ("anti-hubs") are nobody's neighbour (Radovanović et al., JMLR 2010). Hubs
@@ -122,7 +122,7 @@ def hubness(indices: Any, *, top: int = HUBS_TOP) -> Hubness:
     """Hubness of a k-NN graph: the k-occurrence, its skewness, the hubs and anti-hubs.
 
     Within a dataset the queries are the points themselves (self excluded), so the mean of
-    ``N_k`` is exactly k (science.md §6.5). Skewness grows with the dimension: iid Gaussian,
+    ``N_k`` is exactly k (docs/science.md §6.5). Skewness grows with the dimension: iid Gaussian,
     N = 5,000, k = 10: -0.28 at d = 3, 2.2 at d = 20, 5.5 at d = 100.
 
     Parameters

@@ -1,4 +1,4 @@
-"""Intrinsic dimension estimators (science.md §7) and exact duplicate detection.
+"""Intrinsic dimension estimators (docs/science.md §7) and exact duplicate detection.
 
 The distance-ratio estimators here (:func:`twonn`, :func:`mle_dimension`,
 :func:`local_intrinsic_dimension`) take neighbour distances from ``graph.head(k)`` of the one
@@ -50,7 +50,7 @@ __all__ = [
     "twonn",
 ]
 
-# Neighbours per point for LID (science.md §0.1, §7.3).
+# Neighbours per point for LID (docs/science.md §0.1, §7.3).
 LID_K = 20
 # Neighbours per point for the Levina–Bickel MLE: scikit-dimension's ``MLE._N_NEIGHBORS``.
 MLE_K = 20
@@ -172,7 +172,7 @@ def local_intrinsic_dimension(
     """Local intrinsic dimensionality of every point, the MLE of Amsaleg et al. (KDD 2015).
 
     ``LID(x) = -[(1/k) sum_{i=1..k} ln(r_i / r_k)]^{-1}``, where ``r_i`` is the distance from
-    ``x`` to its i-th nearest other point (science.md §7.3). The divisor is k, not k - 1, so
+    ``x`` to its i-th nearest other point (docs/science.md §7.3). The divisor is k, not k - 1, so
     the value is k/(k-1) times the Levina–Bickel pointwise MLE.
 
     Duplicates are handled per point: zero distances are left out of the sum, and the divisor
@@ -194,7 +194,7 @@ def local_intrinsic_dimension(
         Only the first ``k`` columns are read. They must be true metric distances
         (``l2`` or ``cosine``); tiny negative rounding errors are taken as 0.
     k : int
-        Neighbours per point, 2 <= k <= m. 20 is usual (science.md §0.1).
+        Neighbours per point, 2 <= k <= m. 20 is usual (docs/science.md §0.1).
     metric : {"l2", "cosine"}, optional
         What the distances are. Default: a KnnGraph's own metric, else ``"l2"`` (distances
         taken as Euclidean). For ``"cosine"`` (``1 - cos``) the estimate is computed on the
@@ -369,7 +369,7 @@ def twonn(distances: Any, *, discard_fraction: float = 0.1, metric: str | None =
     """TwoNN intrinsic dimension from each point's two nearest-neighbour distances.
 
     ``mu = r2 / r1`` follows a Pareto(1, d) law on a locally uniform d-dimensional manifold,
-    so ``-log(1 - F(mu)) = d log(mu)``. As scikit-dimension 0.5.0 ``TwoNN()`` (science.md
+    so ``-log(1 - F(mu)) = d log(mu)``. As scikit-dimension 0.5.0 ``TwoNN()`` (docs/science.md
     §7.1): the N ratios are sorted, the largest ``discard_fraction`` of them discarded, the
     empirical ``F`` is ``i / N``, and the line is fitted through the origin. On the same
     distances the result equals ``skdim.id.TwoNN(dist=True)`` (and ``method="mle"`` for
@@ -473,7 +473,7 @@ def mle_dimension(
     Pointwise ``m_k(x) = (k - 1) / sum_{j=1..k} log(r_k / r_j)`` over the first ``k``
     neighbour distances (the j = k term is 0), aggregated with the harmonic mean
     ``1 / mean(1 / m_k(x))`` (MacKay–Ghahramani; skdim's ``comb="mle"``), the mean or the
-    median (science.md §7.2). On duplicate-free distances it equals
+    median (docs/science.md §7.2). On duplicate-free distances it equals
     ``skdim.id.MLE().fit(X, precomputed_knn_arrays=(distances, indices))``.
 
     Duplicates: skdim takes ``log(r_k / 0) = inf``, so a single duplicate pair gives two
@@ -580,7 +580,7 @@ def diffusion_spectral_entropy(
 ) -> float:
     """Diffusion spectral entropy (Liao, Liu et al. 2023), exact eigenvalues.
 
-    As the reference ``dse.diffusion_spectral_entropy`` (science.md §7.5): Gaussian kernel
+    As the reference ``dse.diffusion_spectral_entropy`` (docs/science.md §7.5): Gaussian kernel
     ``G = exp(-D^2 / (2 sigma^2))`` on Euclidean distances, symmetric degree normalisation
     ``K = Deg^{-1/2} G Deg^{-1/2}`` (the spectrum of the diffusion operator
     ``P = Deg^{-1} G``), ``lambda = |eig(K)|^t``, ``p = lambda / sum(lambda) + eps`` and

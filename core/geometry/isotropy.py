@@ -1,4 +1,4 @@
-"""Isotropy of an embedding space: how evenly the vectors use their dimensions (science.md §6).
+"""Isotropy of an embedding space: how evenly the vectors use their dimensions (docs/science.md §6).
 
 Four scores, each answering a different question, plus the PCA spectrum:
 
@@ -140,7 +140,7 @@ def isoscore(X: Any) -> float:
     """IsoScore (Rudman, Gillman, Rayne, Eickhoff, Findings of ACL 2022).
 
     A numpy port of ``IsoScore.IsoScore`` from the PyPI package ``isoscore`` 2.0.1
-    (science.md §6.1), which needs torch: with ``lambda`` the singular values of the unbiased
+    (docs/science.md §6.1), which needs torch: with ``lambda`` the singular values of the unbiased
     covariance (its eigenvalues), ``lambda_hat = lambda sqrt(d) / ||lambda||``, the isotropy
     defect ``delta = ||lambda_hat - 1|| / sqrt(2 (d - sqrt d))`` and
     ``IsoScore = ((d - delta^2 (d - sqrt d))^2 - d) / (d (d - 1))``.
@@ -187,7 +187,7 @@ def unit_sum(X: np.ndarray) -> tuple[np.ndarray, float, int]:
 def average_cosine(X: Any) -> float:
     """Mean cosine similarity over all ordered pairs of different rows (Ethayarajh 2019).
 
-    Exact in O(n d), no sampling (science.md §6.2): with ``u_i = x_i / ||x_i||``,
+    Exact in O(n d), no sampling (docs/science.md §6.2): with ``u_i = x_i / ||x_i||``,
     ``A = (||sum_i u_i||^2 - sum_i ||u_i||^2) / (N (N - 1))``, which equals the mean of
     ``cos(x_i, x_j)`` over ``i != j`` (``sum ||u_i||^2`` is N up to rounding).
 
@@ -242,11 +242,11 @@ def partition_isotropy(X: Any, *, normalise: bool = False) -> float:
 
     ``I = min_c Z(c) / max_c Z(c)`` with ``Z(c) = sum_i exp(c . x_i)``, taking ``c`` over the
     eigenvectors of ``X.T @ X`` (the right singular vectors of X), as Mu & Viswanath
-    approximate the minimum and maximum over the unit sphere (science.md §6.3). Computed as
+    approximate the minimum and maximum over the unit sphere (docs/science.md §6.3). Computed as
     ``exp(min log Z - max log Z)`` with a streaming log-sum-exp, so it never overflows. 1
     means isotropic; values near 0 mean one direction dominates.
 
-    Choices (implementations differ; these match the reference values of science.md §6.3):
+    Choices (implementations differ; these match the reference values of docs/science.md §6.3):
 
     * the data are **not centred**: a common offset is exactly what this score should see
       (N(3*1, I_50) gives about 5e-10);
@@ -313,7 +313,7 @@ def effective_rank(X: Any, *, values: str = "singular") -> float:
     """Effective rank (Roy & Vetterli, EUSIPCO 2007) of the centred data.
 
     ``erank = exp(H(p))`` with ``p_k = s_k / sum_j s_j`` and ``H = -sum p log p``
-    (science.md §6.4). Exactly k for k equal values and the rest 0; at most
+    (docs/science.md §6.4). Exactly k for k equal values and the rest 0; at most
     ``min(n - 1, d)``.
 
     Parameters
@@ -352,7 +352,7 @@ class PcaSpectrum:
         Running sum of ``variance_ratio`` (ends at 1).
     n90, n95, n99 : int
         Fewest components whose cumulative ratio reaches 0.90, 0.95, 0.99
-        (``min{k : sum_{i<=k} lambda_i / sum lambda >= alpha}``, science.md §7.4).
+        (``min{k : sum_{i<=k} lambda_i / sum lambda >= alpha}``, docs/science.md §7.4).
     participation_ratio : float
         ``(sum lambda)^2 / sum lambda^2``: k for k equal variances.
     """
@@ -384,7 +384,7 @@ def pca_spectrum_from_eigenvalues(eigenvalues: np.ndarray, *, n: int) -> PcaSpec
 
 
 def pca_spectrum(X: Any) -> PcaSpectrum:
-    """Explained-variance spectrum of the centred rows of ``X`` (science.md §7.4).
+    """Explained-variance spectrum of the centred rows of ``X`` (docs/science.md §7.4).
 
     Linear estimates of dimension: they count the dimensions of the linear span the data
     occupy (a 5-sphere counts 6, a Swiss roll 3), where the neighbour-based estimators of

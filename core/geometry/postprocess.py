@@ -99,7 +99,7 @@ def all_but_the_top(X: Any, *, n_components: int | None = None) -> np.ndarray:
     ``Y = Xc - (Xc U) U^T`` with ``Xc = X - mean`` and ``U`` the top ``D`` principal
     directions of ``Xc``. The few dominant directions that carry a common, mostly
     frequency-related component are removed, which raises IsoScore and brings the average
-    cosine to 0 (science.md §6.3).
+    cosine to 0 (docs/science.md §6.3).
 
     Parameters
     ----------

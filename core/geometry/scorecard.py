@@ -69,7 +69,7 @@ __all__ = [
 KIND = "scorecard"
 # Bump when any score changes, so stored scorecards are recomputed.
 SCORECARD_CODE_VERSION = 1
-# Neighbours per point for the MLE and LID (science.md §0.1: "first k=20 columns").
+# Neighbours per point for the MLE and LID (docs/science.md §0.1: "first k=20 columns").
 ID_K = LID_K
 
 SCORES: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""Heat-geodesic distances and layouts (Huguet et al., NeurIPS 2023; science.md §3).
+"""Heat-geodesic distances and layouts (Huguet et al., NeurIPS 2023; docs/science.md §3).
 
 The method, as the reference package ``heatgeo`` 0.0.1 does it:
 
@@ -18,7 +18,7 @@ The method, as the reference package ``heatgeo`` 0.0.1 does it:
 **Saturation.** With ``sigma = 0`` no distance exceeds ``d_sat = sqrt(4 tau ln 1e16)
 ~ sqrt(147.4 tau)`` (:func:`saturation_distance`): every pair whose ``H_ij`` underflows 1e-16 --
 in particular every pair more than ``order`` graph hops apart, where the polynomial is exactly
-zero -- ties at ``d_sat``. Those ties rank well in a distance matrix (science.md §3.8), but asked
+zero -- ties at ``d_sat``. Those ties rank well in a distance matrix (docs/science.md §3.8), but asked
 to place them all at one distance, MDS crumples a long manifold: on the 5,000-point Swiss roll
 the reference's distance matrix scores a geodesic Spearman of 0.85 and its 2-D layout 0.76
 (bench/bench_heatgeo.py).

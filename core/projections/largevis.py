@@ -1,4 +1,4 @@
-"""LargeVis (Tang, Liu, Zhang, Mei, WWW 2016) on the shared neighbour graph (science.md §1).
+"""LargeVis (Tang, Liu, Zhang, Mei, WWW 2016) on the shared neighbour graph (docs/science.md §1).
 
 Our own implementation of the paper and of the authors' C++ (``LargeVis.cpp``), step for step:
 

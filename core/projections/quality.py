@@ -1,4 +1,4 @@
-"""How faithful a 2-D/3-D layout is to the space it was made from (science.md §5).
+"""How faithful a 2-D/3-D layout is to the space it was made from (docs/science.md §5).
 
 :func:`projection_quality` scores a layout against the shared neighbour graph (its high-dimensional
 neighbours) and, for the rank-based scores, the vectors themselves:
@@ -16,11 +16,11 @@ neighbours) and, for the rank-based scores, the vectors themselves:
   point's layout neighbours, leave-one-out on the full layout (ties go to the smallest label,
   as in scikit-learn). It equals scikit-learn's ``LeaveOneOut`` cross-validation of
   ``KNeighborsClassifier(k)`` and is a cheap stand-in for the 10-fold CV of the reference
-  tables (science.md §1.3): on digits' UMAP layout LOO and shuffled stratified 10-fold both give
+  tables (docs/science.md §1.3): on digits' UMAP layout LOO and shuffled stratified 10-fold both give
   0.988; unshuffled 10-fold gives 0.977 (digits is ordered, so its folds hold out blocks);
 * **geodesic_spearman** (with ground-truth geodesic coordinates): the per-row Spearman
   correlation between layout distances and geodesic distances, averaged over rows -- the
-  protocol of heat-geodesic's ``knn_methods.py::corrs`` (science.md §3.8, §5(a)).
+  protocol of heat-geodesic's ``knn_methods.py::corrs`` (docs/science.md §3.8, §5(a)).
 
 Every score is computed on a seeded sample of ``m`` points (all points when ``n <= sample``),
 each against all ``n`` points: the sampled points' distances to every point, in the original

@@ -1,4 +1,4 @@
-"""UMAP layouts from the shared neighbour graph: umap-learn itself, fed our graph (science.md §2).
+"""UMAP layouts from the shared neighbour graph: umap-learn itself, fed our graph (docs/science.md §2).
 
 umap-learn does the work; this module only makes sure it uses the graph we give it and that the
 layout can report progress and be cancelled:
@@ -6,7 +6,7 @@ layout can report progress and be cancelled:
 * **The graph.** umap-learn takes ``precomputed_knn=(indices, distances)`` with self first and
   exactly ``n_neighbors`` columns (:meth:`core.graph.KnnGraph.with_self`). It silently ignores a
   narrower graph and computes its own neighbours, and below 4,096 points it uses *every* column it
-  is given (science.md §0.1). We pass exactly ``n_neighbors`` columns, refuse a graph that is too
+  is given (docs/science.md §0.1). We pass exactly ``n_neighbors`` columns, refuse a graph that is too
   narrow before starting, and afterwards check that the fitted fuzzy graph's edges are all edges
   of our graph (:class:`GraphNotUsedError` otherwise).
 * **The data.** umap-learn's ``fit`` wants an ``(n, d)`` array even when it is given the

@@ -1,4 +1,4 @@
-"""The house rules that can be checked by reading the code (DESIGN.md, "Rules of the house")."""
+"""The house rules that can be checked by reading the code (ARCHITECTURE.md, "Rules")."""
 
 from __future__ import annotations
 

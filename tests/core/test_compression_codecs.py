@@ -1,4 +1,4 @@
-"""Compression codecs: definitions, sizes, losslessness and errors (science.md §4.1-4.2)."""
+"""Compression codecs: definitions, sizes, losslessness and errors (docs/science.md §4.1-4.2)."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_default_codecs_cover_every_family_and_adapt_to_the_dimension():
 
 # -- sizes ---------------------------------------------------------------------------------
 
-# science.md §4.1 at d = 384: (bytes per vector, shared bytes).
+# docs/science.md §4.1 at d = 384: (bytes per vector, shared bytes).
 SIZES = {
     "float32": (1536, 0),
     "float16": (768, 0),
@@ -439,7 +439,7 @@ def test_dct_keeps_k_over_d_of_isotropic_energy():
 
 
 def test_random_projection_preserves_distances_jl():
-    # science.md §9 test 10: k = 256 keeps the median distance ratio within 0.02 of 1 and
+    # docs/science.md §9 test 10: k = 256 keeps the median distance ratio within 0.02 of 1 and
     # 95% of ratios within +-0.15.
     rng = np.random.default_rng(13)
     X = rng.standard_normal((400, 384)).astype(np.float32)
@@ -501,7 +501,7 @@ def test_reducers_refuse_k_above_d(codec_type):
 
 def test_search_in_chunks_equals_sorting_the_full_scores(monkeypatch):
     # Hamming scores tie massively: the order must be (score desc, row asc) whatever the
-    # chunking (science.md §0.2).
+    # chunking (docs/science.md §0.2).
     X = _unit(3000, 16, seed=17)
     Q = _unit(40, 16, seed=18)
     codec = BinaryCodec().fit(X)

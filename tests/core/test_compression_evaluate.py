@@ -1,4 +1,4 @@
-"""Compression evaluation against science.md §4.3's synthetic reference table, and its contract.
+"""Compression evaluation against docs/science.md §4.3's synthetic reference table, and its contract.
 
 The reference data: d = 384, 20,000 database vectors and 1,000 held-out queries, 200 Gaussian
 clusters whose centres and within-cluster noise (scale 0.5) follow the covariance spectrum
@@ -31,7 +31,7 @@ N_DB, N_Q, D = 20_000, 1_000, 384
 
 
 def reference_data(n: int = N_DB + N_Q, d: int = D, seed: int = 0) -> np.ndarray:
-    """science.md §4.3's "embedding-like" synthetic data (see the module docstring)."""
+    """docs/science.md §4.3's "embedding-like" synthetic data (see the module docstring)."""
     rng = np.random.default_rng(seed)
     scale = np.sqrt(1.0 / np.arange(1, d + 1))
     rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
@@ -122,7 +122,7 @@ def test_reference_data_matches_the_table_setup(data):
     assert avg_cos == pytest.approx(0.273, abs=0.005)
 
 
-# (spec, recall@10, recall@10 after x4 re-ranking, Spearman) from science.md §4.3; None: not
+# (spec, recall@10, recall@10 after x4 re-ranking, Spearman) from docs/science.md §4.3; None: not
 # in the table. Tolerance: 0.03 on recall (1,000 queries: the standard error of a recall
 # near 0.5 is ~0.01, plus the data's and k-means' seeds), 0.045 on Spearman.
 SCALAR_TABLE = [
@@ -190,7 +190,7 @@ def test_pq_matches_the_reference_table(pq, row):
 
 @pytest.mark.slow
 def test_checklist_thresholds(scalar, reduced):
-    # science.md §9 tests 11-13 and §4.2's expectations.
+    # docs/science.md §9 tests 11-13 and §4.2's expectations.
     assert scalar.result("int8").recall >= 0.97
     assert scalar.result("lvq:8").recall >= 0.98
     assert scalar.result("lvq:4x8").recall >= 0.99
@@ -218,7 +218,7 @@ def test_checklist_thresholds(scalar, reduced):
 
 @pytest.mark.slow
 def test_pca_uncentred_query_beats_the_centred_one(data):
-    # science.md §4.2 pitfall / §9 test 14: 0.833 (uncentred) vs 0.675 (centred) at k = 192.
+    # docs/science.md §4.2 pitfall / §9 test 14: 0.833 (uncentred) vs 0.675 (centred) at k = 192.
     Q, X = data[:N_Q], data[N_Q:]
     truth, _ = exact_knn(Q, X, 10, metric="cosine")
     codec = PCACodec(192).fit(X)

@@ -1,6 +1,6 @@
 """LID (core.geometry.intrinsic) and the ANN diagnostics of the Neighbours page (core.diagnostics).
 
-Reference numbers are science.md §7.3 (LID), §8.4 (recall vs intrinsic dimension, insertion
+Reference numbers are docs/science.md §7.3 (LID), §8.4 (recall vs intrinsic dimension, insertion
 order) and checklist rows 19-20. Every HNSW index here is built single-threaded with a fixed
 seed, so each figure below is deterministic on a given platform.
 """
@@ -32,7 +32,7 @@ from embscope.core.index import HnswIndex
 
 def subspace_gaussian(n: int, d: int, *, ambient: int, seed: int) -> np.ndarray:
     """N(0, I_d) in a random d-dim linear subspace of R^ambient (orthonormal basis by QR,
-    i.e. Gram–Schmidt), as in Elliott & Clark (science.md §8.3)."""
+    i.e. Gram–Schmidt), as in Elliott & Clark (docs/science.md §8.3)."""
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((ambient, d)))
     return (rng.standard_normal((n, d)) @ basis.T).astype(np.float32)
@@ -42,7 +42,7 @@ def subspace_mixture(
     n_per: int, ids: tuple[int, ...], *, ambient: int = 128, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian subspace clusters of the given IDs, each offset by 3·N(0, I_ambient)
-    (science.md §8.4b). Returns (X float32[n_per * len(ids), ambient], labels int[n])."""
+    (docs/science.md §8.4b). Returns (X float32[n_per * len(ids), ambient], labels int[n])."""
     rng = np.random.default_rng(seed)
     parts, labels = [], []
     for c, d in enumerate(ids):
@@ -54,7 +54,7 @@ def subspace_mixture(
 
 
 ORDER_IDS = (4, 16, 64, 128)
-# 10,000 base points + 500 held-out queries: half the reference's 20,000 (science.md §8.4b).
+# 10,000 base points + 500 held-out queries: half the reference's 20,000 (docs/science.md §8.4b).
 ORDER_N_PER = 10_500 // 4
 
 
@@ -79,7 +79,7 @@ def subspace_lid_medians() -> dict[int, float]:
 
 @pytest.mark.parametrize("d", [2, 5])
 def test_lid_median_is_close_to_the_subspace_dimension(subspace_lid_medians, d):
-    # Measured: 2 -> 2.16, 5 -> 5.38 (science.md §7.6: the Gaussian 10-d median is 10.03).
+    # Measured: 2 -> 2.16, 5 -> 5.38 (docs/science.md §7.6: the Gaussian 10-d median is 10.03).
     assert subspace_lid_medians[d] == pytest.approx(d, rel=0.2)
 
 
@@ -112,7 +112,7 @@ def test_lid_matches_the_formula_on_hand_made_rows():
 
 
 def test_lid_is_amsaleg_not_levina_bickel():
-    # science.md §7.3: divisor k, so LID = k/(k-1) times the Levina–Bickel pointwise MLE.
+    # docs/science.md §7.3: divisor k, so LID = k/(k-1) times the Levina–Bickel pointwise MLE.
     r = np.sort(np.random.default_rng(3).uniform(0.1, 1.0, size=(50, 20)), axis=1)
     levina_bickel = 19.0 / np.log(r[:, -1:] / r).sum(axis=1)
     assert np.allclose(local_intrinsic_dimension(r, k=20), levina_bickel * 20 / 19)
@@ -277,7 +277,7 @@ def test_per_query_recall_vs_lid_rejects_bad_input(easy_data, easy_curve):
         per_query_recall_vs_lid({"ef": 10}, graph)
 
 
-# -- recall vs intrinsic dimension (science.md §8.4a, checklist row 19) ----------------------
+# -- recall vs intrinsic dimension (docs/science.md §8.4a, checklist row 19) ----------------------
 
 
 @pytest.mark.slow
@@ -300,7 +300,7 @@ def test_recall_falls_with_intrinsic_dimension():
     assert recall[4] >= recall[16] > recall[64]
 
 
-# -- insertion order (science.md §8.4b, checklist row 20) ------------------------------------
+# -- insertion order (docs/science.md §8.4b, checklist row 20) ------------------------------------
 
 
 def test_cluster_by_cluster_low_id_first_loses_recall(order_data):

@@ -1,4 +1,4 @@
-"""Hubness (k-occurrence skewness) against science.md §6.5."""
+"""Hubness (k-occurrence skewness) against docs/science.md §6.5."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Intrinsic dimension (TwoNN, MLE, DSE) and duplicates against science.md §7 and skdim."""
+"""Intrinsic dimension (TwoNN, MLE, DSE) and duplicates against docs/science.md §7 and skdim."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def sphere5_graph():
     return _graph(_sphere(5, seed=3))
 
 
-# -- science.md §7.6 reference values -------------------------------------------------------
+# -- docs/science.md §7.6 reference values -------------------------------------------------------
 
 
 def test_twonn_on_the_2_cube(cube2_graph):

@@ -1,4 +1,4 @@
-"""Isotropy scores and post-processing against science.md §6 and the isoscore package."""
+"""Isotropy scores and post-processing against docs/science.md §6 and the isoscore package."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _gaussian(n: int, d: int, seed: int, scale=1.0, offset=0.0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def offset_gaussian() -> np.ndarray:
-    """N(3 * 1, I_50), N = 10,000 (science.md §6.1-6.3)."""
+    """N(3 * 1, I_50), N = 10,000 (docs/science.md §6.1-6.3)."""
     return _gaussian(10_000, 50, seed=11, offset=3.0)
 
 
@@ -82,7 +82,7 @@ def test_isoscore_of_k_equal_eigenvalues_is_k_minus_1_over_n_minus_1(k):
 
 @pytest.mark.parametrize(("d", "expected", "tol"), [(50, 0.995, 0.01), (384, 0.963, 0.02)])
 def test_isoscore_of_an_isotropic_gaussian(d, expected, tol):
-    # science.md §6.1 [C]: N = 10,000 gives 0.9951 (d = 50) and 0.9626 (d = 384).
+    # docs/science.md §6.1 [C]: N = 10,000 gives 0.9951 (d = 50) and 0.9626 (d = 384).
     assert isoscore(_gaussian(10_000, d, seed=d)) == pytest.approx(expected, abs=tol)
 
 

@@ -30,7 +30,7 @@ def _blobs(n=1500, d=16, seed=0):
 def test_exact_graph_equals_sklearn_without_self(metric, sk):
     X = _blobs()
     g = build_knn_graph(X, k=12, metric=metric, method="exact")
-    # kneighbors() with no argument is sklearn's self-excluded graph (science.md 0.2).
+    # kneighbors() with no argument is sklearn's self-excluded graph (docs/science.md 0.2).
     ref_d, ref_i = (
         NearestNeighbors(n_neighbors=12, metric=sk, algorithm="brute").fit(X).kneighbors()
     )

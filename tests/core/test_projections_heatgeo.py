@@ -1,4 +1,4 @@
-"""Heat-geodesic distances and layout against the reference numbers of science.md §3.8."""
+"""Heat-geodesic distances and layout against the reference numbers of docs/science.md §3.8."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def swiss_roll_stretch(n: int, *, noise: float = 0.05, width: float = 5.0, seed: int = 42):
-    """``SwissRollStretch`` of heatgeo's experiments/datasets/toy_dataset.py (science.md §3.8).
+    """``SwissRollStretch`` of heatgeo's experiments/datasets/toy_dataset.py (docs/science.md §3.8).
 
     core.demo.swiss_roll differs (height 21, numpy Generator draws), so the reference's
     generator is written out here: points (n, 3) and the true geodesic coordinates (n, 2).
@@ -66,7 +66,7 @@ def roll2000():
     return X, U, build_knn_graph(X, k=60, metric="l2", method="exact")
 
 
-# -- target 1: the distance matrix (science.md §3.8, N = 500, knn = 10, order 32) ---------------
+# -- target 1: the distance matrix (docs/science.md §3.8, N = 500, knn = 10, order 32) ---------------
 
 
 def test_distance_matrix_matches_reference_numbers(roll500):
@@ -176,7 +176,7 @@ def test_layout_completion_beats_saturated_distances(roll2000):
     completed = _row_corr(squareform(pdist(Y)), G, rank=True)
     saturated = heatgeo_layout(graph, tau=20.0, n_landmarks=500, complete=False)
     saturated = _row_corr(squareform(pdist(saturated)), G, rank=True)
-    # reference 2-D embedding of the 2,000 roll at auto tau: 0.797 (science.md §3.8)
+    # reference 2-D embedding of the 2,000 roll at auto tau: 0.797 (docs/science.md §3.8)
     assert completed >= 0.97 and saturated < 0.9 and completed > saturated + 0.1, (
         completed,
         saturated,

@@ -1,4 +1,4 @@
-"""LargeVis layout: the reference's weights, samplers and quality numbers (science.md §1)."""
+"""LargeVis layout: the reference's weights, samplers and quality numbers (docs/science.md §1)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _scores(X, Y, y):
     return acc, trustworthiness(X, Y, n_neighbors=10)
 
 
-# -- quality (science.md §1.3: T = 1e7 gave 0.974 / 0.990 from the reference's random start) ----
+# -- quality (docs/science.md §1.3: T = 1e7 gave 0.974 / 0.990 from the reference's random start) ----
 
 
 @pytest.mark.slow  # about 2 s, plus the numba compilation (about 3.5 s) on a cold cache

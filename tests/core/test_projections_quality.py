@@ -1,4 +1,4 @@
-"""Projection quality scores against scikit-learn and heat-geodesic's protocol (science.md §5)."""
+"""Projection quality scores against scikit-learn and heat-geodesic's protocol (docs/science.md §5)."""
 
 from __future__ import annotations
 

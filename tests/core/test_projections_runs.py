@@ -38,7 +38,7 @@ def test_pca_projection_is_stored_scored_and_reused(store, digits_id, monkeypatc
     assert first.coords.shape == (1797, 2) and first.coords.dtype == np.float32
     assert first.metric == "l2"  # the demo records its metric
     q = first.quality
-    # PCA of digits is a poor layout (science.md §1.3: trust@10 0.830, 5-NN accuracy 0.618).
+    # PCA of digits is a poor layout (docs/science.md §1.3: trust@10 0.830, 5-NN accuracy 0.618).
     assert 0.78 < q["trustworthiness@10"] < 0.88
     assert 0.5 < q["knn_accuracy@10"] < 0.72
     assert {"continuity@10", "knn_preservation@10"} <= set(q)

@@ -1,6 +1,6 @@
 """UMAP on the shared graph: umap-learn's own result, the graph really used, progress, cancel.
 
-Every umap-learn fit pays numba compilation once per process (5-10 s, science.md §2), so the
+Every umap-learn fit pays numba compilation once per process (5-10 s, docs/science.md §2), so the
 tests that fit are marked slow; a module fixture compiles first.
 """
 
@@ -59,12 +59,12 @@ def test_digits_quality_meets_the_reference(digits, compiled):
     Y = umap_layout(graph, seed=42)
     assert Y.dtype == np.float32 and Y.shape == (len(X), 2)
     q = projection_quality(Y, graph, X=X, k=10, sample=None)
-    assert q.trustworthiness >= 0.97  # science.md §2: 0.988
+    assert q.trustworthiness >= 0.97  # docs/science.md §2: 0.988
     # Integer data: many exact distance ties, which scikit-learn's unstable argsort and our
     # (distance, row) order rank differently (~30 rank swaps of 3e-8 each).
     assert q.trustworthiness == pytest.approx(trustworthiness(X, Y, n_neighbors=10), abs=1e-5)
     acc = projection_quality(Y, graph, k=5, labels=y, sample=None).knn_accuracy
-    assert acc >= 0.95  # science.md §2: 0.977 (10-fold CV)
+    assert acc >= 0.95  # docs/science.md §2: 0.977 (10-fold CV)
     cv = StratifiedKFold(10, shuffle=True, random_state=0)
     assert abs(acc - cross_val_score(KNeighborsClassifier(5), Y, y, cv=cv).mean()) < 0.01
 
@@ -101,7 +101,7 @@ def test_cosine_graph_matches_plain_umap_learn(compiled):
 
 @pytest.mark.slow
 def test_precomputed_graph_equals_umaps_own_exact_graph():
-    # science.md §9 #17: self first and exactly n_neighbors columns is umap-learn's convention.
+    # docs/science.md §9 #17: self first and exactly n_neighbors columns is umap-learn's convention.
     import umap
 
     X = np.random.default_rng(0).standard_normal((2000, 10)).astype(np.float32)
