@@ -40,6 +40,7 @@ from embscope.core.graph import KnnGraph, build_knn_graph
 from embscope.core.progress import ProgressFn, check_cancel, stage
 from embscope.core.validation import (
     check_k,
+    check_matrix,
     check_metric,
     check_vectors,
     prepare_for_metric,
@@ -189,24 +190,6 @@ def match_items(ids_a: Any, ids_b: Any, *, min_matched: int = MIN_MATCHED) -> It
 # -- linear CKA -----------------------------------------------------------------------------
 
 
-def _float64_matrix(X: Any, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be a numeric array: {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise InvalidInputError(f"{name} must be real numbers, got complex values")
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InvalidInputError(f"{name} must be a non-empty 2-D array (n, d), got {arr.shape}")
-    out = arr.astype(np.float64)
-    if not np.isfinite(out).all():
-        bad = int(np.argwhere(~np.isfinite(out))[0][0])
-        raise InvalidInputError(f"{name} contains NaN or infinite values (first in row {bad})")
-    return out
-
-
 def linear_cka(A: Any, B: Any) -> float:
     """Centred linear CKA of two representations of the same n items (Kornblith et al. 2019).
 
@@ -235,8 +218,8 @@ def linear_cka(A: Any, B: Any) -> float:
         Different numbers of rows, fewer than 2 rows, NaN/inf, or a space whose points all
         coincide (CKA is undefined).
     """
-    A = _float64_matrix(A, "A")
-    B = _float64_matrix(B, "B")
+    A = check_matrix(A, name="A", dtype=np.float64, one_row=False)
+    B = check_matrix(B, name="B", dtype=np.float64, one_row=False)
     n = A.shape[0]
     if B.shape[0] != n:
         raise InvalidInputError(
@@ -467,7 +450,7 @@ class ProcrustesAlignment:
 
     def apply(self, Y: Any) -> np.ndarray:
         """The same transformation of other points of Y's frame, float32 (m, p)."""
-        Y = _float64_matrix(Y, "Y")
+        Y = check_matrix(Y, name="Y", dtype=np.float64, one_row=False)
         if Y.shape[1] != self.rotation.shape[0]:
             raise InvalidInputError(
                 f"points have {Y.shape[1]} coordinates, the alignment {self.rotation.shape[0]}"
@@ -502,8 +485,8 @@ def procrustes_align(Y_ref: Any, Y: Any, *, allow_reflection: bool = True) -> Pr
     InvalidInputError
         Different shapes, fewer than 2 points, NaN/inf, or a layout whose points coincide.
     """
-    ref = _float64_matrix(Y_ref, "Y_ref")
-    mov = _float64_matrix(Y, "Y")
+    ref = check_matrix(Y_ref, name="Y_ref", dtype=np.float64, one_row=False)
+    mov = check_matrix(Y, name="Y", dtype=np.float64, one_row=False)
     if ref.shape != mov.shape:
         raise InvalidInputError(
             f"Procrustes needs two layouts of the same items and dimension: Y_ref {ref.shape}, "

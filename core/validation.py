@@ -22,6 +22,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_k",
+    "check_matrix",
     "check_metric",
     "check_number",
     "check_seed",
@@ -122,11 +123,16 @@ def check_k(k: Any, available: int) -> int:
     return int(k)
 
 
-def check_vectors(X: Any, *, dim: int | None = None, name: str = "vectors") -> np.ndarray:
-    """A C-contiguous float32 2-D finite copy-or-view of ``X``; raise InvalidInputError otherwise.
-
-    A 1-D array is taken as one vector.
-    """
+def check_matrix(
+    X: Any,
+    *,
+    name: str = "vectors",
+    dtype: type[np.floating[Any]] = np.float32,
+    one_row: bool = True,
+) -> np.ndarray:
+    """``X`` as a C-contiguous 2-D finite array of ``dtype``; raise InvalidInputError for
+    anything else (text, complex numbers, NaN, an empty array). With ``one_row`` a 1-D array
+    is taken as one row; without, it is refused."""
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:
@@ -135,22 +141,31 @@ def check_vectors(X: Any, *, dim: int | None = None, name: str = "vectors") -> n
         raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise InvalidInputError(f"{name} must be real numbers, got complex values")
-    if arr.ndim == 1:
+    if arr.ndim == 1 and one_row:
         arr = arr[None, :]
     if arr.ndim != 2:
         raise InvalidInputError(f"{name} must be a 2-D array (n, d), got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InvalidInputError(f"{name} is empty (shape {arr.shape})")
-    if dim is not None and arr.shape[1] != dim:
-        raise InvalidInputError(
-            f"{name}: dimension {arr.shape[1]}, but the index holds {dim}-dimensional vectors"
-        )
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
         bad = int(np.argwhere(~np.isfinite(out))[0][0])
         raise InvalidInputError(
-            f"{name} contain NaN or infinite values (first in row {bad}), "
-            "or values too large for float32"
+            f"{name} contain NaN or infinite values (first in row {bad})"
+            + (", or values too large for float32" if dtype is np.float32 else "")
+        )
+    return out
+
+
+def check_vectors(X: Any, *, dim: int | None = None, name: str = "vectors") -> np.ndarray:
+    """A C-contiguous float32 2-D finite copy-or-view of ``X``; raise InvalidInputError otherwise.
+
+    A 1-D array is taken as one vector; ``dim`` requires that many columns.
+    """
+    out = check_matrix(X, name=name, dtype=np.float32)
+    if dim is not None and out.shape[1] != dim:
+        raise InvalidInputError(
+            f"{name}: dimension {out.shape[1]}, but the index holds {dim}-dimensional vectors"
         )
     return out
 
