@@ -24,10 +24,12 @@ import dataclasses
 import enum
 import math
 import sys
+import threading
 import time
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from embscope.core.progress import ProgressFn
+from embscope.core.progress import ProgressFn, check_cancel
 from embscope.core.store import Artifact, fingerprint_arrays
 
 if TYPE_CHECKING:
@@ -103,7 +105,9 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
             return float(value)
         return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
     if isinstance(value, np.ndarray):
-        name = path
+        # Named by where it sits, for a reader of the blob; a key holding "." could repeat a
+        # nested path, so a taken name gets a number.
+        name = path if path not in arrays else f"{path}~{len(arrays)}"
         if value.dtype.hasobject:
             arrays[name] = np.asarray([str(v) for v in value.ravel()], dtype=str).reshape(
                 value.shape
@@ -124,10 +128,8 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
     if isinstance(value, list):
         return [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(value)]
     if isinstance(value, Mapping):
-        keys = list(value)
-        plain = all(isinstance(k, str) for k in keys) and not (
-            len(keys) == 1 and keys[0].startswith("$")
-        )
+        # Keys that are not text, or that start with "$" as the tags do, go as pairs.
+        plain = all(isinstance(k, str) and not k.startswith("$") for k in value)
         if plain:
             return {k: _encode(v, arrays, f"{path}.{k}") for k, v in value.items()}
         return {
@@ -308,6 +310,12 @@ class ArtifactSpec(Generic[Q, T]):
         """The fingerprint a computed result is stored under (by default the request's)."""
         return fingerprint(self, request)
 
+    def lock_key(self, request: Q) -> str:
+        """Requests with the same lock key are computed one at a time in a process, the later
+        ones then finding the first one's stored result (by default: the fingerprint; a kind
+        whose stored results answer several requests locks more widely)."""
+        return fingerprint(self, request)
+
     def serial(self, request: Q) -> bool:
         """Whether a job computing it must run on the job runner's one-at-a-time lane
         (numba-heavy work)."""
@@ -348,11 +356,18 @@ class Stored(Generic[T]):
 
 def _with_record(result: T, record: Artifact) -> T:
     """``result`` with its RECORD_* fields filled from the stored record."""
-    facts = {
-        "fingerprint": record.fingerprint,
-        "created": record.created,
-        "duration_s": record.duration_s,
-    }
+    return _with_facts(
+        result,
+        {
+            "fingerprint": record.fingerprint,
+            "created": record.created,
+            "duration_s": record.duration_s,
+        },
+    )
+
+
+def _with_facts(result: T, facts: Mapping[str, Any]) -> T:
+    """``result`` with the RECORD_* fields named in ``facts`` filled."""
     filled = {
         f.name: facts[f.metadata["embscope.artifact"]]
         for f in dataclasses.fields(result)  # type: ignore[arg-type]
@@ -440,37 +455,69 @@ def get_or_compute(
     read-only store is returned without being stored.
     """
     if not recompute:
-        fp = spec.find(store, request)
-        if fp is not None:
-            found = load(store, spec, fp)
-            if found is not None:
-                return found
-    if not run:
+        found = _stored_result(store, spec, request)
+        if found is not None or not run:
+            return found
+    elif not run:
         return None
-    started = time.perf_counter()
-    result = spec.compute(store, request, progress)
-    seconds = time.perf_counter() - started
-    fp = spec.fingerprint_of(request, result)
-    if store.read_only:
-        return result
-    doc, arrays = encode(result)
-    record = store.put_artifact(
-        kind=spec.kind,
-        fingerprint=fp,
-        dataset_id=spec.dataset_id(request),
-        params={
-            _CODEC: CODEC_VERSION,
-            "version": spec.version(request),
-            "request": spec.stored_request(request, result),
-            "result": doc,
-        },
-        arrays=arrays,
-        duration_s=seconds,
-        lineage=spec.lineage(request, result),
-    )
+    with _computing(spec, request, progress):
+        # Another job (a projection, a scorecard) may have computed it while this one waited.
+        found = None if recompute else _stored_result(store, spec, request)
+        if found is not None:
+            return found
+        started = time.perf_counter()
+        result = spec.compute(store, request, progress)
+        seconds = time.perf_counter() - started
+        fp = spec.fingerprint_of(request, result)
+        if store.read_only:
+            return _with_facts(result, {"fingerprint": fp, "duration_s": seconds})
+        doc, arrays = encode(result)
+        record = store.put_artifact(
+            kind=spec.kind,
+            fingerprint=fp,
+            dataset_id=spec.dataset_id(request),
+            params={
+                _CODEC: CODEC_VERSION,
+                "version": spec.version(request),
+                "request": spec.stored_request(request, result),
+                "result": doc,
+            },
+            arrays=arrays,
+            duration_s=seconds,
+            lineage=spec.lineage(request, result),
+        )
     # The record fields (fingerprint, created, duration) as a later read gives them; the
     # arrays are the ones just computed, not read back.
     return _with_record(result, record)
+
+
+def _stored_result(store: Store, spec: ArtifactSpec[Q, T], request: Q) -> T | None:
+    fp = spec.find(store, request)
+    return None if fp is None else load(store, spec, fp)
+
+
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+# How often a computation waiting for another one to finish asks whether it was cancelled.
+_WAIT_POLL_S = 0.5
+
+
+@contextmanager
+def _computing(
+    spec: ArtifactSpec[Q, Any], request: Q, progress: ProgressFn | None
+) -> Iterator[None]:
+    """Hold the lock of ``request``'s result while computing it, so that two jobs that need
+    the same result (a projection and a scorecard both need the graph) compute it once. A
+    waiting job still hears its Cancel."""
+    key = (spec.kind, spec.lock_key(request))
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    while not lock.acquire(timeout=_WAIT_POLL_S):
+        check_cancel(progress, 0.0, f"waiting for the {spec.kind} another job computes", spec.kind)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def submit(
@@ -484,14 +531,16 @@ def submit(
     """Compute ``request``'s result as a background job keyed by its fingerprint (a request
     already queued or running is shared, not started twice).
 
-    The job's result is the fingerprint, not the result itself: a finished job stays in the
-    runner's memory, a result (a million coordinates) is read from the store when shown.
+    The job's result is the fingerprint the result is stored under (for a graph, the one it
+    was built under, see :meth:`ArtifactSpec.fingerprint_of`), not the result itself: a
+    finished job stays in the runner's memory, a result (a million coordinates) is read from
+    the store when shown.
     """
     key = fingerprint(spec, request)
 
     def work(progress: ProgressFn) -> str:
         get_or_compute(store, spec, request, progress=progress)
-        return key
+        return spec.find(store, request) or key
 
     return runner.submit(
         key,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load
+from embscope.core.artifacts import ArtifactSpec, get_or_compute
 from embscope.core.compare import (
     CKA_SAMPLE,
     SpaceComparison,
@@ -27,20 +27,28 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.graph import KnnGraph, find_graph, get_or_build_graph
 from embscope.core.index import exact_knn
 from embscope.core.progress import ProgressFn, check_cancel, stage
-from embscope.core.validation import Metric, check_k, check_metric, prepare_for_metric
+from embscope.core.validation import (
+    Metric,
+    check_int,
+    check_k,
+    check_metric,
+    check_seed,
+    prepare_for_metric,
+)
 
 if TYPE_CHECKING:
     from embscope.core.store import DatasetInfo, Store
+
+# The widest neighbourhoods a comparison may ask for (the page's bound).
+MAX_K = 200
 
 __all__ = [
     "COMPARISONS",
     "ComparisonRequest",
     "ComparisonSpec",
     "compare_datasets",
-    "comparison_key",
     "comparison_request",
     "get_or_compare_datasets",
-    "load_comparison",
 ]
 
 
@@ -215,25 +223,15 @@ def comparison_request(
     store: Store, id_a: int | str, id_b: int | str, *, k: int = 10, metric: str = "cosine",
     seed: int = 0,
 ) -> ComparisonRequest:  # fmt: skip
-    """The request of comparing two stored datasets at these settings."""
+    """The request of comparing two stored datasets at these settings (k at most
+    :data:`MAX_K`; it must also stay below the number of shared items, checked when run)."""
     return ComparisonRequest(
-        store.get_dataset(id_a), store.get_dataset(id_b), int(k), check_metric(metric), int(seed)
+        store.get_dataset(id_a),
+        store.get_dataset(id_b),
+        check_int(k, "k", low=1, high=MAX_K),
+        check_metric(metric),
+        check_seed(seed),
     )
-
-
-def comparison_key(
-    store: Store, id_a: int | str, id_b: int | str, *, k: int = 10, metric: str = "cosine",
-    seed: int = 0,
-) -> str:  # fmt: skip
-    """The fingerprint of the comparison of two datasets' contents at these settings."""
-    return fingerprint(
-        COMPARISONS, comparison_request(store, id_a, id_b, k=k, metric=metric, seed=seed)
-    )
-
-
-def load_comparison(store: Store, key: str) -> SpaceComparison | None:
-    """A stored comparison (see :func:`get_or_compare_datasets`), or None."""
-    return load(store, COMPARISONS, key)
 
 
 def get_or_compare_datasets(

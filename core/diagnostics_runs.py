@@ -30,7 +30,7 @@ from embscope.core.graph import get_or_build_graph
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
 from embscope.core.progress import ProgressFn, stage
 from embscope.core.store import DatasetInfo, Store
-from embscope.core.validation import Metric, check_metric
+from embscope.core.validation import Metric, check_k, check_metric
 
 __all__ = [
     "DIAGNOSTIC_EFS",
@@ -44,7 +44,6 @@ __all__ = [
     "ef_key",
     "ef_request",
     "order_diagnostics",
-    "order_key",
     "order_request",
 ]
 
@@ -188,7 +187,8 @@ def ef_request(
 ) -> EfDiagnosticsRequest:
     """The recall-vs-ef request for these settings."""
     info = service.store.get_dataset(dataset_id)
-    return EfDiagnosticsRequest(info, check_metric(metric), int(k), min(EF_QUERIES, info.n))
+    k = check_k(k, max(info.n - 1, 1))
+    return EfDiagnosticsRequest(info, check_metric(metric), k, min(EF_QUERIES, info.n))
 
 
 def order_request(
@@ -261,15 +261,3 @@ def order_diagnostics(
     return get_or_compute(
         service.store, OrderDiagnosticsSpec(service), request, run=run, progress=progress
     )
-
-
-def order_key(
-    service: NeighbourService,
-    dataset_id: int,
-    *,
-    metric: str = "cosine",
-    label_column: str | None = None,
-) -> str:
-    """The fingerprint (artifact and job key) of the insertion-order experiment."""
-    request = order_request(service, dataset_id, metric=metric, label_column=label_column)
-    return fingerprint(OrderDiagnosticsSpec(service), request)

@@ -25,7 +25,6 @@ from embscope.core.index import HnswIndex, exact_knn
 from embscope.core.index_base import sort_rows, true_l2
 from embscope.core.knn_build import cell_knn
 from embscope.core.progress import ProgressFn
-from embscope.core.store import fingerprint_arrays
 from embscope.core.validation import (
     Metric,
     check_k,
@@ -45,7 +44,6 @@ __all__ = [
     "build_knn_graph",
     "find_graph",
     "get_or_build_graph",
-    "graph_fingerprint",
     "measure_recall",
     "recall_at_k",
     "recall_per_row",
@@ -350,9 +348,10 @@ class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
         return {"metric": request.metric, "k": request.k, "method": request.method}
 
     def find(self, store: Store, request: GraphRequest) -> str | None:
-        """The widest stored graph of the dataset and metric with at least ``k`` neighbours."""
+        """The widest stored graph of these vectors and metric with at least ``k`` neighbours
+        (of any dataset holding the same vectors and ids: a graph is keyed by them)."""
         best: tuple[int, str] | None = None
-        for record in stored(store, self, request.dataset.id):
+        for record in stored(store, self):
             r = record.request
             if (
                 record.version == GRAPH_CODE_VERSION
@@ -376,6 +375,10 @@ class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
         )
         return replace(graph, params=dict(graph.params, code_version=GRAPH_CODE_VERSION))
 
+    def lock_key(self, request: GraphRequest) -> str:
+        # One graph per (vectors, metric) answers every width: one build at a time of it.
+        return f"{request.dataset.fingerprint}:{request.metric}"
+
     def fingerprint_of(self, request: GraphRequest, result: KnnGraph) -> str:
         # Keyed by what was built (its width and the method "auto" chose), not by the ask.
         return fingerprint(self, replace(request, k=result.k, method=result.method))
@@ -396,11 +399,6 @@ class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
 
 
 GRAPHS = GraphSpec()
-
-
-def graph_fingerprint(dataset_fingerprint: str, *, metric: str, k: int, method: str) -> str:
-    """The artifact key of a graph of a dataset (its width ``k`` and build ``method``)."""
-    return fingerprint_arrays(KIND, dataset_fingerprint, metric, k, method, GRAPH_CODE_VERSION)
 
 
 def find_graph(store: Store, dataset_id: int, *, metric: str, k: int = 1) -> KnnGraph | None:

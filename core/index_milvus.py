@@ -58,7 +58,7 @@ from embscope.core.index_base import (
     sort_rows,
 )
 from embscope.core.progress import ProgressFn
-from embscope.core.validation import check_k, check_metric, check_vectors
+from embscope.core.validation import check_int, check_k, check_metric, check_vectors
 
 __all__ = ["INDEX_TYPES", "MilvusIndex"]
 
@@ -175,12 +175,6 @@ def _public_uri(uri: str) -> str:
         return "<unparseable uri>"
 
 
-def _check_whole(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_collection(name: Any) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > _MAX_NAME:
         raise InvalidInputError(
@@ -261,18 +255,18 @@ class MilvusIndex:
         connect_timeout: float = 5.0,
     ):
         self.metric = check_metric(metric)
-        self.dim = None if dim is None else _check_whole("dim", dim, 1)
+        self.dim = None if dim is None else check_int(dim, "dim", low=1)
         kind = index_type.upper() if isinstance(index_type, str) else index_type
         if kind not in INDEX_TYPES:
             raise InvalidInputError(
                 f"unknown Milvus index_type {index_type!r}: use one of {', '.join(INDEX_TYPES)}"
             )
         self.index_type = str(kind)
-        self.M = _check_whole("M", M, 2)
-        self.ef_construction = _check_whole("ef_construction", ef_construction, 1)
-        self.ef = _check_whole("ef", ef, 1)
-        self.nlist = _check_whole("nlist", nlist, 1)
-        self.nprobe = _check_whole("nprobe", nprobe, 1)
+        self.M = check_int(M, "M", low=2)
+        self.ef_construction = check_int(ef_construction, "ef_construction", low=1)
+        self.ef = check_int(ef, "ef", low=1)
+        self.nlist = check_int(nlist, "nlist", low=1)
+        self.nprobe = check_int(nprobe, "nprobe", low=1)
         if isinstance(connect_timeout, bool) or not (
             isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf
         ):
@@ -607,7 +601,7 @@ class MilvusIndex:
         """
         Q = check_vectors(Q, dim=self.dim, name="query vectors")
         exclude = check_exclude(exclude, Q.shape[0])
-        ef = self.ef if ef is None else _check_whole("ef", ef, 1)
+        ef = self.ef if ef is None else check_int(ef, "ef", low=1)
         with self._lock.read():
             client = self._live()
             if self._n == 0:

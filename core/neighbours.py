@@ -537,6 +537,8 @@ class IndexSpec(ArtifactSpec[IndexRequest, IndexRecord]):
             options["collection"] = f"embscope_{fp[:24]}"
         index = make_index(backend, request.metric, **options)
         index.build(self.service.vectors(info.id), progress=progress)
+        if store.read_only:  # kept in memory only: nothing is written beside the database
+            return IndexRecord(backend, request.metric, dict(request.params), "", info.n, index)
         path = index.save(self.service.index_dir / f"{fp}.{backend}")
         return IndexRecord(
             backend, request.metric, dict(request.params), Path(path).name, info.n, index

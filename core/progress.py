@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from embscope.core.errors import OperationCancelled
 
-__all__ = ["ProgressFn", "check_cancel", "reports_cancel", "stage"]
+__all__ = ["ProgressFn", "check_cancel", "stage"]
 
 # The one progress type of every core function, the job runner and the pages.
 ProgressFn = Callable[[float, str], bool | None]
@@ -22,11 +22,6 @@ def stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | 
     if progress is None:
         return None
     return lambda fraction, message: progress(low + (high - low) * fraction, message)
-
-
-def reports_cancel(progress: ProgressFn | None, fraction: float, message: str) -> bool:
-    """Report ``(fraction, message)``; True when the callback asks the work to stop."""
-    return bool(progress is not None and progress(fraction, message))
 
 
 def check_cancel(progress: ProgressFn | None, fraction: float, message: str, what: str) -> None:

@@ -8,7 +8,6 @@ how to fix it. The metric helpers at the end give the vectors as a metric sees t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, cast, get_args
 
 import numpy as np
@@ -19,7 +18,6 @@ __all__ = [
     "MAX_SEED",
     "METRICS",
     "Metric",
-    "check_choice",
     "check_int",
     "check_k",
     "check_matrix",
@@ -99,15 +97,6 @@ def _bounds(low: float | None, high: float | None) -> str:
 def check_seed(seed: Any) -> int:
     """A seed: a whole number from 0 to :data:`MAX_SEED`."""
     return check_int(seed, "seed", low=0, high=MAX_SEED)
-
-
-def check_choice(value: Any, name: str, choices: Sequence[C]) -> C:
-    """``value`` if it is one of ``choices``, else InvalidInputError listing them."""
-    if isinstance(value, bool) or value not in choices:
-        raise InvalidInputError(
-            f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}"
-        )
-    return cast(C, value)  # it is one of the choices
 
 
 def check_k(k: Any, available: int) -> int:

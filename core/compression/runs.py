@@ -13,27 +13,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute, load
+from embscope.core.artifacts import ArtifactSpec, get_or_compute
 from embscope.core.compression.codecs import as_codec, default_codecs
 from embscope.core.compression.evaluate import CompressionReport, evaluate_codecs
 from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
-from embscope.core.validation import Metric, check_metric
+from embscope.core.validation import Metric, check_int, check_metric, check_seed
 
 __all__ = [
     "COMPRESSION",
     "KIND",
     "CompressionRequest",
     "CompressionSpec",
-    "compression_key",
     "compression_request",
     "get_or_evaluate",
-    "load_report",
     "resolve_specs",
 ]
 
 KIND = "compression"
+# The largest k and re-ranking multiplier a report may ask for (the page's bounds).
+MAX_K = 100
+MAX_RESCORE = 50
 # 2: each codec's row carries the compressed copy's IsoScore and effective rank.
 COMPRESSION_CODE_VERSION = 2
 
@@ -134,19 +135,14 @@ def compression_request(
     metric = check_metric(metric)
     specs = resolve_specs(codecs, dim=info.dim, n=info.n, metric=metric)
     return CompressionRequest(
-        info, tuple(specs), metric, int(n_queries), int(k), int(rescore), int(seed)
+        info,
+        tuple(specs),
+        metric,
+        check_int(n_queries, "queries", low=1),
+        check_int(k, "k", low=1, high=MAX_K),
+        check_int(rescore, "rescore", low=1, high=MAX_RESCORE),
+        check_seed(seed),
     )
-
-
-def compression_key(store: Store, dataset_id: int, **settings: Any) -> str:
-    """The fingerprint of the report these settings ask for (its artifact and job key);
-    ``settings`` as :func:`compression_request`."""
-    return fingerprint(COMPRESSION, compression_request(store, dataset_id, **settings))
-
-
-def load_report(store: Store, key: str) -> CompressionReport | None:
-    """A stored report (with every codec's per-query overlap), or None."""
-    return load(store, COMPRESSION, key)
 
 
 def get_or_evaluate(

@@ -58,6 +58,7 @@ from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
 from embscope.core.progress import ProgressFn
 from embscope.core.projections.params import UMAP_PARAMS
+from embscope.core.validation import check_int
 
 __all__ = ["UMAP_N_NEIGHBORS", "GraphNotUsedError", "default_epochs", "umap_layout", "warm_up"]
 
@@ -188,15 +189,6 @@ class _EpochReport(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
-
-
-def _check_choice(value: Any, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise InvalidInputError(f"{name} must be {bound}, got {value}")
-    return int(value)
 
 
 def _graph_edges_used(fuzzy: Any, indices: np.ndarray) -> bool:
@@ -348,8 +340,8 @@ def umap_layout(
     if not isinstance(graph, KnnGraph):
         raise InvalidInputError(f"graph must be a core.graph.KnnGraph, got {type(graph).__name__}")
     n = graph.n
-    dims = _check_choice(dims, "dims", 2, 3)
-    n_neighbors = _check_choice(n_neighbors, "n_neighbors", 2)
+    dims = check_int(dims, "dims", low=2, high=3)
+    n_neighbors = check_int(n_neighbors, "n_neighbors", low=2)
     if n_neighbors > graph.k + 1:
         raise InvalidInputError(
             f"n_neighbors = {n_neighbors} needs a graph of at least {n_neighbors - 1} neighbours "
@@ -364,11 +356,11 @@ def umap_layout(
         raise InvalidInputError(f"min_dist must be a number, got {min_dist!r}")
     if not 0.0 <= float(min_dist) <= 1.0:
         raise InvalidInputError(f"min_dist must be between 0 and 1, got {min_dist}")
-    n_epochs = default_epochs(n) if n_epochs is None else _check_choice(n_epochs, "n_epochs", 1)
+    n_epochs = default_epochs(n) if n_epochs is None else check_int(n_epochs, "n_epochs", low=1)
     if not isinstance(deterministic, (bool, np.bool_)):
         raise InvalidInputError(f"deterministic must be True or False, got {deterministic!r}")
     if seed is not None:
-        seed = _check_choice(seed, "seed", 0, 2**32 - 1)
+        seed = check_int(seed, "seed", low=0, high=2**32 - 1)
     if not np.isfinite(graph.distances[:, : n_neighbors - 1]).all():
         raise InvalidInputError("the graph's distances contain NaN or infinite values")
     if X is not None:

@@ -129,8 +129,31 @@ def test_bad_input_raises_a_clear_error_and_changes_nothing(tmp_path, vectors_fi
             ds.project("umap", params={"n_neighbors": 500})
         with pytest.raises(InvalidInputError):
             ds.neighbours(row=10_000)
+        for bad in ({"k": True}, {"k": 2.5}, {"rescore": 10**6}, {"seed": 2**40}, {"queries": 0}):
+            with pytest.raises(InvalidInputError):
+                ds.compress(["int8"], **bad)
+        for bad in ({"k": "abc"}, {"k": 500}, {"k": 0}):
+            with pytest.raises(InvalidInputError):
+                db.compare("mine", "mine", **bad)
         assert db.store.list_artifacts() == []
         assert [d["name"] for d in db.datasets()] == ["mine"]
+
+
+def test_a_read_only_database_answers_without_writing_anything(tmp_path, vectors_file):
+    """Read-only: queries, projections and scores are computed, and neither the database
+    file nor the folder beside it changes (no index files, no artifacts)."""
+    path = tmp_path / "ro.duckdb"
+    with embscope.open(path) as db:
+        db.ingest(vectors_file, name="mine", id_column="id")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with embscope.open(path, read_only=True) as db:
+        ds = db.dataset("mine")
+        assert len(ds.neighbours(row=1, k=5)["neighbours"]) == 5
+        assert ds.project("pca")["quality"]["trustworthiness@10"] > 0
+        assert ds.geometry()["n"] == 120
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
 
 
 def test_coordinates_and_handles(tmp_path, vectors_file):

@@ -266,3 +266,77 @@ def test_a_result_reads_back_in_the_order_it_was_computed(store):
     fresh = get_or_compute(store, OrderedSpec(), DoubleRequest(info, 1.0))
     again = get_or_compute(store, OrderedSpec(), DoubleRequest(info, 1.0))
     assert list(fresh.scores) == list(again.scores) == ["zeta", "alpha", "mid"]
+
+
+def test_array_names_and_dollar_keys_cannot_collide_with_the_codec():
+    """A key holding "." could name the same array as a nested path, and a key looking like a
+    tag could be read as one: both round-trip as they were."""
+    a, b = np.arange(3), np.arange(5)
+    value = {"a.b": a, "a": {"b": b}, "$array": "x", "object": True}
+    doc, arrays = encode(value)
+    back = decode(object, doc, arrays)
+    assert np.array_equal(back["a.b"], a) and np.array_equal(back["a"]["b"], b)
+    assert back["$array"] == "x" and back["object"] is True
+
+
+def test_two_jobs_that_need_the_same_result_compute_it_once(store):
+    """A projection and a scorecard started together on a new dataset both need its graph:
+    it is built once, and the second waits for it rather than building it again."""
+    import threading
+
+    from embscope.core import graph as graph_module
+    from embscope.core.geometry.scorecard import get_or_compute_scorecard
+    from embscope.core.projections.runs import compute_projection
+
+    X = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
+    info = store.add_dataset(make_parsed(X), name="d")
+    builds = []
+    real = graph_module.build_knn_graph
+
+    def counted(*args, **kwargs):
+        builds.append(1)
+        return real(*args, **kwargs)
+
+    graph_module.build_knn_graph, original = counted, graph_module.build_knn_graph
+    try:
+        threads = [
+            threading.Thread(target=lambda: compute_projection(store, info.id, method="largevis")),
+            threading.Thread(target=lambda: get_or_compute_scorecard(store, info.id)),
+            threading.Thread(target=lambda: get_or_compute_scorecard(store, info.id, k=5)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        graph_module.build_knn_graph = original
+    assert len(builds) == 1
+
+
+def test_datasets_with_the_same_vectors_share_their_graph(store):
+    """Two datasets of the same vectors and ids (one file uploaded twice) read one stored
+    graph instead of taking it from each other in turn."""
+    from embscope.core import graph as graph_module
+
+    X = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
+    a = store.add_dataset(make_parsed(X), name="a")
+    b = store.add_dataset(make_parsed(X), name="b")
+    graph_module.get_or_build_graph(store, a.id, k=10)
+    assert graph_module.find_graph(store, b.id, metric="cosine", k=10) is not None
+    graph_module.get_or_build_graph(store, b.id, k=10)
+    assert len(store.list_artifacts(kind="knn_graph")) == 1
+
+
+def test_a_graph_job_returns_where_its_graph_is_stored(store):
+    from embscope.core.artifacts import submit
+    from embscope.core.graph import GRAPHS, GraphRequest
+    from embscope.core.jobs import JobRunner
+
+    info = store.add_dataset(make_parsed(np.random.default_rng(2).normal(size=(200, 6))), name="d")
+    runner = JobRunner(store)
+    try:
+        job = submit(runner, store, GRAPHS, GraphRequest(info, "cosine", 10))
+        assert job.wait(60) and job.status().state == "done"
+        assert artifacts.load(store, GRAPHS, job.result) is not None
+    finally:
+        runner.shutdown()
