@@ -80,7 +80,9 @@ def artifact_or_job(
         job_panel(key)
         return None
     last_run_notice(status)
-    if start_now or st.button(button, type="primary", key=button_key):
+    # start_now only when it never ran here: after a failure or Cancel the button asks again
+    # (otherwise every rerun would start it anew, and hide why it stopped).
+    if (start_now and status is None) or st.button(button, type="primary", key=button_key):
         artifacts.submit(runner, store, spec, request)
         st.rerun()
     if caption:

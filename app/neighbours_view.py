@@ -293,12 +293,25 @@ INDEX_WAIT_S = 5.0
 
 
 def _index_ready_soon(info: DatasetInfo, metric: str, backend: str) -> bool:
-    """Start (or join) the index's background job; True when it finishes within
-    :data:`INDEX_WAIT_S`, else its progress panel is shown and False returned."""
+    """True when the index is there or its background job finishes within
+    :data:`INDEX_WAIT_S`; else the job's progress (or how its last run ended, with a button to
+    build it again) is shown and False returned.
+
+    The job starts by itself only when it never ran in this server: after a Cancel or a
+    failure the page says so and waits for the person to ask again.
+    """
     service = get_neighbour_service()
     runner = get_job_runner()
-    start_index_job(info, metric=metric, backend=backend)
     key = service.index_fingerprint(info.id, metric=metric, backend=backend)
+    status = runner.status(key)
+    if status is None:
+        start_index_job(info, metric=metric, backend=backend)
+    elif not status.active:
+        last_run_notice(status)
+        if st.button(f"Build the {backend_label(backend)} index", key="neighbours.build_index"):
+            start_index_job(info, metric=metric, backend=backend)
+            st.rerun()
+        return False
     job = runner.get(key)
     if job is not None:
         with st.spinner(f"Building the {backend_label(backend)} index…"):

@@ -10,8 +10,8 @@ asks), and graph widths are also kept below the number of items.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,10 @@ __all__ = ["AUTO", "Param", "ParamTable"]
 
 # The text that asks for a value chosen from the data (in a link, on the command line).
 AUTO = "auto"
+# A number as text: decimal digits, an optional sign, point and exponent (no nan or inf).
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_MAX_NUMBER_TEXT = 32
 
 
 @dataclass(frozen=True)
@@ -99,14 +103,19 @@ class Param:
         return checked
 
     def parse(self, text: str, *, n: int | None = None, owner: str = "") -> Any:
-        """A value given as text (a link, ``--param``), validated."""
-        text = text.strip()
+        """A value given as text (a link, ``--param``), validated.
+
+        Only a plain decimal number (or ``auto`` where allowed) is read: no JSON, so that no
+        text can make the parser itself fail (deep nesting, a 5,000-digit integer).
+        """
+        name = f"{owner} {self.name}".strip()
+        text = str(text).strip()
         if self.auto and text.lower() == AUTO:
             return self.auto_value
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
+        if len(text) > _MAX_NUMBER_TEXT or not _NUMBER.fullmatch(text):
+            hint = f" or {AUTO!r}" if self.auto else ""
+            raise InvalidInputError(f"{name} must be a number{hint}, got {text[:40]!r}")
+        value: Any = int(text) if _INTEGER.fullmatch(text) else float(text)
         return self.check(value, n=n, owner=owner)
 
     def describe(self) -> str:

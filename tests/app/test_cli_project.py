@@ -87,6 +87,8 @@ def test_project_human_output(capsys, db):
         (["project", "digits", "--method", "umap", "--param", "n_epochs=5000"], "n_epochs"),
         (["project", "digits", "--method", "heatgeo", "--param", "knn=auto"], "knn"),
         (["project", "digits", "--method", "pca", "--seed", "2147483648"], "seed"),
+        (["project", "digits", "--method", "umap", "--param", "n_neighbors=" + "5" * 5000], "n_n"),
+        (["project", "digits", "--method", "umap", "--param", "n_neighbors=" + "[" * 999], "n_n"),
     ],
 )
 def test_project_bad_input_exits_2_and_changes_nothing(capsys, db, argv, message):

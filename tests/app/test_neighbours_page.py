@@ -189,3 +189,42 @@ def test_diagnostics_are_a_job_the_page_stays_usable_and_cancel_stops_them(db, m
     at = until(at, lambda a: get_job_runner().status(key).state == "cancelled")
     assert dr.ef_diagnostics(service, 1, run=False) is None
     release.set()
+
+
+def test_a_cancelled_index_build_is_not_started_again_by_the_next_run(db, monkeypatch):
+    """The page starts the index job of a query once; after Cancel it says so and offers a
+    button, rather than starting the build again on the next run."""
+    import threading
+
+    from embscope.app.runtime import get_job_runner, get_neighbour_service
+    from embscope.core import index as index_module
+    from embscope.core.errors import OperationCancelled
+
+    _points(db)
+    release = threading.Event()
+    real_build = index_module.HnswIndex.build
+
+    def held(self, X, *, progress=None):
+        while not release.wait(0.05):
+            if progress is not None and progress(0.1, "held by the test"):
+                raise OperationCancelled("building the index was cancelled")
+        return real_build(self, X, progress=progress)
+
+    monkeypatch.setattr(index_module.HnswIndex, "build", held)
+    monkeypatch.setattr("embscope.app.neighbours_view.INDEX_WAIT_S", 0.2)
+    at = _neighbours_page()
+    by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    by_key(at.number_input, "neighbours.row").set_value(3).run()
+    by_key(at.button, "neighbours.go_row").click().run()
+    key = get_neighbour_service().index_fingerprint(1, metric="cosine")
+    first = get_job_runner().get(key)
+    assert first is not None and first.status().active
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert first.wait(30) and first.status().state == "cancelled"
+    at.run()
+    assert get_job_runner().get(key) is first  # not started again
+    assert any("cancelled" in w.value for w in at.warning)
+    release.set()
+    by_key(at.button, "neighbours.build_index").click().run()
+    at = until(at, lambda a: any("row 3" in m.value for m in a.markdown))
+    assert not at.exception

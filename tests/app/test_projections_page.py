@@ -264,3 +264,27 @@ def test_heat_geodesic_says_the_diffusion_time_it_chose(db):
     assert any(said in c.value for c in at.caption), [c.value for c in at.caption]
     gallery = next(d.value for d in at.dataframe if "parameters" in d.value.columns)
     assert f"tau=auto ({p.chosen['tau']:.3g})" in gallery["parameters"].iloc[0]
+
+
+def test_a_failed_instant_job_is_shown_once_not_started_again_on_every_run(db, monkeypatch):
+    """PCA starts by itself, but only the first time: when it fails the page says why and
+    offers the button, instead of starting it again on every rerun."""
+    from embscope.app.runtime import get_job_runner
+    from embscope.core.projections import pca
+
+    calls = []
+
+    def broken(X, *, dims=2):
+        calls.append(1)
+        raise RuntimeError("the layout broke")
+
+    monkeypatch.setattr(pca, "pca_layout", broken)
+    at = open_page("projections")
+    by_key(at.selectbox, "projections.method").set_value("pca").run()
+    job = next(j for j in get_job_runner().jobs() if j.kind == "projection")
+    get_job_runner().get(job.key).wait(30)
+    for _ in range(3):
+        at.run()
+    assert len(calls) == 1
+    assert any("the layout broke" in e.value for e in at.error)
+    assert any(b.key == "projections.compute" for b in at.button)

@@ -157,6 +157,11 @@ def test_projection_parameters_past_their_bounds_are_ignored_with_toasts(db):
     assert by_key(at.number_input, "projections.largevis.n_neighbors").value <= 200
     assert by_key(at.number_input, "projections.largevis.negatives").value == 5
     assert by_key(at.checkbox, "projections.largevis.samples_per_point.auto").value is True
+    # Text no number parser should ever see: deep nesting, a 5,000-digit integer.
+    for hostile in ("[" * 990 + "]" * 990, "9" * 1900):
+        at = _open("projections", {"dataset": "1", "method": "umap", "p.n_neighbors": hostile})
+        assert not at.exception
+        assert any("n_neighbors" in t for t in _toasts(at))
 
 
 def test_neighbours_link_runs_its_query_on_open(db):
