@@ -64,7 +64,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
         try:
             codec = as_codec(text)
         except InvalidInputError as exc:
-            link.ignore("codecs", text, md_escape(exc))
+            link.ignore("codecs", text, str(exc))
             continue
         if metric not in codec.metrics:
             link.ignore("codecs", text, f"it cannot serve the {metric} metric")
@@ -267,9 +267,9 @@ def harm_map(info: DatasetInfo, report: Any) -> None:
         st.rerun()
     hurt = result.overlap < 0.5
     st.caption(
-        f"Colour: the share of each query point's {report.k} true neighbours that {spec} still "
-        f"returns (grey points were not queries). {int(hurt.sum()):,} of {hurt.size:,} query "
-        "points keep fewer than half."
+        f"Colour: the share of each query point's {report.k} true neighbours that "
+        f"{md_escape(spec)} still returns (grey points were not queries). "
+        f"{int(hurt.sum()):,} of {hurt.size:,} query points keep fewer than half."
     )
     selection_list(info, coords=coords, metric=report.metric)
 

@@ -411,7 +411,8 @@ def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=part["bytes_per_vector"], y=part[column], mode="lines+markers+text",
-                name=str(family), text=part["codec"], textposition="top center",
+                name=html.escape(str(family)), textposition="top center",
+                text=[html.escape(str(c)) for c in part["codec"]],
                 marker={"size": 9, "color": _PALETTE[g % len(_PALETTE)]},
                 hovertemplate="%{text}<br>%{x} bytes/vector<br>" + column + " %{y:.3f}"
                 "<extra></extra>",

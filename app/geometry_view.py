@@ -290,7 +290,7 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
         job_panel(scorecard_key(store, ds.id, **options))
     waiting = [ds for ds in missing if ds not in running]
     if waiting and st.button(
-        f"Compute the missing scorecard(s): {', '.join(d.name for d in waiting)}",
+        f"Compute the missing scorecard(s): {', '.join(md_escape(d.name) for d in waiting)}",
         key="geometry.compare_run",
     ):
         runner = get_job_runner()

@@ -57,12 +57,12 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
         try:
             service.row_of_id(info.id, item_id)
         except InvalidInputError:
-            link.ignore("id", item_id, f"no item of {md_escape(info.name)} has this id")
+            link.ignore("id", item_id, f"no item of {info.name} has this id")
             item_id = None
     if text is not None:
         ok, reason = service.text_status(info.id)
         if not ok:
-            link.ignore("text", text, md_escape(reason))
+            link.ignore("text", text, reason)
             text = None
     if row is not None:
         st.session_state["neighbours.item_how"] = "row"

@@ -68,7 +68,7 @@ def _rows_of_ids(info: DatasetInfo, link: share.Link) -> list[int] | None:
     rows = pd.Index(get_neighbour_service().ids(info.id)).get_indexer(wanted)
     for item, row in zip(wanted, rows, strict=True):
         if row < 0:
-            link.ignore("item", item, f"no item of {md_escape(info.name)} has this id")
+            link.ignore("item", item, f"no item of {info.name} has this id")
     found = [int(r) for r in rows if r >= 0]
     return found or None
 

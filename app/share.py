@@ -45,10 +45,15 @@ _FALSE = {"0", "false", "no", "off"}
 Params = dict[str, list[str]]
 
 
+def _short(value: object, limit: int = 40) -> str:
+    """A value from a link as text, shortened to ``limit`` characters."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _shown(value: object, limit: int = 40) -> str:
     """A value from a link as safe markdown text (escaped, shortened)."""
-    text = str(value)
-    return md_escape(text if len(text) <= limit else text[: limit - 1] + "…")
+    return md_escape(_short(value, limit))
 
 
 def current_params() -> Params:
@@ -97,10 +102,14 @@ class Link:
         return list(self._params)
 
     def ignore(self, name: str, value: object, why: str) -> None:
-        """Tell the user a link parameter was not used (as a toast; the page goes on)."""
+        """Tell the user a link parameter was not used (as a toast; the page goes on).
+
+        ``why`` is plain text, escaped here: it often quotes the value or a dataset name
+        (an error message, the options), so callers pass it as it is, never pre-escaped.
+        """
         self.ignored.append(name)
         st.toast(
-            f"Link: ignored {_shown(name, 30)}={_shown(value)}: {why}",
+            f"Link: ignored {_shown(name, 30)}={_shown(value)}: {md_escape(why)}",
             icon=":material/link_off:",
         )
 
@@ -135,7 +144,7 @@ class Link:
             if str(option) == value:
                 return option
         shown = ", ".join(str(o) for o in options[:8]) + (", …" if len(options) > 8 else "")
-        self.ignore(name, value, f"not one of {_shown(shown, 120)}" if options else "no options")
+        self.ignore(name, value, f"not one of {_short(shown, 120)}" if options else "no options")
         return None
 
     def integer(self, name: str, low: int, high: int) -> int | None:
