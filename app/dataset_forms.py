@@ -270,9 +270,8 @@ def _confirm_delete(current: DatasetInfo) -> None:
             _clear_pending_delete()
             widgets.show_error(exc)
             return
-        get_store().delete_dataset(current.id)
-        # Its loaded index and vectors go from memory, its index files from the disk.
-        get_neighbour_service().forget(current.id)
+        # With its loaded index and vectors, its index files and its Milvus collections.
+        get_neighbour_service().delete_dataset(current.id)
         _clear_pending_delete()
         state.select_dataset(None)
         state.flash("success", "Dataset deleted.")

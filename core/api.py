@@ -185,10 +185,9 @@ class Database:
         return Dataset(self, store_demo_dataset(self.store, demo, name=name))
 
     def delete(self, ref: int | str) -> None:
-        """Delete a dataset, everything computed from it and its index files."""
-        info = self.store.get_dataset(ref)
-        self.store.delete_dataset(info.id)
-        self.neighbour_service.forget(info.id)
+        """Delete a dataset, everything computed from it, its index files and the Milvus
+        collections of its indexes."""
+        self.neighbour_service.delete_dataset(self.store.get_dataset(ref).id)
 
     def compare(
         self,

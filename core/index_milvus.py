@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -60,7 +61,7 @@ from embscope.core.index_base import (
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import check_int, check_k, check_metric, check_vectors
 
-__all__ = ["INDEX_TYPES", "MilvusIndex"]
+__all__ = ["INDEX_TYPES", "MilvusIndex", "drop_collections"]
 
 INSTALL_HINT = "install the milvus extra: pip install 'embscope[milvus]'"
 # FLAT is exact; HNSW and IVF_FLAT are approximate; AUTOINDEX lets the server choose
@@ -197,6 +198,111 @@ def _error_text(exc: BaseException) -> str:
     return str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
 
 
+# -- connections and collections -----------------------------------------------------------
+
+
+def _open_client(
+    uri: str, local_path: str | None, token: str | None, timeout: float
+) -> tuple[Any, str]:
+    """A client of its own (and the server's version) for ``uri`` from :func:`_resolve_uri`;
+    for Milvus Lite it counts as a user of the path's in-process server: close it with
+    :func:`_disconnect`."""
+    pymilvus = _import_pymilvus()
+    if local_path is None:
+        return _new_client(pymilvus, uri, None, token, timeout)
+    try:
+        # pymilvus starts it for .db uris
+        import milvus_lite  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"a local .db uri runs Milvus Lite, which is not installed: {INSTALL_HINT}"
+        ) from exc
+    parent = Path(local_path).parent
+    if parent.exists() and not parent.is_dir():
+        raise InvalidInputError(f"cannot put a Milvus Lite database in {parent}: not a folder")
+    parent.mkdir(parents=True, exist_ok=True)
+    # Counted under the lock, so a server being stopped by the last user of a path is never
+    # handed to a new one.
+    with _local_lock:
+        _local_users[local_path] = _local_users.get(local_path, 0) + 1
+        try:
+            return _new_client(pymilvus, uri, local_path, token, timeout)
+        except BaseException:
+            _release_local_locked(local_path)
+            raise
+
+
+def _new_client(
+    pymilvus: Any, uri: str, local_path: str | None, token: str | None, timeout: float
+) -> tuple[Any, str]:
+    shown = _public_uri(uri)
+    t0 = time.perf_counter()
+    client = None
+    try:
+        client = pymilvus.MilvusClient(
+            uri=uri,
+            token=token or "",
+            timeout=timeout,
+            # Its own channel, so that close() really closes it.
+            dedicated=True,
+        )
+        version = str(client.get_server_version())
+    except Exception as exc:
+        if client is not None:
+            client.close()
+        if local_path is not None:
+            raise InvalidInputError(
+                f"could not open the Milvus Lite database {local_path}: "
+                f"{_error_text(exc)} (a Milvus Lite database is used by one process at "
+                "a time; close the other one or use another path)"
+            ) from exc
+        waited = time.perf_counter() - t0
+        raise InvalidInputError(
+            f"cannot reach a Milvus server at {shown}: is it running? Check the host, port "
+            f"and token (failed after {waited:.1f} s, connect_timeout = "
+            f"{timeout:g} s) [{_error_text(exc)}]"
+        ) from exc
+    return client, version
+
+
+def drop_collections(
+    uri: str | os.PathLike[str],
+    names: Iterable[str],
+    *,
+    token: str | None = None,
+    connect_timeout: float = 5.0,
+) -> list[str]:
+    """Delete the collections ``names`` from the Milvus at ``uri``, with the staging
+    collections an interrupted build of them left (``<name>_build_<hex>``); returns the names
+    dropped. Names that are not there are skipped; a Milvus Lite database that does not
+    exist is not created (nothing is in it).
+
+    Raises InvalidInputError when Milvus cannot be reached (a server down, a Lite database
+    that another process holds).
+    """
+    wanted = [_check_collection(n) for n in dict.fromkeys(names)]
+    target, local = _resolve_uri(uri)
+    if not wanted or (local is not None and not os.path.exists(local)):
+        return []
+    client, _ = _open_client(target, local, token, connect_timeout)
+    dropped = []
+    try:
+        present = set(client.list_collections())
+        for name in wanted:
+            found = [name] if name in present else []
+            found += sorted(p for p in present if p.startswith(f"{name}_build_"))
+            for each in found:
+                client.drop_collection(each)
+                dropped.append(each)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"could not drop Milvus collections at {_public_uri(target)}: {_error_text(exc)}"
+        ) from exc
+    finally:
+        _disconnect(client, local)
+    return dropped
+
+
 # -- the index ------------------------------------------------------------------------------
 
 
@@ -304,58 +410,9 @@ class MilvusIndex:
         return self._local_path is not None
 
     def _connect(self) -> Any:
-        pymilvus = _import_pymilvus()
-        if self._local_path is None:
-            return self._new_client(pymilvus)
-        try:
-            # pymilvus starts it for .db uris
-            import milvus_lite  # noqa: F401
-        except ImportError as exc:
-            raise InvalidInputError(
-                f"a local .db uri runs Milvus Lite, which is not installed: {INSTALL_HINT}"
-            ) from exc
-        parent = Path(self._local_path).parent
-        if parent.exists() and not parent.is_dir():
-            raise InvalidInputError(f"cannot put a Milvus Lite database in {parent}: not a folder")
-        parent.mkdir(parents=True, exist_ok=True)
-        # Counted under the lock, so a server being stopped by the last user of a path is
-        # never handed to a new one.
-        with _local_lock:
-            _local_users[self._local_path] = _local_users.get(self._local_path, 0) + 1
-            try:
-                return self._new_client(pymilvus)
-            except BaseException:
-                _release_local_locked(self._local_path)
-                raise
-
-    def _new_client(self, pymilvus: Any) -> Any:
-        shown = _public_uri(self.uri)
-        t0 = time.perf_counter()
-        client = None
-        try:
-            client = pymilvus.MilvusClient(
-                uri=self.uri,
-                token=self._token or "",
-                timeout=self.connect_timeout,
-                # Its own channel, so that close() really closes it.
-                dedicated=True,
-            )
-            self.server_version = str(client.get_server_version())
-        except Exception as exc:
-            if client is not None:
-                client.close()
-            if self._local_path is not None:
-                raise InvalidInputError(
-                    f"could not open the Milvus Lite database {self._local_path}: "
-                    f"{_error_text(exc)} (a Milvus Lite database is used by one process at "
-                    "a time; close the other one or use another path)"
-                ) from exc
-            waited = time.perf_counter() - t0
-            raise InvalidInputError(
-                f"cannot reach a Milvus server at {shown}: is it running? Check the host, port "
-                f"and token (failed after {waited:.1f} s, connect_timeout = "
-                f"{self.connect_timeout:g} s) [{_error_text(exc)}]"
-            ) from exc
+        client, self.server_version = _open_client(
+            self.uri, self._local_path, self._token, self.connect_timeout
+        )
         return client
 
     def _live(self) -> Any:

@@ -9,6 +9,7 @@ item by row, id, vector or text; the item itself is never among its own neighbou
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.graph import recall_at_k
 from embscope.core.index import BACKENDS, ExactIndex, load_index, make_index
 from embscope.core.index_base import NeighbourIndex
+from embscope.core.index_milvus import drop_collections
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import Metric, check_k, check_metric, check_vectors
@@ -55,6 +57,13 @@ DEFAULT_EF = 50
 DEFAULT_HNSW: Mapping[str, int] = {"M": 16, "ef_construction": 200}
 INDEX_CODE_VERSION = 1
 INDEX_KIND = "index"
+
+log = logging.getLogger(__name__)
+
+
+def milvus_collection(index_fingerprint: str) -> str:
+    """The Milvus collection of the index with this fingerprint."""
+    return f"embscope_{index_fingerprint[:24]}"
 
 
 @dataclass(frozen=True)
@@ -308,7 +317,8 @@ class NeighbourService:
 
     def forget(self, dataset_id: int | None = None) -> None:
         """Drop what is cached for one dataset (after a rename or delete), or for all; then
-        remove index files whose artifact is gone (a deleted dataset's indexes)."""
+        remove index files whose artifact is gone (a deleted dataset's indexes). A dataset is
+        deleted with :meth:`delete_dataset`, which also drops its Milvus collections."""
         with self._lock:
             if dataset_id is None:
                 self._indexes.clear()
@@ -326,6 +336,47 @@ class NeighbourService:
                     self._vectors.pop(info.fingerprint, None)
                     self._ids.pop(info.fingerprint, None)
         self.prune_files()
+
+    def delete_dataset(self, dataset_id: int | str) -> list[str]:
+        """Delete a dataset with everything of it: its tables and artifacts (one transaction,
+        :meth:`Store.delete_dataset`), what is cached for it here, its index files, and the
+        Milvus collections of its indexes. Returns the collections dropped.
+
+        The collections are found from the dataset's index records before the delete removes
+        them, and dropped once it is committed (a refused delete leaves them). One that cannot
+        be dropped (Milvus unreachable, a Lite database another process holds) is logged: the
+        dataset is gone all the same.
+        """
+        info = self.store.get_dataset(dataset_id)
+        milvus = [
+            (str(r.request.get("uri") or self.milvus_uri), r.fingerprint)
+            for r in stored(self.store, IndexSpec(self), info.id)
+            if r.request.get("backend") == "milvus"
+        ]
+        self.store.delete_dataset(info.id)
+        self.forget(info.id)
+        return self._drop_milvus(milvus)
+
+    def _drop_milvus(self, indexes: list[tuple[str, str]]) -> list[str]:
+        """Drop the collections of these (uri, index fingerprint) pairs, except those still in
+        use: an index of the same vectors that another dataset has loaded, is building or has
+        recorded keeps its collection."""
+        if not indexes:
+            return []
+        with self._lock:
+            in_use = set(self._indexes) | self._building
+        in_use |= {r.fingerprint for r in stored(self.store, IndexSpec(self))}
+        by_uri: dict[str, list[str]] = {}
+        for uri, fp in indexes:
+            if fp not in in_use:
+                by_uri.setdefault(uri, []).append(milvus_collection(fp))
+        dropped: list[str] = []
+        for uri, names in by_uri.items():
+            try:
+                dropped += drop_collections(uri, names)
+            except InvalidInputError as exc:
+                log.warning("Milvus collections %s were not dropped: %s", ", ".join(names), exc)
+        return dropped
 
     def prune_files(self) -> list[Path]:
         """Delete index files beside the database that no stored artifact refers to."""
@@ -534,7 +585,7 @@ class IndexSpec(ArtifactSpec[IndexRequest, IndexRecord]):
         if backend == "hnsw":
             options["ef"] = DEFAULT_EF
         if backend == "milvus":
-            options["collection"] = f"embscope_{fp[:24]}"
+            options["collection"] = milvus_collection(fp)
         index = make_index(backend, request.metric, **options)
         index.build(self.service.vectors(info.id), progress=progress)
         if store.read_only:  # kept in memory only: nothing is written beside the database

@@ -485,3 +485,150 @@ def test_added_rows_survive_close_and_reload(where, request, tmp_path, opened):
     np.testing.assert_array_equal(idx[:, 0], [510, 511])
     again.add(X[:1])  # the next default label follows the largest one, 519
     assert again.query(X[:1], 2)[0].tolist() == [[0, 520]]
+
+
+# -- deleting a dataset drops its collections -------------------------------------------------
+
+
+def _collections(uri) -> set[str]:
+    """The collections in the Milvus at ``uri`` (a probe index shares the Lite server)."""
+    with MilvusIndex("cosine", uri=uri, collection="embscope_probe") as probe:
+        return set(probe._client.list_collections())
+
+
+def _two_datasets(store, *, same: bool = False):
+    from tests.helpers import make_parsed
+
+    X = _data(n=200, seed=1)
+    keep = store.add_dataset(make_parsed(X), name="keep")
+    gone = store.add_dataset(make_parsed(X if same else _data(n=200, seed=2)), name="gone")
+    return keep, gone
+
+
+@pytest.mark.parametrize("where", ["lite", "server"])
+def test_deleting_a_dataset_drops_its_milvus_collections(where, request, tmp_path):
+    from embscope.core.neighbours import NeighbourService, milvus_collection
+    from embscope.core.store import Store
+
+    uri = str(tmp_path / "m.db") if where == "lite" else request.getfixturevalue("server_uri")
+    with Store(tmp_path / "db.duckdb") as store:
+        keep, gone = _two_datasets(store)
+        service = NeighbourService(store, milvus_uri=uri)
+        service.get_index(keep.id, backend="milvus")
+        for metric in ("cosine", "l2"):
+            service.get_index(gone.id, metric=metric, backend="milvus")
+        names = {
+            m: milvus_collection(service.index_fingerprint(gone.id, metric=m, backend="milvus"))
+            for m in ("cosine", "l2")
+        }
+        kept = milvus_collection(
+            service.index_fingerprint(keep.id, metric="cosine", backend="milvus")
+        )
+        assert {kept, *names.values()} <= _collections(uri)
+        service.get_index(gone.id, backend="milvus")  # loaded in this process, and in use
+        dropped = service.delete_dataset(gone.id)
+        assert sorted(dropped) == sorted(names.values())
+        left = _collections(uri)
+        assert kept in left and not set(names.values()) & left
+        assert sorted(p.suffix for p in service.index_dir.iterdir()) == [".json", ".milvus"]
+        # the other dataset's index still answers, from its own collection
+        q = service.resolve(keep.id, row=0)
+        assert len(service.search(keep.id, q, k=5, backend="milvus").rows) == 5
+        # renaming (which also forgets what is cached) drops nothing
+        store.rename_dataset(keep.id, "kept")
+        service.forget(keep.id)
+        assert kept in _collections(uri)
+
+
+def test_deleting_through_the_api_drops_the_collection(tmp_path):
+    """`embscope delete` and the Python API's db.delete: the default Milvus Lite database
+    beside the database file loses the deleted dataset's collection."""
+    from embscope.core.api import Database
+    from embscope.core.neighbours import milvus_collection
+
+    db = Database(tmp_path / "db.duckdb")
+    try:
+        keep, gone = _two_datasets(db.store)
+        service = db.neighbour_service
+        for info in (keep, gone):
+            service.get_index(info.id, backend="milvus")
+        uri = service.milvus_uri
+        assert uri == str(tmp_path / "db.duckdb.milvus.db")
+        name = milvus_collection(
+            service.index_fingerprint(gone.id, metric="cosine", backend="milvus")
+        )
+        kept = milvus_collection(
+            service.index_fingerprint(keep.id, metric="cosine", backend="milvus")
+        )
+        assert {name, kept} <= _collections(uri)
+        db.delete("gone")
+        assert [d.name for d in db.store.list_datasets()] == ["keep"]
+        left = _collections(uri)
+        assert name not in left and kept in left
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("built_by", ["keep", "gone"])
+def test_an_index_shared_by_datasets_of_the_same_vectors(built_by, tmp_path):
+    """Two datasets with the same vectors and ids share one index (fingerprint, file and
+    collection), recorded under the dataset that built it. Deleting the other one leaves the
+    collection; deleting that one drops it with its record, and the survivor's next query
+    builds the index again."""
+    from embscope.core.neighbours import NeighbourService, milvus_collection
+    from embscope.core.store import Store
+
+    uri = str(tmp_path / "m.db")
+    with Store(tmp_path / "db.duckdb") as store:
+        keep, gone = _two_datasets(store, same=True)
+        service = NeighbourService(store, milvus_uri=uri)
+        fp = service.index_fingerprint(gone.id, metric="cosine", backend="milvus")
+        assert fp == service.index_fingerprint(keep.id, metric="cosine", backend="milvus")
+        first, second = (keep, gone) if built_by == "keep" else (gone, keep)
+        service.get_index(first.id, backend="milvus")
+        service.get_index(second.id, backend="milvus")
+        dropped = service.delete_dataset(gone.id)
+        assert dropped == ([] if built_by == "keep" else [milvus_collection(fp)])
+        q = service.resolve(keep.id, row=0)
+        assert len(service.search(keep.id, q, k=5, backend="milvus").rows) == 5
+        assert milvus_collection(fp) in _collections(uri)
+
+
+def test_a_collection_that_cannot_be_dropped_does_not_stop_the_delete(
+    tmp_path, monkeypatch, caplog
+):
+    import embscope.core.neighbours as neighbours
+    from embscope.core.neighbours import NeighbourService
+    from embscope.core.store import Store
+
+    def unreachable(uri, names, **_):
+        raise InvalidInputError(f"cannot reach a Milvus server at {uri}")
+
+    with Store(tmp_path / "db.duckdb") as store:
+        _, gone = _two_datasets(store)
+        service = NeighbourService(store, milvus_uri=str(tmp_path / "m.db"))
+        service.get_index(gone.id, backend="milvus")
+        monkeypatch.setattr(neighbours, "drop_collections", unreachable)
+        with caplog.at_level("WARNING", logger="embscope.core.neighbours"):
+            assert service.delete_dataset(gone.id) == []
+        assert [d.name for d in store.list_datasets()] == ["keep"]
+        assert "were not dropped" in caplog.text and "cannot reach" in caplog.text
+
+
+def test_drop_collections_takes_staging_leftovers_and_creates_nothing(tmp_path):
+    from embscope.core.index_milvus import drop_collections
+
+    uri = str(tmp_path / "m.db")
+    with MilvusIndex("l2", uri=uri, collection="embscope_a") as a:
+        a.build(_data(n=30))
+        client = a._client
+        a._create_collection(client, "embscope_a_build_0123abcd", a.dim)  # a killed rebuild
+        a._create_collection(client, "embscope_b", a.dim)
+        dropped = drop_collections(uri, ["embscope_a", "embscope_missing"])
+        assert dropped == ["embscope_a", "embscope_a_build_0123abcd"]
+        assert set(client.list_collections()) == {"embscope_b"}
+    nowhere = tmp_path / "none" / "m.db"
+    assert drop_collections(nowhere, ["embscope_a"]) == []
+    assert not nowhere.exists() and not nowhere.parent.exists()
+    with pytest.raises(InvalidInputError, match="invalid Milvus collection name"):
+        drop_collections(uri, ["no-such name"])
