@@ -20,6 +20,14 @@ that lies cannot get through: zip entries stop at their declared size, Parquet i
 batches whose real size is counted. Text is never read through a path whose suffix asks
 pyarrow to decompress it.
 
+No file makes embscope read anything outside it: a path that is a symbolic link (or not a
+regular file) is refused; an .h5ad is walked link by link before any data is read and
+refused if it holds an external link, external raw storage, a virtual dataset, a soft link
+leading out of the file, a filter that is not built into HDF5 (a plugin) or references; a
+Parquet footer naming another file (``file_path``) or encrypted is refused before pyarrow
+reads a column chunk; an .npz member stored as a symbolic link is refused (members are read
+from the archive, never extracted).
+
 Rows are named by file line (counting from 1) for text formats and by row number
 (counting from 0, the same numbers that become the default ids) for binary formats.
 
@@ -33,10 +41,12 @@ The package, by module:
 - :mod:`~embscope.core.ingest.model`: :class:`FileInspection`, :class:`ParsedDataset`, what a
   reader is given (``ReadRequest``) and returns (``Loaded``).
 - :mod:`~embscope.core.ingest.checks`: the shared checks of vectors, ids and metadata.
-- :mod:`~embscope.core.ingest.files`: suffix, size and library-error checks of a file.
+- :mod:`~embscope.core.ingest.files`: suffix, regular-file, size and library-error checks of
+  a file.
 - :mod:`~embscope.core.ingest.columns`: typed metadata and vector columns of table formats.
 - One module per format family: :mod:`~embscope.core.ingest.numpy_files` (npy, npz, and
-  :func:`read_query_vector`), :mod:`~embscope.core.ingest.parquet`,
+  :func:`read_query_vector`), :mod:`~embscope.core.ingest.parquet` (its footer checked by
+  :mod:`~embscope.core.ingest.parquet_footer`),
   :mod:`~embscope.core.ingest.delimited` (CSV/TSV/TXT, the Projector's files; parsing in
   :mod:`~embscope.core.ingest.text_tables`), :mod:`~embscope.core.ingest.json_files` (JSONL,
   JSON) and :mod:`~embscope.core.ingest.anndata` (h5ad).

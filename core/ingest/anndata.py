@@ -5,6 +5,13 @@ The vectors are ``X`` or an ``obsm/<key>`` array (a sparse matrix is made dense 
 (categorical, nullable, string arrays) become the metadata. Every dataset's size comes from
 its dataspace and is counted against the read's budget, and against the bytes it really
 occupies in the file, before it is read.
+
+Only what is inside the file is read. Before any data, :func:`check_self_contained` walks
+every link of the file without following one and refuses what would make HDF5 read another
+file or load code: external links, external raw storage (``external=``), virtual datasets,
+soft links that lead nowhere in the file, filters other than HDF5's built-in ones (an
+unknown filter id makes HDF5 look for a plugin library to load), filter pipelines on groups,
+and HDF5 references (never followed, and refused rather than read).
 """
 
 from __future__ import annotations
@@ -19,6 +26,157 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.ingest.checks import dtype_problem, shape_problem
 from embscope.core.ingest.limits import ReadBudget
 from embscope.core.ingest.model import PY_STR_BYTES, Loaded, ReadRequest, Where, quote_list
+
+#: HDF5's built-in filters and h5py's LZF: nothing else may run (HDF5 looks for a plugin
+#: library to load for any other filter id a file names).
+_BUILTIN_FILTERS = {
+    h5py.h5z.FILTER_DEFLATE: "gzip",
+    h5py.h5z.FILTER_SHUFFLE: "shuffle",
+    h5py.h5z.FILTER_FLETCHER32: "fletcher32",
+    h5py.h5z.FILTER_SZIP: "szip",
+    h5py.h5z.FILTER_NBIT: "nbit",
+    h5py.h5z.FILTER_SCALEOFFSET: "scaleoffset",
+    h5py.h5z.FILTER_LZF: "lzf",
+}
+_PIPELINE_MESSAGE = 1 << 11  # H5O_PLINE_ID: an object header's filter pipeline message
+#: The most links the walk of a file visits; an AnnData file has a few per obs column.
+MAX_H5AD_LINKS = 1_000_000
+_INSIDE = "embscope reads only what is inside the uploaded file"
+_NAME_SHOWN = 80
+
+
+def _shown(name: bytes | str) -> str:
+    text = name.decode("utf-8", errors="replace") if isinstance(name, bytes) else name
+    text = text.strip("/") or "/"
+    return repr(text if len(text) <= _NAME_SHOWN else text[: _NAME_SHOWN - 1] + "…")
+
+
+def check_self_contained(f: Any, label: str) -> None:
+    """Refuse an HDF5 file that would make h5py read anything outside it, or load code.
+
+    Every link is listed group by group without being followed (a group's header is
+    checked before its links are read); hard links lead to the objects checked by
+    :func:`check_dataset` (each object once, so a hard-link cycle ends), external and
+    user-defined links are refused, and soft links are resolved only after the whole file
+    is known to hold no external link, so resolving one cannot leave the file.
+
+    Raises
+    ------
+    InvalidInputError
+        The first thing found that is not inside the file, named by its path.
+    """
+    seen: set[tuple[int, int]] = set()
+    groups: list[tuple[bytes, Any]] = [(b"/", f.id)]
+    soft: list[tuple[bytes, bytes]] = []
+    count = 0
+    while groups:
+        path, gid = groups.pop()
+        _check_group(gid, path, label)
+        links = _links_of(gid, MAX_H5AD_LINKS - count)
+        count += len(links)
+        if count > MAX_H5AD_LINKS:
+            raise InvalidInputError(
+                f"{label} holds more than {MAX_H5AD_LINKS:,} HDF5 links; an AnnData file has a "
+                "few per column: re-save it with anndata's write_h5ad"
+            )
+        for name, kind in links:
+            full = path + name
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                raise InvalidInputError(
+                    f"{label}: {_shown(full)} is a link to another file (HDF5 external link): "
+                    f"{_INSIDE}; save it with the data inside (anndata.write_h5ad writes no "
+                    "links)"
+                )
+            if kind == h5py.h5l.TYPE_SOFT:
+                soft.append((full, gid.links.get_val(name)))
+                continue
+            if kind != h5py.h5l.TYPE_HARD:
+                raise InvalidInputError(
+                    f"{label}: {_shown(full)} is a user-defined HDF5 link, which embscope does "
+                    f"not follow: {_INSIDE}; save it with anndata.write_h5ad"
+                )
+            oid = h5py.h5o.open(gid, name)
+            info = h5py.h5o.get_info(oid)
+            if (info.fileno, info.addr) in seen:
+                continue
+            seen.add((info.fileno, info.addr))
+            if isinstance(oid, h5py.h5g.GroupID):
+                groups.append((full + b"/", oid))
+            elif isinstance(oid, h5py.h5d.DatasetID):
+                check_dataset(oid, full, label)
+    for full, target in soft:
+        _check_soft_link(f, full, target, label)
+
+
+def _check_group(gid: Any, path: bytes, label: str) -> None:
+    if h5py.h5o.get_info(gid).hdr.mesg.present & _PIPELINE_MESSAGE:
+        # h5py cannot say which filters a group's pipeline names, and anndata never sets one.
+        raise InvalidInputError(
+            f"{label}: group {_shown(path)} has an HDF5 filter pipeline (anndata and h5py never "
+            "write one), which could make HDF5 load a filter plugin: embscope does not read "
+            "it; save the file with anndata.write_h5ad"
+        )
+
+
+def _links_of(gid: Any, room: int) -> list[tuple[bytes, int]]:
+    """(name, link type) of a group's links, without following any; at most ``room`` + 1."""
+    links: list[tuple[bytes, int]] = []
+
+    def collect(name: bytes, info: Any) -> bool:
+        links.append((name, int(info.type)))
+        return len(links) > room  # True stops the iteration
+
+    gid.links.iterate(collect, info=True)
+    return links
+
+
+def _check_soft_link(f: Any, full: bytes, target: bytes, label: str) -> None:
+    """A soft link must lead to an object of this file (a relative target is resolved from
+    the link's group, as HDF5 does); the file holds no external link by now."""
+    try:
+        h5py.h5o.open(f.id, full)
+    except (KeyError, RuntimeError, OSError, ValueError):
+        raise InvalidInputError(
+            f"{label}: {_shown(full)} is a link to {_shown(target)}, which is not in the "
+            f"file: {_INSIDE}; save it with the data inside (anndata.write_h5ad)"
+        ) from None
+
+
+def check_dataset(dsid: Any, name: bytes | str, label: str) -> None:
+    """Refuse a dataset whose data is not all inside the file, or needs a filter plugin.
+
+    External raw storage (``external=[(path, offset, size)]``) and virtual datasets read
+    other files; a filter other than the built-in ones makes HDF5 load a plugin; references
+    (object or region, which newer HDF5 lets name another file) are never followed, so a
+    dataset of them cannot be read. Only the dataset's creation properties and type are
+    looked at: no data is read.
+    """
+    dcpl = dsid.get_create_plist()
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        raise InvalidInputError(
+            f"{label}: {_shown(name)} is an HDF5 virtual dataset, which maps data from other "
+            f"files: {_INSIDE}; save it with the data copied in (anndata.write_h5ad)"
+        )
+    if dcpl.get_external_count() > 0:
+        raise InvalidInputError(
+            f"{label} stores {_shown(name)} outside itself (HDF5 external storage): {_INSIDE}; "
+            "save it with the data inside (h5py: no external= / anndata.write_h5ad)"
+        )
+    for i in range(dcpl.get_nfilters()):
+        code = int(dcpl.get_filter(i)[0])
+        if code not in _BUILTIN_FILTERS:
+            raise InvalidInputError(
+                f"{label}: {_shown(name)} is compressed with HDF5 filter {code}, which is not "
+                "built into HDF5 (it would be loaded as a plugin): embscope runs only "
+                f"{', '.join(sorted(set(_BUILTIN_FILTERS.values())))}; re-save it with "
+                "compression='gzip' or none"
+            )
+    if dsid.get_type().detect_class(h5py.h5t.REFERENCE):
+        raise InvalidInputError(
+            f"{label}: {_shown(name)} holds HDF5 references, not numbers or text: embscope "
+            "never follows references (they can point elsewhere in the file or to other "
+            "files); save the values themselves (anndata.write_h5ad)"
+        )
 
 
 def _attr_str(value: Any) -> str:
@@ -75,6 +233,7 @@ def _h5_read(ds: Any, what: str, budget: ReadBudget) -> Any:
 
 
 def _h5_charge(ds: Any, what: str, budget: ReadBudget) -> None:
+    check_dataset(ds.id, ds.name, budget.label)  # the walk checked it too; this read needs it
     size = int(ds.size or 0)
     budget.inflate(size * ds.dtype.itemsize, what, stored=ds.id.get_storage_size())
     if h5py.check_string_dtype(ds.dtype) is not None or ds.dtype.hasobject:
@@ -243,13 +402,15 @@ def read_h5ad(request: ReadRequest) -> Loaded:
     vector_column, budget = request.vector_column, request.budget
     max_dense = budget.limits.max_densified_values
     try:
-        f = h5py.File(path, "r")
+        # sec2 named explicitly: no driver from the environment (family, multi) reads other files.
+        f = h5py.File(path, "r", driver="sec2")
     except OSError as exc:
         raise InvalidInputError(
             f"{label} is not a readable HDF5/.h5ad file ({str(exc).splitlines()[0]}); it may be "
             "truncated or of another format: re-save it with anndata's write_h5ad"
         ) from exc
     with f:
+        check_self_contained(f, label)  # before anything else is read
         nodes: dict[str, tuple[tuple[int, ...], bool]] = {}
         if "X" in f:
             entry = _h5_matrix_shape(f["X"])

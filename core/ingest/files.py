@@ -1,14 +1,16 @@
 """The checks every file goes through before and while a reader opens it.
 
-Its suffix must be one the registry knows, it must exist and not be empty, and any error a
-library raises on a corrupt or unexpected file becomes an
-:class:`~embscope.core.errors.InvalidInputError` naming the file and its expected format.
+Its suffix must be one the registry knows, it must be a regular file (not a symbolic link,
+a directory, a device or a pipe) and not be empty, and any error a library raises on a corrupt
+or unexpected file becomes an :class:`~embscope.core.errors.InvalidInputError` naming the file
+and its expected format.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import stat
 import struct
 import tokenize
 import zipfile
@@ -67,14 +69,37 @@ def check_suffix(label: str, path: Path, allowed: Sequence[str], role: str) -> s
     return suffix
 
 
-def check_file(path: Path, label: str) -> int:
-    """The size of ``path`` in bytes, if it is a file that exists and is not empty."""
+def check_regular(path: Path, label: str) -> int:
+    """The size of ``path`` in bytes, if it is a regular file and not a symbolic link.
+
+    A link is refused even when it points at a regular file: embscope reads only the file it
+    was given, never the file a link (made by whoever prepared the upload or the folder)
+    points to, such as ``vectors.npy -> ~/.ssh/id_rsa``. Only the last part of the path is
+    checked: folders above it may be links (``/home -> /data/home``) because they cannot
+    rename the file at its end.
+    """
     try:
-        size = path.stat().st_size
+        info = path.lstat()
     except OSError as exc:
         raise InvalidInputError(f"{label}: cannot be opened ({exc.strerror or exc})") from exc
-    if path.is_dir():
+    if stat.S_ISLNK(info.st_mode):
+        raise InvalidInputError(
+            f"{label} is a symbolic link: embscope reads only the file it is given, never what "
+            "a link points to; pass the file itself"
+        )
+    if stat.S_ISDIR(info.st_mode):
         raise InvalidInputError(f"{label} is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInputError(
+            f"{label} is not a regular file (a device, pipe or socket); save the data to a "
+            "file and pass that"
+        )
+    return int(info.st_size)
+
+
+def check_file(path: Path, label: str) -> int:
+    """The size of ``path`` in bytes, if it is a regular file (not a link) and not empty."""
+    size = check_regular(path, label)
     if size == 0:
         raise InvalidInputError(
             f"{label} is empty (0 bytes): upload the file that holds the vectors"

@@ -3,7 +3,9 @@
 Headers are read and checked before any data: object (pickle) arrays are refused from
 their header, every ``np.load`` passes ``allow_pickle=False``, and an archive entry's
 declared size is counted against the read's budget (and capped while reading, so an entry
-whose header lies cannot yield more).
+whose header lies cannot yield more). Archive members are read out of the archive by zipfile,
+never extracted, so a member named ``../../etc/passwd`` is only a name; a member stored as a
+symbolic link is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 import tokenize
 import zipfile
 from pathlib import Path
@@ -21,6 +24,7 @@ import pandas as pd
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.ingest.checks import dtype_problem, shape_problem
+from embscope.core.ingest.files import check_regular
 from embscope.core.ingest.limits import MAX_QUERY_VECTOR_BYTES, ReadBudget, mib
 from embscope.core.ingest.model import PY_STR_BYTES, Loaded, ReadRequest, Where, quote_list
 
@@ -79,7 +83,8 @@ def read_npy(request: ReadRequest) -> Loaded:
     if math.prod(shape) == 0:
         arr = np.empty(shape, dtype=dtype)
     else:
-        # mmap then one astype copy: no intermediate copy of a large file.
+        # mmap then one astype copy: no intermediate copy of a large file. ``path`` is the
+        # file load_vectors checked (regular, not a link), never one named inside the file.
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     return Loaded(
         format="npy",
@@ -110,6 +115,13 @@ def read_npz(request: ReadRequest) -> Loaded:
             if info.is_dir():
                 continue
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if stat.S_ISLNK(info.external_attr >> 16):
+                # zipfile would only yield the link's own text, never its target; say so plainly.
+                raise InvalidInputError(
+                    f"{label}: array {key!r} is a symbolic link inside the archive (to a file "
+                    "outside it): embscope reads only what is inside the uploaded file; save "
+                    "the arrays with numpy.savez"
+                )
             with zf.open(info) as fh:
                 shape, _fortran, dtype = _npy_header(fh, label, f"array {key!r}")
                 offset = fh.tell()
@@ -293,6 +305,7 @@ def read_query_vector(
         path = Path(source)
         if not path.is_file():
             raise InvalidInputError(f"no such vector file: {path}")
+        check_regular(path, label)  # not a link: only the file given is read
         with open(path, "rb") as fh:
             data = fh.read(MAX_QUERY_VECTOR_BYTES + 1)
     if len(data) > MAX_QUERY_VECTOR_BYTES:

@@ -3,6 +3,12 @@
 The footer's sizes are checked against the read's budget and expansion ratio before a row
 is read; the file is then read in batches whose real size is counted as they arrive, and
 text columns are read as dictionaries (their decoding is counted when they become columns).
+
+Only what is inside the file is read: a footer whose column chunks name another file
+(``file_path``, which a ``_metadata`` summary uses) or that is encrypted is refused by
+:mod:`~embscope.core.ingest.parquet_footer` before pyarrow reads a column chunk (no
+decryption properties, key server or external key material is ever configured, so pyarrow
+could not fetch keys from anywhere either).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from embscope.core.ingest.columns import (
 )
 from embscope.core.ingest.limits import ReadBudget
 from embscope.core.ingest.model import Loaded, ReadRequest, Where, quote_list
+from embscope.core.ingest.parquet_footer import check_footer, encrypted_error
 
 # Bytes per value of Parquet's fixed-width physical types once decoded by Arrow.
 _PARQUET_WIDTH = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 8, "FLOAT": 4, "DOUBLE": 8}
@@ -79,6 +86,7 @@ def read_parquet_table(path: Path, label: str, budget: ReadBudget) -> pa.Table:
     """
     try:
         with open_binary(path) as fh:
+            check_footer(fh, label)  # before pyarrow touches a column chunk
             md = pq.ParquetFile(fh).metadata
             estimate = parquet_decoded_estimate(md)
             budget.inflate(estimate, "its columns (as its footer declares them)", commit=False)
@@ -92,6 +100,8 @@ def read_parquet_table(path: Path, label: str, budget: ReadBudget) -> pa.Table:
                 batches.append(batch)
             table = pa.Table.from_batches(batches, schema=schema)
     except (pa.ArrowException, OSError) as exc:
+        if "crypt" in str(exc).lower():  # "encrypted metadata", "Cannot decrypt ColumnMetadata"
+            raise encrypted_error(label) from exc
         raise InvalidInputError(
             f"{label} is not a readable Parquet file ({str(exc).splitlines()[0]}); it may be "
             "truncated or of another format: re-export it, e.g. with DataFrame.to_parquet"

@@ -512,7 +512,7 @@ def test_h5ad_object_references_are_refused_not_dereferenced(tmp_path):
     with h5py.File(path, "w") as f:
         target = f.create_dataset("target", data=np.ones((2, 2)))
         f.create_dataset("X", data=np.array([[target.ref, target.ref]]), dtype=h5py.ref_dtype)
-    with pytest.raises(InvalidInputError, match="Python objects|not a number|no array"):
+    with pytest.raises(InvalidInputError, match="'X' holds HDF5 references, not numbers"):
         read_dataset(path)
 
 
