@@ -25,8 +25,10 @@ MAX_UPLOAD_ENV = "EMBSCOPE_MAX_UPLOAD_MB"
 #: "1": the job runner compiles the projection methods' code before its first job.
 WARM_UP_ENV = "EMBSCOPE_WARM_UP"
 
-#: Wrong tokens are answered at most once per this many seconds, across every session of the
-#: server, so guessing is slow (86,400 guesses a day at most) however many tabs guess at once.
+#: Token attempts (right or wrong) are answered at most once per this many seconds, across
+#: every session of the server, so guessing is slow however many tabs guess at once, and the
+#: time of an answer says nothing about the token. (Behind `embscope serve` the gate of
+#: app/gate.py answers first, with its own limits; this is the in-app fallback.)
 WRONG_TOKEN_INTERVAL_S = 1.0
 _wrong_lock = threading.Lock()
 _next_wrong_answer = 0.0
@@ -70,22 +72,21 @@ def access_token() -> str | None:
 def token_matches(given: object) -> bool:
     """True when ``given`` is the server's access token (constant-time comparison).
 
-    Always False when no token is configured or ``given`` is not a non-empty string. A wrong
-    token is refused only after its turn: at most one per :data:`WRONG_TOKEN_INTERVAL_S`.
+    Always False when no token is configured or ``given`` is not a non-empty string. Every
+    attempt waits its turn, the right one too: at most one answer per
+    :data:`WRONG_TOKEN_INTERVAL_S` across the server.
     """
     expected = access_token()
     if expected is None or not isinstance(given, str) or not given:
         return False
+    _wait_for_turn()
     # Compared as UTF-8 bytes: compare_digest refuses non-ASCII str.
-    if hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        return True
-    _wait_for_turn_to_refuse()
-    return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def _wait_for_turn_to_refuse() -> None:
-    """Space wrong answers :data:`WRONG_TOKEN_INTERVAL_S` apart, server-wide (each session's
-    script thread waits its turn; a right token never waits)."""
+def _wait_for_turn() -> None:
+    """Space token answers :data:`WRONG_TOKEN_INTERVAL_S` apart, server-wide (each session's
+    script thread waits its turn)."""
     global _next_wrong_answer
     with _wrong_lock:
         now = time.monotonic()

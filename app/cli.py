@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -353,16 +354,30 @@ def _is_loopback(address: str) -> bool:
 
 
 def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
-    """The Streamlit child's environment: database, read-only mode, token, upload limit."""
-    from embscope.app import access
+    """The server's environment: database, read-only mode, token, limits, bind address, TLS."""
+    from embscope.app import access, gate
 
     if args.max_upload_mb < 1:
         raise InvalidInputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
+    if args.new_token and args.token is not None:
+        raise InvalidInputError("give either --token or --new-token, not both")
     token = args.token if args.token is not None else os.environ.get(access.TOKEN_ENV, "")
+    if args.new_token:
+        token = secrets.token_urlsafe(24)
     if args.token is not None and not token.strip():
         raise InvalidInputError("--token is empty: give the shared access token")
     if token != token.strip():
         raise InvalidInputError("the access token must not start or end with white space")
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise InvalidInputError(
+            f"the access token has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
+            "(a short one can be guessed), or let `embscope serve --new-token` make one"
+        )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InvalidInputError("give both --tls-cert and --tls-key (the certificate and its key)")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise InvalidInputError(f"{flag}: no such file: {path}")
     env = dict(os.environ, EMBSCOPE_DB=str(db))
     env[access.MAX_UPLOAD_ENV] = str(args.max_upload_mb)
     # Compile the projection methods' numba code when the first page opens, in the background
@@ -374,7 +389,15 @@ def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
         env[access.TOKEN_ENV] = token
     else:
         env.pop(access.TOKEN_ENV, None)
+    env[gate.BIND_ADDRESS_ENV] = args.address
+    env[gate.ALLOWED_HOSTS_ENV] = ",".join(args.allow_host or [])
+    env[gate.TLS_ENV] = "1" if args.tls_cert else "0"
     return env
+
+
+# Shorter tokens are refused: the gate answers one attempt per second per address, and a
+# 16-character token of letters and digits has about 95 bits.
+MIN_TOKEN_LENGTH = 16
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -383,17 +406,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     db = resolve_db_path(args.db).resolve()
     env = _serve_env(args, db)
+    read_only = env[access.READ_ONLY_ENV] == "1"
     # Open the database once here: a file another process holds (or cannot be read) fails now
-    # with one `error:` line, rather than a server whose every page shows the error.
-    with _open(args):
+    # with one `error:` line, rather than a server whose every page shows the error. A
+    # read-only server opens it read-only (and writes nothing to it, or beside it, afterwards).
+    if read_only and not db.exists():
+        raise InvalidInputError(f"no database at {db}: a read-only server needs one to show")
+    with _open(args, read_only=read_only):
         pass
     has_token = access.TOKEN_ENV in env
+    tls = args.tls_cert is not None
     cmd = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(REPO_ROOT / "app" / "main.py"),
+        # The dashboard as an st.App behind the access gate (app/server.py, app/gate.py).
+        str(REPO_ROOT / "app" / "server.py"),
         "--server.port",
         str(args.port),
         "--server.address",
@@ -408,32 +437,52 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "none",
         "--client.toolbarMode",
         "minimal",
+        # Tracebacks are logged on the server, never shown to a visitor.
+        "--client.showErrorDetails",
+        "none",
         # Streamlit runs a full gc.collect() after every script run of every session, holding
         # the GIL for 0.1 s: with ten sessions that was most of the server's time.
         "--runner.postScriptGC",
         "false",
     ]
-    # The token itself is never printed: the log of a team server is often shared.
+    if tls:
+        cmd += [
+            "--server.sslCertFile",
+            str(args.tls_cert),
+            "--server.sslKeyFile",
+            str(args.tls_key),
+        ]
     modes = []
-    if env[access.READ_ONLY_ENV] == "1":
+    if read_only:
         modes.append("read-only")
     if has_token:
         modes.append("access token required")
+    if tls:
+        modes.append("TLS")
+    scheme = "https" if tls else "http"
     sys.stdout.write(
-        f"embscope: serving {db} on http://{args.address}:{args.port}"
+        f"embscope: serving {db} on {scheme}://{args.address}:{args.port}"
         + (f" ({', '.join(modes)})" if modes else "")
         + "\n"
     )
-    if not _is_loopback(args.address) and not has_token:
+    if args.new_token:
+        # Printed once, for the person who started the server to pass on to the team.
+        host = "127.0.0.1" if args.address in ("0.0.0.0", "::", "") else args.address
+        sys.stdout.write(
+            f"embscope: the access link (share it only with the team): "
+            f"{scheme}://{host}:{args.port}/?token={env[access.TOKEN_ENV]}\n"
+        )
+    reachable = not _is_loopback(args.address)
+    if reachable and not has_token:
         sys.stderr.write(
             f"warning: {args.address or 'all interfaces'} is reachable from other machines "
             "and no access token is set: anyone who can reach it sees every dataset; "
-            "add --token (or set EMBSCOPE_TOKEN)\n"
+            "add --new-token (or --token, or set EMBSCOPE_TOKEN)\n"
         )
-    elif has_token and len(env[access.TOKEN_ENV]) < 16:
+    if reachable and not tls:
         sys.stderr.write(
-            "warning: the access token is short and could be guessed; use a long random "
-            'one, e.g. `python -c "import secrets; print(secrets.token_urlsafe())"`\n'
+            "warning: the server is reachable from other machines without TLS: the token and "
+            "every page cross the network in clear; add --tls-cert and --tls-key\n"
         )
     sys.stdout.flush()
     sys.stderr.flush()
@@ -599,15 +648,29 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--read-only", action="store_true",
-        help="a public demo: no upload, demo loading, rename, delete or save-as-dataset; "
-        "projections, scores and compression reports can still be computed (they are "
-        "derived results, not changes to a dataset)",
+        help="a public demo: the database is opened read-only and nothing is written to it or "
+        "beside it; no upload, demo loading, rename, delete or save-as-dataset; projections, "
+        "scores and compression reports can still be computed and are kept in memory",
+    )  # fmt: skip
+    p.add_argument(
+        "--new-token", action="store_true",
+        help="make a strong random access token and print the link that carries it",
+    )  # fmt: skip
+    p.add_argument(
+        "--tls-cert", metavar="FILE", default=None,
+        help="serve HTTPS with this certificate (PEM); give --tls-key with it",
+    )  # fmt: skip
+    p.add_argument("--tls-key", metavar="FILE", default=None, help="the certificate's key (PEM)")
+    p.add_argument(
+        "--allow-host", metavar="NAME", action="append",
+        help="a host name the server may be reached by besides its own names and IP addresses "
+        "(repeatable; other names are refused, against DNS rebinding)",
     )  # fmt: skip
     p.add_argument(
         "--token", metavar="TOKEN", default=None,
-        help="a shared access token that a browser must give (as ?token=TOKEN in the link, "
-        "or in a form) before any page shows; default $EMBSCOPE_TOKEN, which keeps it out "
-        "of the process list",
+        help="a shared access token (at least 16 characters) that a browser must give, as "
+        "?token=TOKEN in the link or in the login form, before anything reaches the app; "
+        "default $EMBSCOPE_TOKEN, which keeps it out of the process list",
     )  # fmt: skip
     p.set_defaults(func=_cmd_serve)
     return parser

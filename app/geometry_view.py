@@ -19,10 +19,15 @@ from embscope.app.cache import (
     pca_layout_of,
 )
 from embscope.app.choices import GEOMETRY_METRICS
-from embscope.app.jobs import artifact_or_job, job_panel, start_index_job
+from embscope.app.jobs import (
+    artifact_or_job,
+    job_panel,
+    job_refusal,
+    start_index_job,
+    submit_for_session,
+)
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
-from embscope.core.artifacts import submit
 from embscope.core.derive import save_derived_dataset
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
@@ -293,9 +298,12 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
         f"Compute the missing scorecard(s): {', '.join(md_escape(d.name) for d in waiting)}",
         key="geometry.compare_run",
     ):
-        runner = get_job_runner()
         for ds in waiting:
-            submit(runner, store, SCORECARDS, scorecard_request(store, ds.id, **options))
+            refusal = job_refusal()
+            if refusal is not None:
+                st.warning(refusal)
+                return
+            submit_for_session(SCORECARDS, scorecard_request(store, ds.id, **options))
         st.rerun()
 
 

@@ -83,11 +83,48 @@ def artifact_or_job(
     # start_now only when it never ran here: after a failure or Cancel the button asks again
     # (otherwise every rerun would start it anew, and hide why it stopped).
     if (start_now and status is None) or st.button(button, type="primary", key=button_key):
-        artifacts.submit(runner, store, spec, request)
-        st.rerun()
+        refusal = job_refusal()
+        if refusal is not None:
+            st.warning(refusal)
+        else:
+            submit_for_session(spec, request)
+            st.rerun()
     if caption:
         st.caption(caption)
     return None
+
+
+# A session may have this many jobs queued or running; the server this many in all. Every
+# parameter of a job is bounded (core/params.py); these bound how many a visitor can start.
+MAX_JOBS_PER_SESSION = 3
+MAX_JOBS_WAITING = 12
+_MY_JOBS = "embscope.my_jobs"
+
+
+def job_refusal() -> str | None:
+    """Why this session may not start another job now (too many of its own, or the server
+    is busy), or None."""
+    runner = get_job_runner()
+    mine = [k for k in st.session_state.get(_MY_JOBS, []) if _active(runner.status(k))]
+    st.session_state[_MY_JOBS] = mine
+    if len(mine) >= MAX_JOBS_PER_SESSION:
+        return (
+            f"You have {len(mine)} jobs running: wait for one to finish (or cancel one) "
+            "before starting another."
+        )
+    if len(runner.active()) >= MAX_JOBS_WAITING:
+        return "The server is busy with other people's jobs: try again when one has finished."
+    return None
+
+
+def submit_for_session(spec: ArtifactSpec[Q, Any], request: Q) -> None:
+    """Submit a stored result's job and count it against this session's jobs."""
+    job = artifacts.submit(get_job_runner(), get_store(), spec, request)
+    st.session_state[_MY_JOBS] = [*st.session_state.get(_MY_JOBS, []), job.key]
+
+
+def _active(status: Any) -> bool:
+    return status is not None and status.active
 
 
 def jobs_sidebar() -> None:

@@ -1,8 +1,9 @@
 """embscope's entry point: the frame and router (``streamlit run app/main.py``).
 
 Every page shares the sidebar dataset picker drawn here before the page runs. When the
-server was started with ``--token``, nothing else is drawn (no page, no sidebar, no dataset
-name) until the browser has given the token, as ``?token=...`` in the link or in a form.
+server was started with ``--token``, the gate in front of Streamlit (app/gate.py) lets no
+request through before the browser has given the token; this script checks it again and,
+when run without the gate (``streamlit run app/main.py``), asks for it in its own form.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from embscope.app import access, jobs, widgets
+from embscope.app import access, gate, jobs, widgets
 from embscope.core.errors import InvalidInputError
 
 # The checkout: pages/ and assets/ live beside app/ (embscope is installed from it, editable).
@@ -29,6 +30,9 @@ def _authorised() -> bool:
     copied from it later does not carry the token along.
     """
     if access.access_token() is None:
+        return True
+    # Behind embscope serve's gate (app/gate.py) every session carries the access cookie.
+    if gate.cookie_is_valid(st.context.cookies.get(gate.COOKIE)):
         return True
     given = st.query_params.get(TOKEN_PARAM)
     if given is not None:

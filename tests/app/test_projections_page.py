@@ -288,3 +288,31 @@ def test_a_failed_instant_job_is_shown_once_not_started_again_on_every_run(db, m
     assert len(calls) == 1
     assert any("the layout broke" in e.value for e in at.error)
     assert any(b.key == "projections.compute" for b in at.button)
+
+
+def test_a_session_cannot_queue_more_than_its_share_of_jobs(db, monkeypatch):
+    """Every job parameter is bounded, and so is how many jobs one visitor can start."""
+    import threading
+
+    from embscope.app import jobs
+    from embscope.app.runtime import get_job_runner
+    from embscope.core.projections import runs as runs_module
+
+    release = threading.Event()
+    real = runs_module.PROJECTIONS.compute
+
+    def held(store, request, progress):  # keeps the job running until the test is done
+        release.wait(30)
+        return real(store, request, progress)
+
+    monkeypatch.setattr(runs_module.PROJECTIONS, "compute", held)
+    monkeypatch.setattr(jobs, "MAX_JOBS_PER_SESSION", 1)
+    at = open_page("projections")
+    by_key(at.selectbox, "projections.method").set_value("umap").run()
+    by_key(at.button, "projections.compute").click().run()
+    assert len(get_job_runner().active()) == 1
+    by_key(at.selectbox, "projections.method").set_value("heatgeo").run()
+    by_key(at.button, "projections.compute").click().run()
+    assert any("You have 1 jobs running" in w.value for w in at.warning)
+    assert len(get_job_runner().active()) == 1
+    release.set()

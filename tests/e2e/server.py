@@ -49,12 +49,19 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
     raise TimeoutError(f"server at {url} did not answer within {timeout} s")
 
 
+class Served(str):
+    """The URL of a running test server (a str), with the server's process id."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def running_server(
     db: Path, log_path: Path, *flags: str, env: Mapping[str, str] | None = None
-) -> Iterator[str]:
-    """`embscope serve FLAGS` over ``db`` on a free loopback port; yields its URL and stops
-    it afterwards (its output goes to ``log_path``; ``env`` replaces the environment)."""
+) -> Iterator[Served]:
+    """`embscope serve FLAGS` over ``db`` on a free loopback port; yields its URL (with
+    ``.pid``) and stops it afterwards (its output goes to ``log_path``; ``env`` replaces the
+    environment)."""
     port = free_port()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -65,7 +72,8 @@ def running_server(
             stderr=subprocess.STDOUT,
             env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
         )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        url = Served(f"http://127.0.0.1:{port}")
+        url.pid = proc.pid  # `embscope serve` execs the server: the same process
         try:
             wait_http(url, proc)
             yield url
@@ -75,6 +83,13 @@ def running_server(
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def process_facts(pid: int) -> tuple[int, int]:
+    """(resident memory in MB, thread count) of a process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) // 1024, int(fields["Threads"])
 
 
 def wait_for_app(page, timeout: float = 60_000) -> None:

@@ -1,8 +1,8 @@
 """End to end: a real `embscope serve --token` and `--read-only` in headless Chromium.
 
-Without the token a browser gets the token form and nothing else (no dataset name, no
-sidebar); with ``?token=...`` it gets the app and the token leaves the address bar. A
-read-only server draws no upload widget, rename or delete.
+Without the token a browser gets the gate's login page and nothing of the app (no dataset
+name, no Streamlit at all); with ``?token=...`` or the form it gets the app and the token
+leaves the address bar. A read-only server draws no upload widget, rename or delete.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.helpers import make_parsed
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SECRET = "quarterly-revenue-embeddings"
-TOKEN = "e2e-team-token-6f1c2a9b"
+TOKEN = "e2e-team-token-6f1c2a9b"  # at least 16 characters
 
 
 @contextlib.contextmanager
@@ -69,31 +69,41 @@ def test_token_form_then_link(tmp_path, browser, new_page):
         with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
             assert r.read() == b"ok"
 
+        # Without the token: the gate's login page, before anything of the app loads.
         page = new_page()
-        _open(page, url + "/projections")
+        page.goto(url + "/projections")
         page.get_by_label("Access token").wait_for(timeout=30_000)
         html = page.content()  # the whole document, not only what is visible
         assert SECRET not in html and "quarterly" not in html
         assert "Projections" not in page.locator("body").inner_text()
-        assert page.locator("[data-testid='stSidebar']").count() == 0
+        assert page.locator("[data-testid='stApp']").count() == 0  # Streamlit never loaded
         _shot(page, "serve-token-form")
 
+        # A wrong token in a link: refused, and the address no longer carries it.
         page = new_page()
-        _open(page, url + "/?token=not-" + TOKEN)
+        page.goto(url + "/?token=not-" + TOKEN)
         page.get_by_text("The access token in the link is not right.").wait_for(timeout=30_000)
         assert SECRET not in page.content()
         assert "token=" not in page.url
 
+        # The login form: the app opens where the visitor was going.
+        page = new_page()
+        page.goto(url + "/projections")
+        page.get_by_label("Access token").fill(TOKEN)
+        page.get_by_role("button", name="Open embscope").click()
+        page.get_by_role("heading", name="Projections", exact=True).wait_for(timeout=60_000)
+        assert "/projections" in page.url and TOKEN not in page.url
+
+        # The right token in a link: the app, and the token leaves the address.
         page = new_page()
         _open(page, f"{url}/?token={TOKEN}")
         page.get_by_role("heading", name="Datasets", exact=True).wait_for(timeout=30_000)
         page.get_by_text(SECRET).first.wait_for(timeout=30_000)
-        page.wait_for_function("() => !window.location.search.includes('token=')", timeout=10_000)
-        assert TOKEN not in page.url
-        # Writable server: both uploaders are drawn (the rerun that drops the token from the
-        # address may still be replacing the page, so wait for them rather than count at once).
+        assert TOKEN not in page.url and "token=" not in page.url
+        # Writable server: both uploaders are drawn.
         page.locator("[data-testid='stFileUploader']").nth(1).wait_for(timeout=30_000)
         assert page.locator("[data-testid='stFileUploader']").count() == 2
+        assert page.get_by_label("Access token").count() == 0  # the app asks no second time
         _shot(page, "serve-token-accepted")
 
 

@@ -1,0 +1,200 @@
+"""The attacks of the serving audit, against a real `embscope serve --token` (HTTP and websocket
+clients, no browser): each is refused at the gate, nothing reaches Streamlit, and the server's
+memory and thread count stay steady."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from embscope.app.gate import COOKIE, cookie_value
+from embscope.core.store import Store
+from tests.e2e.server import Served, process_facts, running_server
+from tests.helpers import make_parsed
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TOKEN = "gate-e2e-token-9c1d7e2f4a"
+SECRET = "payroll-embeddings"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("gate")
+    db = tmp / "gate.duckdb"
+    with Store(db) as store:
+        X = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+        store.add_dataset(make_parsed(X), name=SECRET)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBSCOPE_")}
+    env["EMBSCOPE_WARM_UP"] = "0"
+    with running_server(db, tmp / "server.log", "--token", TOKEN, "--max-upload-mb", "4",
+                        env=env) as url:  # fmt: skip
+        yield url
+    assert TOKEN not in (tmp / "server.log").read_text()
+
+
+def _request(
+    url: str, method: str, path: str, *, headers: dict | None = None, body: bytes = b""
+) -> tuple[int, bytes, dict]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request(method, path, body=body or None, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def _raw_headers_only(url: str, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send a request's headers but none of the body it announces; what comes back."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks):
+                    break
+    return b"".join(chunks)
+
+
+def test_nothing_of_the_app_before_the_token(server):
+    status, body, _ = _request(server, "GET", "/")
+    assert status == 401 and b"Access token" in body and SECRET.encode() not in body
+    for path in ("/_stcore/host-config", "/_stcore/metrics", "/projections", "/static/x.js"):
+        status, body, _ = _request(server, "GET", path)
+        assert status == 401 and SECRET.encode() not in body, path
+    assert _request(server, "GET", "/_stcore/health")[:2] == (200, b"ok")
+
+
+def test_an_upload_before_the_token_is_refused_before_its_body(server):
+    """The upload endpoint answers 401 after the headers: a 2 GB announced body is never read
+    (before, Streamlit took it from any connected session, held in memory)."""
+    before = process_facts(server.pid)
+    request = (
+        "PUT /_stcore/upload_file/some-session/some-file HTTP/1.1\r\n"
+        f"Host: {urllib.parse.urlsplit(server).netloc}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        f"Content-Length: {2 * 1024**3}\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    answers = [_raw_headers_only(server, request) for _ in range(20)]
+    assert all(a.startswith(b"HTTP/1.1 401") for a in answers), answers[0][:200]
+    assert time.monotonic() - started < 10  # answered at once, body unread
+    after = process_facts(server.pid)
+    assert after[0] - before[0] < 50, (before, after)  # MB: no upload held
+
+
+def test_a_websocket_without_the_token_is_refused_at_the_handshake(server):
+    """No session without the token: Streamlit's ``clear_cache`` (or any message) cannot be
+    sent, since the handshake itself is refused."""
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    ws_url = server.replace("http://", "ws://") + "/_stcore/stream"
+
+    async def attempt(headers=None):
+        async with websockets.connect(ws_url, subprotocols=["streamlit"],
+                                      additional_headers=headers, open_timeout=20) as ws:  # fmt: skip
+            return ws.state
+
+    for headers in (None, {"Cookie": f"{COOKIE}=forged"}, {"Cookie": f"{COOKIE}="}):
+        with pytest.raises(InvalidStatus) as refused:
+            asyncio.run(attempt(headers))
+        assert refused.value.response.status_code == 403
+    # With the cookie the gate gives, the session opens.
+    assert asyncio.run(attempt({"Cookie": f"{COOKIE}={cookie_value(TOKEN)}"})) is not None
+
+
+def test_guessing_the_token_is_slow_and_bounded(server):
+    """Every attempt waits a second, the right one too; one attempt per address at a time,
+    so 300 parallel guesses get at most a handful of answers, and a person's typo right
+    after is answered in about a second, not minutes behind a queue."""
+    before = process_facts(server.pid)
+
+    def guess(i: int) -> tuple[int, float]:
+        started = time.monotonic()
+        status, _, _ = _request(server, "GET", f"/?token=guess-{i:04d}-{'x' * 12}")
+        return status, time.monotonic() - started
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(guess, range(300)))
+    elapsed = time.monotonic() - started
+    judged = [t for s, t in results if s in (303, 401)]  # answered: wrong (to the login page)
+    refused = [t for s, t in results if s == 429]  # too many at once: refused, not judged
+    assert len(judged) + len(refused) == 300
+    assert all(t >= 0.95 for t in judged)  # every judged attempt waited its second
+    assert len(judged) <= elapsed + 2  # one at a time from this address
+    assert not [s for s, _ in results if s == 200]
+    # A typo, then the right token: each answered in about a second.
+    t0 = time.monotonic()
+    status, _, headers = _request(server, "GET", "/?token=" + TOKEN[:-1])
+    assert status == 303 and "embscope_login=link" in headers.get("location", "")
+    status, _, headers = _request(server, "GET", "/?token=" + TOKEN)
+    waited = time.monotonic() - t0
+    assert status == 303 and f"{COOKIE}=" in headers.get("set-cookie", "")
+    assert 1.9 <= waited < 6, waited  # the right token waits too: its time tells nothing
+    after = process_facts(server.pid)
+    assert after[1] - before[1] <= 4, (before, after)  # threads steady
+    assert after[0] - before[0] < 50, (before, after)
+
+
+def test_a_foreign_host_name_is_refused(server):
+    """DNS rebinding: a page under another domain that resolves to this server is refused."""
+    cookie = {"Cookie": f"{COOKIE}={cookie_value(TOKEN)}"}
+    for host in ("evil.example", "attacker.test:8501", "embscope.evil.example"):
+        status, _, _ = _request(server, "GET", "/_stcore/health", headers={"Host": host})
+        assert status == 421, host
+        status, _, _ = _request(server, "GET", "/", headers={"Host": host, **cookie})
+        assert status == 421, host
+    port = urllib.parse.urlsplit(server).port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        status, _, _ = _request(server, "GET", "/", headers={"Host": host, **cookie})
+        assert status == 200, host
+
+
+def test_uploads_are_bounded_in_size(server):
+    """With the token: an upload must announce its size, at most --max-upload-mb (refused
+    before its body is read)."""
+    netloc = urllib.parse.urlsplit(server).netloc
+    cookie = f"{COOKIE}={cookie_value(TOKEN)}"
+
+    def put(length: str | None) -> bytes:
+        size = "" if length is None else f"Content-Length: {length}\r\n"
+        chunked = "Transfer-Encoding: chunked\r\n" if length is None else ""
+        request = (f"PUT /_stcore/upload_file/s/f HTTP/1.1\r\nHost: {netloc}\r\n"
+                   f"Cookie: {cookie}\r\n{size}{chunked}\r\n").encode()  # fmt: skip
+        return _raw_headers_only(server, request)
+
+    assert put(str(5 * 1024**2)).startswith(b"HTTP/1.1 413")  # over the 4 MB limit
+    assert put(None).startswith(b"HTTP/1.1 411")  # no size announced
+    # (At most two uploads at once: tests/app/test_gate.py, with a downstream that waits.)
+
+
+def test_the_login_form_returns_to_where_the_visitor_was_going(server):
+    body = urllib.parse.urlencode({"token": TOKEN, "next": "/compare?dataset=1"}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, got = _request(server, "POST", "/_embscope/login", headers=headers, body=body)
+    assert status == 303 and got["location"] == "/compare?dataset=1"
+    assert "HttpOnly" in got["set-cookie"] and "SameSite=Strict" in got["set-cookie"]
+    for elsewhere in ("//evil.example/x", "https://evil.example", "\\\\evil"):
+        body = urllib.parse.urlencode({"token": TOKEN, "next": elsewhere}).encode()
+        status, _, got = _request(server, "POST", "/_embscope/login", headers=headers, body=body)
+        assert status == 303 and got["location"] == "/", elsewhere  # never off-site
