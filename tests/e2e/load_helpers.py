@@ -252,9 +252,10 @@ class StreamlitSession:
     string (no widget states; links are how these sessions choose what they see).
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, cookie: str | None = None):
         self.url = url.replace("http://", "ws://", 1) + "/_stcore/stream"
         self.http = url
+        self.cookie = cookie  # "name=value" for a server behind the access gate
         self._ws: Any = None
         self._cache: dict[str, Any] = {}
         self._values: dict[str, str | None] = {}  # widget id -> the value a browser shows
@@ -262,10 +263,16 @@ class StreamlitSession:
     async def connect(self) -> StreamlitSession:
         import websockets
 
+        headers = {"Cookie": self.cookie} if self.cookie else None
         self._ws = await websockets.connect(
-            self.url, subprotocols=["streamlit"], max_size=None, open_timeout=60
-        )
+            self.url, subprotocols=["streamlit"], max_size=None, open_timeout=60,
+            additional_headers=headers,
+        )  # fmt: skip
         return self
+
+    async def send(self, back: Any) -> None:
+        """Send a BackMsg as the browser would (e.g. ``clear_cache``)."""
+        await self._ws.send(back.SerializeToString())
 
     async def close(self) -> None:
         if self._ws is not None:

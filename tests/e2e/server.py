@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,7 +42,9 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with status {proc.returncode}")
         try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+            # A test server's certificate is self-signed: not verified here.
+            context = ssl._create_unverified_context() if url.startswith("https") else None
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -72,7 +75,8 @@ def running_server(
             stderr=subprocess.STDOUT,
             env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
         )  # fmt: skip
-        url = Served(f"http://127.0.0.1:{port}")
+        scheme = "https" if "--tls-cert" in flags else "http"
+        url = Served(f"{scheme}://127.0.0.1:{port}")
         url.pid = proc.pid  # `embscope serve` execs the server: the same process
         try:
             wait_http(url, proc)

@@ -71,3 +71,25 @@ def test_bad_file_shows_a_clear_error(page, app_server):
     assert "npy" in text.lower() or "numpy" in text.lower(), text
     assert page.locator("text=Traceback").count() == 0
     screenshot(page, "datasets-error")
+
+
+def test_an_h5ad_storing_its_data_in_another_file_is_refused_in_the_page(page, app_server):
+    """The upload that read a server file: an .h5ad whose X lives (HDF5 external storage) in
+    a secret file on the server. The page refuses it; the secret shows nowhere and nothing is
+    stored."""
+    import h5py
+
+    tmp = app_server["tmp"]
+    secret = tmp / "server-secret.txt"
+    secret.write_bytes(b"EMBSCOPE_TOKEN=a-secret-of-the-server-0123456789abcdef" * 4)
+    evil = tmp / "cells.h5ad"
+    with h5py.File(evil, "w") as f:
+        f.create_dataset("X", shape=(4, 4), dtype="<f4", external=[(str(secret), 0, 64)])
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(str(evil))
+    wait_for_app(page)
+    err = page.locator("[data-testid='stAlertContentError']")
+    err.first.wait_for(timeout=30_000)
+    assert "outside itself" in err.first.inner_text()
+    assert "a-secret-of-the-server" not in page.content()
+    assert page.get_by_role("button", name="Save dataset").count() == 0
+    screenshot(page, "datasets-h5ad-external-refused")

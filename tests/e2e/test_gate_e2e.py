@@ -198,3 +198,73 @@ def test_the_login_form_returns_to_where_the_visitor_was_going(server):
         body = urllib.parse.urlencode({"token": TOKEN, "next": elsewhere}).encode()
         status, _, got = _request(server, "POST", "/_embscope/login", headers=headers, body=body)
         assert status == 303 and got["location"] == "/", elsewhere  # never off-site
+
+
+def test_clearing_streamlits_caches_makes_no_second_runner(server):
+    """A session (with the token) sends Streamlit's clear_cache three times: the store, job
+    runner and neighbour service are process singletons, not cache entries, so the server
+    gains no threads (before, three clears grew it from 20 to 35 threads)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    from tests.e2e.load_helpers import StreamlitSession
+
+    async def scenario():
+        session = StreamlitSession(server, cookie=f"{COOKIE}={cookie_value(TOKEN)}")
+        await session.connect()
+        try:
+            await session.run("neighbours", "dataset=1&find=row&row=3")
+            before = process_facts(server.pid)
+            for _ in range(3):
+                back = BackMsg()
+                back.clear_cache = True
+                await session.send(back)
+                run = await session.run("neighbours", "dataset=1&find=row&row=4")
+                assert not run.errors(), run.errors()
+            return before, process_facts(server.pid)
+        finally:
+            await session.close()
+
+    before, after = asyncio.run(scenario())
+    assert after[1] - before[1] <= 2, (before, after)
+
+
+def test_tls_serves_https_and_marks_the_cookie_secure(tmp_path):
+    """--tls-cert/--tls-key: the gate and the app over HTTPS; the access cookie is Secure."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    db = tmp_path / "tls.duckdb"
+    Store(db).close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBSCOPE_")}
+    env["EMBSCOPE_WARM_UP"] = "0"
+    flags = ("--token", TOKEN, "--tls-cert", str(cert), "--tls-key", str(key))
+    with running_server(db, tmp_path / "server.log", *flags, env=env) as url:
+        assert url.startswith("https://")
+        parts = urllib.parse.urlsplit(url)
+        context = ssl._create_unverified_context()
+
+        def get(path: str) -> tuple[int, dict]:
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=30,
+                                               context=context)  # fmt: skip
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                return response.status, dict(response.getheaders())
+            finally:
+                conn.close()
+
+        assert get("/")[0] == 401
+        status, headers = get("/?token=" + TOKEN)
+        assert status == 303 and "Secure" in headers["set-cookie"]
+        # Plain HTTP to the TLS port gets no page.
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            plain = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            plain.request("GET", "/")
+            assert plain.getresponse().status >= 400
