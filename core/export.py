@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embscope.core.errors import InvalidInputError
+from embscope.core.index_base import fsync_directory, fsync_file
 from embscope.core.store import Store
 
 __all__ = [
@@ -87,7 +88,8 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
 
     ``.npy`` holds the float32 (n, d) vectors; ``.parquet`` holds an ``id`` column, a
     ``vector`` column (fixed-size list of float32) and every metadata column. The file
-    appears whole or not at all (written beside the target, then renamed).
+    appears whole or not at all (written beside the target, synced to the disk, then
+    renamed), also after a power loss.
 
     Raises
     ------
@@ -129,7 +131,9 @@ def export_dataset(store: Store, dataset_id: int, out: str | os.PathLike[str]) -
             )
             table = table.add_column(1, vec_name, vec)
             pq.write_table(table.replace_schema_metadata(None), tmp)
+        fsync_file(tmp)  # on the disk before the rename, and the rename after it
         os.replace(tmp, out)
+        fsync_directory(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return out

@@ -6,6 +6,7 @@ this module, so neither imports the other's internals.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -26,6 +27,8 @@ __all__ = [
     "atomic_write",
     "check_exclude",
     "drop_excluded",
+    "fsync_directory",
+    "fsync_file",
     "new_labels",
     "read_sidecar",
     "sidecar_path",
@@ -160,17 +163,53 @@ class ReadWriteLock:
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it into place:
     a reader sees the old file or the whole new one, never half of it (whatever ``write``
-    returns, e.g. a byte count, is ignored)."""
+    returns, e.g. a byte count, is ignored; ``write`` closes what it opens).
+
+    Durable too: the written file is synced to the disk before the rename, and its folder
+    after it, so a power loss leaves the old file or the whole new one, never a renamed but
+    empty (or partial) file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        fsync_directory(folder.parent)  # the new folder's own entry
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
+        fsync_directory(folder)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written (and closed) file's data to the disk."""
+    # Windows' fsync (_commit) needs a descriptor open for writing; POSIX takes any.
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Flush a folder's entries to the disk, so that a file just renamed (or made) in it is
+    still there after a power loss. Nothing to do on Windows (a folder cannot be opened; NTFS
+    journals renames) or on a file system that cannot sync a folder (EINVAL)."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
 
 
 def sidecar_path(path: Path) -> Path:

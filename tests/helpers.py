@@ -116,3 +116,47 @@ def assert_index_built_in_background(dataset_id: int, *, metric: str = "cosine")
     assert job.wait(60), job.status()
     assert job.status().state == "done", job.status()
     assert service.has_index(dataset_id, metric=metric)
+
+
+def record_syncs(monkeypatch) -> list[tuple[str, ...]]:
+    """Record, in order, every ``os.fsync`` (as ``("fsync", path of the descriptor)``) and
+    ``os.replace`` (``("replace", src, dst)``) of this test, paths resolved. Linux only (the
+    descriptor's path is read from /proc)."""
+    import os
+
+    import pytest
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("reads the path of a file descriptor from /proc")
+    events: list[tuple[str, ...]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))))
+        fsync(fd)
+
+    def recording_replace(src, dst, **kwargs):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    return events
+
+
+def assert_durable_rename(events: list[tuple[str, ...]], target: Path) -> None:
+    """``target`` was written durably (:func:`core.index_base.atomic_write`): its temporary
+    file synced, then renamed onto it, then its folder synced, one right after the other
+    (among the events under that folder)."""
+    import os
+
+    folder = os.path.realpath(Path(target).parent)
+    mine = [e for e in events if all(p == folder or p.startswith(folder + os.sep) for p in e[1:])]
+    renames = [
+        i for i, e in enumerate(mine) if e[0] == "replace" and e[2] == os.path.realpath(target)
+    ]
+    assert len(renames) == 1, (target, mine)
+    i = renames[0]
+    tmp = mine[i][1]
+    assert i > 0 and mine[i - 1] == ("fsync", tmp), ("the file is synced before its rename", mine)
+    assert i + 1 < len(mine) and mine[i + 1] == ("fsync", folder), ("then its folder", mine)

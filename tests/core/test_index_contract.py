@@ -21,6 +21,8 @@ from embscope.core.index import (
     load_index,
     make_index,
 )
+from embscope.core.index_base import sidecar_path
+from tests.helpers import assert_durable_rename, record_syncs
 
 SK_METRIC = {"cosine": "cosine", "l2": "euclidean"}
 
@@ -122,6 +124,20 @@ class IndexContract:
         np.testing.assert_allclose(before[1], after[1], atol=1e-6)
         stats = again.stats()
         assert stats["backend"] == index.backend and stats["n"] == len(X)
+
+    def test_save_is_durable(self, tmp_path, monkeypatch):
+        """Each file save() writes is synced to the disk before it is renamed into place, and
+        its folder after: a power loss cannot leave a renamed but empty index or sidecar."""
+        X = _data(n=200)
+        index = self.make("l2", tmp_path).build(X)
+        folder = tmp_path / "saved"
+        folder.mkdir()
+        events = record_syncs(monkeypatch)
+        path = index.save(folder / f"index.{index.backend}")
+        monkeypatch.undo()
+        for target in (path, sidecar_path(path)):
+            assert_durable_rename(events, target)
+        assert len(self.reload(index, folder)) == len(X)
 
     def test_add_appends_with_labels(self, tmp_path):
         X = _data(n=400)
