@@ -10,9 +10,16 @@ how to compute its result (:meth:`compute`) and the result's dataclass. One gene
 :func:`encode`/:func:`decode` codec turns any result dataclass into JSON plus arrays and
 back, the same way for every kind (NaN and infinities, tuples, enums, nested dataclasses,
 numpy scalars and object arrays of text). :func:`get_or_compute` is the only way a result
-is stored: it returns the stored result when there is one, computes and stores it
-otherwise, and computes without storing on a read-only store. Only this module calls
-:meth:`core.store.Store.put_artifact`.
+is stored: it returns the stored result when there is one, and computes and stores it
+otherwise. Only this module calls :meth:`core.store.Store.put_artifact`.
+
+A read-only store (``embscope serve --read-only``) writes nothing: its results go through the
+same codec into :class:`ReadOnlyCache`, one bounded least-recently-used store of records in
+the process's memory, keyed by (database file, fingerprint), that :func:`load`,
+:func:`stored` and every spec's :meth:`ArtifactSpec.find` read before the database. So a
+read-only server behaves like a writable one (every session sees a result once, and it is
+computed once), except that its results vanish when the process ends and the least recently
+used ones are dropped past the bound (``$EMBSCOPE_READ_ONLY_CACHE_MB``, default 1 GiB).
 
 Records written before this layer existed carry no codec mark; they read as missing, so
 they are computed again (and replaced) the first time they are asked for.
@@ -22,21 +29,28 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
+import json
+import logging
 import math
+import os
 import sys
 import threading
 import time
 import types
 import typing
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn, check_cancel
 from embscope.core.store import Artifact, fingerprint_arrays
 
@@ -46,20 +60,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODEC_VERSION",
+    "READ_ONLY_CACHE_ENV",
     "RECORD_CREATED",
     "RECORD_FINGERPRINT",
     "RECORD_SECONDS",
     "TRANSIENT",
     "ArtifactSpec",
+    "ReadOnlyCache",
     "Stored",
     "decode",
     "encode",
     "fingerprint",
     "get_or_compute",
     "load",
+    "read_only_cache",
     "stored",
     "submit",
 ]
+
+log = logging.getLogger(__name__)
 
 Q = TypeVar("Q")  # a request
 T = TypeVar("T")  # its result
@@ -298,7 +317,7 @@ class ArtifactSpec(Generic[Q, T]):
         several requests (a wide graph answers every narrower one) looks further.
         """
         fp = fingerprint(self, request)
-        record = store.get_artifact(fp, with_arrays=False)
+        record = _get_record(store, fp, with_arrays=False)
         return fp if record is not None and _readable(record, self) else None
 
     def stored_request(self, request: Q, result: T) -> dict[str, Any]:
@@ -382,11 +401,246 @@ def _result(spec: ArtifactSpec[Any, T], record: Artifact, *, with_arrays: bool) 
     return _with_record(result, record)
 
 
+# -- results of read-only stores, kept in memory --------------------------------------------
+
+#: The bound of :class:`ReadOnlyCache`, in MiB (arrays plus JSON documents).
+READ_ONLY_CACHE_ENV = "EMBSCOPE_READ_ONLY_CACHE_MB"
+DEFAULT_READ_ONLY_CACHE_MB = 1024
+
+
+def _cache_limit_bytes() -> int:
+    """``$EMBSCOPE_READ_ONLY_CACHE_MB`` in bytes (0 keeps nothing); the default when unset
+    or unreadable (a server must not fail on every page for a mistyped setting)."""
+    text = os.environ.get(READ_ONLY_CACHE_ENV, "").strip()
+    if text:
+        try:
+            mb = float(text)
+        except ValueError:
+            mb = math.nan
+        if math.isfinite(mb) and mb >= 0:
+            return int(mb * 2**20)
+        log.warning(
+            "%s=%r is not a number of MiB >= 0; using %d",
+            READ_ONLY_CACHE_ENV,
+            text,
+            DEFAULT_READ_ONLY_CACHE_MB,
+        )
+    return DEFAULT_READ_ONLY_CACHE_MB * 2**20
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """One record of :class:`ReadOnlyCache`: what the ``artifacts`` table would hold."""
+
+    id: int
+    dataset_id: int | None
+    kind: str
+    params: str  # JSON text, as in the table
+    fingerprint: str
+    created: datetime
+    duration_s: float | None
+    lineage: str  # JSON text
+    arrays: Mapping[str, np.ndarray]  # private, read-only copies
+    nbytes: int
+
+    def artifact(self, *, with_arrays: bool) -> Artifact:
+        """The record as :meth:`Store.get_artifact` would read it: JSON parsed anew and
+        arrays copied on every read, so a caller that changes them changes nothing here."""
+        return Artifact(
+            id=self.id,
+            dataset_id=self.dataset_id,
+            kind=self.kind,
+            params=json.loads(self.params),
+            fingerprint=self.fingerprint,
+            created=self.created,
+            duration_s=self.duration_s,
+            lineage=json.loads(self.lineage),
+            status="done",
+            arrays={k: v.copy(order="K") for k, v in self.arrays.items()} if with_arrays else {},
+        )
+
+
+class ReadOnlyCache:
+    """The records read-only stores would have written, in this process's memory.
+
+    One per process (:func:`read_only_cache`), shared by every store, session and job of the
+    process. Records are keyed by (database file, fingerprint), hold exactly what
+    :meth:`core.store.Store.put_artifact` would store (the codec's JSON document as text and
+    the arrays) and read back as :meth:`core.store.Store.get_artifact` would give them.
+
+    The bound is the size of the arrays plus the JSON text of every record kept:
+    ``$EMBSCOPE_READ_ONLY_CACHE_MB`` MiB (default 1 GiB), read at every :meth:`put`. Past it
+    the least recently used records (read or written) are dropped; a record larger than the
+    whole bound is not kept (its result is returned and computed again when asked again).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: OrderedDict[tuple[str, str], _Kept] = OrderedDict()
+        self._nbytes = 0
+        self._ids = itertools.count(1)
+        self.evicted = 0  # records dropped for the bound since the process started
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: arrays plus JSON text of every record kept."""
+        return self._nbytes
+
+    @property
+    def limit_bytes(self) -> int:
+        """The bound now: ``$EMBSCOPE_READ_ONLY_CACHE_MB`` in bytes."""
+        return _cache_limit_bytes()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def put(
+        self,
+        db: str,
+        *,
+        kind: str,
+        fingerprint: str,
+        dataset_id: int | None,
+        params: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        duration_s: float | None,
+        lineage: Mapping[str, Any],
+    ) -> Artifact:
+        """Keep (or replace) a record, as ``Store.put_artifact`` takes it; returns the record
+        without arrays (its fields as a later read gives them)."""
+        kept_arrays: dict[str, np.ndarray] = {}
+        for name, value in arrays.items():
+            arr = np.array(value, copy=True, order="K")
+            if arr.dtype.hasobject:  # what put_artifact refuses too (never read back)
+                raise InvalidInputError(
+                    f"artifact array {name!r} holds Python objects: store text as a str array"
+                )
+            arr.setflags(write=False)
+            kept_arrays[name] = arr
+        # The JSON text the artifacts table would hold (same encoding: read back alike).
+        params_json = json.dumps(dict(params), default=str)
+        lineage_json = json.dumps(dict(lineage), sort_keys=True, default=str)
+        nbytes = sum(a.nbytes for a in kept_arrays.values()) + len(params_json) + len(lineage_json)
+        record = _Kept(
+            id=next(self._ids),
+            dataset_id=dataset_id,
+            kind=kind,
+            params=params_json,
+            fingerprint=fingerprint,
+            created=datetime.now(UTC).replace(tzinfo=None),
+            duration_s=duration_s,
+            lineage=lineage_json,
+            arrays=kept_arrays,
+            nbytes=nbytes,
+        )
+        limit = self.limit_bytes
+        key = (db, fingerprint)
+        with self._lock:
+            old = self._records.pop(key, None)
+            if old is not None:
+                self._nbytes -= old.nbytes
+            if nbytes > limit:
+                log.info(
+                    "a %s result of %.1f MiB is larger than the read-only cache (%s): not kept",
+                    kind,
+                    nbytes / 2**20,
+                    READ_ONLY_CACHE_ENV,
+                )
+            else:
+                while self._records and self._nbytes + nbytes > limit:
+                    _, dropped = self._records.popitem(last=False)
+                    self._nbytes -= dropped.nbytes
+                    self.evicted += 1
+                self._records[key] = record
+                self._nbytes += nbytes
+        return record.artifact(with_arrays=False)
+
+    def get(self, db: str, fingerprint: str, *, with_arrays: bool = True) -> Artifact | None:
+        """The record, or None; a read makes it the most recently used."""
+        with self._lock:
+            record = self._records.get((db, fingerprint))
+            if record is None:
+                return None
+            self._records.move_to_end((db, fingerprint))
+        return record.artifact(with_arrays=with_arrays)
+
+    def records(
+        self, db: str, dataset_id: int | None = None, *, kind: str | None = None
+    ) -> list[Artifact]:
+        """Records of this database (of one dataset, of one kind), newest first, without
+        their arrays (a listing is not a use: the order of eviction stays)."""
+        with self._lock:
+            found = [
+                r
+                for (key_db, _), r in self._records.items()
+                if key_db == db
+                and (dataset_id is None or r.dataset_id == int(dataset_id))
+                and (kind is None or r.kind == kind)
+            ]
+        found.sort(key=lambda r: r.id, reverse=True)
+        return [r.artifact(with_arrays=False) for r in found]
+
+    def forget(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Drop the records of one database file (a path as a store was opened with), or all."""
+        db = None if path is None else _db_file(path)
+        with self._lock:
+            for key in [k for k in self._records if db is None or k[0] == db]:
+                self._nbytes -= self._records.pop(key).nbytes
+
+
+_READ_ONLY_CACHE = ReadOnlyCache()
+
+
+def read_only_cache() -> ReadOnlyCache:
+    """The process's :class:`ReadOnlyCache` (results computed on read-only stores)."""
+    return _READ_ONLY_CACHE
+
+
+def _db_file(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.fspath(path))
+
+
+_DB_KEYS: weakref.WeakKeyDictionary[Store, str] = weakref.WeakKeyDictionary()
+_DB_KEYS_LOCK = threading.Lock()
+
+
+def _db_key(store: Store) -> str:
+    """The database file of ``store`` as the cache keys it (resolved once per store)."""
+    with _DB_KEYS_LOCK:
+        key = _DB_KEYS.get(store)
+        if key is None:
+            key = _DB_KEYS[store] = _db_file(store.path)
+        return key
+
+
+def _get_record(store: Store, fp: str, *, with_arrays: bool) -> Artifact | None:
+    """The record with fingerprint ``fp``: a read-only store's memory first, then the database."""
+    if store.read_only:
+        kept = _READ_ONLY_CACHE.get(_db_key(store), fp, with_arrays=with_arrays)
+        if kept is not None:
+            return kept
+    return store.get_artifact(fp, with_arrays=with_arrays)
+
+
+def _list_records(store: Store, dataset_id: int | None, kind: str) -> list[Artifact]:
+    """Records of one kind, newest first: a read-only store's memory (all computed since the
+    database was last written: no writer can hold it meanwhile), then the database's."""
+    records = store.list_artifacts(dataset_id, kind=kind)
+    if not store.read_only:
+        return records
+    kept = _READ_ONLY_CACHE.records(_db_key(store), dataset_id, kind=kind)
+    seen = {r.fingerprint for r in kept}
+    return kept + [r for r in records if r.fingerprint not in seen]
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
 def load(
     store: Store, spec: ArtifactSpec[Any, T], fp: str, *, with_arrays: bool = True
 ) -> T | None:
     """The stored result with fingerprint ``fp`` (without arrays unless asked), or None."""
-    record = store.get_artifact(fp, with_arrays=with_arrays)
+    record = _get_record(store, fp, with_arrays=with_arrays)
     if record is None or not _readable(record, spec):
         return None
     return _result(spec, record, with_arrays=with_arrays)
@@ -406,7 +660,7 @@ def stored(
     search over requests, such as the widest stored graph).
     """
     out = []
-    for record in store.list_artifacts(dataset_id, kind=spec.kind):
+    for record in _list_records(store, dataset_id, spec.kind):
         if not _readable(record, spec):
             continue
         out.append(
@@ -451,8 +705,8 @@ def get_or_compute(
 
     Returns
     -------
-    The result, or None when ``run`` is False and nothing is stored. A result computed on a
-    read-only store is returned without being stored.
+    The result, or None when ``run`` is False and nothing is stored. A read-only store
+    writes nothing: its result is kept in the process's :class:`ReadOnlyCache` instead.
     """
     if not recompute:
         found = _stored_result(store, spec, request)
@@ -469,23 +723,34 @@ def get_or_compute(
         result = spec.compute(store, request, progress)
         seconds = time.perf_counter() - started
         fp = spec.fingerprint_of(request, result)
-        if store.read_only:
-            return _with_facts(result, {"fingerprint": fp, "duration_s": seconds})
         doc, arrays = encode(result)
-        record = store.put_artifact(
-            kind=spec.kind,
-            fingerprint=fp,
-            dataset_id=spec.dataset_id(request),
-            params={
-                _CODEC: CODEC_VERSION,
-                "version": spec.version(request),
-                "request": spec.stored_request(request, result),
-                "result": doc,
-            },
-            arrays=arrays,
-            duration_s=seconds,
-            lineage=spec.lineage(request, result),
-        )
+        params = {
+            _CODEC: CODEC_VERSION,
+            "version": spec.version(request),
+            "request": spec.stored_request(request, result),
+            "result": doc,
+        }
+        if store.read_only:  # the same record, kept in memory: nothing is written
+            record = _READ_ONLY_CACHE.put(
+                _db_key(store),
+                kind=spec.kind,
+                fingerprint=fp,
+                dataset_id=spec.dataset_id(request),
+                params=params,
+                arrays=arrays,
+                duration_s=seconds,
+                lineage=spec.lineage(request, result),
+            )
+        else:
+            record = store.put_artifact(
+                kind=spec.kind,
+                fingerprint=fp,
+                dataset_id=spec.dataset_id(request),
+                params=params,
+                arrays=arrays,
+                duration_s=seconds,
+                lineage=spec.lineage(request, result),
+            )
     # The record fields (fingerprint, created, duration) as a later read gives them; the
     # arrays are the ones just computed, not read back.
     return _with_record(result, record)

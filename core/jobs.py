@@ -16,6 +16,10 @@ session sees it.
 * **Nothing is lost silently.** Every state change is recorded in the store's ``jobs``
   table; jobs a dead process left queued or running are shown as ``interrupted`` the next
   time the database is opened by a runner, and can be submitted again.
+* **A read-only store records nothing.** On it (``embscope serve --read-only``) the jobs of
+  this process live in memory only; the recorded ones are read as they are, except that a
+  queued or running one reads as ``interrupted`` (no writer can hold the file meanwhile, so
+  its process is gone).
 """
 
 from __future__ import annotations
@@ -161,8 +165,8 @@ class JobRunner:
     Parameters
     ----------
     store : Store, optional
-        Where job states are recorded (``jobs`` table). Without a store, states live in
-        memory only (tests, the CLI).
+        Where job states are recorded (``jobs`` table). Without a store, or on a read-only
+        one, states live in memory only (tests, the CLI, a read-only server).
     workers : int
         Threads for ordinary jobs. ``serial=True`` jobs have one thread of their own.
     warm_up : sequence of callables
@@ -328,6 +332,10 @@ class JobRunner:
         except Exception:  # a deleted dataset or a closing store: show what is in memory
             log.debug("could not read recorded jobs", exc_info=True)
             return []
+        # A read-only open shuts writers out, so a job recorded as queued or running belongs
+        # to a process that is gone (a writable runner marks these when it starts; this one
+        # cannot write): it reads as interrupted, never as a job to wait for.
+        gone = self.store.read_only
         return [
             JobStatus(
                 key=r["key"],
@@ -335,7 +343,7 @@ class JobRunner:
                 label=r["label"],
                 dataset_id=r["dataset_id"],
                 params=r["params"],
-                state=r["state"],
+                state="interrupted" if gone and r["state"] in ACTIVE_STATES else r["state"],
                 fraction=1.0 if r["state"] == "done" else 0.0,
                 message=r["message"],
                 error=r["error"],
@@ -347,7 +355,7 @@ class JobRunner:
 
     def _record(self, job: Job) -> None:
         if self.store is None or self.store.read_only:
-            return
+            return  # kept in memory only (self._jobs): nothing is written
         try:
             self.store.put_job(
                 key=job.key,

@@ -267,6 +267,11 @@ class NeighbourService:
             raise InvalidInputError(
                 f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}"
             )
+        if backend == "milvus" and self.store.read_only:
+            raise InvalidInputError(
+                "the Milvus backend is not available on a read-only server: it would create "
+                "collections; use hnsw or exact"
+            )
         info = self.dataset(dataset_id)
         chosen = self._index_params(backend, params)
         fp = self.index_fingerprint(info.id, metric=metric, backend=backend, **params)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -294,6 +295,16 @@ def _write_failed(path: Any, exc: BaseException) -> OSError:
     )
 
 
+def _read_only_config(path: Path) -> dict[str, str | bool | int | float | list[str]]:
+    """DuckDB settings of a read-only open: a large sort or join spills to a folder in the
+    system's temporary directory (DuckDB makes it when needed and removes it on close)
+    instead of ``<db>.tmp`` beside the database. The same for every open of one file in a
+    process: DuckDB refuses a second connection to a file with other settings."""
+    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=8).hexdigest()
+    spill = Path(tempfile.gettempdir()) / f"embscope-{os.getpid()}-{digest}.tmp"
+    return {"temp_directory": str(spill)}
+
+
 class Store:
     """The embscope database: datasets, their vectors and metadata, and artifacts.
 
@@ -303,7 +314,9 @@ class Store:
         Database file; see :func:`resolve_db_path`. ``":memory:"`` gives a private
         in-memory database (tests).
     read_only : bool
-        Open without write access (several read-only processes may share a file).
+        Open without write access (several read-only processes may share a file; none can
+        while a writer holds it). Nothing is written beside the file then: DuckDB's spill
+        files (``<db>.tmp/``) go to a private folder in the system's temporary directory.
 
     Raises
     ------
@@ -323,7 +336,8 @@ class Store:
                 raise InvalidInputError(f"database {self.path} does not exist")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = duckdb.connect(str(self.path), read_only=read_only)
+            config = _read_only_config(self.path) if read_only else {}
+            self._db = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 # DuckDB names the holder ("Conflicting lock is held in ... (PID 123)").

@@ -139,18 +139,34 @@ def test_bad_input_raises_a_clear_error_and_changes_nothing(tmp_path, vectors_fi
         assert [d["name"] for d in db.datasets()] == ["mine"]
 
 
-def test_a_read_only_database_answers_without_writing_anything(tmp_path, vectors_file):
-    """Read-only: queries, projections and scores are computed, and neither the database
-    file nor the folder beside it changes (no index files, no artifacts)."""
+def test_a_read_only_database_answers_without_writing_anything(tmp_path, vectors_file, monkeypatch):
+    """Read-only: queries, projections and scores are computed and kept in the process's
+    memory (asked again, they are not computed again), and neither the database file nor
+    the folder beside it changes (no index files, no artifacts)."""
+    from embscope.core.artifacts import read_only_cache
+    from embscope.core.projections.runs import ProjectionSpec
+
     path = tmp_path / "ro.duckdb"
     with embscope.open(path) as db:
         db.ingest(vectors_file, name="mine", id_column="id")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    with embscope.open(path, read_only=True) as db:
-        ds = db.dataset("mine")
-        assert len(ds.neighbours(row=1, k=5)["neighbours"]) == 5
-        assert ds.project("pca")["quality"]["trustworthiness@10"] > 0
-        assert ds.geometry()["n"] == 120
+    try:
+        with embscope.open(path, read_only=True) as db:
+            ds = db.dataset("mine")
+            assert len(ds.neighbours(row=1, k=5)["neighbours"]) == 5
+            projection = ds.project("pca")
+            assert projection["quality"]["trustworthiness@10"] > 0
+            assert ds.geometry()["n"] == 120
+            assert db.store.list_artifacts() == []
+        calls = []
+        original = ProjectionSpec.compute
+        monkeypatch.setattr(ProjectionSpec, "compute", lambda *a: calls.append(1) or original(*a))
+        with embscope.open(path, read_only=True) as db:
+            again = db.dataset("mine").project("pca")
+        assert calls == [] and again["reused"] is True  # served from memory
+        assert again == {**projection, "reused": True}
+    finally:
+        read_only_cache().forget(path)
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)

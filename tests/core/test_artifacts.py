@@ -205,14 +205,28 @@ def test_a_cancelled_computation_stores_nothing(store):
     assert store.list_artifacts(info.id) == []
 
 
-def test_a_read_only_store_computes_without_writing(db_path):
+def test_a_read_only_store_keeps_its_results_in_memory_not_on_disk(db_path):
     with Store(db_path) as s:
         info = s.add_dataset(make_parsed(np.eye(3)), name="d")
-    with Store(db_path, read_only=True) as ro:
-        spec = DoubleSpec()
-        result = get_or_compute(ro, spec, DoubleRequest(info, 2.0))
-        assert np.array_equal(result.values, np.eye(3) * 2)
-        assert ro.list_artifacts() == []
+    before = db_path.read_bytes()
+    spec = DoubleSpec()
+    request = DoubleRequest(info, 2.0)
+    try:
+        with Store(db_path, read_only=True) as ro:
+            result = get_or_compute(ro, spec, request)
+            assert np.array_equal(result.values, np.eye(3) * 2)
+            assert ro.list_artifacts() == []  # nothing in the database
+            again = get_or_compute(ro, spec, request)  # from the process's memory
+            assert spec.calls == 1 and np.array_equal(again.values, result.values)
+            assert again.fingerprint == result.fingerprint == artifacts.fingerprint(spec, request)
+            assert again.created == result.created is not None
+            [listed] = artifacts.stored(ro, spec, info.id, with_results=True)
+            assert listed.fingerprint == result.fingerprint and listed.result.values is None
+        with Store(db_path, read_only=True) as other:  # another open of the file sees it
+            assert get_or_compute(other, spec, request, run=False) is not None
+        assert db_path.read_bytes() == before
+    finally:
+        artifacts.read_only_cache().forget(db_path)
 
 
 def test_records_from_before_the_layer_read_as_missing(store):
