@@ -17,6 +17,7 @@ import threading
 import time
 
 from embscope.app import access
+from embscope.core.artifacts import read_only_cache
 from embscope.core.jobs import JobRunner
 from embscope.core.neighbours import NeighbourService
 from embscope.core.store import Store, resolve_db_path
@@ -44,6 +45,9 @@ def get_store(path: str | None = None) -> Store:
     """The process's :class:`core.store.Store` for ``path`` (default :func:`db_path`).
 
     One database object per process (ARCHITECTURE.md); the store hands each thread its own cursor.
+    On a read-only server (``$EMBSCOPE_READ_ONLY``, :func:`app.access.read_only`) it is opened
+    read-only: nothing is written to the database or beside it, and what visitors compute is
+    kept in memory (:class:`core.artifacts.ReadOnlyCache`), shared by every session.
     """
     key = path or db_path()
     found = _stores.get(key)
@@ -51,7 +55,7 @@ def get_store(path: str | None = None) -> Store:
         return found
     with _lock:
         if key not in _stores:
-            _stores[key] = Store(key)
+            _stores[key] = Store(key, read_only=access.read_only())
         return _stores[key]
 
 
@@ -109,8 +113,8 @@ def warm_up_projections() -> None:
 
 def reset(*, wait: float = 5.0) -> None:
     """Forget every process-wide object, for tests: job runners are shut down (their jobs
-    cancelled, waiting up to ``wait`` seconds), stores closed; the next ``get_*`` call
-    makes new ones."""
+    cancelled, waiting up to ``wait`` seconds), stores closed and the results read-only ones
+    kept in memory dropped (as a restart would); the next ``get_*`` call makes new ones."""
     with _lock:
         runners = list(_runners.values())
         stores = list(_stores.values())
@@ -121,3 +125,5 @@ def reset(*, wait: float = 5.0) -> None:
         runner.shutdown(wait=wait)
     for store in stores:
         store.close()
+        if store.read_only:
+            read_only_cache().forget(store.path)

@@ -1,0 +1,123 @@
+"""A read-only server (`embscope serve --read-only`: $EMBSCOPE_READ_ONLY=1) writes nothing:
+visitors compute projections and scorecards through the pages, every session sees them, and
+the database file and the folder it sits in are left exactly as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from embscope.app import access, runtime
+from embscope.core.geometry.scorecard import ScorecardSpec
+from embscope.core.graph import GraphSpec
+from embscope.core.projections.runs import ProjectionSpec
+from embscope.core.store import Store
+from tests.helpers import MAIN, by_key, make_parsed, open_page, until
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int] | None]:
+    """Every path under ``folder``, hidden ones too, with each file's digest and mtime."""
+    out: dict[str, tuple[str, int] | None] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = None
+        for name in files:
+            path = os.path.join(root, name)
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            out[os.path.relpath(path, folder)] = (digest, os.stat(path).st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch) -> Path:
+    """A database alone in its folder, served read-only to the pages under test."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    path = folder / "demo.duckdb"
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    X = (rng.standard_normal((300, 12)) + 4 * rng.standard_normal((3, 12))[labels]).astype(
+        np.float32
+    )
+    meta = pd.DataFrame({"label": [f"c{v}" for v in labels]})
+    with Store(path) as s:
+        s.add_dataset(make_parsed(X, meta), name="points", info={"label_column": "label"})
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    monkeypatch.setenv(access.READ_ONLY_ENV, "1")
+    return folder
+
+
+@pytest.fixture
+def computed(monkeypatch) -> Counter[str]:
+    """How many times each kind of result was computed in this process."""
+    calls: Counter[str] = Counter()
+    for cls in (GraphSpec, ProjectionSpec, ScorecardSpec):
+
+        def compute(self, store, request, progress, _original=cls.compute, _kind=cls.kind):
+            calls[_kind] += 1
+            return _original(self, store, request, progress)
+
+        monkeypatch.setattr(cls, "compute", compute)
+    return calls
+
+
+def _projection(at):
+    by_key(at.selectbox, "projections.method").set_value("pca")
+    return at.run()
+
+
+def _geometry():
+    return open_page("geometry")
+
+
+def test_visitors_compute_share_and_write_nothing(served, computed):
+    before = _snapshot(served)
+    # A visitor opens a PCA projection: it runs as a job (PCA starts at once), and shows.
+    at = _projection(open_page("projections"))
+    assert runtime.get_store().read_only
+    at = until(at, lambda a: len(a.metric) > 0)
+    assert not at.exception, at.exception
+    assert any("Trustworthiness@10" == m.label for m in at.metric)
+    frames = [df.value for df in at.dataframe]
+    assert any("method" in f.columns and (f["method"] == "PCA").any() for f in frames)  # gallery
+    # ... and the geometry scorecard, with its button.
+    geo = _geometry()
+    assert not geo.metric
+    by_key(geo.button, "geometry.run").click().run()
+    geo = until(geo, lambda a: len(a.metric) > 0)
+    assert not geo.exception, geo.exception
+    scores = {m.label: m.value for m in geo.metric}
+    assert computed == {"knn_graph": 1, "projection": 1, "scorecard": 1}
+    runner = runtime.get_job_runner()
+    assert {j.kind: j.state for j in runner.jobs()} == {"projection": "done", "scorecard": "done"}
+    # A second visitor (another session) sees both at once: no job, nothing computed again.
+    other = _projection(open_page("projections"))
+    assert len(other.metric) > 0 and not other.exception
+    assert not [b for b in other.button if b.key == "projections.compute"]
+    geo2 = _geometry()
+    assert {m.label: m.value for m in geo2.metric} == scores
+    assert not [b for b in geo2.button if b.key == "geometry.run"]
+    assert computed == {"knn_graph": 1, "projection": 1, "scorecard": 1}
+    # Nothing was written, while the server runs and after it stops: not the database's
+    # bytes, not its jobs table, not the listing of its folder (.indexes/, .wal, .tmp).
+    assert runtime.get_store().list_artifacts() == [] and runtime.get_store().list_jobs() == []
+    assert _snapshot(served) == before
+    runtime.reset()
+    assert _snapshot(served) == before
+
+
+def test_a_missing_database_is_not_created(tmp_path, monkeypatch):
+    path = tmp_path / "missing.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    monkeypatch.setenv(access.READ_ONLY_ENV, "1")
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+    assert list(tmp_path.iterdir()) == []
