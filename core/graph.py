@@ -420,8 +420,8 @@ def get_or_build_graph(
     """The dataset's stored graph cut to ``k`` neighbours; built and stored first if missing.
 
     A missing graph is built at ``max(k, GRAPH_K)`` neighbours (capped at n - 1), so later
-    consumers that need more neighbours than this one find it too. A read-only store builds
-    it without storing it.
+    consumers that need more neighbours than this one find it too. A read-only store keeps
+    it in the artifact layer's bounded memory cache, not on disk.
     """
     info = store.get_dataset(dataset_id)
     request = GraphRequest(info, check_metric(metric), check_k(k, info.n - 1), method)

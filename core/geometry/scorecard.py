@@ -476,8 +476,8 @@ def get_or_compute_scorecard(
     The graph comes from :func:`core.graph.get_or_build_graph` with ``max(k, 20)``
     neighbours, so it is the one every other consumer reads (built once, at least 150 wide).
     The result is stored through :mod:`core.artifacts` (kind ``"scorecard"``, keyed by the
-    dataset fingerprint, k, metric, seed and code version) and read back identical. A
-    read-only store computes without storing (the graph too).
+    dataset fingerprint, k, metric, seed and code version) and read back identical. On a
+    read-only store it (and the graph) is kept in the layer's bounded memory cache instead.
 
     Parameters
     ----------

@@ -268,3 +268,53 @@ def test_tls_serves_https_and_marks_the_cookie_secure(tmp_path):
             plain = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
             plain.request("GET", "/")
             assert plain.getresponse().status >= 400
+
+
+def test_a_read_only_server_writes_nothing_while_visitors_compute(tmp_path):
+    """`serve --read-only`: a visitor (a websocket session, as a browser) computes a PCA layout
+    with its scores (and so the dataset's neighbour graph); a second visitor sees it at once;
+    the database file's bytes and the listing of its folder are the same afterwards. (The
+    scorecard through the pages: tests/app/test_read_only_server.py.)"""
+    from tests.e2e.load_helpers import StreamlitSession
+
+    db = tmp_path / "demo" / "ro.duckdb"
+    db.parent.mkdir()
+    with Store(db) as store:
+        X = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
+        store.add_dataset(make_parsed(X), name="demo")
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBSCOPE_")}
+    env["EMBSCOPE_WARM_UP"] = "0"
+    cookie = f"{COOKIE}={cookie_value(TOKEN)}"
+
+    def pca_drawn(run) -> bool:
+        specs = [e.plotly_chart.spec for _, e in run.of_type("plotly_chart")]
+        return any("PCA 2-D of demo" in spec for spec in specs)
+
+    async def visit(session: StreamlitSession) -> bool:
+        for _ in range(60):  # the page starts the job, then draws the layout once it is done
+            run = await session.run("projections", "dataset=1&method=pca")
+            assert not run.errors(), run.errors()
+            if pca_drawn(run):
+                return True
+            await asyncio.sleep(1.0)
+        return False
+
+    async def scenario(url: str) -> tuple[bool, bool]:
+        first = await StreamlitSession(url, cookie=cookie).connect()
+        second = await StreamlitSession(url, cookie=cookie).connect()
+        try:
+            computed = await visit(first)
+            shown = pca_drawn(await second.run("projections", "dataset=1&method=pca"))
+            return computed, shown
+        finally:
+            await first.close()
+            await second.close()
+
+    with running_server(db, tmp_path / "server.log", "--read-only", "--token", TOKEN,
+                        env=env) as url:  # fmt: skip
+        computed, shown = asyncio.run(scenario(url))
+    assert computed and shown  # the second visitor sees the first one's layout at once
+    after = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    assert sorted(after) == sorted(before)  # nothing beside the database (.indexes, .wal, tmp)
+    assert after == before  # and the database's bytes are the same
