@@ -318,3 +318,42 @@ def test_a_read_only_server_writes_nothing_while_visitors_compute(tmp_path):
     after = {p.name: p.read_bytes() for p in db.parent.iterdir()}
     assert sorted(after) == sorted(before)  # nothing beside the database (.indexes, .wal, tmp)
     assert after == before  # and the database's bytes are the same
+
+
+def test_links_cannot_ask_for_unbounded_work(tmp_path):
+    """Against a real server: a link asking for a 2,999-wide UMAP graph is refused with a
+    toast (no job), and links opening PCA with five different seeds store one layout (PCA
+    ignores the seed) instead of five."""
+    from tests.e2e.load_helpers import StreamlitSession, plain_markdown
+
+    db = tmp_path / "bounds.duckdb"
+    with Store(db) as store:
+        X = np.random.default_rng(2).standard_normal((3000, 8)).astype(np.float32)
+        store.add_dataset(make_parsed(X), name="big enough")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBSCOPE_")}
+    env["EMBSCOPE_WARM_UP"] = "0"
+    cookie = f"{COOKIE}={cookie_value(TOKEN)}"
+
+    async def scenario(url: str) -> list[str]:
+        session = await StreamlitSession(url, cookie=cookie).connect()
+        try:
+            run = await session.run("projections", "dataset=1&method=umap&p.n_neighbors=2999")
+            toasts = [plain_markdown(e.toast.body) for _, e in run.of_type("toast")]
+            for seed in range(5):
+                for _ in range(30):
+                    run = await session.run("projections", f"dataset=1&method=pca&seed={seed}")
+                    specs = [e.plotly_chart.spec for _, e in run.of_type("plotly_chart")]
+                    if any("PCA 2-D" in s for s in specs):
+                        break
+                    await asyncio.sleep(1.0)
+            return toasts
+        finally:
+            await session.close()
+
+    with running_server(db, tmp_path / "server.log", "--token", TOKEN, env=env) as url:
+        toasts = asyncio.run(scenario(url))
+    assert any("n_neighbors" in t and "2999" in t for t in toasts), toasts
+    with Store(db, read_only=True) as store:
+        kinds = [a.kind for a in store.list_artifacts()]
+        methods = [a.params["request"]["method"] for a in store.list_artifacts(kind="projection")]
+    assert methods == ["pca"], kinds  # one PCA layout for five seeds, no UMAP job
