@@ -730,27 +730,19 @@ def get_or_compute(
             "request": spec.stored_request(request, result),
             "result": doc,
         }
+        fields: dict[str, Any] = {
+            "kind": spec.kind,
+            "fingerprint": fp,
+            "dataset_id": spec.dataset_id(request),
+            "params": params,
+            "arrays": arrays,
+            "duration_s": seconds,
+            "lineage": spec.lineage(request, result),
+        }
         if store.read_only:  # the same record, kept in memory: nothing is written
-            record = _READ_ONLY_CACHE.put(
-                _db_key(store),
-                kind=spec.kind,
-                fingerprint=fp,
-                dataset_id=spec.dataset_id(request),
-                params=params,
-                arrays=arrays,
-                duration_s=seconds,
-                lineage=spec.lineage(request, result),
-            )
+            record = _READ_ONLY_CACHE.put(_db_key(store), **fields)
         else:
-            record = store.put_artifact(
-                kind=spec.kind,
-                fingerprint=fp,
-                dataset_id=spec.dataset_id(request),
-                params=params,
-                arrays=arrays,
-                duration_s=seconds,
-                lineage=spec.lineage(request, result),
-            )
+            record = store.put_artifact(**fields)
     # The record fields (fingerprint, created, duration) as a later read gives them; the
     # arrays are the ones just computed, not read back.
     return _with_record(result, record)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,3 +162,18 @@ def assert_durable_rename(events: list[tuple[str, ...]], target: Path) -> None:
     tmp = mine[i][1]
     assert i > 0 and mine[i - 1] == ("fsync", tmp), ("the file is synced before its rename", mine)
     assert i + 1 < len(mine) and mine[i + 1] == ("fsync", folder), ("then its folder", mine)
+
+
+def folder_snapshot(folder: Path) -> dict[str, tuple[str, int] | None]:
+    """Every path under ``folder`` (hidden ones too: ``.indexes/``, ``.wal``, temporary
+    files), with a digest and the modification time of each file: equal snapshots mean
+    nothing in the folder was written."""
+    out: dict[str, tuple[str, int] | None] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = None
+        for name in files:
+            path = os.path.join(root, name)
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            out[os.path.relpath(path, folder)] = (digest, os.stat(path).st_mtime_ns)
+    return out

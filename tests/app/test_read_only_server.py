@@ -4,8 +4,6 @@ the database file and the folder it sits in are left exactly as they were."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -19,20 +17,7 @@ from embscope.core.geometry.scorecard import ScorecardSpec
 from embscope.core.graph import GraphSpec
 from embscope.core.projections.runs import ProjectionSpec
 from embscope.core.store import Store
-from tests.helpers import MAIN, by_key, make_parsed, open_page, until
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[str, int] | None]:
-    """Every path under ``folder``, hidden ones too, with each file's digest and mtime."""
-    out: dict[str, tuple[str, int] | None] = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = None
-        for name in files:
-            path = os.path.join(root, name)
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            out[os.path.relpath(path, folder)] = (digest, os.stat(path).st_mtime_ns)
-    return out
+from tests.helpers import MAIN, by_key, folder_snapshot, make_parsed, open_page, until
 
 
 @pytest.fixture
@@ -78,7 +63,7 @@ def _geometry():
 
 
 def test_visitors_compute_share_and_write_nothing(served, computed):
-    before = _snapshot(served)
+    before = folder_snapshot(served)
     # A visitor opens a PCA projection: it runs as a job (PCA starts at once), and shows.
     at = _projection(open_page("projections"))
     assert runtime.get_store().read_only
@@ -108,9 +93,9 @@ def test_visitors_compute_share_and_write_nothing(served, computed):
     # Nothing was written, while the server runs and after it stops: not the database's
     # bytes, not its jobs table, not the listing of its folder (.indexes/, .wal, .tmp).
     assert runtime.get_store().list_artifacts() == [] and runtime.get_store().list_jobs() == []
-    assert _snapshot(served) == before
+    assert folder_snapshot(served) == before
     runtime.reset()
-    assert _snapshot(served) == before
+    assert folder_snapshot(served) == before
 
 
 def test_a_missing_database_is_not_created(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import subprocess
@@ -32,7 +31,7 @@ from embscope.core.neighbours import IndexSpec, NeighbourService
 from embscope.core.projections import runs
 from embscope.core.projections.runs import ProjectionSpec
 from embscope.core.store import Store
-from tests.helpers import make_parsed
+from tests.helpers import folder_snapshot, make_parsed
 
 SPECS = (
     GraphSpec, IndexSpec, ProjectionSpec, ScorecardSpec, EfDiagnosticsSpec, CompressionSpec,
@@ -54,20 +53,6 @@ def _make_db(path: Path) -> None:
     with Store(path) as s:
         s.add_dataset(make_parsed(X, meta), name="points", info={"label_column": "label"})
         s.add_dataset(make_parsed(X + 0.3 * noise), name="noisy")
-
-
-def snapshot(folder: Path) -> dict[str, tuple[str, int] | None]:
-    """Every path under ``folder`` (hidden ones too: ``.indexes/``, ``.wal``, temporary
-    files), with a digest and the modification time of each file."""
-    out: dict[str, tuple[str, int] | None] = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = None
-        for name in files:
-            path = os.path.join(root, name)
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            out[os.path.relpath(path, folder)] = (digest, os.stat(path).st_mtime_ns)
-    return out
 
 
 @pytest.fixture
@@ -161,7 +146,7 @@ def _same(a: object, b: object, path: str = "", *, built_apart: bool = False) ->
 
 def test_a_read_only_store_keeps_its_results_in_memory_and_writes_nothing(folder, counted):
     db = folder / "db.duckdb"
-    before = snapshot(folder)
+    before = folder_snapshot(folder)
     ro = Store(db, read_only=True)
     first = _compute_everything(ro)
     computed = dict(counted)
@@ -197,7 +182,7 @@ def test_a_read_only_store_keeps_its_results_in_memory_and_writes_nothing(folder
     ro.close()
     # Nothing was written: not the database, nor anything beside it (no .indexes/, no .wal,
     # no temporary files), and the database holds no artifact.
-    assert snapshot(folder) == before
+    assert folder_snapshot(folder) == before
     with Store(db, read_only=True) as check:
         assert check.list_artifacts() == [] and check.list_jobs() == []
     # The same requests on a writable copy give the same results, field by field.
@@ -283,7 +268,7 @@ def _ask(store: Store, spec: BlockSpec, name: str, mib: float = 1.0) -> Block:
 
 def test_the_bound_evicts_the_least_recently_used(folder, monkeypatch):
     db = folder / "db.duckdb"
-    before = snapshot(folder)
+    before = folder_snapshot(folder)
     monkeypatch.setenv(artifacts.READ_ONLY_CACHE_ENV, "2.5")  # MiB: two 1-MiB results fit
     cache = read_only_cache()
     spec = BlockSpec()
@@ -314,7 +299,7 @@ def test_the_bound_evicts_the_least_recently_used(folder, monkeypatch):
         _ask(ro, spec, "d")
         _ask(ro, spec, "d")
         assert spec.calls["d"] == 2
-    assert snapshot(folder) == before
+    assert folder_snapshot(folder) == before
 
 
 def test_the_bound_setting(monkeypatch, caplog):
@@ -367,7 +352,7 @@ def test_jobs_on_a_read_only_store_live_in_memory(folder):
             key="old", kind="projection", dataset_id=1, label="UMAP of points", params={},
             state="running",
         )  # fmt: skip
-    before = snapshot(folder)
+    before = folder_snapshot(folder)
     with Store(db, read_only=True) as ro:
         runner = JobRunner(ro, workers=1)
         try:
@@ -383,11 +368,11 @@ def test_jobs_on_a_read_only_store_live_in_memory(folder):
             assert [r["key"] for r in ro.list_jobs()] == ["old"]  # nothing recorded
         finally:
             runner.shutdown()
-    assert snapshot(folder) == before
+    assert folder_snapshot(folder) == before
 
 
 def test_milvus_is_refused_on_a_read_only_store(folder):
-    before = snapshot(folder)
+    before = folder_snapshot(folder)
     with Store(folder / "db.duckdb", read_only=True) as ro:
         service = NeighbourService(ro)
         with pytest.raises(InvalidInputError, match="Milvus backend is not available on a read"):
@@ -398,7 +383,7 @@ def test_milvus_is_refused_on_a_read_only_store(folder):
         # hnsw and exact answer, from memory
         assert len(service.search(1, query, k=5, backend="hnsw").rows) == 5
         assert service.has_index(1, metric="cosine")
-    assert snapshot(folder) == before
+    assert folder_snapshot(folder) == before
 
 
 HOLD = textwrap.dedent(
@@ -424,7 +409,7 @@ def test_read_only_opens_share_the_file_and_shut_writers_out(folder):
     """What DuckDB allows: read-only opens in several processes at once (a read-only server
     and `embscope datasets`), none while a writer holds the file, no writer while they do."""
     db = folder / "db.duckdb"
-    before = snapshot(folder)
+    before = folder_snapshot(folder)
     reader = _hold(db, "ro")  # say, `embscope serve --read-only`
     try:
         with Store(db, read_only=True) as ro:  # `embscope datasets` beside it
@@ -434,7 +419,7 @@ def test_read_only_opens_share_the_file_and_shut_writers_out(folder):
     finally:
         reader.kill()
         reader.wait()
-    assert snapshot(folder) == before
+    assert folder_snapshot(folder) == before
     writer = _hold(db, "rw")  # say, a writable `embscope serve`
     try:
         with pytest.raises(DatabaseBusyError, match=f"process {writer.pid}"):
