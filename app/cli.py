@@ -9,6 +9,7 @@ with status 2, leaving the database unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -392,7 +393,22 @@ def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
     env[gate.BIND_ADDRESS_ENV] = args.address
     env[gate.ALLOWED_HOSTS_ENV] = ",".join(args.allow_host or [])
     env[gate.TLS_ENV] = "1" if args.tls_cert else "0"
+    # uvicorn believes X-Forwarded-For from loopback clients by default: a local process could
+    # then pose as any address to the token limiter (or lock a visitor out). No proxy is
+    # trusted; behind one, every visitor shares its address (see ARCHITECTURE.md).
+    env["FORWARDED_ALLOW_IPS"] = ""
     return env
+
+
+def _raise_open_file_limit() -> None:
+    """Let the server hold as many connections as the system allows it (the soft limit of
+    open files is often 1,024: that many idle connections would stop the server)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 # Shorter tokens are refused: the gate answers one attempt per second per address, and a
@@ -484,6 +500,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "warning: the server is reachable from other machines without TLS: the token and "
             "every page cross the network in clear; add --tls-cert and --tls-key\n"
         )
+    _raise_open_file_limit()
     sys.stdout.flush()
     sys.stderr.flush()
     # Replace this process with the server, so a signal sent to `embscope serve` (Ctrl-C,

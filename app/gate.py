@@ -52,7 +52,7 @@ TOKEN_PARAM = "token"
 # Added to the address after a wrong token in a link, so the login page can say so.
 WRONG_PARAM = "embscope_login"
 # Requests answered without the token: the health check (says only "ok").
-OPEN_PATHS = frozenset({"/_stcore/health", "/healthz"})
+OPEN_PATHS = frozenset({"/_stcore/health"})
 UPLOAD_PREFIX = "/_stcore/upload_file"
 
 #: Every login attempt, right or wrong, is answered after this many seconds.
@@ -62,8 +62,16 @@ MAX_PENDING_ATTEMPTS = 32
 #: A client that gets this many wrong answers in a row is refused for LOCKOUT_S.
 MAX_FAILURES = 20
 LOCKOUT_S = 600.0
-#: Uploads in flight at once; each is at most --max-upload-mb.
+#: Addresses the limiter remembers before it forgets finished lockouts and old failures.
+MAX_TRACKED_CLIENTS = 10_000
+#: Uploads in flight at once (one per client address); each is at most --max-upload-mb.
 MAX_CONCURRENT_UPLOADS = 2
+#: Files a session may hold (the Datasets page has two uploaders), and the bytes of uploaded
+#: files the server holds in all, in units of --max-upload-mb.
+FILES_PER_SESSION = 2
+HELD_UPLOADS_FACTOR = 2
+#: An upload whose body stops arriving for this long is dropped (its slot freed).
+UPLOAD_IDLE_S = 30.0
 #: The login form's body is small; anything larger is refused unread.
 MAX_LOGIN_BODY = 4096
 
@@ -101,7 +109,12 @@ class LoginLimiter:
 
     def admit(self, client: str) -> str | None:
         """Take a slot for ``client``'s attempt; the reason it is refused, or None."""
-        if self.locked_until.get(client, 0.0) > time.monotonic():
+        now = time.monotonic()
+        if len(self.locked_until) > MAX_TRACKED_CLIENTS:  # forget lockouts that ended
+            self.locked_until = {c: t for c, t in self.locked_until.items() if t > now}
+        if len(self.failures) > MAX_TRACKED_CLIENTS:
+            self.failures.clear()
+        if self.locked_until.get(client, 0.0) > now:
             return "too many wrong tokens from this address: try again later"
         if client in self.clients:
             return "one attempt at a time: wait for the answer to the last one"
@@ -179,6 +192,7 @@ class AccessGate:
         self.secure = os.environ.get(TLS_ENV) == "1"
         self.limiter = LoginLimiter()
         self.uploads = 0
+        self.uploading: set[str] = set()
         self.max_upload_bytes = _max_upload_bytes()
 
     # -- the checks ---------------------------------------------------------------------------
@@ -199,7 +213,21 @@ class AccessGate:
     def authorised(self, scope: Scope) -> bool:
         if self.token is None:
             return True
-        return cookie_is_valid(_cookies(scope).get(COOKIE), self.token)
+        values = _cookie_values(scope, COOKIE)
+        # One access cookie: with two, the gate and Streamlit could read different ones.
+        return len(values) == 1 and cookie_is_valid(values[0], self.token)
+
+    def same_origin(self, scope: Scope) -> bool:
+        """Whether a websocket or a state-changing request comes from this server's own pages:
+        a browser names the page's origin, and a page of another site, or of another port of
+        this host (cookies ignore ports), is refused. Clients that name no origin (scripts,
+        the tests) are not browsers carrying someone else's cookie."""
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return True
+        host = _header(scope, b"host") or ""
+        scheme = "https" if self.secure else "http"
+        return origin.lower().rstrip("/") == f"{scheme}://{host.lower()}"
 
     # -- ASGI -----------------------------------------------------------------------------------
 
@@ -233,12 +261,22 @@ class AccessGate:
             else:
                 await _refuse(scope, send, 401, "give the access token first")
             return
+        unsafe = kind == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS")
+        if unsafe and not self.same_origin(scope):
+            await _refuse(scope, send, 403, "requests from another site are refused")
+            return
         if kind == "http" and path.startswith(UPLOAD_PREFIX) and scope.get("method") == "PUT":
             await self._upload(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if access.read_only():
+            await _refuse(scope, send, 403, "this read-only server accepts no uploads")
+            return
+        if _header(scope, b"transfer-encoding") is not None:
+            await _refuse(scope, send, 400, "send the upload with a Content-Length, not chunked")
+            return
         size = _header(scope, b"content-length")
         if size is None or not size.isdigit():
             await _refuse(scope, send, 411, "an upload must say its size (Content-Length)")
@@ -246,19 +284,34 @@ class AccessGate:
         if int(size) > self.max_upload_bytes:
             await _refuse(scope, send, 413, "the file is larger than this server accepts")
             return
-        if self.uploads >= MAX_CONCURRENT_UPLOADS:
+        client = (scope.get("client") or ("unknown", 0))[0]
+        if self.uploads >= MAX_CONCURRENT_UPLOADS or client in self.uploading:
             await _refuse(scope, send, 429, "other uploads are in progress: try again shortly")
             return
+        refusal = _held_uploads_refusal(scope.get("path", ""), int(size), self.max_upload_bytes)
+        if refusal is not None:
+            await _refuse(scope, send, 429, refusal)
+            return
         self.uploads += 1
+        self.uploading.add(client)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, _with_idle_timeout(receive, UPLOAD_IDLE_S), send)
         finally:
             self.uploads -= 1
+            self.uploading.discard(client)
 
     # -- login ----------------------------------------------------------------------------------
 
     async def _check(self, scope: Scope, given: str) -> tuple[bool, str | None]:
-        """(right, refusal): every attempt waits its turn; a refused one is not judged."""
+        """(right, refusal): every attempt waits its turn; a refused one is not judged.
+
+        Only a page the browser opens (a link followed, the form sent) counts as an attempt:
+        an image or a script of another site pointing at ``?token=`` could otherwise spend a
+        visitor's attempts and lock the visitor out.
+        """
+        destination = _header(scope, b"sec-fetch-dest")
+        if destination is not None and destination not in ("document", "empty"):
+            return False, "a token is taken only from a page the browser opens"
         client = (scope.get("client") or ("unknown", 0))[0]
         refusal = self.limiter.admit(client)
         if refusal is not None:
@@ -376,15 +429,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _cookies(scope: Scope) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _cookie_values(scope: Scope, name: str) -> list[str]:
+    """Every value the request's cookies give ``name`` (a forged duplicate shows as two)."""
+    out: list[str] = []
     for key, value in scope.get("headers", []):
         if key.lower() != b"cookie":
             continue
         for part in bytes(value).decode("latin-1").split(";"):
-            name, sep, val = part.strip().partition("=")
-            if sep:
-                out.setdefault(name, val)
+            key_name, sep, val = part.strip().partition("=")
+            if sep and key_name == name:
+                out.append(val)
     return out
 
 
@@ -394,9 +448,17 @@ def _wants_page(scope: Scope) -> bool:
 
 
 def safe_next(target: str) -> str:
-    """A local path to return to after login (never another site: ``//evil``, a scheme, or a
-    backslash some browsers read as a slash)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to return to after login, never another site.
+
+    Only printable ASCII without spaces or backslashes is kept: browsers drop tabs and line
+    breaks from an address and read a backslash as a slash, so ``/\\t/evil.example`` or
+    ``/\\evil`` would become ``//evil.example``, another site. Anything else is ``/``.
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or any(not ("!" <= c <= "~") or c == "\\" for c in target)
+    ):
         return "/"
     return target
 
@@ -447,3 +509,34 @@ def _max_upload_bytes() -> int:
     except ValueError:
         megabytes = 2048
     return max(megabytes, 1) * 1024 * 1024
+
+
+def _held_uploads_refusal(path: str, size: int, max_upload_bytes: int) -> str | None:
+    """Why Streamlit may not take another uploaded file now, or None: a session holds at
+    most :data:`FILES_PER_SESSION` files, and the server at most
+    :data:`HELD_UPLOADS_FACTOR` times ``--max-upload-mb`` of them (Streamlit keeps a session's
+    files in memory until the session ends, however many its page asked for)."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
+        return None
+    manager = Runtime.instance().uploaded_file_mgr
+    held = sum(
+        getattr(s, "byte_length", 0) for stats in manager.get_stats().values() for s in stats
+    )
+    if held + size > HELD_UPLOADS_FACTOR * max_upload_bytes:
+        return "the server holds too many uploaded files now: try again in a few minutes"
+    session = path.removeprefix(UPLOAD_PREFIX + "/").split("/", 1)[0]
+    storage = getattr(manager, "file_storage", {})
+    if len(storage.get(session, {})) >= FILES_PER_SESSION:
+        return "this page already holds its files: remove one before uploading another"
+    return None
+
+
+def _with_idle_timeout(receive: Receive, seconds: float) -> Receive:
+    """``receive`` that gives up when the next part of the body takes more than ``seconds``."""
+
+    async def timed() -> Message:
+        return await asyncio.wait_for(receive(), timeout=seconds)
+
+    return timed

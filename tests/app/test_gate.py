@@ -114,23 +114,27 @@ def test_uploads_at_once_are_bounded(gated):
         app = gated(down)
         cookie = {"cookie": f"{gate.COOKIE}={gate.cookie_value(TOKEN)}"}
 
-        def upload(length):
-            headers = dict(cookie, **({"content-length": length} if length else {}))
-            return _scope("/_stcore/upload_file/s/f", method="PUT", headers=headers)
+        def upload(length, client="10.0.0.9", **extra):
+            headers = dict(cookie, **({"content-length": length} if length else {}), **extra)
+            return _scope("/_stcore/upload_file/s/f", method="PUT", headers=headers,
+                          client=client)  # fmt: skip
 
-        running = [asyncio.create_task(_call(app, upload("100")))
-                   for _ in range(gate.MAX_CONCURRENT_UPLOADS)]  # fmt: skip
+        running = [asyncio.create_task(_call(app, upload("100", client=f"10.0.0.{i}")))
+                   for i in range(gate.MAX_CONCURRENT_UPLOADS)]  # fmt: skip
         await asyncio.sleep(0.05)
         extra = await _call(app, upload("100"))
+        same_client = await _call(app, upload("100", client="10.0.0.0"))
         too_big = await _call(app, upload(str(2 * 1024 * 1024)))
         no_size = await _call(app, upload(None))
+        chunked = await _call(app, upload("100", **{"transfer-encoding": "chunked"}))
         hold.set()
         done = await asyncio.gather(*running)
         after = await _call(app, upload("100"))
-        return extra, too_big, no_size, done, after
+        return extra, same_client, too_big, no_size, chunked, done, after
 
-    extra, too_big, no_size, done, after = asyncio.run(scenario())
-    assert _status(extra) == 429 and _status(too_big) == 413 and _status(no_size) == 411
+    extra, same_client, too_big, no_size, chunked, done, after = asyncio.run(scenario())
+    assert _status(extra) == 429 and _status(same_client) == 429
+    assert _status(too_big) == 413 and _status(no_size) == 411 and _status(chunked) == 400
     assert all(_status(d) == 200 for d in done) and _status(after) == 200
 
 
@@ -173,7 +177,9 @@ def test_host_names(gated, monkeypatch, bind, host, allowed):
 
 def test_the_return_address_stays_on_the_server():
     for target, safe in [("/projections?x=1", "/projections?x=1"), ("//evil.example", "/"),
-                         ("https://evil.example/", "/"), ("/\\\\evil", "/"), ("", "/")]:  # fmt: skip
+                         ("https://evil.example/", "/"), ("/\\\\evil", "/"), ("", "/"),
+                         ("/\t/evil.example/", "/"), ("/\n/evil", "/"), ("/ /evil", "/"),
+                         ("/\x7f/evil", "/"), ("/caf\u00e9", "/")]:  # fmt: skip
         assert gate.safe_next(target) == safe
 
 
@@ -186,3 +192,77 @@ def test_without_a_token_the_gate_only_checks_hosts_and_uploads(monkeypatch):
     scope = _scope("/")
     scope["headers"] = [(b"host", b"evil.example")]
     assert _status(asyncio.run(_call(app, scope))) == 421
+
+
+def test_a_read_only_server_takes_no_upload(gated, monkeypatch):
+    monkeypatch.setenv(access.READ_ONLY_ENV, "1")
+    cookie = {"cookie": f"{gate.COOKIE}={gate.cookie_value(TOKEN)}", "content-length": "10"}
+    sent = asyncio.run(_call(gated(), _scope("/_stcore/upload_file/s/f", method="PUT",
+                                             headers=cookie)))  # fmt: skip
+    assert _status(sent) == 403
+
+
+def test_two_access_cookies_are_not_one(gated):
+    """The gate and Streamlit could read different ones of two: neither is taken."""
+    down = Downstream()
+    app = gated(down)
+    valid = gate.cookie_value(TOKEN)
+    for cookie in (
+        f"{gate.COOKIE}={valid}; {gate.COOKIE}=x",
+        f"{gate.COOKIE}=x; {gate.COOKIE}={valid}",
+    ):
+        assert _status(asyncio.run(_call(app, _scope("/", headers={"cookie": cookie})))) == 401
+    assert down.seen == []
+
+
+def test_another_sites_page_cannot_use_a_visitors_cookie(gated):
+    """Cookies ignore ports: a page on another port of this host would send the cookie. A
+    websocket or a state-changing request naming another origin is refused."""
+    down = Downstream()
+    app = gated(down)
+    cookie = f"{gate.COOKIE}={gate.cookie_value(TOKEN)}"
+    for origin in ("http://127.0.0.1:9998", "http://evil.example", "null"):
+        headers = {"cookie": cookie, "origin": origin}
+        ws = _scope("/_stcore/stream", kind="websocket", headers=headers)
+        assert _status(asyncio.run(_call(app, ws))) == 1008, origin
+        put = _scope("/_stcore/upload_file/s/f", method="PUT",
+                     headers=dict(headers, **{"content-length": "10"}))  # fmt: skip
+        assert _status(asyncio.run(_call(app, put))) == 403, origin
+    own = _scope("/_stcore/stream", kind="websocket",
+                 headers={"cookie": cookie, "origin": "http://127.0.0.1:8501"})  # fmt: skip
+    asyncio.run(_call(app, own))
+    assert down.seen == ["/_stcore/stream"]
+
+
+def test_an_image_of_another_site_cannot_spend_a_visitors_attempts(gated):
+    """Only a page the browser opens counts as an attempt: 25 image loads of ?token=bad
+    leave the visitor's address unlocked."""
+    app = gated()
+    for i in range(25):
+        scope = _scope("/", query=f"token=bad-{i}".encode(), headers={"sec-fetch-dest": "image"})
+        assert _status(asyncio.run(_call(app, scope))) == 429
+    link = _scope("/", query=f"token={TOKEN}".encode(), headers={"sec-fetch-dest": "document"})
+    assert _status(asyncio.run(_call(app, link))) == 303
+
+
+def test_the_limiter_forgets_finished_lockouts(monkeypatch):
+    monkeypatch.setattr(gate, "MAX_TRACKED_CLIENTS", 10)
+    limiter = gate.LoginLimiter(delay_s=0.0, max_failures=1, lockout_s=0.0)
+    for i in range(50):
+        assert limiter.admit(f"10.1.0.{i}") is None
+        limiter.release(f"10.1.0.{i}", right=False)
+    assert len(limiter.locked_until) <= 11
+
+
+def test_serve_trusts_no_forwarded_address(capsys, tmp_path, monkeypatch):
+    """uvicorn believes X-Forwarded-For from loopback by default; serve turns that off, so a
+    local process cannot pose as other addresses to the token limiter."""
+    import os
+
+    from tests.helpers import run_cli
+
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append(env))
+    code, _, err = run_cli(capsys, "--db", str(tmp_path / "s.duckdb"), "serve")
+    assert code == 0, err
+    assert calls[0]["FORWARDED_ALLOW_IPS"] == ""

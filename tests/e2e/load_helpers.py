@@ -256,6 +256,7 @@ class StreamlitSession:
         self.url = url.replace("http://", "ws://", 1) + "/_stcore/stream"
         self.http = url
         self.cookie = cookie  # "name=value" for a server behind the access gate
+        self.session_id = ""  # Streamlit's id of this session, once a run has started
         self._ws: Any = None
         self._cache: dict[str, Any] = {}
         self._values: dict[str, str | None] = {}  # widget id -> the value a browser shows
@@ -334,6 +335,8 @@ class StreamlitSession:
                         self._selectbox(element.selectbox, result)
                 elif kind == "page_info_changed":
                     result.query_string = msg.page_info_changed.query_string
+                elif kind == "new_session":
+                    self.session_id = msg.new_session.initialize.session_id
                 elif kind == "script_finished" and msg.script_finished in (0, 1):
                     # 0: finished; 1: compile error (shown as an exception element);
                     # 2 (stopped early for a rerun the app asked for) goes on

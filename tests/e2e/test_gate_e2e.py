@@ -184,8 +184,58 @@ def test_uploads_are_bounded_in_size(server):
         return _raw_headers_only(server, request)
 
     assert put(str(5 * 1024**2)).startswith(b"HTTP/1.1 413")  # over the 4 MB limit
-    assert put(None).startswith(b"HTTP/1.1 411")  # no size announced
+    assert put(None).startswith(b"HTTP/1.1 400")  # chunked, no size announced
     # (At most two uploads at once: tests/app/test_gate.py, with a downstream that waits.)
+
+
+def test_uploaded_files_held_by_streamlit_are_bounded(server):
+    """Streamlit keeps a session's uploaded files in memory until the session ends, however
+    many file ids it is sent: a session may hold 2 files, the server 2 x --max-upload-mb."""
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    from tests.e2e.load_helpers import StreamlitSession
+
+    netloc = urllib.parse.urlsplit(server).netloc
+    xsrf = generate_xsrf_token_string()
+    cookie = f"{COOKIE}={cookie_value(TOKEN)}"
+
+    def put(session_id: str, file_id: str, megabytes: float) -> int:
+        payload = b"x" * int(megabytes * 1024 * 1024)
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="v.npy"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + payload + b"\r\n--b--\r\n"
+        )
+        headers = {
+            "Host": netloc,
+            "Cookie": f"{cookie}; _streamlit_xsrf={xsrf}",
+            "X-Xsrftoken": xsrf,
+            "Content-Type": "multipart/form-data; boundary=b",
+        }
+        return _request(server, "PUT", f"/_stcore/upload_file/{session_id}/{file_id}",
+                        headers=headers, body=body)[0]  # fmt: skip
+
+    async def sessions(count: int) -> list[StreamlitSession]:
+        out = []
+        for _ in range(count):
+            session = await StreamlitSession(server, cookie=cookie).connect()
+            await session.run("datasets", "")
+            out.append(session)
+        return out
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        first, second = await sessions(2)
+        try:
+            one = [put(first.session_id, f"f{i}", 1.0) for i in range(3)]  # 2 per session
+            # The server holds at most 2 x 4 MB: 2 files of 1 MB plus 3 MB fit, 3 MB more do not.
+            two = [put(second.session_id, "g0", 3.0), put(second.session_id, "g1", 3.0)]
+            return one, two
+        finally:
+            await first.close()
+            await second.close()
+
+    one, two = asyncio.run(scenario())
+    assert one[:2] == [204, 204] and one[2] == 429, one
+    assert two == [204, 429], two
 
 
 def test_the_login_form_returns_to_where_the_visitor_was_going(server):
