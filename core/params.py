@@ -1,11 +1,12 @@
 """Parameter tables: every setting a person can give a job, written once with its bounds.
 
 A :class:`ParamTable` lists a method's :class:`Param` s (name, default, bounds, whether it
-may be chosen from the data, a label and a help text). The method's function defaults, the
-page's widgets, the share-link parser and the CLI's ``--param`` are all built from it, so a
-value outside the bounds is refused the same way wherever it comes from: a link, a widget,
-a script or the Python API. Every bound is fixed (work must stay bounded whatever a visitor
-asks), and graph widths are also kept below the number of items.
+may be chosen from the data, a label and a help text); a setting is a number (``int``,
+``float``), a switch (``bool``) or one of a few named options (``choice``). The method's
+function defaults, the page's widgets, the share-link parser and the CLI's ``--param`` are
+all built from it, so a value outside the bounds is refused the same way wherever it comes
+from: a link, a widget, a script or the Python API. Every bound is fixed (work must stay
+bounded whatever a visitor asks), and graph widths are also kept below the number of items.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from embscope.core.errors import InvalidInputError
 from embscope.core.validation import check_int, check_number
 
-__all__ = ["AUTO", "Param", "ParamTable"]
+__all__ = ["AUTO", "KINDS", "Param", "ParamTable"]
 
 # The text that asks for a value chosen from the data (in a link, on the command line).
 AUTO = "auto"
@@ -27,6 +30,16 @@ AUTO = "auto"
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
 _MAX_NUMBER_TEXT = 32
+# How a switch is written in text (a link writes 1 / 0; --param takes any of these).
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+KINDS = ("int", "float", "bool", "choice")
+
+
+def _shown(value: Any) -> str:
+    """A given value in an error message, shortened (it may come from a link)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 @dataclass(frozen=True)
@@ -36,11 +49,12 @@ class Param:
     Attributes
     ----------
     name : str
-    kind : {"int", "float"}
-    default : int, float, None or "auto"
+    kind : {"int", "float", "bool", "choice"}
+        A number, a switch (True / False) or one of ``choices`` (text).
+    default : int, float, bool, str, None or "auto"
         The value used when none is given; ``auto_value`` when it is chosen from the data.
     low, high : float
-        Inclusive bounds of a given value.
+        Inclusive bounds of a given number (not used by a switch or a choice: give 0 and 1).
     label, help : str
         What a widget shows.
     auto : bool
@@ -51,6 +65,8 @@ class Param:
         Where a widget starts when a person switches "automatic" off.
     below_n : bool
         The value counts neighbours of a point: it must also stay below the number of items.
+    choices : tuple of str
+        The options of a ``choice`` (lower case), in the order a widget shows them.
     """
 
     name: str
@@ -64,10 +80,20 @@ class Param:
     auto_value: Any = None
     start: float | None = None
     below_n: bool = False
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("int", "float"):
-            raise ValueError(f"parameter {self.name}: kind must be int or float")
+        if self.kind not in KINDS:
+            raise ValueError(f"parameter {self.name}: kind must be one of {', '.join(KINDS)}")
+        if (self.kind == "choice") != bool(self.choices) or any(
+            c != c.lower() or c == AUTO for c in self.choices
+        ):
+            raise ValueError(
+                f"parameter {self.name}: a choice (and only a choice) lists its options, "
+                "in lower case"
+            )
+        if self.kind in ("bool", "choice") and (self.auto or self.below_n):
+            raise ValueError(f"parameter {self.name}: a {self.kind} is never automatic")
         if not (self.auto and self.default == self.auto_value):
             self.check(self.default)
 
@@ -86,6 +112,10 @@ class Param:
         if self.is_auto(value):
             return self.auto_value
         name = f"{owner} {self.name}".strip()
+        if self.kind == "bool":
+            return self._check_bool(value, name)
+        if self.kind == "choice":
+            return self._check_choice(value, name)
         if value is None or isinstance(value, str):
             hint = f" or {AUTO!r}" if self.auto else ""
             raise InvalidInputError(f"{name} must be a number{hint}, got {value!r}")
@@ -102,14 +132,38 @@ class Param:
             )
         return checked
 
+    def _check_bool(self, value: Any, name: str) -> bool:
+        # True / False (numpy's too), or 0 / 1 as JSON clients write them; never 0.5 or "no"
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)) and value in (0, 1):
+            return bool(value)
+        raise InvalidInputError(f"{name} must be true or false, got {_shown(value)}")
+
+    def _check_choice(self, value: Any, name: str) -> str:
+        if isinstance(value, str) and value in self.choices:
+            return value
+        raise InvalidInputError(
+            f"{name} must be one of {', '.join(self.choices)}, got {_shown(value)}"
+        )
+
     def parse(self, text: str, *, n: int | None = None, owner: str = "") -> Any:
         """A value given as text (a link, ``--param``), validated.
 
         Only a plain decimal number (or ``auto`` where allowed) is read: no JSON, so that no
-        text can make the parser itself fail (deep nesting, a 5,000-digit integer).
+        text can make the parser itself fail (deep nesting, a 5,000-digit integer). A switch
+        reads 1 / true / yes / on and 0 / false / no / off, a choice one of its options (case
+        does not matter).
         """
         name = f"{owner} {self.name}".strip()
         text = str(text).strip()
+        if self.kind == "bool":
+            word = text.lower()
+            if word in _TRUE or word in _FALSE:
+                return word in _TRUE
+            raise InvalidInputError(f"{name} must be true or false (1 or 0), got {text[:40]!r}")
+        if self.kind == "choice":
+            return self._check_choice(text.lower(), name)
         if self.auto and text.lower() == AUTO:
             return self.auto_value
         if len(text) > _MAX_NUMBER_TEXT or not _NUMBER.fullmatch(text):
@@ -120,6 +174,10 @@ class Param:
 
     def describe(self) -> str:
         """The bounds in words, for help texts and errors."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
         kind = "whole number" if self.kind == "int" else "number"
         high = f"{self.high:g}" + (" and below the number of items" if self.below_n else "")
         auto = f", or {AUTO}" if self.auto else ""
