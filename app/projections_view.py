@@ -156,6 +156,13 @@ def _param_widget(method: str, param: Param, n: int) -> Any:
     """A widget for one parameter, built from its row of the method's table: its label, help,
     bounds (neighbour counts also below n) and, where the method can choose, "automatic"."""
     key = f"projections.{method}.{param.name}"
+    if param.kind == "bool":
+        st.session_state.setdefault(key, bool(param.default))
+        return bool(st.checkbox(param.label, key=key, help=param.help))
+    if param.kind == "choice":
+        if st.session_state.get(key) not in param.choices:
+            st.session_state[key] = param.default
+        return str(st.selectbox(param.label, param.choices, key=key, help=param.help))
     high = param.high_for(n)
     if param.auto:
         st.session_state.setdefault(key + ".auto", True)
@@ -206,12 +213,15 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         help="The neighbour graph's metric (shared with the Neighbours and Geometry pages).",
     )
     params: dict[str, Any] = {}
-    table = runs.PARAM_TABLES[method]
+    table = list(runs.PARAM_TABLES[method].values())
     if table:
         with st.expander(f"{runs.METHOD_LABELS[method]} parameters"):
-            for col, param in zip(st.columns(len(table)), table.values(), strict=True):
-                with col:
-                    params[param.name] = _param_widget(method, param, info.n)
+            per_row = 4 if len(table) > 5 else len(table)  # six or more: two rows
+            for start in range(0, len(table), per_row):
+                row = table[start : start + per_row]
+                for col, param in zip(st.columns(per_row), row, strict=False):
+                    with col:
+                        params[param.name] = _param_widget(method, param, info.n)
     return {"method": method, "dims": int(dims), "seed": seed, "metric": metric, "params": params}
 
 
@@ -331,7 +341,7 @@ def chosen_caption(projection: runs.Projection) -> str:
     c = projection.chosen
     if "tau" in c:
         how = "chosen by the time-entropy knee" if c.get("tau_auto") else "set by hand"
-        return (
+        text = (
             f" Diffusion time τ = {c['tau']:.3g} ({how}), Chebyshev order {c['order']}, "
             f"{c['n_landmarks']:,} landmarks"
             + (
@@ -341,6 +351,28 @@ def chosen_caption(projection: runs.Projection) -> str:
             )
             + "."
         )
+        if "mds" in c:
+            path = {
+                "reference": "the paper's (unit weights, steps 1 to 0.01)",
+                "weighted": "weighted 1/d² (steps to 0.1)",
+            }.get(c["mds"], str(c["mds"]))
+            text += f" Metric MDS: {path}."
+        if c.get("completed"):
+            text += (
+                f" Completion on: {c.get('completed_pairs', 0):,} of "
+                f"{c.get('landmark_pairs', 0):,} landmark distances beyond the heat kernel's "
+                "reach replaced by shortest paths (our addition)."
+            )
+        elif "completed" in c:
+            text += " Completion off: saturated distances kept, as in the paper."
+        departures = c.get("differs_from_paper")
+        if isinstance(departures, dict):
+            text += (
+                " Differs from the paper's method: " + "; ".join(departures.values()) + "."
+                if departures
+                else " This is the paper's method as its code runs it."
+            )
+        return text
     if "n_epochs" in c:
         return f" {c['n_epochs']:,} epochs."
     return ""
@@ -445,6 +477,7 @@ def _gallery_rows(projections: list[runs.Projection]) -> pd.DataFrame:
                 "kNN pres.@10": q.get("knn_preservation@10"),
                 "kNN acc.@10": q.get("knn_accuracy@10"),
                 "geodesic ρ": q.get("geodesic_spearman"),
+                "differs from paper": ", ".join(p.chosen.get("differs_from_paper") or {}),
                 "seconds": p.seconds,
                 "created": p.created,
             }

@@ -89,8 +89,21 @@ HEATGEO_PARAMS = ParamTable(
         Param(
             "n_landmarks", "int", None, 4, 20_000, "n landmarks",
             "Landmarks of the heat kernel and the MDS (automatic: 256 to 2,000 by size; every "
-            "point when there are fewer).",
+            "point when there are fewer). The paper's method uses every point.",
             auto=True, start=2_000,
+        ),
+        Param(
+            "mds", "choice", "reference", 0, 1, "MDS",
+            "Metric MDS by SGD. reference: unit weights, steps 1 to 0.01 (s_gd2.mds_direct "
+            "with w=None, as the paper's code runs it: every pair counts the same, global "
+            "shape first). weighted: weights 1/d², steps to 0.1 (near pairs count most).",
+            choices=("reference", "weighted"),
+        ),
+        Param(
+            "complete", "bool", True, 0, 1, "complete distances",
+            "Our addition, not in the paper: distances beyond the heat kernel's reach (which "
+            "all saturate at one value) are replaced by shortest paths through reliable "
+            "heat-geodesic distances. Off: the paper's saturated distances.",
         ),
     ),
 )  # fmt: skip

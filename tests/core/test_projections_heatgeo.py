@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from scipy.stats import rankdata
 
 import embscope.core.projections.heatgeo as hgm
 import embscope.core.projections.heatgeo_kernel as hgk
+import embscope.core.projections.heatgeo_mds as hgmds
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, build_knn_graph
 from embscope.core.projections.heatgeo import (
@@ -240,6 +243,138 @@ def test_disconnected_components_are_laid_out_apart():
     assert gap > 2 * max(a.std(0).max(), b.std(0).max())
 
 
+# -- the MDS paths: the reference's (s_gd2 with w=None) and ours (1/d^2) -----------------------
+
+
+def _record_sgd(monkeypatch) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Every sweep of sgd_mds as (eta, weights, distances) of its pairs."""
+    calls: list[tuple[float, np.ndarray, np.ndarray]] = []
+    real = hgmds._sgd_epoch
+
+    def spy(Y, first, second, dist, weight, eta, chunks, chunk):
+        calls.append((eta, weight.copy(), dist.copy()))
+        real(Y, first, second, dist, weight, eta, chunks, chunk)
+
+    monkeypatch.setattr(hgmds, "_sgd_epoch", spy)
+    return calls
+
+
+def test_mds_paths_use_the_weights_and_step_sizes_they_say(roll500, monkeypatch):
+    """reference: s_gd2.mds_direct(w=None): unit weights, default_schedule(w, 30, 0.01);
+    weighted: 1/d^2 weights, steps 1 / w_min to 0.1 / w_max; 30 sweeps either way."""
+    _X, _G, graph = roll500
+    D = heat_geodesic_distances(graph, knn=10, tau=10.0, order=32).distances
+    D = 0.5 * (D + D.T)
+    np.fill_diagonal(D, 0.0)
+    Y0 = hgmds.classical_mds(D, 2)
+    calls = _record_sgd(monkeypatch)
+    hgmds.sgd_mds(D, Y0, 0, lambda *a, **k: None, path="reference")
+    assert len(calls) == 30
+    np.testing.assert_array_equal(calls[0][1], 1.0)  # unit weights
+    # s_gd2.default_schedule(np.ones(m), t_max=30, eps=0.01): 1 -> 0.01 geometrically
+    np.testing.assert_allclose([c[0] for c in calls], np.geomspace(1.0, 0.01, 30), rtol=1e-12)
+    sgd2 = pytest.importorskip("s_gd2")
+    np.testing.assert_allclose(
+        [c[0] for c in calls], sgd2.default_schedule(np.ones(10)), rtol=1e-12
+    )
+    calls.clear()
+    hgmds.sgd_mds(D, Y0, 0, lambda *a, **k: None, path="weighted")
+    eta, weight, dist = calls[0]
+    np.testing.assert_allclose(weight, 1.0 / dist**2, rtol=1e-12)  # no zero distances here
+    d_min, d_max = dist.min(), dist.max()
+    np.testing.assert_allclose(
+        [c[0] for c in calls], np.geomspace(d_max**2, 0.1 * d_min**2, 30), rtol=1e-9
+    )
+    with pytest.raises(ValueError):
+        hgmds.sgd_mds(D, Y0, 0, lambda *a, **k: None, path="smacof")
+
+
+def test_reference_path_matches_s_gd2_on_one_distance_matrix(roll500):
+    """Same distances, same start: our reference path and s_gd2.mds_direct(w=None) reach the
+    same quality (they differ only in the order pairs are visited)."""
+    sgd2 = pytest.importorskip("s_gd2")
+    _X, G, graph = roll500
+    D = heat_geodesic_distances(graph, knn=10, tau=22.266666666666666, order=32).distances
+    D = 0.5 * (D + D.T)
+    np.fill_diagonal(D, 0.0)
+    Y0 = hgmds.classical_mds(D, 2)
+    ours = hgmds.sgd_mds(D, Y0, 0, lambda *a, **k: None, path="reference")
+    theirs = sgd2.mds_direct(500, squareform(D, checks=False), w=None, init=Y0.copy(),
+                             random_seed=2)  # fmt: skip
+
+    def stress(Y):
+        return float(((pdist(Y) - squareform(D, checks=False)) ** 2).sum())
+
+    assert stress(ours) == pytest.approx(stress(theirs), rel=0.01)
+    rho = [_row_corr(squareform(pdist(Y)), G, rank=True) for Y in (ours, theirs)]
+    assert abs(rho[0] - rho[1]) < 0.002, rho
+
+
+@pytest.fixture(scope="module")
+def reference_layouts():
+    """The reference package's own 2-D layouts of the 500- and 2,000-point rolls at the
+    bench's settings: HeatGeo(knn=10, tau="auto", order=32, n_pca=None, filter_method="mar"),
+    fit_transform (alpha graph, order-32 Chebyshev, entropy knee, classical MDS + s_gd2)."""
+    embedding = pytest.importorskip("heatgeo.embedding")  # the optional bench extra
+    out = {}
+    for n in (500, 2000):
+        X, U = swiss_roll_stretch(n)
+        model = embedding.HeatGeo(knn=10, tau="auto", order=32, n_pca=None, filter_method="mar")
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its tau and s_gd2 calls
+            Y = model.fit_transform(X.astype(np.float64))
+        G = squareform(pdist(U))
+        out[n] = (float(np.ravel(model.opt_tau)[0]), _row_corr(squareform(pdist(Y)), G, rank=True))
+    return out
+
+
+@pytest.mark.parametrize("n", [500, 2000])
+def test_reference_path_reproduces_the_reference_layout(n, reference_layouts, roll500, roll2000):
+    """The reference-faithful path (mds="reference", complete=False) scores the reference
+    package's 2-D geodesic Spearman within 0.02: with the reference's tau, order 32 and every
+    point (its exact method), and with our own defaults (auto tau, order and landmarks)."""
+    tau, ref = reference_layouts[n]
+    assert abs(tau - 22.27) < 0.01  # its entropy knee on linspace(0.05, 200, 10)
+    graph = roll500[2] if n == 500 else roll2000[2]
+    G = roll500[1] if n == 500 else squareform(pdist(roll2000[1]))
+
+    def rho(**kw):
+        Y = heatgeo_layout(graph, knn=10, seed=0, complete=False, **kw)
+        return _row_corr(squareform(pdist(Y)), G, rank=True)
+
+    paper = {"tau": tau, "order": 32, "n_landmarks": n}
+    faithful = rho(mds="reference", **paper)
+    defaults = rho(mds="reference")
+    weighted = rho(mds="weighted", **paper)
+    assert abs(faithful - ref) <= 0.02, (faithful, ref)  # 0.9156 / 0.9155, 0.7967 / 0.7968
+    assert abs(defaults - ref) <= 0.02, (defaults, ref)  # 0.908 / 0.9155, 0.7966 / 0.7968
+    assert ref - weighted > 0.02, (weighted, ref)  # 0.879, 0.732: the test tells them apart
+
+
+def test_embedding_records_mds_completion_and_departures(roll500):
+    _X, _G, graph = roll500
+    lay = hgm.heatgeo_embedding(graph, tau=10.0, n_landmarks=300, seed=1)
+    chosen = lay.chosen()
+    assert chosen["mds"] == "reference" and chosen["completed"] is True
+    assert chosen["landmark_pairs"] == 300 * 299 // 2
+    assert 0 < chosen["completed_pairs"] < chosen["landmark_pairs"]
+    departures = chosen["differs_from_paper"]
+    assert list(departures)[:2] == ["landmarks", "completion"]
+    assert (
+        f"{chosen['completed_pairs']:,} of {chosen['landmark_pairs']:,}" in departures["completion"]
+    )
+    assert ("order" in departures) == (lay.order != 32) and "τ grid" not in departures
+    assert json.loads(json.dumps(chosen)) == chosen
+    # the paper's method as its code runs it: nothing to disclose
+    paper = hgm.heatgeo_embedding(
+        graph, tau=10.0, order=32, n_landmarks=500, complete=False, mds="reference"
+    )
+    assert paper.chosen()["differs_from_paper"] == {}
+    assert paper.completed is False and paper.completed_pairs == 0
+    other = hgm.heatgeo_embedding(graph, dims=3, mds="weighted", n_landmarks=500, order=32)
+    assert {"mds", "3-D SGD", "τ grid", "completion"} <= set(other.departures())
+    assert "landmarks" not in other.departures() and other.chosen()["mds"] == "weighted"
+
+
 # -- target 2: the 5,000-point roll, in a fresh process (time and peak memory) ----------------
 
 _TARGET2 = """
@@ -331,7 +466,14 @@ def test_bad_input(roll500):
             heat_geodesic_distances(graph, **kw)
         with pytest.raises(InvalidInputError):
             heatgeo_layout(graph, **kw)
-    for kw in ({"dims": 4}, {"dims": 1}, {"n_landmarks": 2}, {"complete": "yes"}):
+    for kw in (
+        {"dims": 4},
+        {"dims": 1},
+        {"n_landmarks": 2},
+        {"complete": "yes"},
+        {"mds": "smacof"},
+        {"mds": 1},
+    ):
         with pytest.raises(InvalidInputError):
             heatgeo_layout(graph, **kw)
     for land in (np.array([0, 500]), np.array([1, 1]), np.array([0.5]), np.zeros((2, 2), int)):
