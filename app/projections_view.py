@@ -332,8 +332,64 @@ def quality_metrics(projection: runs.Projection) -> None:
         + ". Trustworthiness: are layout neighbours true neighbours; continuity: are true "
         "neighbours kept close; kNN preservation: share of each point's 10 neighbours kept; "
         "kNN accuracy: a 10-NN vote on the layout recovers the label column."
-        + chosen_caption(projection)
+        + ("" if projection.method == "heatgeo" else chosen_caption(projection))
     )
+    if projection.method == "heatgeo":  # its choices and departures: a paragraph of their own
+        st.caption(chosen_caption(projection).strip())
+    fit_advice(projection)
+
+
+def _switch_method(method: str) -> None:
+    st.session_state["projections.method"] = method
+
+
+def fit_advice(projection: runs.Projection) -> None:
+    """Beside a heat-geodesic layout that measured poorly (its own trustworthiness@10, or a
+    stored LargeVis / UMAP layout of the dataset scoring far better): say so, and offer
+    LargeVis or UMAP (:func:`core.projections.runs.heatgeo_fit_advice`)."""
+    advice = runs.heatgeo_fit_advice(get_store(), projection)
+    if advice is None:
+        return
+    peer, peer_trust = advice.peer, advice.peer_trust
+    better = peer is not None and peer_trust is not None and peer_trust > advice.trust
+    suggest = peer.method if better and peer is not None else "largevis"
+    why = (
+        f"its trustworthiness@10 is {advice.trust:.3f}, below {runs.POOR_FIT_TRUST:.2f}: many "
+        "of a point's neighbours in the layout are not its neighbours in the data"
+        if advice.below_threshold
+        else f"its trustworthiness@10 is {advice.trust:.3f}"
+    )
+    compared = ""
+    if better and peer is not None and peer_trust is not None:
+        pres = peer.quality.get(f"knn_preservation@{runs.QUALITY_K}")
+        compared = (
+            f" The stored {runs.METHOD_LABELS[peer.method]} {peer.dims}-D layout of this "
+            f"dataset scores {peer_trust:.3f}"
+            + (
+                f" (kNN preservation@10 {pres:.3f} against {advice.knn_preservation:.3f})"
+                if pres is not None and advice.knn_preservation is not None
+                else ""
+            )
+            + "."
+        )
+    st.warning(
+        "**Heat-geodesic is a poor fit for this dataset**: "
+        + why
+        + "."
+        + compared
+        + " Heat-geodesic distances suit points near one smooth manifold (the Swiss roll); on "
+        "clustered high-dimensional embeddings such as text they saturate and MDS squeezes the "
+        "clusters together. LargeVis or UMAP keep neighbourhoods better here.",
+        icon="⚠️",
+    )
+    order = (suggest, *(m for m in ("largevis", "umap") if m != suggest))
+    for col, method in zip(st.columns([1, 1, 3]), order, strict=False):
+        col.button(
+            f"Show {runs.METHOD_LABELS[method]} instead",
+            key=f"projections.advice.{method}",
+            on_click=_switch_method,
+            args=(method,),
+        )
 
 
 def chosen_caption(projection: runs.Projection) -> str:
@@ -357,11 +413,16 @@ def chosen_caption(projection: runs.Projection) -> str:
                 "weighted": "weighted 1/d² (steps to 0.1)",
             }.get(c["mds"], str(c["mds"]))
             text += f" Metric MDS: {path}."
-        if c.get("completed"):
+        if c.get("completed") and c.get("completed_pairs"):
             text += (
-                f" Completion on: {c.get('completed_pairs', 0):,} of "
+                f" Completion on: {c['completed_pairs']:,} of "
                 f"{c.get('landmark_pairs', 0):,} landmark distances beyond the heat kernel's "
                 "reach replaced by shortest paths (our addition)."
+            )
+        elif c.get("completed"):
+            text += (
+                " Completion on, but every landmark distance was within the heat kernel's "
+                "reach: nothing replaced."
             )
         elif "completed" in c:
             text += " Completion off: saturated distances kept, as in the paper."

@@ -52,8 +52,10 @@ __all__ = [
     "ProjectionRequest",
     "ProjectionSpec",
     "compute_projection",
+    "FitAdvice",
     "default_label_column",
     "default_metric",
+    "heatgeo_fit_advice",
     "find_projection",
     "geodesic_coordinates",
     "list_projections",
@@ -357,6 +359,95 @@ def list_projections(store: Store, dataset_id: int) -> list[Projection]:
         if projection is not None and record.version == CODE_VERSIONS.get(projection.method):
             out.append(projection)
     return out
+
+
+# -- is heat-geodesic a good fit? ----------------------------------------------------------------
+
+# Heat-geodesic is advised against when its own layout scores below this trustworthiness@10,
+# or when a stored LargeVis / UMAP layout of the same dataset (same metric and dimensions)
+# beats it by at least POOR_FIT_GAP. Measured (seed 0, 2-D; bench/bench_heatgeo.py): LargeVis
+# and UMAP reach 0.95-0.99 on every demo dataset; heat-geodesic 0.99 on the Swiss roll, 0.96
+# on the Gaussian mixture, 0.95 on digits, but 0.81 on the stdlib docstrings (and 0.64 on 60k
+# real text embeddings), clustered high-dimensional text where its diffusion distances
+# saturate and MDS squeezes the clusters together.
+POOR_FIT_TRUST = 0.85
+POOR_FIT_GAP = 0.10
+_PEERS = ("largevis", "umap")
+
+
+@dataclass(frozen=True)
+class FitAdvice:
+    """Why a heat-geodesic layout is a poor fit, from measured scores (:func:`heatgeo_fit_advice`).
+
+    ``trust`` and ``knn_preservation`` are the layout's own @10 scores; ``peer`` the best
+    stored LargeVis or UMAP layout of the same dataset, metric and dimensions (None when there
+    is none), with its scores.
+    """
+
+    trust: float
+    knn_preservation: float | None
+    below_threshold: bool
+    peer: Projection | None = None
+
+    @property
+    def peer_trust(self) -> float | None:
+        return None if self.peer is None else _trust(self.peer)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trustworthiness@10": self.trust,
+            "knn_preservation@10": self.knn_preservation,
+            "threshold": POOR_FIT_TRUST,
+            "below_threshold": self.below_threshold,
+            "peer": None
+            if self.peer is None
+            else {
+                "method": self.peer.method,
+                "trustworthiness@10": _trust(self.peer),
+                "knn_preservation@10": self.peer.quality.get(f"knn_preservation@{QUALITY_K}"),
+            },
+        }
+
+
+def _trust(projection: Projection) -> float | None:
+    value = projection.quality.get(f"trustworthiness@{QUALITY_K}")
+    return None if value is None else float(value)
+
+
+def heatgeo_fit_advice(store: Store, projection: Projection) -> FitAdvice | None:
+    """Whether to advise LargeVis / UMAP instead of this heat-geodesic layout, or None.
+
+    Advised when the layout's own trustworthiness@10 is below :data:`POOR_FIT_TRUST`, or a
+    stored LargeVis or UMAP layout of the same dataset, metric and dimensions scores at least
+    :data:`POOR_FIT_GAP` more; nothing is computed (other methods' layouts are only read).
+    None for other methods and for layouts that were not scored.
+    """
+    if projection.method != "heatgeo":
+        return None
+    trust = _trust(projection)
+    if trust is None:
+        return None
+    peers = [
+        p
+        for p in list_projections(store, projection.dataset_id)
+        if p.method in _PEERS
+        and p.metric == projection.metric
+        and p.dims == projection.dims
+        and _trust(p) is not None
+    ]
+    best = max(peers, key=lambda p: _trust(p) or 0.0, default=None)
+    best_trust = None if best is None else _trust(best)
+    below = trust < POOR_FIT_TRUST
+    beaten = best_trust is not None and best_trust - trust >= POOR_FIT_GAP
+    if not (below or beaten):
+        return None
+    pres = projection.quality.get(f"knn_preservation@{QUALITY_K}")
+    return FitAdvice(
+        trust=trust,
+        knn_preservation=None if pres is None else float(pres),
+        below_threshold=below,
+        peer=best,
+    )
 
 
 # -- computing ------------------------------------------------------------------------------------
