@@ -1,7 +1,11 @@
 """Heat-geodesic layouts: ours (core.projections.heatgeo) against the reference ``heatgeo`` 0.0.1.
 
 Run (from the repository root, so ``core`` imports):
-`.venv/bin/python bench/bench_heatgeo.py [--sizes 500,2000,5000] [--no-reference]`
+`.venv/bin/python bench/bench_heatgeo.py [--sizes 500,2000,5000] [--no-reference] [--no-text]`
+
+Ours runs four ways: each metric MDS path (``mds="reference"``: unit weights, steps 1 to 0.01,
+the reference's s_gd2 call; ``mds="weighted"``: weights 1/d^2, steps to 0.1) with and without
+the shortest-path completion (``complete``), everything else at its default.
 
 Data: the Swiss roll of heatgeo's experiments (``SwissRollStretch``, docs/science.md §3.8: width 5,
 noise 0.05, seed 42), whose true geodesics are the Euclidean distances of (arc length, height).
@@ -20,6 +24,12 @@ points runs first). Scores (docs/science.md §5(a), heatgeo's ``knn_methods.py::
 over rows of the per-row Spearman correlation with the true geodesics, of the distance matrix
 ("dist rho") and of the 2-D layout's Euclidean distances ("2-D rho"); above 2,000 points on
 1,000 seeded rows against all columns. "ratio" is the reference's seconds over ours (layout).
+"replaced" is the share of landmark pairs whose distance the completion replaced.
+
+Then (unless ``--no-text``) the stdlib docstrings demo (2,098 all-MiniLM-L6-v2 vectors, cosine,
+clustered by module): trustworthiness@10, kNN preservation@10 and kNN accuracy@10 (module) of
+heat-geodesic (both MDS paths, completion on) against LargeVis and UMAP at their defaults, seed 0,
+from one shared 150-wide exact graph.
 
 The reference needs, installed with ``pip install --no-deps`` so that it cannot downgrade numpy /
 scikit-learn (it pins numpy 1.23.5, scikit-learn 1.2.2, graphtools 1.5.3, PyGSP 0.5.1, yet runs
@@ -121,39 +131,85 @@ def run_reference(n: int) -> dict:
     }
 
 
-def run_ours(n: int) -> dict:
+def run_ours(n: int, mds: str = "reference", complete: bool = True) -> dict:
     sys.path.insert(0, str(ROOT))
     from embscope.core.graph import build_knn_graph
-    from embscope.core.projections.heatgeo import heat_geodesic_distances, heatgeo_layout
+    from embscope.core.projections.heatgeo import heat_geodesic_distances, heatgeo_embedding
 
     X, U = swiss_roll_stretch(n)
     warm = build_knn_graph(X[:300], k=30, metric="l2", method="exact")
-    heatgeo_layout(warm, n_landmarks=100)  # numba compile / cache load: not the method's cost
+    heatgeo_embedding(warm, n_landmarks=100)  # numba compile / cache load: not the method's cost
     heat_geodesic_distances(warm, landmarks=20)
     before = peak_mb()
     t = time.perf_counter()
     graph = build_knn_graph(X, k=150, metric="l2", method="exact")
-    Y = heatgeo_layout(graph, seed=0)
+    layout = heatgeo_embedding(graph, seed=0, mds=mds, complete=complete)
     seconds = time.perf_counter() - t
     grown = peak_mb() - before
     rows = eval_rows(n)
     G = geodesic_rows(U, rows)
-    layout_rho = row_spearman(layout_rows(Y, rows), G)
-    t = time.perf_counter()
-    exact = heat_geodesic_distances(graph)
-    dist_seconds = time.perf_counter() - t
-    return {
+    layout_rho = row_spearman(layout_rows(layout.coords, rows), G)
+    out = {
         "seconds": seconds,
         "peak_mb": grown,
-        "tau": exact.tau,
-        "dist_seconds": dist_seconds,
-        "dist_rho": row_spearman(distance_rows(exact.distances, rows), G),
+        "tau": layout.tau,
         "layout_rho": layout_rho,
+        "replaced": layout.completed_pairs / max(layout.landmark_pairs, 1),
     }
+    if mds == "reference" and complete:  # the distance matrix does not depend on either
+        t = time.perf_counter()
+        exact = heat_geodesic_distances(graph)
+        out["dist_seconds"] = time.perf_counter() - t
+        out["dist_rho"] = row_spearman(distance_rows(exact.distances, rows), G)
+    return out
+
+
+def run_text() -> list[dict]:
+    """Heat-geodesic (both MDS paths) against LargeVis and UMAP on the stdlib docstrings."""
+    sys.path.insert(0, str(ROOT))
+    from embscope.core.demo import stdlib_docstrings
+    from embscope.core.graph import build_knn_graph
+    from embscope.core.projections.heatgeo import heatgeo_embedding
+    from embscope.core.projections.largevis import largevis_layout
+    from embscope.core.projections.quality import projection_quality
+    from embscope.core.projections.umap_layout import umap_layout
+
+    ds = stdlib_docstrings()
+    X = ds.vectors
+    labels = ds.metadata["module"].factorize()[0]
+    graph = build_knn_graph(X, k=150, metric="cosine", method="exact")
+    runs = {
+        "heatgeo reference": lambda: heatgeo_embedding(graph, seed=0).coords,
+        "heatgeo weighted": lambda: heatgeo_embedding(graph, seed=0, mds="weighted").coords,
+        "largevis": lambda: largevis_layout(graph, X=X, seed=0),
+        "umap": lambda: umap_layout(graph, seed=0),
+    }
+    out = []
+    for name, run in runs.items():
+        run()  # compile / cache load first: the time is the method's
+        t = time.perf_counter()
+        Y = run()
+        seconds = time.perf_counter() - t
+        q = projection_quality(Y, graph, X=X, k=10, labels=labels, sample=None).to_json()
+        out.append({"method": name, "seconds": seconds, **q})
+    return out
+
+
+VARIANTS = {  # name: (mds, complete)
+    "ref-path+compl": ("reference", True),
+    "ref-path": ("reference", False),
+    "weighted+compl": ("weighted", True),
+    "weighted": ("weighted", False),
+}
 
 
 def worker(method: str, n: int) -> None:
-    out = run_reference(n) if method == "reference" else run_ours(n)
+    if method == "reference":
+        out: dict | list = run_reference(n)
+    elif method == "text":
+        out = run_text()
+    else:
+        out = run_ours(n, *VARIANTS[method])
     print(json.dumps(out))
 
 
@@ -169,7 +225,7 @@ def reference_available() -> tuple[bool, str]:
     return False, (proc.stderr.strip().splitlines() or ["import failed"])[-1]
 
 
-def launch(method: str, n: int, timeout: float) -> dict | str:
+def launch(method: str, n: int, timeout: float) -> dict | list | str:
     try:
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", method, str(n)],
@@ -189,6 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="500,2000,5000")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--no-text", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -202,30 +259,46 @@ def main() -> None:
         if not use_ref:
             print(f"reference heatgeo not importable ({why}): its rows are skipped")
     print(
-        f"{'N':>6} {'method':<10} {'seconds':>8} {'peak MB':>8} {'tau':>6} {'dist rho':>9} "
-        f"{'2-D rho':>8} {'ratio':>7}"
+        f"{'N':>6} {'method':<15} {'seconds':>8} {'peak MB':>8} {'tau':>6} {'dist rho':>9} "
+        f"{'2-D rho':>8} {'replaced':>9} {'ratio':>7}"
     )
     for n in sizes:
         ref = launch("reference", n, args.timeout) if use_ref else None
-        ours = launch("ours", n, args.timeout)
-        for name, res in (("reference", ref), ("ours", ours)):
+        results = [("reference", ref)] + [(v, launch(v, n, args.timeout)) for v in VARIANTS]
+        for name, res in results:
             if res is None:
                 continue
             if isinstance(res, str):
-                print(f"{n:>6} {name:<10} failed: {res}")
+                print(f"{n:>6} {name:<15} failed: {res}")
                 continue
             ratio = ""
-            if name == "ours" and isinstance(ref, dict):
+            if name != "reference" and isinstance(ref, dict):
                 ratio = f"{ref['seconds'] / res['seconds']:6.1f}x"
+            dist = f"{res['dist_rho']:9.4f}" if "dist_rho" in res else f"{'':>9}"
+            replaced = f"{res['replaced']:9.0%}" if "replaced" in res else f"{'':>9}"
             print(
-                f"{n:>6} {name:<10} {res['seconds']:8.2f} {res['peak_mb']:8.0f} "
-                f"{res['tau']:6.2f} {res['dist_rho']:9.4f} {res['layout_rho']:8.4f} {ratio:>7}"
+                f"{n:>6} {name:<15} {res['seconds']:8.2f} {res['peak_mb']:8.0f} "
+                f"{res['tau']:6.2f} {dist} {res['layout_rho']:8.4f} {replaced} {ratio:>7}"
             )
-            if name == "ours":
+            if "dist_seconds" in res:
                 print(
-                    f"{'':>6} {'':<10} exact distance matrix (all points landmarks): "
+                    f"{'':>6} {'':<15} exact distance matrix (all points landmarks): "
                     f"{res['dist_seconds']:.2f} s"
                 )
+    if not args.no_text:
+        text = launch("text", 0, args.timeout)
+        if isinstance(text, str):
+            print(f"stdlib docstrings: failed: {text}")
+            return
+        print(
+            f"\nstdlib docstrings (2,098 x 384, cosine)\n{'method':<18} {'seconds':>8} "
+            f"{'trust@10':>9} {'kNN pres.@10':>13} {'kNN acc.@10':>12}"
+        )
+        for row in text:
+            print(
+                f"{row['method']:<18} {row['seconds']:8.2f} {row['trustworthiness@10']:9.3f} "
+                f"{row['knn_preservation@10']:13.3f} {row['knn_accuracy@10']:12.3f}"
+            )
 
 
 if __name__ == "__main__":
