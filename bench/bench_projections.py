@@ -238,7 +238,7 @@ def _dataset(args, cache: Path) -> tuple[Path, Path, str, str]:
         stem = f"real_{n}_d{args.data_seed}_{real.fingerprint}"
         desc = f"real docstrings {n:,} of {real.n:,} (subset seed {args.data_seed}) x 384"
     else:
-        stem = f"syn_{n}_d{args.data_seed}_{real.fingerprint}_c{real_set.RECIPE_NOISE}"
+        stem = f"syn_{n}_d{args.data_seed}_{real_set.recipe_tag(real)}"
         desc = (f"synthetic {n:,} x 384 from the {real.n:,} real texts "
                 f"(x{n / real.n:.1f}, seed {args.data_seed})")  # fmt: skip
     data, labels = cache / f"{stem}.npy", cache / f"{stem}_labels.npy"

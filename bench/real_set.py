@@ -19,24 +19,33 @@ Run (from the repository root)::
 int (codes of ``package`` in sorted order), ``package``, ``module``, ``name``, ``text``).
 
 How the texts are collected (:func:`collect_texts`). Each top-level package (the standard
-library's public ``sys.stdlib_module_names``, the site-packages' import names from
+library's ``sys.stdlib_module_names``, the site-packages' import names from
 ``importlib.metadata.packages_distributions``) is walked in its own subprocess, so one
 package's imports and side effects cannot change another's texts: working directory a
 fresh temporary folder, no standard input, no display, ``BROWSER=true``, ``MPLBACKEND=Agg``,
 each import given 30 s (SIGALRM) and each package 240 s in all (what was found by then is
 kept and the package is reported as cut). Modules are walked depth first in sorted order with
-``pkgutil.iter_modules``; private modules (a part starting with ``_``), tests, ``__main__``
-and a short list of modules that act when imported (``this``, ``antigravity``, ``idlelib``,
-``turtledemo``, streamlit's demo pages) are skipped; embscope itself is left out, since its
-docstrings change with every commit. In each module every public attribute that is a class
-or a callable with its own docstring (not its type's), defined in the same top-level
-package, is taken once (the first public module that exposes it, so ``scipy.sparse`` rather
-than ``scipy.sparse._csr``), and so is every public method a class defines itself (functions,
-static and class methods, builtin method descriptors; properties are not methods). A text is
-the docstring's first paragraph (after a leading signature line, which C and Cython functions
+``pkgutil.iter_modules``; tests, ``__main__``, ``setup``, examples and a short list of modules
+that act when imported (``this``, ``antigravity``, ``idlelib``, ``turtledemo``, streamlit's
+demo pages) are skipped; embscope itself is left out, since its docstrings change with every
+commit. In each module every attribute that is a class or a callable with its own docstring
+(not its type's), defined in the same top-level package (or in a private C module it wraps:
+``_bisect`` for ``bisect``), is taken once (the first module that exposes it, so
+``scipy.sparse`` rather than ``scipy.sparse._csr``), and so is every method (and property
+getter) a class defines or inherits from a base of the same package. Then the package's
+Python source is read with ``ast`` (nothing imported) for what an import cannot reach:
+modules that fail to import here, functions and classes nested in functions. A text is the
+docstring's first paragraph (after a leading signature line, which C and Cython functions
 carry), whitespace collapsed, at least 40 characters and cut to 1,000 at a word boundary.
-Texts are deduplicated exactly, keeping the first in (package, module, name) order, which is
-also the set's row order: deterministic for a given venv.
+Texts are deduplicated exactly, keeping the first in (public package first, package, module,
+name) order, which is also the set's row order: deterministic for a given venv.
+
+How many there are. The public API alone (public modules, public names) gives ~32,000
+distinct texts here; public names in private modules ~37,000; with private (single
+underscore, never dunder) functions, classes and methods ~47,000; with private top-level
+modules (``_pytest``, ``_pydecimal``) and the ``ast`` pass 51,054 (``PRIVATE_MODULES``, the
+default). Fewer than the 60,000 the issue hoped for, more than the 50,000 it requires: the
+venv holds no more distinct docstring paragraphs of 40 characters or more.
 
 Scaling it up (:func:`synthesize`, :func:`synthetic_set`): see the docstring of
 :func:`synthesize` and the calibration (:func:`calibrate`).
@@ -547,9 +556,22 @@ def print_counts(real: RealSet, *, top: int = 40) -> None:
 
 
 # The recipe's calibrated constants (see :func:`synthesize` and :func:`calibrate`).
-RECIPE_K = 10  # a child lies between its parent and one of the parent's RECIPE_K nearest
-RECIPE_NOISE = 0.35  # noise norm, as a fraction of the parent's distance to that k-th neighbour
-_CHUNK = 1 << 16
+RECIPE_K = 10  # a child starts on a segment from its parent to one of its RECIPE_K nearest
+RECIPE_TANGENT_K = 30  # ... and is spread along the directions to its RECIPE_TANGENT_K nearest
+# ... by this much: fitted (calibrate(fit=True): the median 1-NN distance of the real set of the
+# same size) at 50,000 from 10,000 (x5) and from 2,500 (x20), log-linear in the ratio between
+# (the 1M set from the 51k real texts is x19.6); more children per parent need more spread.
+RECIPE_SPREAD = {5: 0.800, 20: 0.894}
+
+
+def recipe_spread(ratio: float) -> float:
+    """The recipe's spread for ``ratio`` synthetic points per real one (clamped to x5..x20)."""
+    (r0, s0), (r1, s1) = sorted(RECIPE_SPREAD.items())
+    f = (np.log(min(max(ratio, r0), r1)) - np.log(r0)) / (np.log(r1) - np.log(r0))
+    return round(float(s0 + f * (s1 - s0)), 4)
+
+
+_CHUNK = 1 << 14
 
 
 def exact_knn(X: np.ndarray, k: int, *, rows: np.ndarray | None = None, block: int = 1024):
@@ -576,8 +598,9 @@ def synthesize(
     n: int,
     *,
     seed: int,
-    noise: float = RECIPE_NOISE,
+    spread: float | None = None,
     k: int = RECIPE_K,
+    tangent_k: int = RECIPE_TANGENT_K,
     jitter: float | None = None,
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -585,41 +608,57 @@ def synthesize(
 
     The recipe: every base item is the parent of ``n / len(base)`` children (the first
     ``n % len(base)`` of a seeded permutation get one more; rows in a seeded random order).
-    A child of parent ``p`` is ``x_p + t (x_q - x_p) + e``, renormalised to unit length, with
-    ``q`` one of the ``k`` nearest real neighbours of ``p`` drawn uniformly, ``t ~ U(0, 1)``
-    and ``e`` isotropic Gaussian noise of norm about ``noise * r_p`` (``r_p``: the Euclidean
-    distance from ``p`` to its k-th nearest real neighbour, so dense regions stay dense).
-    Children inherit ``p``'s label. Nothing of the base itself is in the output: a child's
-    nearest neighbours are other children, of its parent and of the parent's neighbours.
+    A child of parent ``p`` is, renormalised to unit length,
 
-    ``jitter=sigma`` gives the naive recipe instead: ``x_p + e`` with ``e`` of norm ``sigma``
-    (noise only, no interpolation) -- each point's neighbours are its own siblings.
+        x_p + t (x_q - x_p) + spread * sum_j g_j (x_{n_j} - x_p) / sqrt(tangent_k)
 
-    Deterministic for a given ``seed`` (chunks of 65,536 rows draw from their own streams).
+    with ``q`` one of the ``k`` nearest real neighbours of ``p`` drawn uniformly, ``t ~ U(0, 1)``
+    (a point between the parent and a neighbour), and ``g_j ~ N(0, 1)`` over the parent's
+    ``tangent_k`` nearest real neighbours ``n_j``: Gaussian noise that lives in the directions
+    the real data spreads in around ``p``, with its scale (dense regions stay dense);
+    ``spread`` defaults to :func:`recipe_spread` of ``n / len(base)``. Children
+    inherit ``p``'s label. Nothing of the base itself is in the output.
+
+    Why not isotropic noise: in 384 dimensions it is orthogonal to everything, so it only adds
+    a constant to every distance, and siblings (children of one parent) stay each other's
+    nearest neighbours in tight groups that HNSW finds at once (recall@10 0.99+ where the real
+    set gives 0.94); noise along the neighbour directions raises the local dimension as real
+    data has it. ``jitter=sigma`` gives the naive recipe: ``x_p + e``, ``e`` isotropic
+    Gaussian of norm ``sigma`` (noise only: every point's neighbours are its own siblings).
+
+    Deterministic for a given ``seed`` (chunks of 16,384 rows draw from their own streams).
     ``out`` (an (n, d) float32 array, e.g. a memory map) receives the rows when given.
     """
     m, d = base.shape
+    spread = recipe_spread(n / m) if spread is None else spread
     rng = np.random.default_rng([seed, 0])
     parents = np.resize(rng.permutation(m), n)
     rng.shuffle(parents)
     if jitter is None:
-        nbr_idx, nbr_dist = exact_knn(base, k)
-        radius = np.sqrt(2.0 * np.maximum(nbr_dist[:, -1], 0.0))  # Euclidean, unit rows
+        nbr_idx, _ = exact_knn(base, max(k, tangent_k))
     X = out if out is not None else np.empty((n, d), dtype=np.float32)
     for c, s in enumerate(range(0, n, _CHUNK)):
         p = parents[s : s + _CHUNK]
         r = np.random.default_rng([seed, 1, c])
-        e = r.standard_normal((len(p), d), dtype=np.float32) / np.float32(np.sqrt(d))
         if jitter is None:
             q = nbr_idx[p, r.integers(0, k, size=len(p))]
             t = r.random(len(p), dtype=np.float32)[:, None]
-            x = base[p] + t * (base[q] - base[p])
-            x += e * (np.float32(noise) * radius[p, None]).astype(np.float32)
+            g = r.standard_normal((len(p), tangent_k), dtype=np.float32)
+            g *= np.float32(spread / np.sqrt(tangent_k))
+            x = base[p] * np.float32(1.0 - g.sum(axis=1, keepdims=True)) - t * base[p]
+            x += t * base[q]
+            x += np.einsum("nk,nkd->nd", g, base[nbr_idx[p, :tangent_k]])
         else:
-            x = base[p] + np.float32(jitter) * e
+            e = r.standard_normal((len(p), d), dtype=np.float32)
+            x = base[p] + np.float32(jitter / np.sqrt(d)) * e
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         X[s : s + len(p)] = x
     return X, base_labels[parents]
+
+
+def recipe_tag(real: RealSet) -> str:
+    spread = "-".join(f"{v}" for v in RECIPE_SPREAD.values())
+    return f"{real.fingerprint}-k{RECIPE_K}-t{RECIPE_TANGENT_K}-s{spread}"
 
 
 def synthetic_set(
@@ -633,12 +672,11 @@ def synthetic_set(
     path = REAL_DIR / f"synthetic-{n}{suffix}.npz"
     if path.exists():
         with np.load(path) as z:
-            if str(z["real_fingerprint"]) == real.fingerprint and float(z["noise"]) == RECIPE_NOISE:
+            if str(z["recipe"]) == recipe_tag(real):
                 return z["vectors"], z["labels"]
     X, labels = synthesize(real.vectors, real.labels, n, seed=seed)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, vectors=X, labels=labels, real_fingerprint=real.fingerprint,
-             noise=RECIPE_NOISE, k=RECIPE_K, seed=seed)  # fmt: skip
+    np.savez(tmp, vectors=X, labels=labels, recipe=recipe_tag(real), seed=seed)
     tmp.replace(path)
     return X, labels
 
@@ -663,7 +701,7 @@ def nn_stats(X: np.ndarray, *, queries: int = 2000, seed: int = 0) -> dict[str, 
 
 
 def hnsw_recall(
-    X: np.ndarray, *, queries: int = 1000, seed: int = 0, ef: int = 20, threads: int = 2
+    X: np.ndarray, *, queries: int = 1000, seed: int = 0, ef: int = 20, threads: int = 1
 ) -> float:
     """Recall@10 of hnswlib (M=16, ef_construction=200, inner product on unit rows) at ``ef``
     for ``queries`` seeded held-out rows, against exact search among the indexed rows."""
@@ -675,7 +713,7 @@ def hnsw_recall(
     data, Q = X[~held], X[held]
     index = hnswlib.Index(space="ip", dim=X.shape[1])
     index.init_index(max_elements=len(data), M=16, ef_construction=200, random_seed=seed)
-    index.set_num_threads(threads)
+    index.set_num_threads(threads)  # 1: the same graph, the same recall, every run
     index.add_items(data, np.arange(len(data)))
     index.set_ef(ef)
     found, _ = index.knn_query(Q, k=10)
@@ -704,7 +742,7 @@ def _match_median_d1(make, target: float, lo: float, hi: float, steps: int = 12)
 def calibrate(n: int = 50_000, ratio: int = 5, *, seed: int = 0, fit: bool = False) -> dict:
     """The issue's calibration: the real set of size n against synthetic sets of size n built
     from a real subset of size n / ratio (drawn independently): naive jitter (its noise chosen
-    so the median 1-NN distance matches the real one) and the recipe (``RECIPE_NOISE``, or
+    so the median 1-NN distance matches the real one) and the recipe (``RECIPE_SPREAD``, or
     fitted the same way with ``fit``). Returns the three rows of numbers and the verdicts."""
     real = load_real_set()
     X_real, _ = real_subset(real, n, seed=seed)
@@ -717,19 +755,18 @@ def calibrate(n: int = 50_000, ratio: int = 5, *, seed: int = 0, fit: bool = Fal
     )
     rows["naive jitter"] = set_stats(synthesize(base, base_labels, n, seed=seed, jitter=sigma)[0])
     rows["naive jitter"]["scale"] = sigma
-    noise = RECIPE_NOISE
+    spread = recipe_spread(ratio)
     if fit:
-        noise = _match_median_d1(
-            lambda c: synthesize(base, base_labels, n, seed=seed, noise=c)[0], target, 1e-3, 3.0
+        spread = _match_median_d1(
+            lambda c: synthesize(base, base_labels, n, seed=seed, spread=c)[0], target, 0.05, 3.0
         )
-    rows["recipe"] = set_stats(synthesize(base, base_labels, n, seed=seed, noise=noise)[0])
-    rows["recipe"]["scale"] = noise
+    rows["recipe"] = set_stats(synthesize(base, base_labels, n, seed=seed, spread=spread)[0])
+    rows["recipe"]["scale"] = spread
     for name in ("naive jitter", "recipe"):
-        worst = max(
-            abs(rows[name][key] - rows["real"][key]) / rows["real"][key] for key in rows["real"]
-        )
-        rows[name]["worst_rel_diff"] = worst
-        rows[name]["pass"] = worst <= TOLERANCE
+        rows[name]["rel_diff"] = {
+            key: (rows[name][key] - real_value) / real_value
+            for key, real_value in rows["real"].items()
+        }
     return {"n": n, "ratio": ratio, "rows": rows, "seconds": round(time.perf_counter() - t, 1)}
 
 
@@ -737,19 +774,25 @@ def print_calibration(res: dict) -> None:
     keys = [f"{a}_q{int(q * 100)}" for a in ("d1", "d10") for q in QUANTILES] + ["recall@10"]
     print(
         f"\ncalibration: real n = {res['n']:,} vs synthetic n = {res['n']:,} from "
-        f"{res['n'] // res['ratio']:,} real (x{res['ratio']}); cosine distances; "
-        f"HNSW M=16 efC=200 ef=20, 1,000 held-out queries"
+        f"{res['n'] // res['ratio']:,} real (x{res['ratio']}); cosine distances to the 1st and "
+        f"10th neighbour (quantiles of 2,000 rows); HNSW M=16 efC=200 ef=20, 1,000 held-out"
     )
-    head = f"{'set':<14}" + "".join(f"{k:>10}" for k in keys) + f"{'scale':>8}{'worst':>8}  verdict"
+    head = f"{'set':<14}" + "".join(f"{k:>10}" for k in keys) + f"{'scale':>8}  within 5 %"
     print(head + "\n" + "-" * len(head))
+    real = res["rows"]["real"]
     for name, row in res["rows"].items():
-        cells = "".join(f"{row[k]:>10.4f}" for k in keys)
-        extra = ""
-        if "scale" in row:
-            verdict = "pass" if row["pass"] else "FAIL"
-            extra = f"{row['scale']:>8.3f}{row['worst_rel_diff']:>8.1%}  {verdict}"
-        print(f"{name:<14}{cells}{extra}")
-    print(f"pass = every number within {TOLERANCE:.0%} of the real set's")
+        print(f"{name:<14}" + "".join(f"{row[k]:>10.4f}" for k in keys), end="")
+        if name == "real":
+            print()
+            continue
+        diffs = [(row[k] - real[k]) / real[k] for k in keys]
+        ok = sum(abs(x) <= TOLERANCE for x in diffs)
+        print(f"{row['scale']:>8.3f}  {ok} of {len(keys)}")
+        print(f"{'  vs real':<14}" + "".join(f"{x:>+10.1%}" for x in diffs))
+    print(
+        f"scale: the jitter's noise norm (fitted to the real median 1-NN distance), the recipe's "
+        f"spread. Within 5 %: numbers within {TOLERANCE:.0%} of the real set's."
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -763,7 +806,7 @@ def main() -> None:
     ap.add_argument("--calibrate", action="store_true", help="real vs naive jitter vs recipe")
     ap.add_argument("--n", type=int, default=50_000, help="calibration set size")
     ap.add_argument("--ratio", type=int, default=5, help="calibration: real base = n / ratio")
-    ap.add_argument("--fit", action="store_true", help="calibration: fit the recipe's noise too")
+    ap.add_argument("--fit", action="store_true", help="calibration: fit the recipe's spread too")
     ap.add_argument("--synthetic", type=int, metavar="N", help="build (and cache) the N set")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
