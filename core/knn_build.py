@@ -31,7 +31,6 @@ in a fraction of pynndescent's cold time at recall >= 0.98 (figures in that scri
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +42,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 
 from embscope.core.errors import OperationCancelled
+from embscope.core.threads import available_threads, ranges
 
 __all__ = ["TARGET", "augmented", "cell_knn"]
 
@@ -333,7 +333,7 @@ def cell_knn(
     rng = np.random.default_rng(seed)
     L, R = augmented(X, metric)
     base = L if metric == "cosine" else X
-    nt = _available_threads()
+    nt = available_threads()
     pool = ThreadPoolExecutor(nt) if nt > 1 else None
     try:
         return _search(
@@ -343,18 +343,6 @@ def cell_knn(
     finally:
         if pool is not None:
             pool.shutdown()
-
-
-def _available_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
-    b = np.linspace(0, n, parts + 1).astype(np.int64)
-    return [(int(lo), int(hi)) for lo, hi in zip(b[:-1], b[1:], strict=True)]
 
 
 def _search(
@@ -379,7 +367,7 @@ def _search(
 
     def run(fn: Callable[[int, int], None], size: int) -> None:
         """fn(lo, hi) over nt ranges splitting 0..size, one per thread."""
-        parts = [(lo, hi) for lo, hi in _ranges(size, nt) if hi > lo]
+        parts = ranges(size, nt)
         if pool is None:
             for lo, hi in parts:
                 fn(lo, hi)
