@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -426,17 +427,28 @@ def chosen_caption(projection: runs.Projection) -> str:
             )
         elif "completed" in c:
             text += " Completion off: saturated distances kept, as in the paper."
-        departures = c.get("differs_from_paper")
-        if isinstance(departures, dict):
-            text += (
-                " Differs from the paper's method: " + "; ".join(departures.values()) + "."
-                if departures
-                else " This is the paper's method as its code runs it."
-            )
-        return text
-    if "n_epochs" in c:
-        return f" {c['n_epochs']:,} epochs."
+        return text + _departures_text(c, "the paper's method")
+    if "n_epochs" in c:  # UMAP
+        text = f" {c['n_epochs']:,} epochs from a {c.get('init', 'spectral')} start."
+        return text + _departures_text(c, "umap-learn's defaults")
+    if "total_samples" in c:  # LargeVis
+        text = (
+            f" {c['total_samples']:,} edge samples ({c['samples_per_point']:,.0f} per point), "
+            f"K = {c['n_neighbors']}, perplexity {c['perplexity']:g}, {c['init']} start."
+        )
+        return text + _departures_text(c, "the paper's method")
     return ""
+
+
+def _departures_text(c: Mapping[str, Any], reference: str) -> str:
+    """The sentence " Differs from <reference>: ...; ... ." from a recorded
+    ``differs_from_paper`` (empty when none is recorded)."""
+    departures = c.get("differs_from_paper")
+    if not isinstance(departures, dict):
+        return ""
+    if not departures:
+        return f" This is {reference} as its code runs it."
+    return f" Differs from {reference}: " + "; ".join(map(str, departures.values())) + "."
 
 
 def scatter(

@@ -37,8 +37,8 @@ Where we differ, on purpose (none of it changes what is sampled or how a sample 
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -49,20 +49,25 @@ from embscope.core.graph import KnnGraph, vectors_of_points
 from embscope.core.progress import ProgressFn
 from embscope.core.projections.params import LARGEVIS_PARAMS
 from embscope.core.projections.pca import pca_layout
+from embscope.core.threads import available_threads, run_ranges
 from embscope.core.validation import check_number, check_vectors, prepare_for_metric
 
 __all__ = [
     "DEFAULT_SAMPLES_PER_POINT",
+    "chosen",
     "MIN_TOTAL_SAMPLES",
     "default_samples",
     "largevis_layout",
 ]
 
 # Default edge samples per point, and a floor on the total for small data sets (see
-# default_samples). From a PCA start, 100k x 384 reaches trustworthiness@10 0.950 / 0.959 /
-# 0.961 / 0.964 at 100 / 300 / 500 / 1000 samples per point (10-NN accuracy 0.999+ from 300):
-# 300 keeps the quality and cuts the layout time by a third against 500.
-DEFAULT_SAMPLES_PER_POINT = 300
+# default_samples). The Gaussian mixture saturates early (100k x 384: trustworthiness@10 0.959
+# at 300 per point, 0.964 at 1000); real text embeddings do not: 50,000 docstrings embedded
+# with all-MiniLM-L6-v2 reach trustworthiness@10 / 10-NN preservation 0.875 / 0.151 at 300,
+# 0.945 / 0.206 at 1000 and 0.952 / 0.213 at 1500 per point (umap-learn's defaults:
+# 0.902 / 0.187), with the layout taking 1.6 / 4.7 / 6.9 s on 2 cores
+# (bench/bench_projections.py --data real).
+DEFAULT_SAMPLES_PER_POINT = 1000
 MIN_TOTAL_SAMPLES = 10_000_000
 # Standard deviation of the first PCA axis after scaling, in layout units (kernel 1/(1+d²)).
 PCA_INIT_STD = 10.0
@@ -102,6 +107,13 @@ def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
     z = (z ^ (z >> _S30)) * _MIX1
     z = (z ^ (z >> _S27)) * _MIX2
     return state, z ^ (z >> _S31)
+
+
+def _calibrate_block(
+    d2: np.ndarray, log_perp: float, start: int, P: np.ndarray, betas: np.ndarray, lo: int, hi: int
+) -> None:
+    """Rows start + lo .. start + hi of :func:`_calibrate_rows` (a pool task)."""
+    _calibrate_rows(d2, log_perp, start + lo, start + hi, P, betas)
 
 
 @njit(cache=True, nogil=True)
@@ -435,29 +447,6 @@ def _sgd(
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _available_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _row_ranges(n: int, parts: int) -> list[tuple[int, int]]:
-    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-
-
-def _run_rows(pool: ThreadPoolExecutor | None, fn: Any, n: int, n_threads: int) -> None:
-    """Call ``fn(lo, hi)`` over row ranges that split 0..n, on the pool's threads if any."""
-    ranges = _row_ranges(n, n_threads if pool is not None else 1)
-    if pool is None:
-        for lo, hi in ranges:
-            fn(lo, hi)
-        return
-    for future in [pool.submit(fn, lo, hi) for lo, hi in ranges]:
-        future.result()
-
-
 def _squared_distances(distances: np.ndarray, metric: str) -> np.ndarray:
     """Squared Euclidean distances (float64) from the graph's true distances.
 
@@ -492,12 +481,8 @@ def _conditional_weights(
     log_perp = math.log(perplexity)
     for start in range(0, n, _ROW_BLOCK):
         stop = min(start + _ROW_BLOCK, n)
-        _run_rows(
-            pool,
-            lambda lo, hi, s=start: _calibrate_rows(d2, log_perp, s + lo, s + hi, P, betas),
-            stop - start,
-            n_threads,
-        )
+        run_ranges(pool, partial(_calibrate_block, d2, log_perp, start, P, betas), stop - start,
+                   n_threads)  # fmt: skip
         if check is not None:
             check(stop / n)
     return P, betas
@@ -529,13 +514,13 @@ def _symmetrise(
             idx32, P, ptr, src, prob, lo, hi, counts, offsets, fill, u, v, w
         )
 
-    _run_rows(pool, rows(False), n, n_threads)
+    run_ranges(pool, rows(False), n, n_threads)
     offsets[1:] = np.cumsum(counts)[:-1]
     total = int(counts.sum())
     u = np.empty(total, np.int32)
     v = np.empty(total, np.int32)
     w = np.empty(total, np.float64)
-    _run_rows(pool, rows(True), n, n_threads)
+    run_ranges(pool, rows(True), n, n_threads)
     return u, v, w
 
 
@@ -676,6 +661,48 @@ def _initial_layout(
 # -- public ---------------------------------------------------------------------------------
 
 
+def chosen(
+    graph: KnnGraph,
+    *,
+    n_neighbors: int = LARGEVIS_PARAMS.default("n_neighbors"),
+    perplexity: float = LARGEVIS_PARAMS.default("perplexity"),
+    samples_per_point: float | None = LARGEVIS_PARAMS.default("samples_per_point"),
+    init: str = "pca",
+    **_: Any,
+) -> dict[str, Any]:
+    """What a :func:`largevis_layout` of ``graph`` with these parameters runs, as plain JSON
+    (``project --json`` "chosen", the gallery's caption): the sample budget, the start, K and
+    perplexity as used, and ``differs_from_paper``: a short topic and one sentence for every
+    choice that is not the reference code's default (lferry007/LargeVis)."""
+    n = graph.n
+    K, used_perplexity = _effective_neighbours(graph, int(n_neighbors), float(perplexity))
+    total = default_samples(n, samples_per_point)
+    reference_total = int(max(1e9, 1e4 * n))
+    departures: dict[str, str] = {}
+    if init == "pca":
+        departures["start"] = (
+            "PCA start, first axis scaled to a standard deviation of 10 (paper: random, "
+            "U(-0.5, 0.5) / dims x 1e-4)"
+        )
+    if total < reference_total:
+        departures["samples"] = (
+            f"{total / n:,.0f} edge samples per point, {total:,} in all (paper: "
+            f"max(1e9, 1e4 n) = {reference_total:,})"
+        )
+    if K != 150:
+        departures["K"] = f"K = {K} neighbours per point (paper: 150)"
+    if used_perplexity != 50.0:
+        departures["perplexity"] = f"perplexity {used_perplexity:g} (paper: 50, capped at K / 3)"
+    return {
+        "samples_per_point": round(total / n, 1),
+        "total_samples": total,
+        "init": init,
+        "n_neighbors": K,
+        "perplexity": used_perplexity,
+        "differs_from_paper": departures,
+    }
+
+
 def largevis_layout(
     graph: KnnGraph,
     *,
@@ -716,7 +743,7 @@ def largevis_layout(
         Initial learning rate (reference 1), decaying linearly to ``1e-4 * rho0``.
     samples_per_point : float, optional
         Edge samples per point; T = samples_per_point * n. Default :func:`default_samples`
-        (:data:`DEFAULT_SAMPLES_PER_POINT` = 300 per point with a floor of
+        (:data:`DEFAULT_SAMPLES_PER_POINT` = 1000 per point with a floor of
         :data:`MIN_TOTAL_SAMPLES` = 1e7 in total). The reference uses
         ``T = max(1e9, 1e4 n)``, i.e. ``samples_per_point = max(1e9 / n, 1e4)``.
     init : {"pca", "random"} or float32 ndarray (n, dims)
@@ -760,7 +787,7 @@ def largevis_layout(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     if n_threads is None:
-        n_threads = _available_threads()
+        n_threads = available_threads()
     n_threads = int(_check_positive("n_threads", n_threads, integer=True))
     if deterministic:
         n_threads = 1

@@ -32,8 +32,8 @@ LARGEVIS_PARAMS = ParamTable(
         Param(
             "samples_per_point", "int", None, 1, 5_000, "samples per point",
             "Edge samples per point: more is slower and usually more faithful (automatic: "
-            "300, and at least 10 million in all).",
-            auto=True, start=300,
+            "1000, and at least 10 million in all).",
+            auto=True, start=1000,
         ),
         Param(
             "negatives", "int", 5, 1, 20, "negatives",

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 import embscope.core.projections.largevis as lv
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, build_knn_graph
-from embscope.core.projections.largevis import default_samples, largevis_layout
+from embscope.core.projections.largevis import chosen, default_samples, largevis_layout
 
 
 @pytest.fixture(scope="module")
@@ -263,8 +263,22 @@ def test_bad_input(blobs):
             case()
 
 
+def test_what_differs_from_the_paper_is_named():
+    X = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
+    graph = build_knn_graph(X, k=60, metric="l2", method="exact")
+    c = chosen(graph)
+    assert c["total_samples"] == 10_000_000 and c["samples_per_point"] == 25_000
+    assert c["n_neighbors"] == 60 and c["perplexity"] == 20.0  # the graph's 60, K / 3
+    assert set(c["differs_from_paper"]) == {"start", "samples", "K", "perplexity"}
+    assert "1,000,000,000" in c["differs_from_paper"]["samples"]
+    wide = build_knn_graph(X, k=150, metric="l2", method="exact")
+    c = chosen(wide, init="random", samples_per_point=1e7)
+    assert c["differs_from_paper"] == {} and c["n_neighbors"] == 150
+
+
 def test_default_samples_rule():
     assert default_samples(1_000) == 10_000_000
-    assert default_samples(100_000) == 300 * 100_000
+    assert default_samples(100_000) == 1000 * 100_000
+    assert default_samples(10_000) == 10_000_000  # the floor up to 10,000 points
     assert default_samples(100_000, 30) == 3_000_000
     assert default_samples(7, 0.01) == 1

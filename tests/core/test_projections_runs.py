@@ -105,11 +105,16 @@ def test_every_method_reads_one_stored_graph(store, monkeypatch):
     assert len(runs.list_projections(store, dataset_id)) == 8
     # what a method chose for itself is stored with it
     stored = {(p.method, p.dims): p for p in runs.list_projections(store, dataset_id)}
-    assert stored["umap", 2].chosen == {"n_epochs": 50}
+    umap_chosen = stored["umap", 2].chosen
+    assert umap_chosen["n_epochs"] == 50 and umap_chosen["init"] == "spectral"
+    assert set(umap_chosen["differs_from_paper"]) == {"optimiser"}  # 50 epochs: the user's
     hg = stored["heatgeo", 3].chosen
     assert hg["tau_auto"] is True and hg["tau"] > 0 and hg["order"] >= 32
     assert hg["n_landmarks"] <= 600 and stored["heatgeo", 3].to_json()["chosen"] == hg
-    assert stored["pca", 2].chosen == {} and stored["largevis", 2].chosen == {}
+    assert stored["pca", 2].chosen == {}
+    lv = stored["largevis", 2].chosen
+    assert lv["total_samples"] == 300 * 600 and lv["n_neighbors"] == 150
+    assert set(lv["differs_from_paper"]) == {"start", "samples"}
 
 
 def test_a_new_code_version_of_a_method_hides_only_its_old_projections(store, roll_id, monkeypatch):
