@@ -62,9 +62,9 @@ UMAP_PARAMS = ParamTable(
         ),
         Param(
             "n_epochs", "int", None, 1, 2_000, "n epochs",
-            "Optimisation rounds (automatic: 500 below 10,000 points, 200 above, capped at "
-            "5 million / n and at least 50).",
-            auto=True, start=200,
+            "Optimisation rounds (automatic: 500 up to 10,000 points as umap-learn, 300 above "
+            "where umap-learn runs 200).",
+            auto=True, start=300,
         ),
     ),
 )  # fmt: skip
