@@ -62,8 +62,8 @@ UMAP_PARAMS = ParamTable(
         ),
         Param(
             "n_epochs", "int", None, 1, 2_000, "n epochs",
-            "Optimisation rounds (automatic: 500 up to 10,000 points as umap-learn, 300 above "
-            "where umap-learn runs 200).",
+            "Optimisation rounds (automatic: 15 million / n, between 300 and 1,500; umap-learn "
+            "runs 500 up to 10,000 points and 200 above).",
             auto=True, start=300,
         ),
     ),

@@ -72,7 +72,7 @@ KIND = "projection"
 # largevis 2: default 300 samples per point (was 500). largevis 3: 1000 per point (real text
 # embeddings lose faithfulness at 300 above 33,000 points); what differs from the paper in
 # "chosen". umap 3: embscope's port of umap-learn's optimiser (core/projections/umap_kernel),
-# 300 epochs above 10,000 points, "chosen" says what differs from umap-learn.
+# 1.5e7 / n epochs between 300 and 1,500, "chosen" says what differs from umap-learn.
 # heatgeo 2: the reference's MDS (unit weights, steps to 0.01) by default, mds and complete
 # parameters, what it replaced and where it departs from the paper recorded in "chosen".
 CODE_VERSIONS = {"pca": 1, "largevis": 3, "umap": 3, "heatgeo": 2}

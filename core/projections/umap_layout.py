@@ -15,12 +15,15 @@ and optimiser whose numba code is cached on disk) on the graph we give it:
   goes to umap-learn's own ``spectral_layout``, which places the pieces by their centroids in
   ``X`` (an arbitrary, seeded stand-in when ``X`` is not given); if ARPACK fails it falls back
   to a uniform random start, as umap-learn does.
-* **Epochs** (:func:`default_epochs`): umap-learn's 500 up to 10,000 points, and 300 above,
-  where umap-learn runs 200. On 50,000 real text embeddings (docstrings, all-MiniLM-L6-v2,
-  3 seeds) umap-learn's defaults reach trustworthiness@10 0.906 and 10-NN preservation 0.187
-  on its own graph; this optimiser on the exact graph reaches 0.901 / 0.184 at 200 epochs and
-  0.904 / 0.197 at 300 (layout 8.5 s and 12.2 s on 2 cores, against umap-learn's 45 s with
-  its graph). Fewer epochs lose more (0.884 at 100).
+* **Epochs** (:func:`default_epochs`): ``1.5e7 / n`` between 300 and 1,500: 1,500 up to
+  10,000 points, 300 from 50,000 (umap-learn: 500 up to 10,000, 200 above). On real text
+  embeddings (docstrings, all-MiniLM-L6-v2, 3 seeds, ``bench/bench_projections.py --data
+  real``) umap-learn's whole pipeline (its own approximate graph) scores higher than its
+  optimiser on the exact graph at the same epochs; the extra epochs close that gap. At 10,000
+  points umap-learn scores trustworthiness@10 0.897-0.899; this layout 0.891 at 500 epochs,
+  0.895 at 1,000 and 0.897 at 1,500 (10 s). At 50,000 umap-learn scores 0.906-0.907; this
+  layout 0.901 at 200 epochs and 0.904 at 300 (layout 8.5 and 12 s, against umap-learn's
+  40 s). Fewer epochs lose more (0.884 at 100).
 * **What differs from umap-learn** (disclosed in ``chosen``): the optimiser runs in float32 on
   every core, each thread over a contiguous share of the edges with its own random stream
   (umap-learn seeds a stream per point); the negative samples of one edge sample all push from
@@ -68,10 +71,21 @@ LEARNING_RATE = 1.0
 _SETUP_SHARE = 0.1
 
 
+# default_epochs: EPOCH_WORK / n epochs, between MIN_EPOCHS and MAX_EPOCHS.
+EPOCH_WORK = 15_000_000
+MIN_EPOCHS = 300
+MAX_EPOCHS = 1_500
+
+
 def default_epochs(n: int) -> int:
-    """Epochs when none are given: umap-learn's 500 up to 10,000 points, and 300 above (where
-    umap-learn runs 200; module docstring)."""
-    return 500 if n <= 10_000 else 300
+    """Epochs when none are given: ``EPOCH_WORK / n`` between 300 and 1,500 (1,500 up to 10,000
+    points, 300 from 50,000; umap-learn runs 500 up to 10,000 and 200 above; module
+    docstring)."""
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(EPOCH_WORK / max(n, 1)))))
+
+
+def _umap_learn_epochs(n: int) -> int:
+    return 500 if n <= 10_000 else 200
 
 
 def chosen(n: int, n_epochs: int | None = None) -> dict[str, Any]:
@@ -80,10 +94,10 @@ def chosen(n: int, n_epochs: int | None = None) -> dict[str, Any]:
     sentence for every choice that is not umap-learn's default."""
     epochs = default_epochs(n) if n_epochs is None else int(n_epochs)
     departures: dict[str, str] = {}
-    if n_epochs is None and epochs != (500 if n <= 10_000 else 200):
+    if n_epochs is None and epochs != _umap_learn_epochs(n):
         departures["epochs"] = (
-            f"{epochs} epochs (umap-learn: 200 above 10,000 points, which loses "
-            "trustworthiness on real text embeddings)"
+            f"{epochs:,} epochs (umap-learn: {_umap_learn_epochs(n)}; more keep real text "
+            "embeddings as faithful as umap-learn's own pipeline)"
         )
     departures["optimiser"] = (
         "float32 on every core with one random stream per thread; the negative samples of an "

@@ -147,14 +147,14 @@ def test_disconnected_and_inner_product_graphs():
 
 
 def test_default_epochs_and_what_is_disclosed():
-    assert [default_epochs(n) for n in (100, 1797, 10_000, 10_001)] == [500, 500, 500, 300]
+    assert [default_epochs(n) for n in (100, 1797, 10_000, 20_000)] == [1500, 1500, 1500, 750]
     assert [default_epochs(n) for n in (50_000, 10**6)] == [300, 300]
     assert chosen(50_000)["n_epochs"] == 300 and chosen(50_000, 40)["n_epochs"] == 40
     assert chosen(50_000)["init"] == "spectral"
     assert "umap-learn: 200" in chosen(50_000)["differs_from_paper"]["epochs"]
-    assert "epochs" not in chosen(5_000)["differs_from_paper"]
+    assert "umap-learn: 500" in chosen(5_000)["differs_from_paper"]["epochs"]
     assert "epochs" not in chosen(50_000, 40)["differs_from_paper"]  # the user's own choice
-    assert set(chosen(5_000)["differs_from_paper"]) == {"optimiser"}
+    assert set(chosen(50_000, 40)["differs_from_paper"]) == {"optimiser"}
 
 
 def test_bad_input():
