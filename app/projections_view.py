@@ -333,10 +333,10 @@ def quality_metrics(projection: runs.Projection) -> None:
         + ". Trustworthiness: are layout neighbours true neighbours; continuity: are true "
         "neighbours kept close; kNN preservation: share of each point's 10 neighbours kept; "
         "kNN accuracy: a 10-NN vote on the layout recovers the label column."
-        + ("" if projection.method == "heatgeo" else chosen_caption(projection))
     )
-    if projection.method == "heatgeo":  # its choices and departures: a paragraph of their own
-        st.caption(chosen_caption(projection).strip())
+    chosen = chosen_caption(projection).strip()
+    if chosen:  # what the method chose and where it departs from its paper: a paragraph
+        st.caption(chosen)
     fit_advice(projection)
 
 

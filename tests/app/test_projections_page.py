@@ -266,6 +266,34 @@ def test_heat_geodesic_says_the_diffusion_time_it_chose(db):
     assert f"tau=auto ({p.chosen['tau']:.3g})" in gallery["parameters"].iloc[0]
 
 
+def test_largevis_and_umap_name_what_differs_from_their_papers(db):
+    with Store(db) as s:
+        lv = runs.compute_projection(s, 1, method="largevis")
+        um = runs.compute_projection(s, 1, method="umap")
+    at = open_page("projections")
+    captions = lambda: [c.value for c in at.caption]  # noqa: E731
+    assert any(
+        "Differs from the paper's method: PCA start" in c
+        and "33,333 edge samples per point, 10,000,000 in all" in c
+        for c in captions()
+    ), captions()
+    by_key(at.selectbox, "projections.method").set_value("umap")
+    at.run()
+    assert not at.exception
+    assert any(
+        "1,500 epochs from a spectral start. Differs from umap-learn's defaults: 1,500 epochs "
+        "(umap-learn: 500"
+        in c
+        and "float32" in c
+        for c in captions()
+    ), captions()
+    gallery = next(d.value for d in at.dataframe if "parameters" in d.value.columns)
+    differs = dict(zip(gallery["method"], gallery["differs from paper"], strict=True))
+    assert differs == {"LargeVis": "start, samples", "UMAP": "epochs, optimiser"}
+    assert set(lv.chosen["differs_from_paper"]) == {"start", "samples"}
+    assert um.chosen["n_epochs"] == 1500
+
+
 def test_a_failed_instant_job_is_shown_once_not_started_again_on_every_run(db, monkeypatch):
     """PCA starts by itself, but only the first time: when it fails the page says why and
     offers the button, instead of starting it again on every rerun."""
