@@ -434,7 +434,8 @@ def chosen_caption(projection: runs.Projection) -> str:
     if "total_samples" in c:  # LargeVis
         text = (
             f" {c['total_samples']:,} edge samples ({c['samples_per_point']:,.0f} per point), "
-            f"K = {c['n_neighbors']}, perplexity {c['perplexity']:g}, {c['init']} start."
+            f"K = {c['n_neighbors']}, perplexity {c['perplexity']:g}, "
+            f"{'PCA' if c['init'] == 'pca' else c['init']} start."
         )
         return text + _departures_text(c, "the paper's method")
     return ""
