@@ -46,6 +46,7 @@ from numba import njit
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
+from embscope.core.numba_rng import splitmix
 from embscope.core.progress import ProgressFn
 from embscope.core.projections.params import LARGEVIS_PARAMS
 from embscope.core.projections.pca import pca_layout
@@ -84,29 +85,13 @@ _GRAD_CLIP = 5.0
 _REPULSION_EPS = 0.1
 _LR_FLOOR = 1e-4
 
-# splitmix64 constants (Steele, Lea, Flood 2014).
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S1 = np.uint64(1)
-_S27 = np.uint64(27)
-_S30 = np.uint64(30)
-_S31 = np.uint64(31)
 _S32 = np.uint64(32)
 _BATCH = 32
 
 
 # -- numba kernels (cache=True: a restarted server loads them from __pycache__) ---------------
-
-
-@njit(cache=True, nogil=True)
-def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
-    state = state + _GOLDEN
-    z = state
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return state, z ^ (z >> _S31)
 
 
 def _calibrate_block(
@@ -352,7 +337,7 @@ def _alias_draws(table: np.ndarray, n_draws: int, state: np.uint64) -> np.ndarra
     """``n_draws`` draws with the sampler the SGD uses (for tests)."""
     out = np.empty(n_draws, np.int64)
     for t in range(n_draws):
-        state, z = _splitmix(state)
+        state, z = splitmix(state)
         out[t] = _alias_pick(z, table)
     return out
 
@@ -395,7 +380,7 @@ def _sgd(
     while done < count:
         batch = min(_BATCH, count - done)
         for b in range(batch):
-            state, z = _splitmix(state)
+            state, z = splitmix(state)
             picks[b] = _alias_pick(z, edge_table)
             flips[b] = (z & _S1) != 0
         for b in range(batch):
@@ -417,7 +402,7 @@ def _sgd(
                 if m == 0:
                     y = j
                 else:
-                    nstate, z = _splitmix(nstate)
+                    nstate, z = splitmix(nstate)
                     y = _alias_pick(z, neg_table)
                     if y == j:
                         continue

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+from embscope.core.numba_rng import splitmix
 from embscope.core.threads import run_ranges
 
 __all__ = ["find_ab_params", "fuzzy_graph", "membership_strengths", "optimise", "prune_edges",
@@ -50,12 +51,6 @@ _CLIP = 4.0
 _REPULSION_EPS = 0.001
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S27 = np.uint64(27)
-_S30 = np.uint64(30)
-_S31 = np.uint64(31)
 _S32 = np.uint64(32)
 
 
@@ -260,15 +255,6 @@ def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
     return float(params[0]), float(params[1])
 
 
-@njit(cache=True, nogil=True)
-def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
-    state = state + _GOLDEN
-    z = state
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return state, z ^ (z >> _S31)
-
-
 @njit(cache=True, nogil=True, fastmath=True)
 def _epoch(
     Y: np.ndarray,
@@ -333,7 +319,7 @@ def _epoch(
             cur[d] = Y[j, d]
             acc[d] = zero
         for _ in range(n_neg):
-            state, z = _splitmix(state)
+            state, z = splitmix(state)
             k = np.int64(((z >> _S32) * un) >> _S32)
             d2 = zero
             for d in range(dims):
