@@ -432,12 +432,14 @@ def chosen_caption(projection: runs.Projection) -> str:
         text = f" {c['n_epochs']:,} epochs from a {c.get('init', 'spectral')} start."
         return text + _departures_text(c, "umap-learn's defaults")
     if "total_samples" in c:  # LargeVis
-        text = (
-            f" {c['total_samples']:,} edge samples ({c['samples_per_point']:,.0f} per point), "
-            f"K = {c['n_neighbors']}, perplexity {c['perplexity']:g}, "
-            f"{'PCA' if c['init'] == 'pca' else c['init']} start."
-        )
-        return text + _departures_text(c, "the paper's method")
+        # what a departure already says is not said twice
+        departures = c.get("differs_from_paper") or {}
+        parts = [f"K = {c['n_neighbors']}", f"perplexity {c['perplexity']:g}"]
+        if "samples" not in departures:
+            parts.insert(0, f"{c['total_samples']:,} edge samples")
+        if "start" not in departures:
+            parts.append(f"{'PCA' if c['init'] == 'pca' else c['init']} start")
+        return " " + ", ".join(parts) + "." + _departures_text(c, "the paper's method")
     return ""
 
 
