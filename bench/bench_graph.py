@@ -265,23 +265,30 @@ def recall_at(ind: np.ndarray, rows: np.ndarray, gt: np.ndarray) -> float:
 
 
 def ground_truth(X: np.ndarray, k: int, metric: str, m: int = RECALL_ROWS, seed: int = 0):
-    """Exact neighbours of m random rows: float64 BLAS, self excluded, ties by (distance, index)."""
+    """Exact neighbours of m random rows, self excluded, ties by (distance, index): float32
+    sgemm picks k + 16 candidates per row, float64 ranks them."""
     n = len(X)
     rows = np.sort(np.random.default_rng(seed).choice(n, min(m, n), replace=False))
-    X64 = X.astype(np.float64)
-    if metric == "cosine":
-        X64 /= np.linalg.norm(X64, axis=1, keepdims=True)
-    sq = (X64 * X64).sum(1)
+    U = X / np.linalg.norm(X, axis=1, keepdims=True) if metric == "cosine" else X
+    U = np.ascontiguousarray(U, dtype=np.float32)
+    half = 0.5 * np.einsum("ij,ij->i", U, U) if metric == "l2" else None
     gt = np.empty((len(rows), k), np.int64)
-    for s in range(0, len(rows), 250):
-        r = rows[s : s + 250]
-        G = X64[r] @ X64.T
-        D = 1.0 - G if metric == "cosine" else sq[r][:, None] + sq[None, :] - 2.0 * G
-        D[np.arange(len(r)), r] = np.inf
-        cand = np.argpartition(D, k + 8, axis=1)[:, : k + 9]  # slack for ties at the k-th
-        for i in range(len(r)):
+    slack = min(n - 1, k + 16)
+    for s in range(0, len(rows), 100):
+        r = rows[s : s + 100]
+        S = U[r] @ U.T
+        if half is not None:
+            S -= half[None, :]
+        S[np.arange(len(r)), r] = -np.inf
+        cand = np.argpartition(-S, slack - 1, axis=1)[:, :slack]
+        for i, row in enumerate(r):
             c = cand[i]
-            gt[s + i] = c[np.lexsort((c, D[i, c]))[:k]]
+            diff = U[c].astype(np.float64) - U[row].astype(np.float64)
+            if metric == "cosine":
+                d = 1.0 - U[c].astype(np.float64) @ U[row].astype(np.float64)
+            else:
+                d = np.einsum("ij,ij->i", diff, diff)
+            gt[s + i] = c[np.lexsort((c, d))[:k]]
     return rows, gt
 
 
@@ -391,6 +398,8 @@ def tuned(method: str, n: int, k: int, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", choices=("mixture", "real", "synthetic"), default="mixture")
+    ap.add_argument("--data-seed", type=int, default=0, help="real subset / synthetic set seed")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("-k", type=int, default=30)
@@ -413,22 +422,26 @@ def main() -> None:
 
     import importlib.util
 
-    from embscope.core.demo import gaussian_mixture
+    import real_set  # bench/real_set.py
 
     n, d, k = args.n, args.dim, args.k
     cache = Path(tempfile.gettempdir()) / "embscope-bench-graph"
     cache.mkdir(exist_ok=True)
-    data = cache / f"gm_{n}x{d}_c{args.clusters}.npy"
-    if not data.exists():
-        np.save(data, gaussian_mixture(n, d, args.clusters, seed=0).vectors)
-    X = np.load(data)
-    truth = cache / f"truth_{n}x{d}_c{args.clusters}_k{k}_{args.metric}.npz"
+    data_cache = cache if args.data == "mixture" else real_set.DATA_CACHE
+    data_cache.mkdir(exist_ok=True)
+    data, _, stem, desc = real_set.bench_data(
+        args.data, n, data_cache, dim=d, clusters=args.clusters, data_seed=args.data_seed
+    )
+    X = np.load(data, mmap_mode="r")
+    n, d = X.shape
+    truth = cache / f"truth_{stem}_k{k}_{args.metric}.npz"
     if not truth.exists():
-        rows, gt = ground_truth(X, k, args.metric)
+        rows, gt = ground_truth(np.asarray(X), k, args.metric)
         np.savez(truth, rows=rows, gt=gt)
+    del X
     print(
-        f"data: gaussian_mixture {n} x {d}, {args.clusters} clusters, k = {k}, {args.metric}, "
-        f"{args.threads} threads, recall on {min(n, RECALL_ROWS)} rows, best of {args.repeat}",
+        f"data: {desc}, k = {k}, {args.metric}, {args.threads} threads, recall on "
+        f"{min(n, RECALL_ROWS)} rows, best of {args.repeat}",
         flush=True,
     )
     base = {

@@ -74,6 +74,7 @@ from pathlib import Path
 
 import _workers  # bench/_workers.py (scripts run with bench/ on sys.path)
 import numpy as np
+import real_set  # bench/real_set.py
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -230,44 +231,6 @@ def _cell(values: list, fmt: str) -> str:
     return f"{format(mean, fmt)}±{format((max(values) - min(values)) / 2, fmt)}"
 
 
-def _dataset(args, cache: Path) -> tuple[Path, Path, str, str]:
-    """Write the chosen data's vectors and labels as .npy for the workers: (data, labels, stem,
-    description)."""
-    n = args.n
-    if args.data == "mixture":
-        from embscope.core.demo import gaussian_mixture
-
-        stem = f"gm_{n}x{args.dim}_c{args.clusters}"
-        data, labels = cache / f"{stem}.npy", cache / f"{stem}_labels.npy"
-        if not data.exists():
-            demo = gaussian_mixture(n, args.dim, args.clusters, seed=0)
-            np.save(data, demo.vectors)
-            np.save(labels, demo.metadata["cluster"].to_numpy())
-        return data, labels, stem, f"gaussian_mixture {n} x {args.dim}, {args.clusters} clusters"
-    import real_set  # bench/real_set.py
-
-    real = real_set.load_real_set()
-    if args.data == "real":
-        if n > real.n:
-            sys.exit(f"the real set has {real.n:,} texts: use --data synthetic for n = {n:,}")
-        stem = f"real_{n}_d{args.data_seed}_{real.fingerprint}"
-        desc = f"real docstrings {n:,} of {real.n:,} (subset seed {args.data_seed}) x 384"
-    else:
-        stem = f"syn_{n}_d{args.data_seed}_{real_set.recipe_tag(real)}"
-        desc = (f"synthetic {n:,} x 384 from the {real.n:,} real texts "
-                f"(x{n / real.n:.1f}, seed {args.data_seed})")  # fmt: skip
-    data, labels = cache / f"{stem}.npy", cache / f"{stem}_labels.npy"
-    if not data.exists():
-        if args.data == "real":
-            X, y = real_set.real_subset(real, n, seed=args.data_seed)
-        else:
-            X, y = real_set.synthetic_set(n, seed=args.data_seed, real=real)
-        np.save(labels, y)
-        np.save(data, X)
-    n_labels = len(np.unique(np.load(labels)))
-    return data, labels, stem, f"{desc}; {n_labels} labels (top-level packages)"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", choices=("mixture", "real", "synthetic"), default="mixture")
@@ -299,9 +262,11 @@ def main() -> None:
     args.n = 20_000 if args.quick else (args.n or default_n)
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     k = args.k
-    cache = Path(tempfile.gettempdir()) / "embscope-bench-projections"
+    cache = real_set.DATA_CACHE
     cache.mkdir(exist_ok=True)
-    data, labels_path, stem, desc = _dataset(args, cache)
+    data, labels_path, stem, desc = real_set.bench_data(
+        args.data, args.n, cache, dim=args.dim, clusters=args.clusters, data_seed=args.data_seed
+    )
     X, labels = np.load(data), np.load(labels_path)
     n = X.shape[0]
     graph_path = cache / f"{stem}_graph_k{k}_cosine_v{GRAPH_CODE_VERSION}.npz"

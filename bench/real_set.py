@@ -102,6 +102,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# Where the benchmarks keep their data (and bench_projections.py its graphs and layouts).
+DATA_CACHE = Path(tempfile.gettempdir()) / "embscope-bench-projections"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 REAL_DIR = HERE / "results" / "real"
@@ -710,6 +712,47 @@ def synthetic_set(
 
 QUANTILES = (0.1, 0.5, 0.9)
 TOLERANCE = 0.05  # "within a few per cent": every number within 5 % of the real set's
+
+
+def bench_data(
+    kind: str, n: int, cache: Path, *, dim: int = 384, clusters: int = 12, data_seed: int = 0
+) -> tuple[Path, Path, str, str]:
+    """The benchmarks' data as .npy files for their workers, written once into ``cache``:
+    (vectors, labels, stem, description). ``kind``: ``mixture`` (core.demo.gaussian_mixture,
+    ``dim`` and ``clusters``), ``real`` (a subset of the real set) or ``synthetic``
+    (:func:`synthetic_set`)."""
+    if kind == "mixture":
+        from embscope.core.demo import gaussian_mixture
+
+        stem = f"gm_{n}x{dim}_c{clusters}"
+        data, labels = cache / f"{stem}.npy", cache / f"{stem}_labels.npy"
+        if not data.exists():
+            demo = gaussian_mixture(n, dim, clusters, seed=0)
+            np.save(data, demo.vectors)
+            np.save(labels, demo.metadata["cluster"].to_numpy())
+        return data, labels, stem, f"gaussian_mixture {n} x {dim}, {clusters} clusters"
+    real = load_real_set()
+    if kind == "real":
+        if n > real.n:
+            raise SystemExit(
+                f"the real set has {real.n:,} texts: use --data synthetic for n = {n:,}"
+            )
+        stem = f"real_{n}_d{data_seed}_{real.fingerprint}"
+        desc = f"real docstrings {n:,} of {real.n:,} (subset seed {data_seed}) x 384"
+    else:
+        stem = f"syn_{n}_d{data_seed}_{recipe_tag(real)}"
+        desc = (f"synthetic {n:,} x 384 from the {real.n:,} real texts "
+                f"(x{n / real.n:.1f}, seed {data_seed})")  # fmt: skip
+    data, labels = cache / f"{stem}.npy", cache / f"{stem}_labels.npy"
+    if not data.exists():
+        if kind == "real":
+            X, y = real_subset(real, n, seed=data_seed)
+        else:
+            X, y = synthetic_set(n, seed=data_seed, real=real)
+        np.save(labels, y)
+        np.save(data, X)
+    n_labels = len(np.unique(np.load(labels)))
+    return data, labels, stem, f"{desc}; {n_labels} labels (top-level packages)"
 
 
 def nn_stats(X: np.ndarray, *, queries: int = 2000, seed: int = 0) -> dict[str, float]:

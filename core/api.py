@@ -280,10 +280,10 @@ class Dataset:
         self, *, k: int | None = None, metric: str = "cosine", progress: ProgressFn | None = None
     ) -> dict[str, Any]:
         """Build (or reuse) the shared neighbour graph: ``embscope graph --json``."""
-        from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
+        from embscope.core.graph import find_graph, get_or_build_graph, stored_width
 
         store = self.db.store
-        k = k if k is not None else min(GRAPH_K, max(self.n - 1, 1))
+        k = k if k is not None else stored_width(1, self.n, metric)
         reused = find_graph(store, self.id, metric=metric, k=k) is not None
         graph = get_or_build_graph(store, self.id, k=k, metric=metric, progress=progress)
         return {

@@ -24,6 +24,7 @@ from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.index import HnswIndex, exact_knn
 from embscope.core.index_base import sort_rows, true_l2
 from embscope.core.knn_build import cell_knn
+from embscope.core.nndescent import nn_descent
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import (
     Metric,
@@ -40,6 +41,8 @@ __all__ = [
     "vectors_of_points",
     "GRAPH_CODE_VERSION",
     "GRAPH_K",
+    "GRAPH_MIN_K",
+    "NNDESCENT_MIN_N",
     "KnnGraph",
     "build_knn_graph",
     "find_graph",
@@ -47,11 +50,20 @@ __all__ = [
     "measure_recall",
     "recall_at_k",
     "recall_per_row",
+    "stored_width",
 ]
 
-# The largest k any consumer asks for by default (LargeVis's K = 150); a stored graph is
-# built at least this wide so that no consumer has to rebuild it.
+# Where search is exact (up to NNDESCENT_MIN_N points for cosine and l2) a stored graph is
+# built at least GRAPH_K wide, the largest k any consumer asks for by default (heat-geodesic's
+# kernel; LargeVis's paper K): width costs little there, and no consumer has to rebuild it. Above, the graph is
+# approximate and its cost grows with its width, so it is built as wide as asked, at least
+# GRAPH_MIN_K (UMAP's 15, geometry's 20 and the quality scores' 10 all fit), and a wider ask
+# builds a wider one.
 GRAPH_K = 150
+GRAPH_MIN_K = 30
+# Cosine and l2 graphs: exact (cell-pruned) up to this many points, NN-descent above
+# (bench/bench_graph.py: at 50k real texts exact search takes ~4x NN-descent's time).
+NNDESCENT_MIN_N = 50_000
 # Bump when the way graphs are built changes, so stored graphs are rebuilt.
 GRAPH_CODE_VERSION = 2  # 2: cell-pruned sgemm ("cells") and the symmetric exact search
 # Inner-product graphs: exact blocked BLAS up to this many points, HNSW above.
@@ -83,7 +95,8 @@ class KnnGraph:
     metric : str
         ``"cosine"``, ``"l2"`` or ``"ip"``.
     method : str
-        ``"exact"`` or ``"hnsw"``.
+        ``"exact"``, ``"cells"`` (exact inside the searched cell pairs), ``"nndescent"`` or
+        ``"hnsw"``.
     recall : float
         recall@k against exact search on ``recall_sample`` random points (1.0 when exact).
     params : mapping
@@ -202,6 +215,14 @@ def measure_recall(
     return recall_at_k(indices[rows], exact_idx), m
 
 
+def stored_width(k: int, n: int, metric: str) -> int:
+    """How wide a stored graph is built when a consumer asks for ``k`` neighbours of ``n``
+    points: at least :data:`GRAPH_K` where search is exact, at least :data:`GRAPH_MIN_K`
+    where it is approximate (its cost grows with the width); never more than n - 1."""
+    exact = n <= (EXACT_MAX_N if metric == "ip" else NNDESCENT_MIN_N)
+    return max(1, min(max(int(k), GRAPH_K if exact else GRAPH_MIN_K), n - 1))
+
+
 def _hnsw_ef(k: int) -> int:
     return max(HNSW_GRAPH_EF_MIN, int(np.ceil(HNSW_GRAPH_EF_FACTOR * (k + 1))))
 
@@ -224,12 +245,14 @@ def build_knn_graph(
     k : int
         Neighbours per point, 1 <= k < n.
     metric : {"cosine", "l2", "ip"}
-    method : {"auto", "exact", "cells", "hnsw"}
-        ``cells`` (the default for cosine and l2): exact search restricted to the pairs of
-        k-means cells that hold the neighbours, with the fewest probes that reach recall
-        0.98 on a sample; it becomes ``exact`` by itself when pruning would not pay
-        (:mod:`core.knn_build`). ``exact``: every pair, symmetric blocked sgemm. ``hnsw``:
-        hnswlib. Inner product: exact up to :data:`EXACT_MAX_N` points, HNSW above.
+    method : {"auto", "exact", "cells", "nndescent", "hnsw"}
+        ``cells`` (the default for cosine and l2 up to :data:`NNDESCENT_MIN_N` points): exact
+        search restricted to the pairs of k-means cells that hold the neighbours, with the
+        fewest probes that reach recall 0.98 on a sample; it becomes ``exact`` by itself when
+        pruning would not pay (:mod:`core.knn_build`). ``nndescent`` (the default above):
+        NN-descent from an exact in-cell start (:mod:`core.nndescent`), recall measured on a
+        sample. ``exact``: every pair, symmetric blocked sgemm. ``hnsw``: hnswlib. Inner
+        product: exact up to :data:`EXACT_MAX_N` points, HNSW above.
     seed : int
         Seeds the HNSW levels and the recall sample.
     progress : callable(fraction, message) -> bool, optional
@@ -250,9 +273,18 @@ def build_knn_graph(
     if method == "auto":
         # Cell-pruned sgemm handles cosine and l2 (and falls back to exact by itself);
         # inner product is no distance to cluster by, so it goes exact or through HNSW.
-        method = "cells" if metric != "ip" else ("exact" if n <= EXACT_MAX_N else "hnsw")
-    if method not in ("exact", "cells", "hnsw"):
-        raise InvalidInputError(f"unknown graph method {method!r}: use auto, exact, cells or hnsw")
+        if metric == "ip":
+            method = "exact" if n <= EXACT_MAX_N else "hnsw"
+        else:
+            method = "cells" if n <= NNDESCENT_MIN_N else "nndescent"
+    if method not in ("exact", "cells", "nndescent", "hnsw"):
+        raise InvalidInputError(
+            f"unknown graph method {method!r}: use auto, exact, cells, nndescent or hnsw"
+        )
+    if method in ("cells", "nndescent") and metric == "ip":
+        raise InvalidInputError(
+            f"the {method} method needs cosine or l2 (inner product is no distance)"
+        )
 
     def report(fraction: float, message: str, low: float, high: float) -> bool:
         return bool(progress and progress(low + (high - low) * fraction, message))
@@ -276,16 +308,24 @@ def build_knn_graph(
         if method == "cells":
             recall, checked = measure_recall(X, idx, metric=metric, sample=recall_sample,
                                              seed=seed)  # fmt: skip
+    elif method == "nndescent":
+        idx, sim, info = nn_descent(
+            X, k, metric, seed=seed, progress=lambda f, m: report(f, m, 0.0, 0.95)
+        )
+        if metric == "l2":
+            idx, dist = sort_rows(idx, true_l2(X, X, idx))
+        else:
+            dist = np.maximum(1.0 - sim, 0.0).astype(np.float32)
+        params.update(cells=info["cells"], build_k=info["build_k"], rounds=info["rounds"],
+                      max_candidates=info["max_candidates"])  # fmt: skip
+        seconds = time.perf_counter() - t0
+        recall, checked = measure_recall(X, idx, metric=metric, sample=recall_sample, seed=seed)
     elif method == "exact":
         P = prepare_for_metric(X, metric)
         idx, dist = exact_knn(
             P, P, k, metric=metric, exclude=rows, progress=lambda f, m: report(f, m, 0.0, 1.0)
         )
         seconds = time.perf_counter() - t0
-    elif method == "cells":
-        raise InvalidInputError(
-            "the cells method needs cosine or l2 (inner product is no distance)"
-        )
     else:
         ef = _hnsw_ef(k)
         params.update(M=HNSW_GRAPH_M, ef_construction=HNSW_GRAPH_EF_CONSTRUCTION, ef=ef)
@@ -334,8 +374,8 @@ class GraphRequest:
 
 
 class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
-    """Stored graphs: one per (dataset, metric), built :data:`GRAPH_K` wide (or wider when a
-    consumer asks for more), so that one graph answers every narrower request."""
+    """Stored graphs: one per (dataset, metric) and width, built :func:`stored_width` wide;
+    the widest answers every narrower request."""
 
     kind = KIND
     result_type = KnnGraph
@@ -365,7 +405,7 @@ class GraphSpec(ArtifactSpec[GraphRequest, KnnGraph]):
 
     def compute(self, store: Store, request: GraphRequest, progress: ProgressFn | None) -> KnnGraph:
         info = request.dataset
-        width = min(max(request.k, GRAPH_K), info.n - 1)
+        width = stored_width(request.k, info.n, request.metric)
         graph = build_knn_graph(
             store.load_vectors(info.id),
             k=width,
@@ -419,8 +459,10 @@ def get_or_build_graph(
 ) -> KnnGraph:
     """The dataset's stored graph cut to ``k`` neighbours; built and stored first if missing.
 
-    A missing graph is built at ``max(k, GRAPH_K)`` neighbours (capped at n - 1), so later
-    consumers that need more neighbours than this one find it too. A read-only store keeps
+    A missing graph is built :func:`stored_width` wide: at least :data:`GRAPH_K` (150)
+    neighbours where search is exact, so later consumers that need more than this one find
+    it too; as wide as asked (at least :data:`GRAPH_MIN_K`) above :data:`NNDESCENT_MIN_N`
+    points, where a wider ask later builds a wider graph. A read-only store keeps
     it in the artifact layer's bounded memory cache, not on disk.
     """
     info = store.get_dataset(dataset_id)

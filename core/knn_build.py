@@ -44,14 +44,14 @@ from threadpoolctl import threadpool_limits
 from embscope.core.errors import OperationCancelled
 from embscope.core.threads import available_threads, ranges
 
-__all__ = ["TARGET", "augmented", "cell_knn"]
+__all__ = ["TARGET", "augmented", "cell_knn", "kmeans"]
 
 TARGET = 0.98
 # Rows per block of the search: bounds the block buffer (SLAB x chunk float32).
 SLAB = 2048
 
 
-def _kmeans(
+def kmeans(
     Y: np.ndarray, C: int, iters: int, rng: np.random.Generator, spherical: bool
 ) -> np.ndarray:
     """Lloyd k-means on Y (spherical: unit centroids, cosine assignment); sums by one-hot sgemm."""
@@ -425,7 +425,7 @@ def _search(
     need: np.ndarray | None = None
     if C > 1 and probes:
         nk = min(n, max(20 * C, 20_000))
-        cen = _kmeans(base[rng.choice(n, nk, replace=False)], C, 10, rng, metric == "cosine")
+        cen = kmeans(base[rng.choice(n, nk, replace=False)], C, 10, rng, metric == "cosine")
         A = base @ cen.T
         if metric != "cosine":
             A -= 0.5 * (cen * cen).sum(1)[None, :]

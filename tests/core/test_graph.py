@@ -232,3 +232,26 @@ def test_inner_product_graph_is_exact_with_one_minus_dot():
     np.testing.assert_array_equal(np.sort(g.indices, axis=1), np.sort(np.argsort(-dots)[:, :5], 1))
     with pytest.raises(InvalidInputError, match="inner product"):
         build_knn_graph(X, k=5, metric="ip", method="cells")
+
+
+def test_above_the_exact_limit_a_graph_is_as_wide_as_asked_and_widens_on_demand(
+    store, counted_builds, monkeypatch
+):
+    X = _blobs(n=1200)
+    monkeypatch.setattr(graph_mod, "NNDESCENT_MIN_N", 1000)
+    info = store.add_dataset(make_parsed(X), name="big")
+    assert graph_mod.stored_width(15, 1200, "cosine") == graph_mod.GRAPH_MIN_K
+    g = get_or_build_graph(store, info.id, k=15, metric="cosine")
+    assert g.method == "nndescent" and g.k == 15 and g.recall >= 0.98
+    assert counted_builds[-1]["k"] == graph_mod.GRAPH_MIN_K  # not GRAPH_K = 150
+    get_or_build_graph(store, info.id, k=20, metric="cosine")  # fits in the 30: reused
+    assert len(counted_builds) == 1
+    wide = get_or_build_graph(store, info.id, k=60, metric="cosine")  # wider: built again
+    assert len(counted_builds) == 2 and counted_builds[-1]["k"] == 60 and wide.k == 60
+    stored = find_graph(store, info.id, metric="cosine")
+    assert stored is not None and stored.k == 60  # the widest answers from now on
+    get_or_build_graph(store, info.id, k=30, metric="cosine")
+    assert len(counted_builds) == 2
+    # Below the limit, where search is exact, the first build is GRAPH_K wide at once.
+    assert graph_mod.stored_width(15, 900, "cosine") == GRAPH_K
+    assert graph_mod.stored_width(15, 100, "cosine") == 99
