@@ -512,7 +512,7 @@ def _symmetrise(
 def _edge_weights(
     graph: KnnGraph,
     *,
-    n_neighbors: int = 150,
+    n_neighbors: int = LARGEVIS_PARAMS.default("n_neighbors"),
     perplexity: float = 50.0,
     pool: ThreadPoolExecutor | None = None,
     n_threads: int = 1,
@@ -675,7 +675,12 @@ def chosen(
             f"max(1e9, 1e4 n) = {reference_total:,})"
         )
     if K != 150:
-        departures["K"] = f"K = {K} neighbours per point (paper: 150)"
+        departures["K"] = f"K = {K} neighbours per point (paper: 150)" + (
+            "; on real text embeddings 30 keeps more of each point's 10 nearest neighbours "
+            "on the map (0.31 against 0.21 at 50,000 texts) and needs a narrower graph"
+            if K == LARGEVIS_PARAMS.default("n_neighbors")
+            else ""
+        )
     if used_perplexity != 50.0:
         departures["perplexity"] = f"perplexity {used_perplexity:g} (paper: 50, capped at K / 3)"
     return {

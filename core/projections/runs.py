@@ -492,7 +492,10 @@ def _layout(
 
 
 def _graph_width(method: str, params: Mapping[str, Any], n: int) -> int:
-    wanted = {"largevis": params.get("n_neighbors") or GRAPH_K, "umap": params.get("n_neighbors")}
+    wanted = {
+        "largevis": params.get("n_neighbors") or LARGEVIS_PARAMS.default("n_neighbors"),
+        "umap": params.get("n_neighbors"),
+    }
     k = max(QUALITY_K, int(wanted.get(method) or 0), GRAPH_K if method == "heatgeo" else 0)
     return min(k, n - 1)
 

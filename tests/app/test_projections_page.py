@@ -275,6 +275,8 @@ def test_largevis_and_umap_name_what_differs_from_their_papers(db):
     assert any(
         "Differs from the paper's method: PCA start" in c
         and "33,333 edge samples per point, 10,000,000 in all" in c
+        and "K = 30 neighbours per point (paper: 150)" in c
+        and "perplexity 10 (paper: 50" in c
         for c in captions()
     ), captions()
     by_key(at.selectbox, "projections.method").set_value("umap")
@@ -289,8 +291,8 @@ def test_largevis_and_umap_name_what_differs_from_their_papers(db):
     ), captions()
     gallery = next(d.value for d in at.dataframe if "parameters" in d.value.columns)
     differs = dict(zip(gallery["method"], gallery["differs from paper"], strict=True))
-    assert differs == {"LargeVis": "start, samples", "UMAP": "epochs, optimiser"}
-    assert set(lv.chosen["differs_from_paper"]) == {"start", "samples"}
+    assert differs == {"LargeVis": "start, samples, K, perplexity", "UMAP": "epochs, optimiser"}
+    assert set(lv.chosen["differs_from_paper"]) == {"start", "samples", "K", "perplexity"}
     assert um.chosen["n_epochs"] == 1500
 
 

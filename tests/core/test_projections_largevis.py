@@ -265,14 +265,18 @@ def test_bad_input(blobs):
 
 def test_what_differs_from_the_paper_is_named():
     X = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
-    graph = build_knn_graph(X, k=60, metric="l2", method="exact")
+    graph = build_knn_graph(X, k=20, metric="l2", method="exact")
     c = chosen(graph)
     assert c["total_samples"] == 10_000_000 and c["samples_per_point"] == 25_000
-    assert c["n_neighbors"] == 60 and c["perplexity"] == 20.0  # the graph's 60, K / 3
+    assert c["n_neighbors"] == 20 and c["perplexity"] == 20 / 3  # the graph's 20, K / 3
     assert set(c["differs_from_paper"]) == {"start", "samples", "K", "perplexity"}
     assert "1,000,000,000" in c["differs_from_paper"]["samples"]
+    # The default K = 30 departs from the paper's 150 and says why; perplexity 10 = K / 3.
     wide = build_knn_graph(X, k=150, metric="l2", method="exact")
-    c = chosen(wide, init="random", samples_per_point=1e7)
+    c = chosen(wide)
+    assert c["n_neighbors"] == 30 and c["perplexity"] == 10.0
+    assert "keeps more of each point's 10 nearest" in c["differs_from_paper"]["K"]
+    c = chosen(wide, init="random", samples_per_point=1e7, n_neighbors=150)
     assert c["differs_from_paper"] == {} and c["n_neighbors"] == 150
 
 

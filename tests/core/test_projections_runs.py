@@ -113,8 +113,8 @@ def test_every_method_reads_one_stored_graph(store, monkeypatch):
     assert hg["n_landmarks"] <= 600 and stored["heatgeo", 3].to_json()["chosen"] == hg
     assert stored["pca", 2].chosen == {}
     lv = stored["largevis", 2].chosen
-    assert lv["total_samples"] == 300 * 600 and lv["n_neighbors"] == 150
-    assert set(lv["differs_from_paper"]) == {"start", "samples"}
+    assert lv["total_samples"] == 300 * 600 and lv["n_neighbors"] == 30
+    assert set(lv["differs_from_paper"]) == {"start", "samples", "K", "perplexity"}
 
 
 def test_a_new_code_version_of_a_method_hides_only_its_old_projections(store, roll_id, monkeypatch):
