@@ -3,7 +3,8 @@ heat-geodesic on embscope's shared neighbour graph, with quality scored the same
 
 Run (from the repository root, so ``core`` imports):
 `.venv/bin/python bench/bench_projections.py [--data mixture|real|synthetic] [--n N] [--seeds 0,1,2]`
-Other options: ``--dim 384`` and ``--clusters 12`` (mixture), ``-k 150`` (shared graph width),
+Other options: ``--dim 384`` and ``--clusters 12`` (mixture), ``-k K`` (shared graph width; default what the product stores for the default LargeVis and UMAP:
+150 up to 50,000 points, 30 above),
 ``--sample 2000`` (points scored), ``--methods umap-learn,umap,umap-200,largevis,heatgeo`` (also
 ``umap-deterministic``), ``--data-seed 0`` (which real subset / synthetic set), ``--no-cold``.
 ``--quick`` is n = 20,000. The mixture run takes ~10 minutes at n = 100,000 on 2 cores.
@@ -25,7 +26,8 @@ Rows:
 * ``umap-learn``: ``umap.UMAP(metric="cosine")`` with every other setting at its default, on X
   (its own NN-descent graph, unseeded so numba-parallel: ``--seeds`` repeats it). "graph s" is
   its ``nearest_neighbors`` call (timed by wrapping it), "layout s" the rest of ``fit_transform``.
-* ``umap``: ``core.graph.build_knn_graph(X, k=150, metric="cosine")`` then
+* ``umap``: ``core.graph.build_knn_graph(X, k=K, metric="cosine")`` (exact up to 50,000 points,
+  NN-descent above; quality is scored against exact neighbours either way) then
   ``core.projections.umap_layout.umap_layout(graph, dims=2, seed=seed)``: embscope's port of
   umap-learn's optimiser on every core, ``default_epochs(n)`` epochs (300 above 10,000 points;
   umap-learn runs 200).
@@ -239,7 +241,9 @@ def main() -> None:
     ap.add_argument("--clusters", type=int, default=12)
     ap.add_argument("--data-seed", type=int, default=0, help="real subset / synthetic set seed")
     ap.add_argument("--seeds", default="0", help="layout seeds, e.g. 0,1,2")
-    ap.add_argument("-k", type=int, default=150)
+    ap.add_argument(
+        "-k", type=int, help="graph width (default: what the product builds for UMAP and LargeVis)"
+    )
     ap.add_argument("--sample", type=int, default=2000)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--quick", action="store_true", help="n = 20,000")
@@ -255,13 +259,13 @@ def main() -> None:
         print("RESULT " + json.dumps(out), flush=True)
         return
 
-    from embscope.core.graph import GRAPH_CODE_VERSION
+    from embscope.core.graph import GRAPH_CODE_VERSION, stored_width
+    from embscope.core.projections.params import LARGEVIS_PARAMS, UMAP_PARAMS
     from embscope.core.projections.quality import projection_quality
 
     default_n = {"mixture": 100_000, "real": 50_000, "synthetic": 1_000_000}[args.data]
     args.n = 20_000 if args.quick else (args.n or default_n)
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    k = args.k
     cache = real_set.DATA_CACHE
     cache.mkdir(exist_ok=True)
     data, labels_path, stem, desc = real_set.bench_data(
@@ -269,6 +273,10 @@ def main() -> None:
     )
     X, labels = np.load(data), np.load(labels_path)
     n = X.shape[0]
+    # The graph the product stores for the default LargeVis and UMAP (150 wide where search is
+    # exact, 30 above), unless -k says otherwise.
+    wanted = max(LARGEVIS_PARAMS.default("n_neighbors"), UMAP_PARAMS.default("n_neighbors"))
+    k = args.k or stored_width(wanted, n, "cosine")
     graph_path = cache / f"{stem}_graph_k{k}_cosine_v{GRAPH_CODE_VERSION}.npz"
     print(
         f"data: {desc}; shared graph k = {k}, cosine; quality on {min(n, args.sample)} points, "
@@ -350,6 +358,16 @@ def main() -> None:
         graph = build_knn_graph(X, k=10, metric="cosine")
     graph = KnnGraph(graph.indices[:, :10].copy(), graph.distances[:, :10].copy(), "cosine",
                      graph.method, graph.recall)  # fmt: skip
+    if graph.method != "exact":
+        # Score against the exact neighbours of the scored rows, not the approximate graph's.
+        from embscope.core.index import exact_knn
+        from embscope.core.projections.quality import sample_rows
+        from embscope.core.validation import prepare_for_metric
+
+        scored = sample_rows(n, args.sample, 0)
+        P = prepare_for_metric(X, "cosine")
+        exact_i, exact_d = exact_knn(P[scored], P, 10, metric="cosine", exclude=scored)
+        graph.indices[scored], graph.distances[scored] = exact_i, exact_d
     for row in rows:
         for r in row.get("runs", []):
             Y = np.load(r["out"])

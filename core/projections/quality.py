@@ -48,6 +48,7 @@ __all__ = [
     "QUALITY_K",
     "ProjectionQuality",
     "projection_quality",
+    "sample_rows",
 ]
 
 QUALITY_K = 10
@@ -156,7 +157,9 @@ def _check_geodesic(geodesic: Any, n: int) -> np.ndarray:
     return arr
 
 
-def _sample_rows(n: int, sample: Any, seed: Any) -> np.ndarray:
+def sample_rows(n: int, sample: Any, seed: Any) -> np.ndarray:
+    """The rows :func:`projection_quality` scores: all for ``sample`` None or >= n, else
+    ``sample`` drawn without replacement with ``seed``, sorted."""
     if sample is None or (not isinstance(sample, bool) and isinstance(sample, (int, np.integer))
                           and sample >= n):  # fmt: skip
         return np.arange(n)
@@ -345,7 +348,7 @@ def projection_quality(
         H = np.ascontiguousarray(H, dtype=np.float32)
     codes = None if labels is None else _check_labels(labels, n)
     G = None if geodesic is None else _check_geodesic(geodesic, n)
-    rows = _sample_rows(n, sample, seed)
+    rows = sample_rows(n, sample, seed)
     m = rows.size
 
     def report(fraction: float, message: str) -> None:

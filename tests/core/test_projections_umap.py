@@ -186,3 +186,34 @@ def test_bad_input():
     broken = KnnGraph(graph.indices, np.full_like(graph.distances, np.nan), "l2", "exact", 1.0)
     with pytest.raises(InvalidInputError):
         umap_layout(broken)
+
+
+def test_above_the_arpack_limit_the_start_is_lobpcg_and_as_good(digits, monkeypatch):
+    import embscope.core.projections.umap_layout as ul
+    from embscope.core.projections import umap_kernel
+
+    X, y, graph = digits
+    idx, dist = graph.with_self(15)
+    head, tail, w = umap_kernel.fuzzy_graph(
+        np.ascontiguousarray(idx), np.ascontiguousarray(dist), n_neighbors=15, pool=None, threads=1
+    )
+    head, tail, w = umap_kernel.prune_edges(head, tail, w, 500)
+    n = len(X)
+
+    def start():
+        return ul.spectral_start(n, head, tail, w, dims=2, data=X, rng=np.random.RandomState(0))
+
+    arpack = start()
+    monkeypatch.setattr(ul, "ARPACK_MAX_N", 100)
+    lobpcg = start()
+    # The same 2-D eigenspace: the cosines of its principal angles with ARPACK's are near 1.
+    qa, _ = np.linalg.qr(arpack)
+    ql, _ = np.linalg.qr(lobpcg)
+    assert np.linalg.svd(qa.T @ ql, compute_uv=False).min() > 0.99
+    # And the layout from it is as faithful as the reference (first test's bound).
+    Y = umap_layout(graph, seed=42)
+    q = projection_quality(Y, graph, X=X, k=10, sample=None)
+    assert q.trustworthiness >= 0.985
+    assert "LOBPCG" in chosen(n)["differs_from_paper"]["start"]
+    monkeypatch.setattr(ul, "ARPACK_MAX_N", 50_000)
+    assert "start" not in chosen(n)["differs_from_paper"]
