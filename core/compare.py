@@ -717,7 +717,7 @@ def compare_spaces(
         Seeds the CKA row sample and the neighbour graphs.
     cka_sample : int or None
         Linear CKA on at most this many rows (a seeded sample, in row order); None: all.
-    method : {"auto", "exact", "cells", "hnsw"}
+    method : {"auto", "exact", "cells", "nndescent", "hnsw"}
         Neighbour search (:func:`core.graph.build_knn_graph`). ``auto``: exact up to
         :data:`EXACT_MAX_N` items, the shared graph's fast method above.
     graph_a, graph_b : KnnGraph or int ndarray of shape (n, >= k), optional
@@ -757,8 +757,10 @@ def compare_spaces(
         raise InvalidInputError(
             f"cka_sample must be a whole number >= {MIN_MATCHED} or None, got {cka_sample!r}"
         )
-    if method not in ("auto", "exact", "cells", "hnsw"):
-        raise InvalidInputError(f"unknown method {method!r}: use auto, exact, cells or hnsw")
+    if method not in ("auto", "exact", "cells", "nndescent", "hnsw"):
+        raise InvalidInputError(
+            f"unknown method {method!r}: use auto, exact, cells, nndescent or hnsw"
+        )
 
     _tick(progress, 0.0, "neighbours in A")
     idx_a, info_a = _neighbours_for(graph_a, A, name="A", progress=stage(progress, 0.0, 0.4),

@@ -55,16 +55,18 @@ __all__ = [
 
 # Where search is exact (up to NNDESCENT_MIN_N points for cosine and l2) a stored graph is
 # built at least GRAPH_K wide, the largest k any consumer asks for by default (heat-geodesic's
-# kernel; LargeVis's paper K): width costs little there, and no consumer has to rebuild it. Above, the graph is
-# approximate and its cost grows with its width, so it is built as wide as asked, at least
-# GRAPH_MIN_K (UMAP's 15, geometry's 20 and the quality scores' 10 all fit), and a wider ask
-# builds a wider one.
+# kernel; LargeVis's paper K): width costs little there, and no consumer has to rebuild it.
+# Above, the graph is approximate and its cost grows with its width, so it is built as wide as
+# asked, at least GRAPH_MIN_K (LargeVis's 30, UMAP's 15, geometry's 20 and the quality
+# scores' 10 all fit), and a wider ask builds a wider one.
 GRAPH_K = 150
 GRAPH_MIN_K = 30
-# Cosine and l2 graphs: exact (cell-pruned) up to this many points, NN-descent above
-# (bench/bench_graph.py: at 50k real texts exact search takes ~4x NN-descent's time).
+# Cosine and l2 graphs: exact (cell-pruned) up to this many points, NN-descent above. At 50,000
+# real texts exact search takes ~5 s, about what NN-descent takes; exact grows as n^2 on real
+# data (its cells do not prune), NN-descent about as n (~50 s at 1M, bench/bench_graph.py).
 NNDESCENT_MIN_N = 50_000
-# Bump when the way graphs are built changes, so stored graphs are rebuilt.
+# Bump when the way graphs are built changes, so stored graphs are rebuilt. (NN-descent did
+# not bump it: graphs stored before are exact or cells graphs, still right.)
 GRAPH_CODE_VERSION = 2  # 2: cell-pruned sgemm ("cells") and the symmetric exact search
 # Inner-product graphs: exact blocked BLAS up to this many points, HNSW above.
 EXACT_MAX_N = 20_000
@@ -237,7 +239,8 @@ def build_knn_graph(
     progress: ProgressFn | None = None,
     recall_sample: int = RECALL_SAMPLE,
 ) -> KnnGraph:
-    """Build the k-NN graph of the rows of ``X`` (self excluded), the fastest way to recall 0.98.
+    """Build the k-NN graph of the rows of ``X`` (self excluded), the fastest way we have to
+    recall 0.98.
 
     Parameters
     ----------
@@ -254,7 +257,7 @@ def build_knn_graph(
         sample. ``exact``: every pair, symmetric blocked sgemm. ``hnsw``: hnswlib. Inner
         product: exact up to :data:`EXACT_MAX_N` points, HNSW above.
     seed : int
-        Seeds the HNSW levels and the recall sample.
+        Seeds the HNSW levels, NN-descent's cells and samples, and the recall sample.
     progress : callable(fraction, message) -> bool, optional
         Returning True cancels (raises :class:`core.errors.OperationCancelled`).
     recall_sample : int

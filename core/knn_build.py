@@ -71,7 +71,9 @@ def kmeans(
             sums[empty] = Y[rng.choice(len(Y), int(empty.sum()))]
             cnt[empty] = 1.0
         cen = (
-            sums / np.linalg.norm(sums, axis=1, keepdims=True) if spherical else sums / cnt[:, None]
+            sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-30)
+            if spherical
+            else sums / cnt[:, None]
         )
     return np.ascontiguousarray(cen, dtype=np.float32)
 

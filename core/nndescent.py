@@ -5,25 +5,28 @@ start, for sets where exact search costs too much.
    about :data:`CELL_SIZE`; rows are reordered by cell so that a cell's points, and most of a
    point's neighbours, sit together in memory.
 2. **Start.** Every point is searched exactly (one sgemm per block of rows) against its
-   :data:`PROBES` nearest cells: on 1M real-structured text embeddings that finds about 3/4
+   :data:`PROBES` nearest cells (a cell above :data:`CELL_CAP` x its expected size — duplicates,
+   a clump — through a sample of that many of its points, so the start stays linear in n): on 1M real-structured text embeddings that finds about 3/4
    of its true 15 neighbours, and — what the descent needs — links every cell to its
    neighbouring cells (with one probe no list would leave its cell and the descent would
    have nothing to join).
 3. **Descent.** Each round, every point's new and old neighbours — forward and reverse, at most
    ``max_candidates`` of each, a deterministic random sample — are compared pairwise (the
    "local join"); a pair closer than either end's current k-th neighbour is offered to both.
-   Rounds stop when fewer than ``delta * n * k`` offers were taken. Joins run on Python
+   Rounds stop when at most ``delta * n * K`` offers were taken (K the list width). Joins run on Python
    threads over ``nogil`` numba kernels, each thread writing offers to its own buffer; the
    offers are then applied with each thread owning a range of rows, so no list is shared.
 
 Lists are built a little wider than asked (:data:`BUILD_EXTRA`, :data:`WIDEN`) and cut at the
-end: a wider list finds more of the true nearest. The outcome is deterministic for a seed,
-whatever the thread count. Similarities are dot products of unit rows (cosine) or
+end: a wider list finds more of the true nearest. The outcome is deterministic for a seed and
+the same whatever the thread count as long as no offer buffer fills mid-step (then offers are
+applied in another order, which matters only for ties; at the default sizes the busiest row
+offered 79 where the buffers hold 400 per row). Similarities are dot products of unit rows (cosine) or
 ``x.y - |x|^2/2 - |y|^2/2`` (l2; = ``-|x - y|^2 / 2``).
 
-1M x 384 real-structured (bench/real_set.py), k = 15, 2 cores: ~50 s at recall 0.986, where
-pynndescent as umap-learn calls it takes ~137 s (bench/bench_graph.py has the figures of a
-run).
+1M x 384 real-structured (bench/real_set.py), 2 cores: k = 15 in ~50 s at recall 0.986 (where
+pynndescent as umap-learn calls it takes ~137 s); k = 30, the narrowest graph the product
+stores at that size, in ~80-100 s at recall 0.985-0.99 (bench/bench_graph.py).
 """
 
 from __future__ import annotations
@@ -45,11 +48,14 @@ from embscope.core.threads import available_threads, ranges
 __all__ = ["CELL_SIZE", "nn_descent"]
 
 CELL_SIZE = 1000
-# Lists are built max(k + BUILD_EXTRA, WIDEN * k) wide (1M real-structured, recall at k:
-# k = 15 from 23: 0.986; k = 30 from 36: 0.985 in 79 s, from 45: 0.987 in 95 s).
+# Lists are built max(k + BUILD_EXTRA, WIDEN * k) wide: 23 for k = 15, 38 for k = 30 (1M
+# real-structured, recall at k: k = 15 from 23: 0.986; k = 30 from 36: 0.985 in 79 s, from
+# 45: 0.987 in 95 s).
 BUILD_EXTRA = 8
 WIDEN = 1.2
 MAX_CANDIDATES = 20
+# A cell of more than CELL_CAP x CELL_SIZE points is searched through a sample of that many.
+CELL_CAP = 4
 PROBES = 3
 MAX_ROUNDS = 12
 DELTA = 0.002
@@ -106,14 +112,14 @@ def _dot(X: np.ndarray, a: int, b: int) -> np.float32:
 
 @njit(cache=True, nogil=True)
 def _take_block(
-    S: np.ndarray, rows: np.ndarray, c0: int, h: np.ndarray,
+    S: np.ndarray, rows: np.ndarray, cols: np.ndarray, h: np.ndarray,
     sims: np.ndarray, idx: np.ndarray, flag: np.ndarray,
 ) -> None:  # fmt: skip
-    """Offer every entry of the block ``S`` (rows ``rows``, columns ``c0..``) to its row."""
+    """Offer every entry of the block ``S`` (rows ``rows``, columns ``cols``) to its row."""
     for i in range(S.shape[0]):
         r = rows[i]
         for j in range(S.shape[1]):
-            c = c0 + j
+            c = cols[j]
             if c != r:
                 _push(sims, idx, flag, r, c, S[i, j] - h[r] - h[c])
 
@@ -345,27 +351,68 @@ def _sorted_rows(
 
 
 def _kmeans_cells(
-    Y: np.ndarray,
+    X: np.ndarray,
+    scale: np.ndarray | None,
     cells: int,
     probes: int,
     rng: np.random.Generator,
-    spherical: bool,
     pool_rows: int = 40,
 ) -> np.ndarray:
     """The ``probes`` nearest cells of every row, nearest first, (n, probes): Lloyd k-means
-    on a sample of ``pool_rows`` x cells rows (8 rounds), then every row against the centres."""
-    n = len(Y)
-    sample = Y[np.sort(rng.choice(n, min(n, pool_rows * cells), replace=False))]
+    on a sample of ``pool_rows`` x cells rows (8 rounds), then every row against the centres.
+    ``scale`` (cosine): each row's 1 / norm, applied a chunk at a time (spherical k-means on
+    the unit rows without a normalised copy of ``X``); None: plain k-means (l2)."""
+    n = len(X)
+    spherical = scale is not None
+    pick = np.sort(rng.choice(n, min(n, pool_rows * cells), replace=False))
+    sample = np.asarray(X[pick], np.float32)
+    if scale is not None:
+        sample *= scale[pick, None]
     cen = kmeans(sample, cells, 8, rng, spherical)
     half = np.zeros(cells, np.float32) if spherical else 0.5 * np.einsum("ij,ij->i", cen, cen)
     p = min(probes, cells)
     lab = np.empty((n, p), np.int64)
     for s in range(0, n, 65_536):
-        score = Y[s : s + 65_536] @ cen.T
+        chunk = np.asarray(X[s : s + 65_536], np.float32)
+        if scale is not None:
+            chunk = chunk * scale[s : s + 65_536, None]
+        score = chunk @ cen.T
         if not spherical:
             score -= half[None, :]
         _top_cells(score, lab[s : s + 65_536])
     return lab
+
+
+def _start_groups(
+    labs: np.ndarray, order: np.ndarray, bounds: np.ndarray, cap: int, seed: int
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """The start's work, one list per probe level: (rows, columns) blocks, the rows (at most
+    1,024) in reordered numbering searching the columns of one cell. A cell of more than
+    ``cap`` points (duplicates, a clump, zero vectors) is searched through a seeded sample of
+    ``cap`` of them, so the start stays linear in n; the descent finds the rest."""
+    cells = len(bounds) - 1
+    rng = np.random.default_rng(seed)
+    columns = []
+    for c in range(cells):
+        c0, c1 = int(bounds[c]), int(bounds[c + 1])
+        if c1 - c0 > cap:
+            columns.append(np.sort(rng.choice(np.arange(c0, c1), cap, replace=False)))
+        else:
+            columns.append(np.arange(c0, c1))
+    levels = []
+    for j in range(labs.shape[1]):
+        cell_of = labs[order, j]
+        by = np.argsort(cell_of, kind="stable")
+        cuts = np.searchsorted(cell_of[by], np.arange(cells + 1))
+        groups = []
+        for c in range(cells):
+            if len(columns[c]) == 0:
+                continue
+            rows = by[cuts[c] : cuts[c + 1]]
+            for r0 in range(0, len(rows), 1024):
+                groups.append((rows[r0 : r0 + 1024], columns[c]))
+        levels.append(groups)
+    return levels
 
 
 def nn_descent(
@@ -375,7 +422,7 @@ def nn_descent(
     *,
     seed: int = 0,
     probes: int = PROBES,
-    cell_size: int = CELL_SIZE,
+    cell_size: int | None = None,
     build_k: int | None = None,
     max_candidates: int = MAX_CANDIDATES,
     delta: float = DELTA,
@@ -397,16 +444,19 @@ def nn_descent(
     n, d = X.shape
     k = int(k)
     K = int(build_k or max(k + BUILD_EXTRA, int(np.ceil(WIDEN * k))))
+    if K < k:
+        raise ValueError(f"build_k = {K} is narrower than k = {k}")
     K = min(K, n - 1)
     threads = available_threads()
     rng = np.random.default_rng(seed)
-    seeds = np.random.SeedSequence(seed).generate_state(MAX_ROUNDS + 2, dtype=np.uint64)
+    seeds = np.random.SeedSequence(seed).generate_state(max_rounds + 2, dtype=np.uint64)
 
     def report(fraction: float, message: str) -> None:
         if progress is not None and progress(fraction, message):
             raise OperationCancelled("building the neighbour graph was cancelled")
 
-    cells = max(1, n // int(cell_size))
+    cell_size = int(cell_size or CELL_SIZE)
+    cells = max(1, n // cell_size)
     info: dict[str, Any] = {
         "cells": cells,
         "build_k": K,
@@ -422,57 +472,62 @@ def nn_descent(
         info.setdefault("seconds", {})[name] = round(now - clock[0], 2)
         clock[0] = now
 
+    # One copy of X of our own, in cell order: unit rows for cosine (zero rows stay zero),
+    # centred rows for l2 (no distance changes, and x.y - |x|^2/2 - |y|^2/2 keeps its digits).
+    scale = None
+    if spherical:
+        norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+        scale = (1.0 / np.maximum(norms, 1e-30)).astype(np.float32)
+        del norms
     with threadpool_limits(limits=threads, user_api="blas"):
-        Y = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30) if spherical else X
-        labs = _kmeans_cells(np.asarray(Y, np.float32), cells, probes, rng, spherical)
-    lap("cells")
+        labs = _kmeans_cells(X, scale, cells, probes, rng)
     order = np.argsort(labs[:, 0], kind="stable")
     bounds = np.searchsorted(labs[order, 0], np.arange(cells + 1))
-    Xp = np.ascontiguousarray(Y[order], dtype=np.float32)
-    del Y
-    if spherical:
+    Xp = np.asarray(X, np.float32)[order]
+    if scale is not None:
+        Xp *= scale[order, None]
         h = np.zeros(n, np.float32)
     else:
+        Xp -= Xp.mean(axis=0, dtype=np.float64).astype(np.float32)
         h = (0.5 * np.einsum("ij,ij->i", Xp, Xp, dtype=np.float64)).astype(np.float32)
+    levels = _start_groups(labs, order, bounds, CELL_CAP * cell_size, seed)
+    del labs
+    lap("cells")
+    report(0.02, f"{cells:,} neighbourhoods")
 
     sims = np.full((n, K), -np.inf, np.float32)
     idx = np.full((n, K), -1, np.int32)
     flag = np.zeros((n, K), np.uint8)
 
-    # Start: exact search of every row against its ``probes`` nearest cells, one probe level
-    # at a time (within a level a row is in one group only, so threads never share a row).
-    levels = []
-    for j in range(labs.shape[1]):
-        cell_of = labs[order, j]
-        by = np.argsort(cell_of, kind="stable")
-        cuts = np.searchsorted(cell_of[by], np.arange(cells + 1))
-        groups = []
-        for c in range(cells):
-            rows = by[cuts[c] : cuts[c + 1]]
-            for r0 in range(0, len(rows), 1024):
-                groups.append((rows[r0 : r0 + 1024], int(bounds[c]), int(bounds[c + 1])))
-        levels.append(groups)
-    del labs
+    def start(part: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for rows, cols in part:
+            c0, c1 = int(cols[0]), int(cols[-1]) + 1
+            block = Xp[c0:c1] if c1 - c0 == len(cols) else Xp[cols]
+            _take_block(Xp[rows] @ block.T, rows, cols, h, sims, idx, flag)
 
-    def start(part: list[tuple[np.ndarray, int, int]]) -> None:
-        with threadpool_limits(limits=1, user_api="blas"):
-            for rows, c0, c1 in part:
-                if c1 > c0:
-                    S = Xp[rows] @ Xp[c0:c1].T
-                    _take_block(S, rows, c0, h, sims, idx, flag)
+    spans = ranges(n, threads)
 
-    with ThreadPoolExecutor(threads) as pool:
-        for groups in levels:
-            for f in [pool.submit(start, groups[i::threads]) for i in range(threads)]:
-                f.result()
-        spans = ranges(n, threads)
-        for f in [
-            pool.submit(_fill_random, lo, hi, n, seeds[0], h, Xp, sims, idx, flag)
-            for lo, hi in spans
-        ]:
-            f.result()
+    def each_span(fn: Callable[..., Any], *args: Any) -> list[Any]:
+        return [f.result() for f in [pool.submit(fn, lo, hi, *args) for lo, hi in spans]]
+
+    # BLAS runs one thread per call meanwhile, set here in the calling thread (threadpoolctl's
+    # limits are process-wide: entered in the workers they would leave it at one thread).
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        # Start: exact search of every row against its ``probes`` nearest cells, one probe
+        # level at a time (within a level a row is in one block only: no row is shared).
+        total = sum(len(g) for g in levels)
+        done = 0
+        for level, groups in enumerate(levels):
+            for b0 in range(0, len(groups), 64 * threads):
+                batch = groups[b0 : b0 + 64 * threads]
+                for f in [pool.submit(start, batch[i::threads]) for i in range(threads)]:
+                    f.result()
+                done += len(batch)
+                report(0.02 + 0.13 * done / total, f"first neighbour lists: pass {level + 1} "
+                       f"of {len(levels)}")  # fmt: skip
+        del levels
+        each_span(_fill_random, n, seeds[0], h, Xp, sims, idx, flag)
         lap("start")
-        report(0.1, "first neighbour lists ready")
 
         M = int(max_candidates)
         new = np.empty((n, M), np.int32)
@@ -486,37 +541,26 @@ def nn_descent(
             for _ in range(threads)
         ]
         for rnd in range(max_rounds):
-            seed_r = seeds[rnd + 1]
-            for f in [
-                pool.submit(_candidates, lo, hi, seed_r, idx, flag, new, new_pri, old, old_pri)
-                for lo, hi in spans
-            ]:
-                f.result()
-            for f in [pool.submit(_mark_old, lo, hi, idx, flag, new) for lo, hi in spans]:
-                f.result()
+            each_span(_candidates, seeds[rnd + 1], idx, flag, new, new_pri, old, old_pri)
+            each_span(_mark_old, idx, flag, new)
             taken = 0
             for s0 in range(0, n, STEP):
                 s1 = min(n, s0 + STEP)
-                pos = [lo for lo, _ in ranges(s1 - s0, threads)]
-                pos = [s0 + p for p in pos]
-                ends = [s0 + hi for _, hi in ranges(s1 - s0, threads)]
+                parts = ranges(s1 - s0, threads)  # empty ranges dropped: maybe < threads
+                pos = [s0 + lo for lo, _ in parts]
+                ends = [s0 + hi for _, hi in parts]
+                mine = bufs[: len(parts)]
                 while any(p < e for p, e in zip(pos, ends, strict=True)):
                     futs = [
                         pool.submit(_join, p, e, Xp, h, sims, new, old, *buf)
-                        for p, e, buf in zip(pos, ends, bufs, strict=True)
+                        for p, e, buf in zip(pos, ends, mine, strict=True)
                     ]
-                    done = [f.result() for f in futs]
-                    pos = [v for v, _ in done]
-                    for (_, w), buf in zip(done, bufs, strict=True):
+                    joined = [f.result() for f in futs]
+                    pos = [v for v, _ in joined]
+                    for (_, w), buf in zip(joined, mine, strict=True):
                         if w:
-                            taken += sum(
-                                f.result()
-                                for f in [
-                                    pool.submit(_apply, lo, hi, *buf, w, sims, idx, flag)
-                                    for lo, hi in spans
-                                ]
-                            )
-                report(0.1 + 0.85 * min(1.0, (rnd + s1 / n) / 4), "improving the neighbour "
+                            taken += sum(each_span(_apply, *buf, w, sims, idx, flag))
+                report(0.15 + 0.8 * (1.0 - 0.5 ** (rnd + s1 / n)), "improving the neighbour "
                        f"lists (round {rnd + 1}): {s1:,} of {n:,} points")  # fmt: skip
             info["taken"].append(int(taken))
             lap(f"round {rnd + 1}")

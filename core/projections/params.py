@@ -28,7 +28,7 @@ LARGEVIS_PARAMS = ParamTable(
         Param(
             "perplexity", "float", 50.0, 1.0, 100.0, "perplexity",
             "Effective number of neighbours of the Gaussian weights (reference 50; capped "
-            "at K / 3).",
+            "at K / 3, so 10 at the default K = 30).",
         ),
         Param(
             "samples_per_point", "int", None, 1, 5_000, "samples per point",

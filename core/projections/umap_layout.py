@@ -115,9 +115,9 @@ def chosen(n: int, n_epochs: int | None = None) -> dict[str, Any]:
         )
     if n > ARPACK_MAX_N:
         departures["start"] = (
-            f"spectral start by {LOBPCG_ITERATIONS} LOBPCG iterations from a smoothed random "
-            "guess (umap-learn: ARPACK to convergence, about 10 minutes at a million points); "
-            "the layouts score as well"
+            f"spectral start of a connected graph by {LOBPCG_ITERATIONS} LOBPCG iterations "
+            "from a smoothed random guess (umap-learn: ARPACK to convergence, about 10 minutes "
+            "at a million points); the layouts score as well"
         )
     departures["optimiser"] = (
         "float32 on every core with one random stream per thread; the negative samples of an "
@@ -154,7 +154,7 @@ def spectral_start(
     umap-learn's ``spectral_layout``. Larger: :data:`LOBPCG_ITERATIONS` of LOBPCG (as
     umap-learn does above 2M points, but stopped early: a start needs the smooth shape, not
     tolerance 1e-4) from Gaussian columns smoothed by :data:`LOBPCG_SMOOTHING` steps of the
-    normalised adjacency, the first replaced by the known first eigenvector ``sqrt(degree)``.
+    normalised adjacency, all kept orthogonal to the known first eigenvector ``sqrt(degree)``.
     Several connected components: umap-learn's ``spectral_layout`` itself (it places them by
     their centroids in ``data``).
     """
@@ -178,16 +178,22 @@ def spectral_start(
     if n > ARPACK_MAX_N:
         from scipy.sparse.linalg import lobpcg
 
-        guess = rng.standard_normal((n, k))
+        # The first eigenvector is known (sqrt(degree)): search only orthogonal to it.
+        first = (sqrt_deg / np.linalg.norm(sqrt_deg))[:, None]
+        guess = rng.standard_normal((n, dims))
         for _ in range(LOBPCG_SMOOTHING):
             guess = adjacency @ guess
-        guess[:, 0] = sqrt_deg / np.linalg.norm(sqrt_deg)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "not reaching the requested tolerance": a start
-            values, vectors = lobpcg(
-                laplacian, guess, largest=False, tol=1e-4, maxiter=LOBPCG_ITERATIONS
-            )
-        return np.asarray(vectors[:, np.argsort(values)[1:k]], dtype=np.float64)
+            guess -= first @ (first.T @ guess)
+            guess /= np.linalg.norm(guess, axis=0, keepdims=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "not reaching the requested tolerance"
+                values, vectors = lobpcg(
+                    laplacian, guess, Y=first, largest=False, tol=1e-4, maxiter=LOBPCG_ITERATIONS
+                )
+        except (np.linalg.LinAlgError, ValueError):  # as ARPACK's failure: a random start
+            return rng.uniform(low=-10.0, high=10.0, size=(n, dims))
+        return np.asarray(vectors[:, np.argsort(values)], dtype=np.float64)
     try:
         values, vectors = eigsh(
             laplacian,

@@ -237,8 +237,11 @@ def test_inner_product_graph_is_exact_with_one_minus_dot():
 def test_above_the_exact_limit_a_graph_is_as_wide_as_asked_and_widens_on_demand(
     store, counted_builds, monkeypatch
 ):
+    import embscope.core.nndescent as nnd
+
     X = _blobs(n=1200)
     monkeypatch.setattr(graph_mod, "NNDESCENT_MIN_N", 1000)
+    monkeypatch.setattr(nnd, "CELL_SIZE", 100)  # 12 cells: the descent does part of the work
     info = store.add_dataset(make_parsed(X), name="big")
     assert graph_mod.stored_width(15, 1200, "cosine") == graph_mod.GRAPH_MIN_K
     g = get_or_build_graph(store, info.id, k=15, metric="cosine")

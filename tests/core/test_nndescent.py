@@ -65,6 +65,7 @@ def test_hard_data_recall_and_true_distances(metric):
 
 def test_same_graph_whatever_the_thread_count(monkeypatch):
     X = _cube(3000, 16)
+    monkeypatch.setattr(nnd, "available_threads", lambda: 1)
     one = nn_descent(X, 10, "l2", cell_size=200, seed=4)
     monkeypatch.setattr(nnd, "available_threads", lambda: 3)
     three = nn_descent(X, 10, "l2", cell_size=200, seed=4)
@@ -85,11 +86,55 @@ def test_tiny_sets_get_every_other_point(n):
 def test_duplicates_are_neighbours_at_distance_zero():
     X = _cube(2000, 8)
     X[1000:1010] = X[5]  # ten copies of row 5
-    g = build_knn_graph(X, k=12, metric="cosine", method="nndescent")
+    idx, sim, info = nn_descent(X, 12, "cosine", cell_size=100)
+    assert info["rounds"] >= 1 and info["cells"] == 20
     copies = set(range(1000, 1010)) | {5}
     for r in copies:
-        assert set(g.indices[r, :10]) == copies - {r}
-        assert np.allclose(g.distances[r, :10], 0.0, atol=1e-6)
+        assert set(idx[r, :10]) == copies - {r}
+        assert np.allclose(sim[r, :10], 1.0, atol=1e-6)
+
+
+def test_a_clump_of_copies_and_zero_rows_keep_the_start_linear(monkeypatch):
+    # A third of the rows are one point, a tenth are zero (cosine: similar to nothing):
+    # k-means puts each in one huge cell, searched through a sample of CELL_CAP x cell_size.
+    X = _cube(6000, 8)
+    X[:2000] = X[2000]
+    X[2001:2600] = 0.0
+    shapes = []
+    real_take = nnd._take_block
+
+    def spy(S, *args):
+        shapes.append(S.shape)
+        return real_take(S, *args)
+
+    monkeypatch.setattr(nnd, "_take_block", spy)
+    idx, sim, _ = nn_descent(X, 10, "cosine", cell_size=100)
+    assert max(c for _, c in shapes) <= nnd.CELL_CAP * 100
+    exact = _exact(X, 10, "cosine")
+    ordinary = np.arange(2600, 6000)
+    assert recall_at_k(idx[ordinary], exact[ordinary]) >= 0.97
+    # Every copy's neighbours are other copies, at similarity 1.
+    assert np.isin(idx[:2001], np.arange(2001)).all() and np.allclose(sim[:2001], 1.0, atol=1e-6)
+
+
+def test_steps_with_fewer_rows_than_threads_and_a_full_offer_buffer(monkeypatch):
+    # n = STEP + 1: the last step has one row for two threads (a crash once); one offer per
+    # row fills the buffers mid-step, so offers are applied in several batches.
+    monkeypatch.setattr(nnd, "STEP", 1000)
+    monkeypatch.setattr(nnd, "OFFERS_PER_ROW", 1)
+    monkeypatch.setattr(nnd, "available_threads", lambda: 2)
+    X = _cube(1001, 6)
+    idx, _, info = nn_descent(X, 8, "l2", cell_size=50)
+    assert recall_at_k(idx, _exact(X, 8, "l2")) >= 0.98, info
+
+
+def test_blas_keeps_its_threads():
+    from threadpoolctl import threadpool_info
+
+    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    nn_descent(_cube(3000, 8), 10, "cosine", cell_size=200)
+    after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert after == before
 
 
 def test_cancel_stops_the_build():
@@ -97,6 +142,21 @@ def test_cancel_stops_the_build():
         build_knn_graph(
             _cube(3000, 8), k=10, metric="l2", method="nndescent", progress=lambda f, m: f > 0.2
         )
+
+
+def test_l2_far_from_the_origin_keeps_its_precision():
+    # x.y - |x|^2/2 - |y|^2/2 in float32 loses every digit at an offset of 100 unless the
+    # rows are centred first.
+    X = (np.random.default_rng(3).standard_normal((3000, 8)) * 0.1 + 100.0).astype(np.float32)
+    idx, _, _ = nn_descent(X, 10, "l2", cell_size=200)
+    assert recall_at_k(idx, _exact(X - X.mean(0), 10, "l2")) >= 0.97
+
+
+def test_bad_widths_are_refused():
+    with pytest.raises(ValueError, match="narrower"):
+        nn_descent(_cube(300, 4), 10, "l2", build_k=5)
+    with pytest.raises(ValueError, match="probes"):
+        nn_descent(_cube(300, 4), 10, "l2", probes=1)
 
 
 def test_auto_uses_it_above_the_exact_limit_and_never_for_inner_product(monkeypatch):
