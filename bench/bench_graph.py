@@ -2,7 +2,10 @@
 hnswlib, exact blocked BLAS, faiss (if installed) and IVF-GEMM, a cell-pruned exact BLAS search.
 
 Run (from the repository root, so ``core`` imports):
-`.venv/bin/python bench/bench_graph.py [--n 100000] [--dim 384] [-k 30] [--repeat 2]`
+`.venv/bin/python bench/bench_graph.py [--data mixture|real|synthetic] [--n 100000] [--dim 384]
+[-k 30] [--repeat 2]`. ``--data real`` is a subset of the real docstring set, ``--data synthetic``
+its calibrated scale-up (``bench/real_set.py``; e.g. ``--data synthetic --n 1000000 -k 15
+--methods pynndescent,core --repeat 1``: the issue's 1M row, ~10 minutes).
 Other options: ``--metric cosine|l2``, ``--clusters 12`` (gaussian_mixture clusters),
 ``--methods pynndescent,hnswlib,exact,exact-sym,faiss-flat,faiss-ivf,faiss-hnsw,ivf-gemm,core``,
 ``--exact-full`` (run exact numpy to the end instead of extrapolating from ``--exact-blocks``
@@ -17,7 +20,9 @@ estimated recall is >= 0.985, exact inside the searched cell pairs). hnswlib and
 the cheapest found by ``--sweep`` for recall >= 0.98 (see the TUNED_* functions).
 
 Data: ``core.demo.gaussian_mixture(n, dim, n_clusters, seed=0)`` (unit-norm rows, so cosine and
-l2 rank alike), cached as .npy in the temp dir. Recall@k: mean |approx & exact| / k over 1,000
+l2 rank alike) by default, or the real or synthetic text sets, cached as .npy in the temp dir.
+``core`` is ``build_knn_graph(X, k)`` as the product calls it: exact up to 50,000 points,
+NN-descent above. Recall@k: mean |approx & exact| / k over 1,000
 random rows, exact by float64 brute force, self excluded by index, ties broken by (distance, index).
 
 Every method runs in its own fresh subprocess (``--worker``), so its peak RSS (VmHWM, data
