@@ -574,14 +574,15 @@ def _compute(store: Store, request: ProjectionRequest, progress: ProgressFn | No
     info, method, dims, seed = request.dataset, request.method, request.dims, request.seed
     metric, full = request.metric, request.params
     started = time.perf_counter()
-    check_cancel(progress, 0.0, "loading vectors", "the projection")
-    X = store.load_vectors(info.id)
     graph = None
     if method != "pca":
         width = _graph_width(method, full, info.n)
         graph = get_or_build_graph(
             store, info.id, k=width, metric=metric, progress=stage(progress, 0.0, 0.3)
         )
+    # Loaded after the graph, which loads (and frees) its own copy: one copy of X at a time.
+    check_cancel(progress, 0.3, "loading vectors", "the projection")
+    X = store.load_vectors(info.id)
     check_cancel(progress, 0.3, f"computing the {METHOD_LABELS[method]} layout", "the projection")
     coords, chosen = _layout(
         method, X, graph, dims=dims, seed=seed, params=full, progress=stage(progress, 0.3, 0.9)
