@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +141,9 @@ _SQL_SEARCH_WITH_META = (
 _SQL_SEARCH = (
     "SELECT row, id FROM $vectors WHERE contains(lower(id), lower(?)) ORDER BY row LIMIT ?"
 )
+_SQL_DESCRIBE_META = "DESCRIBE $meta"
+# $where: a CompiledFilter's clause (column positions and ? only, core/filters.py).
+_SQL_META_WHERE = "SELECT __row FROM $meta WHERE $where ORDER BY __row"
 _SQL_DROP_VECTORS = "DROP TABLE IF EXISTS $vectors"
 _SQL_DROP_META = "DROP TABLE IF EXISTS $meta"
 # The highest id of each table with an id column (see Store._next_id).
@@ -673,6 +676,28 @@ class Store:
         )
         frame = frame.set_index("row", drop=False)
         return frame.loc[wanted].reset_index(drop=True)
+
+    def metadata_schema(self, dataset_id: int) -> list[tuple[str, str]]:
+        """The metadata table's columns in order, as (name, DuckDB type), ``__row`` included
+        (core/filters.py names columns by position)."""
+        ds = self._require(dataset_id)
+        if not ds.metadata_columns:
+            return []
+        rows = self._cursor().sql(_on_dataset(_SQL_DESCRIBE_META, ds.id)).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def rows_where(self, dataset_id: int, where: str, params: Sequence[Any]) -> np.ndarray:
+        """Row numbers (sorted int64) whose metadata satisfies ``where``, a clause made by
+        ``core.filters.compile_filter`` (column positions, functions and ``?`` only; values in
+        ``params``)."""
+        ds = self._require(dataset_id)
+        if not re.fullmatch(r"[#0-9A-Za-z_()<>=?, ]*", where):
+            raise ValueError("a filter clause holds column positions, functions and ? only")
+        if not ds.metadata_columns:
+            return np.arange(ds.n, dtype=np.int64)
+        sql = _on_dataset(_SQL_META_WHERE, ds.id).replace("$where", where)
+        table = self._cursor().sql(sql, params=list(params)).to_arrow_table()
+        return np.asarray(table.column("__row").to_numpy(), dtype=np.int64)
 
     def search_rows(self, dataset_id: int, text: str, *, limit: int = 50) -> pd.DataFrame:
         """Rows whose id or any metadata value contains ``text`` (case-insensitive, literal).
