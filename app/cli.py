@@ -164,15 +164,17 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
         search = ds.search(
             row=args.row, id=args.id, vector=vector, text=args.text, k=args.k,
             metric=args.metric, backend=args.backend, ef=args.ef, exact=args.exact,
+            where=args.filter,
         )  # fmt: skip
     result = search.to_json()
     if args.json:
         _print_json(result)
         return 0
     answer = search.answer
+    among = "" if answer.filtered is None else f" among {answer.filtered:,} matching items"
     sys.stdout.write(
-        f"{len(answer.rows)} nearest neighbours of {search.query.description} in {ds.name!r} "
-        f"({answer.backend}, {args.metric}, {answer.latency_ms:.2f} ms)\n"
+        f"{len(answer.rows)} nearest neighbours of {search.query.description} in {ds.name!r}"
+        f"{among} ({answer.backend}, {args.metric}, {answer.latency_ms:.2f} ms)\n"
     )
     for rank, item in enumerate(result["neighbours"], start=1):
         sys.stdout.write(f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}  {item['id']}\n")
@@ -592,6 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="hnsw")
     p.add_argument("--ef", type=int, default=None, help="HNSW search breadth (default 50)")
     p.add_argument("--exact", action="store_true", help="also run exact search and report recall@k")
+    p.add_argument(
+        "--filter", action="append", metavar="EXPR",
+        help="only items whose metadata match: col=v, col!=v, col<v, col<=v, col>v, col>=v, "
+        "col~text (contains); repeatable, AND-ed",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_neighbours)
 

@@ -310,11 +310,13 @@ class Dataset:
         backend: str = "hnsw",
         ef: int | None = None,
         exact: bool = False,
+        where: Sequence[str] | None = None,
     ) -> Search:
-        """The query and its answer as objects (:meth:`neighbours` gives them as a dict)."""
+        """The query and its answer as objects (:meth:`neighbours` gives them as a dict).
+        ``where``: filter expressions (``core.filters``, AND-ed); only matching items return."""
         service = self.db.neighbour_service
         query = service.resolve(self.id, row=row, item_id=id, vector=vector, text=text)
-        options = {"k": k, "metric": metric, "backend": backend, "ef": ef}
+        options = {"k": k, "metric": metric, "backend": backend, "ef": ef, "where": where}
         if exact:
             comparison = service.compare(self.id, query, **options)
             return Search(query, comparison.approximate, comparison)
@@ -332,13 +334,15 @@ class Dataset:
         backend: str = "hnsw",
         ef: int | None = None,
         exact: bool = False,
+        where: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Nearest neighbours of an item (``row`` or ``id``), a ``vector`` or a ``text``:
-        ``embscope neighbours --json`` (with ``exact``: the exact answer and recall too).
+        ``embscope neighbours --json`` (with ``exact``: the exact answer and recall too; with
+        ``where``: only items matching every filter expression, and ``filtered``, their count).
         The item itself is never its own neighbour."""
         return self.search(
             row=row, id=id, vector=vector, text=text, k=k, metric=metric, backend=backend,
-            ef=ef, exact=exact,
+            ef=ef, exact=exact, where=where,
         ).to_json()  # fmt: skip
 
     def geometry(

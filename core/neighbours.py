@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,12 +33,18 @@ from embscope.core.artifacts import (
 )
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import recall_at_k
-from embscope.core.index import BACKENDS, ExactIndex, load_index, make_index
+from embscope.core.index import BACKENDS, ExactIndex, exact_knn, load_index, make_index
 from embscope.core.index_base import NeighbourIndex
 from embscope.core.index_milvus import drop_collections
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
-from embscope.core.validation import Metric, check_k, check_metric, check_vectors
+from embscope.core.validation import (
+    Metric,
+    check_k,
+    check_metric,
+    check_vectors,
+    prepare_for_metric,
+)
 
 if TYPE_CHECKING:  # imported when the first text query runs
     from embscope.core.text_model import TextEncoder
@@ -52,6 +58,13 @@ __all__ = [
 ]
 
 DEFAULT_EF = 50
+# Filtered search: when at most this share of the rows match (or FILTER_EXACT_MIN rows), the
+# answer is exact over the matching rows (selective filters defeat an index: its nearest are
+# mostly filtered out); above, the index is asked for more until k matching rows come back.
+FILTER_EXACT_SHARE = 0.05
+FILTER_EXACT_MIN = 20_000
+# Filters whose matching rows (and their prepared vectors) are kept per process.
+FILTER_CACHE = 8
 # hnswlib's own defaults: a good index for interactive search (recall@10 >= 0.95 at ef 50
 # on 100k x 384 sentence-like data, bench_neighbours.py).
 DEFAULT_HNSW: Mapping[str, int] = {"M": 16, "ef_construction": 200}
@@ -89,10 +102,11 @@ class Neighbours:
     distances: np.ndarray
     latency_ms: float
     backend: str
+    filtered: int | None = None  # items matching the filter, when one was given
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's ``neighbours --json`` object."""
-        return {
+        out: dict[str, Any] = {
             "neighbours": [
                 {"row": int(r), "id": str(i), "distance": float(d)}
                 for r, i, d in zip(self.rows, self.ids, self.distances, strict=True)
@@ -100,6 +114,9 @@ class Neighbours:
             "latency_ms": float(self.latency_ms),
             "backend": self.backend,
         }
+        if self.filtered is not None:
+            out["filtered"] = int(self.filtered)
+        return out
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ class NeighbourService:
         self._ids: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
         self._encoders: dict[str, TextEncoder] = {}
         self._infos: dict[int, DatasetInfo] = {}
+        self._filters: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._index_owner: dict[str, int] = {}
 
     # -- cached data --------------------------------------------------------------------------
@@ -331,6 +349,7 @@ class NeighbourService:
                 self._vectors.clear()
                 self._ids.clear()
                 self._infos.clear()
+                self._filters.clear()
             else:
                 info = self._infos.pop(int(dataset_id), None)
                 for fp, owner in list(self._index_owner.items()):
@@ -340,6 +359,8 @@ class NeighbourService:
                 if info is not None:
                     self._vectors.pop(info.fingerprint, None)
                     self._ids.pop(info.fingerprint, None)
+                    for key in [k for k in self._filters if k.startswith(info.fingerprint)]:
+                        del self._filters[key]
         self.prune_files()
 
     def delete_dataset(self, dataset_id: int | str) -> list[str]:
@@ -484,33 +505,119 @@ class NeighbourService:
         metric: str = "cosine",
         backend: str = "hnsw",
         ef: int | None = None,
+        where: Sequence[str] | None = None,
         progress: ProgressFn | None = None,
         **params: Any,
     ) -> Neighbours:
-        """The k nearest neighbours of a resolved query."""
+        """The k nearest neighbours of a resolved query; with ``where`` (filter expressions,
+        :mod:`core.filters`, AND-ed) only items that match, ``filtered`` their count."""
         info = self.dataset(dataset_id)
         exclude = None if query.exclude_row is None else np.array([query.exclude_row])
-        # Checked before any index is built, so a bad k changes nothing.
-        k = check_k(k, info.n - (0 if exclude is None else 1))
+        allowed = None if not where else self.matching(info.id, where, metric=metric)[0]
+        if allowed is None:
+            # Checked before any index is built, so a bad k changes nothing.
+            k = check_k(k, info.n - (0 if exclude is None else 1))
+        else:
+            check_k(k, max(info.n - 1, 1))
         if ef is not None and (
             isinstance(ef, bool) or not isinstance(ef, (int, np.integer)) or ef < 1
         ):
             raise InvalidInputError(f"ef must be a whole number of at least 1, got {ef!r}")
+        if allowed is not None and (
+            backend == "exact" or len(allowed) <= max(FILTER_EXACT_MIN, FILTER_EXACT_SHARE * info.n)
+        ):
+            t0 = time.perf_counter()
+            rows1, dist1 = self._exact_among(info.id, where or (), query, k, metric=metric)
+            latency = (time.perf_counter() - t0) * 1000.0
+            return Neighbours(rows1, self.ids(info.id)[rows1], dist1, latency, backend,
+                              len(allowed))  # fmt: skip
         index = self.get_index(info.id, metric=metric, backend=backend, progress=progress, **params)
         t0 = time.perf_counter()
-        rows, dist = index.query(query.vector, k, exclude=exclude, ef=ef)
+        if allowed is None:
+            rows, dist = index.query(query.vector, k, exclude=exclude, ef=ef)
+            latency = (time.perf_counter() - t0) * 1000.0
+            return Neighbours(rows[0], self.ids(info.id)[rows[0]], dist[0], latency, backend)
+        found = self._index_among(index, info, allowed, query, k, ef=ef)
+        # None: the index kept too few matching rows; exact search over them instead.
+        rows2, dist2 = found or self._exact_among(info.id, where or (), query, k, metric=metric)
         latency = (time.perf_counter() - t0) * 1000.0
-        ids = self.ids(info.id)
-        return Neighbours(rows[0], ids[rows[0]], dist[0], latency, backend)
+        return Neighbours(rows2, self.ids(info.id)[rows2], dist2, latency, backend, len(allowed))
+
+    def matching(
+        self, dataset_id: int, where: Sequence[str], *, metric: str = "cosine"
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows matching ``where`` (sorted int64) and, once an exact search has asked for
+        them, their vectors prepared for ``metric``; cached per (dataset, filter, metric)."""
+        from embscope.core.filters import matching_rows
+
+        info = self.dataset(dataset_id)
+        key = _filter_key(info, where, metric)
+        with self._lock:
+            hit = self._filters.get(key)
+        if hit is not None:
+            return hit
+        rows = matching_rows(self.store, info.id, list(where))
+        with self._lock:
+            self._filters[key] = (rows, None)
+            while len(self._filters) > FILTER_CACHE:
+                self._filters.pop(next(iter(self._filters)))
+        return rows, None
+
+    def _exact_among(
+        self, dataset_id: int, where: Sequence[str], query: Query, k: int, *, metric: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the rows matching ``where`` (the query's own row left out)."""
+        info = self.dataset(dataset_id)
+        rows, prepared = self.matching(info.id, where, metric=metric)
+        if prepared is None:
+            prepared = prepare_for_metric(self.vectors(info.id)[rows], metric)
+            prepared.setflags(write=False)
+            with self._lock:
+                self._filters[_filter_key(info, where, metric)] = (rows, prepared)
+        own = query.exclude_row
+        # The query's own row is left out only when it is among the matching rows.
+        own_in = own is not None and bool(np.isin(own, rows))
+        available = len(rows) - int(own_in)
+        if available <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        idx, dist = exact_knn(
+            prepare_for_metric(query.vector, metric), prepared, min(k, available),
+            metric=metric, exclude=np.array([own]) if own_in else None, labels=rows,
+        )  # fmt: skip
+        return idx[0], dist[0]
+
+    def _index_among(
+        self, index: NeighbourIndex, info: DatasetInfo, allowed: np.ndarray, query: Query,
+        k: int, *, ef: int | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+        """The index asked for more and more neighbours until ``k`` matching ones come back
+        (at most a quarter of the rows); None if it never gets there."""
+        own = query.exclude_row
+        exclude = None if own is None else np.array([own])
+        share = len(allowed) / info.n
+        want = min(info.n - 1, int(np.ceil(2 * k / max(share, 1e-9))))
+        while True:
+            search_ef = max(ef or DEFAULT_EF, want)
+            rows, dist = index.query(query.vector, want, exclude=exclude, ef=search_ef)
+            keep = np.isin(rows[0], allowed)
+            if keep.sum() >= k:
+                return rows[0][keep][:k], dist[0][keep][:k]
+            if want >= info.n // 4:
+                return None
+            want = min(info.n // 4, want * 4)
 
     def compare(self, dataset_id: int, query: Query, **options: Any) -> QueryComparison:
         """The backend's answer beside the exact one, with recall@k (``options`` as for
         :meth:`search`)."""
         approx = self.search(dataset_id, query, **options)
-        exact_options = {k: v for k, v in options.items() if k in ("k", "metric")}
+        exact_options = {k: v for k, v in options.items() if k in ("k", "metric", "where")}
         exact = self.search(dataset_id, query, backend="exact", **exact_options)
         recall = recall_at_k(approx.rows[None, :], exact.rows[None, :])
         return QueryComparison(approx, exact, recall)
+
+
+def _filter_key(info: DatasetInfo, where: Sequence[str], metric: str) -> str:
+    return f"{info.fingerprint}:{info.id}:{metric}:" + "\x1f".join(map(str, where))
 
 
 def _orphaned_temp_file(path: Path) -> bool:

@@ -1,0 +1,121 @@
+"""Filtered neighbour search (NeighbourService.search(where=...), `neighbours --filter`): every
+result matches, the answer equals exact filtered search where the filter is selective and
+keeps recall >= 0.95 through the index where it is not, and bad filters exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import embscope.core.neighbours as nb
+from embscope.core.errors import InvalidInputError
+from embscope.core.neighbours import NeighbourService
+from embscope.core.store import Store
+from tests.helpers import make_parsed, run_cli, snapshot
+
+N = 3000
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((N, 16)) + rng.integers(0, 6, N)[:, None]).astype(np.float32)
+    meta = pd.DataFrame(
+        {
+            "group": [f"g{i}" for i in rng.integers(0, 30, N)],  # ~3.3 % each
+            "year": rng.integers(1990, 2030, N),
+        }
+    )
+    path = tmp_path / "f.duckdb"
+    with Store(path) as s:
+        info = s.add_dataset(make_parsed(X, meta), name="pts")
+    return path, info.id, X, meta
+
+
+def _exact(X, meta_mask, q, k, own):
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    d = 1.0 - U @ (q / np.linalg.norm(q))
+    d[~meta_mask] = np.inf
+    if own is not None:
+        d[own] = np.inf
+    order = np.lexsort((np.arange(len(d)), d))
+    return order[: min(k, int(np.isfinite(d).sum()))]
+
+
+def test_selective_filter_is_exact_and_every_result_matches(data):
+    path, ds, X, meta = data
+    with Store(path) as s:
+        svc = NeighbourService(s)
+        mask = (meta["group"] == "g7").to_numpy()
+        for row in (3, 10, 400):
+            q = svc.resolve(ds, row=row)
+            ans = svc.search(ds, q, k=10, where=["group=g7"])
+            assert ans.filtered == mask.sum()
+            assert mask[ans.rows].all() and row not in ans.rows
+            np.testing.assert_array_equal(ans.rows, _exact(X, mask, X[row], 10, row))
+
+
+def test_broad_filter_through_the_index_keeps_recall(data, monkeypatch):
+    path, ds, X, meta = data
+    monkeypatch.setattr(nb, "FILTER_EXACT_MIN", 0)
+    monkeypatch.setattr(nb, "FILTER_EXACT_SHARE", 0.0)
+    mask = (meta["year"] >= 2000).to_numpy()
+    recalls = []
+    with Store(path) as s:
+        svc = NeighbourService(s)
+        for row in range(0, N, 150):
+            q = svc.resolve(ds, row=row)
+            cmp = svc.compare(ds, q, k=10, where=["year>=2000"])
+            assert mask[cmp.approximate.rows].all() and len(cmp.approximate.rows) == 10
+            np.testing.assert_array_equal(cmp.exact.rows, _exact(X, mask, X[row], 10, row))
+            recalls.append(cmp.recall)
+    assert np.mean(recalls) >= 0.95
+
+
+def test_fewer_matches_than_k_and_none(data):
+    path, ds, X, meta = data
+    with Store(path) as s:
+        svc = NeighbourService(s)
+        q = svc.resolve(ds, row=0)
+        few = svc.search(ds, q, k=10, where=["group=g1", "year<1991"])
+        expected = ((meta["group"] == "g1") & (meta["year"] < 1991)).to_numpy().copy()
+        expected[0] = False
+        assert sorted(few.rows) == sorted(np.flatnonzero(expected)) and len(few.rows) < 10
+        none = svc.search(ds, q, k=10, where=["group=nothing"])
+        assert none.filtered == 0 and len(none.rows) == 0 and none.to_json()["filtered"] == 0
+
+
+def test_bad_filter_is_refused_before_anything_is_built(data):
+    path, ds, _, _ = data
+    with Store(path) as s:
+        svc = NeighbourService(s)
+        q = svc.resolve(ds, row=0)
+        with pytest.raises(InvalidInputError, match="no column 'colour'"):
+            svc.search(ds, q, k=5, where=["colour=red"])
+        assert not svc.index_dir.exists() or not any(svc.index_dir.iterdir())
+
+
+def test_cli_filter_contract(capsys, data):
+    path, _, _, meta = data
+    code, out, err = run_cli(
+        capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "-k", "5",
+        "--filter", "group=g3", "--filter", "year>=1995", "--exact", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    obj = json.loads(out)
+    mask = ((meta["group"] == "g3") & (meta["year"] >= 1995)).to_numpy()
+    assert obj["filtered"] == mask.sum() and obj["recall"] == 1.0
+    assert all(mask[n["row"]] for n in obj["neighbours"] + obj["exact"])
+    code, out, _ = run_cli(capsys, "--db", str(path), "neighbours", "pts", "--row", "5")
+    assert "filtered" not in json.loads(run_cli(
+        capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "--json")[1])  # fmt: skip
+    before = snapshot(Store(path))
+    for bad in ("colour=red", "year~19", "group<g2", "noop"):
+        code, out, err = run_cli(
+            capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "--filter", bad
+        )
+        assert code == 2 and err.startswith("error:") and out == "", (bad, err)
+    assert snapshot(Store(path)) == before
