@@ -99,6 +99,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_subset(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        original = db.dataset(args.dataset)
+        ds = original.subset(args.filter, name=args.name)
+    if args.json:
+        _print_json(ds.ingest_report())
+    else:
+        sys.stdout.write(
+            f"stored dataset {ds.id} {ds.name!r}: {ds.n} of the {original.n} items of "
+            f"{original.name!r} x {ds.dim}\n"
+        )
+    return 0
+
+
 def _cmd_delete(args: argparse.Namespace) -> int:
     with _open(args) as db:
         ds = db.dataset(args.dataset)
@@ -556,6 +570,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
     p.add_argument("--out", metavar="FILE", required=True, help="output file (.npy or .parquet)")
     p.set_defaults(func=_cmd_export)
+
+    p = command("subset", "save the items whose metadata match a filter as a new dataset")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument(
+        "--filter", action="append", metavar="EXPR", required=True,
+        help="col=v, col!=v, col<v, col<=v, col>v, col>=v, col~text; repeatable, AND-ed",
+    )  # fmt: skip
+    p.add_argument("--name", required=True, help="the new dataset's name")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_subset)
 
     p = command("delete", "delete a dataset and everything computed from it")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")

@@ -269,6 +269,14 @@ class Dataset:
 
         return export_dataset(self.db.store, self.id, out)
 
+    def subset(self, where: Sequence[str], *, name: str) -> Dataset:
+        """The items whose metadata match every filter expression (``core.filters``) saved as
+        a new dataset (same vectors, ids and metadata; lineage recorded): ``embscope subset``."""
+        from embscope.core.derive import save_subset
+
+        info, _ = save_subset(self.db.store, self.id, list(where), name=name)
+        return Dataset(self.db, info)
+
     def rename(self, name: str) -> Dataset:
         """Give the dataset a new unique name."""
         self.info = self.db.store.rename_dataset(self.id, name)

@@ -17,7 +17,11 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.ingest import from_arrays
 from embscope.core.store import DatasetInfo, Store
 
-__all__ = ["save_derived_dataset"]
+__all__ = ["save_derived_dataset", "save_subset"]
+
+# What a subset keeps of its original's info: its vectors are the original's, so the model
+# that embedded them (text search), the metric and the label column still hold.
+_SUBSET_KEEPS = ("model", "metric", "label_column", "geodesic_columns")
 
 
 def save_derived_dataset(
@@ -69,3 +73,43 @@ def save_derived_dataset(
     if "label_column" in original.info:
         info["label_column"] = original.info["label_column"]
     return store.add_dataset(parsed, name=name, info=info)
+
+
+def save_subset(store: Store, dataset_id: int, where: Any, *, name: str) -> tuple[DatasetInfo, int]:
+    """Save the items of dataset ``dataset_id`` whose metadata match every filter expression
+    in ``where`` (:mod:`core.filters`) as a new dataset: the same vectors, ids and metadata
+    rows, in the original's order, with ``derived_from`` and the filter recorded. Returns the
+    new dataset and how many items the original has. Nothing is stored when the filter is bad
+    or matches fewer than 2 items."""
+    from embscope.core.filters import matching_rows, parse_filter
+
+    conditions = parse_filter(where)
+    if not conditions:
+        raise InvalidInputError("a subset needs at least one filter, e.g. 'label=cat'")
+    original = store.get_dataset(dataset_id)
+    rows = matching_rows(store, original.id, [str(c) for c in conditions])
+    if rows.size < 2:
+        raise InvalidInputError(
+            f"the filter {' AND '.join(map(str, conditions))!r} matches {rows.size} of "
+            f"{original.n:,} items of {original.name!r}: a dataset needs at least 2"
+        )
+    vectors = store.load_vectors(original.id)[rows]
+    metadata = store.load_metadata(original.id).iloc[rows].reset_index(drop=True)
+    parsed = from_arrays(
+        vectors,
+        metadata=metadata,
+        id_column=original.id_column if original.id_column in metadata.columns else None,
+        source=f"subset of {original.name}",
+        format="derived",
+    )
+    parsed = dataclasses.replace(parsed, ids=store.load_ids(original.id)[rows])
+    info: dict[str, Any] = {
+        key: original.info[key] for key in _SUBSET_KEEPS if key in original.info
+    }
+    info.update(
+        derived_from=original.id,
+        derived_from_name=original.name,
+        transform="subset",
+        transform_params={"filter": [str(c) for c in conditions], "rows": int(rows.size)},
+    )
+    return store.add_dataset(parsed, name=name, info=info), original.n

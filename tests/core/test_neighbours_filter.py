@@ -112,10 +112,58 @@ def test_cli_filter_contract(capsys, data):
     code, out, _ = run_cli(capsys, "--db", str(path), "neighbours", "pts", "--row", "5")
     assert "filtered" not in json.loads(run_cli(
         capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "--json")[1])  # fmt: skip
-    before = snapshot(Store(path))
+    with Store(path) as s:
+        before = snapshot(s)
     for bad in ("colour=red", "year~19", "group<g2", "noop"):
         code, out, err = run_cli(
             capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "--filter", bad
         )
         assert code == 2 and err.startswith("error:") and out == "", (bad, err)
-    assert snapshot(Store(path)) == before
+    with Store(path) as s:
+        assert snapshot(s) == before
+
+
+def test_subset_saves_the_matching_items_with_their_lineage(capsys, data):
+    path, ds, X, meta = data
+    with Store(path) as s:
+        s.add_dataset(
+            make_parsed(X[:50], meta.iloc[:50].reset_index(drop=True)),
+            name="with model",
+            info={"model": "all-MiniLM-L6-v2", "label_column": "group"},
+        )
+    code, out, err = run_cli(
+        capsys, "--db", str(path), "subset", "pts", "--filter", "group=g3",
+        "--filter", "year>=2000", "--name", "g3 recent", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    obj = json.loads(out)
+    assert set(obj) == {"dataset", "name", "n", "dim", "warnings"}
+    rows = np.flatnonzero(((meta["group"] == "g3") & (meta["year"] >= 2000)).to_numpy())
+    assert obj["n"] == rows.size and obj["name"] == "g3 recent"
+    with Store(path) as s:
+        new = s.get_dataset(obj["dataset"])
+        np.testing.assert_array_equal(s.load_vectors(new.id), X[rows])
+        assert list(s.load_ids(new.id)) == [str(r) for r in rows]
+        pd.testing.assert_frame_equal(
+            s.load_metadata(new.id), meta.iloc[rows].reset_index(drop=True), check_dtype=False
+        )
+        assert new.info["derived_from"] == ds and new.info["transform"] == "subset"
+        assert new.info["transform_params"] == {"filter": ["group=g3", "year>=2000"],
+                                                "rows": int(rows.size)}  # fmt: skip
+    # The model and label column go with the vectors, which are unchanged.
+    code, out, err = run_cli(capsys, "--db", str(path), "subset", "with model", "--filter",
+                             "group~g", "--name", "copy", "--json")  # fmt: skip
+    assert code == 0, err
+    with Store(path) as s:
+        kept = s.get_dataset("copy").info
+    assert kept["model"] == "all-MiniLM-L6-v2" and kept["label_column"] == "group"
+    # Bad input: nothing stored.
+    with Store(path) as s:
+        before = snapshot(s)
+    for bad in (["--filter", "group=nothing"], ["--filter", "colour=red"],
+                ["--filter", "group=g3", "--name", "pts"]):  # fmt: skip
+        args = [*bad] if "--name" in bad else [*bad, "--name", "x"]
+        code, out, err = run_cli(capsys, "--db", str(path), "subset", "pts", *args)
+        assert code == 2 and err.startswith("error:"), (bad, err)
+    with Store(path) as s:
+        assert snapshot(s) == before
