@@ -52,6 +52,9 @@ def _print_json(value: Any) -> None:
 # arguments, calls the API and prints its dict (--json) or a line for a person.
 
 
+_METRIC_HELP = "default: the dataset's, recorded at upload"
+
+
 def _open(args: argparse.Namespace, *, read_only: bool = False) -> Database:
     from embscope.core.api import Database
 
@@ -62,7 +65,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     with _open(args) as db:
         ds = db.ingest(
             args.file, metadata=args.metadata, name=args.name, id_column=args.id_column,
-            vector_column=args.vector_column, model=args.model,
+            vector_column=args.vector_column, model=args.model, metric=args.metric,
         )  # fmt: skip
     if args.json:
         _print_json(ds.ingest_report())
@@ -188,7 +191,8 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
     among = "" if answer.filtered is None else f" among {answer.filtered:,} matching items"
     sys.stdout.write(
         f"{len(answer.rows)} nearest neighbours of {search.query.description} in {ds.name!r}"
-        f"{among} ({answer.backend}, {args.metric}, {answer.latency_ms:.2f} ms)\n"
+        f"{among} ({answer.backend}, {args.metric or ds.info.metric}, "
+        f"{answer.latency_ms:.2f} ms)\n"
     )
     for rank, item in enumerate(result["neighbours"], start=1):
         sys.stdout.write(f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}  {item['id']}\n")
@@ -209,7 +213,7 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
-    sys.stdout.write(f"geometry of {ds.name!r} ({ds.n} x {ds.dim}, {args.metric}):\n")
+    sys.stdout.write(f"geometry of {ds.name!r} ({ds.n} x {ds.dim}, {result.get('metric')}):\n")
     for key, value in result.items():
         if key == "notes":
             continue
@@ -559,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model that made the vectors, e.g. sentence-transformers/all-MiniLM-L6-v2 "
         "(enables text queries when embscope can run it)",
     )
+    p.add_argument(
+        "--metric", choices=METRICS, default=None,
+        help="the dataset's metric, every later command's default (default: guessed from the "
+        "vectors: l2 for coordinates and few features, cosine for embeddings)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_ingest)
 
@@ -601,8 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("graph", "build (or reuse) the shared k-nearest-neighbour graph of a dataset")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
-    p.add_argument("-k", type=int, default=None, help="neighbours per point (default 150, or n-1)")
-    p.add_argument("--metric", choices=METRICS, default="cosine")
+    p.add_argument(
+        "-k", type=int, default=None,
+        help="neighbours per point (default: 150 up to 50,000 points, 30 above; at most n-1)",
+    )  # fmt: skip
+    p.add_argument("--metric", choices=METRICS, default=None, help=_METRIC_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_graph)
 
@@ -614,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--vector-file", metavar="F.npy", help="query by a vector in a .npy file")
     which.add_argument("--text", metavar="T", help="query by text (needs the text extra)")
     p.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
-    p.add_argument("--metric", choices=METRICS, default="cosine")
+    p.add_argument("--metric", choices=METRICS, default=None, help=_METRIC_HELP)
     p.add_argument("--backend", choices=BACKENDS, default="hnsw")
     p.add_argument("--ef", type=int, default=None, help="HNSW search breadth (default 50)")
     p.add_argument("--exact", action="store_true", help="also run exact search and report recall@k")
@@ -629,7 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("geometry", "isotropy, intrinsic dimension and hubness scores of a dataset")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
     p.add_argument("-k", type=int, default=10, help="neighbours for hubness (default 10)")
-    p.add_argument("--metric", choices=GEOMETRY_METRICS, default="cosine")
+    p.add_argument(
+        "--metric", choices=GEOMETRY_METRICS, default=None,
+        help="default: the dataset's (cosine for an inner-product dataset)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the scorecard as JSON")
     p.set_defaults(func=_cmd_geometry)
 

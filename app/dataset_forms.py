@@ -24,9 +24,11 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
 from embscope.core.store import DatasetInfo
 from embscope.core.text_model import SUPPORTED_MODELS
+from embscope.core.validation import metric_record
 
 ROW_NUMBERS = "(row number)"
 UNKNOWN_MODEL = "(unknown model)"
+GUESS_METRIC = "guess from the vectors"
 
 
 def _uploader_generation() -> int:
@@ -117,6 +119,13 @@ def _save_form(
             help="The model that made these vectors. When embscope can run it offline, the "
             "Neighbours page can search this dataset by text.",
         )
+        metric_choice = st.selectbox(
+            "Metric",
+            [GUESS_METRIC, "cosine", "l2", "ip"],
+            help="How distances are measured in every later view (changeable later). Guessed: "
+            "l2 for coordinates (up to 3 dimensions) and few features, cosine for "
+            "embeddings.",
+        )
         submitted = st.form_submit_button("Save dataset", type="primary")
     if not submitted:
         return
@@ -151,7 +160,13 @@ def _save_form(
                         info=get_store().add_dataset(
                             done["parsed"],
                             name=name,
-                            info=None if model == UNKNOWN_MODEL else {"model": model},
+                            info={
+                                **metric_record(
+                                    done["parsed"].vectors,
+                                    None if metric_choice == GUESS_METRIC else metric_choice,
+                                ),
+                                **({} if model == UNKNOWN_MODEL else {"model": model}),
+                            },
                         )
                     ),
                 ),
@@ -169,7 +184,11 @@ def _save_form(
     state.select_dataset(info.id)
     start_index_job(info)  # ready for the first query, built at low priority
     state.put("upload_generation", _uploader_generation() + 1)
-    state.flash("success", f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}.")
+    state.flash(
+        "success",
+        f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}; metric "
+        f"{info.metric} ({info.info.get('metric_reason', '')}).",
+    )
     for warning in done["parsed"].warnings:
         state.flash("warning", warning)
     st.rerun()

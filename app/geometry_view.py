@@ -100,9 +100,11 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     if not link:
         return
     others = [d.id for d in get_store().list_datasets() if d.id != info.id]
+    metric = link.choice("metric", GEOMETRY_METRICS)
+    if metric is not None:
+        state.metric_from_link("geometry", info, metric)
     for key, value in (
         ("k", link.integer("k", 1, _k_max(info))),
-        ("metric", link.choice("metric", GEOMETRY_METRICS)),
         ("colour_by", link.choice("color", COLOUR_BY)),
         ("hover", link.choice("hover", [ID_ONLY, *info.metadata_columns])),
         ("compare", link.values("compare", options=others, sep=",")),
@@ -145,7 +147,13 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         "k (hubness)", min_value=1, max_value=_k_max(info), key="geometry.k",
         help="Neighbours per point for the k-occurrence counts.",
     )  # fmt: skip
-    metric = right.selectbox("Metric", GEOMETRY_METRICS, key="geometry.metric")
+    state.metric_for_dataset("geometry", info, GEOMETRY_METRICS)
+    metric = right.selectbox(
+        "Metric", GEOMETRY_METRICS, key="geometry.metric",
+        help="Default: the dataset's; an inner-product dataset is scored with cosine (the "
+        "scorecard is defined for cosine and l2)." if info.metric == "ip" else
+        "Default: the dataset's.",
+    )  # fmt: skip
     return {"k": int(k), "metric": metric}
 
 

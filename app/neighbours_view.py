@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import share, widgets
+from embscope.app import share, state, widgets
 from embscope.app.choices import backend_label, metric_label
 from embscope.app.jobs import job_panel, last_run_notice, start_index_job
 from embscope.app.neighbour_query import current_query, set_query
@@ -39,9 +39,11 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     link = share.link("neighbours") if link is None else link
     if not link:
         return
+    metric = link.choice("metric", METRICS)
+    if metric is not None:
+        state.metric_from_link("neighbours", info, metric)
     for name, value in (
         ("k", link.integer("k", 1, _k_max(info))),
-        ("metric", link.choice("metric", METRICS)),
         ("backend", link.choice("backend", BACKENDS)),
         ("ef", link.integer("ef", 1, 500)),
         ("item_how", link.choice("find", FIND_BY)),
@@ -103,7 +105,12 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     k = cols[0].number_input(
         "k (neighbours)", min_value=1, max_value=_k_max(info), key="neighbours.k"
     )
-    metric = cols[1].selectbox("Metric", METRICS, format_func=metric_label, key="neighbours.metric")
+    state.metric_for_dataset("neighbours", info, METRICS)
+    metric = cols[1].selectbox(
+        "Metric", METRICS, format_func=metric_label, key="neighbours.metric",
+        help=f"Default: the dataset's, {info.metric} "
+        f"({info.info.get('metric_reason', 'none recorded: cosine')}).",
+    )  # fmt: skip
     backend = cols[2].selectbox(
         "Index backend",
         BACKENDS,

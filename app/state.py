@@ -40,3 +40,19 @@ def get(key: str, default: Any = None) -> Any:
 def put(key: str, value: Any) -> None:
     """Set a namespaced session value."""
     st.session_state[f"embscope.{key}"] = value
+
+
+def metric_for_dataset(page: str, info: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    """Before a page's metric select (key ``<page>.metric``): when the page shows another
+    dataset than last time, the select starts at that dataset's recorded metric (cosine where
+    the page does not offer it). A share link's metric counts as chosen for its dataset
+    (:func:`metric_from_link`)."""
+    if st.session_state.get(f"{page}.metric_for") != info.id:
+        st.session_state[f"{page}.metric"] = info.metric if info.metric in allowed else "cosine"
+        st.session_state[f"{page}.metric_for"] = info.id
+
+
+def metric_from_link(page: str, info: Any, metric: str) -> None:
+    """A share link set the page's metric for this dataset."""
+    st.session_state[f"{page}.metric"] = metric
+    st.session_state[f"{page}.metric_for"] = info.id

@@ -31,6 +31,7 @@ import pandas as pd
 from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
+from embscope.core.validation import check_metric, metric_record
 
 if TYPE_CHECKING:
     from embscope.core.compression.evaluate import CompressionReport
@@ -86,8 +87,8 @@ class Database:
     # -- datasets ---------------------------------------------------------------------------
 
     def datasets(self) -> list[dict[str, Any]]:
-        """``[{"dataset", "name", "n", "dim"}, ...]``: ``embscope datasets --json``."""
-        return [_summary(d) for d in self.store.list_datasets()]
+        """``[{"dataset", "name", "n", "dim", "metric"}, ...]``: ``embscope datasets --json``."""
+        return [Dataset(self, d).summary() for d in self.store.list_datasets()]
 
     def dataset(self, ref: int | str) -> Dataset:
         """The dataset with this integer id or exact name."""
@@ -102,16 +103,22 @@ class Database:
         id_column: str | None = None,
         vector_column: str | None = None,
         model: str | None = None,
+        metric: str | None = None,
     ) -> Dataset:
         """Store a file of vectors (and a metadata file) as a new dataset: ``embscope ingest``.
 
-        The handle's :meth:`Dataset.ingest_report` is ``ingest --json``.
+        ``metric`` (cosine, l2, ip) is recorded with it and becomes every later computation's
+        default; None: guessed from the vectors (:func:`core.validation.guess_metric`), the
+        reason recorded beside it. The handle's :meth:`Dataset.ingest_report` is
+        ``ingest --json``.
         """
         from embscope.core.ingest import read_dataset
 
         path = Path(file)
         if not path.is_file():
             raise InvalidInputError(f"no such file: {file}")
+        if metric is not None:
+            metric = check_metric(metric)
         meta = None
         if metadata is not None:
             meta = Path(metadata)
@@ -120,7 +127,7 @@ class Database:
         parsed = read_dataset(
             path, metadata_path=meta, id_column=id_column, vector_column=vector_column
         )
-        extra = None
+        extra: dict[str, Any] = metric_record(parsed.vectors, metric)
         if model is not None:
             from embscope.core.text_model import canonical_model_name
 
@@ -128,7 +135,7 @@ class Database:
             if not model:
                 raise InvalidInputError("model is empty: give the name of the embedding model")
             # Any name is recorded; text queries work for the ones embscope can run offline.
-            extra = {"model": canonical_model_name(model) or model}
+            extra["model"] = canonical_model_name(model) or model
         info = self.store.add_dataset(parsed, name=path.stem if name is None else name, info=extra)
         return Dataset(self, info, warnings=parsed.warnings)
 
@@ -139,12 +146,17 @@ class Database:
         name: str,
         metadata: pd.DataFrame | None = None,
         id_column: str | None = None,
+        metric: str | None = None,
     ) -> Dataset:
-        """Store vectors already in memory (float (n, d)) and an optional metadata frame."""
+        """Store vectors already in memory (float (n, d)) and an optional metadata frame;
+        ``metric`` as for :meth:`ingest`."""
         from embscope.core.ingest import from_arrays
 
+        if metric is not None:
+            metric = check_metric(metric)
         parsed = from_arrays(vectors, metadata=metadata, id_column=id_column, source="python")
-        return Dataset(self, self.store.add_dataset(parsed, name=name), warnings=parsed.warnings)
+        info = self.store.add_dataset(parsed, name=name, info=metric_record(parsed.vectors, metric))
+        return Dataset(self, info, warnings=parsed.warnings)
 
     def demo(self, *, if_empty: bool = False) -> list[dict[str, Any]]:
         """Store the bundled demo datasets not stored yet: ``embscope demo --json``."""
@@ -242,8 +254,8 @@ class Dataset:
         return f"embscope.Dataset({self.id}, {self.name!r}, {self.n} x {self.dim})"
 
     def summary(self) -> dict[str, Any]:
-        """``{"dataset", "name", "n", "dim"}`` (a row of ``datasets --json``)."""
-        return _summary(self.info)
+        """``{"dataset", "name", "n", "dim", "metric"}`` (a row of ``datasets --json``)."""
+        return {**_summary(self.info), "metric": self.info.metric}
 
     def ingest_report(self) -> dict[str, Any]:
         """``{"dataset", "name", "n", "dim", "warnings"}``: ``ingest --json``."""
@@ -285,11 +297,17 @@ class Dataset:
     # -- computations -----------------------------------------------------------------------
 
     def graph(
-        self, *, k: int | None = None, metric: str = "cosine", progress: ProgressFn | None = None
+        self,
+        *,
+        k: int | None = None,
+        metric: str | None = None,
+        progress: ProgressFn | None = None,
     ) -> dict[str, Any]:
-        """Build (or reuse) the shared neighbour graph: ``embscope graph --json``."""
+        """Build (or reuse) the shared neighbour graph: ``embscope graph --json``; ``metric``
+        defaults to the dataset's."""
         from embscope.core.graph import find_graph, get_or_build_graph, stored_width
 
+        metric = metric or self.info.metric
         store = self.db.store
         k = k if k is not None else stored_width(1, self.n, metric)
         reused = find_graph(store, self.id, metric=metric, k=k) is not None
@@ -314,7 +332,7 @@ class Dataset:
         vector: Any = None,
         text: str | None = None,
         k: int = 10,
-        metric: str = "cosine",
+        metric: str | None = None,
         backend: str = "hnsw",
         ef: int | None = None,
         exact: bool = False,
@@ -324,6 +342,7 @@ class Dataset:
         ``where``: filter expressions (``core.filters``, AND-ed); only matching items return."""
         service = self.db.neighbour_service
         query = service.resolve(self.id, row=row, item_id=id, vector=vector, text=text)
+        metric = metric or self.info.metric
         options = {"k": k, "metric": metric, "backend": backend, "ef": ef, "where": where}
         if exact:
             comparison = service.compare(self.id, query, **options)
@@ -338,7 +357,7 @@ class Dataset:
         vector: Any = None,
         text: str | None = None,
         k: int = 10,
-        metric: str = "cosine",
+        metric: str | None = None,
         backend: str = "hnsw",
         ef: int | None = None,
         exact: bool = False,
@@ -354,11 +373,14 @@ class Dataset:
         ).to_json()  # fmt: skip
 
     def geometry(
-        self, *, k: int = 10, metric: str = "cosine", progress: ProgressFn | None = None
+        self, *, k: int = 10, metric: str | None = None, progress: ProgressFn | None = None
     ) -> dict[str, Any]:
-        """The isotropy, intrinsic-dimension and hubness scorecard: ``geometry --json``."""
+        """The isotropy, intrinsic-dimension and hubness scorecard: ``geometry --json``;
+        ``metric`` defaults to the dataset's (an inner-product dataset is scored with cosine,
+        the scorecard being defined for cosine and l2)."""
         from embscope.core.geometry.scorecard import get_or_compute_scorecard
 
+        metric = metric or (self.info.metric if self.info.metric != "ip" else "cosine")
         card = get_or_compute_scorecard(
             self.db.store, self.id, k=k, metric=metric, progress=progress
         )

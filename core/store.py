@@ -201,6 +201,13 @@ class DatasetInfo:
     fingerprint: str
     info: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def metric(self) -> str:
+        """The metric recorded at upload (guessed from the vectors unless chosen), else
+        ``cosine`` (datasets stored before metrics were recorded)."""
+        metric = (self.info or {}).get("metric")
+        return str(metric) if metric in ("cosine", "l2", "ip") else "cosine"
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable summary (the CLI's ``datasets --json`` row and more)."""
         return {

@@ -15,6 +15,8 @@ import numpy as np
 from embscope.core.errors import InvalidInputError
 
 __all__ = [
+    "guess_metric",
+    "metric_record",
     "MAX_SEED",
     "METRICS",
     "Metric",
@@ -47,6 +49,37 @@ def check_metric(metric: Any) -> Metric:
             f"unknown metric {metric!r}: use one of {', '.join(METRICS)} ({_METRIC_HINT})"
         )
     return cast(Metric, str(metric))
+
+
+def guess_metric(X: Any) -> tuple[Metric, str]:
+    """The metric a set of vectors most likely wants, and why (shown at upload):
+
+    * up to 3 dimensions: ``l2``, coordinates (a point cloud, a map), where lengths and
+      directions both matter;
+    * rows of length 1: ``cosine`` (normalised embeddings; l2 would rank the same);
+    * 4 to 15 dimensions: ``l2``, features whose distances mean something as they are;
+    * more: ``cosine``, as embedding models are trained and compared.
+    """
+    arr = np.asarray(X)
+    d = int(arr.shape[1]) if arr.ndim == 2 else 0
+    if d <= 3:
+        return "l2", f"{d}-D coordinates: straight-line distances"
+    sample = arr[:: max(1, arr.shape[0] // 10_000)].astype(np.float64)
+    norms = np.linalg.norm(sample, axis=1)
+    if norms.size and np.all(np.abs(norms - 1.0) < 1e-3):
+        return "cosine", "every vector has length 1 (normalised embeddings)"
+    if d < 16:
+        return "l2", f"{d} dimensions: features whose distances mean something as they are"
+    return "cosine", f"{d}-dimensional embedding-like vectors: cosine, as models compare them"
+
+
+def metric_record(X: Any, metric: str | None) -> dict[str, str]:
+    """What a new dataset's catalog info records about its metric: ``metric`` (checked) if
+    chosen, else :func:`guess_metric`'s, with the reason (``metric_reason``)."""
+    if metric is not None:
+        return {"metric": check_metric(metric), "metric_reason": "chosen at upload"}
+    guessed, reason = guess_metric(X)
+    return {"metric": guessed, "metric_reason": reason}
 
 
 def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:

@@ -153,8 +153,7 @@ class Projection:
 
 def default_metric(info: DatasetInfo) -> Metric:
     """The metric a dataset is meant to be compared with: its recorded one, else cosine."""
-    metric = (info.info or {}).get("metric")
-    return check_metric(metric) if metric else "cosine"
+    return check_metric(info.metric)
 
 
 def default_label_column(info: DatasetInfo) -> str | None:

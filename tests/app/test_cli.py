@@ -45,7 +45,44 @@ def test_datasets_json_and_db_after_command(capsys, tmp_path, npy):
     code, out, _ = run(capsys, "datasets", "--json", "--db", db)
     assert code == 0
     rows = json.loads(out)
-    assert rows == [{"dataset": 1, "name": "first", "n": 50, "dim": 8}]
+    # 8 features: l2 is guessed and recorded.
+    assert rows == [{"dataset": 1, "name": "first", "n": 50, "dim": 8, "metric": "l2"}]
+
+
+def test_the_metric_is_chosen_or_guessed_at_ingest_and_becomes_the_default(capsys, tmp_path):
+    from embscope.core.store import Store
+
+    rng = np.random.default_rng(0)
+    db = str(tmp_path / "m.duckdb")
+    files = {
+        "cloud": rng.random((60, 3)),  # coordinates: l2
+        "unit": (u := rng.standard_normal((60, 8))) / np.linalg.norm(u, axis=1, keepdims=True),
+        "emb": rng.standard_normal((60, 32)),  # embedding-like: cosine
+    }
+    for name, X in files.items():
+        np.save(tmp_path / f"{name}.npy", X.astype(np.float32))
+        assert run(capsys, "ingest", str(tmp_path / f"{name}.npy"), "--db", db)[0] == 0
+    np.save(tmp_path / "chosen.npy", files["emb"].astype(np.float32))
+    code, _, err = run(capsys, "ingest", str(tmp_path / "chosen.npy"), "--metric", "ip", "--db", db)
+    assert code == 0, err
+    rows = {
+        r["name"]: r["metric"] for r in json.loads(run(capsys, "datasets", "--json", "--db", db)[1])
+    }
+    assert rows == {"cloud": "l2", "unit": "cosine", "emb": "cosine", "chosen": "ip"}
+    with Store(db) as s:
+        reasons = {d.name: d.info["metric_reason"] for d in s.list_datasets()}
+    assert "coordinates" in reasons["cloud"] and reasons["chosen"] == "chosen at upload"
+    # Later commands default to it: the graph of the point cloud is l2, of "chosen" ip.
+    for name, metric in (("cloud", "l2"), ("chosen", "ip")):
+        code, out, err = run(capsys, "graph", name, "-k", "5", "--json", "--db", db)
+        assert code == 0 and json.loads(out)["metric"] == metric, err
+    code, out, _ = run(capsys, "neighbours", "cloud", "--row", "0", "--db", db)
+    assert "l2" in out.splitlines()[0]
+    # The scorecard is defined for cosine and l2: an ip dataset is scored with cosine.
+    code, out, err = run(capsys, "geometry", "chosen", "--json", "--db", db)
+    assert code == 0 and json.loads(out)["metric"] == "cosine", err
+    code, _, err = run(capsys, "ingest", str(tmp_path / "emb.npy"), "--metric", "dot", "--db", db)
+    assert code == 2 and "error" in err
 
 
 def test_env_var_selects_database(capsys, tmp_path, npy, monkeypatch):

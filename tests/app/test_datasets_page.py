@@ -75,10 +75,13 @@ def test_upload_preview_and_save(db):
     submit.click()
     at.run()
     assert not at.exception, at.exception
-    assert any("Saved dataset" in s.value for s in at.success)
+    # 6 features: l2 is guessed, recorded and said.
+    assert any("Saved dataset" in s.value and "metric l2" in s.value and "6 dimensions" in s.value
+               for s in at.success), [s.value for s in at.success]  # fmt: skip
     store = _open_store(db)
     [info] = store.list_datasets()
     assert info.name == "uploaded" and (info.n, info.dim) == (40, 6)
+    assert info.metric == "l2" and "6 dimensions" in info.info["metric_reason"]
     np.testing.assert_array_equal(store.load_vectors(info.id), X)
     assert not upload_copy.exists()  # the temporary copy is removed once stored
     # the sidebar picker now points at the new dataset
@@ -183,8 +186,12 @@ def test_upload_records_the_embedding_model(db):
     model_box = [s for s in at.selectbox if s.label == "Embedded with (optional)"][0]
     assert model_box.value == "(unknown model)"
     model_box.set_value("sentence-transformers/all-MiniLM-L6-v2")
+    metric_box = [s for s in at.selectbox if s.label == "Metric"][0]
+    assert metric_box.value == "guess from the vectors"
+    metric_box.set_value("ip")
     [b for b in at.button if b.label == "Save dataset"][0].click()
     at.run()
     assert not at.exception
     [info] = _open_store(db).list_datasets()
     assert info.info["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info.metric == "ip" and info.info["metric_reason"] == "chosen at upload"

@@ -228,3 +228,19 @@ def test_a_cancelled_index_build_is_not_started_again_by_the_next_run(db, monkey
     by_key(at.button, "neighbours.build_index").click().run()
     at = until(at, lambda a: any("row 3" in m.value for m in a.markdown))
     assert not at.exception
+
+
+def test_the_metric_starts_at_the_datasets_own(db):
+    rng = np.random.default_rng(2)
+    with Store(db) as s:
+        s.add_dataset(make_parsed(rng.random((80, 3))), name="cloud", info={"metric": "l2"})
+        s.add_dataset(make_parsed(rng.random((80, 32))), name="emb", info={"metric": "ip"})
+    at = _neighbours_page()
+    assert not at.exception
+    # The sidebar opens on the last dataset (emb, ip); then the point cloud (l2).
+    assert by_key(at.selectbox, "neighbours.metric").value == "ip"
+    at.sidebar.selectbox[0].set_value(1).run()
+    assert by_key(at.selectbox, "neighbours.metric").value == "l2"
+    # A choice made on the page stays while the dataset does.
+    by_key(at.selectbox, "neighbours.metric").set_value("cosine").run()
+    assert by_key(at.selectbox, "neighbours.metric").value == "cosine"
