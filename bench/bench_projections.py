@@ -368,6 +368,7 @@ def main() -> None:
         P = prepare_for_metric(X, "cosine")
         exact_i, exact_d = exact_knn(P[scored], P, 10, metric="cosine", exclude=scored)
         graph.indices[scored], graph.distances[scored] = exact_i, exact_d
+        del P
     for row in rows:
         for r in row.get("runs", []):
             Y = np.load(r["out"])

@@ -65,6 +65,9 @@ BACKENDS = ("hnsw", "exact", "milvus")
 # Rows per BLAS block in exact search: a 2048 x n float32 distance block stays in memory
 # comfortably for n up to a few million.
 _EXACT_BLOCK = 2048
+# And at most this many distances per block (64 MB of float32): at 1M points a block of
+# 2,048 queries would hold 8 GB.
+_EXACT_BLOCK_ELEMENTS = 16_000_000
 _CPUS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
@@ -155,8 +158,9 @@ def exact_knn(
     sq_norms = np.einsum("ij,ij->i", X, X) if metric == "l2" else None
     out_i = np.empty((m, want), dtype=np.int64)
     out_d = np.empty((m, want), dtype=np.float32)
-    for start in range(0, m, _EXACT_BLOCK):
-        stop = min(start + _EXACT_BLOCK, m)
+    block = max(1, min(_EXACT_BLOCK, _EXACT_BLOCK_ELEMENTS // max(n, 1)))
+    for start in range(0, m, block):
+        stop = min(start + block, m)
         d = _block_distances(Q[start:stop], X, sq_norms, metric)
         if want < n:
             part = _select_smallest(d, want)
