@@ -202,6 +202,7 @@ def catalog_frame(datasets: list[DatasetInfo]) -> pd.DataFrame:
             "name": [d.name for d in datasets],
             "n": [d.n for d in datasets],
             "dim": [d.dim for d in datasets],
+            "metric": [d.metric for d in datasets],
             "created": [d.created for d in datasets],
             "source": [d.source for d in datasets],
             "format": [d.format for d in datasets],

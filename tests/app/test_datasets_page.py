@@ -82,6 +82,8 @@ def test_upload_preview_and_save(db):
     [info] = store.list_datasets()
     assert info.name == "uploaded" and (info.n, info.dim) == (40, 6)
     assert info.metric == "l2" and "6 dimensions" in info.info["metric_reason"]
+    catalog = next(d.value for d in at.dataframe if "metric" in d.value.columns)
+    assert catalog["metric"].tolist() == ["l2"]
     np.testing.assert_array_equal(store.load_vectors(info.id), X)
     assert not upload_copy.exists()  # the temporary copy is removed once stored
     # the sidebar picker now points at the new dataset
