@@ -162,10 +162,12 @@ def _running_jobs() -> None:
 INDEX_JOB_KIND = "index"
 
 
-def start_index_job(info: DatasetInfo, *, metric: str = "cosine", backend: str = "hnsw") -> None:
+def start_index_job(info: DatasetInfo, *, metric: str | None = None, backend: str = "hnsw") -> None:
     """Build a new dataset's default index as a background job (lower priority, shared by
     every session), so its first query neither builds it inside the request nor slows
-    everyone else's queries while it does."""
+    everyone else's queries while it does. ``metric``: the dataset's by default (the
+    Neighbours page's default)."""
+    metric = metric or info.metric
     service = get_neighbour_service()
     if service.has_index(info.id, metric=metric, backend=backend):
         return

@@ -109,7 +109,7 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
     metric = cols[1].selectbox(
         "Metric", METRICS, format_func=metric_label, key="neighbours.metric",
         help=f"Default: the dataset's, {info.metric} "
-        f"({info.info.get('metric_reason', 'none recorded: cosine')}).",
+        f"({info.info.get('metric_reason', 'recorded without a reason')}).",
     )  # fmt: skip
     backend = cols[2].selectbox(
         "Index backend",

@@ -21,7 +21,9 @@ __all__ = ["save_derived_dataset", "save_subset"]
 
 # What a subset keeps of its original's info: its vectors are the original's, so the model
 # that embedded them (text search), the metric and the label column still hold.
-_SUBSET_KEEPS = ("model", "metric", "label_column", "geodesic_columns")
+_SUBSET_KEEPS = (
+    "model", "metric", "metric_reason", "label_column", "text_column", "geodesic_columns",
+)  # fmt: skip
 
 
 def save_derived_dataset(
@@ -69,9 +71,11 @@ def save_derived_dataset(
         "transform": transform,
         "transform_params": dict(params or {}),
     }
-    # The original's model no longer embeds into this space: text queries stay off.
-    if "label_column" in original.info:
-        info["label_column"] = original.info["label_column"]
+    # The original's model no longer embeds into this space: text queries stay off. The
+    # metric stays: a transformed copy is compared the way its original is.
+    for key in ("label_column", "metric", "metric_reason"):
+        if key in original.info:
+            info[key] = original.info[key]
     return store.add_dataset(parsed, name=name, info=info)
 
 
@@ -81,13 +85,15 @@ def save_subset(store: Store, dataset_id: int, where: Any, *, name: str) -> tupl
     rows, in the original's order, with ``derived_from`` and the filter recorded. Returns the
     new dataset and how many items the original has. Nothing is stored when the filter is bad
     or matches fewer than 2 items."""
-    from embscope.core.filters import matching_rows, parse_filter
+    from embscope.core.filters import parse_filter, rows_for
 
+    if isinstance(where, str):
+        where = [where]
     conditions = parse_filter(where)
     if not conditions:
         raise InvalidInputError("a subset needs at least one filter, e.g. 'label=cat'")
     original = store.get_dataset(dataset_id)
-    rows = matching_rows(store, original.id, [str(c) for c in conditions])
+    rows = rows_for(store, original.id, conditions)
     if rows.size < 2:
         raise InvalidInputError(
             f"the filter {' AND '.join(map(str, conditions))!r} matches {rows.size} of "
@@ -110,6 +116,6 @@ def save_subset(store: Store, dataset_id: int, where: Any, *, name: str) -> tupl
         derived_from=original.id,
         derived_from_name=original.name,
         transform="subset",
-        transform_params={"filter": [str(c) for c in conditions], "rows": int(rows.size)},
+        transform_params={"filter": [str(w) for w in where], "rows": int(rows.size)},
     )
     return store.add_dataset(parsed, name=name, info=info), original.n

@@ -9,7 +9,7 @@ around the column and the value are dropped.
 
 * Numeric columns take every operator but ``~``; the value must be a number.
 * Text columns take ``=``, ``!=`` and ``~``.
-* True/false columns take ``=`` and ``!=`` with ``true``/``false`` (or ``1``/``0``).
+* True/false columns take ``=`` and ``!=`` with ``true``/``false`` (or ``1``/``0``, ``yes``/``no``).
 * Other columns (dates, times) take ``=``, ``!=`` and ``~`` on their text form.
 
 A missing value (NULL) satisfies no operator, ``!=`` included (SQL's three-valued logic).
@@ -41,6 +41,7 @@ __all__ = [
     "matching_rows",
     "parse_condition",
     "parse_filter",
+    "rows_for",
 ]
 
 # Two-character operators first: at a position where "<=" starts, "<" must not win.
@@ -130,7 +131,22 @@ class CompiledFilter:
         return " AND ".join(str(c) for c in self.conditions)
 
 
-def _number(c: Condition) -> float:
+def _is_integer_type(sql_type: str) -> bool:
+    base = sql_type.upper().split("(")[0].strip()
+    return base in _NUMERIC and base not in ("FLOAT", "DOUBLE", "REAL", "DECIMAL")
+
+
+def _number(c: Condition, *, integer: bool = False) -> float | int:
+    """The value as a number; a whole number for an integer column stays an int (a float
+    would compare 2**53 + 1 equal to 2**53)."""
+    if integer:
+        try:
+            whole = int(c.value.strip())
+        except ValueError:
+            pass
+        else:
+            if -(2**63) <= whole < 2**63:
+                return whole
     try:
         value = float(c.value)
     except ValueError:
@@ -189,7 +205,7 @@ def compile_filter(
             params.append(c.value)
         elif kind == "number":
             parts.append(f"{ref} {sql_op} ?")
-            params.append(_number(c))
+            params.append(_number(c, integer=_is_integer_type(types[c.column])))
         elif kind == "bool":
             parts.append(f"{ref} {sql_op} ?")
             params.append(_bool(c))
@@ -202,7 +218,14 @@ def compile_filter(
 
 def matching_rows(store: Store, dataset_id: int, exprs: Iterable[Any] | None) -> np.ndarray:
     """Row numbers (sorted int64) of a dataset whose metadata satisfies every expression."""
-    conditions = parse_filter(exprs)
+    if isinstance(exprs, str):
+        exprs = [exprs]  # one expression, not its characters
+    return rows_for(store, dataset_id, parse_filter(exprs))
+
+
+def rows_for(store: Store, dataset_id: int, conditions: Sequence[Condition]) -> np.ndarray:
+    """Row numbers (sorted int64) satisfying parsed conditions (never re-parsed: a condition's
+    text form need not parse back to itself, e.g. column ``x!`` with ``=``)."""
     info = store.get_dataset(dataset_id)
     if not conditions:
         return np.arange(info.n, dtype=np.int64)

@@ -65,9 +65,11 @@ BACKENDS = ("hnsw", "exact", "milvus")
 # Rows per BLAS block in exact search: a 2048 x n float32 distance block stays in memory
 # comfortably for n up to a few million.
 _EXACT_BLOCK = 2048
-# And at most this many distances per block (64 MB of float32): at 1M points a block of
-# 2,048 queries would hold 8 GB.
-_EXACT_BLOCK_ELEMENTS = 16_000_000
+# And at most this many distances per block (256 MB of float32; at 1M points a block of 2,048
+# queries would hold 8 GB), but at least _EXACT_BLOCK_MIN queries, so that a large X is not
+# streamed once per handful of queries.
+_EXACT_BLOCK_ELEMENTS = 64_000_000
+_EXACT_BLOCK_MIN = 64
 _CPUS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
@@ -158,7 +160,7 @@ def exact_knn(
     sq_norms = np.einsum("ij,ij->i", X, X) if metric == "l2" else None
     out_i = np.empty((m, want), dtype=np.int64)
     out_d = np.empty((m, want), dtype=np.float32)
-    block = max(1, min(_EXACT_BLOCK, _EXACT_BLOCK_ELEMENTS // max(n, 1)))
+    block = max(_EXACT_BLOCK_MIN, min(_EXACT_BLOCK, _EXACT_BLOCK_ELEMENTS // max(n, 1)))
     for start in range(0, m, block):
         stop = min(start + block, m)
         d = _block_distances(Q[start:stop], X, sq_norms, metric)

@@ -65,6 +65,8 @@ FILTER_EXACT_SHARE = 0.05
 FILTER_EXACT_MIN = 20_000
 # Filters whose matching rows (and their prepared vectors) are kept per process.
 FILTER_CACHE = 8
+# The most neighbours the index is asked for under a filter before exact search takes over.
+FILTER_INDEX_MAX = 16_384
 # hnswlib's own defaults: a good index for interactive search (recall@10 >= 0.95 at ef 50
 # on 100k x 384 sentence-like data, bench_neighbours.py).
 DEFAULT_HNSW: Mapping[str, int] = {"M": 16, "ef_construction": 200}
@@ -182,7 +184,7 @@ class NeighbourService:
         self._ids: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
         self._encoders: dict[str, TextEncoder] = {}
         self._infos: dict[int, DatasetInfo] = {}
-        self._filters: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._filters: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] = {}
         self._index_owner: dict[str, int] = {}
 
     # -- cached data --------------------------------------------------------------------------
@@ -359,7 +361,7 @@ class NeighbourService:
                 if info is not None:
                     self._vectors.pop(info.fingerprint, None)
                     self._ids.pop(info.fingerprint, None)
-                    for key in [k for k in self._filters if k.startswith(info.fingerprint)]:
+                    for key in [k for k in self._filters if k[0] == info.fingerprint]:
                         del self._filters[key]
         self.prune_files()
 
@@ -512,6 +514,11 @@ class NeighbourService:
         """The k nearest neighbours of a resolved query; with ``where`` (filter expressions,
         :mod:`core.filters`, AND-ed) only items that match, ``filtered`` their count."""
         info = self.dataset(dataset_id)
+        metric = check_metric(metric)
+        if backend not in BACKENDS:
+            raise InvalidInputError(
+                f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}"
+            )
         exclude = None if query.exclude_row is None else np.array([query.exclude_row])
         allowed = None if not where else self.matching(info.id, where, metric=metric)[0]
         if allowed is None:
@@ -529,7 +536,8 @@ class NeighbourService:
             t0 = time.perf_counter()
             rows1, dist1 = self._exact_among(info.id, where or (), query, k, metric=metric)
             latency = (time.perf_counter() - t0) * 1000.0
-            return Neighbours(rows1, self.ids(info.id)[rows1], dist1, latency, backend,
+            # Answered by exact search over the matching rows: said so, whatever was asked.
+            return Neighbours(rows1, self.ids(info.id)[rows1], dist1, latency, "exact",
                               len(allowed))  # fmt: skip
         index = self.get_index(info.id, metric=metric, backend=backend, progress=progress, **params)
         t0 = time.perf_counter()
@@ -538,10 +546,11 @@ class NeighbourService:
             latency = (time.perf_counter() - t0) * 1000.0
             return Neighbours(rows[0], self.ids(info.id)[rows[0]], dist[0], latency, backend)
         found = self._index_among(index, info, allowed, query, k, ef=ef)
+        used = backend if found is not None else "exact"
         # None: the index kept too few matching rows; exact search over them instead.
         rows2, dist2 = found or self._exact_among(info.id, where or (), query, k, metric=metric)
         latency = (time.perf_counter() - t0) * 1000.0
-        return Neighbours(rows2, self.ids(info.id)[rows2], dist2, latency, backend, len(allowed))
+        return Neighbours(rows2, self.ids(info.id)[rows2], dist2, latency, used, len(allowed))
 
     def matching(
         self, dataset_id: int, where: Sequence[str], *, metric: str = "cosine"
@@ -594,17 +603,21 @@ class NeighbourService:
         (at most a quarter of the rows); None if it never gets there."""
         own = query.exclude_row
         exclude = None if own is None else np.array([own])
+        if k >= len(allowed) - int(own is not None):
+            return None  # every match is wanted: exact search over them is the answer
         share = len(allowed) / info.n
-        want = min(info.n - 1, int(np.ceil(2 * k / max(share, 1e-9))))
-        while True:
+        # Beyond this many, a scan of the matching rows is cheaper (and Milvus answers at
+        # most 16,384 per query).
+        cap = min(info.n - 1 - int(own is not None), info.n // 4, FILTER_INDEX_MAX)
+        want = int(np.ceil(2 * k / max(share, 1e-9)))
+        while want <= cap:
             search_ef = max(ef or DEFAULT_EF, want)
             rows, dist = index.query(query.vector, want, exclude=exclude, ef=search_ef)
             keep = np.isin(rows[0], allowed)
             if keep.sum() >= k:
                 return rows[0][keep][:k], dist[0][keep][:k]
-            if want >= info.n // 4:
-                return None
-            want = min(info.n // 4, want * 4)
+            want *= 4
+        return None
 
     def compare(self, dataset_id: int, query: Query, **options: Any) -> QueryComparison:
         """The backend's answer beside the exact one, with recall@k (``options`` as for
@@ -616,8 +629,8 @@ class NeighbourService:
         return QueryComparison(approx, exact, recall)
 
 
-def _filter_key(info: DatasetInfo, where: Sequence[str], metric: str) -> str:
-    return f"{info.fingerprint}:{info.id}:{metric}:" + "\x1f".join(map(str, where))
+def _filter_key(info: DatasetInfo, where: Sequence[str], metric: str) -> tuple[Any, ...]:
+    return (info.fingerprint, info.id, metric, tuple(str(w) for w in where))
 
 
 def _orphaned_temp_file(path: Path) -> bool:

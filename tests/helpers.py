@@ -107,12 +107,14 @@ def open_page(name: str, query: dict | None = None, *, timeout: float = 120) -> 
     return at
 
 
-def assert_index_built_in_background(dataset_id: int, *, metric: str = "cosine") -> None:
-    """A dataset saved from a page gets its default index from a background job (so its first
-    query does not build it): the job exists, finishes, and the index is there."""
+def assert_index_built_in_background(dataset_id: int, *, metric: str | None = None) -> None:
+    """A dataset saved from a page gets its default index, for its own metric, from a
+    background job (so its first query does not build it): the job exists, finishes, and the
+    index is there."""
     from embscope.app.runtime import get_job_runner, get_neighbour_service
 
     service = get_neighbour_service()
+    metric = metric or service.dataset(dataset_id).metric
     job = get_job_runner().get(service.index_fingerprint(dataset_id, metric=metric))
     assert job is not None and job.kind == "index", job
     assert job.wait(60), job.status()

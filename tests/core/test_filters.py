@@ -150,3 +150,24 @@ def test_a_dataset_without_metadata(store):
     np.testing.assert_array_equal(matching_rows(store, info.id, None), np.arange(5))
     with pytest.raises(InvalidInputError, match="columns are none"):
         matching_rows(store, info.id, ["a=1"])
+
+
+def test_conditions_are_never_reparsed_and_big_integers_stay_exact(store):
+    from embscope.core.derive import save_subset
+
+    meta = pd.DataFrame(
+        {
+            "x!": ["u", "u", "u", "v", "v", "v"],
+            "x": ["w", "w", "w", "w", "w", "u"],
+            "big": np.array([2**53, 2**53 + 1, 5, 6, 7, 8], dtype=np.int64),
+        }
+    )
+    info = store.add_dataset(make_parsed(np.random.default_rng(0).random((6, 3)), meta), name="t")
+    # "x! =u" is column "x!" = "u"; printed back it would read "x!=u" (x != u).
+    np.testing.assert_array_equal(matching_rows(store, info.id, ["x! =u"]), [0, 1, 2])
+    sub, _ = save_subset(store, info.id, ["x! =u"], name="s")
+    assert sub.n == 3 and sub.info["transform_params"]["filter"] == ["x! =u"]
+    np.testing.assert_array_equal(matching_rows(store, info.id, [f"big={2**53 + 1}"]), [1])
+    np.testing.assert_array_equal(matching_rows(store, info.id, ["big>=5.5"]), [0, 1, 3, 4, 5])
+    # One expression given as a string is one expression.
+    np.testing.assert_array_equal(matching_rows(store, info.id, "x=u"), [5])

@@ -302,3 +302,18 @@ class TestMilvusServerIndex(MilvusContractSetup, IndexContract):
 
     def uri(self, tmp_path):
         return self.server_uri
+
+
+def test_exact_knn_in_small_blocks_gives_the_same_answer(monkeypatch):
+    import embscope.core.index as index_mod
+    from embscope.core.index import exact_knn
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((500, 8)).astype(np.float32)
+    Q = rng.standard_normal((70, 8)).astype(np.float32)
+    whole = exact_knn(Q, X, 5, metric="l2")
+    monkeypatch.setattr(index_mod, "_EXACT_BLOCK_ELEMENTS", 1000)
+    monkeypatch.setattr(index_mod, "_EXACT_BLOCK_MIN", 1)
+    blocked = exact_knn(Q, X, 5, metric="l2")
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    np.testing.assert_array_equal(whole[1], blocked[1])

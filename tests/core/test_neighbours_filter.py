@@ -53,7 +53,7 @@ def test_selective_filter_is_exact_and_every_result_matches(data):
         for row in (3, 10, 400):
             q = svc.resolve(ds, row=row)
             ans = svc.search(ds, q, k=10, where=["group=g7"])
-            assert ans.filtered == mask.sum()
+            assert ans.filtered == mask.sum() and ans.backend == "exact"  # says how it answered
             assert mask[ans.rows].all() and row not in ans.rows
             np.testing.assert_array_equal(ans.rows, _exact(X, mask, X[row], 10, row))
 
@@ -69,6 +69,7 @@ def test_broad_filter_through_the_index_keeps_recall(data, monkeypatch):
         for row in range(0, N, 150):
             q = svc.resolve(ds, row=row)
             cmp = svc.compare(ds, q, k=10, where=["year>=2000"])
+            assert cmp.approximate.backend == "hnsw"  # through the index, not the fallback
             assert mask[cmp.approximate.rows].all() and len(cmp.approximate.rows) == 10
             np.testing.assert_array_equal(cmp.exact.rows, _exact(X, mask, X[row], 10, row))
             recalls.append(cmp.recall)
@@ -86,6 +87,20 @@ def test_fewer_matches_than_k_and_none(data):
         assert sorted(few.rows) == sorted(np.flatnonzero(expected)) and len(few.rows) < 10
         none = svc.search(ds, q, k=10, where=["group=nothing"])
         assert none.filtered == 0 and len(none.rows) == 0 and none.to_json()["filtered"] == 0
+
+
+def test_metric_backend_and_cache_keys_under_a_filter(data):
+    path, ds, _, meta = data
+    with Store(path) as s:
+        svc = NeighbourService(s)
+        q = svc.resolve(ds, row=0)
+        for bad in ({"metric": "dot"}, {"metric": "L2"}, {"backend": "nonsense"}):
+            with pytest.raises(InvalidInputError):
+                svc.search(ds, q, k=3, where=["group=g3"], **bad)
+        # Two filters whose joined text is the same are different filters.
+        twice = svc.search(ds, q, k=3, where=["group=g3", "group=g3"])
+        one_value = svc.search(ds, q, k=3, where=["group=g3\x1fgroup=g3"])
+        assert twice.filtered == (meta["group"] == "g3").sum() and one_value.filtered == 0
 
 
 def test_bad_filter_is_refused_before_anything_is_built(data):
@@ -109,9 +124,8 @@ def test_cli_filter_contract(capsys, data):
     mask = ((meta["group"] == "g3") & (meta["year"] >= 1995)).to_numpy()
     assert obj["filtered"] == mask.sum() and obj["recall"] == 1.0
     assert all(mask[n["row"]] for n in obj["neighbours"] + obj["exact"])
-    code, out, _ = run_cli(capsys, "--db", str(path), "neighbours", "pts", "--row", "5")
-    assert "filtered" not in json.loads(run_cli(
-        capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "--json")[1])  # fmt: skip
+    plain = run_cli(capsys, "--db", str(path), "neighbours", "pts", "--row", "5", "--json")
+    assert plain[0] == 0 and "filtered" not in json.loads(plain[1])
     with Store(path) as s:
         before = snapshot(s)
     for bad in ("colour=red", "year~19", "group<g2", "noop"):
