@@ -515,6 +515,8 @@ class NeighbourService:
         :mod:`core.filters`, AND-ed) only items that match, ``filtered`` their count."""
         info = self.dataset(dataset_id)
         metric = check_metric(metric)
+        if isinstance(where, str):
+            where = [where]  # one expression, not its characters
         if backend not in BACKENDS:
             raise InvalidInputError(
                 f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}"

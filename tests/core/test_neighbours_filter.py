@@ -101,6 +101,8 @@ def test_metric_backend_and_cache_keys_under_a_filter(data):
         twice = svc.search(ds, q, k=3, where=["group=g3", "group=g3"])
         one_value = svc.search(ds, q, k=3, where=["group=g3\x1fgroup=g3"])
         assert twice.filtered == (meta["group"] == "g3").sum() and one_value.filtered == 0
+        # One expression given as a string is one expression.
+        assert svc.search(ds, q, k=3, where="group=g3").filtered == twice.filtered
 
 
 def test_bad_filter_is_refused_before_anything_is_built(data):
