@@ -142,8 +142,15 @@ _SQL_SEARCH = (
     "SELECT row, id FROM $vectors WHERE contains(lower(id), lower(?)) ORDER BY row LIMIT ?"
 )
 _SQL_DESCRIBE_META = "DESCRIBE $meta"
-# $where: a CompiledFilter's clause (column positions and ? only, core/filters.py).
+# $where: a CompiledFilter's clause (column positions and ? only, core/filters.py), checked
+# against exactly the grammar compile_filter writes before it is put in.
 _SQL_META_WHERE = "SELECT __row FROM $meta WHERE $where ORDER BY __row"
+_FILTER_COLUMN = r"(?:#\d+|CAST\(#\d+ AS VARCHAR\))"
+_FILTER_TERM = (
+    rf"\((?:{_FILTER_COLUMN} (?:=|<>|<|<=|>|>=) \?"
+    rf"|strpos\(lower\({_FILTER_COLUMN}\), lower\(\?\)\) > 0)\)"
+)
+_FILTER_CLAUSE = re.compile(rf"TRUE|{_FILTER_TERM}(?: AND {_FILTER_TERM})*")
 _SQL_DROP_VECTORS = "DROP TABLE IF EXISTS $vectors"
 _SQL_DROP_META = "DROP TABLE IF EXISTS $meta"
 # The highest id of each table with an id column (see Store._next_id).
@@ -698,8 +705,8 @@ class Store:
         ``core.filters.compile_filter`` (column positions, functions and ``?`` only; values in
         ``params``)."""
         ds = self._require(dataset_id)
-        if not re.fullmatch(r"[#0-9A-Za-z_()<>=?, ]*", where):
-            raise ValueError("a filter clause holds column positions, functions and ? only")
+        if not _FILTER_CLAUSE.fullmatch(where):
+            raise ValueError("a filter clause is compile_filter's grammar: positions and ? only")
         if not ds.metadata_columns:
             return np.arange(ds.n, dtype=np.int64)
         sql = _on_dataset(_SQL_META_WHERE, ds.id).replace("$where", where)
