@@ -26,6 +26,26 @@ _SUBSET_KEEPS = (
 )  # fmt: skip
 
 
+def _parsed_copy(
+    store: Store, original: DatasetInfo, vectors: np.ndarray, rows: np.ndarray | None, source: str
+) -> Any:
+    """``vectors`` with the original's metadata and ids (of ``rows``, or all), checked as an
+    upload is (:func:`core.ingest.from_arrays`)."""
+    metadata = store.load_metadata(original.id)
+    ids = store.load_ids(original.id)
+    if rows is not None:
+        metadata, ids = metadata.iloc[rows].reset_index(drop=True), ids[rows]
+    parsed = from_arrays(
+        vectors,
+        metadata=metadata,
+        id_column=original.id_column if original.id_column in metadata.columns else None,
+        source=source,
+        format="derived",
+    )
+    # The original's ids as stored, whether or not they came from a metadata column.
+    return dataclasses.replace(parsed, ids=ids)
+
+
 def save_derived_dataset(
     store: Store,
     dataset_id: int,
@@ -55,16 +75,7 @@ def save_derived_dataset(
             f"the derived vectors have shape {arr.shape}; they need one row per item of "
             f"{original.name!r} ({original.n} rows)"
         )
-    metadata = store.load_metadata(original.id)
-    parsed = from_arrays(
-        arr,
-        metadata=metadata,
-        id_column=original.id_column if original.id_column in metadata.columns else None,
-        source=f"{transform} of {original.name}",
-        format="derived",
-    )
-    # The original's ids as stored, whether or not they came from a metadata column.
-    parsed = dataclasses.replace(parsed, ids=store.load_ids(original.id))
+    parsed = _parsed_copy(store, original, arr, None, f"{transform} of {original.name}")
     info = {
         "derived_from": original.id,
         "derived_from_name": original.name,
@@ -100,15 +111,7 @@ def save_subset(store: Store, dataset_id: int, where: Any, *, name: str) -> tupl
             f"{original.n:,} items of {original.name!r}: a dataset needs at least 2"
         )
     vectors = store.load_vectors(original.id)[rows]
-    metadata = store.load_metadata(original.id).iloc[rows].reset_index(drop=True)
-    parsed = from_arrays(
-        vectors,
-        metadata=metadata,
-        id_column=original.id_column if original.id_column in metadata.columns else None,
-        source=f"subset of {original.name}",
-        format="derived",
-    )
-    parsed = dataclasses.replace(parsed, ids=store.load_ids(original.id)[rows])
+    parsed = _parsed_copy(store, original, vectors, rows, f"subset of {original.name}")
     info: dict[str, Any] = {
         key: original.info[key] for key in _SUBSET_KEEPS if key in original.info
     }

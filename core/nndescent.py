@@ -233,6 +233,22 @@ def _mark_old(lo: int, hi: int, idx: np.ndarray, flag: np.ndarray, new: np.ndarr
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def _offer(
+    X: np.ndarray, h: np.ndarray, sims: np.ndarray, a: int, b: int, bar_a: float,
+    out_a: np.ndarray, out_b: np.ndarray, out_s: np.ndarray, w: int,
+) -> int:  # fmt: skip
+    """Write the pair (a, b) as an offer if it beats either end's k-th neighbour; the new
+    offer count."""
+    s = _dot(X, a, b) - h[a] - h[b]
+    if s > bar_a or s > sims[b, 0]:
+        out_a[w] = a
+        out_b[w] = b
+        out_s[w] = s
+        return w + 1
+    return w
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _join(
     lo: int, hi: int, X: np.ndarray, h: np.ndarray, sims: np.ndarray,
     new: np.ndarray, old: np.ndarray, out_a: np.ndarray, out_b: np.ndarray, out_s: np.ndarray,
@@ -255,22 +271,12 @@ def _join(
                 b = new[v, j]
                 if b < 0:
                     continue
-                s = _dot(X, a, b) - h[a] - h[b]
-                if s > bar_a or s > sims[b, 0]:
-                    out_a[w] = a
-                    out_b[w] = b
-                    out_s[w] = s
-                    w += 1
+                w = _offer(X, h, sims, a, b, bar_a, out_a, out_b, out_s, w)
             for j in range(m_old):
                 b = old[v, j]
                 if b < 0 or b == a:
                     continue
-                s = _dot(X, a, b) - h[a] - h[b]
-                if s > bar_a or s > sims[b, 0]:
-                    out_a[w] = a
-                    out_b[w] = b
-                    out_s[w] = s
-                    w += 1
+                w = _offer(X, h, sims, a, b, bar_a, out_a, out_b, out_s, w)
         v += 1
     return v, w
 
