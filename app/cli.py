@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from embscope.app.choices import GEOMETRY_METRICS
+from embscope.core.clusters import METHODS as CLUSTER_METHODS
 from embscope.core.errors import InvalidInputError
 from embscope.core.index import BACKENDS
 from embscope.core.validation import METRICS
@@ -251,12 +252,7 @@ def _end_progress() -> None:
 def _cmd_project(args: argparse.Namespace) -> int:
     from embscope.core.projections.runs import PARAM_TABLES
 
-    out = Path(args.out) if args.out is not None else None
-    if out is not None:
-        if out.suffix.lower() not in (".npy", ".parquet"):
-            raise InvalidInputError(f"--out must end in .npy or .parquet, got {args.out!r}")
-        if not out.parent.is_dir():
-            raise InvalidInputError(f"--out: no such directory: {out.parent}")
+    out = _out_path(args.out)
     with _open(args) as db:
         ds = db.dataset(args.dataset)
         # Every value is checked against the method's bounds before any work starts.
@@ -286,19 +282,77 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out_path(given: str | None) -> Path | None:
+    """``--out``, checked before any work: a .npy or .parquet file in an existing folder."""
+    if given is None:
+        return None
+    out = Path(given)
+    if out.suffix.lower() not in (".npy", ".parquet"):
+        raise InvalidInputError(f"--out must end in .npy or .parquet, got {given!r}")
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"--out: no such directory: {out.parent}")
+    return out
+
+
 def _write_coords(out: Path, coords: Any, ids: Any) -> None:
-    import numpy as np
     import pandas as pd
+
+    frame = pd.DataFrame(coords, columns=list("xyz"[: coords.shape[1]]))
+    _write_out(out, coords.astype("float32"), frame, ids)
+
+
+def _write_out(out: Path, array: Any, frame: Any, ids: Any) -> None:
+    """``array`` to a .npy file, or ``frame`` with an ``id`` column first to a .parquet file;
+    written beside and renamed, so a reader never sees a half-written file."""
+    import numpy as np
 
     tmp = out.with_name(out.name + ".partial")
     if out.suffix.lower() == ".npy":
         with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(coords, dtype=np.float32))
+            np.save(fh, np.asarray(array))
     else:
-        frame = pd.DataFrame(coords, columns=list("xyz"[: coords.shape[1]]))
+        frame = frame.copy()
         frame.insert(0, "id", [str(i) for i in ids])
         frame.to_parquet(tmp, index=False)
-    os.replace(tmp, out)  # a reader never sees a half-written file
+    os.replace(tmp, out)
+
+
+def _cmd_clusters(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    out = _out_path(args.out)
+    options = {
+        "method": args.method, "resolution": args.resolution, "min_size": args.min_size,
+        "seed": args.seed, "metric": args.metric, "text_column": args.text_column,
+    }  # fmt: skip
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        result = ds.clusters(progress=_stderr_progress, **options)
+        _end_progress()
+        if out is not None:
+            clustering = ds.clustering(**options)  # stored: read, not computed
+            names = [*clustering.names, ""]  # noise (-1) reads the last: no label
+            frame = pd.DataFrame(
+                {
+                    "cluster": clustering.labels,
+                    "label": [names[c] for c in clustering.labels.tolist()],
+                }
+            )
+            _write_out(out, clustering.labels, frame, ds.ids())
+            result["out"] = str(out)
+    if args.json:
+        _print_json(result)
+        return 0
+    how = "reused the stored" if result["reused"] else "found"
+    sys.stdout.write(
+        f"{how} {result['n_clusters']} clusters in {ds.name!r} ({result['noise']} items in "
+        f"none; {result['metric']} graph, {result['seconds']:.2f} s)\n"
+    )
+    for row in result["clusters"]:
+        sys.stdout.write(f"  {row['cluster']:>4}  {row['size']:>8}  {row['label']}\n")
+    if out is not None:
+        sys.stdout.write(f"labels written to {out}\n")
+    return 0
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
@@ -670,6 +724,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write the coordinates (.npy or .parquet)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_project)
+
+    p = command("clusters", "clusters of a dataset in its original space, with keyword labels")
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument(
+        "--method", choices=CLUSTER_METHODS, default="leiden",
+        help="Leiden on the shared neighbour graph (default)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resolution", type=float, default=None,
+        help="higher finds more, smaller clusters (default 1, from 0.01 to 10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-size", type=int, default=None,
+        help="smaller groups are left unclustered, cluster -1 (default 5)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--metric", choices=METRICS, default=None, help=_METRIC_HELP)
+    p.add_argument(
+        "--text-column", metavar="COL", default=None,
+        help="text column the keywords come from (default: the recorded one, else the "
+        "column with the longest texts)",
+    )  # fmt: skip
+    p.add_argument(
+        "--out", metavar="FILE",
+        help="write each item's cluster: .npy (int32, -1 for none) or .parquet (id, cluster, "
+        "label)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_clusters)
 
     p = command("compress", "what each compression costs a dataset: size, recall, rank fidelity")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")

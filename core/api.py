@@ -8,7 +8,7 @@
     ds = db.ingest("vectors.parquet", name="mine", id_column="id")
     ds.neighbours(row=3, k=10)                 # == `embscope neighbours mine --row 3 --json`
     ds.project("umap", dims=2, seed=0)         # == `embscope project mine --method umap --json`
-    ds.geometry(); ds.compress(["int8", "pq:48"])
+    ds.geometry(); ds.compress(["int8", "pq:48"]); ds.clusters(resolution=1.0)
     db.compare("mine", "other"); db.datasets()
 
 :func:`open` and :meth:`Database.ingest` return handles; every query or computation returns
@@ -34,6 +34,7 @@ from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import check_metric, metric_record
 
 if TYPE_CHECKING:
+    from embscope.core.clusters import Clustering
     from embscope.core.compression.evaluate import CompressionReport
     from embscope.core.projections.runs import Projection
 
@@ -473,6 +474,73 @@ class Dataset:
         ).coords
         assert coords is not None
         return coords
+
+    def clustering(
+        self,
+        *,
+        method: str = "leiden",
+        resolution: float | None = None,
+        min_size: int | None = None,
+        seed: int = 0,
+        metric: str | None = None,
+        text_column: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Clustering:
+        """The stored :class:`core.clusters.Clustering` (labels per row, keywords, examples),
+        computed first if needed; :meth:`clusters` gives it as a dict."""
+        from embscope.core.clusters import get_or_cluster
+
+        result = get_or_cluster(
+            self.db.store, self.id, method=method, resolution=resolution, min_size=min_size,
+            seed=seed, metric=metric, text_column=text_column, progress=progress,
+        )  # fmt: skip
+        assert result is not None
+        return result
+
+    def clusters(
+        self,
+        *,
+        method: str = "leiden",
+        resolution: float | None = None,
+        min_size: int | None = None,
+        seed: int = 0,
+        metric: str | None = None,
+        text_column: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Clusters in the original space with keyword labels: ``embscope clusters --json``.
+
+        ``resolution`` (higher: more, smaller clusters) and ``min_size`` (smaller groups are
+        noise, cluster -1) are bounded (``core.clusters.CLUSTER_PARAMS``); ``text_column``
+        names the column keywords are drawn from (default: the recorded text column, else
+        the longest text column). The labels per row: :meth:`clustering`.
+        """
+        from embscope.core.clusters import CLUSTERINGS, cluster_request
+
+        request = cluster_request(
+            self.db.store, self.id, method=method, resolution=resolution, min_size=min_size,
+            seed=seed, metric=metric, text_column=text_column,
+        )  # fmt: skip
+        reused = CLUSTERINGS.find(self.db.store, request) is not None
+        result = self.clustering(
+            method=method, resolution=resolution, min_size=min_size, seed=seed, metric=metric,
+            text_column=text_column, progress=progress,
+        )  # fmt: skip
+        return {
+            "method": result.method,
+            "n_clusters": result.n_clusters,
+            "noise": result.noise,
+            "seconds": result.seconds,
+            "clusters": result.summary(),
+            "resolution": result.resolution,
+            "min_size": result.min_size,
+            "seed": result.seed,
+            "metric": result.metric,
+            "text_column": result.text_column,
+            "modularity": result.quality,
+            "reused": reused,
+            "dataset": self.id,
+        }
 
     def compression_report(
         self,

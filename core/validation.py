@@ -112,19 +112,27 @@ def check_number(
     too_low = low is not None and (number <= low if low_open else number < low)
     if too_low or (high is not None and number > high):
         if low_open and low is not None:
-            bound = f"above {low:g}" + (f" and at most {high:g}" if high is not None else "")
+            bound = f"above {_num(low)}" + (
+                f" and at most {_num(high)}" if high is not None else ""
+            )
         else:
             bound = _bounds(low, high)
         raise InvalidInputError(f"{name} must be {bound}, got {value!r}")
     return number
 
 
+def _num(x: float) -> str:
+    """A bound as a person writes it: whole numbers in full (2147483647, not 2.14748e+09)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
 def _bounds(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
+        return f"between {_num(low)} and {_num(high)}"
     if low is not None:
-        return f"at least {low:g}"
-    return f"at most {high:g}"
+        return f"at least {_num(low)}"
+    assert high is not None
+    return f"at most {_num(high)}"
 
 
 def check_seed(seed: Any) -> int:

@@ -20,6 +20,7 @@ import pytest
 
 from embscope.core import artifacts
 from embscope.core.artifacts import ArtifactSpec, get_or_compute, read_only_cache
+from embscope.core.clusters import ClusterSpec, get_or_cluster
 from embscope.core.compare_runs import ComparisonSpec, get_or_compare_datasets
 from embscope.core.compression.runs import CompressionSpec, get_or_evaluate
 from embscope.core.diagnostics_runs import EfDiagnosticsSpec, ef_diagnostics
@@ -35,7 +36,7 @@ from tests.helpers import folder_snapshot, make_parsed
 
 SPECS = (
     GraphSpec, IndexSpec, ProjectionSpec, ScorecardSpec, EfDiagnosticsSpec, CompressionSpec,
-    ComparisonSpec,
+    ComparisonSpec, ClusterSpec,
 )  # fmt: skip
 
 
@@ -80,8 +81,8 @@ def folder(tmp_path) -> Path:
 
 
 def _compute_everything(store: Store) -> dict[str, object]:
-    """A projection, a scorecard, recall vs ef, a compression report and a comparison,
-    through the public functions the CLI, the API and the pages call."""
+    """A projection, a scorecard, recall vs ef, a compression report, a comparison and a
+    clustering, through the public functions the CLI, the API and the pages call."""
     service = NeighbourService(store)
     return {
         "projection": runs.compute_projection(store, 1, method="pca", metric="l2"),
@@ -91,6 +92,7 @@ def _compute_everything(store: Store) -> dict[str, object]:
             store, 1, codecs=["int8", "pq:4"], metric="l2", n_queries=50, k=5
         ),
         "comparison": get_or_compare_datasets(store, 1, 2, k=5, metric="l2"),
+        "clusters": get_or_cluster(store, 1, metric="l2"),
     }
 
 
@@ -160,6 +162,7 @@ def test_a_read_only_store_keeps_its_results_in_memory_and_writes_nothing(folder
         "ef_diagnostics": 1,
         "compression": 1,
         "comparison": 1,
+        "clusters": 1,
     }
     # A second request, on this store or on another read-only open of the same file (another
     # session of the server), is answered from memory: nothing is computed again.
