@@ -5,12 +5,17 @@ browser can clear."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import streamlit as st
 
 from embscope.app.runtime import db_path, get_neighbour_service, get_store
 from embscope.core.export import as_text
 from embscope.core.ingest import FileInspection, inspect_file
+
+if TYPE_CHECKING:
+    from embscope.core.clusters import Clustering
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=8)
@@ -98,6 +103,23 @@ def _projection_coords(path: str, fingerprint: str) -> np.ndarray:
 def projection_coords(fingerprint: str) -> np.ndarray:
     """A stored projection's coordinates, read from the database once per process."""
     return _projection_coords(db_path(), fingerprint)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _clustering_of(path: str, fingerprint: str) -> Clustering:
+    from embscope.core.artifacts import load
+    from embscope.core.clusters import CLUSTERINGS
+
+    found = load(get_store(path), CLUSTERINGS, fingerprint)
+    if found is None:
+        raise KeyError(fingerprint)
+    return found
+
+
+def clustering_of(fingerprint: str) -> Clustering:
+    """A stored clustering (:class:`core.clusters.Clustering`, labels included), read from
+    the database once per process."""
+    return _clustering_of(db_path(), fingerprint)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -191,17 +193,50 @@ def scatter_figure(
 
 # -- projections ----------------------------------------------------------------------------
 
-MAX_CATEGORIES = 30  # beyond this many colours, the rest share one grey "other" trace
+# 55 colours, no two alike (each at least 50 apart in RGB), no grey (grey means "no value" or
+# "other"): the D3 ten first, then plotly's Dark24, Alphabet, Light24 and ColorBrewer sets.
 _PALETTE = (
-    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf "
-    "#393b79 #e6550d #31a354 #756bb1 #636363 #3182bd #fd8d3c #74c476 #9e9ac8 #969696 "
-    "#843c39 #d6616b #e7969c #7b4173 #a55194 #ce6dbd #de9ed6 #637939 #8ca252"
+    "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #bcbd22 #17becf #2e91e5 "
+    "#fb0d0d #da16ff #b68100 #750d86 #eb663b #511cfb #00a08b #fb00d1 #fc0080 #b2828d "
+    "#6c7c32 #862a16 #a777f1 #620042 #1616a7 #0d2a63 #af0038 #782ab6 #1c8356 #16ff32 "
+    "#f7e1a0 #dea0fd #f8a19f #1cffce #2ed9ff #b10da1 #fbe426 #6a76fc #dc587d #6e899c "
+    "#86ce00 #e48f72 #8dd3c7 #bebada #b3de69 #fccde5 #ccebc5 #f2b701 #80ba5a #52bca3 "
+    "#5f4690 #aa4499 #999933 #882255 #54a24b"
 ).split()
+# Up to this many values each get their own colour; beyond, the largest MAX_CATEGORIES - 1
+# do and the rest share one grey "other".
+MAX_CATEGORIES = len(_PALETTE)
+# A legend entry longer than this is cut (the hover has the whole value).
+LEGEND_CHARS = 28
+# Neighbours of a clicked point: rings and lines in this colour.
+FOCUS_COLOUR = "#111111"
 
 
 def point_size(n: int) -> float:
     """Marker size that keeps dense layouts readable."""
     return 6.0 if n <= 2_000 else 4.0 if n <= 20_000 else 2.5 if n <= 200_000 else 1.5
+
+
+def point_opacity(n: int) -> float:
+    """Marker opacity that lets density show through where points overlap."""
+    return 0.85 if n <= 5_000 else 0.6 if n <= 100_000 else 0.35
+
+
+def robust_range(values: np.ndarray, *, share: float = 0.005, pad: float = 0.04) -> list[float]:
+    """An axis range holding the bulk of ``values``: the ``share`` and ``1 - share``
+    quantiles, widened by ``pad`` of their span on each side. A few far outliers no longer
+    shrink everything else into a corner; zooming out (or a double click) still shows them."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [-1.0, 1.0]
+    low, high = np.quantile(v, [share, 1.0 - share]) if v.size >= 200 else (v.min(), v.max())
+    span = float(high - low) or 1.0
+    return [float(low - pad * span), float(high + pad * span)]
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= LEGEND_CHARS else name[: LEGEND_CHARS - 1] + "…"
 
 
 def category_groups(values: Any) -> tuple[list[str], np.ndarray]:
@@ -230,7 +265,12 @@ def _natural(value: Any) -> tuple[int, float, str]:
     try:
         return (0, float(value), "")
     except (TypeError, ValueError):
-        return (1, 0.0, str(value))
+        pass
+    text = str(value)
+    head = text.split(" ", 1)[0]
+    if head.isdigit():  # "2 · parser" before "10 · socket"
+        return (1, float(head), text)
+    return (1, float("inf"), text)
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +278,17 @@ def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
 
     codes, uniques = pd.factorize(pd.Series(as_text(values, missing=MISSING)), sort=True)
     return codes.astype(np.int64), np.asarray(uniques)
+
+
+@dataclass(frozen=True)
+class MapLabel:
+    """Text drawn on the map at a place of the layout (a cluster's name at its centre)."""
+
+    x: float
+    y: float
+    z: float
+    text: str  # user text: escaped when drawn
+    size: int = 12
 
 
 def projection_figure(
@@ -250,12 +301,18 @@ def projection_figure(
     selected: np.ndarray | None = None,
     title: str = "",
     height: int = 600,
+    size: float | None = None,
+    opacity: float | None = None,
+    labels: Sequence[MapLabel] = (),
+    focus: int | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> go.Figure:
     """A WebGL scatter of a 2-D (``Scattergl``) or 3-D (``Scatter3d``) layout.
 
     Every point carries its row number as ``customdata``, so a selection maps back to rows
     whatever the traces are. Arrays stay numpy (plotly sends them as typed binary arrays, not
-    JSON lists), so a million points stay a compact payload.
+    JSON lists), so a million points stay a compact payload. A 2-D map opens on the bulk of
+    its points (:func:`robust_range`).
 
     Parameters
     ----------
@@ -268,6 +325,12 @@ def projection_figure(
         the hover shows the row number.
     selected : int ndarray, optional
         Rows to highlight (linked selection); the others are dimmed.
+    size, opacity : float, optional
+        The markers' size and opacity (default: :func:`point_size`, :func:`point_opacity`).
+    labels : MapLabel sequence
+        Text drawn over the points (cluster names), on a light box so it reads on any colour.
+    focus, neighbours : int and int ndarray, optional
+        A clicked point and its nearest neighbours: rings around them and lines from it.
     """
     coords = np.asarray(coords, dtype=np.float32)
     n, dims = coords.shape
@@ -275,7 +338,8 @@ def projection_figure(
     # plotly renders a subset of HTML (links, tags) in titles and legend entries: user text
     # (dataset names, metadata values, column names) is shown escaped, as text.
     title, color_title = html.escape(title), html.escape(color_title)
-    size = point_size(n)
+    size = point_size(n) if size is None else float(size)
+    opacity = point_opacity(n) if opacity is None else float(opacity)
     chosen = None
     if selected is not None:
         chosen = np.zeros(n, dtype=bool)
@@ -294,7 +358,7 @@ def projection_figure(
         else:
             common["hovertemplate"] = "row %{customdata}<extra></extra>"
         if dims == 3:
-            marker = {**marker, "size": size * 0.8}
+            marker = {**marker, "size": marker.get("size", size) * 0.8}
             return go.Scatter3d(
                 x=coords[idx, 0], y=coords[idx, 1], z=coords[idx, 2], marker=marker, **common
             )
@@ -302,12 +366,14 @@ def projection_figure(
         if chosen is not None:
             t.selectedpoints = np.flatnonzero(chosen[idx])
             t.selected = {"marker": {"opacity": 1.0}}
-            t.unselected = {"marker": {"opacity": 0.08}}
+            t.unselected = {"marker": {"opacity": 0.15}}
         return t
 
     traces = []
     if color is None:
-        traces.append(trace(rows, {"size": size, "color": "#1f77b4", "opacity": 0.75}, "", False))
+        traces.append(
+            trace(rows, {"size": size, "color": "#1f77b4", "opacity": opacity}, "", False)
+        )
     elif categorical:
         names, codes = category_groups(color)
         under = []  # grey groups (missing values, "other"): drawn beneath, listed last
@@ -315,7 +381,10 @@ def projection_figure(
             idx = np.flatnonzero(codes == g)
             grey = name == MISSING or name.startswith("other (")  # not one real value
             colour = "#c7c7c7" if grey else _PALETTE[g % len(_PALETTE)]
-            t = trace(idx, {"size": size, "color": colour, "opacity": 0.8}, html.escape(name), True)
+            t = trace(
+                idx, {"size": size, "color": colour, "opacity": opacity},
+                html.escape(_short(name)), True,
+            )  # fmt: skip
             if grey:
                 t.legendrank = 1001  # plotly's default is 1000: after the real values
                 under.append(t)
@@ -342,31 +411,94 @@ def projection_figure(
             "cmin": float(low),
             "cmax": float(max(high, low + 1e-9)),
             "showscale": True,
-            "colorbar": {"title": {"text": color_title}, "x": 1.02},
-            "opacity": 0.8,
+            "colorbar": {"title": {"text": color_title}, "x": 1.02, "thickness": 14},
+            "opacity": opacity,
         }
         marker["color"] = marker["color"][rows_coloured]
         traces.append(trace(rows_coloured, marker, color_title, False))
+    if focus is not None and 0 <= focus < n:
+        traces.extend(_focus_traces(coords, int(focus), neighbours, size, trace))
     fig = go.Figure(traces)
     fig = _layout(fig, title)
-    legend = {"orientation": "v", "y": 1, "x": 1.01, "itemsizing": "constant"}
+    legend = {
+        "orientation": "v", "y": 1, "x": 1.0, "xanchor": "left", "itemsizing": "constant",
+        "font": {"size": 11}, "tracegroupgap": 0,
+    }  # fmt: skip
     if color is not None and not categorical:  # only "no value": keep it clear of the colour bar
         legend = {"orientation": "h", "y": -0.02, "x": 0, "itemsizing": "constant"}
     fig.update_layout(
         height=height,
-        dragmode="lasso" if dims == 2 else "orbit",
+        # pan: a click selects a point (Streamlit makes clicks select only outside the lasso
+        # and box tools, which the mode bar offers)
+        dragmode="pan" if dims == 2 else "orbit",
         legend=legend,
         uirevision="keep",  # zoom and pan survive reruns
+        margin={"l": 4, "r": 4, "t": 36, "b": 4},
+        hoverlabel={"namelength": -1},
     )
     if dims == 2:
-        fig.update_xaxes(showticklabels=False, title_text="", showgrid=False, zeroline=False)
+        fig.update_xaxes(
+            showticklabels=False, title_text="", showgrid=False, zeroline=False,
+            range=robust_range(coords[:, 0]),
+        )  # fmt: skip
         fig.update_yaxes(
-            showticklabels=False, title_text="", showgrid=False, zeroline=False, scaleanchor="x"
-        )
+            showticklabels=False, title_text="", showgrid=False, zeroline=False,
+            scaleanchor="x", range=robust_range(coords[:, 1]),
+        )  # fmt: skip
+        for label in labels:
+            fig.add_annotation(
+                x=label.x, y=label.y, text=html.escape(label.text), showarrow=False,
+                font={"size": label.size, "color": "#111111"},
+                bgcolor="rgba(255,255,255,0.72)", borderpad=2,
+            )  # fmt: skip
     else:
         axis = {"showticklabels": False, "title": ""}
-        fig.update_layout(scene={"xaxis": axis, "yaxis": axis, "zaxis": axis})
+        scene: dict[str, Any] = {"xaxis": axis, "yaxis": axis, "zaxis": axis}
+        if labels:
+            scene["annotations"] = [
+                {
+                    "x": lb.x, "y": lb.y, "z": lb.z, "text": html.escape(lb.text),
+                    "showarrow": False, "font": {"size": lb.size, "color": "#111111"},
+                    "bgcolor": "rgba(255,255,255,0.72)",
+                }
+                for lb in labels
+            ]  # fmt: skip
+        fig.update_layout(scene=scene)
     return fig
+
+
+def _focus_traces(
+    coords: np.ndarray, focus: int, neighbours: np.ndarray | None, size: float, trace: Any
+) -> list[Any]:
+    """Lines from a clicked point to its neighbours, rings around them and around it."""
+    near = np.asarray([] if neighbours is None else neighbours, dtype=np.int64)
+    near = near[(near >= 0) & (near < coords.shape[0]) & (near != focus)]
+    out = []
+    ring = max(size * 2.2, 9.0)
+    if near.size:
+        # One trace of segments focus -> neighbour, separated by NaN (plotly breaks lines there).
+        seg = np.full((near.size * 3, coords.shape[1]), np.nan, dtype=np.float32)
+        seg[0::3] = coords[focus]
+        seg[1::3] = coords[near]
+        line = {"color": FOCUS_COLOUR, "width": 1}
+        if coords.shape[1] == 3:
+            out.append(go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines",
+                                    line=line, hoverinfo="skip", showlegend=False,
+                                    name="neighbour links"))  # fmt: skip
+        else:
+            out.append(go.Scattergl(x=seg[:, 0], y=seg[:, 1], mode="lines", line=line,
+                                    hoverinfo="skip", showlegend=False,
+                                    name="neighbour links"))  # fmt: skip
+        marker = {"size": ring, "symbol": "circle-open", "color": FOCUS_COLOUR,
+                  "line": {"width": 2}, "opacity": 1.0}  # fmt: skip
+        out.append(trace(near, marker, f"{near.size} nearest neighbours", True))
+    marker = {"size": ring * 1.4, "symbol": "circle-open", "color": "#d62728",
+              "line": {"width": 3}, "opacity": 1.0}  # fmt: skip
+    out.append(trace(np.array([focus]), marker, "clicked point", True))
+    for t in out:  # always fully drawn, whatever is selected
+        if isinstance(t, go.Scattergl):
+            t.selectedpoints = None
+    return out
 
 
 def selected_rows(fig: go.Figure, selection: Any) -> np.ndarray:

@@ -64,6 +64,14 @@ def _token_form(*, wrong_link: bool) -> None:
     st.error("That access token is not right.", icon=":material/lock:")
 
 
+# The map owns the page: less of Streamlit's wide-layout padding around the main column.
+PAGE_STYLE = """<style>
+[data-testid="stMainBlockContainer"] {
+  padding-top: 2.2rem; padding-left: 2rem; padding-right: 2rem; max-width: 100%;
+}
+</style>"""
+
+
 def run() -> None:
     st.set_page_config(page_title="embscope", page_icon=":material/scatter_plot:", layout="wide")
     authorised = _authorised()
@@ -107,6 +115,7 @@ def run() -> None:
         position="sidebar" if authorised else "hidden",
     )
     st.logo(str(ROOT / "assets" / "logo.svg"), size="large")
+    st.html(PAGE_STYLE)
     if not authorised:
         st.stop()
     try:

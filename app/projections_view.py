@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, share, widgets
+from embscope.app import figures, share, state, widgets
 from embscope.app.cache import id_row_map, projection_coords
+from embscope.app.clusters_panel import CLUSTERS, cluster_table
 from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
-from embscope.app.scatter import HOVER_TEXT_LIMIT, draw, linked_pair, make_panel
+from embscope.app.scatter import HOVER_TEXT_LIMIT, Panel, draw, linked_pair, make_panel
 from embscope.app.selection import (
     current_selection,
+    neighbours_of,
     selection_list,
     set_selection,
     update_selection,
@@ -104,12 +107,12 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
             link.ignore(
                 given, link.raw(given), f"{runs.METHOD_LABELS[method]} has no such parameter"
             )
-    colour = link.choice("color", [NO_COLOUR, *info.metadata_columns])
+    colour = link.choice("color", [NO_COLOUR, CLUSTERS, *info.metadata_columns])
     if colour is not None:
-        st.session_state[f"projections.colour.{info.id}"] = colour
+        _set_kept(f"projections.colour.{info.id}", colour)
     hover = link.values("hover", options=info.metadata_columns, max_count=3)
     if hover is not None:
-        st.session_state[f"projections.hover.{info.id}"] = hover
+        _set_kept(f"projections.hover.{info.id}", hover)
     # Coming back to the page, the selection is the session's (other pages share it).
     rows = None if link.remembered else _rows_of_ids(info, link)
     if rows is not None:
@@ -135,10 +138,10 @@ def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
     for name, value in request["params"].items():
         if value != table[name].default:
             params[f"p.{name}"] = AUTO if table[name].is_auto(value) else value
-    colour = st.session_state.get(f"projections.colour.{info.id}")
+    colour = _kept_value(f"projections.colour.{info.id}")
     if colour is not None:
         params["color"] = colour
-    hover = st.session_state.get(f"projections.hover.{info.id}")
+    hover = _kept_value(f"projections.hover.{info.id}")
     if hover is not None and list(hover) != _hover_default(info):
         params["hover"] = list(hover)
     rows = current_selection(info)
@@ -289,18 +292,77 @@ def other_jobs(info: DatasetInfo, current_key: str | None) -> None:
 # -- showing a projection -------------------------------------------------------------------------
 
 
-def colour_options(info: DatasetInfo) -> tuple[str | None, list[str]]:
-    """The colour column and the hover columns chosen for this dataset."""
+@dataclass(frozen=True)
+class Look:
+    """How the map is drawn: colour, hover columns, cluster names, marker size and opacity."""
+
+    colour: str | None
+    hover: list[str]
+    names: bool = True
+    size: float | None = None
+    opacity: float | None = None
+
+
+def _kept(key: str, default: Any) -> None:
+    """Before a widget: its last value, when Streamlit forgot it (a widget not drawn in a run,
+    as the map's controls while another method's layout is computed, loses its state)."""
+    if key not in st.session_state:
+        st.session_state[key] = state.get(f"kept.{key}", default)
+
+
+def _keep(key: str) -> Any:
+    value = st.session_state.get(key)
+    state.put(f"kept.{key}", value)
+    return value
+
+
+def _set_kept(key: str, value: Any) -> None:
+    st.session_state[key] = value
+    state.put(f"kept.{key}", value)
+
+
+def _kept_value(key: str) -> Any:
+    """A map control's value: the widget's, else the last one kept."""
+    return st.session_state.get(key, state.get(f"kept.{key}"))
+
+
+def _colour_default(info: DatasetInfo) -> str:
+    """The dataset's label column when it records one, else its clusters."""
+    label = runs.default_label_column(info)
+    return label if label is not None else CLUSTERS
+
+
+def map_controls(info: DatasetInfo, clustering: Any) -> Look:
+    """The map's colour, hover columns, cluster names, point size and opacity, kept for the
+    session (across methods) and in the share link."""
     columns = [NO_COLOUR, *info.metadata_columns]
-    default = runs.default_label_column(info) or NO_COLOUR
+    if clustering is not None and CLUSTERS not in info.metadata_columns:
+        columns.insert(1, CLUSTERS)
     key = f"projections.colour.{info.id}"
-    if st.session_state.get(key) not in columns:
-        st.session_state[key] = default
-    cols = st.columns(2)
-    colour = cols[0].selectbox("Colour by", columns, key=key)
+    _kept(key, _colour_default(info))
+    # Clusters asked for (by default, a link or earlier) but not found yet: no colour until
+    # they are, then the clusters.
+    if st.session_state[key] == CLUSTERS:
+        state.put(f"kept.{key}", CLUSTERS)
+    pending = state.get(f"kept.{key}") == CLUSTERS
+    if pending and CLUSTERS in columns and st.session_state[key] == NO_COLOUR:
+        st.session_state[key] = CLUSTERS
+    if st.session_state[key] not in columns:
+        st.session_state[key] = (
+            NO_COLOUR
+            if st.session_state[key] == CLUSTERS
+            else (runs.default_label_column(info) or NO_COLOUR)
+        )
+    cols = st.columns([3, 4, 2, 2, 2], vertical_alignment="bottom")
+    colour = cols[0].selectbox(
+        "Colour by", columns, key=key,
+        format_func=lambda c: "clusters (found in the data)" if c == CLUSTERS else c,
+    )  # fmt: skip
+    if not (pending and CLUSTERS not in columns and colour == NO_COLOUR):
+        _keep(key)
     hover_key = f"projections.hover.{info.id}"
-    chosen = st.session_state.get(hover_key)
-    if chosen is None or not set(chosen) <= set(info.metadata_columns):
+    _kept(hover_key, _hover_default(info))
+    if not set(st.session_state[hover_key]) <= set(info.metadata_columns):
         st.session_state[hover_key] = _hover_default(info)
     hover = cols[1].multiselect(
         "Hover shows",
@@ -309,7 +371,24 @@ def colour_options(info: DatasetInfo) -> tuple[str | None, list[str]]:
         key=hover_key,
         help="Metadata shown when the pointer is over a point (besides its id).",
     )
-    return (None if colour == NO_COLOUR else colour), hover
+    _keep(hover_key)
+    size_key, opacity_key = f"projections.size.{info.id}", f"projections.opacity.{info.id}"
+    _kept(size_key, float(figures.point_size(info.n)))
+    _kept(opacity_key, float(figures.point_opacity(info.n)))
+    size = cols[2].slider("Point size", 1.0, 12.0, step=0.5, key=size_key)
+    opacity = cols[3].slider("Opacity", 0.05, 1.0, step=0.05, key=opacity_key)
+    names_key = "projections.cluster_names"
+    _kept(names_key, True)
+    names = cols[4].toggle(
+        "Cluster names", key=names_key, disabled=clustering is None,
+        help="Each cluster's name (its most typical words) where its points lie.",
+    )  # fmt: skip
+    for k in (size_key, opacity_key, names_key):
+        _keep(k)
+    return Look(
+        None if colour == NO_COLOUR else colour, list(hover), bool(names), float(size),
+        float(opacity),
+    )  # fmt: skip
 
 
 def quality_metrics(projection: runs.Projection) -> None:
@@ -454,41 +533,50 @@ def _departures_text(c: Mapping[str, Any], reference: str) -> str:
     return f" Differs from {reference}: " + "; ".join(map(str, departures.values())) + "."
 
 
-def scatter(
+def _panel(
     info: DatasetInfo,
     projection: runs.Projection,
+    look: Look,
+    clustering: Any,
     *,
-    colour: str | None,
-    hover_columns: list[str],
-    selected: np.ndarray | None,
-    key: str,
-    height: int = 620,
-) -> tuple[Any, Any, bool]:
-    """Draw a stored projection; returns (figure, selection event, redrawn) as :func:`draw`."""
-    panel = make_panel(
-        info,
-        projection_coords(projection.fingerprint),
-        title=f"{projection.title} of {info.name}",
-        colour=colour,
-        hover_columns=hover_columns,
-    )
-    return draw(panel, selected=selected, key=key, height=height)
+    title: str | None = None,
+) -> Panel:
+    return make_panel(
+        info, projection_coords(projection.fingerprint),
+        title=title or f"{projection.title} of {info.name}", colour=look.colour,
+        hover_columns=look.hover, clusters=clustering, cluster_names=look.names,
+        size=look.size, opacity=look.opacity,
+    )  # fmt: skip
 
 
-# -- selection ---------------------------------------------------------------------------------------
+MAP_HEIGHT = 720
 
 
 def main_scatter(
-    info: DatasetInfo, projection: runs.Projection, *, colour: str | None, hover_columns: list[str]
+    info: DatasetInfo, projection: runs.Projection, look: Look, clustering: Any
 ) -> None:
-    """The projection on its own, full width; a lasso, box or click selects points."""
-    fig, event, redrawn = scatter(
-        info, projection, colour=colour, hover_columns=hover_columns,
-        selected=current_selection(info), key="projections.main",
-    )  # fmt: skip
+    """The projection on its own, full width; a lasso, box or click selects points, and a
+    single point's nearest neighbours are ringed and linked to it."""
+    panel = _panel(info, projection, look, clustering)
+    selected = current_selection(info)
+    if selected is not None and selected.size == 1:
+        try:
+            _, near, _ = neighbours_of(info, int(selected[0]), projection.metric)
+        except InvalidInputError:
+            near = np.zeros(0, dtype=np.int64)
+        panel.focus, panel.neighbours = int(selected[0]), near
+        selected = np.concatenate([selected, near])
+    fig, event, redrawn = draw(panel, selected=selected, key="projections.main", height=MAP_HEIGHT)
     if event is not None and update_selection(
         info, "projections.main", figures.selected_rows(fig, event), redrawn=redrawn
     ):
+        st.rerun()
+
+
+def clusters_section(info: DatasetInfo, clustering: Any) -> None:
+    """The table of clusters; picking one selects its points on the map."""
+    rows = cluster_table(info, clustering)
+    if rows is not None and update_selection(info, "clusters.table", rows):
         st.rerun()
 
 
@@ -617,13 +705,7 @@ def _comparable(info: DatasetInfo) -> list[tuple[DatasetInfo, runs.Projection]]:
     return out
 
 
-def side_by_side(
-    info: DatasetInfo,
-    main: runs.Projection,
-    *,
-    colour: str | None,
-    hover_columns: list[str],
-) -> None:
+def side_by_side(info: DatasetInfo, main: runs.Projection, look: Look, clustering: Any) -> None:
     """The main projection beside another stored one, with linked selection (matched by id)."""
     choices = [(o, p) for o, p in _comparable(info) if p.fingerprint != main.fingerprint]
     if not choices:
@@ -647,12 +729,9 @@ def side_by_side(
     matched = int((forward >= 0).sum())
     if other_info.id != info.id:
         st.caption(f"{matched:,} of {info.n:,} items matched by id.")
-    left = make_panel(
-        info, projection_coords(main.fingerprint), title=f"{main.title} of {info.name}",
-        colour=colour, hover_columns=hover_columns,
-    )  # fmt: skip
-    right = make_panel(
-        other_info, projection_coords(other.fingerprint),
-        title=f"{other.title} of {other_info.name}", colour=colour, hover_columns=hover_columns,
-    )  # fmt: skip
+    left = _panel(info, main, look, clustering)
+    # The clusters are this dataset's rows: they colour the partner only when it is this
+    # dataset too.
+    theirs = clustering if other_info.id == info.id else None
+    right = _panel(other_info, other, look, theirs, title=f"{other.title} of {other_info.name}")
     linked_pair(left, right, forward, key="projections.pair")

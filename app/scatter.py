@@ -4,7 +4,7 @@ side by side with one linked selection, and the choice of a layout to draw (PCA 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,9 +13,11 @@ import streamlit as st
 
 from embscope.app import figures, state
 from embscope.app.cache import hover_labels, metadata_column, pca_layout_of, projection_coords
+from embscope.app.clusters_panel import CLUSTERS, colour_values, map_labels
 from embscope.app.runtime import get_store
 from embscope.app.selection import current_selection, update_selection
 from embscope.app.text import md_escape
+from embscope.core.clusters import Clustering
 from embscope.core.export import MISSING, as_text
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
@@ -23,6 +25,8 @@ from embscope.core.store import DatasetInfo
 # Above this many points the default hover is the row number only (hover strings for a
 # million points would be most of the page's payload).
 HOVER_TEXT_LIMIT = 200_000
+# A map zooms with the wheel, as a map does; the mode bar stays, for the lasso and box tools.
+MAP_CONFIG = {"scrollZoom": True, "displaylogo": False}
 
 
 def hover_for(info: DatasetInfo, columns: list[str]) -> list[str] | None:
@@ -44,11 +48,19 @@ class Panel:
     categorical: bool = False
     colour_title: str = ""
     hover: list[str] | None = None
+    size: float | None = None  # marker size and opacity (None: from n)
+    opacity: float | None = None
+    labels: list[figures.MapLabel] = field(default_factory=list)
+    focus: int | None = None  # a clicked point, and its neighbours ringed
+    neighbours: np.ndarray | None = None
 
 
-def _colour(info: DatasetInfo, column: str | None) -> tuple[Any, bool]:
-    # Per-row colour values of a metadata column, and whether they are categories.
-    if column is None:
+def _colour(info: DatasetInfo, column: str | None, clusters: Clustering | None) -> tuple[Any, bool]:
+    # Per-row colour values of a metadata column (or the clusters), and whether they are
+    # categories.
+    if column == CLUSTERS and clusters is not None:
+        return colour_values(clusters), True
+    if column is None or column not in info.metadata_columns:
         return None, False
     values = metadata_column(info.id, column)
     if runs.is_categorical(values) or not pd.api.types.is_numeric_dtype(values):
@@ -63,11 +75,22 @@ def make_panel(
     title: str,
     colour: str | None,
     hover_columns: list[str],
+    clusters: Clustering | None = None,
+    cluster_names: bool = False,
+    size: float | None = None,
+    opacity: float | None = None,
 ) -> Panel:
-    """A panel coloured by a metadata column (categorical or continuous) with hover labels."""
-    values, categorical = _colour(info, colour if colour in info.metadata_columns else None)
+    """A panel coloured by a metadata column (categorical or continuous) or by ``clusters``
+    (``colour`` :data:`CLUSTERS`), with hover labels; ``cluster_names`` draws the clusters'
+    names where their points lie."""
+    values, categorical = _colour(info, colour, clusters)
     hover = [c for c in hover_columns if c in info.metadata_columns]
-    return Panel(info, coords, title, values, categorical, colour or "", hover_for(info, hover))
+    names = map_labels(clusters, coords) if clusters is not None and cluster_names else []
+    title_of_colour = "cluster" if colour == CLUSTERS else colour or ""
+    return Panel(
+        info, coords, title, values, categorical, title_of_colour, hover_for(info, hover),
+        size=size, opacity=opacity, labels=names,
+    )  # fmt: skip
 
 
 def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 620):
@@ -80,6 +103,7 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
     signature = (
         panel.title, panel.colour_title, panel.categorical, panel.coords.shape, height,
         None if selected is None else np.asarray(selected, dtype=np.int64).tobytes(),
+        panel.size, panel.opacity, len(panel.labels), panel.focus,
     )  # fmt: skip
     changed = state.get(f"projections.drawn.{key}") != signature
     state.put(f"projections.drawn.{key}", signature)
@@ -92,9 +116,14 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         selected=selected,
         title=panel.title,
         height=height,
+        size=panel.size,
+        opacity=panel.opacity,
+        labels=panel.labels,
+        focus=panel.focus,
+        neighbours=panel.neighbours,
     )
     if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
-        st.plotly_chart(fig, width="stretch", key=key)
+        st.plotly_chart(fig, width="stretch", key=key, config=MAP_CONFIG)
         return fig, None, changed
     event = st.plotly_chart(
         fig,
@@ -102,6 +131,7 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         key=key,
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
+        config=MAP_CONFIG,
     )
     return fig, event, changed
 

@@ -75,18 +75,40 @@ def selection_list(
         point_neighbours(info, int(rows[0]), metric or runs.default_metric(info))
 
 
+POINT_NEIGHBOURS = 10
+
+
+def neighbours_of(
+    info: DatasetInfo, row: int, metric: str, *, k: int = POINT_NEIGHBOURS
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """A point's ``k`` nearest neighbours (exact, the point itself left out): its
+    description, their rows and distances. Kept for the session's last point, so the map's
+    rings and the table below it read one search."""
+    key = (info.fingerprint, int(row), metric, int(k))
+    kept = state.get("selection.neighbours")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    service = get_neighbour_service()
+    query = service.resolve(info.id, row=int(row))
+    answer = service.search(info.id, query, k=min(k, info.n - 1), metric=metric, backend="exact")
+    found = (query.description, np.asarray(answer.rows), np.asarray(answer.distances))
+    state.put("selection.neighbours", (key, found))
+    return found
+
+
 def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
     """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
-    service = get_neighbour_service()
     try:
-        query = service.resolve(info.id, row=row)
-        answer = service.search(info.id, query, k=10, metric=metric, backend="exact")
+        description, rows, distances = neighbours_of(info, row, metric)
     except InvalidInputError as exc:
         widgets.show_error(exc)
         return
-    table = get_store().load_rows(info.id, answer.rows)
-    table.insert(1, "distance", answer.distances)
-    st.markdown(f"**Nearest neighbours of {md_escape(query.description)}** ({metric}, exact)")
+    table = get_store().load_rows(info.id, rows)
+    table.insert(1, "distance", distances)
+    st.markdown(
+        f"**Nearest neighbours of {md_escape(description)}** ({rows.size}, {metric}, exact; "
+        "ringed on the map)"
+    )
     st.dataframe(table, hide_index=True, width="stretch", height=240)
     if st.button("Open in Neighbours →", key="projections.open_neighbours"):
         open_query(info, row)

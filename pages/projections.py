@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from embscope.app import clusters_panel, widgets
 from embscope.app import projections_view as view
-from embscope.app import widgets
 
 widgets.page_header("Projections")
 widgets.show_flashes()
@@ -15,12 +15,15 @@ request = view.settings(info)
 projection = view.stored_or_job(info, request)
 view.other_jobs(info, view.request_key(info, request))
 if projection is not None:
-    colour, hover = view.colour_options(info)
-    view.quality_metrics(projection)
-    if st.toggle("Side by side with another projection", key="projections.side_by_side"):
-        view.side_by_side(info, projection, colour=colour, hover_columns=hover)
+    clustering = clusters_panel.clustering(info, projection.metric)
+    look = view.map_controls(info, clustering)
+    if st.session_state.get("projections.side_by_side"):
+        view.side_by_side(info, projection, look, clustering)
     else:
-        view.main_scatter(info, projection, colour=colour, hover_columns=hover)
+        view.main_scatter(info, projection, look, clustering)
+    st.toggle("Side by side with another projection", key="projections.side_by_side")
+    view.quality_metrics(projection)
+    view.clusters_section(info, clustering)
     view.selection_table(info, projection)
     view.export_projection(info, projection)
 view.write_url(info, request)

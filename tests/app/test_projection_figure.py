@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -40,10 +41,63 @@ def test_categorical_colour_one_trace_per_value_and_rows_round_trip():
 
 
 def test_many_categories_fold_into_other():
-    labels = np.arange(1000) % 50
+    labels = np.arange(1000) % 80
     names, codes = figures.category_groups(labels.astype(str))
-    assert len(names) == figures.MAX_CATEGORIES and names[-1].startswith("other (21")
+    assert len(names) == figures.MAX_CATEGORIES and names[-1].startswith("other (26")
     assert codes.max() == figures.MAX_CATEGORIES - 1
+    # Up to MAX_CATEGORIES values (the stdlib demo's 51 modules) each keep their own colour.
+    names, _ = figures.category_groups((np.arange(1000) % 51).astype(str))
+    assert len(names) == 51 and not any(n.startswith("other") for n in names)
+
+
+def test_no_two_groups_share_a_colour_and_none_is_grey():
+    palette = figures._PALETTE
+    assert len(set(palette)) == len(palette) == figures.MAX_CATEGORIES >= 50
+    rgb = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in palette], float)
+    gaps = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1) + np.eye(len(palette)) * 999
+    assert gaps.min() >= 50  # not two near-identical shades either
+    assert np.all(rgb.max(axis=1) - rgb.min(axis=1) >= 25)  # grey is for "no value"/"other"
+    labels = (np.arange(5100) % 51).astype(str)
+    fig = figures.projection_figure(_coords(5100), color=labels, categorical=True)
+    colours = [t.marker.color for t in fig.data]
+    assert len(colours) == 51 and len(set(colours)) == 51
+
+
+def test_the_map_opens_on_the_bulk_of_its_points():
+    coords = _coords(5000)
+    coords[:5] = 1e4  # five far outliers
+    fig = figures.projection_figure(coords)
+    low, high = fig.layout.xaxis.range
+    assert -6 < low < -2 and 2 < high < 6  # not stretched to 1e4
+    assert fig.layout.yaxis.scaleanchor == "x"
+    assert figures.robust_range(np.array([1.0, 2.0])) == [0.96, 2.04]
+    assert figures.robust_range(np.array([np.nan])) == [-1.0, 1.0]
+
+
+def test_size_opacity_labels_and_a_clicked_points_neighbours():
+    coords = _coords(100)
+    evil = "<img src=x onerror=alert(1)>"
+    labels = [figures.MapLabel(0.5, 0.5, 0.0, evil), figures.MapLabel(1, 1, 0, "b, c")]
+    fig = figures.projection_figure(
+        coords, size=9, opacity=0.3, labels=labels, focus=4, neighbours=np.array([7, 8, 4, 500])
+    )
+    assert fig.data[0].marker.size == 9 and fig.data[0].marker.opacity == 0.3
+    texts = [a.text for a in fig.layout.annotations]
+    assert texts == ["&lt;img src=x onerror=alert(1)&gt;", "b, c"] and "<img" not in fig.to_json()
+    by_name = {t.name: t for t in fig.data}
+    rings = by_name["2 nearest neighbours"]
+    assert list(rings.customdata) == [7, 8]  # the point itself and rows out of range dropped
+    np.testing.assert_array_equal(rings.x, coords[[7, 8], 0])
+    assert list(by_name["clicked point"].customdata) == [4]
+    lines = by_name["neighbour links"]
+    assert lines.x[0] == coords[4, 0] and lines.x[1] == coords[7, 0] and np.isnan(lines.x[2])
+    # Clicking a ring selects that neighbour (its row is its customdata).
+    event = {"selection": {"points": [{"curve_number": len(fig.data) - 2, "point_index": 1}]}}
+    assert figures.selected_rows(fig, event).tolist() == [8]
+    three = figures.projection_figure(_coords(20, 3), labels=labels, focus=0, neighbours=[1, 2])
+    assert len(three.layout.scene.annotations) == 2
+    assert {t.name for t in three.data} >= {"2 nearest neighbours", "clicked point"}
+    assert figures.point_opacity(1_000_000) < figures.point_opacity(1_000)
 
 
 def test_continuous_colour_and_3d():
@@ -86,7 +140,8 @@ def test_user_text_in_titles_and_legends_is_escaped():
         _coords(4), color=np.array([evil, "b", evil, "b"]), categorical=True, title=evil
     )
     assert fig.layout.title.text == escaped
-    assert sorted(t.name for t in fig.data) == sorted([escaped, "b"])
+    # (a legend entry is cut at LEGEND_CHARS, then escaped)
+    assert sorted(t.name for t in fig.data) == sorted([html.escape(evil[:27]) + "…", "b"])
     assert "<a href" not in fig.to_json()
     cont = figures.projection_figure(_coords(3), color=np.arange(3.0), color_title="<b>t</b>")
     assert cont.data[0].marker.colorbar.title.text == "&lt;b&gt;t&lt;/b&gt;"

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from embscope.app import access, runtime
+from embscope.core.clusters import ClusterSpec
 from embscope.core.geometry.scorecard import ScorecardSpec
 from embscope.core.graph import GraphSpec
 from embscope.core.projections.runs import ProjectionSpec
@@ -43,7 +44,7 @@ def served(tmp_path, monkeypatch) -> Path:
 def computed(monkeypatch) -> Counter[str]:
     """How many times each kind of result was computed in this process."""
     calls: Counter[str] = Counter()
-    for cls in (GraphSpec, ProjectionSpec, ScorecardSpec):
+    for cls in (GraphSpec, ProjectionSpec, ScorecardSpec, ClusterSpec):
 
         def compute(self, store, request, progress, _original=cls.compute, _kind=cls.kind):
             calls[_kind] += 1
@@ -79,9 +80,15 @@ def test_visitors_compute_share_and_write_nothing(served, computed):
     geo = until(geo, lambda a: len(a.metric) > 0)
     assert not geo.exception, geo.exception
     scores = {m.label: m.value for m in geo.metric}
-    assert computed == {"knn_graph": 1, "projection": 1, "scorecard": 1}
+    # (the projection's page found the clusters by itself, on the graph the scorecard reads)
+    everything = {"knn_graph": 1, "projection": 1, "scorecard": 1, "clusters": 1}
+    assert computed == everything
     runner = runtime.get_job_runner()
-    assert {j.kind: j.state for j in runner.jobs()} == {"projection": "done", "scorecard": "done"}
+    assert {j.kind: j.state for j in runner.jobs()} == {
+        "projection": "done",
+        "scorecard": "done",
+        "clusters": "done",
+    }
     # A second visitor (another session) sees both at once: no job, nothing computed again.
     other = _projection(open_page("projections"))
     assert len(other.metric) > 0 and not other.exception
@@ -89,7 +96,7 @@ def test_visitors_compute_share_and_write_nothing(served, computed):
     geo2 = _geometry()
     assert {m.label: m.value for m in geo2.metric} == scores
     assert not [b for b in geo2.button if b.key == "geometry.run"]
-    assert computed == {"knn_graph": 1, "projection": 1, "scorecard": 1}
+    assert computed == everything
     # Nothing was written, while the server runs and after it stops: not the database's
     # bytes, not its jobs table, not the listing of its folder (.indexes/, .wal, .tmp).
     assert runtime.get_store().list_artifacts() == [] and runtime.get_store().list_jobs() == []

@@ -16,15 +16,42 @@ POINTS_DRAWN = """() => {
 }"""
 
 
+# The scatter point nearest the middle of the map, in page pixels, with its row.
+MIDDLE_POINT = """() => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        .find(g => (g._fullData || []).some(t => t.type === 'scattergl'));
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+    const cx = r.left + xa._offset + xa._length / 2, cy = r.top + ya._offset + ya._length / 2;
+    let best = null;
+    for (const t of gd._fullData) {
+        if (t.type !== 'scattergl' || !t.customdata || t.mode !== 'markers') continue;
+        for (let i = 0; i < t.x.length; i++) {
+            const px = r.left + xa._offset + xa.l2p(t.x[i]);
+            const py = r.top + ya._offset + ya.l2p(t.y[i]);
+            const d = Math.hypot(px - cx, py - cy);
+            if (best === null || d < best.d) best = {d, px, py, row: t.customdata[i]};
+        }
+    }
+    return best;
+}"""
+
+TRACES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(
+    g => (g._fullData || []).map(t => ({name: t.name, rows: Array.from(t.customdata || [])})))"""
+
+MAP_LABELS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(
+    g => ((g._fullLayout || {}).annotations || []).map(a => a.text))"""
+
+
 def prepare_db(path) -> None:
     from embscope.core.compression import save_compressed_copy
-    from embscope.core.demo import digits
+    from embscope.core.demo import digits, stdlib_docstrings
     from embscope.core.demo_store import store_demo_dataset
     from embscope.core.store import Store
 
     with Store(path) as store:
         info = store_demo_dataset(store, digits())
         save_compressed_copy(store, info.id, "int8", metric="l2")
+        store_demo_dataset(store, stdlib_docstrings())  # dataset 3: texts to name clusters
 
 
 def _metrics(page) -> dict[str, str]:
@@ -47,7 +74,10 @@ def test_projection_job_draws_every_point_and_lasso_selects(page, app_server):
     assert float(metrics["kNN accuracy@10"]) > 0.95
     page.wait_for_function(f"() => ({POINTS_DRAWN})().some(n => n === 1797)", timeout=30_000)
 
-    # lasso a region of the scatter: the selected rows are listed
+    # lasso a region of the scatter (the mode bar's lasso tool; the map opens panning, so
+    # that a click selects one point): the selected rows are listed
+    page.locator(".js-plotly-plot").first.hover()
+    page.locator(".modebar-btn[data-val='lasso']").first.click()
     box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     r = min(box["width"], box["height"]) * 0.3
@@ -59,6 +89,33 @@ def test_projection_job_draws_every_point_and_lasso_selects(page, app_server):
     page.get_by_text("selected point(s)").wait_for(timeout=30_000)
     wait_for_app(page)
     screenshot(page, "projections-lasso")
+    assert page.dialogs == []
+
+
+def test_clusters_are_named_on_the_map_and_a_click_rings_the_neighbours(page, app_server):
+    # No click: PCA is drawn at once and the clusters are found by themselves, each named
+    # where its points are; the link asks for them as the colour before they exist.
+    page.goto(app_server["url"] + "/projections?dataset=3&method=pca&color=%28clusters%29")
+    page.wait_for_function(f"() => ({MAP_LABELS})().length >= 10", timeout=60_000)
+    wait_for_app(page)
+    labels = page.evaluate(MAP_LABELS)
+    assert any("socket" in t for t in labels) and any("logg" in t for t in labels), labels
+    names = [t["name"] for t in page.evaluate(TRACES)]
+    assert names[0].startswith("0 · ") and len(names) == len(set(names)) >= 10
+
+    # Click the point in the middle of the map: its row and its ten nearest neighbours are
+    # listed, and ringed on the map (rings keep each neighbour's row).
+    point = page.evaluate(MIDDLE_POINT)
+    page.mouse.click(point["px"], point["py"])
+    page.get_by_text("nearest neighbours of").wait_for(timeout=30_000)
+    wait_for_app(page)
+    traces = {t["name"]: t["rows"] for t in page.evaluate(TRACES)}
+    assert traces["clicked point"] == [point["row"]]
+    ringed = traces["10 nearest neighbours"]
+    assert len(ringed) == 10 and point["row"] not in ringed
+    listed = page.locator("[data-testid='stDataFrame']").count()
+    assert listed >= 2  # the selected row and its neighbours
+    screenshot(page, "projections-click-neighbours")
     assert page.dialogs == []
 
 
