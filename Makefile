@@ -42,7 +42,7 @@ chromium:
 
 # The demo includes a text-embedded dataset: install the text extra so it can be searched by text.
 run: install $(VENV)/.installed-text
-	$(BIN)/embscope demo --if-empty
+	$(BIN)/embscope demo --if-empty --with-map
 	$(BIN)/embscope serve --port $(PORT)
 
 test: install-test chromium

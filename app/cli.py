@@ -130,7 +130,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if args.if_empty and not db.store.is_empty():
             sys.stdout.write("the database already holds datasets: demo data not loaded\n")
             return 0
-        added = db.demo()
+        added = db.demo(with_map=args.with_map, progress=_stderr_progress)
+        _end_progress()
     if args.json:
         _print_json(added)
     else:
@@ -650,6 +651,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "load the bundled demo datasets")
     p.add_argument("--if-empty", action="store_true", help="only when the database has no dataset")
+    p.add_argument(
+        "--with-map", action="store_true",
+        help="also lay out the text demo with LargeVis and find its clusters (a few seconds), "
+        "so the dashboard opens on a named map",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print what was stored as JSON")
     p.set_defaults(func=_cmd_demo)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from embscope.app import access, gate, jobs, widgets
+from embscope.app.runtime import get_store
 from embscope.core.errors import InvalidInputError
 
 # The checkout: pages/ and assets/ live beside app/ (embscope is installed from it, editable).
@@ -75,16 +76,26 @@ PAGE_STYLE = """<style>
 def run() -> None:
     st.set_page_config(page_title="embscope", page_icon=":material/scatter_plot:", layout="wide")
     authorised = _authorised()
+    # The map is the product: with datasets stored, the first page is the Projections map.
+    try:
+        has_data = authorised and not get_store().is_empty()
+    except InvalidInputError:  # shown below, by the picker
+        has_data = False
     page = st.navigation(
         [
-            st.Page(
-                PAGES / "datasets.py", title="Datasets", icon=":material/database:", default=True
-            ),
             st.Page(
                 PAGES / "projections.py",
                 title="Projections",
                 icon=":material/scatter_plot:",
                 url_path="projections",
+                default=has_data,
+            ),
+            st.Page(
+                PAGES / "datasets.py",
+                title="Datasets",
+                icon=":material/database:",
+                url_path="datasets",
+                default=not has_data,
             ),
             st.Page(
                 PAGES / "neighbours.py",

@@ -188,14 +188,16 @@ def _param_widget(method: str, param: Param, n: int) -> Any:
     )
 
 
-def settings(info: DatasetInfo) -> dict[str, Any]:
-    """Method, dimensions, seed, metric and the method's parameters (defaults that work)."""
+def settings(info: DatasetInfo) -> tuple[dict[str, Any], list[Any]]:
+    """Method, dimensions, seed, metric and the method's parameters (defaults that work);
+    returns the request and the rest of the top row, where :func:`map_controls` goes."""
     # Defaults go through session state, because share links and the gallery set these too
     # (a widget given both a default and a session-state value warns).
     st.session_state.setdefault("projections.method", DEFAULT_METHOD)
     st.session_state.setdefault("projections.dims", 2)
     st.session_state.setdefault("projections.seed", 0)
-    cols = st.columns([2, 1, 1, 1])
+    # One row above the map: the layout, then how it is drawn (map_controls).
+    cols = st.columns([2.2, 1.3, 2.6, 3.2, 1.5, 1.5, 1.7], vertical_alignment="bottom")
     method: str = (
         cols[0].selectbox(
             "Method",
@@ -208,25 +210,32 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         or DEFAULT_METHOD
     )
     dims = cols[1].radio("Dimensions", (2, 3), horizontal=True, key="projections.dims")
-    seed = int(cols[2].number_input("Seed", 0, 2**31 - 1, key="projections.seed"))
     st.session_state.setdefault(f"projections.metric.{info.id}", runs.default_metric(info))
-    metric = cols[3].selectbox(
-        "Metric",
-        METRICS,
-        key=f"projections.metric.{info.id}",
-        help="The neighbour graph's metric (shared with the Neighbours and Geometry pages).",
-    )
     params: dict[str, Any] = {}
     table = list(runs.PARAM_TABLES[method].values())
-    if table:
-        with st.expander(f"{runs.METHOD_LABELS[method]} parameters"):
-            per_row = 4 if len(table) > 5 else len(table)  # six or more: two rows
-            for start in range(0, len(table), per_row):
-                row = table[start : start + per_row]
-                for col, param in zip(st.columns(per_row), row, strict=False):
-                    with col:
-                        params[param.name] = _param_widget(method, param, info.n)
-    return {"method": method, "dims": int(dims), "seed": seed, "metric": metric, "params": params}
+    with st.expander(f"{runs.METHOD_LABELS[method]}: seed, metric and parameters"):
+        first = st.columns(4)
+        seed = int(first[0].number_input("Seed", 0, 2**31 - 1, key="projections.seed"))
+        metric = first[1].selectbox(
+            "Metric",
+            METRICS,
+            key=f"projections.metric.{info.id}",
+            help="The neighbour graph's metric (shared with the Neighbours and Geometry pages).",
+        )
+        per_row = 4
+        for start in range(0, len(table), per_row):
+            row = table[start : start + per_row]
+            for col, param in zip(st.columns(per_row), row, strict=False):
+                with col:
+                    params[param.name] = _param_widget(method, param, info.n)
+    request = {
+        "method": method,
+        "dims": int(dims),
+        "seed": seed,
+        "metric": metric,
+        "params": params,
+    }
+    return request, list(cols[2:])
 
 
 # -- the job ----------------------------------------------------------------------------------------
@@ -332,9 +341,10 @@ def _colour_default(info: DatasetInfo) -> str:
     return label if label is not None else CLUSTERS
 
 
-def map_controls(info: DatasetInfo, clustering: Any) -> Look:
-    """The map's colour, hover columns, cluster names, point size and opacity, kept for the
-    session (across methods) and in the share link."""
+def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
+    """The map's colour, hover columns, cluster names, point size and opacity (in ``cols``,
+    five columns of the top row), kept for the session (across methods) and in the share
+    link."""
     columns = [NO_COLOUR, *info.metadata_columns]
     if clustering is not None and CLUSTERS not in info.metadata_columns:
         columns.insert(1, CLUSTERS)
@@ -353,7 +363,6 @@ def map_controls(info: DatasetInfo, clustering: Any) -> Look:
             if st.session_state[key] == CLUSTERS
             else (runs.default_label_column(info) or NO_COLOUR)
         )
-    cols = st.columns([3, 4, 2, 2, 2], vertical_alignment="bottom")
     colour = cols[0].selectbox(
         "Colour by", columns, key=key,
         format_func=lambda c: "clusters (found in the data)" if c == CLUSTERS else c,
@@ -380,7 +389,7 @@ def map_controls(info: DatasetInfo, clustering: Any) -> Look:
     names_key = "projections.cluster_names"
     _kept(names_key, True)
     names = cols[4].toggle(
-        "Cluster names", key=names_key, disabled=clustering is None,
+        "Names", key=names_key, disabled=clustering is None,
         help="Each cluster's name (its most typical words) where its points lie.",
     )  # fmt: skip
     for k in (size_key, opacity_key, names_key):

@@ -26,6 +26,15 @@ def page_header(title: str) -> None:
         share.copy_link_button()
 
 
+def _opening_dataset(by_id: dict[int, DatasetInfo]) -> int:
+    """A new session's dataset: the one laid out most recently (so the first page shows a
+    map), else the one added last."""
+    for artifact in get_store().list_artifacts(kind="projection"):
+        if artifact.dataset_id in by_id:
+            return int(artifact.dataset_id)
+    return max(by_id)
+
+
 def dataset_picker() -> DatasetInfo | None:
     """The sidebar dataset picker shared by every page; returns the chosen dataset or None.
 
@@ -43,7 +52,7 @@ def dataset_picker() -> DatasetInfo | None:
         _dataset_from_link(by_id, share.link())
         current = state.selected_dataset_id()
         if current not in by_id:
-            current = datasets[-1].id
+            current = _opening_dataset(by_id)
         # The session's dataset (a link, a saved upload) drives the picker through its key:
         # popping the key or passing index= does not move a picker the browser already shows.
         if st.session_state.get(PICKER_KEY) != current:

@@ -159,13 +159,30 @@ class Database:
         info = self.store.add_dataset(parsed, name=name, info=metric_record(parsed.vectors, metric))
         return Dataset(self, info, warnings=parsed.warnings)
 
-    def demo(self, *, if_empty: bool = False) -> list[dict[str, Any]]:
-        """Store the bundled demo datasets not stored yet: ``embscope demo --json``."""
+    def demo(
+        self,
+        *,
+        if_empty: bool = False,
+        with_map: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> list[dict[str, Any]]:
+        """Store the bundled demo datasets not stored yet: ``embscope demo --json``.
+
+        ``with_map``: also lay out each new demo dataset that has texts with LargeVis (its
+        default parameters) and find its clusters, so the dashboard opens on a named map.
+        """
         from embscope.core.demo_store import load_demo_datasets
 
         if if_empty and not self.store.is_empty():
             return []
-        return [_summary(d) for d in load_demo_datasets(self.store)]
+        added = load_demo_datasets(self.store)
+        if with_map:
+            for info in added:
+                if (info.info or {}).get("text_column"):
+                    ds = Dataset(self, info)
+                    ds.projection("largevis", progress=progress)
+                    ds.clustering(progress=progress)
+        return [_summary(d) for d in added]
 
     def generate(
         self,

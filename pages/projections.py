@@ -11,12 +11,12 @@ widgets.page_header("Projections")
 widgets.show_flashes()
 info = widgets.current_dataset()
 view.apply_url(info)
-request = view.settings(info)
+request, slots = view.settings(info)
 projection = view.stored_or_job(info, request)
 view.other_jobs(info, view.request_key(info, request))
 if projection is not None:
     clustering = clusters_panel.clustering(info, projection.metric)
-    look = view.map_controls(info, clustering)
+    look = view.map_controls(info, clustering, slots)
     if st.session_state.get("projections.side_by_side"):
         view.side_by_side(info, projection, look, clustering)
     else:
