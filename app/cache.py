@@ -105,6 +105,23 @@ def projection_coords(fingerprint: str) -> np.ndarray:
     return _projection_coords(db_path(), fingerprint)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _filter_rows(
+    path: str, fingerprint: str, dataset_id: int, expressions: tuple[str, ...]
+) -> np.ndarray:
+    from embscope.core.filters import matching_rows
+
+    return matching_rows(get_store(path), dataset_id, list(expressions))
+
+
+def filter_rows(dataset_id: int, expressions: tuple[str, ...]) -> np.ndarray:
+    """The rows of a dataset matching every filter expression (``core.filters``), once per
+    content and filter."""
+    path = db_path()
+    info = get_neighbour_service(path).dataset(dataset_id)
+    return _filter_rows(path, info.fingerprint, info.id, tuple(expressions))
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _clustering_of(path: str, fingerprint: str) -> Clustering:
     from embscope.core.artifacts import load

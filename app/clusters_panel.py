@@ -80,12 +80,14 @@ def map_labels(
     *,
     limit: int = MAX_LABELS,
     plot_pixels: tuple[float, float] = (1000.0, 680.0),
+    keep: np.ndarray | None = None,
 ) -> list[MapLabel]:
     """Each of the largest clusters' name at the member nearest its members' median place in
     the layout (on a point of the cluster even when it is split in two islands). On a 2-D
     map a name that would overlap a larger cluster's (on a plot of about ``plot_pixels``,
-    opened on :func:`figures.robust_range`) is left out: the legend and the table have it."""
-    labels = result.labels
+    opened on :func:`figures.robust_range`) is left out: the legend and the table have it.
+    ``keep`` (bool per row, a filter): only the members it keeps count."""
+    labels = result.labels if keep is None else np.where(keep, result.labels, -1)
     order = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[order], np.arange(result.n_clusters + 1))
     biggest = float(result.sizes[0]) if result.n_clusters else 1.0

@@ -281,6 +281,15 @@ def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
+class Highlight:
+    """Rows marked on the map (search matches): a legend name and a colour."""
+
+    name: str  # user text: escaped when drawn
+    rows: np.ndarray
+    colour: str
+
+
+@dataclass(frozen=True)
 class MapLabel:
     """Text drawn on the map at a place of the layout (a cluster's name at its centre)."""
 
@@ -306,6 +315,8 @@ def projection_figure(
     labels: Sequence[MapLabel] = (),
     focus: int | None = None,
     neighbours: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+    highlights: Sequence[Highlight] = (),
 ) -> go.Figure:
     """A WebGL scatter of a 2-D (``Scattergl``) or 3-D (``Scatter3d``) layout.
 
@@ -331,6 +342,11 @@ def projection_figure(
         Text drawn over the points (cluster names), on a light box so it reads on any colour.
     focus, neighbours : int and int ndarray, optional
         A clicked point and its nearest neighbours: rings around them and lines from it.
+    keep : bool ndarray of shape (n,), optional
+        The rows a filter keeps: the others are drawn small and light grey beneath, and
+        cannot be selected.
+    highlights : Highlight sequence
+        Groups of rows marked on top (search matches), each in its own colour.
     """
     coords = np.asarray(coords, dtype=np.float32)
     n, dims = coords.shape
@@ -346,6 +362,8 @@ def projection_figure(
         chosen[np.asarray(selected, dtype=np.int64)] = True
 
     def trace(idx: np.ndarray, marker: dict[str, Any], name: str, legend: bool) -> Any:
+        if keep is not None:
+            idx = idx[keep[idx]]
         common: dict[str, Any] = {
             "mode": "markers",
             "name": name,
@@ -416,6 +434,28 @@ def projection_figure(
         }
         marker["color"] = marker["color"][rows_coloured]
         traces.append(trace(rows_coloured, marker, color_title, False))
+    if keep is not None and not keep.all():  # filtered out: grey, beneath, not selectable
+        out = np.flatnonzero(~keep)
+        grey = go.Scattergl if dims == 2 else go.Scatter3d
+        axes = {"x": coords[out, 0], "y": coords[out, 1]}
+        if dims == 3:
+            axes["z"] = coords[out, 2]
+        traces.insert(0, grey(
+            **axes, mode="markers", name=f"filtered out ({out.size:,})", hoverinfo="skip",
+            marker={"size": max(size * 0.7, 1.0), "color": "#dddddd", "opacity": 0.5},
+            legendrank=1002,
+        ))  # fmt: skip
+    everything = np.ones(n, dtype=bool) if keep is None else keep
+    for mark in highlights:
+        rows_marked = np.asarray(mark.rows, dtype=np.int64)
+        rows_marked = rows_marked[(rows_marked >= 0) & (rows_marked < n)]
+        rows_marked = rows_marked[everything[rows_marked]]
+        marker = {"size": max(size * 1.8, 7.0), "color": mark.colour, "opacity": 1.0,
+                  "line": {"width": 1, "color": "#222222"}}  # fmt: skip
+        t = trace(rows_marked, marker, html.escape(_short(mark.name)), True)
+        if isinstance(t, go.Scattergl):
+            t.selectedpoints = None
+        traces.append(t)
     if focus is not None and 0 <= focus < n:
         traces.extend(_focus_traces(coords, int(focus), neighbours, size, trace))
     fig = go.Figure(traces)

@@ -9,12 +9,13 @@ when run without the gate (``streamlit run app/main.py``), asks for it in its ow
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from embscope.app import access, gate, jobs, widgets
-from embscope.app.runtime import get_store
 from embscope.core.errors import InvalidInputError
+from embscope.core.store import DatasetInfo
 
 # The checkout: pages/ and assets/ live beside app/ (embscope is installed from it, editable).
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,30 +74,35 @@ PAGE_STYLE = """<style>
 </style>"""
 
 
+LANDED_KEY = "embscope.landed"
+
+
+def _land_on_the_map(on_datasets: bool, chosen: DatasetInfo | None, projections: Any) -> None:
+    """The map is the product: a new session that opens the front page (the Datasets page)
+    goes on to the Projections map when its dataset has a stored layout to show."""
+    if st.session_state.get(LANDED_KEY):
+        return
+    st.session_state[LANDED_KEY] = True
+    if on_datasets and chosen is not None and widgets.has_layout(chosen):
+        st.switch_page(projections)
+
+
 def run() -> None:
     st.set_page_config(page_title="embscope", page_icon=":material/scatter_plot:", layout="wide")
     authorised = _authorised()
-    # The map is the product: with datasets stored, the first page is the Projections map.
-    try:
-        has_data = authorised and not get_store().is_empty()
-    except InvalidInputError:  # shown below, by the picker
-        has_data = False
+    datasets = st.Page(
+        PAGES / "datasets.py", title="Datasets", icon=":material/database:", default=True
+    )
+    projections = st.Page(
+        PAGES / "projections.py",
+        title="Projections",
+        icon=":material/scatter_plot:",
+        url_path="projections",
+    )
     page = st.navigation(
         [
-            st.Page(
-                PAGES / "projections.py",
-                title="Projections",
-                icon=":material/scatter_plot:",
-                url_path="projections",
-                default=has_data,
-            ),
-            st.Page(
-                PAGES / "datasets.py",
-                title="Datasets",
-                icon=":material/database:",
-                url_path="datasets",
-                default=not has_data,
-            ),
+            projections,
+            datasets,
             st.Page(
                 PAGES / "neighbours.py",
                 title="Neighbours",
@@ -130,7 +136,8 @@ def run() -> None:
     if not authorised:
         st.stop()
     try:
-        widgets.dataset_picker()
+        chosen = widgets.dataset_picker()
+        _land_on_the_map(page is datasets, chosen, projections)
         jobs.jobs_sidebar()
         if access.read_only():
             st.sidebar.caption(":material/lock: Read-only demo: datasets cannot be changed here.")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, share, state, widgets
+from embscope.app import figures, map_filter, share, state, widgets
 from embscope.app.cache import id_row_map, projection_coords
 from embscope.app.clusters_panel import CLUSTERS, cluster_table
 from embscope.app.jobs import artifact_or_job
@@ -25,6 +25,7 @@ from embscope.app.selection import (
 )
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
+from embscope.core.filters import MAX_CONDITIONS, parse_filter
 from embscope.core.params import AUTO, Param
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
@@ -79,8 +80,9 @@ def _rows_of_ids(info: DatasetInfo, link: share.Link) -> list[int] | None:
 
 def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     """Set the page's widgets from a share link: method, dims, seed, metric, the method's
-    parameters (``p.<name>``), colour, hover columns, the selected items and the
-    side-by-side partner. Does nothing when there is no new link."""
+    parameters (``p.<name>``), colour, hover columns, the filter (``where``, repeated), the
+    search (``q``), the selected items and the side-by-side partner. Does nothing when there
+    is no new link."""
     link = share.link("projections") if link is None else link
     if not link:
         return
@@ -113,6 +115,17 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     hover = link.values("hover", options=info.metadata_columns, max_count=3)
     if hover is not None:
         _set_kept(f"projections.hover.{info.id}", hover)
+    where = link.values("where", max_count=MAX_CONDITIONS)
+    if where is not None:
+        try:
+            parse_filter(where)
+        except InvalidInputError as exc:
+            link.ignore("where", " AND ".join(where), str(exc))
+        else:
+            map_filter.set_filter(info, where)
+    search = link.text("q", max_chars=map_filter.MAX_SEARCH_CHARS)
+    if search is not None:
+        map_filter.set_search(info, search)
     # Coming back to the page, the selection is the session's (other pages share it).
     rows = None if link.remembered else _rows_of_ids(info, link)
     if rows is not None:
@@ -144,6 +157,10 @@ def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
     hover = _kept_value(f"projections.hover.{info.id}")
     if hover is not None and list(hover) != _hover_default(info):
         params["hover"] = list(hover)
+    if map_filter.current(info):
+        params["where"] = map_filter.current(info)
+    if map_filter.search_text(info).strip():
+        params["q"] = map_filter.search_text(info).strip()
     rows = current_selection(info)
     if rows is not None and 0 < rows.size <= share.MAX_LINK_ITEMS:
         ids = get_neighbour_service().ids(info.id)
@@ -549,28 +566,48 @@ def _panel(
     clustering: Any,
     *,
     title: str | None = None,
+    keep: np.ndarray | None = None,
 ) -> Panel:
     return make_panel(
         info, projection_coords(projection.fingerprint),
         title=title or f"{projection.title} of {info.name}", colour=look.colour,
         hover_columns=look.hover, clusters=clustering, cluster_names=look.names,
-        size=look.size, opacity=look.opacity,
+        size=look.size, opacity=look.opacity, keep=keep,
     )  # fmt: skip
 
 
 MAP_HEIGHT = 720
 
 
+def find_row(info: DatasetInfo, metric: str) -> map_filter.MapFilter:
+    """The row above the map: the filter (add, remove, save as a dataset) and the search."""
+    cols = st.columns([1.4, 3.4, 1.9, 3.0, 3.4], vertical_alignment="center")
+    map_filter.filter_controls(info, cols[:3])
+    map_filter.search_box(info, cols[3])
+    mapped = map_filter.apply(info, metric)
+    line = map_filter.summary(mapped, info)
+    if line:
+        cols[4].caption(line)
+    return mapped
+
+
 def main_scatter(
-    info: DatasetInfo, projection: runs.Projection, look: Look, clustering: Any
+    info: DatasetInfo,
+    projection: runs.Projection,
+    look: Look,
+    clustering: Any,
+    mapped: map_filter.MapFilter,
 ) -> None:
     """The projection on its own, full width; a lasso, box or click selects points, and a
-    single point's nearest neighbours are ringed and linked to it."""
-    panel = _panel(info, projection, look, clustering)
-    selected = current_selection(info)
+    single point's nearest neighbours (within the filter) are ringed and linked to it."""
+    panel = _panel(info, projection, look, clustering, keep=mapped.keep)
+    panel.highlights = mapped.highlights
+    selected = _within(current_selection(info), mapped)
     if selected is not None and selected.size == 1:
         try:
-            _, near, _ = neighbours_of(info, int(selected[0]), projection.metric)
+            _, near, _ = neighbours_of(
+                info, int(selected[0]), projection.metric, where=mapped.expressions
+            )
         except InvalidInputError:
             near = np.zeros(0, dtype=np.int64)
         panel.focus, panel.neighbours = int(selected[0]), near
@@ -582,6 +619,15 @@ def main_scatter(
         st.rerun()
 
 
+def _within(rows: np.ndarray | None, mapped: map_filter.MapFilter) -> np.ndarray | None:
+    """The selected rows the filter keeps (None: nothing selected, or nothing kept)."""
+    if rows is None or mapped.keep is None:
+        return rows
+    kept = rows[(rows >= 0) & (rows < mapped.keep.size)]
+    kept = kept[mapped.keep[kept]]
+    return kept if kept.size else None
+
+
 def clusters_section(info: DatasetInfo, clustering: Any) -> None:
     """The table of clusters; picking one selects its points on the map."""
     rows = cluster_table(info, clustering)
@@ -589,12 +635,17 @@ def clusters_section(info: DatasetInfo, clustering: Any) -> None:
         st.rerun()
 
 
-def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
-    """The selected rows with their metadata and coordinates, and CSV/Parquet downloads."""
+def selection_table(
+    info: DatasetInfo, projection: runs.Projection, mapped: map_filter.MapFilter
+) -> None:
+    """The selected rows (those the filter keeps) with their metadata and coordinates, and
+    CSV/Parquet downloads."""
     selection_list(
         info,
         coords=projection_coords(projection.fingerprint),
         metric=projection.metric,
+        keep=mapped.keep,
+        where=mapped.expressions,
     )
     rows = current_selection(info)
     if rows is not None and rows.size > share.MAX_LINK_ITEMS:
@@ -604,12 +655,16 @@ def selection_table(info: DatasetInfo, projection: runs.Projection) -> None:
         )
 
 
-def export_projection(info: DatasetInfo, projection: runs.Projection) -> None:
+def export_projection(
+    info: DatasetInfo, projection: runs.Projection, mapped: map_filter.MapFilter
+) -> None:
+    """The coordinates of every item (of those the filter keeps) as CSV or Parquet."""
+
     def frame() -> pd.DataFrame:
         coords = projection_coords(projection.fingerprint)
         out = pd.DataFrame(coords, columns=list("xyz"[: projection.dims]))
         out.insert(0, "id", get_neighbour_service().ids(info.id))
-        return out
+        return out if mapped.rows is None else out.iloc[mapped.rows].reset_index(drop=True)
 
     widgets.table_downloads(
         frame, f"{projection.method}-{projection.dims}d", key="projections.all",

@@ -53,6 +53,8 @@ class Panel:
     labels: list[figures.MapLabel] = field(default_factory=list)
     focus: int | None = None  # a clicked point, and its neighbours ringed
     neighbours: np.ndarray | None = None
+    keep: np.ndarray | None = None  # bool (n,): the rows a filter keeps (others grey)
+    highlights: list[figures.Highlight] = field(default_factory=list)  # search matches
 
 
 def _colour(info: DatasetInfo, column: str | None, clusters: Clustering | None) -> tuple[Any, bool]:
@@ -79,17 +81,20 @@ def make_panel(
     cluster_names: bool = False,
     size: float | None = None,
     opacity: float | None = None,
+    keep: np.ndarray | None = None,
 ) -> Panel:
     """A panel coloured by a metadata column (categorical or continuous) or by ``clusters``
     (``colour`` :data:`CLUSTERS`), with hover labels; ``cluster_names`` draws the clusters'
     names where their points lie."""
     values, categorical = _colour(info, colour, clusters)
     hover = [c for c in hover_columns if c in info.metadata_columns]
-    names = map_labels(clusters, coords) if clusters is not None and cluster_names else []
+    names = (
+        map_labels(clusters, coords, keep=keep) if clusters is not None and cluster_names else []
+    )
     title_of_colour = "cluster" if colour == CLUSTERS else colour or ""
     return Panel(
         info, coords, title, values, categorical, title_of_colour, hover_for(info, hover),
-        size=size, opacity=opacity, labels=names,
+        size=size, opacity=opacity, labels=names, keep=keep,
     )  # fmt: skip
 
 
@@ -104,6 +109,8 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         panel.title, panel.colour_title, panel.categorical, panel.coords.shape, height,
         None if selected is None else np.asarray(selected, dtype=np.int64).tobytes(),
         panel.size, panel.opacity, len(panel.labels), panel.focus,
+        None if panel.keep is None else np.packbits(panel.keep).tobytes(),
+        tuple((h.name, h.rows.size) for h in panel.highlights),
     )  # fmt: skip
     changed = state.get(f"projections.drawn.{key}") != signature
     state.put(f"projections.drawn.{key}", signature)
@@ -121,6 +128,8 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         labels=panel.labels,
         focus=panel.focus,
         neighbours=panel.neighbours,
+        keep=panel.keep,
+        highlights=panel.highlights,
     )
     if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
         st.plotly_chart(fig, width="stretch", key=key, config=MAP_CONFIG)

@@ -51,12 +51,20 @@ def update_selection(
 
 
 def selection_list(
-    info: DatasetInfo, *, coords: np.ndarray | None = None, metric: str | None = None
+    info: DatasetInfo,
+    *,
+    coords: np.ndarray | None = None,
+    metric: str | None = None,
+    keep: np.ndarray | None = None,
+    where: list[str] | None = None,
 ) -> None:
     """The selected rows with their metadata (and layout coordinates), with downloads; a
-    single selected point also shows its nearest neighbours."""
+    single selected point also shows its nearest neighbours. ``keep`` (bool per row) and
+    ``where`` (its filter expressions): only rows the map's filter keeps."""
     rows = current_selection(info)
     rows = np.zeros(0, dtype=np.int64) if rows is None else rows[(rows >= 0) & (rows < info.n)]
+    if keep is not None:
+        rows = rows[keep[rows]]
     if rows.size == 0:
         st.caption("Select points with the lasso or box tool (or click one) to list them here.")
         return
@@ -72,34 +80,44 @@ def selection_list(
         set_selection(info, None)
         st.rerun()
     if rows.size == 1:
-        point_neighbours(info, int(rows[0]), metric or runs.default_metric(info))
+        point_neighbours(info, int(rows[0]), metric or runs.default_metric(info), where=where)
 
 
 POINT_NEIGHBOURS = 10
 
 
 def neighbours_of(
-    info: DatasetInfo, row: int, metric: str, *, k: int = POINT_NEIGHBOURS
+    info: DatasetInfo,
+    row: int,
+    metric: str,
+    *,
+    k: int = POINT_NEIGHBOURS,
+    where: list[str] | None = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
-    """A point's ``k`` nearest neighbours (exact, the point itself left out): its
-    description, their rows and distances. Kept for the session's last point, so the map's
-    rings and the table below it read one search."""
-    key = (info.fingerprint, int(row), metric, int(k))
+    """A point's ``k`` nearest neighbours (exact, the point itself left out; only items
+    matching ``where``, filter expressions, when given): its description, their rows and
+    distances. Kept for the session's last point, so the map's rings and the table below it
+    read one search."""
+    key = (info.fingerprint, int(row), metric, int(k), tuple(where or ()))
     kept = state.get("selection.neighbours")
     if kept is not None and kept[0] == key:
         return kept[1]
     service = get_neighbour_service()
     query = service.resolve(info.id, row=int(row))
-    answer = service.search(info.id, query, k=min(k, info.n - 1), metric=metric, backend="exact")
+    answer = service.search(
+        info.id, query, k=min(k, info.n - 1), metric=metric, backend="exact", where=where or None
+    )
     found = (query.description, np.asarray(answer.rows), np.asarray(answer.distances))
     state.put("selection.neighbours", (key, found))
     return found
 
 
-def point_neighbours(info: DatasetInfo, row: int, metric: str) -> None:
+def point_neighbours(
+    info: DatasetInfo, row: int, metric: str, *, where: list[str] | None = None
+) -> None:
     """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
     try:
-        description, rows, distances = neighbours_of(info, row, metric)
+        description, rows, distances = neighbours_of(info, row, metric, where=where)
     except InvalidInputError as exc:
         widgets.show_error(exc)
         return

@@ -26,6 +26,11 @@ def page_header(title: str) -> None:
         share.copy_link_button()
 
 
+def has_layout(info: DatasetInfo) -> bool:
+    """Whether a projection of ``info`` is stored (a map can be shown at once)."""
+    return bool(get_store().list_artifacts(info.id, kind="projection"))
+
+
 def _opening_dataset(by_id: dict[int, DatasetInfo]) -> int:
     """A new session's dataset: the one laid out most recently (so the first page shows a
     map), else the one added last."""

@@ -2,13 +2,14 @@
 parameterised SQL in DuckDB.
 
 A filter is a list of conditions, combined with AND. One condition is written
-``COLUMN OP VALUE`` with OP one of ``!=  <=  >=  =  <  >  ~`` (``~``: case-insensitive
-contains); the expression is split at its first operator, two-character operators tried first
+``COLUMN OP VALUE`` with OP one of ``!=  <=  >=  =  <  >  ~  @`` (``~``: case-insensitive
+contains; ``@``: one of the values of a JSON list, ``module@["json", "os"]``); the expression is split at its first operator, two-character operators tried first
 at each position, so ``a<=3`` is ``a <= 3`` and ``note~x=y`` is ``note ~ "x=y"``. Spaces
 around the column and the value are dropped.
 
-* Numeric columns take every operator but ``~``; the value must be a number.
-* Text columns take ``=``, ``!=`` and ``~``.
+* Numeric columns take every operator but ``~``; the value must be a number (``@``: a list of
+  numbers).
+* Text columns take ``=``, ``!=``, ``~`` and ``@``.
 * True/false columns take ``=`` and ``!=`` with ``true``/``false`` (or ``1``/``0``, ``yes``/``no``).
 * Other columns (dates, times) take ``=``, ``!=`` and ``~`` on their text form.
 
@@ -39,26 +40,29 @@ __all__ = [
     "column_kind",
     "compile_filter",
     "matching_rows",
+    "one_of",
     "parse_condition",
     "parse_filter",
     "rows_for",
 ]
 
 # Two-character operators first: at a position where "<=" starts, "<" must not win.
-OPERATORS = ("!=", "<=", ">=", "=", "<", ">", "~")
+OPERATORS = ("!=", "<=", ">=", "=", "<", ">", "~", "@")
 _OPS_BY_KIND = {
-    "number": ("=", "!=", "<", "<=", ">", ">="),
-    "text": ("=", "!=", "~"),
+    "number": ("=", "!=", "<", "<=", ">", ">=", "@"),
+    "text": ("=", "!=", "~", "@"),
     "bool": ("=", "!="),
-    "other": ("=", "!=", "~"),
+    "other": ("=", "!=", "~", "@"),
 }
+# Most values one "@" condition may list.
+MAX_VALUES = 500
 _KIND_WORDS = {"number": "numbers", "text": "text", "bool": "true/false"}
 _NUMERIC = (
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
     "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL",
 )  # fmt: skip
 # Longest filter expression and most conditions accepted (a link or a script, not a program).
-MAX_EXPRESSION = 1_000
+MAX_EXPRESSION = 10_000  # room for a list of picked values ("@")
 MAX_CONDITIONS = 32
 
 
@@ -158,6 +162,35 @@ def _number(c: Condition, *, integer: bool = False) -> float | int:
     return value
 
 
+def _values(c: Condition) -> list[Any]:
+    """The JSON list after ``@``: strings or numbers, at least one, at most MAX_VALUES."""
+    import json
+
+    try:
+        values = json.loads(c.value)
+    except ValueError:
+        values = None
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)
+    ):
+        raise InvalidInputError(
+            f"filter {str(c)[:80]!r}: after '@' write a JSON list of values, e.g. "
+            f'{c.column}@["a", "b"]'
+        )
+    if len(values) > MAX_VALUES:
+        raise InvalidInputError(f"filter on {c.column!r}: at most {MAX_VALUES} values after '@'")
+    return values
+
+
+def one_of(column: str, values: Sequence[Any]) -> str:
+    """The expression keeping rows whose ``column`` is one of ``values``."""
+    import json
+
+    return f"{column}@{json.dumps(list(values), ensure_ascii=False)}"
+
+
 def _bool(c: Condition) -> bool:
     text = c.value.strip().lower()
     if text in ("true", "1", "yes"):
@@ -198,7 +231,18 @@ def compile_filter(
         if kind == "other":
             ref = f"CAST({ref} AS VARCHAR)"
         sql_op = "<>" if c.op == "!=" else c.op
-        if c.op == "~":
+        if c.op == "@":
+            values = _values(c)
+            if kind == "number":
+                integer = _is_integer_type(types[c.column])
+                values = [
+                    _number(Condition(c.column, "=", str(v)), integer=integer) for v in values
+                ]
+            else:
+                values = [str(v) for v in values]
+            parts.append(f"{ref} IN ({', '.join('?' for _ in values)})")
+            params.extend(values)
+        elif c.op == "~":
             if not c.value:
                 raise InvalidInputError(f"filter {str(c)!r}: give some text after '~'")
             parts.append(f"strpos(lower({ref}), lower(?)) > 0")

@@ -141,6 +141,8 @@ _SQL_SEARCH_WITH_META = (
 _SQL_SEARCH = (
     "SELECT row, id FROM $vectors WHERE contains(lower(id), lower(?)) ORDER BY row LIMIT ?"
 )
+_SQL_SEARCH_ROWS_WITH_META = "SELECT row FROM (" + _SQL_SEARCH_WITH_META + ") ORDER BY row"
+_SQL_SEARCH_ROWS = "SELECT row FROM (" + _SQL_SEARCH + ") ORDER BY row"
 _SQL_DESCRIBE_META = "DESCRIBE $meta"
 # $where: a CompiledFilter's clause (column positions and ? only, core/filters.py), checked
 # against exactly the grammar compile_filter writes before it is put in.
@@ -148,6 +150,7 @@ _SQL_META_WHERE = "SELECT __row FROM $meta WHERE $where ORDER BY __row"
 _FILTER_COLUMN = r"(?:#\d+|CAST\(#\d+ AS VARCHAR\))"
 _FILTER_TERM = (
     rf"\((?:{_FILTER_COLUMN} (?:=|<>|<|<=|>|>=) \?"
+    rf"|{_FILTER_COLUMN} IN \(\?(?:, \?)*\)"
     rf"|strpos\(lower\({_FILTER_COLUMN}\), lower\(\?\)\) > 0)\)"
 )
 _FILTER_CLAUSE = re.compile(rf"TRUE|{_FILTER_TERM}(?: AND {_FILTER_TERM})*")
@@ -720,18 +723,31 @@ class Store:
         ``limit`` rows. The text is matched as a plain substring: ``%``, ``_`` and quotes
         have no special meaning.
         """
+        sql, params = self._search(dataset_id, text, limit, rows_only=False)
+        frame = key_columns_first(self._cursor().sql(sql, params=params).to_arrow_table())
+        return frame.reset_index(drop=True)
+
+    def search_row_numbers(self, dataset_id: int, text: str, *, limit: int = 10**6) -> np.ndarray:
+        """:meth:`search_rows`' rows as sorted int64 row numbers only (the map lights up every
+        match; at most ``limit``)."""
+        sql, params = self._search(dataset_id, text, limit, rows_only=True)
+        table = self._cursor().sql(sql, params=params).to_arrow_table()
+        return np.asarray(table.column("row").to_numpy(), dtype=np.int64)
+
+    def _search(
+        self, dataset_id: int, text: str, limit: int, *, rows_only: bool
+    ) -> tuple[str, list[Any]]:
         ds = self._require(dataset_id)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("type some text to search the ids and metadata for")
-        limit = max(int(limit), 0)
+        needle, limit = text.strip(), max(int(limit), 0)
+        if ds.metadata_columns and rows_only:
+            return _on_dataset(_SQL_SEARCH_ROWS_WITH_META, ds.id), [needle, needle, limit]
         if ds.metadata_columns:
-            sql = _on_dataset(_SQL_SEARCH_WITH_META, ds.id)
-            params: list[Any] = [text.strip(), text.strip(), limit]
-        else:
-            sql = _on_dataset(_SQL_SEARCH, ds.id)
-            params = [text.strip(), limit]
-        frame = key_columns_first(self._cursor().sql(sql, params=params).to_arrow_table())
-        return frame.reset_index(drop=True)
+            return _on_dataset(_SQL_SEARCH_WITH_META, ds.id), [needle, needle, limit]
+        if rows_only:
+            return _on_dataset(_SQL_SEARCH_ROWS, ds.id), [needle, limit]
+        return _on_dataset(_SQL_SEARCH, ds.id), [needle, limit]
 
     def rename_dataset(self, dataset_id: int, name: str) -> DatasetInfo:
         """Give a dataset a new unique name."""

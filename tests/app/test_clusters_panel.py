@@ -64,6 +64,10 @@ def test_names_sit_on_their_cluster_and_never_overlap():
     for i, a in enumerate(boxes):
         for b in boxes[:i]:
             assert not (a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3])
+    # Under a filter, only clusters with members kept are named, at a kept member.
+    keep = labels < 5
+    filtered = map_labels(result, coords, keep=keep)
+    assert filtered and all(names.index(lb.text) < 5 for lb in filtered)
     # In 3-D every name is kept, with its depth.
     three = np.hstack([coords, rng.standard_normal((2000, 1)).astype(np.float32)])
     placed3 = map_labels(result, three)

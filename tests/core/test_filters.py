@@ -15,6 +15,7 @@ from embscope.core.filters import (
     column_kind,
     compile_filter,
     matching_rows,
+    one_of,
     parse_condition,
     parse_filter,
 )
@@ -56,13 +57,15 @@ def dataset(store):
         (" year = 2020 ", ("year", "=", "2020")),
         ("a=", ("a", "=", "")),
         ("a<b>c", ("a", "<", "b>c")),
+        ('m@["a=b", "c"]', ("m", "@", '["a=b", "c"]')),
+        ("mail=a@b.org", ("mail", "=", "a@b.org")),
     ],
 )
 def test_split_at_the_first_operator_two_characters_first(expr, parsed):
     assert parse_condition(expr) == Condition(*parsed)
 
 
-@pytest.mark.parametrize("expr", ["=x", "  ~x", "no operator here", 3, None, "a" * 1001 + "=1"])
+@pytest.mark.parametrize("expr", ["=x", "  ~x", "no operator here", 3, None, "a" * 10_001 + "=1"])
 def test_expressions_without_a_column_or_operator_are_refused(expr):
     with pytest.raises(InvalidInputError):
         parse_condition(expr)
@@ -84,6 +87,13 @@ def test_the_rows_are_pandas_rows_for_every_operator_and_kind(store, dataset):
         "day=2024-01-03": meta["day"].astype(str) == "2024-01-03",
         "day~-01-0": meta["day"].astype(str).str.contains("-01-0", regex=False),
         f"{HOSTILE}=a": meta[HOSTILE] == "a",
+        'label@["cat", "Catfish"]': meta["label"].isin(["cat", "Catfish"]),
+        'label@["50%_off"]': meta["label"] == "50%_off",
+        "year@[1999, 2020.0]": meta["year"].isin([1999, 2020]),
+        'day@["2024-01-03", "2024-01-05"]': meta["day"]
+        .astype(str)
+        .isin(["2024-01-03", "2024-01-05"]),
+        one_of("label", ["dog", 'x"]; DROP']): meta["label"] == "dog",
     }
     for expr, mask in cases.items():
         expected = np.flatnonzero(mask.fillna(False).to_numpy(dtype=bool))
@@ -113,6 +123,13 @@ def test_the_rows_are_pandas_rows_for_every_operator_and_kind(store, dataset):
         ("flag=maybe", "true/false"),
         ("flag<1", "does not fit"),
         ("label~", "give some text"),
+        ("label@cat", "JSON list"),
+        ("label@[]", "JSON list"),
+        ('label@["a", true]', "JSON list"),
+        ('label@{"a": 1}', "JSON list"),
+        ('year@["x"]', "holds numbers"),
+        ("flag@[1]", "does not fit"),
+        ("label@" + str(list(range(501))), "at most 500"),
     ],
 )
 def test_a_filter_that_does_not_fit_the_columns_says_why(store, dataset, expr, message):

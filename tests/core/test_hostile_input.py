@@ -667,6 +667,8 @@ def test_hostile_text_round_trips_verbatim_through_ingest_and_the_store(tmp_path
                 continue
             got = store.search_rows(info.id, needle, limit=1000)
             assert list(got["row"]) == _expected_matches(shown, needle), needle
+            rows = store.search_row_numbers(info.id, needle)
+            assert rows.tolist() == _expected_matches(shown, needle), needle
             if len(got):
                 assert list(got.columns[:2]) == ["row", "id"]
 

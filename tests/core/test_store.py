@@ -194,6 +194,12 @@ def test_metadata_named_like_a_key_column_is_kept(store):
     found = store.search_rows(info.id, "b")
     assert list(found.columns) == ["row", "id", "row (metadata)", "n"]
     assert found["id"].tolist() == ["y"]
+    assert store.search_row_numbers(info.id, "B").tolist() == [1]  # the row numbers alone
+    assert store.search_row_numbers(info.id, "x", limit=0).tolist() == []
+    bare = store.add_dataset(make_parsed(np.eye(3), ids=["ab", "b", "c"]), name="bare")
+    assert store.search_row_numbers(bare.id, "b").tolist() == [0, 1]
+    with pytest.raises(InvalidInputError):
+        store.search_row_numbers(bare.id, "  ")
     # Other ids: the metadata `id` column differs from the ids and is kept too.
     other = store.add_dataset(make_parsed(np.eye(3), meta, ids=["p", "q", "r"]), name="keys2")
     rows = store.load_rows(other.id, [1])

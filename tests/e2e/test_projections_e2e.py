@@ -119,6 +119,59 @@ def test_clusters_are_named_on_the_map_and_a_click_rings_the_neighbours(page, ap
     assert page.dialogs == []
 
 
+def test_filter_and_search_change_the_map_and_the_table(page, app_server):
+    page.goto(app_server["url"] + "/projections?dataset=3&method=pca&color=module")
+    page.wait_for_function(f"() => ({TRACES})().length > 0", timeout=60_000)
+    wait_for_app(page)
+    # Search: the items containing the word light up, and those nearest it by meaning.
+    box = page.get_by_placeholder("search: words in ids and metadata, or a meaning")
+    box.fill("socket")
+    box.press("Enter")
+    page.wait_for_function(
+        f"() => ({TRACES})().some(t => t.name.includes('contain “socket”'))", timeout=30_000
+    )
+    wait_for_app(page)
+    names = {t["name"]: t["rows"] for t in page.evaluate(TRACES)}
+    contain = next(n for n in names if "contain “socket”" in n)
+    assert int(contain.split()[0]) == len(names[contain]) > 5
+    meaning = [n for n in names if "nearest by meaning" in n]
+    assert meaning and len(names[meaning[0]]) == 25
+    # Filter: module is json, built in the Filter popover.
+    page.get_by_role("button", name="Filter").click()
+    popover = page.locator("[data-testid='stPopoverBody']")
+    popover.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name="module", exact=True).click()
+    wait_for_app(page)
+    values = popover.locator("[data-testid='stMultiSelect'] input").first
+    values.fill("json")
+    values.press("Enter")
+    wait_for_app(page)
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Add this condition").click()
+    page.get_by_text("items match the filter").wait_for(timeout=30_000)
+    wait_for_app(page)
+    traces = {t["name"]: t["rows"] for t in page.evaluate(TRACES)}
+    grey = next(n for n in traces if n.startswith("filtered out"))
+    coloured = [n for n in traces if n in ("json",)]
+    assert (
+        coloured == ["json"]
+        and len(traces["json"]) + int(grey.split("(")[1][:-1].replace(",", "")) == 2098
+    )
+    # The search now counts only matches inside the filter.
+    assert not any(
+        "contain “socket”" in n and len(r) > len(traces["json"]) for n, r in traces.items()
+    )
+    # Clicking a point: its neighbours are json items only (filtered search).
+    point = page.evaluate(MIDDLE_POINT)
+    page.mouse.click(point["px"], point["py"])
+    page.get_by_text("nearest neighbours of").wait_for(timeout=30_000)
+    wait_for_app(page)
+    traces = {t["name"]: t["rows"] for t in page.evaluate(TRACES)}
+    assert set(traces["10 nearest neighbours"]) <= set(traces["json"])
+    screenshot(page, "projections-filter-search")
+    assert page.dialogs == []
+
+
 def test_compression_pareto_and_harm_map_render(page, app_server):
     page.goto(app_server["url"] + "/compression?dataset=1")
     wait_for_app(page)
