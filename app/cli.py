@@ -639,7 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
     p.add_argument(
         "--filter", action="append", metavar="EXPR", required=True,
-        help="col=v, col!=v, col<v, col<=v, col>v, col>=v, col~text; repeatable, AND-ed",
+        help='col=v, col!=v, col<v, col<=v, col>v, col>=v, col~text, col@["a","b"] (one of); '
+        "repeatable, AND-ed",
     )  # fmt: skip
     p.add_argument("--name", required=True, help="the new dataset's name")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -693,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--filter", action="append", metavar="EXPR",
         help="only items whose metadata match: col=v, col!=v, col<v, col<=v, col>v, col>=v, "
-        "col~text (contains); repeatable, AND-ed",
+        'col~text (contains), col@["a","b"] (one of); repeatable, AND-ed',
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_neighbours)
