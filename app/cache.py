@@ -5,7 +5,7 @@ browser can clear."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
@@ -23,6 +23,17 @@ def inspect_upload(path: str, filename: str, metadata_path: str | None) -> FileI
     """:func:`core.ingest.inspect_file`, once per uploaded content (upload paths are content
     hashes), so widget changes on the page do not parse the file again."""
     return inspect_file(path, filename=filename, metadata_path=metadata_path)
+
+
+@st.cache_data(show_spinner="Reading the table…", max_entries=8)
+def text_table(path: str, filename: str) -> tuple[Any, list[str], int, list[str]]:
+    """A table of texts once per uploaded content: its first rows, its text columns (longest
+    texts first), its number of rows and the columns that could be its ids."""
+    from embscope.core.ingest.checks import id_candidates
+    from embscope.core.text_ingest import read_table, text_columns
+
+    frame, _ = read_table(path, filename=filename)
+    return frame.head(20), text_columns(frame), len(frame), id_candidates(frame)
 
 
 @st.cache_data(show_spinner="Projecting with PCA…", max_entries=8)

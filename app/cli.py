@@ -67,7 +67,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         ds = db.ingest(
             args.file, metadata=args.metadata, name=args.name, id_column=args.id_column,
             vector_column=args.vector_column, model=args.model, metric=args.metric,
+            text_column=args.text_column, progress=_stderr_progress,
         )  # fmt: skip
+        _end_progress()
     if args.json:
         _print_json(ds.ingest_report())
     else:
@@ -616,8 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         metavar="NAME",
         help="the model that made the vectors, e.g. sentence-transformers/all-MiniLM-L6-v2 "
-        "(enables text queries when embscope can run it)",
+        "(enables text queries when embscope can run it); with --text-column, the model that "
+        "embeds the texts (default all-MiniLM-L6-v2)",
     )
+    p.add_argument(
+        "--text-column", metavar="COL",
+        help="FILE is a table of texts (.csv .tsv .parquet .jsonl) without vectors: embed this "
+        "column's texts with the bundled model (at most 100,000 rows) and keep the table as "
+        "metadata",
+    )  # fmt: skip
     p.add_argument(
         "--metric", choices=METRICS, default=None,
         help="the dataset's metric, every later command's default (default: guessed from the "

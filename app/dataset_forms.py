@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from embscope.app import access, state, widgets
+from embscope.app import access, state, text_upload, widgets
 from embscope.app.cache import inspect_upload
 from embscope.app.jobs import start_index_job
 from embscope.app.runtime import get_neighbour_service, get_store
@@ -65,11 +65,30 @@ def upload_section() -> None:
         access.require_writable("accept uploads")
         vec_path = save_upload(vec_file, vec_file.name)
         meta_path = save_upload(meta_file, meta_file.name) if meta_file is not None else None
-        inspection = inspect_upload(
-            str(vec_path), vec_file.name, str(meta_path) if meta_path is not None else None
-        )
     except InvalidInputError as exc:
         widgets.show_error(exc)
+        return
+    as_texts = meta_file is None and text_upload.is_table(vec_file.name) and st.toggle(
+        "A table of texts: embed one of its columns", key=f"upload.texts.{gen}",
+        help="For a file without vectors: each row's text is embedded with the bundled "
+        "sentence model, and the other columns kept as metadata.",
+    )  # fmt: skip
+    try:
+        inspection = None if as_texts else inspect_upload(
+            str(vec_path), vec_file.name, str(meta_path) if meta_path is not None else None
+        )  # fmt: skip
+    except InvalidInputError as exc:
+        if meta_file is None and text_upload.is_table(vec_file.name):
+            st.info(
+                f"{md_escape(exc)} — if this is a table of texts, embed one of its columns:",
+                icon=":material/notes:",
+            )
+            as_texts = True
+        else:
+            widgets.show_error(exc)
+            return
+    if as_texts or inspection is None:
+        text_upload.texts_form(vec_file.name, vec_path, key=str(gen))
         return
     _show_inspection(inspection)
     _save_form(
@@ -98,6 +117,7 @@ def _save_form(
         id_choice = st.selectbox(
             "Id column",
             [ROW_NUMBERS, *inspection.id_candidates],
+            index=text_upload.id_default(list(inspection.id_candidates)),
             help="A column whose values are unique; otherwise items are numbered by row.",
         )
         vector_column = None

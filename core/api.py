@@ -105,12 +105,17 @@ class Database:
         vector_column: str | None = None,
         model: str | None = None,
         metric: str | None = None,
+        text_column: str | None = None,
+        progress: ProgressFn | None = None,
     ) -> Dataset:
         """Store a file of vectors (and a metadata file) as a new dataset: ``embscope ingest``.
 
         ``metric`` (cosine, l2, ip) is recorded with it and becomes every later computation's
         default; None: guessed from the vectors (:func:`core.validation.guess_metric`), the
-        reason recorded beside it. The handle's :meth:`Dataset.ingest_report` is
+        reason recorded beside it. ``text_column``: the file is a table of texts (CSV, TSV,
+        Parquet, JSONL) with no vectors: each text of that column is embedded with ``model``
+        (default all-MiniLM-L6-v2, run offline) and the table kept as metadata
+        (:func:`core.text_ingest.read_texts`). The handle's :meth:`Dataset.ingest_report` is
         ``ingest --json``.
         """
         from embscope.core.ingest import read_dataset
@@ -120,6 +125,11 @@ class Database:
             raise InvalidInputError(f"no such file: {file}")
         if metric is not None:
             metric = check_metric(metric)
+        if text_column is not None:
+            return self._ingest_texts(
+                path, text_column=text_column, model=model, name=name, id_column=id_column,
+                metric=metric, others=(metadata, vector_column), progress=progress,
+            )  # fmt: skip
         meta = None
         if metadata is not None:
             meta = Path(metadata)
@@ -137,6 +147,35 @@ class Database:
                 raise InvalidInputError("model is empty: give the name of the embedding model")
             # Any name is recorded; text queries work for the ones embscope can run offline.
             extra["model"] = canonical_model_name(model) or model
+        info = self.store.add_dataset(parsed, name=path.stem if name is None else name, info=extra)
+        return Dataset(self, info, warnings=parsed.warnings)
+
+    def _ingest_texts(
+        self,
+        path: Path,
+        *,
+        text_column: str,
+        model: str | None,
+        name: str | None,
+        id_column: str | None,
+        metric: str | None,
+        others: tuple[Any, Any],
+        progress: ProgressFn | None,
+    ) -> Dataset:
+        from embscope.core.text_ingest import DEFAULT_TEXT_MODEL, read_texts, texts_info
+        from embscope.core.text_model import canonical_model_name
+
+        if any(o is not None for o in others):
+            raise InvalidInputError(
+                "a table of texts holds its own metadata and no vectors: give no metadata "
+                "file or vector column with a text column"
+            )
+        model = (model or DEFAULT_TEXT_MODEL).strip()
+        model = canonical_model_name(model) or model
+        parsed = read_texts(
+            path, text_column=text_column, model=model, id_column=id_column, progress=progress
+        )
+        extra = texts_info(parsed, model=model, text_column=text_column, metric=metric)
         info = self.store.add_dataset(parsed, name=path.stem if name is None else name, info=extra)
         return Dataset(self, info, warnings=parsed.warnings)
 

@@ -360,8 +360,9 @@ def _parse_list_cells(
     return out
 
 
-def read_delimited_metadata(request: ReadRequest, n: int) -> tuple[pd.DataFrame, list[str]]:
-    """A delimited metadata file; one column has no header unless it has n + 1 lines."""
+def read_delimited_metadata(request: ReadRequest, n: int | None) -> tuple[pd.DataFrame, list[str]]:
+    """A delimited metadata file; one column has no header unless it has n + 1 lines (with
+    ``n`` None, a table on its own: it has one)."""
     path, label, budget = request.path, request.label, request.budget
     head = text_head(path, label, request.suffix, metadata=True)
     warnings: list[str] = []
@@ -380,6 +381,8 @@ def read_delimited_metadata(request: ReadRequest, n: int) -> tuple[pd.DataFrame,
         # One column: the Projector writes no header then. A header is assumed only when the
         # file has exactly one line more than there are vectors.
         count = text.count("\n") + (0 if text.endswith("\n") else 1)
+        if n is None:
+            n = count - 1  # a table on its own: its first line names the column
         if count not in (n, n + 1):
             raise InvalidInputError(
                 f"the vectors file has {n} rows but metadata file {label} has {count} "

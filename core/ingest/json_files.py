@@ -394,7 +394,7 @@ def _records_to_loaded(
     )
 
 
-def read_json_metadata(request: ReadRequest, n: int) -> tuple[pd.DataFrame, list[str]]:
+def read_json_metadata(request: ReadRequest, n: int | None) -> tuple[pd.DataFrame, list[str]]:
     """A JSON Lines or JSON array metadata file (its rows are counted by the caller)."""
     path, label = request.path, request.label
     _charge_python_json(path, "its records as Python objects", request.budget)

@@ -219,7 +219,7 @@ def read_parquet(request: ReadRequest) -> Loaded:
     )
 
 
-def read_parquet_metadata(request: ReadRequest, n: int) -> tuple[pd.DataFrame, list[str]]:
+def read_parquet_metadata(request: ReadRequest, n: int | None) -> tuple[pd.DataFrame, list[str]]:
     """A Parquet metadata file as typed columns (its rows are counted by the caller)."""
     table = read_parquet_table(request.path, f"metadata file {request.label}", request.budget)
     return arrow_frame(table, table.num_rows, request.budget), []

@@ -32,7 +32,7 @@ from embscope.core.ingest.numpy_files import read_npy, read_npz
 from embscope.core.ingest.parquet import read_parquet, read_parquet_metadata
 
 #: A metadata file's reader: ``(request, n) -> (frame, warnings)``.
-MetadataReader = Callable[[ReadRequest, int], tuple[pd.DataFrame, list[str]]]
+MetadataReader = Callable[[ReadRequest, int | None], tuple[pd.DataFrame, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def load_vectors(
 
 
 def load_metadata(
-    path: Path, label: str, n: int, budget: ReadBudget
+    path: Path, label: str, n: int | None, budget: ReadBudget
 ) -> tuple[pd.DataFrame, list[str]]:
     """A metadata file's rows as a typed frame of exactly ``n`` rows, with warnings.
 
@@ -154,8 +154,9 @@ def load_metadata(
         The metadata file.
     label : str
         The user's name for it: its suffix picks the reader, messages use it.
-    n : int
-        How many vectors there are: the file must have one row for each.
+    n : int or None
+        How many vectors there are: the file must have one row for each (None: a table read
+        on its own, any number of rows; a one-column text file then has a header line).
     budget : ReadBudget
         The read's memory budget (shared with the vectors file).
 
@@ -180,7 +181,7 @@ def load_metadata(
             raise
         except LIBRARY_ERRORS as exc:
             raise unreadable(f"metadata file {label}", suffix, exc) from exc
-    if len(frame) != n:
+    if n is not None and len(frame) != n:
         raise InvalidInputError(
             f"the vectors file has {n} rows but metadata file {label} has {len(frame)} data rows; "
             "the metadata needs exactly one row per vector, in the same order"

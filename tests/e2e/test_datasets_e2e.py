@@ -93,3 +93,52 @@ def test_an_h5ad_storing_its_data_in_another_file_is_refused_in_the_page(page, a
     assert "a-secret-of-the-server" not in page.content()
     assert page.get_by_role("button", name="Save dataset").count() == 0
     screenshot(page, "datasets-h5ad-external-refused")
+
+
+def test_upload_a_csv_of_texts_then_see_its_map(page, app_server):
+    """A file of texts and no vectors: embedded at upload, then laid out, clustered and named
+    on the map."""
+    tmp = app_server["tmp"]
+    topics = {
+        "network": "socket connection port host server client packet",
+        "time": "date time calendar timezone clock second minute",
+        "files": "file path directory archive folder read write",
+    }
+    rng = np.random.default_rng(0)
+    rows = []
+    for t, words in topics.items():
+        for i in range(40):
+            picked = rng.choice(words.split(), 4, replace=False)
+            rows.append(
+                {
+                    "id": f"{t}-{i}",
+                    "topic": t,
+                    "text": f"{EVIL if i == 0 else ''} " + " ".join(picked),
+                }
+            )
+    path = tmp / "notes.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(str(path))
+    page.get_by_role("button", name="Embed and save").wait_for(timeout=30_000)
+    wait_for_app(page)
+    screenshot(page, "datasets-texts-preview")
+    page.get_by_role("button", name="Embed and save").click()
+    page.get_by_text("texts of “text” embedded").wait_for(timeout=120_000)
+    wait_for_app(page)
+    # The map: PCA at once, the clusters found by themselves and named from the texts.
+    page.goto(app_server["url"] + "/projections?dataset=notes&method=pca")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].some(
+            g => ((g._fullLayout || {}).annotations || []).length >= 2)""",
+        timeout=90_000,
+    )
+    wait_for_app(page)
+    labels = page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(
+            g => ((g._fullLayout || {}).annotations || []).map(a => a.text))"""
+    )
+    words = set(" ".join(labels).replace(",", " ").split())
+    assert words & {"socket", "connection", "port", "host", "server", "client", "packet"}
+    assert words & {"date", "time", "calendar", "timezone", "clock", "second", "minute"}
+    screenshot(page, "projections-texts-map")
+    assert page.dialogs == []
