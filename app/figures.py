@@ -317,6 +317,7 @@ def projection_figure(
     neighbours: np.ndarray | None = None,
     keep: np.ndarray | None = None,
     highlights: Sequence[Highlight] = (),
+    density: bool = False,
 ) -> go.Figure:
     """A WebGL scatter of a 2-D (``Scattergl``) or 3-D (``Scatter3d``) layout.
 
@@ -347,6 +348,9 @@ def projection_figure(
         cannot be selected.
     highlights : Highlight sequence
         Groups of rows marked on top (search matches), each in its own colour.
+    density : bool
+        On a 2-D map, a shaded density of the points (of those ``keep`` keeps) beneath them,
+        so a million points read as structure; the points stay selectable on top.
     """
     coords = np.asarray(coords, dtype=np.float32)
     n, dims = coords.shape
@@ -458,6 +462,8 @@ def projection_figure(
         traces.append(t)
     if focus is not None and 0 <= focus < n:
         traces.extend(_focus_traces(coords, int(focus), neighbours, size, trace))
+    if density and dims == 2:
+        traces.insert(0, density_trace(coords if keep is None else coords[keep]))
     fig = go.Figure(traces)
     fig = _layout(fig, title)
     legend = {
@@ -505,6 +511,25 @@ def projection_figure(
             ]  # fmt: skip
         fig.update_layout(scene=scene)
     return fig
+
+
+DENSITY_BINS = 180
+
+
+def density_trace(coords: np.ndarray, *, bins: int = DENSITY_BINS) -> go.Heatmap:
+    """Where the points of a 2-D layout crowd: a smoothed 2-D histogram over the map's
+    opening range (log counts, white where empty), a small fixed payload at any n."""
+    from scipy.ndimage import gaussian_filter
+
+    xr, yr = robust_range(coords[:, 0]), robust_range(coords[:, 1])
+    counts, xe, ye = np.histogram2d(coords[:, 0], coords[:, 1], bins=bins, range=[xr, yr])
+    shade = np.log1p(gaussian_filter(counts, sigma=1.2)).T  # rows: y, as a heatmap wants
+    shade[shade < 0.05 * max(float(shade.max()), 1e-9)] = np.nan  # empty: no colour
+    return go.Heatmap(
+        x=(xe[:-1] + xe[1:]) / 2, y=(ye[:-1] + ye[1:]) / 2, z=shade.astype(np.float32),
+        colorscale="Blues", showscale=False, hoverinfo="skip", zsmooth="best", opacity=0.85,
+        name="density", showlegend=False,
+    )  # fmt: skip
 
 
 def _focus_traces(

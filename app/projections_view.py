@@ -32,6 +32,8 @@ from embscope.core.store import DatasetInfo
 from embscope.core.validation import METRICS
 
 NO_COLOUR = "(none)"
+# The density shading is on by default above this many points.
+DENSITY_FROM = 50_000
 DEFAULT_METHOD = "largevis"
 
 
@@ -327,6 +329,7 @@ class Look:
     names: bool = True
     size: float | None = None
     opacity: float | None = None
+    density: bool = False
 
 
 def _kept(key: str, default: Any) -> None:
@@ -409,11 +412,18 @@ def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
         "Names", key=names_key, disabled=clustering is None,
         help="Each cluster's name (its most typical words) where its points lie.",
     )  # fmt: skip
-    for k in (size_key, opacity_key, names_key):
+    density_key = f"projections.density.{info.id}"
+    _kept(density_key, info.n > DENSITY_FROM)
+    density = cols[4].toggle(
+        "Density", key=density_key,
+        help="Shade where the points crowd, beneath them (2-D): a million points read as "
+        "structure, not as a blob.",
+    )  # fmt: skip
+    for k in (size_key, opacity_key, names_key, density_key):
         _keep(k)
     return Look(
         None if colour == NO_COLOUR else colour, list(hover), bool(names), float(size),
-        float(opacity),
+        float(opacity), bool(density),
     )  # fmt: skip
 
 
@@ -572,7 +582,7 @@ def _panel(
         info, projection_coords(projection.fingerprint),
         title=title or f"{projection.title} of {info.name}", colour=look.colour,
         hover_columns=look.hover, clusters=clustering, cluster_names=look.names,
-        size=look.size, opacity=look.opacity, keep=keep,
+        size=look.size, opacity=look.opacity, keep=keep, density=look.density,
     )  # fmt: skip
 
 

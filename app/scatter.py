@@ -55,6 +55,7 @@ class Panel:
     neighbours: np.ndarray | None = None
     keep: np.ndarray | None = None  # bool (n,): the rows a filter keeps (others grey)
     highlights: list[figures.Highlight] = field(default_factory=list)  # search matches
+    density: bool = False  # a shaded density beneath the points (2-D)
 
 
 def _colour(info: DatasetInfo, column: str | None, clusters: Clustering | None) -> tuple[Any, bool]:
@@ -82,6 +83,7 @@ def make_panel(
     size: float | None = None,
     opacity: float | None = None,
     keep: np.ndarray | None = None,
+    density: bool = False,
 ) -> Panel:
     """A panel coloured by a metadata column (categorical or continuous) or by ``clusters``
     (``colour`` :data:`CLUSTERS`), with hover labels; ``cluster_names`` draws the clusters'
@@ -94,7 +96,7 @@ def make_panel(
     title_of_colour = "cluster" if colour == CLUSTERS else colour or ""
     return Panel(
         info, coords, title, values, categorical, title_of_colour, hover_for(info, hover),
-        size=size, opacity=opacity, labels=names, keep=keep,
+        size=size, opacity=opacity, labels=names, keep=keep, density=density,
     )  # fmt: skip
 
 
@@ -110,7 +112,7 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         None if selected is None else np.asarray(selected, dtype=np.int64).tobytes(),
         panel.size, panel.opacity, len(panel.labels), panel.focus,
         None if panel.keep is None else np.packbits(panel.keep).tobytes(),
-        tuple((h.name, h.rows.size) for h in panel.highlights),
+        tuple((h.name, h.rows.size) for h in panel.highlights), panel.density,
     )  # fmt: skip
     changed = state.get(f"projections.drawn.{key}") != signature
     state.put(f"projections.drawn.{key}", signature)
@@ -130,6 +132,7 @@ def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 6
         neighbours=panel.neighbours,
         keep=panel.keep,
         highlights=panel.highlights,
+        density=panel.density,
     )
     if panel.coords.shape[1] == 3:  # streamlit reports selections of 2-D charts only
         st.plotly_chart(fig, width="stretch", key=key, config=MAP_CONFIG)

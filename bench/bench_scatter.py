@@ -7,7 +7,8 @@ For each size: stores a Gaussian mixture and its PCA projection in a fresh datab
 Chromium and measures (a) the figure's JSON payload (numeric arrays travel as base64 typed
 arrays), (b) the time from navigation to the script finishing, and (c) to the WebGL canvas
 holding every point (plotly's ``_fullData`` complete). Coloured by the 12-value cluster
-column (12 ``Scattergl`` traces); hover shows row numbers (no per-point strings above 200k).
+column (12 ``Scattergl`` traces); hover shows row numbers (no per-point strings above 200k);
+the density shading beneath the points is on (the default above 50,000 points).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def measure(url: str) -> tuple[float, float, int]:
             """() => {
                 const el = document.querySelector('.js-plotly-plot');
                 if (!el || !el._fullData || !el.querySelector('canvas')) return 0;
-                return el._fullData.reduce((s, t) => s + (t.x ? t.x.length : 0), 0);
+                return el._fullData.reduce(
+                    (s, t) => s + (t.type === 'scattergl' && t.x ? t.x.length : 0), 0);
             }""",
             timeout=600_000,
         ).json_value()

@@ -161,3 +161,28 @@ def test_figures_are_plotly_white_through_the_process_default():
         assert layout["template"]["layout"]["plot_bgcolor"] == "white"
     # A figure made outside figures.py in this process looks the same.
     assert go.Figure().to_dict()["layout"]["template"] == expected
+
+
+def test_density_shades_beneath_the_points_in_a_small_fixed_payload():
+    n = 200_000
+    rng = np.random.default_rng(0)
+    coords = np.vstack([rng.normal(-3, 0.5, (n // 2, 2)), rng.normal(3, 0.5, (n // 2, 2))])
+    plain = figures.projection_figure(coords)
+    shaded = figures.projection_figure(coords, density=True)
+    heat = shaded.data[0]
+    assert isinstance(heat, go.Heatmap) and heat.hoverinfo == "skip"
+    assert len(shaded.to_json()) - len(plain.to_json()) < 300_000  # the grid, not the points
+    z = np.asarray(heat.z, dtype=float)
+    # Dense where the two blobs are, empty (no colour) between them.
+    x, y = np.asarray(heat.x), np.asarray(heat.y)
+    at = lambda px, py: z[np.abs(y - py).argmin(), np.abs(x - px).argmin()]  # noqa: E731
+    assert at(-3, -3) > 0 and at(3, 3) > 0 and np.isnan(at(0, 0))
+    # Rows still map back through the point traces (the heatmap carries none).
+    event = {"selection": {"points": [{"curve_number": 1, "point_index": 5}]}}
+    assert figures.selected_rows(shaded, event).tolist() == [5]
+    # A filter shades only what it keeps; 3-D draws no density.
+    keep = coords[:, 0] > 0
+    kept = figures.projection_figure(coords, density=True, keep=keep).data[0]
+    assert np.asarray(kept.x).min() > -0.5  # the grid covers the kept blob only
+    three = figures.projection_figure(_coords(100, 3), density=True)
+    assert not any(isinstance(t, go.Heatmap) for t in three.data)
