@@ -19,7 +19,13 @@ from embscope.app.figures import Highlight
 from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
-from embscope.core.filters import column_kind, one_of, parse_condition
+from embscope.core.filters import (
+    MAX_CONDITIONS,
+    column_kind,
+    one_of,
+    parse_condition,
+    parse_filter,
+)
 from embscope.core.store import DatasetInfo
 
 # A column with at most this many distinct values is picked from a list; above, by range
@@ -61,6 +67,41 @@ def search_text(info: DatasetInfo) -> str:
 
 def set_search(info: DatasetInfo, text: str) -> None:
     st.session_state[f"projections.search.{info.id}"] = text[:MAX_SEARCH_CHARS]
+
+
+def from_link(info: DatasetInfo, link: Any) -> None:
+    """A share link's filter (``where``, repeated) becomes the session's filter of ``info``;
+    one that does not parse is ignored, and said. Its columns are checked when it is applied."""
+    where = link.values("where", max_count=MAX_CONDITIONS)
+    if where is None:
+        return
+    try:
+        parse_filter(where)
+    except InvalidInputError as exc:
+        link.ignore("where", " AND ".join(where), str(exc))
+    else:
+        set_filter(info, where)
+
+
+def filter_line(info: DatasetInfo) -> list[str] | None:
+    """On another page: the map's filter of ``info`` as a line, with a button that clears it;
+    returns its expressions (None: no filter)."""
+    expressions = current(info)
+    if not expressions:
+        return None
+    rows = widgets.guarded(lambda: filter_rows(info.id, tuple(expressions)))
+    if rows is None:
+        set_filter(info, [])
+        return None
+    left, right = st.columns([6, 1], vertical_alignment="center")
+    left.caption(
+        f":material/filter_alt: Only the {rows.size:,} items that match the map's filter: "
+        + " AND ".join(md_escape(describe(e)) for e in expressions)
+    )
+    if right.button("Clear filter", key="map.filter.clear"):
+        set_filter(info, [])
+        st.rerun()
+    return expressions
 
 
 def describe(expression: str) -> str:

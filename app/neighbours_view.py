@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import share, state, widgets
+from embscope.app import map_filter, share, state, widgets
 from embscope.app.choices import backend_label, metric_label
 from embscope.app.jobs import job_panel, last_run_notice, start_index_job
 from embscope.app.neighbour_query import current_query, set_query
@@ -34,8 +34,9 @@ def _k_max(info: DatasetInfo) -> int:
 
 def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     """Set the page from a share link: ``k``, ``metric``, ``backend``, ``ef``, how the item
-    is found (``find``) and the query itself (``row``, ``id`` or ``text``), which then runs
-    as the page opens. Does nothing when there is no new link."""
+    is found (``find``), the filter (``where``, shared with the map) and the query itself
+    (``row``, ``id`` or ``text``), which then runs as the page opens. Does nothing when there
+    is no new link."""
     link = share.link("neighbours") if link is None else link
     if not link:
         return
@@ -51,6 +52,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     ):
         if value is not None:
             st.session_state[f"neighbours.{name}"] = value
+    map_filter.from_link(info, link)
     service = get_neighbour_service()
     row = link.integer("row", 0, info.n - 1)
     item_id = link.text("id")
@@ -91,6 +93,8 @@ def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
     q = current_query(info)
     if q is not None and q["kind"] in ("row", "id", "text"):
         params[q["kind"]] = q["value"]
+    if map_filter.current(info):
+        params["where"] = map_filter.current(info)
     share.write("neighbours", params)
 
 

@@ -25,7 +25,6 @@ from embscope.app.selection import (
 )
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
-from embscope.core.filters import MAX_CONDITIONS, parse_filter
 from embscope.core.params import AUTO, Param
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
@@ -117,14 +116,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     hover = link.values("hover", options=info.metadata_columns, max_count=3)
     if hover is not None:
         _set_kept(f"projections.hover.{info.id}", hover)
-    where = link.values("where", max_count=MAX_CONDITIONS)
-    if where is not None:
-        try:
-            parse_filter(where)
-        except InvalidInputError as exc:
-            link.ignore("where", " AND ".join(where), str(exc))
-        else:
-            map_filter.set_filter(info, where)
+    map_filter.from_link(info, link)
     search = link.text("q", max_chars=map_filter.MAX_SEARCH_CHARS)
     if search is not None:
         map_filter.set_search(info, search)

@@ -109,3 +109,17 @@ def test_a_condition_built_in_the_page(db):
     chips = next(m for m in at.multiselect if m.key.startswith("map.filter.shown"))
     chips.set_value([v for v in chips.value if v.startswith("year")]).run()
     assert any("80 of 300 items match the filter" in c.value for c in at.caption)
+
+
+def test_the_neighbours_page_keeps_to_the_maps_filter(db):
+    where = [one_of("kind", ["dog"])]
+    # Row 0 is a cat: with the filter its neighbours are the nearest dogs.
+    at = open_page("neighbours", {"dataset": "1", "row": "0", "where": where, "backend": "exact"})
+    assert not at.exception, at.exception
+    assert any("Only the 100 items that match the map's filter" in c.value for c in at.caption)
+    tables = [df.value for df in at.dataframe if "distance" in df.value.columns]
+    assert tables and all(set(t["kind"]) == {"dog"} for t in tables)
+    by_key(at.button, "map.filter.clear").click().run()
+    tables = [df.value for df in at.dataframe if "distance" in df.value.columns]
+    assert tables and all(set(t["kind"]) == {"cat"} for t in tables)
+    assert not any("match the map's filter" in c.value for c in at.caption)
