@@ -315,8 +315,15 @@ class Dataset:
         return {**_summary(self.info), "metric": self.info.metric}
 
     def ingest_report(self) -> dict[str, Any]:
-        """``{"dataset", "name", "n", "dim", "warnings"}``: ``ingest --json``."""
-        return {**_summary(self.info), "warnings": list(self.warnings)}
+        """``{"dataset", "name", "n", "dim", "warnings"}``, plus ``"model"`` when one is
+        recorded (``--model``, or the model that embedded ``--text-column``): ``ingest
+        --json``."""
+        model = (self.info.info or {}).get("model")
+        return {
+            **_summary(self.info),
+            "warnings": list(self.warnings),
+            **({"model": model} if model else {}),
+        }
 
     # -- the data -------------------------------------------------------------------------
 

@@ -132,7 +132,9 @@ def test_the_command_line_embeds_a_table_of_texts(tmp_path, capsys, docs):
         "--json",
     )  # fmt: skip
     assert code == 0, err
-    assert json.loads(out) == {"dataset": 1, "name": "docs", "n": 50, "dim": 384, "warnings": []}
+    assert json.loads(out) == {
+        "dataset": 1, "name": "docs", "n": 50, "dim": 384, "warnings": [], "model": MODEL
+    }  # fmt: skip
     with embscope.open(db) as opened:
         assert _cosines(opened.dataset(1).vectors(), reference[:50]).min() >= 0.999
     for argv, message in (
