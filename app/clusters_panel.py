@@ -49,6 +49,8 @@ def set_resolution(info: DatasetInfo, value: float) -> None:
 def clustering(info: DatasetInfo, metric: str) -> Clustering | None:
     """The stored clustering of ``info`` (Leiden on the shared graph of ``metric``); while it
     is missing, its job (started at once up to :data:`AUTO_START_LIMIT` items) or a button."""
+    if info.n < 3:  # nothing to cluster
+        return None
     request = widgets.guarded(
         lambda: cluster_request(get_store(), info.id, metric=metric, resolution=resolution(info))
     )
@@ -132,7 +134,7 @@ def _examples(info: DatasetInfo, result: Clustering) -> list[str]:
     if rows.size == 0:
         return ["" for _ in range(result.n_clusters)]
     frame = get_store().load_rows(info.id, np.unique(rows))
-    column = result.text_column if result.text_column in frame.columns else frame.columns[0]
+    column = result.text_column if result.text_column in frame.columns else "id"
     by_row = dict(zip(np.unique(rows).tolist(), frame[column].astype(str), strict=True))
     out = []
     for c in range(result.n_clusters):
@@ -190,7 +192,7 @@ def cluster_table(info: DatasetInfo, result: Clustering | None) -> np.ndarray | 
             height=min(420, 38 + 35 * result.n_clusters),
             on_select="rerun",
             selection_mode="single-row",
-            key=f"clusters.table.{info.id}",
+            key=f"clusters.table.{info.id}.{result.resolution}",
             column_config=_columns(),
         )
         picked = event.selection.rows if event else []

@@ -268,7 +268,7 @@ def _natural(value: Any) -> tuple[int, float, str]:
         pass
     text = str(value)
     head = text.split(" ", 1)[0]
-    if head.isdigit():  # "2 · parser" before "10 · socket"
+    if head.isascii() and head.isdigit():  # "2 · parser" before "10 · socket"
         return (1, float(head), text)
     return (1, float("inf"), text)
 
@@ -436,6 +436,8 @@ def projection_figure(
             "colorbar": {"title": {"text": color_title}, "x": 1.02, "thickness": 14},
             "opacity": opacity,
         }
+        if keep is not None:  # the colours must follow the rows the trace keeps
+            rows_coloured = rows_coloured[keep[rows_coloured]]
         marker["color"] = marker["color"][rows_coloured]
         traces.append(trace(rows_coloured, marker, color_title, False))
     if keep is not None and not keep.all():  # filtered out: grey, beneath, not selectable

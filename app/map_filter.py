@@ -62,11 +62,14 @@ def set_filter(info: DatasetInfo, expressions: list[str]) -> None:
 
 
 def search_text(info: DatasetInfo) -> str:
-    return str(st.session_state.get(f"projections.search.{info.id}", "") or "")
+    key = f"projections.search.{info.id}"
+    return str(st.session_state.get(key, state.get(f"kept.{key}", "")) or "")
 
 
 def set_search(info: DatasetInfo, text: str) -> None:
-    st.session_state[f"projections.search.{info.id}"] = text[:MAX_SEARCH_CHARS]
+    key = f"projections.search.{info.id}"
+    st.session_state[key] = text[:MAX_SEARCH_CHARS]
+    state.put(f"kept.{key}", text[:MAX_SEARCH_CHARS])
 
 
 def from_link(info: DatasetInfo, link: Any) -> None:
@@ -83,16 +86,33 @@ def from_link(info: DatasetInfo, link: Any) -> None:
         set_filter(info, where)
 
 
+def _fitting(info: DatasetInfo, expressions: list[str]) -> list[str]:
+    """The conditions that fit the dataset's columns; each one that does not (a link made
+    for another dataset, a column since renamed) is dropped, and said."""
+    try:
+        filter_rows(info.id, tuple(expressions))
+        return expressions
+    except InvalidInputError:
+        pass
+    kept = []
+    for expression in expressions:
+        try:
+            filter_rows(info.id, (expression,))
+        except InvalidInputError as exc:
+            widgets.show_error(f"The filter condition was dropped: {exc}")
+        else:
+            kept.append(expression)
+    set_filter(info, kept)
+    return kept
+
+
 def filter_line(info: DatasetInfo) -> list[str] | None:
     """On another page: the map's filter of ``info`` as a line, with a button that clears it;
     returns its expressions (None: no filter)."""
-    expressions = current(info)
+    expressions = _fitting(info, current(info))
     if not expressions:
         return None
-    rows = widgets.guarded(lambda: filter_rows(info.id, tuple(expressions)))
-    if rows is None:
-        set_filter(info, [])
-        return None
+    rows = filter_rows(info.id, tuple(expressions))
     left, right = st.columns([6, 1], vertical_alignment="center")
     left.caption(
         f":material/filter_alt: Only the {rows.size:,} items that match the map's filter: "
@@ -135,24 +155,36 @@ def _new_condition(info: DatasetInfo) -> list[str]:
         st.caption("This dataset has no metadata to filter on.")
         return []
     column = st.selectbox("Column", list(kinds), key=f"map.filter.column.{info.id}")
-    kind = kinds[column]
+    made = _condition_widgets(info, column, kinds[column])
+    # A column whose name holds an operator ("a=b") cannot be written as COLUMN OP VALUE.
+    if any(parse_condition(e).column != column for e in made):
+        st.caption(
+            f"The name of column {md_escape(column)} holds an operator: it cannot be filtered."
+        )
+        return []
+    return made
+
+
+def _condition_widgets(info: DatasetInfo, column: str, kind: str) -> list[str]:
     values = metadata_column(info.id, column)
     if kind == "bool":
         pick = st.radio("Value", ("true", "false"), horizontal=True, key="map.filter.bool")
         return [f"{column}={pick}"]
-    counts = values.dropna().astype(str).value_counts() if kind != "number" else None
     distinct = int(values.nunique(dropna=True))
     if kind == "number" and distinct > 30:
         numbers = values.dropna().to_numpy(dtype=np.float64)
         low, high = float(numbers.min()), float(numbers.max())
         if low == high:
-            return [f"{column}={low:g}"]
+            return [f"{column}={low!r}"]
         picked = st.slider("Range", low, high, (low, high), key=f"map.filter.range.{column}")
         return [f"{column}>={picked[0]!r}", f"{column}<={picked[1]!r}"]
-    if distinct <= MAX_CHOICES:
-        options = (
-            sorted(values.dropna().unique().tolist()) if kind == "number" else counts.index.tolist()  # type: ignore[union-attr]
-        )
+    # Dates and other kinds compare by DuckDB's text form, which pandas' differs from: they
+    # are filtered by "contains", as are text columns with many values.
+    if kind in ("number", "text") and distinct <= MAX_CHOICES:
+        if kind == "number":
+            options = sorted(values.dropna().unique().tolist())
+        else:
+            options = values.dropna().astype(str).value_counts().index.tolist()
         chosen = st.multiselect("Values", options, key=f"map.filter.values.{column}")
         return [one_of(column, chosen)] if chosen else []
     text = st.text_input("Contains", key=f"map.filter.contains.{column}", max_chars=200)
@@ -165,7 +197,10 @@ def filter_controls(info: DatasetInfo, cols: list[Any]) -> None:
     expressions = current(info)
     with cols[0].popover("Filter", icon=":material/filter_alt:", use_container_width=True):
         new = _new_condition(info)
-        if st.button("Add this condition", key="map.filter.add", disabled=not new):
+        room = len(expressions) + len(new) <= MAX_CONDITIONS
+        if not room:
+            st.caption(f"A filter has at most {MAX_CONDITIONS} conditions: remove one first.")
+        if st.button("Add this condition", key="map.filter.add", disabled=not new or not room):
             set_filter(info, [*expressions, *new])
             st.rerun()
     if expressions:
@@ -195,31 +230,32 @@ def _save_subset(info: DatasetInfo, expressions: list[str]) -> None:
     if st.button("Save", key="map.filter.save", type="primary"):
         saved = widgets.guarded(lambda: save_subset(get_store(), info.id, expressions, name=name))
         if saved is not None:
-            state.flash("success", f"Saved {md_escape(saved[0].name)}: {saved[1]:,} items.")
+            state.flash("success", f"Saved {saved[0].name}: {saved[0].n:,} items.")
             state.select_dataset(saved[0].id)
             st.rerun()
 
 
 def search_box(info: DatasetInfo, col: Any) -> None:
+    """The search box; its text is kept for the session (Streamlit forgets a widget that a
+    run does not draw, as while another method's layout is computed)."""
+    key = f"projections.search.{info.id}"
+    if key not in st.session_state:
+        st.session_state[key] = state.get(f"kept.{key}", "")
     col.text_input(
-        "Search", key=f"projections.search.{info.id}", max_chars=MAX_SEARCH_CHARS,
+        "Search", key=key, max_chars=MAX_SEARCH_CHARS,
         placeholder="search: words in ids and metadata, or a meaning",
         label_visibility="collapsed",
     )  # fmt: skip
+    state.put(f"kept.{key}", st.session_state[key])
 
 
 def apply(info: DatasetInfo, metric: str) -> MapFilter:
     """The rows the filter keeps and the search's matches (errors shown, not raised)."""
-    expressions = current(info)
+    expressions = _fitting(info, current(info))
     out = MapFilter(expressions)
     if expressions:
-        rows = widgets.guarded(lambda: filter_rows(info.id, tuple(expressions)))
-        if rows is None:  # a condition that no longer fits the columns: dropped
-            set_filter(info, [])
-            out.expressions = []
-        else:
-            out.keep = np.zeros(info.n, dtype=bool)
-            out.keep[rows] = True
+        out.keep = np.zeros(info.n, dtype=bool)
+        out.keep[filter_rows(info.id, tuple(expressions))] = True
     text = search_text(info).strip()
     if text:
         for label, rows, colour in _search(info, text, metric, out.expressions):

@@ -354,9 +354,9 @@ def _colour_default(info: DatasetInfo) -> str:
 
 
 def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
-    """The map's colour, hover columns, cluster names, point size and opacity (in ``cols``,
-    five columns of the top row), kept for the session (across methods) and in the share
-    link."""
+    """The map's colour, hover columns, cluster names, density, point size and opacity (in
+    ``cols``, five columns of the top row), kept for the session (across methods); colour and
+    hover also in the share link."""
     columns = [NO_COLOUR, *info.metadata_columns]
     if clustering is not None and CLUSTERS not in info.metadata_columns:
         columns.insert(1, CLUSTERS)
@@ -771,7 +771,13 @@ def _comparable(info: DatasetInfo) -> list[tuple[DatasetInfo, runs.Projection]]:
     return out
 
 
-def side_by_side(info: DatasetInfo, main: runs.Projection, look: Look, clustering: Any) -> None:
+def side_by_side(
+    info: DatasetInfo,
+    main: runs.Projection,
+    look: Look,
+    clustering: Any,
+    mapped: map_filter.MapFilter,
+) -> None:
     """The main projection beside another stored one, with linked selection (matched by id)."""
     choices = [(o, p) for o, p in _comparable(info) if p.fingerprint != main.fingerprint]
     if not choices:
@@ -795,9 +801,15 @@ def side_by_side(info: DatasetInfo, main: runs.Projection, look: Look, clusterin
     matched = int((forward >= 0).sum())
     if other_info.id != info.id:
         st.caption(f"{matched:,} of {info.n:,} items matched by id.")
-    left = _panel(info, main, look, clustering)
-    # The clusters are this dataset's rows: they colour the partner only when it is this
-    # dataset too.
-    theirs = clustering if other_info.id == info.id else None
-    right = _panel(other_info, other, look, theirs, title=f"{other.title} of {other_info.name}")
+    left = _panel(info, main, look, clustering, keep=mapped.keep)
+    left.highlights = mapped.highlights
+    # The clusters, filter and search are this dataset's rows: they apply to the partner
+    # only when it is this dataset too.
+    same = other_info.id == info.id
+    right = _panel(
+        other_info, other, look, clustering if same else None,
+        title=f"{other.title} of {other_info.name}", keep=mapped.keep if same else None,
+    )  # fmt: skip
+    if same:
+        right.highlights = mapped.highlights
     linked_pair(left, right, forward, key="projections.pair")

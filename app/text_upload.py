@@ -1,10 +1,11 @@
 """The Datasets page's upload of a table of texts (no vectors): pick the text column, embed it
-with the bundled model (a progress bar, Cancel by leaving the page), save it as a dataset with
-its model and text column recorded, so the map, its clusters' names and search by meaning
-work at once."""
+with the bundled model (a progress bar; leaving the page stops it; one table at a time on a
+server), save it as a dataset with its model and text column recorded, so the map, its
+clusters' names and search by meaning work at once."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -13,7 +14,6 @@ from embscope.app import access, state, widgets
 from embscope.app.cache import text_table
 from embscope.app.jobs import start_index_job
 from embscope.app.runtime import get_store
-from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
 from embscope.core.text_ingest import (
     DEFAULT_TEXT_MODEL,
@@ -86,9 +86,29 @@ def texts_form(filename: str, path: Path, *, key: str) -> None:
         _embed_and_save(path, filename, name, column, id_choice, model)
 
 
+# One table of texts is embedded at a time on a server (it takes both cores for minutes).
+_EMBEDDING = threading.BoundedSemaphore(1)
+
+
 def _embed_and_save(
     path: Path, filename: str, name: str, column: str, id_choice: str, model: str
 ) -> None:
+    if not _EMBEDDING.acquire(blocking=False):
+        widgets.show_error(
+            "Another upload's texts are being embedded on this server: try again when it has "
+            "finished."
+        )
+        return
+    try:
+        _embed_and_save_now(path, filename, name, column, id_choice, model)
+    finally:
+        _EMBEDDING.release()
+
+
+def _embed_and_save_now(
+    path: Path, filename: str, name: str, column: str, id_choice: str, model: str
+) -> None:
+    # Leaving the page (or another click) stops the script at its next progress report.
     bar = st.progress(0.0, text="reading the table")
 
     def progress(fraction: float, message: str) -> bool:
@@ -117,8 +137,8 @@ def _embed_and_save(
     state.put("upload_generation", int(state.get("upload_generation", 0)) + 1)
     state.flash(
         "success",
-        f"Saved dataset {info.id}: {info.n:,} texts of “{md_escape(column)}” embedded with "
-        f"{md_escape(model)} ({info.dim} dimensions). Open Projections to see its map.",
+        f"Saved dataset {info.id}: {info.n:,} texts of “{column}” embedded with {model} "
+        f"({info.dim} dimensions). Open Projections to see its map.",
     )
     for warning in parsed.warnings:
         state.flash("warning", warning)

@@ -11,7 +11,10 @@ around the column and the value are dropped.
   numbers).
 * Text columns take ``=``, ``!=``, ``~`` and ``@``.
 * True/false columns take ``=`` and ``!=`` with ``true``/``false`` (or ``1``/``0``, ``yes``/``no``).
-* Other columns (dates, times) take ``=``, ``!=`` and ``~`` on their text form.
+* Other columns (dates, times) take ``=``, ``!=``, ``~`` and ``@`` on their text form.
+
+``@`` is an operator only where a JSON list follows it: ``recall@10>=0.5`` is the column
+``recall@10``.
 
 A missing value (NULL) satisfies no operator, ``!=`` included (SQL's three-valued logic).
 
@@ -87,6 +90,9 @@ def parse_condition(expr: Any) -> Condition:
         raise InvalidInputError(f"a filter is at most {MAX_EXPRESSION:,} characters long")
     for i in range(len(expr)):
         for op in OPERATORS:
+            # "@" is an operator only before a list: "recall@10>=0.5" names column recall@10.
+            if op == "@" and not expr[i + 1 :].lstrip().startswith("["):
+                continue
             if expr.startswith(op, i):
                 column = expr[:i].strip()
                 if not column:

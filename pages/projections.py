@@ -19,7 +19,7 @@ if projection is not None:
     look = view.map_controls(info, clustering, slots)
     mapped = view.find_row(info, projection.metric)
     if st.session_state.get("projections.side_by_side"):
-        view.side_by_side(info, projection, look, clustering)
+        view.side_by_side(info, projection, look, clustering, mapped)
     else:
         view.main_scatter(info, projection, look, clustering, mapped)
     st.toggle("Side by side with another projection", key="projections.side_by_side")

@@ -179,3 +179,24 @@ def folder_snapshot(folder: Path) -> dict[str, tuple[str, int] | None]:
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
             out[os.path.relpath(path, folder)] = (digest, os.stat(path).st_mtime_ns)
     return out
+
+
+def spec_strings(spec: Any) -> list[str]:
+    """Every string value in a plotly figure's JSON (decoded: the raw JSON writes ``<`` as
+    ``\\u003c``, so a search of the raw text for markup finds nothing either way)."""
+    import json
+
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(spec) if isinstance(spec, str) else spec)
+    return out

@@ -15,7 +15,7 @@ from embscope.app.figures import robust_range
 from embscope.core.clusters import Clustering
 from embscope.core.export import MISSING
 from embscope.core.store import Store
-from tests.helpers import by_key, make_parsed, open_page, until
+from tests.helpers import by_key, make_parsed, open_page, spec_strings, until
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 TOPICS = (
@@ -108,8 +108,11 @@ def test_the_page_finds_clusters_colours_and_names_them(db):
     texts = [a["text"] for a in spec["layout"]["annotations"]]
     assert len(texts) == 4
     assert any("socket" in t or "connection" in t or "port" in t for t in texts)
+    by_key(at.multiselect, "projections.hover.1").set_value(["body"]).run()
     raw = at.get("plotly_chart")[0].proto.spec
-    assert "<img" not in raw  # hover ids and names of the markup cluster: escaped
+    shown = spec_strings(raw)  # every label, hover text and name, decoded
+    assert not any("<img" in t for t in shown)
+    assert any("&lt;img" in t for t in shown)  # the markup texts are there, escaped
     # The table of clusters lists each with its keywords and typical items.
     table = next(df.value for df in at.dataframe if "keywords" in df.value.columns)
     assert table["size"].tolist() == [60, 60, 60, 60]

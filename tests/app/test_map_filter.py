@@ -4,6 +4,7 @@ to the map, the selection and a clicked point's neighbours, hostile text shown a
 from __future__ import annotations
 
 import base64
+import html
 import json
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from embscope.app import figures
 from embscope.app.map_filter import describe
 from embscope.core.filters import one_of
 from embscope.core.store import Store
-from tests.helpers import by_key, make_parsed, open_page, until
+from tests.helpers import by_key, make_parsed, open_page, spec_strings, until
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -46,7 +48,7 @@ def _shown(query: dict):
 
 def test_a_filter_in_the_link_greys_out_the_rest_and_limits_the_selection(db):
     where = [one_of("kind", ["cat", HOSTILE]), "year>=2000"]
-    at = _shown({"where": where})
+    at = _shown({"where": where, "hover": ["kind"]})
     assert not at.exception, at.exception
     spec = _spec(at)
     by_name = {t["name"]: t for t in spec["data"]}
@@ -73,12 +75,13 @@ def test_a_filter_in_the_link_greys_out_the_rest_and_limits_the_selection(db):
     at.run()
     neighbours = [df.value for df in at.dataframe if "distance" in df.value.columns][0]
     assert len(neighbours) == 10 and set(neighbours["row"]) <= set(kept)
-    assert "<img" not in at.get("plotly_chart")[0].proto.spec
+    shown = spec_strings(at.get("plotly_chart")[0].proto.spec)
+    assert not any("<img" in t for t in shown) and any("&lt;img" in t for t in shown)
 
 
 def test_a_link_with_a_filter_that_does_not_fit_is_ignored_and_said(db):
     for where in (["colour=red"], ["year~20"], ["kind@[1"], ["no operator"]):
-        at = _shown({"where": where})
+        at = _shown({"where": where, "hover": ["kind"]})
         assert not at.exception, (where, at.exception)
         assert not any(t["name"].startswith("filtered out") for t in _spec(at)["data"])
 
@@ -90,7 +93,10 @@ def test_search_lights_up_matches_and_hostile_text_stays_text(db):
     assert "111 contain “item 1”" in names
     at = _shown({"q": HOSTILE})
     spec = at.get("plotly_chart")[0].proto.spec
-    assert "<img" not in spec and "100 contain “&lt;img" in spec
+    shown = spec_strings(spec)
+    name = "100 contain “" + HOSTILE + "”"
+    assert not any("<img" in t for t in shown)
+    assert html.escape(name[: figures.LEGEND_CHARS - 1]) + "…" in shown  # cut, then escaped
 
 
 def test_a_condition_built_in_the_page(db):

@@ -136,3 +136,29 @@ def test_demo_datasets_load_into_the_store_once(store):
     )
     with pytest.raises(InvalidInputError, match="already exists"):
         store_demo_dataset(store, digits())
+
+
+def test_the_demo_with_its_map_lays_out_and_clusters_the_text_set(tmp_path, capsys):
+    """`embscope demo --with-map` (what `make run` does): the text demo has a stored LargeVis
+    layout and named clusters, so the first page shows a named map at once."""
+    import json
+
+    import embscope
+    from tests.helpers import run_cli
+
+    db = str(tmp_path / "demo.duckdb")
+    code, out, err = run_cli(capsys, "--db", db, "demo", "--with-map", "--json")
+    assert code == 0, err
+    added = {d["name"]: d["dataset"] for d in json.loads(out)}
+    with embscope.open(db) as opened:
+        kinds = {(a.kind, a.dataset_id) for a in opened.store.list_artifacts()}
+        docs = added["stdlib docstrings (all-MiniLM-L6-v2)"]
+        assert {("projection", docs), ("clusters", docs)} <= kinds
+        assert not {a for a in kinds if a[1] != docs}  # only the text set: a few seconds
+        projection = opened.dataset(docs).projection("largevis")
+        assert projection.quality["trustworthiness@10"] > 0.9
+        clusters = opened.dataset(docs).clusters()
+        assert clusters["reused"] and clusters["n_clusters"] >= 10
+    # Again on a database that holds the demo: nothing added, nothing computed.
+    code, out, _ = run_cli(capsys, "--db", db, "demo", "--if-empty", "--with-map")
+    assert code == 0 and "already holds datasets" in out

@@ -59,6 +59,8 @@ def dataset(store):
         ("a<b>c", ("a", "<", "b>c")),
         ('m@["a=b", "c"]', ("m", "@", '["a=b", "c"]')),
         ("mail=a@b.org", ("mail", "=", "a@b.org")),
+        ("recall@10>=0.5", ("recall@10", ">=", "0.5")),  # "@" only before a list
+        ("m @ [1]", ("m", "@", "[1]")),
     ],
 )
 def test_split_at_the_first_operator_two_characters_first(expr, parsed):
@@ -123,10 +125,11 @@ def test_the_rows_are_pandas_rows_for_every_operator_and_kind(store, dataset):
         ("flag=maybe", "true/false"),
         ("flag<1", "does not fit"),
         ("label~", "give some text"),
-        ("label@cat", "JSON list"),
+        ("label@cat", "no operator"),  # "@" is an operator only before a list
         ("label@[]", "JSON list"),
         ('label@["a", true]', "JSON list"),
-        ('label@{"a": 1}', "JSON list"),
+        ('label@{"a": 1}', "no operator"),
+        ('label@["a", [1]]', "JSON list"),
         ('year@["x"]', "holds numbers"),
         ("flag@[1]", "does not fit"),
         ("label@" + str(list(range(501))), "at most 500"),
