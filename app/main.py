@@ -78,12 +78,13 @@ LANDED_KEY = "embscope.landed"
 
 
 def _land_on_the_map(on_datasets: bool, chosen: DatasetInfo | None, projections: Any) -> None:
-    """The map is the product: a new session that opens the front page (the Datasets page)
-    goes on to the Projections map when its dataset has a stored layout to show."""
+    """The map is the product: a new session that opens the bare front page (the Datasets
+    page) goes on to the Projections map when its dataset has a stored layout to show. A link
+    (``/?dataset=3``, ``?token=...``) opens the page it names."""
     if st.session_state.get(LANDED_KEY):
         return
     st.session_state[LANDED_KEY] = True
-    if on_datasets and chosen is not None and widgets.has_layout(chosen):
+    if on_datasets and not st.query_params and chosen is not None and widgets.has_layout(chosen):
         st.switch_page(projections)
 
 

@@ -537,6 +537,18 @@ def test_kill_during_graph_build(world: World, forks: ForkServer) -> None:
 # -- 3. projection job ----------------------------------------------------------------------------
 
 
+def _clusters_are_complete(store: Store, fp: str, *, dataset_id: int) -> bool:
+    from embscope.core.artifacts import load
+    from embscope.core.clusters import CLUSTERINGS
+
+    result = load(store, CLUSTERINGS, fp)
+    if result is None or store.get_artifact(fp).dataset_id != dataset_id:
+        return False
+    labels = result.labels
+    n = store.get_dataset(dataset_id).n
+    return labels.shape == (n,) and int((labels >= 0).sum()) == int(result.sizes.sum())
+
+
 def _projection_is_complete(store: Store, fp: str, *, key: str, dataset_id: int) -> bool:
     from embscope.core.graph import KIND as GRAPH_KIND
     from embscope.core.projections import runs
@@ -546,6 +558,8 @@ def _projection_is_complete(store: Store, fp: str, *, key: str, dataset_id: int)
         return False
     if art.kind == GRAPH_KIND:  # the job's first step: the shared graph
         return _graph_is_complete(store, fp, dataset_id=dataset_id, metric="cosine")
+    if art.kind == "clusters":  # the map's clusters, found by themselves beside the layout
+        return _clusters_are_complete(store, fp, dataset_id=dataset_id)
     if fp != key or art.kind != runs.KIND or art.status != "done":
         return False
     projection = runs.load_projection(store, fp)  # through the artifact layer

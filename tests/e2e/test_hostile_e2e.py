@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from embscope.app import figures
 from tests.e2e.server import screenshot, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -120,7 +121,9 @@ def test_datasets_and_projections_show_markup_as_text(page, app_server):
         "() => document.querySelectorAll('.js-plotly-plot .legendtext').length >= 4"
     )
     legend = sorted(plot.locator(".legendtext").all_text_contents())
-    assert legend == sorted(MARKUP)
+    # as text, cut at LEGEND_CHARS (the hover has the whole value)
+    cut = figures.LEGEND_CHARS
+    assert legend == sorted(m if len(m) <= cut else m[: cut - 1] + "…" for m in MARKUP)
     assert NAME in plot.locator(".gtitle").text_content()
     # hover the first point of the first trace: its label is the row's hover column, as text
     point = page.evaluate(
@@ -139,7 +142,9 @@ def test_datasets_and_projections_show_markup_as_text(page, app_server):
     assert f"{MARKUP[(row + 1) % 4]} | {MARKUP[(row + 2) % 4]}" in label, label
     _clean(page)
 
-    # lasso the whole plotting area: every point is selected and listed
+    # lasso the whole plotting area (the mode bar's lasso tool): the points are listed
+    plot.hover()
+    page.locator(".modebar-btn[data-val='lasso']").first.click()
     box = plot.locator(".nsewdrag").first.bounding_box()
     x0, y0 = box["x"] + 4, box["y"] + 4
     x1, y1 = box["x"] + box["width"] - 4, box["y"] + box["height"] - 4

@@ -87,7 +87,8 @@ async def apply_load(server: dict[str, Any]) -> dict[str, Any]:
         for s in browsers[1:]:
             await run.ready(s, f"/neighbours?dataset={ids[first.name]}", heading("Neighbours"))
         uploader = await run.open("upload", seed=3)
-        await run.ready(uploader, "/", heading("Datasets"))
+        # A link to the Datasets page (the bare front page opens the map once a layout exists).
+        await run.ready(uploader, f"/?dataset={ids[first.name]}", heading("Datasets"))
         jobber = await run.open("job", seed=4)
         await run.ready(
             jobber,
