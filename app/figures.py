@@ -401,6 +401,8 @@ def projection_figure(
         under = []  # grey groups (missing values, "other"): drawn beneath, listed last
         for g, name in enumerate(names):
             idx = np.flatnonzero(codes == g)
+            if keep is not None and not keep[idx].any():
+                continue  # a value the filter leaves out: not in the legend either
             grey = name == MISSING or name.startswith("other (")  # not one real value
             colour = "#c7c7c7" if grey else _PALETTE[g % len(_PALETTE)]
             t = trace(
@@ -566,6 +568,74 @@ def _focus_traces(
         if isinstance(t, go.Scattergl):
             t.selectedpoints = None
     return out
+
+
+SELECTED_COLOUR = "#1f77b4"
+WHOLE_COLOUR = "#d3d3d3"
+
+
+def metadata_bars(
+    names: Sequence[str], whole: np.ndarray, selected: np.ndarray | None, *, title: str
+) -> go.Figure:
+    """A column's most common values: how many items have each (grey), and how many of the
+    selected ones (blue, on top). Bars carry their position as ``customdata`` (a click maps
+    back to the value)."""
+    shown = [html.escape(_short(str(v))) for v in names]
+    positions = np.arange(len(names))
+    fig = go.Figure(
+        go.Bar(
+            y=shown, x=whole, orientation="h", name="all", marker_color=WHOLE_COLOUR,
+            customdata=positions, hovertemplate="%{y}: %{x:,} items<extra></extra>",
+        )
+    )  # fmt: skip
+    if selected is not None:
+        fig.add_trace(
+            go.Bar(
+                y=shown, x=selected, orientation="h", name="selected",
+                marker_color=SELECTED_COLOUR, customdata=positions,
+                hovertemplate="%{y}: %{x:,} selected<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_layout(barmode="overlay", bargap=0.15)
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _chart_layout(fig, title, height=max(160, 22 * len(names) + 60))
+
+
+def metadata_histogram(
+    edges: np.ndarray, whole: np.ndarray, selected: np.ndarray | None, *, title: str
+) -> go.Figure:
+    """A number column's histogram (grey) with the selected items' on top (blue); bars carry
+    their bin's position as ``customdata``."""
+    centres, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    positions = np.arange(len(centres))
+    fig = go.Figure(
+        go.Bar(
+            x=centres, y=whole, width=widths, name="all", marker_color=WHOLE_COLOUR,
+            customdata=positions, hovertemplate="%{x:.4g}: %{y:,} items<extra></extra>",
+        )
+    )  # fmt: skip
+    if selected is not None:
+        fig.add_trace(
+            go.Bar(
+                x=centres, y=selected, width=widths, name="selected",
+                marker_color=SELECTED_COLOUR, customdata=positions,
+                hovertemplate="%{x:.4g}: %{y:,} selected<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_layout(barmode="overlay", bargap=0.02)
+    return _chart_layout(fig, title, height=220)
+
+
+def _chart_layout(fig: go.Figure, title: str, *, height: int) -> go.Figure:
+    fig.update_layout(
+        title={"text": html.escape(title), "font": {"size": 13}},
+        margin={"l": 4, "r": 4, "t": 30, "b": 4},
+        height=height,
+        showlegend=False,
+        clickmode="event+select",
+        dragmode=False,
+    )
+    return fig
 
 
 def selected_rows(fig: go.Figure, selection: Any) -> np.ndarray:

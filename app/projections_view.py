@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, map_filter, share, state, widgets
+from embscope.app import figures, map_charts, map_filter, share, state, widgets
 from embscope.app.cache import id_row_map, projection_coords
 from embscope.app.clusters_panel import CLUSTERS, cluster_table
 from embscope.app.jobs import artifact_or_job
@@ -628,6 +628,14 @@ def _within(rows: np.ndarray | None, mapped: map_filter.MapFilter) -> np.ndarray
     kept = rows[(rows >= 0) & (rows < mapped.keep.size)]
     kept = kept[mapped.keep[kept]]
     return kept if kept.size else None
+
+
+def linked_charts(info: DatasetInfo, mapped: map_filter.MapFilter) -> None:
+    """Charts of chosen metadata columns under the map: the items shown, the selected ones on
+    top; a click on a bar filters the map to it."""
+    left, _ = st.columns([3, 7])
+    columns = map_charts.chart_columns(info, left)
+    map_charts.charts(info, columns, mapped.keep, _within(current_selection(info), mapped))
 
 
 def clusters_section(info: DatasetInfo, clustering: Any) -> None:

@@ -23,6 +23,7 @@ if projection is not None:
     else:
         view.main_scatter(info, projection, look, clustering, mapped)
     st.toggle("Side by side with another projection", key="projections.side_by_side")
+    view.linked_charts(info, mapped)
     view.quality_metrics(projection)
     view.clusters_section(info, clustering)
     view.selection_table(info, projection, mapped)

@@ -172,6 +172,31 @@ def test_filter_and_search_change_the_map_and_the_table(page, app_server):
     assert page.dialogs == []
 
 
+def test_a_click_on_a_metadata_bar_filters_the_map(page, app_server):
+    page.goto(app_server["url"] + "/projections?dataset=3&method=pca&color=module")
+    page.wait_for_function(f"() => ({TRACES})().length > 0", timeout=60_000)
+    wait_for_app(page)
+    charts_of = page.get_by_role("combobox", name="Charts of")
+    charts_of.click()
+    charts_of.fill("module")
+    charts_of.press("Enter")
+    page.keyboard.press("Escape")
+    chart = page.locator(".js-plotly-plot", has_text="module (top 12)")
+    chart.wait_for(timeout=30_000)
+    bar = chart.locator(".bars .point path").first  # the most common module: tkinter
+    bar.scroll_into_view_if_needed()
+    box = bar.bounding_box()  # plotly's drag layer takes the click, and finds the bar
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_text("items match the filter").wait_for(timeout=30_000)
+    wait_for_app(page)
+    names = {t["name"]: t["rows"] for t in page.evaluate(TRACES) if t["rows"]}
+    assert len(names["tkinter"]) == 150 and not ({"asyncio", "logging"} & set(names))
+    assert page.get_by_text("150 of 2,098 items match the filter").count() == 1
+    screenshot(page, "projections-bar-filter")
+    assert page.dialogs == []
+
+
 def test_compression_pareto_and_harm_map_render(page, app_server):
     page.goto(app_server["url"] + "/compression?dataset=1")
     wait_for_app(page)
