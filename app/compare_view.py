@@ -137,6 +137,10 @@ def _matching_note(info: DatasetInfo, other: DatasetInfo, shared: int) -> bool:
     return True
 
 
+# A partner shares at least this many items (a neighbourhood needs a few).
+MIN_SHARED = 3
+
+
 def settings(info: DatasetInfo) -> dict[str, Any] | None:
     others = [d for d in get_store().list_datasets() if d.id != info.id]
     if not others:
@@ -145,12 +149,21 @@ def settings(info: DatasetInfo) -> dict[str, Any] | None:
             "embeddings of them (ids matching), or save a compressed or post-processed copy."
         )
         return None
+    # Only datasets over some of the same items (matched by id) are partners.
+    shared = {o.id: shared_item_count(info.id, o.id) for o in others}
+    others = [o for o in others if shared[o.id] >= MIN_SHARED]
+    if not others:
+        st.info(
+            f"No other dataset shares items with {md_escape(info.name)} (items are matched by "
+            "id). Upload another model's embeddings of the same items with the same ids, or "
+            "save a compressed or post-processed copy of this one, to compare."
+        )
+        return None
     cols = st.columns([3, 1, 1])
     by_id = {o.id: o for o in others}
     other_key = f"compare.other.{info.id}"
     if st.session_state.get(other_key) not in by_id:  # first visit, or a deleted partner
         st.session_state[other_key] = others[_default_partner(info, others)].id
-    shared = {o.id: shared_item_count(info.id, o.id) for o in others}
     other_id = cols[0].selectbox(
         "Compare with",
         list(by_id),

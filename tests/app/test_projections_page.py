@@ -218,7 +218,7 @@ def test_sidebar_shows_every_sessions_running_jobs_with_their_progress(db):
     assert not any("Background jobs" in c.value for c in at.sidebar.caption)
 
 
-def test_compare_page_counts_shared_items_and_refuses_a_partner_without_them(db):
+def test_compare_page_counts_shared_items_and_proposes_only_partners_sharing_them(db):
     X, _ = _data(seed=3)
     with Store(db) as s:
         s.add_dataset(make_parsed(X, ids=[f"x{i}" for i in range(300)]), name="strangers")
@@ -226,18 +226,17 @@ def test_compare_page_counts_shared_items_and_refuses_a_partner_without_them(db)
     at = open_page("compare")
     other = by_key(at.selectbox, "compare.other.1")
     assert other.value == 2  # the derived copy, still
-    labels = dict(zip([2, 3, 4], other.options, strict=True))  # as the page shows them
-    assert labels[2].endswith("· 300 shared items") and labels[3].endswith("· 0 shared items")
-    assert labels[4].endswith("· 200 shared items")
-    other.set_value(3)
-    at.run()
-    assert not at.exception
-    assert any("strangers shares 0 items with points" in w.value for w in at.warning)
-    assert not any(b.key == "compare.run" for b in at.button)  # nothing to start
+    labels = dict(zip([2, 4], other.options, strict=True))  # as the page shows them
+    assert labels[2].endswith("· 300 shared items") and labels[4].endswith("· 200 shared items")
+    # "strangers" (dataset 3) shares no item: it is not offered.
     by_key(at.selectbox, "compare.other.1").set_value(4)
     at.run()
     assert not at.exception and not at.warning and any(b.key == "compare.run" for b in at.button)
     assert any("matched by row number" in c.value for c in at.caption)
+    # From a dataset no other shares items with: a message, nothing to pick.
+    at.sidebar.selectbox[0].set_value(3).run()
+    assert not at.exception and not [s for s in at.selectbox if s.key == "compare.other.3"]
+    assert any("No other dataset shares items with strangers" in i.value for i in at.info)
 
 
 def test_compare_page_proposes_the_dataset_sharing_the_most_items(tmp_path, monkeypatch):
