@@ -23,6 +23,7 @@ from embscope.core.demo_store import load_demo_datasets
 from embscope.core.errors import InvalidInputError
 from embscope.core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
 from embscope.core.store import DatasetInfo
+from embscope.core.text_ingest import recognise_model
 from embscope.core.text_model import SUPPORTED_MODELS
 from embscope.core.validation import metric_record
 
@@ -137,7 +138,9 @@ def _save_form(
             "Embedded with (optional)",
             [UNKNOWN_MODEL, *SUPPORTED_MODELS],
             help="The model that made these vectors. When embscope can run it offline, the "
-            "Neighbours page can search this dataset by text.",
+            "Neighbours page can search this dataset by text. Left unknown, embscope embeds a "
+            "few of the file's own texts with each model of the same dimension it can run, and "
+            "records the one whose vectors match.",
         )
         metric_choice = st.selectbox(
             "Metric",
@@ -175,6 +178,14 @@ def _save_form(
                     ),
                 ),
                 (
+                    "recognising the model from the file's own texts",
+                    lambda: done.update(
+                        recognised=recognise_model(done["parsed"].vectors, done["parsed"].metadata)
+                        if model == UNKNOWN_MODEL
+                        else None
+                    ),
+                ),
+                (
                     "writing to the database",
                     lambda: done.update(
                         info=get_store().add_dataset(
@@ -185,7 +196,7 @@ def _save_form(
                                     done["parsed"].vectors,
                                     None if metric_choice == GUESS_METRIC else metric_choice,
                                 ),
-                                **({} if model == UNKNOWN_MODEL else {"model": model}),
+                                **_model_record(model, done.get("recognised")),
                             },
                         )
                     ),
@@ -209,9 +220,25 @@ def _save_form(
         f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}; metric "
         f"{info.metric} ({info.info.get('metric_reason', '')}).",
     )
+    if done.get("recognised"):
+        found, column, cosine = done["recognised"]
+        state.flash(
+            "info",
+            f"Recognised the vectors as {found}'s: its embeddings of column “{column}” match "
+            f"(lowest cosine {cosine:.4f}), so the dataset can be searched by text.",
+        )
     for warning in done["parsed"].warnings:
         state.flash("warning", warning)
     st.rerun()
+
+
+def _model_record(chosen: str, recognised: tuple[str, str, float] | None) -> dict[str, str]:
+    """What the dataset records of its model: the one chosen, else the one recognised."""
+    if chosen != UNKNOWN_MODEL:
+        return {"model": chosen}
+    if recognised is not None:
+        return {"model": recognised[0], "text_column": recognised[1]}
+    return {}
 
 
 def catalog_frame(datasets: list[DatasetInfo]) -> pd.DataFrame:

@@ -25,6 +25,7 @@ __all__ = [
     "TABLE_SUFFIXES",
     "read_table",
     "read_texts",
+    "recognise_model",
     "text_columns",
     "texts_info",
 ]
@@ -120,6 +121,39 @@ def read_texts(
     check_cancel(progress, 0.97, "checking the vectors", "the upload")
     parsed = from_arrays(vectors, metadata=frame, id_column=id_column, source=label, format="texts")
     return replace(parsed, warnings=tuple(dict.fromkeys([*warnings, *parsed.warnings])))
+
+
+# Rows embedded to recognise a model, and the cosine every one of them must reach.
+RECOGNISE_ROWS = 8
+RECOGNISE_COSINE = 0.99
+
+
+def recognise_model(vectors: np.ndarray, metadata: pd.DataFrame) -> tuple[str, str, float] | None:
+    """Which supported model made ``vectors``, judged by its own texts: for a model of the
+    same dimension that runs here, a few rows of each text column (longest texts first) are
+    embedded again; when each is within :data:`RECOGNISE_COSINE` of its stored vector, returns
+    ``(model, text column, lowest cosine)``, else None. A dimension alone proves nothing
+    (bge-small and e5-small are 384-d too)."""
+    from embscope.core.text_model import SUPPORTED_MODELS, load_text_encoder, text_model_status
+
+    for name, spec in SUPPORTED_MODELS.items():
+        if vectors.ndim != 2 or vectors.shape[1] != spec.dim or not text_model_status(name)[0]:
+            continue
+        encoder = None
+        for column in text_columns(metadata)[:2]:
+            values = metadata[column]
+            rows = [i for i, v in enumerate(values.tolist()) if isinstance(v, str) and v.strip()]
+            rows = rows[:RECOGNISE_ROWS]
+            if len(rows) < 2:
+                continue
+            encoder = encoder or load_text_encoder(name)
+            made = encoder.encode([values.iloc[i] for i in rows])
+            stored = vectors[rows].astype(np.float64)
+            norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(made, axis=1)
+            cosine = float(np.min((stored * made).sum(axis=1) / np.maximum(norms, 1e-12)))
+            if cosine >= RECOGNISE_COSINE:
+                return name, column, cosine
+    return None
 
 
 def _texts(frame: pd.DataFrame, column: str, label: str) -> list[str]:

@@ -146,3 +146,16 @@ def test_the_command_line_embeds_a_table_of_texts(tmp_path, capsys, docs):
         assert code == 2 and out == "" and err.startswith("error: ") and message in err, err
     with embscope.open(db) as opened:
         assert len(opened.datasets()) == 1
+
+
+def test_the_model_is_recognised_from_the_files_own_texts(docs):
+    frame, reference = docs
+    found = text_ingest.recognise_model(reference, frame)
+    assert found is not None and found[:2] == (MODEL, "text") and found[2] >= 0.99
+    # Other vectors of the same dimension (another model, or the rows out of order): no.
+    shuffled = reference[np.random.default_rng(0).permutation(len(reference))]
+    assert text_ingest.recognise_model(shuffled, frame) is None
+    rng = np.random.default_rng(1)
+    assert text_ingest.recognise_model(rng.standard_normal((300, 384)), frame) is None
+    assert text_ingest.recognise_model(reference[:, :100], frame) is None  # another dimension
+    assert text_ingest.recognise_model(reference, frame[["module"]].head(0)) is None
