@@ -26,15 +26,14 @@ FEW_VALUES = 20
 def chart_columns(info: DatasetInfo, col: Any) -> list[str]:
     """The columns to chart (kept for the session, across methods)."""
     key = f"projections.charts.{info.id}"
-    if key not in st.session_state:
-        st.session_state[key] = state.get(f"kept.{key}", [])
+    state.restore_widget(key, [])
     st.session_state[key] = [c for c in st.session_state[key] if c in info.metadata_columns]
     chosen = col.multiselect(
         "Charts of", list(info.metadata_columns), key=key, max_selections=MAX_CHARTS,
         help="Each column's values for the items shown, the selected ones on top; click a bar "
         "to filter the map to it.",
     )  # fmt: skip
-    state.put(f"kept.{key}", list(chosen))
+    state.keep_widget(key)
     return list(chosen)
 
 

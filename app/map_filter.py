@@ -62,14 +62,11 @@ def set_filter(info: DatasetInfo, expressions: list[str]) -> None:
 
 
 def search_text(info: DatasetInfo) -> str:
-    key = f"projections.search.{info.id}"
-    return str(st.session_state.get(key, state.get(f"kept.{key}", "")) or "")
+    return str(state.widget_value(f"projections.search.{info.id}", "") or "")
 
 
 def set_search(info: DatasetInfo, text: str) -> None:
-    key = f"projections.search.{info.id}"
-    st.session_state[key] = text[:MAX_SEARCH_CHARS]
-    state.put(f"kept.{key}", text[:MAX_SEARCH_CHARS])
+    state.set_widget(f"projections.search.{info.id}", text[:MAX_SEARCH_CHARS])
 
 
 def from_link(info: DatasetInfo, link: Any) -> None:
@@ -239,14 +236,13 @@ def search_box(info: DatasetInfo, col: Any) -> None:
     """The search box; its text is kept for the session (Streamlit forgets a widget that a
     run does not draw, as while another method's layout is computed)."""
     key = f"projections.search.{info.id}"
-    if key not in st.session_state:
-        st.session_state[key] = state.get(f"kept.{key}", "")
+    state.restore_widget(key, "")
     col.text_input(
         "Search", key=key, max_chars=MAX_SEARCH_CHARS,
         placeholder="search: words in ids and metadata, or a meaning",
         label_visibility="collapsed",
     )  # fmt: skip
-    state.put(f"kept.{key}", st.session_state[key])
+    state.keep_widget(key)
 
 
 def apply(info: DatasetInfo, metric: str) -> MapFilter:

@@ -112,10 +112,10 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
             )
     colour = link.choice("color", [NO_COLOUR, CLUSTERS, *info.metadata_columns])
     if colour is not None:
-        _set_kept(f"projections.colour.{info.id}", colour)
+        state.set_widget(f"projections.colour.{info.id}", colour)
     hover = link.values("hover", options=info.metadata_columns, max_count=3)
     if hover is not None:
-        _set_kept(f"projections.hover.{info.id}", hover)
+        state.set_widget(f"projections.hover.{info.id}", hover)
     map_filter.from_link(info, link)
     search = link.text("q", max_chars=map_filter.MAX_SEARCH_CHARS)
     if search is not None:
@@ -145,10 +145,10 @@ def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
     for name, value in request["params"].items():
         if value != table[name].default:
             params[f"p.{name}"] = AUTO if table[name].is_auto(value) else value
-    colour = _kept_value(f"projections.colour.{info.id}")
+    colour = state.widget_value(f"projections.colour.{info.id}")
     if colour is not None:
         params["color"] = colour
-    hover = _kept_value(f"projections.hover.{info.id}")
+    hover = state.widget_value(f"projections.hover.{info.id}")
     if hover is not None and list(hover) != _hover_default(info):
         params["hover"] = list(hover)
     if map_filter.current(info):
@@ -324,29 +324,6 @@ class Look:
     density: bool = False
 
 
-def _kept(key: str, default: Any) -> None:
-    """Before a widget: its last value, when Streamlit forgot it (a widget not drawn in a run,
-    as the map's controls while another method's layout is computed, loses its state)."""
-    if key not in st.session_state:
-        st.session_state[key] = state.get(f"kept.{key}", default)
-
-
-def _keep(key: str) -> Any:
-    value = st.session_state.get(key)
-    state.put(f"kept.{key}", value)
-    return value
-
-
-def _set_kept(key: str, value: Any) -> None:
-    st.session_state[key] = value
-    state.put(f"kept.{key}", value)
-
-
-def _kept_value(key: str) -> Any:
-    """A map control's value: the widget's, else the last one kept."""
-    return st.session_state.get(key, state.get(f"kept.{key}"))
-
-
 def _colour_default(info: DatasetInfo) -> str:
     """The dataset's label column when it records one, else its clusters."""
     label = runs.default_label_column(info)
@@ -361,12 +338,12 @@ def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
     if clustering is not None and CLUSTERS not in info.metadata_columns:
         columns.insert(1, CLUSTERS)
     key = f"projections.colour.{info.id}"
-    _kept(key, _colour_default(info))
+    state.restore_widget(key, _colour_default(info))
     # Clusters asked for (by default, a link or earlier) but not found yet: no colour until
     # they are, then the clusters.
     if st.session_state[key] == CLUSTERS:
-        state.put(f"kept.{key}", CLUSTERS)
-    pending = state.get(f"kept.{key}") == CLUSTERS
+        state.keep_widget(key)
+    pending = state.kept_value(key) == CLUSTERS
     if pending and CLUSTERS in columns and st.session_state[key] == NO_COLOUR:
         st.session_state[key] = CLUSTERS
     if st.session_state[key] not in columns:
@@ -380,9 +357,9 @@ def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
         format_func=lambda c: "clusters (found in the data)" if c == CLUSTERS else c,
     )  # fmt: skip
     if not (pending and CLUSTERS not in columns and colour == NO_COLOUR):
-        _keep(key)
+        state.keep_widget(key)
     hover_key = f"projections.hover.{info.id}"
-    _kept(hover_key, _hover_default(info))
+    state.restore_widget(hover_key, _hover_default(info))
     if not set(st.session_state[hover_key]) <= set(info.metadata_columns):
         st.session_state[hover_key] = _hover_default(info)
     hover = cols[1].multiselect(
@@ -392,27 +369,27 @@ def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
         key=hover_key,
         help="Metadata shown when the pointer is over a point (besides its id).",
     )
-    _keep(hover_key)
+    state.keep_widget(hover_key)
     size_key, opacity_key = f"projections.size.{info.id}", f"projections.opacity.{info.id}"
-    _kept(size_key, float(figures.point_size(info.n)))
-    _kept(opacity_key, float(figures.point_opacity(info.n)))
+    state.restore_widget(size_key, float(figures.point_size(info.n)))
+    state.restore_widget(opacity_key, float(figures.point_opacity(info.n)))
     size = cols[2].slider("Point size", 1.0, 12.0, step=0.5, key=size_key)
     opacity = cols[3].slider("Opacity", 0.05, 1.0, step=0.05, key=opacity_key)
     names_key = "projections.cluster_names"
-    _kept(names_key, True)
+    state.restore_widget(names_key, True)
     names = cols[4].toggle(
         "Names", key=names_key, disabled=clustering is None,
         help="Each cluster's name (its most typical words) where its points lie.",
     )  # fmt: skip
     density_key = f"projections.density.{info.id}"
-    _kept(density_key, info.n > DENSITY_FROM)
+    state.restore_widget(density_key, info.n > DENSITY_FROM)
     density = cols[4].toggle(
         "Density", key=density_key,
         help="Shade where the points crowd, beneath them (2-D): a million points read as "
         "structure, not as a blob.",
     )  # fmt: skip
     for k in (size_key, opacity_key, names_key, density_key):
-        _keep(k)
+        state.keep_widget(k)
     return Look(
         None if colour == NO_COLOUR else colour, list(hover), bool(names), float(size),
         float(opacity), bool(density),

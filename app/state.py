@@ -56,3 +56,37 @@ def metric_from_link(page: str, info: Any, metric: str) -> None:
     """A share link set the page's metric for this dataset."""
     st.session_state[f"{page}.metric"] = metric
     st.session_state[f"{page}.metric_for"] = info.id
+
+
+# Streamlit forgets a widget's value when a run does not draw it (the map's controls while
+# another method's layout is computed): these keep a copy in the session and give it back.
+
+
+def restore_widget(key: str, default: Any) -> None:
+    """Before a widget keyed ``key``: its last kept value (else ``default``), when Streamlit
+    has forgotten it."""
+    if key not in st.session_state:
+        st.session_state[key] = get(f"kept.{key}", default)
+
+
+def keep_widget(key: str) -> Any:
+    """After the widget: keep its value for the runs that do not draw it; returns it."""
+    value = st.session_state.get(key)
+    put(f"kept.{key}", value)
+    return value
+
+
+def set_widget(key: str, value: Any) -> None:
+    """Set a kept widget's value (a share link), before the widget is drawn."""
+    st.session_state[key] = value
+    put(f"kept.{key}", value)
+
+
+def kept_value(key: str, default: Any = None) -> Any:
+    """The value last kept for a widget (whatever the widget shows now)."""
+    return get(f"kept.{key}", default)
+
+
+def widget_value(key: str, default: Any = None) -> Any:
+    """A kept widget's value: the widget's, else the last one kept, else ``default``."""
+    return st.session_state.get(key, get(f"kept.{key}", default))

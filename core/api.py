@@ -578,6 +578,7 @@ class Dataset:
         names the column keywords are drawn from (default: the recorded text column, else
         the longest text column). The labels per row: :meth:`clustering`.
         """
+        from embscope.core.artifacts import get_or_compute
         from embscope.core.clusters import CLUSTERINGS, cluster_request
 
         request = cluster_request(
@@ -585,10 +586,8 @@ class Dataset:
             seed=seed, metric=metric, text_column=text_column,
         )  # fmt: skip
         reused = CLUSTERINGS.find(self.db.store, request) is not None
-        result = self.clustering(
-            method=method, resolution=resolution, min_size=min_size, seed=seed, metric=metric,
-            text_column=text_column, progress=progress,
-        )  # fmt: skip
+        result = get_or_compute(self.db.store, CLUSTERINGS, request, progress=progress)
+        assert result is not None
         return {
             "method": result.method,
             "n_clusters": result.n_clusters,

@@ -299,18 +299,23 @@ def _label_of(keywords: tuple[str, ...], cluster: int) -> str:
 
 def guess_text_column(store: Store, info: DatasetInfo) -> str | None:
     """The dataset's text column: the recorded one, else the text column whose values are
-    longest on average (at least three words), else None."""
+    longest (:func:`core.text_ingest.text_columns`) when they hold at least three words on
+    average, else None."""
+    from embscope.core.text_ingest import text_columns
+
     recorded = (info.info or {}).get("text_column")
     if recorded in info.metadata_columns:
         return str(recorded)
-    text_columns = [name for name, kind in store.metadata_schema(info.id) if kind == "VARCHAR"]
-    text_columns = [c for c in text_columns if c in info.metadata_columns]
-    if not text_columns:
+    kinds = dict(store.metadata_schema(info.id))
+    varchar = [c for c in info.metadata_columns if kinds.get(c) == "VARCHAR"]
+    if not varchar:
         return None
-    head = store.load_metadata(info.id, columns=text_columns, limit=1_000)
-    words = {c: head[c].dropna().astype(str).str.split().str.len().mean() for c in text_columns}
-    best = max(text_columns, key=lambda c: (np.nan_to_num(words[c]), c))
-    return best if np.nan_to_num(words[best]) >= 3 else None
+    head = store.load_metadata(info.id, columns=varchar, limit=1_000)
+    found = text_columns(head)
+    if not found:
+        return None
+    words = head[found[0]].dropna().astype(str).str.split().str.len().mean()
+    return found[0] if np.nan_to_num(words) >= 3 else None
 
 
 def _check_text_column(store: Store, info: DatasetInfo, column: str) -> str:
