@@ -34,8 +34,10 @@ MAX_CHOICES = 200
 # Items lit up by meaning (a text search on a dataset whose model embscope can run).
 MEANING_K = 25
 MAX_SEARCH_CHARS = 200
-CONTAINS_COLOUR = "#ff7f0e"
-MEANING_COLOUR = "#7b2ff7"
+# Search marks are white and black (outlined): never one of the palette's colours, so a match
+# does not read as a member of a group.
+CONTAINS_COLOUR = "#ffffff"
+MEANING_COLOUR = "#111111"
 
 
 @dataclass

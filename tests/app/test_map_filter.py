@@ -88,9 +88,10 @@ def test_a_link_with_a_filter_that_does_not_fit_is_ignored_and_said(db):
 
 def test_search_lights_up_matches_and_hostile_text_stays_text(db):
     at = _shown({"q": "item 1"})
-    names = [t["name"] for t in _spec(at)["data"]]
+    traces = {t["name"]: t for t in _spec(at)["data"]}
     # "item 1", "item 10".."item 19", "item 100".."item 199": 111 items
-    assert "111 contain “item 1”" in names
+    marks = traces["111 contain “item 1”"]["marker"]
+    assert marks["color"] not in figures._PALETTE  # a match is not read as a group
     at = _shown({"q": HOSTILE})
     spec = at.get("plotly_chart")[0].proto.spec
     shown = spec_strings(spec)
