@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -13,12 +14,13 @@ from embscope.app.runtime import get_neighbour_service
 from embscope.app.text import md_escape
 from embscope.core.diagnostics_runs import (
     DIAGNOSTIC_EFS,
-    ORDER_SAMPLE,
     EfDiagnosticsSpec,
     OrderDiagnosticsSpec,
     ef_request,
     order_request,
 )
+from embscope.core.neighbours import DEFAULT_HNSW
+from embscope.core.stats import format_ci
 from embscope.core.store import DatasetInfo
 
 NO_LABEL = "(no label column)"
@@ -28,10 +30,14 @@ def section(info: DatasetInfo, options: dict[str, Any]) -> None:
     """Three measurements of what approximate search costs on this dataset, and where."""
     st.subheader("ANN diagnostics")
     st.caption(
-        "How far the HNSW index is from exact search on this dataset, and why: recall falls "
+        "How far an HNSW index is from exact search on this dataset, and why: recall falls "
         "as the search breadth ef shrinks, on queries of high local intrinsic dimension, and "
         "when the index was filled in an unlucky order (Elliott & Clark, “The Impacts of "
-        "Data, Ordering, and Intrinsic Dimensionality on Recall in HNSW”, ICTIR 2024)."
+        "Data, Ordering, and Intrinsic Dimensionality on Recall in HNSW”, ICTIR 2024). "
+        "Every experiment holds its queries out of the index it measures, as a new query "
+        f"would be (M = {DEFAULT_HNSW['M']}, ef_construction = "
+        f"{DEFAULT_HNSW['ef_construction']}, the settings of the index queries use); "
+        "intervals are 95 % bootstrap intervals over the queries."
     )
     ef_tab, lid_tab, order_tab = st.tabs(["Recall vs ef", "Recall vs LID", "Insertion order"])
     metric, k = options["metric"], options["k"]
@@ -45,14 +51,21 @@ def section(info: DatasetInfo, options: dict[str, Any]) -> None:
                 request,
                 button="Measure recall vs ef",
                 button_key="diagnostics.run_ef",
-                caption=f"Measures recall@{k} and single-query latency of the default HNSW "
-                f"index at ef = {', '.join(map(str, DIAGNOSTIC_EFS))} on 300 items of the "
-                "dataset. Runs in the background.",
+                caption=f"Holds {request.n_queries} items out, builds an HNSW index of the "
+                f"other {request.sample - request.n_queries:,}"
+                + (" (a seeded sample)" if request.sample < info.n else "")
+                + f" and measures recall@{k} and single-query latency at ef = "
+                f"{', '.join(map(str, DIAGNOSTIC_EFS))}. Runs in the background.",
             )
         if stored is not None:
             curve = stored.curve
             st.plotly_chart(figures.recall_ef_figure(curve), key="diagnostics.ef_plot")
-            st.dataframe(pd.DataFrame(curve.to_rows()), hide_index=True, width="stretch")
+            st.dataframe(_ef_table(curve), hide_index=True, width="stretch")
+            st.caption(
+                f"{curve.n_queries} queries held out of an index of "
+                f"{curve.n_points - curve.n_queries:,} items: recall is that of a query the "
+                "index has never seen (a query that is already in the index reads higher)."
+            )
     with lid_tab:
         if stored is None:
             st.caption("Run “Measure recall vs ef” first: this plot uses the same queries.")
@@ -61,8 +74,9 @@ def section(info: DatasetInfo, options: dict[str, Any]) -> None:
         else:
             st.plotly_chart(figures.recall_lid_figure(stored.lid), key="diagnostics.lid_plot")
             st.caption(
-                "Each dot is one query; LID comes from the dataset's shared neighbour graph. "
-                "A negative Spearman ρ is the paper's finding: high-LID queries are harder."
+                "Each dot is one held-out query; its LID comes from the dataset's shared "
+                "neighbour graph. A negative Spearman ρ is the paper's finding: high-LID "
+                "queries are harder."
             )
     with order_tab:
         _order(info, metric)
@@ -89,13 +103,20 @@ def _order(info: DatasetInfo, metric: str) -> None:
         request,
         button="Run the insertion-order experiment",
         button_key="diagnostics.run_order",
-        caption="Builds one single-threaded HNSW index (M = 16, ef_construction = 40) per "
-        f"insertion order on {min(info.n, ORDER_SAMPLE):,} items and measures recall@10 on "
-        "held-out queries: random order, by LID, and label by label. Runs in the background.",
+        caption=f"Builds {request.seeds} single-threaded HNSW indexes (M = "
+        f"{DEFAULT_HNSW['M']}, ef_construction = {DEFAULT_HNSW['ef_construction']}, seeds "
+        f"0–{request.seeds - 1}) per insertion order on {request.sample:,} items and "
+        f"measures recall@{request.k} on {request.n_queries} held-out queries: random order, "
+        "by LID, and label by label. Runs in the background.",
     )
     if result is None:
         return
     st.plotly_chart(figures.order_figure(result), key="diagnostics.order_plot")
+    st.caption(
+        f"Bars: mean recall over {result.seeds} builds per order (different seeds, the same "
+        "held-out queries), ± one standard deviation; circles: each build. A gap between "
+        "orders smaller than the spread of one order is not an effect of the order."
+    )
     for order, why in result.skipped.items():
         st.caption(f"{figures.ORDER_LABELS.get(order, order)} skipped: {md_escape(why)}")
     rows = pd.DataFrame(result.to_rows())
@@ -103,3 +124,19 @@ def _order(info: DatasetInfo, metric: str) -> None:
     if result.label_values is not None:
         with st.expander("Recall per label"):
             st.dataframe(rows[rows["label"].notna()], hide_index=True, width="stretch")
+
+
+def _ef_table(curve: Any) -> pd.DataFrame:
+    """Recall vs ef as a person reads it: recall with its interval, latency in ms."""
+    return pd.DataFrame(
+        {
+            "ef": curve.ef,
+            f"recall@{curve.k}": [
+                format_ci(float(r), (float(c[0]), float(c[1])))
+                for r, c in zip(curve.recall, curve.recall_ci, strict=True)
+            ],
+            "p50 (ms)": np.round(curve.p50_ms, 3),
+            "p99 (ms)": np.round(curve.p99_ms, 3),
+            "queries / s": np.round(curve.qps).astype(int),
+        }
+    )

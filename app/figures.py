@@ -42,13 +42,22 @@ def _layout(fig: go.Figure, title: str) -> go.Figure:
 
 
 def recall_ef_figure(curve: Any) -> go.Figure:
-    """recall@k (left axis) and median/p99 single-query latency (right axis) against ef."""
+    """recall@k with its 95 % interval (left axis) and median/p99 single-query latency
+    (right axis) against ef, on held-out queries."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     ef = np.asarray(curve.ef)
+    recall, ci = np.asarray(curve.recall, float), np.asarray(curve.recall_ci, float)
     fig.add_trace(
-        go.Scatter(x=ef, y=curve.recall, mode="lines+markers", name=f"recall@{curve.k}"),
+        go.Scatter(
+            x=ef, y=recall, mode="lines+markers", name=f"recall@{curve.k} (95 % interval)",
+            error_y={"type": "data", "symmetric": False, "array": ci[:, 1] - recall,
+                     "arrayminus": recall - ci[:, 0]},
+            customdata=ci,
+            hovertemplate="ef %{x}<br>recall %{y:.3f} (95 % interval %{customdata[0]:.3f}–"
+            "%{customdata[1]:.3f})<extra></extra>",
+        ),
         secondary_y=False,
-    )
+    )  # fmt: skip
     fig.add_trace(
         go.Scatter(x=ef, y=curve.p50_ms, mode="lines+markers", name="latency p50 (ms)",
                    line={"dash": "dot"}),
@@ -62,7 +71,9 @@ def recall_ef_figure(curve: Any) -> go.Figure:
     fig.update_xaxes(type="log", title_text="ef (search breadth, log scale)")
     fig.update_yaxes(title_text=f"recall@{curve.k}", range=[0, 1.02], secondary_y=False)
     fig.update_yaxes(title_text="milliseconds", rangemode="tozero", secondary_y=True)
-    return _layout(fig, f"HNSW recall@{curve.k} and latency against ef")
+    return _layout(
+        fig, f"HNSW recall@{curve.k} and latency against ef ({curve.n_queries} held-out queries)"
+    )
 
 
 def recall_lid_figure(result: Any) -> go.Figure:
@@ -98,17 +109,41 @@ def recall_lid_figure(result: Any) -> go.Figure:
 
 
 def order_figure(result: Any) -> go.Figure:
-    """recall@k of each insertion order, one bar group per ef."""
+    """recall@k of each insertion order, one bar group per ef: the mean over the seeds, ± one
+    standard deviation, and each seed's build as a dot (the spread the order must beat)."""
     fig = go.Figure()
     names = [ORDER_LABELS.get(o, o) for o in result.orders]
+    seeds = int(result.seed_recall.shape[0])
     for j, ef in enumerate(np.asarray(result.ef)):
-        fig.add_trace(go.Bar(x=names, y=result.recall[:, j], name=f"ef = {ef}",
-                             text=[f"{v:.3f}" for v in result.recall[:, j]],
-                             textposition="outside"))  # fmt: skip
-    low = float(np.nanmin(result.recall))
+        sd = np.nan_to_num(np.asarray(result.recall_sd[:, j], float))
+        fig.add_trace(
+            go.Bar(
+                x=names, y=result.recall[:, j], name=f"ef = {ef}", offsetgroup=str(j),
+                error_y={"type": "data", "array": sd, "visible": seeds > 1},
+                text=[f"{v:.3f}" for v in result.recall[:, j]], textposition="outside",
+                customdata=sd,
+                hovertemplate="%{x}<br>recall %{y:.3f} ± %{customdata:.3f} sd over "
+                f"{seeds} seed{'s' if seeds != 1 else ''}<extra>ef = {ef}</extra>",
+            )
+        )  # fmt: skip
+        if seeds > 1:
+            fig.add_trace(
+                go.Scatter(
+                    x=[n for n in names for _ in range(seeds)],
+                    y=result.seed_recall[:, :, j].T.ravel(), mode="markers",
+                    name=f"one build (ef = {ef})", offsetgroup=str(j), showlegend=j == 0,
+                    marker={"size": 6, "color": "black", "symbol": "circle-open"},
+                    hovertemplate="%{x}<br>one seed: recall %{y:.3f}<extra></extra>",
+                )
+            )  # fmt: skip
+    low = float(np.nanmin(result.seed_recall))
     fig.update_yaxes(title_text=f"recall@{result.k}", range=[max(0.0, low - 0.1), 1.02])
-    fig.update_layout(barmode="group")
-    return _layout(fig, f"recall@{result.k} by insertion order (single-threaded builds)")
+    fig.update_layout(barmode="group", scattermode="group")
+    return _layout(
+        fig,
+        f"recall@{result.k} by insertion order (held-out queries, {seeds} single-threaded "
+        f"build{'s' if seeds != 1 else ''} per order)",
+    )
 
 
 def spectrum_figure(spectrum: Any) -> go.Figure:

@@ -1,5 +1,11 @@
 """ANN diagnostics of a stored dataset, computed once and kept as artifacts.
 
+Every experiment holds its queries out of the index it measures (the served index stays
+whole and is never used here) and uses one index setting, the served one
+(:data:`core.neighbours.DEFAULT_HNSW`), so the recall shown is that of an unseen query
+against an index like the one queries use. :func:`diagnostics_report` is the CLI's
+``embscope diagnostics --json``.
+
 The Neighbours page asks for these; a stored result (same dataset, parameters and code) is
 returned at once, otherwise it is computed with progress and stored (through
 :mod:`core.artifacts`), so a restart or a second session sees it without recomputing. Both
@@ -29,12 +35,16 @@ from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import get_or_build_graph
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
 from embscope.core.progress import ProgressFn, stage
+from embscope.core.stats import ci_json
 from embscope.core.store import DatasetInfo, Store
-from embscope.core.validation import Metric, check_k, check_metric
+from embscope.core.validation import Metric, check_int, check_metric
 
 __all__ = [
     "DIAGNOSTIC_EFS",
+    "DIAGNOSTIC_QUERIES",
+    "DIAGNOSTIC_SAMPLE",
     "ORDER_SAMPLE",
+    "ORDER_SEEDS",
     "EfDiagnostics",
     "EfDiagnosticsRequest",
     "EfDiagnosticsSpec",
@@ -42,18 +52,35 @@ __all__ = [
     "OrderDiagnosticsSpec",
     "ef_diagnostics",
     "ef_key",
+    "diagnostics_report",
     "ef_request",
     "order_diagnostics",
     "order_request",
 ]
 
-CODE_VERSION = 2  # 2: LID on cosine graphs uses chord distances (was half the dimension)
+# 2: LID on cosine graphs uses chord distances (was half the dimension); 3: held-out queries,
+# one index setting, seeds and intervals.
+CODE_VERSION = 3
 DIAGNOSTIC_EFS = (10, 20, 40, 80, 160, 320)
-EF_QUERIES = 300
-# The insertion-order experiment builds one single-threaded index per order: on a sample.
+DIAGNOSTIC_QUERIES = 500
+MAX_QUERIES = 5_000
+MAX_EFS = 12
+MAX_EF = 4_096
+MAX_K = 100
+# Recall vs ef builds an index of its own (on the rows not held out): on a sample above this.
+DIAGNOSTIC_SAMPLE = 200_000
+# The insertion-order experiment builds single-threaded indexes, seeds per order: on a sample.
 ORDER_SAMPLE = 20_000
-ORDER_QUERIES = 500
+ORDER_SEEDS = 3
+MAX_SEEDS = 10
 MAX_LABELS = 100
+
+
+def _sample_rows(n: int, size: int) -> np.ndarray | None:
+    """Seeded rows of a sample of ``size`` (None: every row)."""
+    if size >= n:
+        return None
+    return np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,10 +98,12 @@ class EfDiagnosticsRequest:
     metric: Metric
     k: int
     n_queries: int
+    efs: tuple[int, ...] = DIAGNOSTIC_EFS
+    sample: int = 0  # rows the experiment uses (a seeded sample when below the dataset's n)
 
 
 class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
-    """Recall vs ef of the dataset's default HNSW index (the one queries use)."""
+    """Recall vs ef of an index with the served settings, on held-out queries."""
 
     kind = "ef_diagnostics"
     result_type = EfDiagnostics
@@ -85,29 +114,34 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
 
     def key(self, request: EfDiagnosticsRequest) -> tuple[Any, ...]:
         return (
-            request.dataset.fingerprint, request.metric, request.k, DIAGNOSTIC_EFS,
-            request.n_queries, dict(DEFAULT_HNSW),
+            request.dataset.fingerprint, request.metric, request.k, request.efs,
+            request.n_queries, request.sample, dict(DEFAULT_HNSW),
         )  # fmt: skip
 
     def describe(self, request: EfDiagnosticsRequest) -> dict[str, Any]:
-        return {"metric": request.metric, "k": request.k, "n_queries": request.n_queries}
+        return {
+            "metric": request.metric, "k": request.k, "n_queries": request.n_queries,
+            "efs": list(request.efs), "sample": request.sample, **DEFAULT_HNSW,
+        }  # fmt: skip
 
     def compute(
         self, store: Store, request: EfDiagnosticsRequest, progress: ProgressFn | None
     ) -> EfDiagnostics:
         info, metric = request.dataset, request.metric
-        index = self.service.get_index(info.id, metric=metric, progress=stage(progress, 0, 0.4))
+        rows = _sample_rows(info.n, request.sample)
+        X = self.service.vectors(info.id)
         curve = recall_vs_ef(
-            self.service.vectors(info.id), metric=metric, k=request.k, efs=DIAGNOSTIC_EFS,
-            n_queries=request.n_queries, index=index, seed=0,
-            progress=stage(progress, 0.4, 0.9),
+            X if rows is None else X[rows], metric=metric, k=request.k, efs=request.efs,
+            n_queries=request.n_queries, M=DEFAULT_HNSW["M"],
+            ef_construction=DEFAULT_HNSW["ef_construction"], seed=0,
+            progress=stage(progress, 0.0, 0.9),
         )  # fmt: skip
         lid = None
         if metric != "ip" and info.n > LID_K:
             graph = get_or_build_graph(
                 store, info.id, k=LID_K, metric=metric, progress=stage(progress, 0.9, 1.0)
             )
-            lid = per_query_recall_vs_lid(curve, graph, ef=min(DIAGNOSTIC_EFS))
+            lid = per_query_recall_vs_lid(curve, graph, ef=min(request.efs), graph_rows=rows)
         if progress:
             progress(1.0, "diagnostics ready")
         return EfDiagnostics(curve, lid)
@@ -123,10 +157,14 @@ class OrderDiagnosticsRequest:
     label_column: str | None
     sample: int
     n_queries: int
+    efs: tuple[int, ...] = (10, 40)
+    k: int = 10
+    seeds: int = ORDER_SEEDS
 
 
 class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment]):
-    """The insertion-order experiment on a seeded sample of the dataset."""
+    """The insertion-order experiment on a seeded sample of the dataset, served index
+    settings, several seeds per order."""
 
     kind = "order_diagnostics"
     result_type = OrderExperiment
@@ -138,7 +176,7 @@ class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment
     def key(self, request: OrderDiagnosticsRequest) -> tuple[Any, ...]:
         return (
             request.dataset.fingerprint, request.metric, request.label_column, request.sample,
-            request.n_queries,
+            request.n_queries, request.efs, request.k, request.seeds, dict(DEFAULT_HNSW),
         )  # fmt: skip
 
     def describe(self, request: OrderDiagnosticsRequest) -> dict[str, Any]:
@@ -147,6 +185,10 @@ class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment
             "label_column": request.label_column,
             "sample": request.sample,
             "n_queries": request.n_queries,
+            "efs": list(request.efs),
+            "k": request.k,
+            "seeds": request.seeds,
+            **DEFAULT_HNSW,
         }
 
     def lineage(self, request: OrderDiagnosticsRequest, result: Any) -> dict[str, Any]:
@@ -156,7 +198,9 @@ class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment
         self, store: Store, request: OrderDiagnosticsRequest, progress: ProgressFn | None
     ) -> OrderExperiment:
         info, metric, label_column = request.dataset, request.metric, request.label_column
-        rows = np.sort(np.random.default_rng(0).choice(info.n, size=request.sample, replace=False))
+        rows = _sample_rows(info.n, request.sample)
+        if rows is None:
+            rows = np.arange(info.n)
         X = self.service.vectors(info.id)[rows]
         lid = None
         if metric != "ip" and info.n > LID_K:
@@ -168,13 +212,10 @@ class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment
         if label_column is not None:
             values = store.load_metadata(info.id, columns=[label_column])[label_column]
             labels = as_text(values, missing=MISSING)[rows]
-            if len(np.unique(labels)) > MAX_LABELS:
-                raise InvalidInputError(
-                    f"column {label_column!r} has {len(np.unique(labels))} distinct values: "
-                    f"choose a category column with at most {MAX_LABELS}"
-                )
         return insertion_order_experiment(
-            X, metric=metric, labels=labels, lid=lid, n_queries=request.n_queries, seed=0,
+            X, metric=metric, labels=labels, lid=lid, n_queries=request.n_queries,
+            M=DEFAULT_HNSW["M"], ef_construction=DEFAULT_HNSW["ef_construction"],
+            efs=request.efs, k=request.k, seed=0, seeds=request.seeds,
             progress=stage(progress, 0.2, 1.0),
         )  # fmt: skip
 
@@ -182,13 +223,47 @@ class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment
         return f"Insertion-order experiment on {request.dataset.name}"
 
 
+def _check_efs(efs: Any) -> tuple[int, ...]:
+    try:
+        values = tuple(efs)
+    except TypeError:
+        raise InvalidInputError(f"ef must be a list of whole numbers, got {efs!r}") from None
+    if not values:
+        raise InvalidInputError("give at least one ef, e.g. 10,20,40")
+    if len(values) > MAX_EFS:
+        raise InvalidInputError(f"at most {MAX_EFS} values of ef, got {len(values)}")
+    return tuple(sorted({check_int(v, "every ef", low=1, high=MAX_EF) for v in values}))
+
+
+def _check_queries(n_queries: Any, n: int, k: int) -> int:
+    n_queries = check_int(n_queries, "queries", low=1, high=MAX_QUERIES)
+    if n - n_queries < k + 1:
+        raise InvalidInputError(
+            f"the dataset has {n} items: holding out {n_queries} queries leaves "
+            f"{max(n - n_queries, 0)} to index, fewer than k + 1 = {k + 1}: ask for fewer queries"
+        )
+    return n_queries
+
+
 def ef_request(
-    service: NeighbourService, dataset_id: int, *, metric: str = "cosine", k: int = 10
+    service: NeighbourService,
+    dataset_id: int,
+    *,
+    metric: str = "cosine",
+    k: int = 10,
+    efs: Any = DIAGNOSTIC_EFS,
+    n_queries: int | None = None,
 ) -> EfDiagnosticsRequest:
-    """The recall-vs-ef request for these settings."""
+    """The recall-vs-ef request for these settings, validated. ``n_queries`` defaults to
+    :data:`DIAGNOSTIC_QUERIES` (at most a fifth of the dataset)."""
     info = service.store.get_dataset(dataset_id)
-    k = check_k(k, max(info.n - 1, 1))
-    return EfDiagnosticsRequest(info, check_metric(metric), k, min(EF_QUERIES, info.n))
+    metric = check_metric(metric)
+    k = check_int(k, "k", low=1, high=MAX_K)
+    sample = min(info.n, DIAGNOSTIC_SAMPLE)
+    if n_queries is None:
+        n_queries = max(1, min(DIAGNOSTIC_QUERIES, sample // 5))
+    n_queries = _check_queries(n_queries, sample, k)
+    return EfDiagnosticsRequest(info, metric, k, n_queries, _check_efs(efs), sample)
 
 
 def order_request(
@@ -197,6 +272,10 @@ def order_request(
     *,
     metric: str = "cosine",
     label_column: str | None = None,
+    k: int = 10,
+    efs: Any = (10, 40),
+    n_queries: int | None = None,
+    seeds: int = ORDER_SEEDS,
 ) -> OrderDiagnosticsRequest:
     """The insertion-order request for these settings, validated."""
     metric = check_metric(metric)
@@ -205,11 +284,25 @@ def order_request(
         raise InvalidInputError(
             f"no metadata column {label_column!r}; the dataset has {list(info.metadata_columns)}"
         )
+    k = check_int(k, "k", low=1, high=MAX_K)
+    seeds = check_int(seeds, "seeds", low=1, high=MAX_SEEDS)
+    if label_column is not None:
+        values = service.store.load_metadata(dataset_id, columns=[label_column])[label_column]
+        distinct = len(np.unique(as_text(values, missing=MISSING)))
+        if distinct > MAX_LABELS:
+            raise InvalidInputError(
+                f"column {label_column!r} has {distinct:,} distinct values: choose a category "
+                f"column with at most {MAX_LABELS} for the cluster-by-cluster orders"
+            )
     m = min(info.n, ORDER_SAMPLE)
-    n_queries = min(ORDER_QUERIES, m // 5)
-    if m - n_queries <= 10:
+    if n_queries is None:
+        n_queries = min(DIAGNOSTIC_QUERIES, m // 5)
+    if m < 70:
         raise InvalidInputError("the insertion-order experiment needs at least 70 items")
-    return OrderDiagnosticsRequest(info, metric, label_column, m, n_queries)
+    n_queries = _check_queries(n_queries, m, k)
+    return OrderDiagnosticsRequest(
+        info, metric, label_column, m, n_queries, _check_efs(efs), k, seeds
+    )
 
 
 def ef_diagnostics(
@@ -218,16 +311,18 @@ def ef_diagnostics(
     *,
     metric: str = "cosine",
     k: int = 10,
+    efs: Any = DIAGNOSTIC_EFS,
+    n_queries: int | None = None,
     run: bool = True,
     progress: ProgressFn | None = None,
 ) -> tuple[EfCurve, RecallLid | None] | None:
-    """Recall@k and latency of the dataset's default HNSW index over :data:`DIAGNOSTIC_EFS`,
-    and per-query recall against LID (from the shared graph).
+    """Recall@k and latency on held-out queries of an index with the served settings over
+    ``efs``, and per-query recall against LID (from the shared graph).
 
     Returns None when nothing is stored and ``run`` is False. The LID part is None for the
     ``ip`` metric, whose distances can be negative (LID needs distances >= 0).
     """
-    request = ef_request(service, dataset_id, metric=metric, k=k)
+    request = ef_request(service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries)
     result = get_or_compute(
         service.store, EfDiagnosticsSpec(service), request, run=run, progress=progress
     )
@@ -249,6 +344,10 @@ def order_diagnostics(
     *,
     metric: str = "cosine",
     label_column: str | None = None,
+    k: int = 10,
+    efs: Any = (10, 40),
+    n_queries: int | None = None,
+    seeds: int = ORDER_SEEDS,
     run: bool = True,
     progress: ProgressFn | None = None,
 ) -> OrderExperiment | None:
@@ -257,7 +356,104 @@ def order_diagnostics(
 
     Returns None when nothing is stored and ``run`` is False.
     """
-    request = order_request(service, dataset_id, metric=metric, label_column=label_column)
+    request = order_request(
+        service, dataset_id, metric=metric, label_column=label_column, k=k, efs=efs,
+        n_queries=n_queries, seeds=seeds,
+    )  # fmt: skip
     return get_or_compute(
         service.store, OrderDiagnosticsSpec(service), request, run=run, progress=progress
     )
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def diagnostics_report(
+    service: NeighbourService,
+    dataset_id: int,
+    *,
+    metric: str | None = None,
+    k: int = 10,
+    efs: Any = (10, 20, 40, 80, 160),
+    n_queries: int | None = None,
+    seeds: int = ORDER_SEEDS,
+    label_column: str | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """``embscope diagnostics --json``: recall vs ef, recall vs LID and the insertion-order
+    experiment, all on held-out queries and with the served index settings.
+
+    Keys: ``queries`` ("held-out"), ``n_queries``, ``k``, ``metric``, ``index`` (``M``,
+    ``ef_construction``), ``n_indexed``, ``recall_vs_ef`` (one dict per ef: ``ef``,
+    ``recall``, ``recall_ci``, ``p50_ms``, ``p99_ms``, ``qps``), ``recall_lid_spearman`` (None
+    without LID), ``insertion_order`` (one dict per order and ef: ``order``, ``ef``,
+    ``recall_mean``, ``recall_sd``, ``recall_ci``, ``seeds``), ``insertion_order_sample``,
+    ``insertion_order_skipped``.
+    """
+    info = service.store.get_dataset(dataset_id)
+    metric = check_metric(metric or info.metric)
+    if label_column is None:
+        recorded = info.info.get("label_column")
+        label_column = recorded if recorded in info.metadata_columns else None
+        if label_column is not None:
+            try:
+                order_request(service, dataset_id, metric=metric, label_column=label_column)
+            except InvalidInputError:
+                label_column = None  # too many categories: the label orders are skipped
+    ef_req = ef_request(service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries)
+    order_req = order_request(
+        service, dataset_id, metric=metric, label_column=label_column, k=k, efs=efs,
+        n_queries=ef_req.n_queries if n_queries is not None else None, seeds=seeds,
+    )  # fmt: skip
+    got = get_or_compute(
+        service.store, EfDiagnosticsSpec(service), ef_req, progress=stage(progress, 0.0, 0.4)
+    )
+    experiment = get_or_compute(
+        service.store, OrderDiagnosticsSpec(service), order_req,
+        progress=stage(progress, 0.4, 1.0),
+    )  # fmt: skip
+    assert got is not None and experiment is not None  # run=True always computes
+    curve, lid = got.curve, got.lid
+    orders = [
+        {
+            "order": order,
+            "ef": int(ef),
+            "recall_mean": float(experiment.recall[o, e]),
+            "recall_sd": _none_if_nan(float(experiment.recall_sd[o, e])),
+            "recall_ci": ci_json(tuple(experiment.recall_ci[o, e])),
+            "seeds": experiment.seeds,
+        }
+        for o, order in enumerate(experiment.orders)
+        for e, ef in enumerate(experiment.ef)
+    ]
+    return {
+        "dataset": info.name,
+        "queries": "held-out",
+        "n_queries": curve.n_queries,
+        "k": curve.k,
+        "metric": metric,
+        "index": {
+            "M": int(DEFAULT_HNSW["M"]),
+            "ef_construction": int(DEFAULT_HNSW["ef_construction"]),
+        },
+        "n_indexed": curve.n_points - curve.n_queries,
+        "recall_vs_ef": [
+            {
+                "ef": row["ef"],
+                "recall": row["recall"],
+                "recall_ci": row["recall_ci"],
+                "p50_ms": row["p50_ms"],
+                "p99_ms": row["p99_ms"],
+                "qps": row["qps"],
+            }
+            for row in curve.to_rows()
+        ],
+        "recall_lid_spearman": None if lid is None else _none_if_nan(lid.spearman_rho),
+        "recall_lid_ef": None if lid is None else lid.ef,
+        "insertion_order": orders,
+        "insertion_order_sample": order_req.sample,
+        "insertion_order_n_queries": int(experiment.query_rows.shape[0]),
+        "insertion_order_label_column": label_column,
+        "insertion_order_skipped": dict(experiment.skipped),
+    }

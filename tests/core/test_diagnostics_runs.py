@@ -106,3 +106,58 @@ def test_store_refuses_object_arrays_in_artifacts(store):
             arrays={"labels": np.array(["a", None], dtype=object)},
         )  # fmt: skip
     assert store.list_artifacts() == []
+
+
+def test_diagnostics_report_is_the_cli_json_on_held_out_queries(dataset):
+    """``embscope diagnostics --json``: one index setting (the served one) for every
+    experiment, held-out queries, an interval beside every recall, seeds per order."""
+    from embscope.core.diagnostics_runs import diagnostics_report
+    from embscope.core.neighbours import DEFAULT_HNSW
+
+    db_path, info = dataset
+    with Store(db_path) as store:
+        report = diagnostics_report(
+            NeighbourService(store), info.id, efs=(10, 40), n_queries=100, seeds=2
+        )
+    assert report["queries"] == "held-out" and report["n_queries"] == 100 and report["k"] == 10
+    assert report["index"] == dict(DEFAULT_HNSW) and report["n_indexed"] == 1400
+    assert [r["ef"] for r in report["recall_vs_ef"]] == [10, 40]
+    for row in report["recall_vs_ef"]:
+        assert set(row) == {"ef", "recall", "recall_ci", "p50_ms", "p99_ms", "qps"}
+        lo, hi = row["recall_ci"]
+        assert lo <= row["recall"] <= hi and row["p99_ms"] >= row["p50_ms"] > 0
+    assert isinstance(report["recall_lid_spearman"], float)
+    orders = {r["order"] for r in report["insertion_order"]}
+    assert orders == {"random", "lid_ascending", "lid_descending"}
+    for row in report["insertion_order"]:
+        assert row["seeds"] == 2 and row["recall_sd"] is not None and row["recall_sd"] >= 0
+        assert {"order", "ef", "recall_mean", "recall_sd", "recall_ci", "seeds"} <= set(row)
+    assert set(report["insertion_order_skipped"]) == {"label_low_lid_first", "label_high_lid_first"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"efs": ()}, "at least one ef"),
+        ({"efs": (10, 5000)}, "every ef must be"),
+        ({"efs": tuple(range(1, 14))}, "at most 12"),
+        ({"n_queries": 0}, "queries must be"),
+        ({"n_queries": 5001}, "queries must be"),
+        ({"n_queries": 1495}, "fewer than k"),
+        ({"seeds": 11}, "seeds must be"),
+        ({"k": 101}, "k must be"),
+        ({"label_column": "value"}, "distinct values"),
+    ],
+)
+def test_diagnostics_report_refuses_out_of_bounds_settings_before_any_work(
+    dataset, kwargs, match, monkeypatch
+):
+    from embscope.core.diagnostics_runs import diagnostics_report
+
+    def fail(*args, **kwargs):
+        raise AssertionError("nothing may run on bad input")
+
+    monkeypatch.setattr("embscope.core.diagnostics_runs.recall_vs_ef", fail)
+    db_path, info = dataset
+    with Store(db_path) as store, pytest.raises(InvalidInputError, match=match):
+        diagnostics_report(NeighbourService(store), info.id, **kwargs)
