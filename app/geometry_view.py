@@ -33,6 +33,7 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
 from embscope.core.geometry.postprocess import POSTPROCESSORS
 from embscope.core.geometry.scorecard import (
+    REFERENCES,
     SCORECARDS,
     SCORES,
     Scorecard,
@@ -52,9 +53,11 @@ GROUPS = {
 }  # fmt: skip
 LABELS = {
     "isoscore": "IsoScore",
+    "isoscore_reference": "IsoScore of an isotropic Gaussian (same n, d)",
     "avg_cosine": "Average cosine",
     "partition_isotropy": "Partition isotropy I(W)",
     "effective_rank": "Effective rank",
+    "effective_rank_reference": "Effective rank of an isotropic Gaussian (same n, d)",
     "participation_ratio": "Participation ratio",
     "pca_n90": "PCs for 90 %",
     "pca_n95": "PCs for 95 %",
@@ -65,6 +68,7 @@ LABELS = {
     "lid_median": "LID median",
     "lid_mean": "LID mean",
     "dse": "Diffusion spectral entropy",
+    "dse_ceiling": "DSE ceiling log2(sample size)",
     "hubness_skew": "k-occurrence skewness",
     "n_duplicates": "Duplicate vectors",
 }
@@ -173,21 +177,63 @@ def scorecard(info: DatasetInfo, options: dict[str, Any]) -> Scorecard | None:
     )
 
 
+def _reference(card: Scorecard, key: str) -> str | None:
+    """The score's finite-sample reference as a metric's grey delta, e.g. "isotropic
+    Gaussian of the same n, d: 0.9688"; None for other scores (and older scorecards)."""
+    if key not in REFERENCES or REFERENCES[key][0] not in card.values:
+        return None
+    ref_key, what = REFERENCES[key]
+    return f"{what}: {fmt(card.values[ref_key])}"
+
+
+def reference_captions(card: Scorecard) -> dict[str, str]:
+    """By group, a sentence that says what to read IsoScore, effective rank and DSE against,
+    so that a small dataset does not read as anisotropic (or a small DSE sample as simple)."""
+    v = card.values
+    out: dict[str, str] = {}
+    if "isoscore_reference" in v and "effective_rank_reference" in v:
+        out["Isotropy"] = (
+            "A finite sample of perfectly isotropic data does not score 1: an isotropic "
+            f"Gaussian of the same size ({fmt(v.get('n'))} vectors in {fmt(v.get('dim'))} "
+            f"dimensions) has IsoScore {fmt(v['isoscore_reference'])} and effective rank "
+            f"{fmt(v['effective_rank_reference'])}. Read this dataset's IsoScore and effective "
+            "rank against those, not against 1 and the dimension: with few vectors per "
+            "dimension, even ideal data look anisotropic."
+        )
+    if "dse_ceiling" in v:
+        out["Intrinsic dimension"] = (
+            f"DSE is at most log2 of its sample size: {fmt(v['dse_ceiling'])} bits on "
+            f"{fmt(v.get('dse_n'))} points. Compare DSE across datasets as a fraction of this "
+            "ceiling: a smaller sample has a lower one."
+        )
+    return out
+
+
 def show_scorecard(card: Scorecard) -> None:
-    """Every score with its one-line explanation, grouped."""
+    """Every score with its one-line explanation, grouped; IsoScore, effective rank and DSE
+    beside their finite-sample reference (as a grey delta and a caption)."""
     if card.notes:
         st.info(
             "\n".join(f"- {md_escape(note)}" for note in card.notes),
             icon=":material/info:",
         )
+    captions = reference_captions(card)
     for group, keys in GROUPS.items():
         st.markdown(f"**{group}**")
         cols = st.columns(4)
         for i, key in enumerate(keys):
-            cols[i % 4].metric(LABELS[key], fmt(card.values.get(key)), help=SCORES.get(key))
+            cols[i % 4].metric(
+                LABELS[key], fmt(card.values.get(key)), help=SCORES.get(key),
+                delta=_reference(card, key), delta_color="off", delta_arrow="off",
+            )  # fmt: skip
+        if group in captions:
+            st.caption(captions[group])
         with st.expander(f"What the {group.lower()} scores mean"):
             for key in keys:
                 st.markdown(f"- **{LABELS[key]}**: {md_escape(SCORES.get(key, ''))}")
+                if key in REFERENCES:
+                    ref_key = REFERENCES[key][0]
+                    st.markdown(f"- **{LABELS[ref_key]}**: {md_escape(SCORES[ref_key])}")
 
 
 def plots(info: DatasetInfo, card: Scorecard) -> None:
@@ -292,8 +338,14 @@ def compare(info: DatasetInfo, options: dict[str, Any]) -> None:
         columns[f"{ds.name} (id {ds.id})"] = {LABELS.get(k, k): fmt(v)
                                                for k, v in card.values.items()}  # fmt: skip
     if columns:
-        # Scores in the scorecard's order (a frame built from dicts would sort them by name).
-        order = [LABELS[k] for keys in GROUPS.values() for k in keys]
+        # Scores in the scorecard's order (a frame built from dicts would sort them by name),
+        # each reference right below its score.
+        order = [
+            LABELS[x]
+            for keys in GROUPS.values()
+            for k in keys
+            for x in (k, *([REFERENCES[k][0]] if k in REFERENCES else []))
+        ]
         rest = [r for col in columns.values() for r in col if r not in order]
         index = order + list(dict.fromkeys(rest))
         frame = pd.DataFrame(columns).reindex(index)

@@ -39,6 +39,7 @@ from embscope.core.geometry.isotropy import (
     average_cosine_of_sums,
     effective_rank_from_eigenvalues,
     isoscore_from_eigenvalues,
+    isotropic_reference,
     moments,
     partition_isotropy_from,
     pca_spectrum_from_eigenvalues,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ID_K",
     "KIND",
+    "REFERENCES",
     "SCORECARDS",
     "SCORECARD_CODE_VERSION",
     "SCORES",
@@ -68,7 +70,8 @@ __all__ = [
 
 KIND = "scorecard"
 # Bump when any score changes, so stored scorecards are recomputed.
-SCORECARD_CODE_VERSION = 1
+# 2: isoscore_reference, effective_rank_reference and dse_ceiling.
+SCORECARD_CODE_VERSION = 2
 # Neighbours per point for the MLE and LID (docs/science.md §0.1: "first k=20 columns").
 ID_K = LID_K
 
@@ -77,6 +80,11 @@ SCORES: dict[str, str] = {
         "IsoScore: how evenly the variance is spread over all dimensions, 0 (everything on "
         "one line) to 1 (equal in every direction); sentence embeddings are often below 0.2. "
         "Blind to a shared offset."
+    ),
+    "isoscore_reference": (
+        "IsoScore of an isotropic Gaussian with the same number of vectors and dimensions: "
+        "what perfectly even data of this size score (below 1, far below with few vectors "
+        "per dimension). Compare isoscore with this, not with 1."
     ),
     "avg_cosine": (
         "Average cosine similarity between two different vectors: about 0 when vectors point "
@@ -91,6 +99,11 @@ SCORES: dict[str, str] = {
     "effective_rank": (
         "Effective rank: roughly how many dimensions the centred data really use (exp of the "
         "entropy of the singular values); the dimension itself when all are used equally."
+    ),
+    "effective_rank_reference": (
+        "Effective rank of an isotropic Gaussian with the same number of vectors and "
+        "dimensions: what data using every direction equally reach at this size (below the "
+        "dimension; at most vectors - 1)."
     ),
     "pca_n90": "Principal components needed to explain 90% of the variance (linear dimension).",
     "pca_n95": "Principal components needed to explain 95% of the variance.",
@@ -119,6 +132,10 @@ SCORES: dict[str, str] = {
         "clusters or a low-dimensional shape (log2 of the cluster count for separated "
         "clusters), up to log2(sample size) for structureless noise."
     ),
+    "dse_ceiling": (
+        "The most DSE can reach on its sample: log2(dse_n) bits. DSE values of datasets with "
+        "different sample sizes compare as fractions of this."
+    ),
     "hubness_skew": (
         "Hubness: skewness of how often each point is someone's neighbour. Near 0 or below is "
         "healthy; above 1 means a few 'hub' vectors show up in many result lists."
@@ -143,6 +160,13 @@ SCORES: dict[str, str] = {
     "graph_recall": "Measured recall of the neighbour graph against exact search (1 if exact).",
     "dse_sigma": "Kernel width used for DSE: half the median distance between sampled points.",
     "dse_n": "Points DSE was computed on (a seeded sample of larger datasets).",
+}
+
+# Each score shown beside its finite-sample reference: score -> (reference key, what it is).
+REFERENCES: dict[str, tuple[str, str]] = {
+    "isoscore": ("isoscore_reference", "isotropic Gaussian of the same n, d"),
+    "effective_rank": ("effective_rank_reference", "isotropic Gaussian of the same n, d"),
+    "dse": ("dse_ceiling", "ceiling log2(dse_n)"),
 }
 
 
@@ -228,9 +252,12 @@ def compute_scorecard(
     """Every isotropy, intrinsic-dimension and hubness score of ``X``.
 
     Isotropy (IsoScore, average cosine, partition isotropy, effective rank, PCA spectrum)
-    comes from one float64 pass over ``X``; TwoNN, the MLE (k = 20, harmonic) and LID
-    (k = 20) from ``graph.distances``; hubness from ``graph.head(k).indices``; DSE from a
-    seeded sample of at most 2,000 rows. Nothing computes neighbours.
+    comes from one float64 pass over ``X``, IsoScore and effective rank beside what an
+    isotropic Gaussian of the same n and d scores (``isotropic_reference`` of
+    :mod:`core.geometry.isotropy`, seeded, O(d^2) at any n); TwoNN, the MLE (k = 20,
+    harmonic) and LID (k = 20) from ``graph.distances``; hubness from
+    ``graph.head(k).indices``; DSE (with its ceiling, log2 of its sample size) from a seeded
+    sample of at most 2,000 rows. Nothing computes neighbours.
 
     How the graph's metric is used: ``cosine`` distances are turned into chord distances
     ``sqrt(2 (1 - cos))`` for the distance-ratio estimators (otherwise they would report half
@@ -248,7 +275,7 @@ def compute_scorecard(
     k : int
         Neighbours per point for hubness, 1 <= k < n.
     seed : int
-        Seeds the DSE sample.
+        Seeds the DSE sample and the isotropic references.
     progress : callable(fraction, message) -> bool, optional
         Returning True cancels (raises :class:`core.errors.OperationCancelled`).
 
@@ -310,6 +337,9 @@ def _compute(
     _cancel_check(progress, 0.35, "isotropy: partition function")
     partition = partition_isotropy_from(X, m)
     notes.append("partition isotropy on the raw (not normalised) vectors")
+    # IsoScore and effective rank come from all n rows (the moments above), so the reference
+    # is an isotropic Gaussian of n rows.
+    iso_reference, rank_reference = isotropic_reference(n, d, seed=seed)
 
     _cancel_check(progress, 0.6, "intrinsic dimension from the neighbour graph")
     distances = np.asarray(graph.distances)[:, :id_k]
@@ -364,9 +394,11 @@ def _compute(
 
     values: dict[str, float | int | str] = {
         "isoscore": isoscore_from_eigenvalues(eigenvalues),
+        "isoscore_reference": iso_reference,
         "avg_cosine": float(avg_cos),
         "partition_isotropy": partition,
         "effective_rank": effective_rank_from_eigenvalues(eigenvalues),
+        "effective_rank_reference": rank_reference,
         "pca_n90": spectrum.n90,
         "pca_n95": spectrum.n95,
         "pca_n99": spectrum.n99,
@@ -377,6 +409,7 @@ def _compute(
         "lid_median": float(lid_stats["median"]),
         "lid_mean": float(lid_stats["mean"]),
         "dse": float(dse),
+        "dse_ceiling": math.log2(rows.size),
         "hubness_skew": float(hub.skewness),
         "n_duplicates": duplicates.n_duplicates,
         "n_zero_vectors": int(n_zero),

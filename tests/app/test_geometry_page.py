@@ -24,6 +24,7 @@ MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 CLI_KEYS = {
     "isoscore", "avg_cosine", "partition_isotropy", "effective_rank", "pca_n90", "pca_n95",
     "participation_ratio", "twonn", "mle", "lid_median", "dse", "hubness_skew", "n_duplicates",
+    "isoscore_reference", "effective_rank_reference", "dse_ceiling",
 }  # fmt: skip
 
 
@@ -69,6 +70,14 @@ def test_scorecard_computed_once_with_plots_and_hubs(db):
     assert labels["Duplicate vectors"] == "1"
     assert 0 <= float(labels["IsoScore"]) <= 1
     assert all(m.help for m in at.metric), "every score carries its explanation"
+    # IsoScore, effective rank and DSE are shown beside their finite-sample reference.
+    deltas = {m.label: m.proto.delta for m in at.metric}
+    assert deltas["IsoScore"].startswith("isotropic Gaussian of the same n, d: 0.")
+    assert deltas["Effective rank"].startswith("isotropic Gaussian of the same n, d: ")
+    assert deltas["Diffusion spectral entropy"].startswith("ceiling log2(dse_n): ")
+    captions = " ".join(c.value for c in at.caption)
+    assert "perfectly isotropic data does not score 1" in captions
+    assert "400 vectors in 16 dimensions" in captions and "at most log2" in captions
     assert len(at.get("plotly_chart")) == 5  # spectrum, TwoNN fit, LID, k-occurrence, PCA map
     assert any("duplicate" in i.value for i in at.info)
     hubs = next(d.value for d in at.dataframe if "N10" in d.value.columns)
@@ -100,6 +109,7 @@ def test_compare_and_postprocess_save(db):
     table = _compare_table(at)
     assert list(table.columns) == ["first (id 1)", "second (id 2)"]
     assert table.index[0] == "IsoScore"
+    assert table.index[1] == "IsoScore of an isotropic Gaussian (same n, d)"
     by_key(at.selectbox, "geometry.transform").set_value("mean_centre").run()
     by_key(at.toggle, "geometry.preview").set_value(True).run()
     before_after = next(d.value for d in at.dataframe if "before" in d.value.columns)
@@ -128,8 +138,16 @@ def test_cli_geometry_json_contract(capsys, tmp_path):
     assert isinstance(obj["notes"], list)
     code, out2, _ = run(capsys, "--db", db, "geometry", "pts", "--json")
     assert json.loads(out2) == obj  # stored, read back identical
+    assert obj["dse_ceiling"] == pytest.approx(np.log2(obj["dse_n"]))
+    assert 0 < obj["isoscore"] <= obj["isoscore_reference"] < 1
     code, out, _ = run(capsys, "--db", db, "geometry", "pts", "-k", "5", "--metric", "l2")
     assert code == 0 and "isoscore" in out and "twonn" in out
+    # Each score beside its reference on one line; the references have no line of their own.
+    [iso] = [line for line in out.splitlines() if line.split()[0] == "isoscore"]
+    assert "(isotropic Gaussian of the same n, d: 0." in iso
+    [dse] = [line for line in out.splitlines() if line.split()[0] == "dse"]
+    assert f"(ceiling log2(dse_n): {np.log2(400):.4g})" in dse
+    assert not [line for line in out.splitlines() if line.split()[0] == "isoscore_reference"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,9 @@ from embscope.core.geometry.isotropy import (
     average_cosine,
     effective_rank,
     isoscore,
+    isotropic_gaussian_eigenvalues,
+    isotropic_reference,
+    moments,
     partition_isotropy,
     pca_spectrum,
 )
@@ -275,6 +278,66 @@ def test_isotropy_functions_reject_bad_input(fn):
         fn(np.array([[1.0, np.nan], [0.0, 1.0]]))
     with pytest.raises(InvalidInputError):
         fn(np.array([["a", "b"]]))
+
+
+# -- finite-sample references (docs/science.md §6.6) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "d"), [(100, 384), (385, 384), (500, 384), (5000, 384), (2000, 50)]
+)  # fmt: skip
+def test_isotropic_reference_matches_a_direct_gaussian(n, d):
+    """The Wishart (bidiagonal Bartlett) draw gives what N(0, I) data of the same n and d
+    score: IsoScore within 0.01 (issue 17), effective rank within 0.5 % (one direct draw's
+    effective rank varies by about 0.1 % at these sizes)."""
+    iso_ref, rank_ref = isotropic_reference(n, d, seed=0)
+    X = _gaussian(n, d, seed=n + d)
+    assert iso_ref == pytest.approx(isoscore(X), abs=0.01)
+    assert rank_ref == pytest.approx(effective_rank(X), rel=0.005)
+    assert rank_ref <= min(n - 1, d)
+
+
+def test_isotropic_reference_at_small_d_is_an_average():
+    # One draw's IsoScore varies by ~0.02 at (100, 10): the reference averages 64 draws, so
+    # it is compared with the mean over 32 direct draws.
+    iso_ref, rank_ref = isotropic_reference(100, 10, seed=0)
+    direct = [_gaussian(100, 10, seed=s) for s in range(32)]
+    assert iso_ref == pytest.approx(np.mean([isoscore(X) for X in direct]), abs=0.01)
+    assert rank_ref == pytest.approx(np.mean([effective_rank(X) for X in direct]), rel=0.005)
+
+
+@pytest.mark.parametrize(("n", "expected"), [(500, 0.56), (1000, 0.72), (12_000, 0.97)])
+def test_isotropic_reference_reproduces_the_issue_figures(n, expected):
+    # Issue 17: an isotropic Gaussian in 384 dims scores 0.56 at n = 500, 0.72 at 1,000 and
+    # 0.97 at 12,000 (and §6.1 [C]: 0.9626 at 10,000).
+    assert isotropic_reference(n, 384)[0] == pytest.approx(expected, abs=0.01)
+
+
+def test_isotropic_gaussian_eigenvalues_have_the_sample_covariance_spectrum():
+    rng = np.random.default_rng(0)
+    drawn = isotropic_gaussian_eigenvalues(5000, 384, rng)
+    direct = moments(_gaussian(5000, 384, seed=1)).covariance_eigenvalues()
+    assert drawn.shape == (384,) and np.all(np.diff(drawn) <= 0)
+    assert np.abs(drawn - direct).max() < 0.05  # the same Marchenko-Pastur spectrum
+    assert drawn.mean() == pytest.approx(1.0, abs=0.01)  # divisor n - 1: unit variances
+    # n <= d: rank n - 1, the rest exactly 0 (direct: rounding noise).
+    small = isotropic_gaussian_eigenvalues(20, 50, rng)
+    assert np.count_nonzero(small) == 19 and np.all(small[:19] > 0)
+    direct = moments(_gaussian(20, 50, seed=2)).covariance_eigenvalues()
+    assert np.abs(np.sort(small)[::-1] - direct)[:19].max() < 1.5
+    assert isotropic_gaussian_eigenvalues(2, 5, rng)[1:].tolist() == [0.0] * 4
+
+
+def test_isotropic_reference_edge_cases_and_seeding():
+    assert isotropic_reference(2, 8) == pytest.approx((0.0, 1.0), abs=1e-12)  # a line
+    iso, rank = isotropic_reference(50, 1)
+    assert np.isnan(iso) and rank == 1.0  # as isoscore and effective_rank of 1-d data
+    assert isotropic_reference(300, 20, seed=3) == isotropic_reference(300, 20, seed=3)
+    assert isotropic_reference(300, 20, seed=3) != isotropic_reference(300, 20, seed=4)
+    with pytest.raises(InvalidInputError, match="n must be"):
+        isotropic_reference(1, 8)
+    with pytest.raises(InvalidInputError, match="d must be"):
+        isotropic_reference(10, 0)
 
 
 # -- post-processing ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import embscope.core.graph as graph_mod
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.geometry import scorecard as scorecard_mod
 from embscope.core.geometry.intrinsic import limit_blas_threads
+from embscope.core.geometry.isotropy import isotropic_reference
 from embscope.core.geometry.scorecard import (
     KIND,
     SCORES,
@@ -36,6 +37,7 @@ REQUIRED = {
     "isoscore", "avg_cosine", "partition_isotropy", "effective_rank", "pca_n90", "pca_n95",
     "pca_n99", "participation_ratio", "twonn", "twonn_mle", "mle", "lid_median", "lid_mean",
     "dse", "hubness_skew", "n_duplicates", "n", "dim", "k", "metric",
+    "isoscore_reference", "effective_rank_reference", "dse_ceiling",
 }  # fmt: skip
 
 
@@ -136,6 +138,25 @@ def test_dse_runs_on_a_seeded_sample_of_large_data():
     assert a.values["dse_n"] == 2000
     assert any("DSE on a seeded sample of 2,000" in note for note in a.notes)
     assert 0 < a.values["dse"] <= np.log2(2000)
+    assert a.values["dse_ceiling"] == math.log2(a.values["dse_n"]) == math.log2(2000)
+
+
+def test_isoscore_and_effective_rank_come_with_their_isotropic_reference(messy):
+    # Both are computed on all n rows, so the reference is an isotropic Gaussian of n rows.
+    card = _card(messy, seed=5)
+    v = card.values
+    assert (v["isoscore_reference"], v["effective_rank_reference"]) == isotropic_reference(
+        len(messy), 24, seed=5
+    )
+    assert v["isoscore"] < v["isoscore_reference"] < 1  # clustered, offset data
+    assert v["effective_rank"] < v["effective_rank_reference"] < 24
+    assert v["dse_ceiling"] == math.log2(v["dse_n"]) and v["dse"] <= v["dse_ceiling"]
+    # A small isotropic dataset scores far below 1, as its reference says it should.
+    X = np.random.default_rng(1).standard_normal((300, 64)).astype(np.float32)
+    g = _card(X).values
+    assert g["isoscore"] < 0.85
+    assert g["isoscore"] == pytest.approx(g["isoscore_reference"], abs=0.01)
+    assert g["effective_rank"] == pytest.approx(g["effective_rank_reference"], rel=0.005)
 
 
 def test_scorecard_validates_its_graph():
