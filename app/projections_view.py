@@ -396,6 +396,17 @@ def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
     )  # fmt: skip
 
 
+def _with_interval(
+    quality: Mapping[str, Any], labels: Mapping[str, str], label: str, value: float
+) -> str:
+    """``0.912 ±0.004`` when the score has a sampled interval, else ``0.912``."""
+    key = next(k for k, v in labels.items() if v == label)
+    ci = quality.get(f"{key}_ci")
+    if not ci or ci[0] is None or ci[1] is None or ci[0] == ci[1]:
+        return f"{value:.3f}"
+    return f"{value:.3f} ±{(ci[1] - ci[0]) / 2:.3f}"
+
+
 def quality_metrics(projection: runs.Projection) -> None:
     labels = {
         "trustworthiness@10": "Trustworthiness@10",
@@ -408,12 +419,21 @@ def quality_metrics(projection: runs.Projection) -> None:
     shown = [(label, v) for label, v in shown if v is not None]
     cols = st.columns(len(shown) + 1)
     for col, (label, value) in zip(cols, shown, strict=False):
-        col.metric(label, f"{value:.3f}")
+        col.metric(label, _with_interval(projection.quality, labels, label, value))
     cols[-1].metric("Seconds", "—" if projection.seconds is None else f"{projection.seconds:.1f}")
     sample = projection.quality.get("sample")
+    intervals = [v for k, v in projection.quality.items() if k.endswith("_ci") and v]
+    exact = bool(intervals) and all(v[0] == v[1] for v in intervals)
     st.caption(
         "Faithfulness of the layout to the neighbour graph"
-        + (f", scored on {sample:,} sampled points" if sample else "")
+        + (
+            f", scored on every point ({sample:,})"
+            if exact
+            else f", scored on {sample:,} sampled points"
+            + (" (± half a 95 % bootstrap interval over the points)" if intervals else "")
+            if sample
+            else ""
+        )
         + ". Trustworthiness: are layout neighbours true neighbours; continuity: are true "
         "neighbours kept close; kNN preservation: share of each point's 10 neighbours kept; "
         "kNN accuracy: a 10-NN vote on the layout recovers the label column."

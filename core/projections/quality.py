@@ -30,7 +30,7 @@ trustworthiness and continuity equal scikit-learn's (ties broken by the smaller 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from scipy.stats import rankdata
 from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.graph import KnnGraph, vectors_of_points
 from embscope.core.progress import ProgressFn
+from embscope.core.stats import bootstrap_ci, ci_json
 from embscope.core.validation import check_int, check_vectors, normalise_rows
 
 __all__ = [
@@ -85,6 +86,11 @@ class ProjectionQuality:
         None without labels.
     geodesic_spearman : float or None
         None without geodesic coordinates.
+    intervals : dict of str to (float, float)
+        95 % percentile-bootstrap interval of each computed score over the sampled points
+        (:func:`core.stats.bootstrap_ci`, seeded): every score is a mean of per-point terms,
+        so the points are resampled. With every point scored there is no sampling error and
+        each interval is the score itself.
     """
 
     k: int
@@ -96,23 +102,29 @@ class ProjectionQuality:
     knn_preservation: float
     knn_accuracy: float | None = None
     geodesic_spearman: float | None = None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, float | int]:
-        """The scores under their public names (``"trustworthiness@10"``, ..., ``"sample"``).
+        """The scores under their public names (``"trustworthiness@10"``, ..., ``"sample"``),
+        each followed by its interval as ``"<name>_ci": [lo, hi]``.
 
         Scores that were not computed are left out.
         """
         k = self.k
-        out: dict[str, float | int] = {}
-        if self.trustworthiness is not None:
-            out[f"trustworthiness@{k}"] = float(self.trustworthiness)
-        if self.continuity is not None:
-            out[f"continuity@{k}"] = float(self.continuity)
-        out[f"knn_preservation@{k}"] = float(self.knn_preservation)
-        if self.knn_accuracy is not None:
-            out[f"knn_accuracy@{k}"] = float(self.knn_accuracy)
-        if self.geodesic_spearman is not None:
-            out["geodesic_spearman"] = float(self.geodesic_spearman)
+        out: dict[str, Any] = {}
+        scores = {
+            f"trustworthiness@{k}": ("trustworthiness", self.trustworthiness),
+            f"continuity@{k}": ("continuity", self.continuity),
+            f"knn_preservation@{k}": ("knn_preservation", self.knn_preservation),
+            f"knn_accuracy@{k}": ("knn_accuracy", self.knn_accuracy),
+            "geodesic_spearman": ("geodesic_spearman", self.geodesic_spearman),
+        }
+        for key, (name, value) in scores.items():
+            if value is None:
+                continue
+            out[key] = float(value)
+            if name in self.intervals:
+                out[f"{key}_ci"] = ci_json(self.intervals[name])
         out["sample"] = int(self.sample)
         return out
 
@@ -359,21 +371,25 @@ def projection_quality(
     tree = cKDTree(Y)
     low = _layout_neighbours(tree, Y, rows, k)
     graph_nbrs = np.asarray(graph.indices[rows, :k], dtype=np.int64)
-    preservation = float((low[:, :, None] == graph_nbrs[:, None, :]).any(axis=2).mean())
+    # Per sampled point terms of each score (the score is their mean), for the intervals.
+    terms: dict[str, np.ndarray] = {}
+    terms["knn_preservation"] = (low[:, :, None] == graph_nbrs[:, None, :]).any(axis=2).mean(1)
+    preservation = float(terms["knn_preservation"].mean())
     accuracy = None
     if codes is not None:
-        correct = 0
+        hits = np.zeros(m)
         for b, i in enumerate(rows):
             values, counts = np.unique(codes[low[b]], return_counts=True)
-            correct += int(values[np.argmax(counts)] == codes[i])  # ties: smallest label
-        accuracy = correct / m
+            hits[b] = float(values[np.argmax(counts)] == codes[i])  # ties: smallest label
+        terms["knn_accuracy"] = hits
+        accuracy = float(hits.mean())
 
     trust = cont = None
     if H is not None:
         from embscope.core.geometry.intrinsic import limit_blas_threads
 
         h_sq = np.einsum("ij,ij->i", H, H) if metric == "l2" else None
-        trust_sum = 0
+        trust_terms = np.zeros(m)
         torn_i: list[np.ndarray] = []
         torn_j: list[np.ndarray] = []
         block = max(1, min(m, _BLOCK_ELEMENTS // n))
@@ -386,26 +402,31 @@ def projection_quality(
             if h_sq is not None:
                 S += h_sq[None, :]
             S[np.arange(r.size), r] = np.inf
-            for b, i in enumerate(r):
+            for b in range(r.size):
                 lw = low[start + b]
                 ranks, high = _high_ranks(S[b], lw, graph_nbrs[start + b], k)
-                trust_sum += int(np.maximum(ranks - k, 0).sum())
+                trust_terms[start + b] = int(np.maximum(ranks - k, 0).sum())
                 torn = high[~np.isin(high, lw, assume_unique=True)]
-                torn_i.append(np.full(torn.size, i))
+                torn_i.append(np.full(torn.size, start + b))
                 torn_j.append(torn)
             done = min(start + block, m)
             report(0.05 + 0.85 * done / m, f"ranked {done:,}/{m:,} points in the original space")
         # Continuity: the layout rank of each torn neighbour is the number of points (self
         # excluded) within its layout distance, itself included.
-        ti, tj = np.concatenate(torn_i), np.concatenate(torn_j)
-        cont_sum = 0
-        if ti.size:
+        # torn_i holds the position of the sampled point in ``rows``, torn_j a point index.
+        bi, tj = np.concatenate(torn_i), np.concatenate(torn_j)
+        cont_terms = np.zeros(m)
+        if bi.size:
+            ti = rows[bi]
             radius = np.sqrt(((Y[ti] - Y[tj]) ** 2).sum(axis=1)) * (1.0 + 1e-9)
             within = np.asarray(tree.query_ball_point(Y[ti], radius, return_length=True))
-            cont_sum = int(np.maximum(within - 1 - k, 0).sum())
+            cont_terms = np.bincount(bi, weights=np.maximum(within - 1 - k, 0), minlength=m)
+        # Each score is 1 - norm * (sum of terms) = the mean over points of 1 - m * norm * term.
         norm = 2.0 / (m * k * (2.0 * n - 3.0 * k - 1.0))
-        trust = 1.0 - trust_sum * norm
-        cont = 1.0 - cont_sum * norm
+        terms["trustworthiness"] = 1.0 - m * norm * trust_terms
+        terms["continuity"] = 1.0 - m * norm * cont_terms
+        trust = 1.0 - float(trust_terms.sum()) * norm
+        cont = 1.0 - float(cont_terms.sum()) * norm
 
     geo = None
     if G is not None:
@@ -419,7 +440,19 @@ def projection_quality(
         )
         values = _geodesic_spearman(Y, G, rows, cols)
         geo = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        terms["geodesic_spearman"] = values
     report(1.0, "projection scored")
+    # Every point scored: the scores are exact, not estimates from a sample.
+    intervals = {
+        name: (
+            bootstrap_ci(values, seed=seed)
+            if m < n
+            else (float(np.nanmean(values)),) * 2
+            if np.isfinite(values).any()
+            else (float("nan"),) * 2
+        )
+        for name, values in terms.items()
+    }
     return ProjectionQuality(
         k=k,
         n=n,
@@ -430,4 +463,5 @@ def projection_quality(
         knn_preservation=preservation,
         knn_accuracy=accuracy,
         geodesic_spearman=geo,
+        intervals=intervals,
     )

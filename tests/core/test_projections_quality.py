@@ -170,6 +170,26 @@ def test_sample_is_seeded_and_estimates_the_full_score():
     assert projection_quality(Y, graph, sample=5000).sample == 1200
 
 
+def test_intervals_of_sampled_scores_cover_the_full_score():
+    """A score from 200 sampled points of 1,200 comes with a 95 % bootstrap interval over the
+    points; over 20 sample seeds it holds the score of every point (sklearn's
+    trustworthiness for trustworthiness) about as often as it should."""
+    X, Y = _data(1200)
+    labels = (X[:, 0] > 0).astype(int)
+    graph = build_knn_graph(X, k=10, metric="l2", method="exact")
+    full = projection_quality(Y, graph, X=X, labels=labels, sample=None)
+    assert full.trustworthiness == pytest.approx(trustworthiness(X, Y, n_neighbors=10), abs=1e-6)
+    names = ("trustworthiness", "continuity", "knn_preservation", "knn_accuracy")
+    covered = dict.fromkeys(names, 0)
+    for seed in range(20):
+        part = projection_quality(Y, graph, X=X, labels=labels, sample=200, seed=seed)
+        for name in names:
+            lo, hi = part.intervals[name]
+            assert lo <= getattr(part, name) <= hi and hi - lo < 0.2
+            covered[name] += lo <= getattr(full, name) <= hi
+    assert all(count >= 16 for count in covered.values()), covered
+
+
 def test_json_keys_are_the_public_contract():
     X, Y = _data(200)
     graph = build_knn_graph(X, k=10, metric="cosine", method="exact")
@@ -177,14 +197,22 @@ def test_json_keys_are_the_public_contract():
     assert isinstance(full, ProjectionQuality)
     assert list(full.to_json()) == [
         "trustworthiness@10",
+        "trustworthiness@10_ci",
         "continuity@10",
+        "continuity@10_ci",
         "knn_preservation@10",
+        "knn_preservation@10_ci",
         "knn_accuracy@10",
+        "knn_accuracy@10_ci",
         "geodesic_spearman",
+        "geodesic_spearman_ci",
         "sample",
     ]
     bare = projection_quality(Y, graph, k=5).to_json()
-    assert list(bare) == ["knn_preservation@5", "sample"] and bare["sample"] == 200
+    assert list(bare) == ["knn_preservation@5", "knn_preservation@5_ci", "sample"]
+    assert bare["sample"] == 200
+    # Every point scored: the score is exact, its interval is the score itself.
+    assert bare["knn_preservation@5_ci"] == [bare["knn_preservation@5"]] * 2
     assert bare["knn_preservation@5"] == pytest.approx(
         projection_quality(Y, graph, X=X, k=5).knn_preservation
     )
