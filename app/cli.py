@@ -407,13 +407,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         _print_json(result)
         return 0
     k = result["k"]
+    debiased = result["cka_debiased"]
     sys.stdout.write(
         f"{a.name!r} vs {b.name!r}: {result['matched']} items matched by id "
         f"({result['only_a']} only in the first, {result['only_b']} only in the second)\n"
         f"  kNN overlap@{k}  {result[f'knn_overlap@{k}']:.4f}   "
         f"(chance {result[f'chance_overlap@{k}']:.4f})\n"
         f"  Jaccard@{k}      {result[f'jaccard@{k}']:.4f}\n"
-        f"  linear CKA      {result['cka']:.4f}   (on {result['cka_rows']} items)\n"
+        f"  linear CKA      {result['cka']:.4f}   "
+        f"(debiased {'n/a' if debiased is None else f'{debiased:.4f}'}, "
+        f"chance 95% {result['cka_null']:.4f}; on {result['cka_rows']} items)\n"
+        + (f"  ({result['cka_note']})\n" if result["cka_note"] else "")
     )
     return 0
 

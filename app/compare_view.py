@@ -197,18 +197,19 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> compare.SpaceCo
         button_key="compare.run",
         caption="Pairs items by id, finds each item's k nearest neighbours within the shared "
         "items in both spaces, and measures how much the neighbourhoods agree (per item) and "
-        "how alike the two spaces are overall (linear CKA).",
+        "how alike the two spaces are overall (linear CKA, debiased, and its chance level "
+        "from shuffled items).",
     )
 
 
 def summary(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparison) -> None:
     k = result.k
-    cols = st.columns(5)
+    cols = st.columns(4)
     cols[0].metric("Items matched", f"{result.matched:,}")
     cols[1].metric(f"kNN overlap@{k}", f"{result.mean_overlap:.3f}")
     cols[2].metric(f"Jaccard@{k}", f"{result.mean_jaccard:.3f}")
-    cols[3].metric("Linear CKA", f"{result.cka:.3f}")
-    cols[4].metric(f"Chance overlap@{k}", f"{result.chance_overlap:.4f}")
+    cols[3].metric(f"Chance overlap@{k}", f"{result.chance_overlap:.4f}")
+    cka_cards(result)
     extra = []
     if result.only_a:
         extra.append(f"{result.only_a:,} items only in {md_escape(info.name)}")
@@ -217,13 +218,49 @@ def summary(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparis
     st.caption(
         f"{result.matched:,} items matched by id"
         + (f" ({'; '.join(extra)})" if extra else " (all of them)")
-        + f". CKA on {result.cka_rows:,} items. kNN overlap: the share of each item's {k} "
-        "nearest neighbours that are the same in both spaces, averaged."
+        + f". CKA on {result.cka_rows:,} items, "
+        + ("above" if result.cka > result.cka_null else "not above")
+        + " its chance level (shuffled items). kNN overlap: the share of each item's "
+        f"{k} nearest neighbours that are the same in both spaces, averaged."
     )
     st.plotly_chart(
         figures.shared_neighbours_figure(result.shared_histogram(), k, result.chance_overlap),
         width="stretch",
         key="compare.histogram",
+    )
+
+
+CKA_HELP = (
+    "Linear CKA (Kornblith et al. 2019): how alike the two spaces' item-to-item similarities "
+    "are, from 0 to 1, ignoring rotations and scale. It reads well above 0 even for unrelated "
+    "spaces when there are few items for the dimensions; compare it with its chance level."
+)
+DEBIASED_HELP = (
+    "Linear CKA with the unbiased HSIC estimator (Song et al. 2012): about 0 for unrelated "
+    "spaces at any number of items (slightly negative happens), 1 for the same geometry."
+)
+CKA_NULL_HELP = (
+    "The chance level of linear CKA: the 95th percentile of CKA over {permutations} seeded "
+    "shuffles of the second dataset's items against the first's. A shuffle keeps each space "
+    "as it is and breaks the pairing, so a CKA at or below this level says the two spaces "
+    "share no more structure than unpaired items would."
+)
+
+
+def cka_cards(result: compare.SpaceComparison) -> None:
+    """Linear CKA beside its debiased value and its chance level."""
+    debiased = result.cka_debiased
+    cols = st.columns(4)
+    cols[0].metric("Linear CKA", f"{result.cka:.3f}", help=CKA_HELP)
+    cols[1].metric(
+        "Debiased CKA",
+        f"{debiased:.3f}" if np.isfinite(debiased) else "n/a",
+        help=DEBIASED_HELP + (f" Here: {result.cka_note}." if result.cka_note else ""),
+    )
+    cols[2].metric(
+        "Chance CKA (95 %)",
+        f"{result.cka_null:.3f}",
+        help=CKA_NULL_HELP.format(permutations=compare.CKA_PERMUTATIONS),
     )
 
 

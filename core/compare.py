@@ -12,7 +12,9 @@ dimensions.
   of their members on average).
 * **Linear CKA** (Kornblith, Norouzi, Lee, Hinton, ICML 2019): the similarity of the two
   centred Gram matrices, one number in [0, 1], invariant to rotations and isotropic scaling
-  of either space, defined for different dimensions.
+  of either space, defined for different dimensions; reported beside its debiased value
+  (about 0 for unrelated spaces at any n) and its chance level, the 95th percentile of CKA
+  over seeded shuffles of B's rows (:mod:`core.cka`).
 * **Procrustes** (:func:`procrustes_align`): rotate, reflect, scale and shift one 2-D/3-D
   layout onto another so the two can be shown side by side.
 
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from embscope.core.cka import CKA_PERMUTATIONS, linear_cka, linear_cka_scores
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import KnnGraph, build_knn_graph
 from embscope.core.progress import ProgressFn, check_cancel, stage
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "CKA_PERMUTATIONS",
     "CKA_SAMPLE",
     "EXACT_MAX_N",
     "MIN_MATCHED",
@@ -69,7 +73,8 @@ __all__ = [
 # Fewer matched items than this is no comparison (and usually means the ids differ).
 MIN_MATCHED = 3
 # Linear CKA runs on at most this many rows (a seeded sample above): its cost is
-# n * (d_a + d_b)^2 in float64, about 1 s at 10,000 x 384 on one core.
+# n * (d_a + d_b)^2 in float64, about 1 s at 10,000 x 384 on one core, and its chance level
+# CKA_PERMUTATIONS * n * d_a * d_b in float32 (core/cka.py).
 CKA_SAMPLE = 10_000
 # compare_spaces searches neighbours exactly up to this many items and with the shared graph's
 # fast method (cell-pruned sgemm, recall >= 0.98) above; docs/science.md §0.1.
@@ -185,67 +190,6 @@ def match_items(ids_a: Any, ids_b: Any, *, min_matched: int = MIN_MATCHED) -> It
             "datasets with the same id column."
         )
     return ItemMatch(rows_a, rows_b, len(index_a), len(index_b))
-
-
-# -- linear CKA -----------------------------------------------------------------------------
-
-
-def linear_cka(A: Any, B: Any) -> float:
-    """Centred linear CKA of two representations of the same n items (Kornblith et al. 2019).
-
-    ``CKA = ||A^T B||_F^2 / (||A^T A||_F ||B^T B||_F)`` after centring the columns, which
-    equals ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` with the linear kernels
-    ``K = A A^T``, ``L = B B^T``. Computed in float64 in feature space (``d x d`` Grams), or
-    with the ``n x n`` kernels when n is the smaller size.
-
-    Parameters
-    ----------
-    A : ndarray of shape (n, d_a)
-    B : ndarray of shape (n, d_b)
-        Row i of both is the same item; the dimensions may differ.
-
-    Returns
-    -------
-    float
-        In [0, 1]; 1 when B is A up to a rotation/reflection, an isotropic scaling and a
-        shift. Independent Gaussian matrices give about
-        ``sqrt(d_a d_b / ((n + d_a)(n + d_b)))``, so CKA has a positive floor when n is not
-        much larger than the dimensions.
-
-    Raises
-    ------
-    InvalidInputError
-        Different numbers of rows, fewer than 2 rows, NaN/inf, or a space whose points all
-        coincide (CKA is undefined).
-    """
-    A = check_matrix(A, name="A", dtype=np.float64, one_row=False)
-    B = check_matrix(B, name="B", dtype=np.float64, one_row=False)
-    n = A.shape[0]
-    if B.shape[0] != n:
-        raise InvalidInputError(
-            f"CKA needs the same items in the same order: A has {n} rows, B has {B.shape[0]}"
-        )
-    if n < 2:
-        raise InvalidInputError("CKA needs at least 2 items")
-    A -= A.mean(axis=0)
-    B -= B.mean(axis=0)
-    norm_a, norm_b = np.linalg.norm(A), np.linalg.norm(B)
-    if norm_a == 0.0 or norm_b == 0.0:
-        which = "A" if norm_a == 0.0 else "B"
-        raise InvalidInputError(
-            f"every item of {which} is the same point: CKA is undefined for a constant space"
-        )
-    # CKA ignores scale; unit Frobenius norms keep the fourth powers far from overflow.
-    A /= norm_a
-    B /= norm_b
-    da, db = A.shape[1], B.shape[1]
-    if n * n * (da + db + 1) < n * (da * da + db * db + da * db):
-        K, L = A @ A.T, B @ B.T
-        cross, self_a, self_b = np.vdot(K, L), np.linalg.norm(K), np.linalg.norm(L)
-    else:
-        cross = np.linalg.norm(A.T @ B) ** 2
-        self_a, self_b = np.linalg.norm(A.T @ A), np.linalg.norm(B.T @ B)
-    return float(min(max(cross / (self_a * self_b), 0.0), 1.0))
 
 
 # -- kNN overlap ----------------------------------------------------------------------------
@@ -553,6 +497,14 @@ class SpaceComparison:
         and ip), on ``cka_rows`` items.
     cka_rows : int
         Items CKA used: all, or a seeded sample of :data:`CKA_SAMPLE`.
+    cka_debiased : float
+        Debiased linear CKA of the same rows (about 0 for unrelated spaces, may be slightly
+        negative); NaN when undefined, ``cka_note`` says why.
+    cka_null : float
+        The chance level of ``cka``: its 95th percentile over :data:`CKA_PERMUTATIONS`
+        seeded shuffles of B's rows (:func:`core.cka.linear_cka_null`, with ``seed``).
+    cka_note : str
+        Why ``cka_debiased`` is NaN; empty when it is defined.
     rows_a, rows_b : int64 ndarray of shape (matched,)
         Dataset rows of the compared items.
     graph_a, graph_b : mapping
@@ -575,12 +527,15 @@ class SpaceComparison:
     mean_overlap: float
     cka: float
     cka_rows: int
+    cka_debiased: float
+    cka_null: float
     rows_a: np.ndarray
     rows_b: np.ndarray
     graph_a: Mapping[str, Any] = field(default_factory=dict)
     graph_b: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     seconds: float = 0.0
+    cka_note: str = ""
 
     @property
     def chance_overlap(self) -> float:
@@ -629,6 +584,8 @@ class SpaceComparison:
             "matched": self.matched,
             f"knn_overlap@{k}": self.mean_overlap,
             "cka": self.cka,
+            "cka_debiased": _finite_or_none(self.cka_debiased),
+            "cka_null": _finite_or_none(self.cka_null),
             f"jaccard@{k}": self.mean_jaccard,
             "only_a": self.only_a,
             "only_b": self.only_b,
@@ -637,6 +594,7 @@ class SpaceComparison:
             "dim_a": self.dim_a,
             "dim_b": self.dim_b,
             "cka_rows": self.cka_rows,
+            "cka_note": self.cka_note,
             f"chance_overlap@{k}": self.chance_overlap,
             "jaccard_quantiles": self.quantiles("jaccard"),
             "overlap_quantiles": self.quantiles("overlap"),
@@ -645,6 +603,10 @@ class SpaceComparison:
             "graph_b": clean(self.graph_b),
             "seconds": self.seconds,
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _graph_info(graph: KnnGraph, **extra: Any) -> dict[str, Any]:
@@ -714,7 +676,8 @@ def compare_spaces(
     metric : {"cosine", "l2", "ip"}
         For both neighbour searches; CKA runs on unit-normalised rows for cosine.
     seed : int
-        Seeds the CKA row sample and the neighbour graphs.
+        Seeds the CKA row sample, the shuffles of CKA's chance level and the neighbour
+        graphs.
     cka_sample : int or None
         Linear CKA on at most this many rows (a seeded sample, in row order); None: all.
     method : {"auto", "exact", "cells", "nndescent", "hnsw"}
@@ -775,7 +738,10 @@ def compare_spaces(
     rows = np.arange(n)
     if cka_sample is not None and n > cka_sample:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=int(cka_sample), replace=False))
-    cka = linear_cka(prepare_for_metric(A[rows], metric), prepare_for_metric(B[rows], metric))
+    cka = linear_cka_scores(
+        prepare_for_metric(A[rows], metric), prepare_for_metric(B[rows], metric),
+        seed=seed, progress=stage(progress, 0.85, 1.0),
+    )  # fmt: skip
     _tick(progress, 1.0, "comparison ready")
     everything = np.arange(n, dtype=np.int64)
     return SpaceComparison(
@@ -791,8 +757,11 @@ def compare_spaces(
         overlap=overlap.overlap,
         mean_jaccard=overlap.mean_jaccard,
         mean_overlap=overlap.mean_overlap,
-        cka=cka,
+        cka=cka.cka,
         cka_rows=int(rows.size),
+        cka_debiased=cka.debiased,
+        cka_null=cka.null,
+        cka_note=cka.note,
         rows_a=everything,
         rows_b=everything.copy(),
         graph_a=info_a,

@@ -163,7 +163,8 @@ def compare_datasets(
 # -- stored comparisons ---------------------------------------------------------------------------
 
 KIND = "comparison"
-COMPARISON_CODE_VERSION = 1
+# 2: debiased linear CKA and its chance level (cka_debiased, cka_null, cka_note).
+COMPARISON_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -236,13 +236,13 @@ def _check_efs(efs: Any) -> tuple[int, ...]:
 
 
 def _check_queries(n_queries: Any, n: int, k: int) -> int:
-    n_queries = check_int(n_queries, "queries", low=1, high=MAX_QUERIES)
-    if n - n_queries < k + 1:
+    count = check_int(n_queries, "queries", low=1, high=MAX_QUERIES)
+    if n - count < k + 1:
         raise InvalidInputError(
-            f"the dataset has {n} items: holding out {n_queries} queries leaves "
-            f"{max(n - n_queries, 0)} to index, fewer than k + 1 = {k + 1}: ask for fewer queries"
+            f"the dataset has {n} items: holding out {count} queries leaves "
+            f"{max(n - count, 0)} to index, fewer than k + 1 = {k + 1}: ask for fewer queries"
         )
-    return n_queries
+    return count
 
 
 def ef_request(

@@ -64,8 +64,14 @@ def test_compress_chosen_codecs_save_copies_and_compare_them(capsys, db):
     )  # fmt: skip
     assert code == 0, err
     obj = json.loads(out)
-    assert {"matched", "knn_overlap@10", "cka"} <= set(obj)
+    assert {"matched", "knn_overlap@10", "cka", "cka_debiased", "cka_null"} <= set(obj)
     assert obj["matched"] == 1500 and obj["knn_overlap@10"] > 0.85 and obj["cka"] > 0.99
+    assert obj["cka_debiased"] >= 0.98 and obj["cka"] > obj["cka_null"] + 0.5
+    code, out, err = run(capsys, "--db", db, "compare", "gm", str(int8_copy.id))
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "linear CKA" in x)
+    assert f"linear CKA      {obj['cka']:.4f}   (debiased {obj['cka_debiased']:.4f}, " in line
+    assert f"chance 95% {obj['cka_null']:.4f}; on 1500 items)" in line
 
 
 def test_compare_with_itself_is_identical(capsys, db):

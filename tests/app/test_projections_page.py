@@ -123,6 +123,11 @@ def test_compare_page_runs_and_shows_overlap(db):
     values = {m.label: m.value for m in at.metric}
     assert values["Items matched"] == "300"
     assert 0.0 < float(values["kNN overlap@10"]) < 1.0 and 0.5 < float(values["Linear CKA"]) <= 1
+    # CKA beside its debiased value and its chance level, which says what it means.
+    assert -1.0 <= float(values["Debiased CKA"]) <= 1.0
+    assert float(values["Chance CKA (95 %)"]) < float(values["Linear CKA"])
+    chance = next(m for m in at.metric if m.label == "Chance CKA (95 %)")
+    assert "95th percentile" in chance.help and "shuffles" in chance.help
     assert len(at.get("plotly_chart")) == 3  # histogram + two aligned layouts
     moved = next(df.value for df in at.dataframe if "jaccard@10" in df.value.columns)
     assert moved["jaccard@10"].is_monotonic_increasing

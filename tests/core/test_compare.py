@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import scipy.spatial
 
+from embscope.core.cka import linear_cka_null, linear_cka_scores
 from embscope.core.compare import (
+    CKA_PERMUTATIONS,
     CKA_SAMPLE,
     compare_spaces,
     knn_overlap,
@@ -54,6 +56,37 @@ def _kernel_cka(A: np.ndarray, B: np.ndarray) -> float:
     H = np.eye(n) - np.ones((n, n)) / n
     K, L = H @ (A @ A.T) @ H, H @ (B @ B.T) @ H
     return float(np.trace(K @ L) / np.sqrt(np.trace(K @ K) * np.trace(L @ L)))
+
+
+def _unbiased_hsic(K: np.ndarray, L: np.ndarray) -> float:
+    """Song et al. 2012's unbiased HSIC, term by term, on the n x n kernels (O(n^2) memory)."""
+    n = K.shape[0]
+    K, L = K.copy(), L.copy()
+    np.fill_diagonal(K, 0.0)
+    np.fill_diagonal(L, 0.0)
+    one = np.ones(n)
+    return float(
+        (
+            np.trace(K @ L)
+            + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (one @ K @ L @ one)
+        )
+        / (n * (n - 3))
+    )
+
+
+def _naive_debiased_cka(A: np.ndarray, B: np.ndarray) -> float:
+    """Debiased CKA of the raw (uncentred) linear kernels, the formula as written."""
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    K, L = A @ A.T, B @ B.T
+    return _unbiased_hsic(K, L) / np.sqrt(_unbiased_hsic(K, K) * _unbiased_hsic(L, L))
+
+
+def _quantised_8bit(X: np.ndarray) -> np.ndarray:
+    """X rounded to 256 evenly spaced levels per dimension (its min to its max), float32."""
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    step = (hi - lo) / 255.0
+    return (lo + np.round((X - lo) / step) * step).astype(np.float32)
 
 
 # -- match_items ----------------------------------------------------------------------------
@@ -146,6 +179,91 @@ def test_cka_rejects_bad_input():
         linear_cka(np.ones((10, 3)), X)
     with pytest.raises(InvalidInputError, match="2-D"):
         linear_cka(np.arange(5.0), np.arange(5.0))
+
+
+def test_cka_leaves_its_inputs_as_they_were():
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((30, 4)) + 2.0, rng.standard_normal((30, 6))
+    A0, B0 = A.copy(), B.copy()
+    linear_cka(A, B)
+    linear_cka(A, B, debiased=True)
+    linear_cka_scores(A, B, permutations=3)
+    np.testing.assert_array_equal(A, A0)
+    np.testing.assert_array_equal(B, B0)
+
+
+# (n, d_a, d_b): n x n kernels (n small), d x d Grams (n large), and the smallest n.
+@pytest.mark.parametrize("n, da, db", [(12, 30, 5), (60, 6, 9), (4, 3, 2), (25, 25, 25)])
+def test_debiased_cka_agrees_with_the_unbiased_hsic_formula(n, da, db):
+    rng = np.random.default_rng(n + da)
+    A = rng.standard_normal((n, da)) + 3.0  # shifted: the estimator ignores the centring
+    B = 0.5 * A[:, :1] @ rng.standard_normal((1, db)) + rng.standard_normal((n, db)) - 1.0
+    expected = _naive_debiased_cka(A, B)
+    assert linear_cka(A, B, debiased=True) == pytest.approx(expected, abs=1e-9)
+    assert linear_cka_scores(A, B, permutations=2).debiased == pytest.approx(expected, abs=1e-9)
+    assert linear_cka(B, A, debiased=True) == pytest.approx(expected, abs=1e-9)  # symmetric
+    assert linear_cka(A, A, debiased=True) == pytest.approx(1.0, abs=1e-9)
+    # ... and biased CKA is what it was.
+    assert linear_cka_scores(A, B, permutations=2).cka == pytest.approx(
+        _kernel_cka(A, B), rel=1e-10
+    )
+
+
+@pytest.mark.parametrize("n", [200, 1000])
+def test_unrelated_spaces_debiased_near_zero_and_cka_at_its_chance_level(n):
+    rng = np.random.default_rng(n)
+    A, B = rng.standard_normal((n, 768)), rng.standard_normal((n, 384))
+    scores = linear_cka_scores(A, B, seed=0)
+    # The biased floor sqrt(d_a d_b / ((n + d_a)(n + d_b))): 0.72 at n = 200, 0.35 at 1,000.
+    assert scores.cka == pytest.approx(np.sqrt(768 * 384 / ((n + 768) * (n + 384))), rel=0.05)
+    assert abs(scores.debiased) < 0.05 and scores.note == ""
+    assert scores.permutations == CKA_PERMUTATIONS == 100
+    # Unrelated: CKA is one draw of what shuffling gives, so at most a hair above the 95th
+    # percentile of the shuffles (measured below it at both n).
+    assert scores.cka < scores.null + 0.005 and scores.null - scores.cka < 0.02
+    # Related (a noisy rotated copy of half of A): CKA far above the chance level, whose
+    # shuffles spread over about +-0.002 here (0.87 vs 0.72 at n = 200, 0.71 vs 0.35 at 1,000).
+    related = A[:, :384] @ _rotation(384, 1) + 0.5 * B
+    both = linear_cka_scores(A, related, seed=0)
+    assert both.cka > both.null + 0.1 and both.debiased > 0.5
+
+
+def test_cka_null_is_the_95th_percentile_of_cka_over_the_seeded_shuffles():
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((150, 20))
+    B = A[:, :8] + 2.0 * rng.standard_normal((150, 8))
+    null = linear_cka_null(A, B, seed=3)
+    perms = np.random.default_rng(3)  # the documented stream: rng.permutation(n) in turn
+    values = [_kernel_cka(A, B[perms.permutation(150)]) for _ in range(100)]
+    assert null == pytest.approx(np.quantile(values, 0.95), rel=1e-5)  # float32 products
+    assert null == linear_cka_null(A, B, seed=3) == linear_cka_scores(A, B, seed=3).null
+    assert null != linear_cka_null(A, B, seed=4)
+    assert linear_cka_null(A, B, seed=3, permutations=10, quantile=0.5) == pytest.approx(
+        np.median(values[:10]), rel=1e-5
+    )
+    assert linear_cka(A, B) > null  # related: above its chance level
+
+
+def test_debiased_cka_where_it_is_undefined_is_nan_with_a_reason():
+    rng = np.random.default_rng(2)
+    X3, Y3 = rng.standard_normal((3, 4)), rng.standard_normal((3, 5))
+    with pytest.raises(InvalidInputError, match="at least 4 items, got 3"):
+        linear_cka(X3, Y3, debiased=True)
+    few = linear_cka_scores(X3, Y3, permutations=5)
+    assert np.isnan(few.debiased) and "at least 4 items" in few.note
+    assert 0.0 <= few.cka <= 1.0 and 0.0 <= few.null <= 1.0
+    # All items but one at one point: the unbiased self-similarity is 0.
+    outlier = np.zeros((8, 3))
+    outlier[0] = 1.0
+    Y = rng.standard_normal((8, 5))
+    assert np.isnan(linear_cka(outlier, Y, debiased=True))
+    lone = linear_cka_scores(Y, outlier, permutations=5)
+    assert np.isnan(lone.debiased) and "self-similarity of B is not positive" in lone.note
+    assert np.isfinite(lone.cka)
+    with pytest.raises(InvalidInputError, match="permutations"):
+        linear_cka_null(Y, Y, permutations=0)
+    with pytest.raises(InvalidInputError, match="quantile"):
+        linear_cka_null(Y, Y, quantile=1.5)
 
 
 # -- kNN overlap ----------------------------------------------------------------------------
@@ -315,6 +433,9 @@ def test_summary_json_and_histogram():
     doc = json.loads(json.dumps(result.to_json()))
     for key in ("matched", "knn_overlap@12", "cka", "jaccard@12", "only_a", "only_b"):
         assert key in doc
+    assert doc["cka_debiased"] == result.cka_debiased and doc["cka_null"] == result.cka_null
+    assert doc["cka"] > doc["cka_null"] and doc["cka_note"] == ""
+    assert 0.0 < doc["cka_debiased"] <= 1.0
     assert doc["matched"] == 600 and doc["knn_overlap@12"] == pytest.approx(result.mean_overlap)
     assert doc["jaccard@12"] == pytest.approx(result.mean_jaccard)
     hist = result.shared_histogram()
@@ -335,6 +456,20 @@ def test_cka_runs_on_a_seeded_sample_of_rows():
     assert sampled.cka == compare_spaces(X, Y, k=5, cka_sample=200, seed=1).cka
     assert sampled.cka != full.cka and sampled.cka == pytest.approx(full.cka, abs=0.05)
     assert CKA_SAMPLE == 10_000
+    # The debiased value and the chance level are of the same rows, seeded by the same seed.
+    rows = np.sort(np.random.default_rng(1).choice(600, size=200, replace=False))
+    P, Q = prepare_for_metric(X[rows], "cosine"), prepare_for_metric(Y[rows], "cosine")
+    assert sampled.cka_debiased == pytest.approx(linear_cka(P, Q, debiased=True), abs=1e-12)
+    assert sampled.cka_null == linear_cka_null(P, Q, seed=1)
+
+
+def test_a_comparison_of_three_items_has_no_debiased_cka():
+    X = _blobs(3, 4, seed=1)
+    result = compare_spaces(X, X[::-1].copy(), k=1, metric="l2")
+    assert np.isnan(result.cka_debiased) and "at least 4" in result.cka_note
+    doc = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert doc["cka_debiased"] is None and "at least 4" in doc["cka_note"]
+    assert 0.0 <= doc["cka_null"] <= 1.0
 
 
 def test_given_graphs_are_used_and_checked():
@@ -502,3 +637,21 @@ def test_stored_comparison_round_trips_and_is_reused(monkeypatch):
         np.testing.assert_array_equal(again.rows_b, direct.rows_b)
         assert first.to_json() == again.to_json()
         assert 0 < again.mean_overlap < 1
+
+
+def test_cka_against_random_vectors_and_an_8_bit_copy_over_the_same_ids(mem_store):
+    # Issue 17's "done": a 384-d dataset of 1,000 items against 768-d random vectors over the
+    # same ids reads debiased CKA 0 +- 0.05 (biased CKA reads about 0.35 there), and against
+    # an 8-bit copy of itself >= 0.98.
+    rng = np.random.default_rng(17)
+    X = rng.standard_normal((1000, 384)).astype(np.float32)
+    ids = [f"doc{i}" for i in range(1000)]
+    a = _add(mem_store, X, ids, "model")
+    noise = _add(mem_store, rng.standard_normal((1000, 768)).astype(np.float32), ids, "random")
+    copy = _add(mem_store, _quantised_8bit(X), ids, "8-bit")
+    unrelated = compare_datasets(mem_store, a, noise, k=10).to_json()
+    assert abs(unrelated["cka_debiased"]) <= 0.05
+    assert unrelated["cka"] > 0.2 and unrelated["cka"] < unrelated["cka_null"] + 0.005
+    same = compare_datasets(mem_store, a, copy, k=10).to_json()
+    assert same["cka_debiased"] >= 0.98 and same["cka"] >= 0.98
+    assert same["cka"] > same["cka_null"] + 0.5
