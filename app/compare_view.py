@@ -218,9 +218,9 @@ def summary(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparis
     st.caption(
         f"{result.matched:,} items matched by id"
         + (f" ({'; '.join(extra)})" if extra else " (all of them)")
-        + f". CKA on {result.cka_rows:,} items, "
-        + ("above" if result.cka > result.cka_null else "not above")
-        + " its chance level (shuffled items). kNN overlap: the share of each item's "
+        + f". CKA on {result.cka_rows:,} items: "
+        + _cka_verdict(result)
+        + ". kNN overlap: the share of each item's "
         f"{k} nearest neighbours that are the same in both spaces, averaged."
     )
     st.plotly_chart(
@@ -319,3 +319,18 @@ def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComp
     )
     linked_pair(left, right, id_row_map(info.id, other.id), key="compare.pair")
     selection_list(info)
+
+
+def _cka_verdict(result: Any) -> str:
+    """What CKA says once its chance level and debiased value are read with it."""
+    cka, null, debiased = result.cka, result.cka_null, result.cka_debiased
+    if not (np.isfinite(cka) and np.isfinite(null)):
+        return "no chance level (too few items)"
+    if cka <= null:
+        return "not above its chance level (shuffled items): no shared structure"
+    if np.isfinite(debiased) and debiased < 0.05:
+        return (
+            "at its chance level (shuffled items) and debiased CKA near 0: little or no "
+            "shared structure"
+        )
+    return "above its chance level (shuffled items)"
