@@ -371,30 +371,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    k = report.k
-    sys.stdout.write(
-        f"compression of {ds.name!r} ({ds.n} x {ds.dim}, {report.metric}, "
-        f"{report.query_rows.shape[0]} queries, recall@{k} against exact float32 search):\n"
-    )
-    sys.stdout.write(
-        f"  {'codec':<18} {'bytes/vec':>9} {'shared':>10} {f'recall@{k}':>9} "
-        f"{f'x{report.rescore} rescored':>12} {'spearman':>9} {'isoscore':>9} {'encode s':>9}\n"
-    )
-    if report.original_isoscore is not None:
-        sys.stdout.write(
-            f"  (float32: isoscore {report.original_isoscore:.4f}, effective rank "
-            f"{report.original_effective_rank:.1f}, on {report.geometry_rows} sampled rows)\n"
-        )
-    for row in rows:
-        rho = "-" if row["spearman"] is None else f"{row['spearman']:.4f}"
-        iso = "-" if row["isoscore"] is None else f"{row['isoscore']:.4f}"
-        sys.stdout.write(
-            f"  {row['codec']:<18} {row['bytes_per_vector']:>9} {row['shared_bytes']:>10} "
-            f"{row[f'recall@{k}']:>9.4f} {row[f'recall@{k}_rescored']:>12.4f} {rho:>9} "
-            f"{iso:>9} {row['encode_seconds']:>9.2f}"
-            + (f"  saved as dataset {row['saved_dataset']}" if "saved_dataset" in row else "")
-            + "\n"
-        )
+    from embscope.core.compression.evaluate import format_report
+
+    sys.stdout.write(format_report(report, rows, name=ds.name))
     return 0
 
 

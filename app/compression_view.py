@@ -21,14 +21,35 @@ from embscope.core.compression.evaluate import CompressionReport
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import csv_bytes
 from embscope.core.projections import runs as prun
+from embscope.core.stats import format_ci
 from embscope.core.store import DatasetInfo
 from embscope.core.validation import METRICS
 
 FAMILY_HELP = (
     "float16/int8/LVQ keep every dimension with fewer bits; LeanVec reduces with PCA then "
     "quantises; binary keeps one bit a dimension; PQ stores one byte per sub-vector; PCA, "
-    "random projection (rp), truncation (Matryoshka) and DCT keep fewer dimensions."
+    "random projection (rp), truncation (Matryoshka) and DCT keep fewer dimensions. "
+    "Two-level LVQ-B1xB2 adds a B2-bit code of each vector's residual on the paper's grid "
+    "Q(r; B2, −Δ/2, Δ/2) (2^B2 levels from −Δ/2 to Δ/2, Δ the first level's step); like "
+    "LeanVec (reduced primary, full secondary) it searches with its first level and re-ranks "
+    "the shortlist with its second."
 )
+
+HOW_MEASURED = """\
+- **Recall** is the mean over the query rows, shown ± half its 95 % interval (percentile
+  bootstrap over queries; a lopsided interval is shown as its two ends).
+- **Two-level codecs** (LVQ-B1×B2, LeanVec with a secondary) are scored alike, as SVS runs
+  them: *recall* is their **first stage alone** (LVQ-B1 codes; LeanVec's reduced primary,
+  named in *first stage*) and *re-ranked* re-ranks that stage's top r·k with their **own
+  second level**, which is already in their bytes. Every other codec re-ranks with the
+  **float32** vectors, which two-stage search must then hold too: its *bytes re-ranked* (and
+  its point on the re-ranked Pareto plot) is the code plus 4·d bytes.
+- **Geometry** of a compressed copy is set beside the float32 vectors' at the **same
+  dimension** on the same rows: the float32 vectors themselves for codecs that keep every
+  dimension, their own top-k principal components for PCA, random projection, truncation and
+  DCT to k dimensions (IsoScore and effective rank depend on the dimension, so a k-dim copy
+  beside the d-dim original would compare unlike things). PCA-k then matches its reference.
+"""
 
 
 MAX_CODECS = 24
@@ -160,9 +181,22 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> CompressionRepo
         button="Run the comparison",
         button_key="compression.run",
         caption="Fits each codec on the dataset, searches with the compressed vectors and "
-        "measures recall against exact float32 search, with and without re-ranking, plus rank "
-        "fidelity (Spearman of pair similarities), size and time. Runs in the background.",
+        "measures recall against exact float32 search (with 95 % intervals), with and without "
+        "re-ranking, plus rank fidelity (Spearman of pair similarities), size, time and the "
+        "compressed copy's geometry. Runs in the background.",
     )
+
+
+def _with_interval(values: Any, intervals: Any) -> list[str]:
+    """Each mean as ``0.877 ± 0.012`` (core.stats.format_ci); "–" where not measured."""
+    out = []
+    for value, ci in zip(values, intervals, strict=True):
+        if value is None or ci is None or np.isnan(value):
+            out.append("–")
+        else:
+            lo, hi = (np.nan if c is None else float(c) for c in ci)
+            out.append(format_ci(float(value), (lo, hi)))
+    return out
 
 
 def results(report: Any) -> None:
@@ -172,27 +206,52 @@ def results(report: Any) -> None:
         [
             # what each codec costs first (size, recall, rank fidelity, geometry), then how
             "codec", "bytes_per_vector", "compression_ratio", f"recall@{k}",
-            f"recall@{k}_rescored", "recall@100", "spearman", "isoscore", "effective_rank",
-            "dim", "shared_bytes", "rescored_with", "encode_seconds", "query_seconds",
+            f"recall@{k}_rescored", "rescored_with", "bytes_per_vector_rescored", "recall@100",
+            "spearman", "isoscore", "reference_isoscore", "effective_rank",
+            "reference_effective_rank", "dim", "first_stage", "shared_bytes", "encode_seconds",
+            "query_seconds",
         ]
-    ]  # fmt: skip
+    ].copy()  # fmt: skip
+    for key in (f"recall@{k}", f"recall@{k}_rescored", "recall@100"):
+        shown[key] = _with_interval(frame[key], frame[key + "_ci"])
+    ci = "± half the 95 % interval (bootstrap over queries)"
     st.dataframe(
         shown, hide_index=True, width="stretch",
         column_config={
             "compression_ratio": st.column_config.NumberColumn("× smaller", format="%.1f"),
-            f"recall@{k}": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f"),
-            f"recall@{k}_rescored": st.column_config.ProgressColumn(
-                f"recall@{k} ×{report.rescore} rescored", min_value=0.0, max_value=1.0,
-                format="%.3f",
+            f"recall@{k}": st.column_config.TextColumn(
+                f"recall@{k}", help=f"Mean recall@{k} over the query rows {ci}. Two-level "
+                "codecs (LVQ-B1×B2, LeanVec): their first stage alone (see 'first stage').",
             ),
-            "recall@100": st.column_config.NumberColumn(format="%.3f"),
+            f"recall@{k}_rescored": st.column_config.TextColumn(
+                f"recall@{k} ×{report.rescore} re-ranked",
+                help=f"recall@{k} after re-ranking the top {report.rescore}·{k} with the "
+                f"representation in 're-ranked with', {ci}.",
+            ),
+            "rescored_with": st.column_config.TextColumn("re-ranked with"),
+            "bytes_per_vector_rescored": st.column_config.NumberColumn(
+                "bytes re-ranked", format="%d",
+                help="Bytes per vector two-stage search holds: the code plus the re-ranking "
+                f"representation (float32: 4·d = {4 * report.dim:,}; a codec's own second "
+                "level is already in its code).",
+            ),
+            "recall@100": st.column_config.TextColumn("recall@100", help=f"Mean recall@100 {ci}."),
             "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.4f"),
             "dim": st.column_config.NumberColumn("dims", format="%d"),
             "isoscore": st.column_config.NumberColumn(
-                "IsoScore", format="%.3f", help=_geometry_help(report, "isoscore")
+                "IsoScore", format="%.3f", help=_geometry_help("isoscore")
+            ),
+            "reference_isoscore": st.column_config.NumberColumn(
+                "IsoScore float32, same dims", format="%.3f", help=_REFERENCE_HELP
             ),
             "effective_rank": st.column_config.NumberColumn(
-                "eff. rank", format="%.1f", help=_geometry_help(report, "effective_rank")
+                "eff. rank", format="%.1f", help=_geometry_help("effective_rank")
+            ),
+            "reference_effective_rank": st.column_config.NumberColumn(
+                "eff. rank float32, same dims", format="%.1f", help=_REFERENCE_HELP
+            ),
+            "first_stage": st.column_config.TextColumn(
+                "first stage", help=f"Two-level codecs: what recall@{k} searched with."
             ),
             "encode_seconds": st.column_config.NumberColumn("encode s", format="%.2f"),
             "query_seconds": st.column_config.NumberColumn("query s", format="%.2f"),
@@ -201,10 +260,12 @@ def results(report: Any) -> None:
     st.caption(
         f"{report.n:,} × {report.dim} vectors, {report.metric}; {len(report.query_rows):,} "
         f"query rows{' held out' if report.held_out else ' (each left out of its own results)'}; "
-        f"exact search of all queries took {report.ground_truth_seconds:.2f} s. Bytes per "
-        "vector include per-vector constants; shared bytes (codebooks, ranges, projections) "
-        "are stored once. " + _geometry_caption(report)
+        f"exact search of all queries took {report.ground_truth_seconds:.2f} s. Recall: mean "
+        f"over the query rows {ci}. Bytes per vector include per-vector constants; shared "
+        "bytes (codebooks, ranges, projections) are stored once. " + _geometry_caption(report)
     )
+    with st.expander("What these numbers measure"):
+        st.markdown(HOW_MEASURED)
     st.download_button(
         "Table (CSV)", csv_bytes(frame), "compression.csv", "text/csv",
         key="compression.csv",
@@ -214,6 +275,24 @@ def results(report: Any) -> None:
         figures.pareto_figure(frame, k=k, rescored=rescored), width="stretch",
         key="compression.pareto",
     )  # fmt: skip
+    st.caption(_pareto_caption(report, rescored))
+
+
+def _pareto_caption(report: Any, rescored: bool) -> str:
+    bars = "Error bars: 95 % intervals (bootstrap over queries)."
+    if rescored:
+        return (
+            f"Each re-ranked point sits at the bytes two-stage search holds: the code plus the "
+            f"representation that re-ranks its top {report.rescore}·{report.k}, named in the "
+            f"legend and on hover: float32 vectors (4·d = {4 * report.dim:,} bytes per vector) "
+            "for one-level codecs; LVQ-B1×B2 and LeanVec re-rank with their own second level, "
+            f"already in their code. {bars}"
+        )
+    return (
+        "Each point: recall of the compressed search against the code's bytes per vector; "
+        "for LVQ-B1×B2 and LeanVec, their first stage alone, placed at their whole code (both "
+        f"levels are stored). {bars}"
+    )
 
 
 def _geometry_caption(report: Any) -> str:
@@ -225,21 +304,30 @@ def _geometry_caption(report: Any) -> str:
         else f"{report.geometry_rows:,} sampled rows"
     )
     return (
-        f"Geometry of each compressed copy on {rows}: IsoScore "
-        f"(1 = variance equal in every direction) and effective rank; the float32 vectors "
-        f"score {report.original_isoscore:.3f} and {report.original_effective_rank:.1f}."
+        f"Geometry of each compressed copy on {rows}: IsoScore (1 = variance equal in every "
+        "direction) and effective rank, each beside the float32 vectors' at the same "
+        "dimension on the same rows: for codecs that keep all "
+        f"{report.dim} dimensions, the float32 vectors score {report.original_isoscore:.3f} "
+        f"and {report.original_effective_rank:.1f}; a copy reduced to k dimensions is set "
+        "beside the float32 vectors' own top-k principal components, never beside the "
+        f"{report.dim}-dimensional original (both scores depend on the dimension)."
     )
 
 
-def _geometry_help(report: Any, score: str) -> str:
-    what = {
+_REFERENCE_HELP = (
+    "The float32 vectors on the same rows at the copy's dimension: themselves for codecs that "
+    "keep every dimension, their own top-k principal components for copies reduced to k "
+    "dimensions (PCA-k matches it; what another reducer shows beside it is its own doing)."
+)
+
+
+def _geometry_help(score: str) -> str:
+    return {
         "isoscore": "IsoScore of the compressed copy (0: all variance on one line, 1: equal in "
-        "every direction)",
+        "every direction); compare it with the float32 column at the same dimension",
         "effective_rank": "Effective rank of the compressed copy (how many directions carry "
-        "its variance)",
+        "its variance); compare it with the float32 column at the same dimension",
     }[score]
-    original = getattr(report, f"original_{score}")
-    return what + ("" if original is None else f"; float32: {original:.3f}")
 
 
 def harm_map(info: DatasetInfo, report: Any) -> None:

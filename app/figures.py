@@ -703,27 +703,60 @@ def shared_neighbours_figure(histogram: np.ndarray, k: int, chance: float) -> go
 
 
 def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
-    """recall@k against bytes per vector (log axis), one labelled curve per codec family.
+    """recall@k against bytes per vector (log axis), one labelled curve per codec family,
+    with 95 % intervals as error bars.
 
-    ``frame`` has columns ``codec``, ``family``, ``bytes_per_vector``, ``recall@{k}`` and
-    ``recall@{k}_rescored`` (:meth:`core.compression.CompressionReport.rows`).
+    ``frame`` has the columns of :meth:`core.compression.CompressionReport.rows`: ``codec``,
+    ``family``, ``bytes_per_vector``, ``recall@{k}`` and ``recall@{k}_rescored``, their
+    ``_ci`` intervals, ``rescored_with``, ``rerank_bytes_per_vector`` and
+    ``bytes_per_vector_rescored``. Re-ranked points sit at ``bytes_per_vector_rescored``:
+    two-stage search holds the code and the representation that re-ranks (float32: 4·d), which
+    hover and legend name.
     """
     column = f"recall@{k}_rescored" if rescored else f"recall@{k}"
+    x_column = "bytes_per_vector_rescored" if rescored else "bytes_per_vector"
     fig = go.Figure()
     for g, (family, part) in enumerate(frame.groupby("family", sort=False)):
-        part = part.sort_values("bytes_per_vector")
+        part = part.sort_values(x_column)
+        y = part[column].to_numpy(dtype=float)
+        lo, hi = y.copy(), y.copy()
+        for i, ci in enumerate(part[column + "_ci"]):
+            if ci is not None and ci[0] is not None and ci[1] is not None:
+                lo[i], hi[i] = ci
+        name = html.escape(str(family))
+        custom: list[list[Any]] = [
+            [lo[i], hi[i], int(row["bytes_per_vector"]), html.escape(str(row["rescored_with"])),
+             int(row["rerank_bytes_per_vector"]),
+             f"<br>first stage alone: {html.escape(str(row['first_stage']))}"
+             if isinstance(row.get("first_stage"), str) else ""]
+            for i, (_, row) in enumerate(part.iterrows())
+        ]  # fmt: skip
+        hover = "%{text}<br>%{x} bytes/vector"
+        if not rescored:
+            hover += "%{customdata[5]}"
+        else:
+            withs = sorted({str(w) for w in part["rescored_with"]})
+            name += " + " + html.escape(" / ".join(withs))  # the legend names what re-ranks
+            hover += " = %{customdata[2]} code + %{customdata[4]} re-ranking (%{customdata[3]})"
         fig.add_trace(
             go.Scatter(
-                x=part["bytes_per_vector"], y=part[column], mode="lines+markers+text",
-                name=html.escape(str(family)), textposition="top center",
-                text=[html.escape(str(c)) for c in part["codec"]],
+                x=part[x_column], y=y, mode="lines+markers+text", name=name,
+                textposition="top center", text=[html.escape(str(c)) for c in part["codec"]],
                 marker={"size": 9, "color": _PALETTE[g % len(_PALETTE)]},
-                hovertemplate="%{text}<br>%{x} bytes/vector<br>" + column + " %{y:.3f}"
-                "<extra></extra>",
+                error_y={"type": "data", "symmetric": False, "array": hi - y,
+                         "arrayminus": y - lo, "thickness": 1, "width": 3},
+                customdata=custom,
+                hovertemplate=hover + "<br>" + column + " %{y:.3f} (95 % CI "
+                "%{customdata[0]:.3f}–%{customdata[1]:.3f})<extra></extra>",
             )
         )  # fmt: skip
-    fig.update_xaxes(type="log", title_text="bytes per vector (log)")
+    if rescored:
+        fig.update_xaxes(type="log", title_text="bytes per vector held: code + re-ranking (log)")
+        title = f"recall@{k} re-ranked against the bytes two-stage search holds"
+    else:
+        fig.update_xaxes(type="log", title_text="bytes per vector (log)")
+        title = f"What each codec keeps: {column} against size"
     fig.update_yaxes(title_text=column + (" (re-ranked)" if rescored else ""), range=[0, 1.05])
-    fig = _layout(fig, f"What each codec keeps: {column} against size")
+    fig = _layout(fig, title)
     fig.update_layout(height=460, legend={"orientation": "v", "x": 1.01, "y": 1})
     return fig

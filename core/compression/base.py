@@ -114,8 +114,9 @@ class Codec:
         True when the codes are lower-dimensional float vectors (PCA, RP, truncation, DCT):
         :meth:`compressed_vectors` then returns those instead of a reconstruction.
     has_reranker : bool
-        True when the codes carry their own second stage for re-ranking (LeanVec's secondary
-        LVQ of the full vectors), used by :meth:`rerank`.
+        True when the codes carry their own second stage for re-ranking (two-level LVQ's
+        residual, LeanVec's secondary LVQ of the full vectors), used by :meth:`rerank`; the
+        search and scores are then the first stage's alone.
     """
 
     family: ClassVar[str] = ""
@@ -135,6 +136,18 @@ class Codec:
     def spec(self) -> str:
         """The canonical spec string (``parse_codec_spec(codec.spec)`` makes the same codec)."""
         raise NotImplementedError
+
+    @property
+    def first_stage(self) -> str | None:
+        """What the search scores with when the codes have two stages (e.g. ``"lvq:4 (first
+        level)"``); None for one-stage codecs."""
+        return None
+
+    @property
+    def reranker(self) -> str | None:
+        """The codes' own second stage that :meth:`rerank` uses (e.g. ``"secondary lvq:8"``);
+        None when re-ranking needs the float vectors."""
+        return None
 
     def __repr__(self) -> str:
         state = f"fitted, metric={self._metric}, d={self._dim}" if self.is_fitted else "unfitted"
@@ -365,7 +378,8 @@ class Codec:
         return out_i, out_s
 
     def rerank(self, Q: Any, codes: Codes, candidates: np.ndarray) -> np.ndarray:
-        """Second-stage similarities of each query with its candidate rows (LeanVec only).
+        """Second-stage similarities of each query with its candidate rows (two-level LVQ and
+        LeanVec with a secondary: ``has_reranker``).
 
         Parameters
         ----------

@@ -11,17 +11,31 @@ Protocol (docs/science.md §4.1). A seeded sample of rows of ``X`` are the queri
 Ground truth is exact float32 search (:func:`core.index.exact_knn`, ties by row). For each
 codec: ``recall@k`` of the compressed top-k; ``recall@100`` when the database has at least
 1000 candidates; ``recall@k`` after re-ranking the top ``rescore·k`` compressed candidates
-(with float32 vectors, or with the codec's own second stage for LeanVec); Spearman's ρ
-between original and compressed similarities of random database pairs (query side float,
-database side compressed, as in search); and per query the neighbourhood overlap
+(with float32 vectors, or with the codec's own second stage); Spearman's ρ between original
+and compressed similarities of random database pairs (query side float, database side
+compressed, as in search); and per query the neighbourhood overlap
 ``|kNN_compressed ∩ kNN_exact| / k`` — the query's own recall, i.e. where compression hurts,
 for the rows ``CompressionReport.query_rows`` of ``X`` (colour those points of a projection).
 
+Two-level codecs (LVQ-B1×B2, LeanVec with a secondary) are scored alike, as SVS runs them:
+``recall@k`` (and Spearman's ρ) is their **first stage alone** (the LVQ-B1 codes; LeanVec's
+reduced primary), and ``recall@k`` re-ranked is the first stage's top ``rescore·k`` re-ranked
+with their own second level (``rescored_with``), which is already in their bytes.
+
+Every recall is a mean over the queries and carries a 95 % interval: the percentile bootstrap
+over queries of :func:`core.stats.bootstrap_ci` (seeded with ``seed``), as every interval in
+embscope is made.
+
+Bytes of two-stage search: re-ranking with float32 holds the float32 vectors beside the codes,
+so a re-ranked figure costs ``bytes_per_vector + 4·d`` (``bytes_per_vector_rescored``); a
+codec re-ranked by its own second level costs its code bytes alone (plain float32 too).
+
 Geometry: IsoScore and effective rank (docs/science.md §6.1, §6.4) of the compressed copy — the
 vectors a saved copy holds (:func:`compressed_vectors`) — on a seeded sample of database rows,
-beside the same scores of the float32 vectors (prepared for the metric) on the same rows. A
-codec can keep recall and still change the space's shape: PCA-k concentrates variance, binary
-codes spread it, and the Geometry page would then score a saved copy differently.
+beside the float32 vectors' own scores **at the same dimension** on the same rows (see
+:func:`geometry_reference`). A codec can keep recall and still change the space's shape:
+binary codes spread the variance, and the Geometry page would then score a saved copy
+differently.
 
 Memory stays bounded at 100k × 384: one prepared copy of the database, codes, and scores in
 blocks (:meth:`core.compression.Codec.search`).
@@ -52,6 +66,7 @@ from embscope.core.geometry.isotropy import (
 )
 from embscope.core.index import exact_knn
 from embscope.core.progress import ProgressFn
+from embscope.core.stats import bootstrap_ci, ci_json, format_ci
 from embscope.core.validation import check_int, check_metric, check_vectors, prepare_for_metric
 
 __all__ = [
@@ -59,6 +74,8 @@ __all__ = [
     "CompressionReport",
     "compressed_vectors",
     "evaluate_codecs",
+    "format_report",
+    "geometry_reference",
     "save_compressed_copy",
     "space_geometry",
 ]
@@ -72,6 +89,7 @@ GEOMETRY_SAMPLE = 5000
 # Queries per exact-search call: it holds (block x n) float32 distances and int64 indices,
 # 77 MB at n = 100k.
 _TRUTH_BLOCK = 64
+_NO_CI = (float("nan"), float("nan"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,8 @@ class CodecResult:
     compression_ratio : float
         ``4 d / bytes_per_vector`` (float32 = 1).
     recall : float
-        Mean recall@k of the compressed top-k (k = ``CompressionReport.k``).
+        Mean recall@k of the compressed top-k (k = ``CompressionReport.k``); for two-level
+        codecs, of the first stage alone (``first_stage``).
     recall_100 : float or None
         Mean recall@100, when the database is large enough (>= 1000 candidates).
     recall_rescored : float
@@ -97,7 +116,7 @@ class CodecResult:
         ``"float32"``, or the codec's own second stage (e.g. ``"secondary lvq:8"``).
     spearman : float
         Spearman's ρ between original and compressed similarities of random pairs (NaN if
-        the compressed scores are constant).
+        the compressed scores are constant); the first stage's for two-level codecs.
     overlap : float32 ndarray of shape (n_queries,)
         Per query row (``CompressionReport.query_rows``): ``|kNN_compressed ∩ kNN_exact| / k``.
     encode_seconds : float
@@ -113,6 +132,25 @@ class CodecResult:
     isoscore, effective_rank : float or None
         IsoScore and effective rank (singular values) of the compressed copy on the
         geometry sample (``CompressionReport.geometry_rows``); None when not measured.
+    recall_ci, recall_rescored_ci : (float, float)
+        95 % intervals of ``recall`` and ``recall_rescored`` (bootstrap over queries).
+    recall_100_ci : (float, float) or None
+        The same for ``recall_100``.
+    overlap_rescored : float32 ndarray of shape (n_queries,) or None
+        Per query row, recall@k after re-ranking (``recall_rescored`` is its mean).
+    first_stage : str or None
+        Two-level codecs: what ``recall`` searched with (e.g. ``"lvq:4 (first level)"``).
+    rerank_bytes : int
+        Bytes per vector the re-ranking representation adds to the code: ``4·d`` for float32
+        re-ranking, 0 for a codec's own second stage (already in ``bytes_per_vector``) and for
+        float32 itself.
+    reference_isoscore, reference_effective_rank : float or None
+        The float32 vectors' scores at the copy's dimension on the same rows
+        (:func:`geometry_reference`): the original itself for codecs that keep every
+        dimension, its top-``compressed_dim`` principal components for dimension reducers.
+    geometry_reference : str
+        What those reference scores were computed on, e.g. ``"float32"`` or
+        ``"float32, top 128 principal components"``.
     """
 
     spec: str
@@ -133,6 +171,20 @@ class CodecResult:
     compressed_dim: int | None = None
     isoscore: float | None = None
     effective_rank: float | None = None
+    recall_ci: tuple[float, float] = _NO_CI
+    recall_100_ci: tuple[float, float] | None = None
+    recall_rescored_ci: tuple[float, float] = _NO_CI
+    overlap_rescored: np.ndarray | None = field(default=None, repr=False)
+    first_stage: str | None = None
+    rerank_bytes: int = 0
+    reference_isoscore: float | None = None
+    reference_effective_rank: float | None = None
+    geometry_reference: str = "float32"
+
+    @property
+    def bytes_per_vector_rescored(self) -> int:
+        """Bytes per vector two-stage search holds: the code plus the re-ranking vectors."""
+        return self.bytes_per_vector + self.rerank_bytes
 
 
 @dataclass(frozen=True)
@@ -193,13 +245,18 @@ class CompressionReport:
         """One JSON-ready dict per codec.
 
         Keys: ``codec``, ``family``, ``bytes_per_vector``, ``shared_bytes``,
-        ``compression_ratio``, ``recall@{k}``, ``recall@{k}_rescored``, ``rescored_with``,
-        ``recall@100`` (None when not measured), ``spearman`` (None if undefined),
+        ``compression_ratio``, ``recall@{k}`` (two-level codecs: the first stage, named in
+        ``first_stage``, else None), ``recall@{k}_rescored``, ``rescored_with``,
+        ``rerank_bytes_per_vector`` and ``bytes_per_vector_rescored`` (the code plus the
+        re-ranking representation), ``recall@100`` (None when not measured), each recall's
+        95 % interval beside it as ``<key>_ci: [lo, hi]``, ``spearman`` (None if undefined),
         ``encode_seconds``, ``query_seconds``, ``explained_variance`` (PCA, else None),
         ``dim`` (of the compressed copy's vectors), ``isoscore`` and ``effective_rank`` (of
-        the compressed copy; the float32 values are the report's ``original_*``).
+        the compressed copy) beside ``reference_isoscore`` and ``reference_effective_rank``
+        (the float32 vectors at the same dimension, described by ``geometry_reference``).
         """
         out = []
+        k = self.k
         for r in self.results:
             out.append(
                 {
@@ -208,10 +265,16 @@ class CompressionReport:
                     "bytes_per_vector": r.bytes_per_vector,
                     "shared_bytes": r.shared_bytes,
                     "compression_ratio": r.compression_ratio,
-                    f"recall@{self.k}": r.recall,
-                    f"recall@{self.k}_rescored": r.recall_rescored,
+                    f"recall@{k}": r.recall,
+                    f"recall@{k}_ci": ci_json(r.recall_ci),
+                    "first_stage": r.first_stage,
+                    f"recall@{k}_rescored": r.recall_rescored,
+                    f"recall@{k}_rescored_ci": ci_json(r.recall_rescored_ci),
                     "rescored_with": r.rescored_with,
+                    "rerank_bytes_per_vector": r.rerank_bytes,
+                    "bytes_per_vector_rescored": r.bytes_per_vector_rescored,
                     "recall@100": r.recall_100,
+                    "recall@100_ci": None if r.recall_100_ci is None else ci_json(r.recall_100_ci),
                     "spearman": None if math.isnan(r.spearman) else r.spearman,
                     "encode_seconds": r.encode_seconds,
                     "query_seconds": r.query_seconds,
@@ -219,6 +282,9 @@ class CompressionReport:
                     "dim": r.compressed_dim,
                     "isoscore": _finite_or_none(r.isoscore),
                     "effective_rank": _finite_or_none(r.effective_rank),
+                    "reference_isoscore": _finite_or_none(r.reference_isoscore),
+                    "reference_effective_rank": _finite_or_none(r.reference_effective_rank),
+                    "geometry_reference": r.geometry_reference,
                 }
             )
         return out
@@ -254,6 +320,57 @@ class CompressionReport:
         return pd.DataFrame(self.rows())
 
 
+def format_report(
+    report: CompressionReport, rows: list[dict[str, Any]] | None = None, *, name: str = ""
+) -> str:
+    """The report as a plain-text table (``embscope compress`` without ``--json``): each
+    recall ± half its 95 % interval, the re-ranked recall with the bytes two-stage search
+    holds, and each copy's IsoScore beside the float32 vectors' at the same dimension.
+
+    ``rows``: :meth:`CompressionReport.rows`, possibly with ``"saved_dataset"`` added.
+    """
+    rows = report.rows() if rows is None else rows
+    k = report.k
+
+    def recall(row: dict[str, Any], key: str) -> str:
+        lo, hi = (float("nan") if c is None else float(c) for c in row[f"{key}_ci"])
+        return format_ci(row[key], (lo, hi))
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"compression of {name!r} ({report.n} x {report.dim}, {report.metric}, "
+        f"{report.query_rows.shape[0]} queries, recall@{k} against exact float32 search, "
+        "± half its 95 % interval):",
+        f"  {'codec':<18} {'bytes/vec':>9} {'shared':>10} {f'recall@{k}':>15} "
+        f"{f'x{report.rescore} re-ranked':>15} {'bytes':>6} {'spearman':>9} {'isoscore':>9} "
+        f"{'float32':>8} {'encode s':>9}",
+    ]
+    if report.original_isoscore is not None:
+        lines.append(
+            f"  (float32: isoscore {report.original_isoscore:.4f}, effective rank "
+            f"{report.original_effective_rank:.1f}, on {report.geometry_rows} sampled rows; "
+            "a copy of k < d dims is set beside the float32 top-k principal components)"
+        )
+    for row in rows:
+        saved = row.get("saved_dataset")
+        lines.append(
+            f"  {row['codec']:<18} {row['bytes_per_vector']:>9} {row['shared_bytes']:>10} "
+            f"{recall(row, f'recall@{k}'):>15} {recall(row, f'recall@{k}_rescored'):>15} "
+            f"{row['bytes_per_vector_rescored']:>6} {number(row['spearman']):>9} "
+            f"{number(row['isoscore']):>9} {number(row['reference_isoscore']):>8} "
+            f"{row['encode_seconds']:>9.2f}"
+            + ("" if saved is None else f"  saved as dataset {saved}")
+        )
+    lines.append(
+        f"  re-ranked: the top {report.rescore}*{k} re-ranked with float32 vectors (bytes: code "
+        f"+ 4*d = {4 * report.dim}), or by a two-level codec's own second level (lvq:B1xB2, "
+        f"leanvec: bytes = the code alone, and recall@{k} is their first stage alone)"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -261,8 +378,51 @@ def _finite_or_none(value: float | None) -> float | None:
 def space_geometry(V: np.ndarray) -> tuple[float, float]:
     """(IsoScore, effective rank) of the rows of ``V`` (float, shape (m, d'), m >= 2), from
     one covariance spectrum; NaN where undefined (one dimension, no variance)."""
-    eigenvalues = moments(V).covariance_eigenvalues()
+    return _spectrum_geometry(moments(V).covariance_eigenvalues())
+
+
+def _spectrum_geometry(eigenvalues: np.ndarray) -> tuple[float, float]:
     return isoscore_from_eigenvalues(eigenvalues), effective_rank_from_eigenvalues(eigenvalues)
+
+
+def geometry_reference(eigenvalues: np.ndarray, dim: int) -> tuple[float, float, str]:
+    """The float32 vectors' (IsoScore, effective rank) at dimension ``dim``, and what they are.
+
+    IsoScore and effective rank depend on the dimension they are measured in: k equal
+    variances score ``(k − 1)/(n − 1)`` in n dimensions, and the effective rank of k-dim
+    vectors is at most k. A k-dim copy set beside the d-dim original therefore compares
+    unlike things (PCA-128 of a 384-d space reads "more isotropic" only because it has fewer
+    dimensions). So a compressed copy of ``dim < d`` dimensions is compared with the
+    original's own **top-``dim`` principal projection** on the same rows: the ``dim``-dim view
+    of the original that keeps the most variance, and exactly what PCA-``dim`` keeps. Both
+    scores are rotation-invariant, so that projection's scores are those of the top ``dim``
+    eigenvalues of the rows' covariance. PCA-k then matches its reference (up to the basis
+    being fitted on the whole database, not the sample), and what another reducer shows beside
+    it is its own doing (which directions it kept), not the dimension. Reconstructed vectors
+    were not used instead: random projection has no decoder, and a rank-k reconstruction
+    scored in d dimensions is a degenerate d-dim space, unlike the k-dim copy a user saves.
+
+    Parameters
+    ----------
+    eigenvalues : float ndarray of shape (d,)
+        Covariance eigenvalues of the float32 rows (prepared for the metric), descending.
+    dim : int
+        The compressed copy's dimension.
+
+    Returns
+    -------
+    (isoscore, effective_rank, description)
+    """
+    d = eigenvalues.shape[0]
+    if dim >= d:
+        return (*_spectrum_geometry(eigenvalues), "float32")
+    top = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1][:dim]
+    return (*_spectrum_geometry(top), f"float32, top {dim} principal components")
+
+
+def _interval(per_query: np.ndarray | None, seed: int) -> tuple[float, float] | None:
+    """95 % interval of a mean recall from its per-query values (None when not measured)."""
+    return None if per_query is None else bootstrap_ci(per_query, seed=seed)
 
 
 def _stage(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
@@ -458,7 +618,8 @@ def _evaluate(
             n_db, size=min(GEOMETRY_SAMPLE, n_db), replace=False
         )
     )
-    original_geometry = space_geometry(database[geometry_rows])
+    original_eigenvalues = moments(database[geometry_rows]).covariance_eigenvalues()
+    original_geometry = _spectrum_geometry(original_eigenvalues)
 
     results = []
     share = 0.95 / len(codecs)
@@ -480,17 +641,19 @@ def _evaluate(
         )
         query_seconds = time.perf_counter() - t0
         hits = _hits(found[:, :k], truth[:, :k])
-        recall_100 = float(_hits(found[:, :100], truth).mean() / 100) if with_100 else None
+        per_query_100 = _hits(found[:, :100], truth) / 100 if with_100 else None
 
         shortlist = found[:, : min(rescore * k, candidates)]
         if codec.has_reranker:
             second = codec.rerank(queries, codes, shortlist)
             rescored, _ = sort_by_score(shortlist, second, k)
-            rescored_with = f"secondary lvq:{codec.secondary_bits}"
+            rescored_with = codec.reranker or "its own second stage"
+            rerank_bytes = 0  # the second level is part of the code
         else:
             rescored, _ = rerank_exact(queries, database, shortlist, k, metric=metric)
             rescored_with = "float32"
-        recall_rescored = float(_hits(rescored, truth[:, :k]).mean() / k)
+            rerank_bytes = 0 if codec.spec == "float32" else 4 * d
+        per_query_rescored = _hits(rescored, truth[:, :k]) / k
 
         _tick(progress, low + 0.9 * share, f"{codec.spec}: rank correlation of pairs")
         compressed_pairs = np.empty(n_pairs, dtype=np.float32)
@@ -503,6 +666,9 @@ def _evaluate(
             rho = float(spearmanr(original_pairs, compressed_pairs).statistic)
         compressed = codec.compressed_vectors(codes.rows(geometry_rows))
         iso, erank = space_geometry(compressed)
+        ref_iso, ref_erank, reference = geometry_reference(
+            original_eigenvalues, int(compressed.shape[1])
+        )
 
         bpv = codec.bytes_per_vector
         results.append(
@@ -513,8 +679,8 @@ def _evaluate(
                 shared_bytes=codec.shared_bytes,
                 compression_ratio=4.0 * d / bpv,
                 recall=float(hits.mean() / k),
-                recall_100=recall_100,
-                recall_rescored=recall_rescored,
+                recall_100=None if per_query_100 is None else float(per_query_100.mean()),
+                recall_rescored=float(per_query_rescored.mean()),
                 rescored_with=rescored_with,
                 spearman=rho,
                 overlap=(hits / k).astype(np.float32),
@@ -525,6 +691,15 @@ def _evaluate(
                 compressed_dim=int(compressed.shape[1]),
                 isoscore=iso,
                 effective_rank=erank,
+                recall_ci=bootstrap_ci(hits / k, seed=seed),
+                recall_100_ci=_interval(per_query_100, seed),
+                recall_rescored_ci=bootstrap_ci(per_query_rescored, seed=seed),
+                overlap_rescored=per_query_rescored.astype(np.float32),
+                first_stage=codec.first_stage,
+                rerank_bytes=rerank_bytes,
+                reference_isoscore=ref_iso,
+                reference_effective_rank=ref_erank,
+                geometry_reference=reference,
             )
         )
         warnings.extend(codec.warnings)

@@ -10,10 +10,18 @@ Definitions follow docs/science.md §4.2:
   ``l = min z``, ``Δ = (max z − l)/(2^B − 1)``, ``c = clip(round((z − l)/Δ), 0, 2^B − 1)``;
   ``l`` and ``Δ`` are stored as float16 and the decoder uses exactly those values. ``l`` is
   rounded down and ``Δ`` up to the next float16, so no coordinate is ever clipped. Two-level
-  **LVQ-B1×B2** adds a signed B2-bit code of the residual with step ``Δ₂ = Δ/2^B2``.
+  **LVQ-B1×B2** adds a B2-bit code of the residual ``r = z − ẑ`` as the paper defines it,
+  ``Q(r; B2, −Δ/2, Δ/2)``: the 2^B2 levels ``−Δ/2 + j·Δ₂``, ``Δ₂ = Δ/(2^B2 − 1)``, span the
+  whole range a residual can take, so nothing is clipped and the error is at most ``Δ₂/2``.
   Codes are bit-packed: ``ceil(d·B/8) + 4`` bytes per vector.
 * **LeanVec-ID**: PCA to ``d'`` dims, LVQ-B1 of the reduced vectors for the search (scored
   with the uncentred query, as PCA), and LVQ-B2 of the full vectors for re-ranking.
+
+Both two-level codecs search as SVS runs them (docs/science.md §4.2): the **first level**
+alone (LVQ-B1 codes; LeanVec's reduced primary) scores every vector, and the **second level**
+(LVQ-B1 plus the residual; LeanVec's full-dimensional secondary) re-ranks the shortlist
+(:meth:`Codec.rerank`). ``score``, ``search`` and ``pair_scores`` are the first level's;
+``decode`` (the compressed copy) uses every level.
 * **binary**: ``b = x > 0`` (optionally after subtracting the mean), packed with
   ``np.packbits``; Hamming distance by popcount of XORed 64-bit words, or asymmetric
   ``q·(2b − 1)``.
@@ -25,7 +33,7 @@ Definitions follow docs/science.md §4.2:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -213,14 +221,16 @@ def lvq_encode(Z: np.ndarray, bits: int, residual_bits: int | None = None) -> di
     Z : float32 ndarray of shape (n, d)
     bits : int in [1, 8]
     residual_bits : int in [1, 8], optional
-        Two-level LVQ: a signed code of the residual with step ``Δ / 2**residual_bits``.
+        Two-level LVQ: the residual quantised as ``Q(r; B2, −Δ/2, Δ/2)`` (Aguerrebere et al.
+        2023): levels ``−Δ/2 + j·Δ/(2**B2 − 1)``, ``j = 0 … 2**B2 − 1``, with ``Δ`` the stored
+        (float16) step of the first level.
 
     Returns
     -------
     dict
         ``codes`` packed uint8 (n, ceil(d*bits/8)); ``lower`` and ``step`` float16 (n,);
-        ``residual`` packed uint8 (n, ceil(d*residual_bits/8)) when two-level (stored with an
-        offset of ``2**(residual_bits-1)``).
+        ``residual`` packed uint8 (n, ceil(d*residual_bits/8)) of the level indices ``j``
+        when two-level.
     """
     levels = (1 << bits) - 1
     lo, hi = Z.min(axis=1), Z.max(axis=1)
@@ -243,11 +253,11 @@ def lvq_encode(Z: np.ndarray, bits: int, residual_bits: int | None = None) -> di
     codes = np.clip(np.rint((Z - lo32[:, None]) / safe), 0, levels)
     out = {"codes": pack_bits(codes.astype(np.uint8), bits), "lower": lo16, "step": step16}
     if residual_bits:
-        half = 1 << (residual_bits - 1)
+        levels2 = (1 << residual_bits) - 1
         residual = Z - (codes * step32[:, None] + lo32[:, None])
-        step2 = (step32 / np.float32(1 << residual_bits))[:, None]
+        step2 = (step32 / np.float32(levels2))[:, None]
         safe2 = np.where(step2 > 0, step2, np.float32(1.0))
-        c2 = np.clip(np.rint(residual / safe2), -half, half - 1) + half
+        c2 = np.clip(np.rint((residual + step32[:, None] / 2) / safe2), 0, levels2)
         out["residual"] = pack_bits(c2.astype(np.uint8), residual_bits)
     return out
 
@@ -266,9 +276,9 @@ def lvq_decode(
     out *= step
     out += arrays["lower"].astype(np.float32)[:, None]
     if residual_bits:
-        half = 1 << (residual_bits - 1)
-        c2 = unpack_bits(arrays["residual"], residual_bits, d).astype(np.float32) - half
-        c2 *= step / np.float32(1 << residual_bits)
+        c2 = unpack_bits(arrays["residual"], residual_bits, d).astype(np.float32)
+        c2 *= step / np.float32((1 << residual_bits) - 1)
+        c2 -= step / 2
         out += c2
     return out
 
@@ -284,7 +294,9 @@ class LVQCodec(Codec):
     ----------
     bits : int in [1, 8]
     residual_bits : int in [1, 8], optional
-        Second level (LVQ-4x8 = ``bits=4, residual_bits=8``). Scores use both levels.
+        Second level (LVQ-4x8 = ``bits=4, residual_bits=8``). Two-level LVQ searches with the
+        first level alone and re-ranks with both (:meth:`rerank`), as SVS does and as
+        :class:`LeanVecCodec` does with its secondary; :meth:`decode` uses both levels.
     """
 
     family = "lvq"
@@ -297,9 +309,23 @@ class LVQCodec(Codec):
         )
 
     @property
+    def has_reranker(self) -> bool:  # type: ignore[override]  # per codec, not per class
+        return self.residual_bits is not None
+
+    @property
     def spec(self) -> str:
         rb = f"x{self.residual_bits}" if self.residual_bits else ""
         return f"lvq:{self.bits}{rb}"
+
+    @property
+    def first_stage(self) -> str | None:
+        return f"lvq:{self.bits} (first level)" if self.residual_bits else None
+
+    @property
+    def reranker(self) -> str | None:
+        if not self.residual_bits:
+            return None
+        return f"two-level lvq:{self.bits}x{self.residual_bits}"
 
     def _bytes_per_vector(self, d: int) -> int:
         extra = _packed_bytes(d, self.residual_bits) if self.residual_bits else 0
@@ -318,6 +344,29 @@ class LVQCodec(Codec):
         out = lvq_decode(arrays, self.bits, self.residual_bits, self._require_fit())
         out += self.mean
         return out
+
+    def _first_level(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = lvq_decode(arrays, self.bits, None, self._require_fit())
+        out += self.mean
+        return out
+
+    # The search (and pair scores) with the first level alone; one-level LVQ: all there is.
+    def _score(self, state: Any, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return dense_similarity(state, self._first_level(arrays), self._metric)
+
+    def _pairs(self, state: Any, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return dense_pair_similarity(state, self._first_level(arrays), self._metric)
+
+    def rerank(self, Q: Any, codes: Any, candidates: np.ndarray) -> np.ndarray:
+        """Similarities of each query with its candidates from both levels (two-level only).
+
+        Returns
+        -------
+        float32 ndarray of shape (m, c)
+        """
+        if not self.residual_bits:
+            return super().rerank(Q, codes, candidates)
+        return _rerank_decoded(self, Q, codes, candidates, self._decode)
 
 
 class LeanVecCodec(Codec):
@@ -351,6 +400,16 @@ class LeanVecCodec(Codec):
     def spec(self) -> str:
         second = f"x{self.secondary_bits}" if self.secondary_bits else ""
         return f"leanvec:{self.dims}:{self.primary_bits}{second}"
+
+    @property
+    def first_stage(self) -> str | None:
+        if not self.secondary_bits:
+            return None
+        return f"primary lvq:{self.primary_bits} of {self.dims} PCA dims"
+
+    @property
+    def reranker(self) -> str | None:
+        return f"secondary lvq:{self.secondary_bits}" if self.secondary_bits else None
 
     def _check_data(self, n: int, d: int) -> None:
         if self.dims > d:
@@ -438,26 +497,39 @@ class LeanVecCodec(Codec):
         bits = self.secondary_bits
         if not bits:
             return super().rerank(Q, codes, candidates)
-        self._check_codes(codes)
-        Q = self._prepare_input(check_vectors(Q, dim=self._dim, name="queries"), self._metric)
-        candidates = np.asarray(candidates, dtype=np.int64)
-        if candidates.ndim != 2 or candidates.shape[0] != Q.shape[0]:
-            raise InvalidInputError(
-                f"candidates must have one row per query ({Q.shape[0]}), got {candidates.shape}"
-            )
-        out = np.empty(candidates.shape, dtype=np.float32)
-        for start in range(0, Q.shape[0], 256):
-            rows = candidates[start : start + 256]
-            decoded = self._secondary(codes.rows(rows.ravel()).arrays, bits).reshape(
-                rows.shape[0], rows.shape[1], -1
-            )
-            q = Q[start : start + 256, None, :]
-            if self._metric == "l2":
-                diff = decoded - q
-                out[start : start + 256] = -np.einsum("mcd,mcd->mc", diff, diff)
-            else:
-                out[start : start + 256] = np.einsum("mcd,mcd->mc", decoded, q)
-        return out
+        return _rerank_decoded(
+            self, Q, codes, candidates, lambda arrays: self._secondary(arrays, bits)
+        )
+
+
+def _rerank_decoded(
+    codec: Codec,
+    Q: Any,
+    codes: Any,
+    candidates: np.ndarray,
+    decode: Callable[[Mapping[str, np.ndarray]], np.ndarray],
+) -> np.ndarray:
+    """Similarities of each query with its candidate rows decoded by ``decode`` (a codec's own
+    second stage), in blocks of 256 queries."""
+    codec._check_codes(codes)
+    metric = codec.metric
+    Q = codec._prepare_input(check_vectors(Q, dim=codec.dim, name="queries"), metric)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if candidates.ndim != 2 or candidates.shape[0] != Q.shape[0]:
+        raise InvalidInputError(
+            f"candidates must have one row per query ({Q.shape[0]}), got {candidates.shape}"
+        )
+    out = np.empty(candidates.shape, dtype=np.float32)
+    for start in range(0, Q.shape[0], 256):
+        rows = candidates[start : start + 256]
+        decoded = decode(codes.rows(rows.ravel()).arrays).reshape(rows.shape[0], rows.shape[1], -1)
+        q = Q[start : start + 256, None, :]
+        if metric == "l2":
+            diff = decoded - q
+            out[start : start + 256] = -np.einsum("mcd,mcd->mc", diff, diff)
+        else:
+            out[start : start + 256] = np.einsum("mcd,mcd->mc", decoded, q)
+    return out
 
 
 # -- binary ---------------------------------------------------------------------------------

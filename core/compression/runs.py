@@ -36,7 +36,10 @@ KIND = "compression"
 MAX_K = 100
 MAX_RESCORE = 50
 # 2: each codec's row carries the compressed copy's IsoScore and effective rank.
-COMPRESSION_CODE_VERSION = 2
+# 3: 95 % intervals of every recall; two-level LVQ searches with its first level and re-ranks
+#    with both (as LeanVec), its residual on the paper's grid; re-ranking bytes; geometry
+#    compared with the float32 vectors at the copy's dimension.
+COMPRESSION_CODE_VERSION = 3
 
 
 def resolve_specs(

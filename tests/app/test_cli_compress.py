@@ -39,6 +39,23 @@ def test_compress_default_set_json_contract(capsys, db):
     assert by["int8"]["bytes_per_vector"] == 48 and by["int8"]["shared_bytes"] == 2 * 48 * 4
     assert by["float16"]["recall@10"] > 0.98 and by["int8"]["recall@10"] > 0.9
     assert by["binary"]["recall@10_rescored"] >= by["binary"]["recall@10"]
+    # each recall's 95 % interval beside it, under its own key + "_ci"
+    for row in rows:
+        for key in ("recall@10", "recall@10_rescored", "recall@100"):  # 1,499 candidates
+            lo, hi = row[f"{key}_ci"]
+            assert lo <= row[key] <= hi
+    # re-ranked: the bytes held, code + float32 (4·48) or the codec's own second level
+    assert by["int8"]["bytes_per_vector_rescored"] == 48 + 4 * 48
+    assert by["int8"]["rerank_bytes_per_vector"] == 4 * 48
+    lvq = by["lvq:4x8"]
+    assert lvq["first_stage"] == "lvq:4 (first level)"
+    assert lvq["rescored_with"] == "two-level lvq:4x8"
+    assert lvq["bytes_per_vector_rescored"] == lvq["bytes_per_vector"] == 24 + 48 + 4
+    # geometry of a reduced copy beside the float32 top-k principal components
+    pca = by["pca:16"]
+    assert pca["geometry_reference"] == "float32, top 16 principal components"
+    assert pca["effective_rank"] <= 16 and pca["reference_effective_rank"] <= 16
+    assert by["int8"]["geometry_reference"] == "float32"
 
 
 def test_compress_chosen_codecs_save_copies_and_compare_them(capsys, db):
@@ -79,12 +96,14 @@ def test_compare_with_itself_is_identical(capsys, db):
     assert code == 0, err
     obj = json.loads(out)
     assert obj["knn_overlap@7"] == 1.0 and obj["cka"] == pytest.approx(1.0)
+    assert obj["cka_debiased"] == pytest.approx(1.0) and obj["cka_null"] < 0.5
 
 
 def test_compress_human_output(capsys, db):
     code, out, _ = run(capsys, "--db", db, "compress", "gm", "--codec", "lvq:8", "--queries", "20")
     assert code == 0 and "lvq:8" in out and "recall@10" in out
     assert "isoscore" in out and "(float32: isoscore 0." in out
+    assert "± half its 95 % interval" in out and " ± " in out.splitlines()[3]
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embscope.core.demo import gaussian_mixture
@@ -19,6 +22,13 @@ def db(tmp_path, monkeypatch) -> Path:
     with Store(path) as s:
         store_demo_dataset(s, gaussian_mixture(600, 32, 4, seed=0), name="gm")
     return path
+
+
+def _values(array):
+    """A plotly array from a figure's JSON: a list, or numpy's bytes in base64."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
 
 
 def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
@@ -43,12 +53,36 @@ def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     assert not at.exception
     table = next(d.value for d in at.dataframe if "codec" in d.value.columns)
     assert table["codec"].tolist() == ["int8", "binary", "pca:8"]
-    assert table.loc[0, "recall@10"] > 0.9 and table.loc[1, "bytes_per_vector"] == 4
+    # every recall shown with its 95 % interval: "0.977 ± 0.008" (or its two ends)
+    assert all(("±" in v or "–" in v) for v in table["recall@10"]), table["recall@10"]
+    assert float(table.loc[0, "recall@10"].split()[0]) > 0.9
+    assert table.loc[1, "bytes_per_vector"] == 4
+    # re-ranking with float32 holds 4·d more bytes per vector
+    assert table["bytes_per_vector_rescored"].tolist() == [32 + 128, 4 + 128, 32 + 128]
+    assert table["rescored_with"].tolist() == ["float32"] * 3
     assert table["dim"].tolist() == [32, 32, 8] and table.loc[2, "effective_rank"] <= 8
+    # PCA-8's geometry beside the float32 vectors' top 8 principal components, not the 32-d
+    assert table.loc[2, "reference_effective_rank"] <= 8
+    assert abs(table.loc[2, "isoscore"] - table.loc[2, "reference_isoscore"]) < 0.01
+    assert table.loc[0, "reference_isoscore"] == table.loc[1, "reference_isoscore"]
     assert any("the float32 vectors score 0." in c.value for c in at.caption)
+    assert any("top-k principal components" in c.value for c in at.caption)
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # Pareto + harm map
     assert "log" in charts[0].proto.spec and "recall@10 of binary" in charts[1].proto.spec
+    pareto = json.loads(charts[0].proto.spec)["data"]
+    for trace in pareto:  # 95 % error bars on every point
+        assert len(_values(trace["error_y"]["arrayminus"])) == len(_values(trace["x"]))
+    assert any(max(_values(t["error_y"]["array"])) > 0 for t in pareto)
+    by_toggle = by_key(at.toggle, "compression.pareto_rescored")
+    by_toggle.set_value(True)
+    at.run()
+    assert not at.exception
+    pareto = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    int8 = next(t for t in pareto if t["text"] == ["int8"])
+    assert _values(int8["x"]) == [32 + 128] and "float32" in int8["name"]  # code + float32
+    assert "re-ranking" in int8["hovertemplate"]
+    assert any("4·d = 128 bytes per vector" in c.value for c in at.caption)
     assert any("query points keep fewer than half" in c.value for c in at.caption)
     by_key(at.selectbox, "compression.save_spec.1").set_value("int8")
     by_key(at.button, "compression.save").click()

@@ -294,18 +294,54 @@ def test_lvq_decoder_uses_the_float16_constants(bits):
     assert (top >= z.max(1) - 1e-6).all()
 
 
-def test_two_level_lvq_residual():
+@pytest.mark.parametrize("residual_bits", [2, 4, 8])
+def test_two_level_lvq_residual_is_the_papers_quantiser(residual_bits):
+    # Aguerrebere et al. 2023: the residual r = z - ẑ is quantised as Q(r; B2, -Δ/2, Δ/2), the
+    # uniform quantiser Q(x; B, l, u) = l + Δ' round((x - l)/Δ'), Δ' = (u - l)/(2^B - 1).
     X = _unit(200, 64, seed=4)
     one = LVQCodec(4).fit(X, metric="ip")
-    two = LVQCodec(4, 8).fit(X, metric="ip")
+    two = LVQCodec(4, residual_bits).fit(X, metric="ip")
     codes = two.encode(X)
     step = codes.arrays["step"].astype(np.float32)[:, None]
+    lower = codes.arrays["lower"].astype(np.float32)[:, None]
+    z = X - two.mean
+    first = unpack_bits(codes.arrays["codes"], 4, 64).astype(np.float32) * step + lower
+    r = z - first
+    levels = 2**residual_bits - 1
+    fine = step / levels
+    j = np.clip(np.rint((r + step / 2) / fine), 0, levels)
+    expected = two.mean + first + (-step / 2 + j * fine)
+    np.testing.assert_allclose(two.decode(codes), expected, rtol=0, atol=1e-6)
+    stored = unpack_bits(codes.arrays["residual"], residual_bits, 64)
+    assert (np.abs(stored.astype(np.float64) - j) <= 1).all() and (stored == j).mean() > 0.999
+    # The grid spans [-Δ/2, Δ/2], where every residual lies: nothing is clipped, the error is
+    # at most half a residual step.
+    assert (np.abs(r) <= step / 2 + 1e-6).all()
     err_two = np.abs(two.decode(codes) - X)
-    # Residual step is step / 2^B2; the signed code reaches -step/2 .. step/2 - step/2^B2, so
-    # the error is at most half a residual step, or one at the clipped top.
-    assert (err_two <= step / 2**8 + 1e-6).all()
-    assert np.median(err_two / step) < 1 / 2**9
-    assert err_two.max() < np.abs(one.decode(one.encode(X)) - X).max() / 50
+    assert (err_two <= fine / 2 + 1e-6).all()
+    assert err_two.max() < np.abs(one.decode(one.encode(X)) - X).max() / (levels / 2)
+
+
+def test_two_level_lvq_searches_with_its_first_level_and_reranks_with_both():
+    X = _unit(300, 64, seed=10)
+    Q = _unit(6, 64, seed=11)
+    one, two = LVQCodec(4).fit(X), LVQCodec(4, 8).fit(X)
+    codes_one, codes_two = one.encode(X), two.encode(X)
+    assert two.has_reranker and not one.has_reranker
+    assert two.first_stage == "lvq:4 (first level)" and two.reranker == "two-level lvq:4x8"
+    # The first stage: the 4-bit codes alone, exactly what one-level LVQ-4 scores.
+    np.testing.assert_array_equal(two.score(Q, codes_two), one.score(Q, codes_one))
+    np.testing.assert_array_equal(
+        two.pair_scores(X[:20], codes_two.rows(slice(0, 20))),
+        one.pair_scores(X[:20], codes_one.rows(slice(0, 20))),
+    )
+    # The second: both levels (the decoded vectors), for the candidate rows only.
+    cand = np.tile(np.arange(0, 300, 7), (6, 1))
+    np.testing.assert_allclose(
+        two.rerank(Q, codes_two, cand), Q @ two.decode(codes_two)[cand[0]].T, atol=1e-5
+    )
+    with pytest.raises(InvalidInputError, match="second stage"):
+        one.rerank(Q, codes_one, cand)
 
 
 def test_lvq_high_bits_is_lossless_and_flat_vectors_are_fine():
