@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from embscope.app.choices import GEOMETRY_METRICS
 from embscope.core.clusters import METHODS as CLUSTER_METHODS
 from embscope.core.errors import InvalidInputError
+from embscope.core.hubness_reduction import METHODS as HUBNESS_METHODS
 from embscope.core.index import BACKENDS
 from embscope.core.validation import METRICS
 
@@ -185,7 +186,7 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
         search = ds.search(
             row=args.row, id=args.id, vector=vector, text=args.text, k=args.k,
             metric=args.metric, backend=args.backend, ef=args.ef, exact=args.exact,
-            where=args.filter,
+            where=args.filter, hubness_reduction=args.hubness_reduction,
         )  # fmt: skip
     result = search.to_json()
     if args.json:
@@ -193,13 +194,18 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
         return 0
     answer = search.answer
     among = "" if answer.filtered is None else f" among {answer.filtered:,} matching items"
+    method = answer.hubness_reduction
+    reduced = "" if method is None else f", hubs reduced: {method}"
     sys.stdout.write(
         f"{len(answer.rows)} nearest neighbours of {search.query.description} in {ds.name!r}"
-        f"{among} ({answer.backend}, {args.metric or ds.info.metric}, "
+        f"{among} ({answer.backend}, {args.metric or ds.info.metric}{reduced}, "
         f"{answer.latency_ms:.2f} ms)\n"
     )
     for rank, item in enumerate(result["neighbours"], start=1):
-        sys.stdout.write(f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}  {item['id']}\n")
+        score = f"  score {item['score']:.6f}" if "score" in item else ""
+        sys.stdout.write(
+            f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}{score}  {item['id']}\n"
+        )
     if search.comparison is not None:
         sys.stdout.write(
             f"recall@{len(answer.rows)} against exact search: {search.comparison.recall:.3f} "
@@ -209,7 +215,7 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
 
 
 def _cmd_geometry(args: argparse.Namespace) -> int:
-    from embscope.core.geometry.scorecard import SCORES
+    from embscope.core.geometry.scorecard import REFERENCES, SCORES
 
     with _open(args) as db:
         ds = db.dataset(args.dataset)
@@ -217,15 +223,79 @@ def _cmd_geometry(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    beside = {ref for ref, _ in REFERENCES.values()}  # shown beside their score, not alone
     sys.stdout.write(f"geometry of {ds.name!r} ({ds.n} x {ds.dim}, {result.get('metric')}):\n")
     for key, value in result.items():
-        if key == "notes":
+        if key == "notes" or key in beside:
             continue
-        shown = "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else value)
+        reference = ""
+        if key in REFERENCES and REFERENCES[key][0] in result:
+            ref_key, what = REFERENCES[key]
+            reference = f" ({what}: {shown(result[ref_key])})"
         meaning = SCORES.get(key, "")
-        sys.stdout.write(f"  {key:<20} {shown!s:>10}  {meaning}\n")
+        sys.stdout.write(f"  {key:<20} {shown(value):>10}{reference}  {meaning}\n")
     for note in result.get("notes", []):
         sys.stdout.write(f"note: {note}\n")
+    return 0
+
+
+def _ef_list(text: str) -> list[int]:
+    """``--ef 10,20,40`` as whole numbers (bounds are checked by the job)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--ef takes whole numbers separated by commas, e.g. 10,20,40; got {text!r}"
+        ) from None
+
+
+def _cmd_diagnostics(args: argparse.Namespace) -> int:
+    with _open(args) as db:
+        ds = db.dataset(args.dataset)
+        result = ds.diagnostics(
+            k=args.k, efs=args.ef, queries=args.queries, seeds=args.seeds, metric=args.metric,
+            label_column=args.label_column, progress=_stderr_progress,
+        )  # fmt: skip
+        _end_progress()
+    if args.json:
+        _print_json(result)
+        return 0
+    index = result["index"]
+    sys.stdout.write(
+        f"ANN diagnostics of {ds.name!r} ({result['metric']}): {result['n_queries']} held-out "
+        f"queries, an HNSW index of the other {result['n_indexed']:,} items "
+        f"(M={index['M']}, ef_construction={index['ef_construction']}), recall@{result['k']} "
+        "with 95 % bootstrap intervals\n"
+    )
+    for row in result["recall_vs_ef"]:
+        lo, hi = row["recall_ci"]
+        sys.stdout.write(
+            f"  ef {row['ef']:>5}  recall {row['recall']:.3f} [{lo:.3f}, {hi:.3f}]  "
+            f"p50 {row['p50_ms']:.3g} ms  p99 {row['p99_ms']:.3g} ms\n"
+        )
+    rho = result["recall_lid_spearman"]
+    if rho is not None:
+        sys.stdout.write(
+            f"  recall at ef {result['recall_lid_ef']} against query LID: Spearman {rho:.3f}\n"
+        )
+    sys.stdout.write(
+        f"insertion order ({result['insertion_order_sample']:,} items, "
+        f"{result['insertion_order_n_queries']} held-out queries, single-threaded builds):\n"
+    )
+    for row in result["insertion_order"]:
+        sd = "" if row["recall_sd"] is None else f" ± {row['recall_sd']:.3f} sd"
+        sys.stdout.write(
+            f"  {row['order']:<22} ef {row['ef']:>5}  recall {row['recall_mean']:.3f}{sd} "
+            f"over {row['seeds']} seed{'s' if row['seeds'] != 1 else ''}\n"
+        )
+    for order, why in result["insertion_order_skipped"].items():
+        sys.stdout.write(f"  {order}: skipped, {why}\n")
     return 0
 
 
@@ -688,8 +758,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="only items whose metadata match: col=v, col!=v, col<v, col<=v, col>v, col>=v, "
         'col~text (contains), col@["a","b"] (one of); repeatable, AND-ed',
     )  # fmt: skip
+    p.add_argument(
+        "--hubness-reduction", choices=HUBNESS_METHODS, default="none",
+        help="re-rank the nearest max(10k, 100) candidates so hubs stop crowding the answer: "
+        "none (default), csls or mp (mutual proximity); each neighbour gets a score, its "
+        "distance stays the true one",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_neighbours)
+
+    p = command(
+        "diagnostics",
+        "what approximate search costs: recall and latency against ef, recall against LID and "
+        "insertion order, on held-out queries",
+    )
+    p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")
+    p.add_argument(
+        "--ef", type=_ef_list, default=[10, 20, 40, 80, 160], metavar="LIST",
+        help="search breadths, comma-separated (default 10,20,40,80,160; each 1-4096)",
+    )  # fmt: skip
+    p.add_argument(
+        "--queries", type=int, default=None, metavar="N",
+        help="rows held out of the index as queries (default 500, at most a fifth; max 5000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seeds", type=int, default=3, metavar="S",
+        help="builds per insertion order, to show the spread (default 3, max 10)",
+    )  # fmt: skip
+    p.add_argument("-k", type=int, default=10, help="recall@k (default 10, max 100)")
+    p.add_argument("--metric", choices=METRICS, default=None, help=_METRIC_HELP)
+    p.add_argument(
+        "--label-column", metavar="COL", default=None,
+        help="category column for the cluster-by-cluster orders (default: the recorded one)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_diagnostics)
 
     p = command("geometry", "isotropy, intrinsic dimension and hubness scores of a dataset")
     p.add_argument("dataset", metavar="DATASET", help="integer id or exact name")

@@ -12,20 +12,31 @@ import streamlit as st
 
 from embscope.app import map_filter, share, state, widgets
 from embscope.app.choices import backend_label, metric_label
-from embscope.app.jobs import job_panel, last_run_notice, start_index_job
+from embscope.app.jobs import artifact_or_job, job_panel, last_run_notice, start_index_job
 from embscope.app.neighbour_query import current_query, set_query
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.graph import GRAPHS, GraphRequest
+from embscope.core.hubness_reduction import METHOD_LABELS, METHODS, resolve_neighbours
 from embscope.core.index import BACKENDS
 from embscope.core.ingest import MAX_QUERY_VECTOR_BYTES, read_query_vector
 from embscope.core.neighbours import DEFAULT_EF, Query, QueryComparison
 from embscope.core.store import DatasetInfo
-from embscope.core.validation import METRICS
+from embscope.core.validation import METRICS, check_metric
 
 FIND_BY = {"search": "searching its metadata", "id": "its id", "row": "its row"}
 TABS = {"row": "By item", "id": "By item", "vector": "By vector", "text": "By text"}
 MAX_TEXT_CHARS = 1_000
+REDUCE_HELP = (
+    "In high dimensions a few items (hubs) come out near almost everything and crowd every "
+    "answer, while others are never anyone's neighbour. Reducing hubs re-ranks the nearest "
+    "max(10 k, 100) candidates, marking down items that are near everything: CSLS (Conneau "
+    "et al. 2018) subtracts how close each item already is to its own 10 nearest; mutual "
+    "proximity (Schnitzer et al. 2012) keeps an item near only if the query is also unusually "
+    "near it from the item's side. Distances stay the true ones; the score column is what "
+    "ordered the answer. The effect on this dataset is measured below."
+)
 
 
 def _k_max(info: DatasetInfo) -> int:
@@ -46,6 +57,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     for name, value in (
         ("k", link.integer("k", 1, _k_max(info))),
         ("backend", link.choice("backend", BACKENDS)),
+        ("reduce", link.choice("reduce", METHODS)),
         ("ef", link.integer("ef", 1, 500)),
         ("item_how", link.choice("find", FIND_BY)),
         ("search", link.text("search", max_chars=200)),
@@ -85,6 +97,8 @@ def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
     """Make the address bar the link to this view: settings and the query (a pasted vector
     is not put in a link)."""
     params: dict[str, Any] = dict(options)
+    reduce = params.pop("hubness_reduction", "none")
+    params["reduce"] = None if reduce == "none" else reduce  # only a reduction is written
     how = st.session_state.get("neighbours.item_how")
     if how in FIND_BY and how != "search":
         params["find"] = how
@@ -99,13 +113,13 @@ def write_url(info: DatasetInfo, options: dict[str, Any]) -> None:
 
 
 def settings(info: DatasetInfo) -> dict[str, Any]:
-    """k, metric, backend and ef, in one row."""
+    """k, metric, backend, ef and the hubness reduction, in one row."""
     # Defaults through session state, because share links set these too.
     st.session_state.setdefault("neighbours.k", min(10, _k_max(info)))
     if st.session_state["neighbours.k"] > _k_max(info):  # set on a larger dataset
         st.session_state["neighbours.k"] = min(10, _k_max(info))
     st.session_state.setdefault("neighbours.ef", DEFAULT_EF)
-    cols = st.columns(4)
+    cols = st.columns(5)
     k = cols[0].number_input(
         "k (neighbours)", min_value=1, max_value=_k_max(info), key="neighbours.k"
     )
@@ -132,7 +146,15 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
         help="Candidates HNSW keeps while searching (at least k are used). Larger: better "
         "recall, slower queries.",
     )
-    return {"k": int(k), "metric": metric, "backend": backend, "ef": int(ef)}
+    reduce = cols[4].selectbox(
+        "Reduce hubs", list(METHODS), format_func=lambda m: METHOD_LABELS[m],
+        key="neighbours.reduce",
+        help=REDUCE_HELP,
+    )  # fmt: skip
+    return {
+        "k": int(k), "metric": metric, "backend": backend, "ef": int(ef),
+        "hubness_reduction": reduce,
+    }  # fmt: skip
 
 
 def _parse_vector(text: str) -> np.ndarray:
@@ -292,10 +314,28 @@ def run_query(info: DatasetInfo, options: dict[str, Any]) -> tuple[Query, QueryC
                     "built; the answer shows as soon as it is ready."
                 )
                 return None
+        reduce = options.get("hubness_reduction", "none")
+        if reduce != "none" and not _graph_ready(info, metric, reduce):
+            return None
         return query, service.compare(info.id, query, **options)
     except (InvalidInputError, OperationCancelled) as exc:
         widgets.show_error(exc)
         return None
+
+
+def _graph_ready(info: DatasetInfo, metric: str, method: str) -> bool:
+    """True when the shared neighbour graph a hubness reduction reads is stored; else it is
+    built by a background job (its progress shown) and False returned."""
+    request = GraphRequest(info, check_metric(metric), resolve_neighbours(method, n=info.n))
+    if GRAPHS.find(get_store(), request) is not None:
+        return True
+    found = artifact_or_job(
+        GRAPHS, request, button="Build the neighbour graph", button_key="neighbours.build_graph",
+        start_now=True,
+        caption="Reducing hubs reads the dataset's shared neighbour graph: the answer shows "
+        "as soon as it is built.",
+    )  # fmt: skip
+    return found is not None
 
 
 # How long a query waits for its index job before the page shows the job's progress instead:
@@ -341,7 +381,11 @@ def _table(info: DatasetInfo, answer: Any, other_rows: set[int], mark: str) -> p
     rows = get_store().load_rows(info.id, answer.rows)
     rows.insert(0, "rank", np.arange(1, len(rows) + 1))
     rows.insert(3, "distance", answer.distances)
-    rows.insert(4, mark, [int(r) in other_rows for r in answer.rows])
+    at = 4
+    if answer.scores is not None:
+        rows.insert(at, "score", answer.scores)
+        at += 1
+    rows.insert(at, mark, [int(r) in other_rows for r in answer.rows])
     return rows
 
 
@@ -375,7 +419,13 @@ def show_answer(info: DatasetInfo, query: Query, comparison: QueryComparison) ->
         width="stretch",
         key="neighbours.exact_table",
     )
+    reduced = ""
+    if approx.hubness_reduction is not None:
+        reduced = (
+            f" Both answers are re-ranked by {METHOD_LABELS[approx.hubness_reduction]} (the "
+            "score column, higher is nearer) from their nearest max(10 k, 100) candidates."
+        )
     st.caption(
         "Distances are true metric distances: 1 − cos for cosine, Euclidean for l2, "
-        "1 − ⟨q, x⟩ for inner product. The query item itself is left out."
+        "1 − ⟨q, x⟩ for inner product. The query item itself is left out." + reduced
     )

@@ -401,13 +401,24 @@ class Dataset:
         ef: int | None = None,
         exact: bool = False,
         where: Sequence[str] | None = None,
+        hubness_reduction: str = "none",
     ) -> Search:
         """The query and its answer as objects (:meth:`neighbours` gives them as a dict).
-        ``where``: filter expressions (``core.filters``, AND-ed); only matching items return."""
+        ``where``: filter expressions (``core.filters``, AND-ed); only matching items return.
+        ``hubness_reduction``: ``"none"``, ``"csls"`` or ``"mp"`` (``core.hubness_reduction``:
+        the nearest max(10 k, 100) candidates re-ranked; each neighbour gets its ``score``,
+        its ``distance`` stays the true one; with ``exact`` the exact answer is re-ranked
+        the same way)."""
+        from embscope.core.hubness_reduction import check_method
+
+        method = check_method(hubness_reduction)
         service = self.db.neighbour_service
         query = service.resolve(self.id, row=row, item_id=id, vector=vector, text=text)
         metric = metric or self.info.metric
-        options = {"k": k, "metric": metric, "backend": backend, "ef": ef, "where": where}
+        options = {
+            "k": k, "metric": metric, "backend": backend, "ef": ef, "where": where,
+            "hubness_reduction": method,
+        }  # fmt: skip
         if exact:
             comparison = service.compare(self.id, query, **options)
             return Search(query, comparison.approximate, comparison)
@@ -426,14 +437,17 @@ class Dataset:
         ef: int | None = None,
         exact: bool = False,
         where: Sequence[str] | None = None,
+        hubness_reduction: str = "none",
     ) -> dict[str, Any]:
         """Nearest neighbours of an item (``row`` or ``id``), a ``vector`` or a ``text``:
         ``embscope neighbours --json`` (with ``exact``: the exact answer and recall too; with
-        ``where``: only items matching every filter expression, and ``filtered``, their count).
+        ``where``: only items matching every filter expression, and ``filtered``, their count;
+        with ``hubness_reduction`` ``"csls"`` or ``"mp"``: re-ranked, each neighbour with its
+        ``score``, and ``hubness_reduction`` naming the method).
         The item itself is never its own neighbour."""
         return self.search(
             row=row, id=id, vector=vector, text=text, k=k, metric=metric, backend=backend,
-            ef=ef, exact=exact, where=where,
+            ef=ef, exact=exact, where=where, hubness_reduction=hubness_reduction,
         ).to_json()  # fmt: skip
 
     def geometry(
@@ -450,6 +464,28 @@ class Dataset:
         )
         assert card is not None
         return card.to_json()
+
+    def diagnostics(
+        self,
+        *,
+        k: int = 10,
+        efs: Sequence[int] = (10, 20, 40, 80, 160),
+        queries: int | None = None,
+        seeds: int = 3,
+        metric: str | None = None,
+        label_column: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """ANN diagnostics on held-out queries: ``embscope diagnostics --json`` (recall and
+        latency against ef with 95 % intervals, recall against LID, insertion order over
+        ``seeds`` builds each), with the served index settings. Stored; a second call reads
+        them back."""
+        from embscope.core.diagnostics_runs import diagnostics_report
+
+        return diagnostics_report(
+            self.db.neighbour_service, self.id, metric=metric, k=k, efs=efs, n_queries=queries,
+            seeds=seeds, label_column=label_column, progress=progress,
+        )  # fmt: skip
 
     def projection(
         self,

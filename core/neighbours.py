@@ -32,7 +32,16 @@ from embscope.core.artifacts import (
     stored,
 )
 from embscope.core.errors import InvalidInputError
-from embscope.core.graph import recall_at_k
+from embscope.core.graph import get_or_build_graph, recall_at_k
+from embscope.core.hubness_reduction import (
+    HubStats,
+    check_method,
+    hub_stats,
+    pool_size,
+    query_stats,
+    rerank,
+    resolve_neighbours,
+)
 from embscope.core.index import BACKENDS, ExactIndex, exact_knn, load_index, make_index
 from embscope.core.index_base import NeighbourIndex
 from embscope.core.index_milvus import drop_collections
@@ -97,6 +106,13 @@ class Neighbours:
         Wall time of the search through embscope's query path, in milliseconds.
     backend : str
         ``"hnsw"``, ``"exact"`` or ``"milvus"``.
+    filtered : int or None
+        Items matching the filter, when one was given.
+    scores : float64 ndarray of shape (k,) or None
+        With a hubness reduction: the reduced score that ordered the rows (higher is
+        nearer; :mod:`core.hubness_reduction`). ``distances`` stay the true distances.
+    hubness_reduction : str or None
+        The reduction used (``"csls"``, ``"mp"``), None without one.
     """
 
     rows: np.ndarray
@@ -104,20 +120,28 @@ class Neighbours:
     distances: np.ndarray
     latency_ms: float
     backend: str
-    filtered: int | None = None  # items matching the filter, when one was given
+    filtered: int | None = None
+    scores: np.ndarray | None = None
+    hubness_reduction: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's ``neighbours --json`` object."""
+        items: list[dict[str, Any]] = [
+            {"row": int(r), "id": str(i), "distance": float(d)}
+            for r, i, d in zip(self.rows, self.ids, self.distances, strict=True)
+        ]
+        if self.scores is not None:
+            for item, score in zip(items, self.scores, strict=True):
+                item["score"] = float(score)
         out: dict[str, Any] = {
-            "neighbours": [
-                {"row": int(r), "id": str(i), "distance": float(d)}
-                for r, i, d in zip(self.rows, self.ids, self.distances, strict=True)
-            ],
+            "neighbours": items,
             "latency_ms": float(self.latency_ms),
             "backend": self.backend,
         }
         if self.filtered is not None:
             out["filtered"] = int(self.filtered)
+        if self.hubness_reduction is not None:
+            out["hubness_reduction"] = self.hubness_reduction
         return out
 
 
@@ -186,6 +210,9 @@ class NeighbourService:
         self._infos: dict[int, DatasetInfo] = {}
         self._filters: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] = {}
         self._index_owner: dict[str, int] = {}
+        # Per (vectors, metric, K): each row's mean and sd of distances to its K nearest,
+        # read once from the shared graph (hubness reduction).
+        self._hub_stats: dict[tuple[str, str, int], HubStats] = {}
 
     # -- cached data --------------------------------------------------------------------------
 
@@ -352,6 +379,7 @@ class NeighbourService:
                 self._ids.clear()
                 self._infos.clear()
                 self._filters.clear()
+                self._hub_stats.clear()
             else:
                 info = self._infos.pop(int(dataset_id), None)
                 for fp, owner in list(self._index_owner.items()):
@@ -363,6 +391,8 @@ class NeighbourService:
                     self._ids.pop(info.fingerprint, None)
                     for key in [k for k in self._filters if k[0] == info.fingerprint]:
                         del self._filters[key]
+                    for hub in [h for h in self._hub_stats if h[0] == info.fingerprint]:
+                        del self._hub_stats[hub]
         self.prune_files()
 
     def delete_dataset(self, dataset_id: int | str) -> list[str]:
@@ -509,14 +539,22 @@ class NeighbourService:
         ef: int | None = None,
         where: Sequence[str] | None = None,
         progress: ProgressFn | None = None,
+        hubness_reduction: str | None = "none",
+        hubness_neighbours: int | None = None,
         **params: Any,
     ) -> Neighbours:
         """The k nearest neighbours of a resolved query; with ``where`` (filter expressions,
-        :mod:`core.filters`, AND-ed) only items that match, ``filtered`` their count."""
+        :mod:`core.filters`, AND-ed) only items that match, ``filtered`` their count.
+
+        ``hubness_reduction`` (``"csls"`` or ``"mp"``, :mod:`core.hubness_reduction`):
+        the nearest max(10 k, 100) candidates (through the same backend and filter) are
+        re-ranked by the reduced score, returned as ``scores``; ``hubness_neighbours`` is
+        its K (default: the method's)."""
         info = self.dataset(dataset_id)
         metric = check_metric(metric)
         if isinstance(where, str):
             where = [where]  # one expression, not its characters
+        method = check_method(hubness_reduction)
         if backend not in BACKENDS:
             raise InvalidInputError(
                 f"unknown index backend {backend!r}: use one of {', '.join(BACKENDS)}"
@@ -532,6 +570,11 @@ class NeighbourService:
             isinstance(ef, bool) or not isinstance(ef, (int, np.integer)) or ef < 1
         ):
             raise InvalidInputError(f"ef must be a whole number of at least 1, got {ef!r}")
+        if method != "none":  # every input checked before the graph is read
+            return self._reduced_search(
+                info, query, k=k, metric=metric, backend=backend, ef=ef, where=where,
+                progress=progress, method=method, neighbours=hubness_neighbours, **params,
+            )  # fmt: skip
         if allowed is not None and (
             backend == "exact" or len(allowed) <= max(FILTER_EXACT_MIN, FILTER_EXACT_SHARE * info.n)
         ):
@@ -553,6 +596,52 @@ class NeighbourService:
         rows2, dist2 = found or self._exact_among(info.id, where or (), query, k, metric=metric)
         latency = (time.perf_counter() - t0) * 1000.0
         return Neighbours(rows2, self.ids(info.id)[rows2], dist2, latency, used, len(allowed))
+
+    def hub_stats(
+        self, dataset_id: int, *, metric: str, neighbours: int, progress: ProgressFn | None = None
+    ) -> HubStats:
+        """Every row's mean and sd of distances to its ``neighbours`` nearest, from the shared
+        graph (built first if missing), kept per process."""
+        info = self.dataset(dataset_id)
+        key = (info.fingerprint, check_metric(metric), int(neighbours))
+        with self._key_lock("hub:" + repr(key)):
+            if key not in self._hub_stats:
+                graph = get_or_build_graph(
+                    self.store, info.id, k=int(neighbours), metric=metric, progress=progress
+                )
+                self._hub_stats[key] = hub_stats(graph, int(neighbours))
+            return self._hub_stats[key]
+
+    def _reduced_search(
+        self, info: DatasetInfo, query: Query, *, k: int, metric: str, backend: str,
+        ef: int | None, where: Sequence[str] | None, progress: ProgressFn | None,
+        method: str, neighbours: int | None, **params: Any,
+    ) -> Neighbours:  # fmt: skip
+        """:meth:`search` with a hubness reduction: a candidate pool re-ranked."""
+        own = query.exclude_row
+        available = info.n - (0 if own is None else 1)
+        k = check_k(k, max(info.n - 1, 1) if where else available)
+        K = resolve_neighbours(method, neighbours, n=info.n)
+        stats = self.hub_stats(info.id, metric=metric, neighbours=K, progress=progress)
+        same = {"metric": metric, "backend": backend, "ef": ef, "progress": progress, **params}
+        pool = self.search(info.id, query, k=pool_size(k, K, available), where=where, **same)
+        latency = pool.latency_ms  # the searches' own latencies: loading an index is not counted
+        if own is not None:  # a database row: its K nearest are its graph row
+            q_mean, q_sd = float(stats.mean[own]), float(stats.sd[own])
+        else:  # its K nearest of all rows: the pool's first, unless a filter narrowed it
+            near = pool if not where else self.search(info.id, query, k=min(K, available), **same)
+            latency += near.latency_ms if near is not pool else 0.0
+            q_mean, q_sd = query_stats(near.distances, K)
+        t0 = time.perf_counter()
+        rows, dist, score = rerank(
+            method, pool.rows, pool.distances, k=k, query_mean=q_mean, query_sd=q_sd,
+            stats=stats,
+        )  # fmt: skip
+        latency += (time.perf_counter() - t0) * 1000.0
+        return Neighbours(
+            rows, self.ids(info.id)[rows], dist, latency, pool.backend, pool.filtered, score,
+            method,
+        )  # fmt: skip
 
     def matching(
         self, dataset_id: int, where: Sequence[str], *, metric: str = "cosine"
@@ -625,7 +714,8 @@ class NeighbourService:
         """The backend's answer beside the exact one, with recall@k (``options`` as for
         :meth:`search`)."""
         approx = self.search(dataset_id, query, **options)
-        exact_options = {k: v for k, v in options.items() if k in ("k", "metric", "where")}
+        same = ("k", "metric", "where", "hubness_reduction", "hubness_neighbours")
+        exact_options = {k: v for k, v in options.items() if k in same}
         exact = self.search(dataset_id, query, backend="exact", **exact_options)
         recall = recall_at_k(approx.rows[None, :], exact.rows[None, :])
         return QueryComparison(approx, exact, recall)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from embscope.app import diagnostics_view, map_filter, widgets
+from embscope.app import diagnostics_view, hubness_view, map_filter, widgets
 from embscope.app import neighbours_view as view
 
 widgets.page_header("Neighbours")
@@ -18,5 +18,6 @@ st.divider()
 answer = view.run_query(info, {**options, "where": where})
 if answer is not None:
     view.show_answer(info, *answer)
+hubness_view.effect_section(info, options)
 st.divider()
 diagnostics_view.section(info, options)

@@ -153,6 +153,12 @@ def test_delete(capsys, tmp_path, npy):
         (["ingest"], "required"),
         (["frobnicate"], "invalid choice"),
         (["ingest", "{npy}", "--name", "taken"], "already exists"),
+        (["diagnostics", "taken", "--ef", "10,x"], "whole numbers"),
+        (["diagnostics", "taken", "--ef", "0"], "every ef"),
+        (["diagnostics", "taken", "--seeds", "0"], "seeds must be"),
+        (["diagnostics", "taken", "--queries", "50"], "fewer than k"),
+        (["diagnostics", "taken", "-k", "101"], "k must be"),
+        (["diagnostics", "taken", "--label-column", "nope"], "no metadata column"),
     ],
 )
 def test_bad_input_exit_2_one_error_line_db_unchanged(capsys, tmp_path, npy, argv_tail, match):
@@ -188,3 +194,26 @@ def test_console_script_subprocess(tmp_path, npy):
         [*cmd, "--db", db, "ingest", str(tmp_path / "nope.csv")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stdout == ""
+
+
+def test_diagnostics_json_contract(capsys, tmp_path):
+    """``embscope diagnostics --json`` keys (the issue's contract), held-out queries."""
+    X = np.random.default_rng(1).standard_normal((400, 16)).astype(np.float32)
+    np.save(tmp_path / "d.npy", X)
+    db = str(tmp_path / "d.duckdb")
+    run(capsys, "--db", db, "ingest", str(tmp_path / "d.npy"), "--name", "d")
+    argv = ["--db", db, "diagnostics", "d", "--ef", "10,40", "--queries", "50", "--seeds", "2"]
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert {"queries", "n_queries", "k", "index", "recall_vs_ef", "recall_lid_spearman",
+            "insertion_order"} <= set(obj)  # fmt: skip
+    assert obj["queries"] == "held-out" and obj["n_queries"] == 50 and obj["k"] == 10
+    assert obj["index"] == {"M": 16, "ef_construction": 200}
+    assert [r["ef"] for r in obj["recall_vs_ef"]] == [10, 40]
+    assert {"ef", "recall", "recall_ci", "p50_ms", "p99_ms"} <= set(obj["recall_vs_ef"][0])
+    assert {"order", "recall_mean", "recall_sd", "seeds"} <= set(obj["insertion_order"][0])
+    assert obj["insertion_order"][0]["seeds"] == 2
+    # The text form reads the stored result back.
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "held-out queries" in out and "over 2 seeds" in out

@@ -91,6 +91,37 @@ def test_neighbours_human_output(capsys, db):
     assert "3 nearest neighbours of row 1 (id p1)" in out and "recall@3" in out
 
 
+@pytest.mark.parametrize("method", ["csls", "mp"])
+def test_neighbours_with_hubness_reduction(capsys, db, method):
+    """Each neighbour gains its score, the distance stays the true one, the top level names
+    the reduction; the exact answer is re-ranked the same way."""
+    code, out, err = run(
+        capsys, "--db", db, "neighbours", "points", "--row", "7", "-k", "5", "--metric", "l2",
+        "--hubness-reduction", method, "--exact", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["hubness_reduction"] == method and len(obj["neighbours"]) == 5
+    assert all(set(n) == {"row", "id", "distance", "score"} for n in obj["neighbours"])
+    assert all(set(n) == {"row", "id", "distance", "score"} for n in obj["exact"])
+    with Store(db) as s:
+        X = s.load_vectors(1).astype(np.float64)
+    for n in obj["neighbours"]:
+        assert n["distance"] == pytest.approx(np.linalg.norm(X[7] - X[n["row"]]), rel=1e-5)
+    scores = [n["score"] for n in obj["neighbours"]]
+    assert scores == sorted(scores, reverse=True) and 7 not in [n["row"] for n in obj["exact"]]
+    code, out, _ = run(
+        capsys, "--db", db, "neighbours", "points", "--row", "7", "-k", "3",
+        "--hubness-reduction", method,
+    )  # fmt: skip
+    assert code == 0 and f"hubs reduced: {method}" in out and "score" in out
+    code, out, _ = run(
+        capsys, "--db", db, "neighbours", "points", "--row", "7", "--hubness-reduction", "none",
+        "--json",
+    )  # fmt: skip
+    assert set(json.loads(out)) == {"neighbours", "latency_ms", "backend"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -107,6 +138,9 @@ def test_neighbours_human_output(capsys, db):
         (["neighbours", "points", "--row", "1", "--metric", "dot"], "invalid choice"),
         (["neighbours", "nope", "--row", "1"], "no dataset"),
         (["neighbours", "points", "--row", "1", "--ef", "0"], "ef must be"),
+        (["neighbours", "points", "--row", "1", "--hubness-reduction", "qbnorm"], "csls"),
+        (["neighbours", "points", "--row", "1", "--hubness-reduction", ""], "invalid choice"),
+        (["neighbours", "points", "--row", "1", "--hubness-reduction", "mp", "--ef", "0"], "ef"),
         (["graph", "points", "-k", "400"], "more neighbours"),
         (["graph", "nope"], "no dataset"),
     ],

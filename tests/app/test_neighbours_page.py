@@ -244,3 +244,28 @@ def test_the_metric_starts_at_the_datasets_own(db):
     # A choice made on the page stays while the dataset does.
     by_key(at.selectbox, "neighbours.metric").set_value("cosine").run()
     assert by_key(at.selectbox, "neighbours.metric").value == "cosine"
+
+
+def test_reduce_hubs_scores_the_answer_and_measures_its_effect(db):
+    _points(db)
+    at = _neighbours_page()
+    by_key(at.selectbox, "neighbours.reduce").set_value("mp").run()
+    by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    by_key(at.number_input, "neighbours.row").set_value(12).run()
+    by_key(at.button, "neighbours.go_row").click().run()
+    at = until(at, lambda a: any("row 12" in m.value for m in a.markdown))
+    assert not at.exception
+    approx, exact = _result_frames(at)
+    assert list(exact.columns[:6]) == ["rank", "row", "id", "distance", "score", "found by index"]
+    assert "score" in approx.columns
+    assert list(approx["score"]) == sorted(approx["score"], reverse=True)
+    assert any("Mutual proximity" in c.value for c in at.caption)
+    assert at.query_params.get("reduce") == "mp"
+    by_key(at.selectbox, "hubness.label_column").set_value("label").run()
+    by_key(at.button, "hubness.run").click().run()
+    at = until(at, lambda a: any("candidate pool" in c.value for c in a.caption))
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "method" in d.value.columns)
+    assert list(table["method"]) == ["Off", "CSLS", "Mutual proximity"]
+    assert table["recall@10 vs exact"].iloc[0] == 1.0
+    assert table["same label"].between(0, 1).all()
