@@ -415,8 +415,11 @@ def quality_metrics(projection: runs.Projection) -> None:
         "knn_accuracy@10": "kNN accuracy@10",
         "geodesic_spearman": "Geodesic Spearman",
     }
-    shown = [(label, projection.quality.get(key)) for key, label in labels.items()]
-    shown = [(label, v) for label, v in shown if v is not None]
+    shown = [
+        (label, float(projection.quality[key]))
+        for key, label in labels.items()
+        if projection.quality.get(key) is not None
+    ]
     cols = st.columns(len(shown) + 1)
     for col, (label, value) in zip(cols, shown, strict=False):
         col.metric(label, _with_interval(projection.quality, labels, label, value))

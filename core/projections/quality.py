@@ -420,7 +420,8 @@ def projection_quality(
             ti = rows[bi]
             radius = np.sqrt(((Y[ti] - Y[tj]) ** 2).sum(axis=1)) * (1.0 + 1e-9)
             within = np.asarray(tree.query_ball_point(Y[ti], radius, return_length=True))
-            cont_terms = np.bincount(bi, weights=np.maximum(within - 1 - k, 0), minlength=m)
+            excess = np.maximum(within - 1 - k, 0).astype(np.float64)
+            cont_terms = np.bincount(bi, weights=excess, minlength=m).astype(np.float64)
         # Each score is 1 - norm * (sum of terms) = the mean over points of 1 - m * norm * term.
         norm = 2.0 / (m * k * (2.0 * n - 3.0 * k - 1.0))
         terms["trustworthiness"] = 1.0 - m * norm * trust_terms

@@ -238,7 +238,9 @@ def test_recall_vs_ef_holds_its_queries_out_and_matches_a_direct_hnswlib_measure
         index.add_items(B, np.arange(B.shape[0]))
         index.set_ef(10)
         found, _ = index.knn_query(Q, k=10)
-        direct.append(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+        direct.append(
+            np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+        )
     lo, hi = curve.recall_ci[0]
     assert lo <= np.mean(direct) <= hi, (direct, curve.recall_ci[0])
     # In-index queries (each excluded from its own answer) are flattered.
