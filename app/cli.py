@@ -284,10 +284,14 @@ def _cmd_diagnostics(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"  recall at ef {result['recall_lid_ef']} against query LID: Spearman {rho:.3f}\n"
         )
-    sys.stdout.write(
-        f"insertion order ({result['insertion_order_sample']:,} items, "
-        f"{result['insertion_order_n_queries']} held-out queries, single-threaded builds):\n"
-    )
+    if result["insertion_order_sample"] is not None:
+        sys.stdout.write(
+            f"insertion order ({result['insertion_order_sample']:,} items, "
+            f"{result['insertion_order_n_queries']} held-out queries, single-threaded "
+            "builds):\n"
+        )
+    else:
+        sys.stdout.write("insertion order:\n")
     for row in result["insertion_order"]:
         sd = "" if row["recall_sd"] is None else f" ± {row['recall_sd']:.3f} sd"
         sys.stdout.write(
@@ -785,7 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", type=int, default=3, metavar="S",
         help="builds per insertion order, to show the spread (default 3, max 10)",
     )  # fmt: skip
-    p.add_argument("-k", type=int, default=10, help="recall@k (default 10, max 100)")
+    p.add_argument("-k", type=int, default=10, help="recall@k (default 10, max 200)")
     p.add_argument("--metric", choices=METRICS, default=None, help=_METRIC_HELP)
     p.add_argument(
         "--label-column", metavar="COL", default=None,

@@ -14,6 +14,7 @@ from embscope.app.runtime import get_neighbour_service
 from embscope.app.text import md_escape
 from embscope.core.diagnostics_runs import (
     DIAGNOSTIC_EFS,
+    ORDER_MIN_ITEMS,
     EfDiagnosticsSpec,
     OrderDiagnosticsSpec,
     ef_request,
@@ -83,6 +84,12 @@ def section(info: DatasetInfo, options: dict[str, Any]) -> None:
 
 
 def _order(info: DatasetInfo, metric: str) -> None:
+    if info.n < ORDER_MIN_ITEMS:
+        st.info(
+            f"The insertion-order experiment needs at least {ORDER_MIN_ITEMS} items: this "
+            f"dataset has {info.n}."
+        )
+        return
     service = get_neighbour_service()
     columns = [NO_LABEL, *info.metadata_columns]
     default = info.info.get("label_column")

@@ -41,6 +41,7 @@ from embscope.core.cka import CKA_PERMUTATIONS, linear_cka, linear_cka_scores
 from embscope.core.errors import InvalidInputError
 from embscope.core.graph import KnnGraph, build_knn_graph
 from embscope.core.progress import ProgressFn, check_cancel, stage
+from embscope.core.stats import finite_or_none
 from embscope.core.validation import (
     check_k,
     check_matrix,
@@ -584,8 +585,8 @@ class SpaceComparison:
             "matched": self.matched,
             f"knn_overlap@{k}": self.mean_overlap,
             "cka": self.cka,
-            "cka_debiased": _finite_or_none(self.cka_debiased),
-            "cka_null": _finite_or_none(self.cka_null),
+            "cka_debiased": finite_or_none(self.cka_debiased),
+            "cka_null": finite_or_none(self.cka_null),
             f"jaccard@{k}": self.mean_jaccard,
             "only_a": self.only_a,
             "only_b": self.only_b,
@@ -603,10 +604,6 @@ class SpaceComparison:
             "graph_b": clean(self.graph_b),
             "seconds": self.seconds,
         }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def _graph_info(graph: KnnGraph, **extra: Any) -> dict[str, Any]:

@@ -15,16 +15,19 @@ never compute neighbours of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute
 from embscope.core.diagnostics import (
+    ORDERS,
     EfCurve,
     OrderExperiment,
     RecallLid,
+    check_efs,
+    check_holdout,
     insertion_order_experiment,
     per_query_recall_vs_lid,
     recall_vs_ef,
@@ -35,7 +38,7 @@ from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import get_or_build_graph
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
 from embscope.core.progress import ProgressFn, stage
-from embscope.core.stats import ci_json
+from embscope.core.stats import ci_json, finite_or_none
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import Metric, check_int, check_metric
 
@@ -59,19 +62,21 @@ __all__ = [
 ]
 
 # 2: LID on cosine graphs uses chord distances (was half the dimension); 3: held-out queries,
-# one index setting, seeds and intervals.
-CODE_VERSION = 3
-DIAGNOSTIC_EFS = (10, 20, 40, 80, 160, 320)
+# one index setting, seeds and intervals; 4: distinct hnswlib seeds per build, one thread.
+CODE_VERSION = 4
+# The page, the CLI and the API share these defaults, so each reads what the other stored.
+DIAGNOSTIC_EFS = (10, 20, 40, 80, 160)
 DIAGNOSTIC_QUERIES = 500
 MAX_QUERIES = 5_000
 MAX_EFS = 12
 MAX_EF = 4_096
-MAX_K = 100
+MAX_K = 200  # the Neighbours page's k
 # Recall vs ef builds an index of its own (on the rows not held out): on a sample above this.
 DIAGNOSTIC_SAMPLE = 200_000
 # The insertion-order experiment builds single-threaded indexes, seeds per order: on a sample.
 ORDER_SAMPLE = 20_000
 ORDER_SEEDS = 3
+ORDER_MIN_ITEMS = 70
 MAX_SEEDS = 10
 MAX_LABELS = 100
 
@@ -133,7 +138,7 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
         curve = recall_vs_ef(
             X if rows is None else X[rows], metric=metric, k=request.k, efs=request.efs,
             n_queries=request.n_queries, M=DEFAULT_HNSW["M"],
-            ef_construction=DEFAULT_HNSW["ef_construction"], seed=0,
+            ef_construction=DEFAULT_HNSW["ef_construction"], seed=0, num_threads=1,
             progress=stage(progress, 0.0, 0.9),
         )  # fmt: skip
         lid = None
@@ -142,6 +147,10 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
                 store, info.id, k=LID_K, metric=metric, progress=stage(progress, 0.9, 1.0)
             )
             lid = per_query_recall_vs_lid(curve, graph, ef=min(request.efs), graph_rows=rows)
+        if rows is not None:  # query rows as rows of the dataset, not of the sample
+            curve = replace(curve, query_rows=rows[curve.query_rows])
+            if lid is not None:
+                lid = replace(lid, query_rows=curve.query_rows)
         if progress:
             progress(1.0, "diagnostics ready")
         return EfDiagnostics(curve, lid)
@@ -157,7 +166,7 @@ class OrderDiagnosticsRequest:
     label_column: str | None
     sample: int
     n_queries: int
-    efs: tuple[int, ...] = (10, 40)
+    efs: tuple[int, ...] = DIAGNOSTIC_EFS
     k: int = 10
     seeds: int = ORDER_SEEDS
 
@@ -224,25 +233,11 @@ class OrderDiagnosticsSpec(ArtifactSpec[OrderDiagnosticsRequest, OrderExperiment
 
 
 def _check_efs(efs: Any) -> tuple[int, ...]:
-    try:
-        values = tuple(efs)
-    except TypeError:
-        raise InvalidInputError(f"ef must be a list of whole numbers, got {efs!r}") from None
-    if not values:
-        raise InvalidInputError("give at least one ef, e.g. 10,20,40")
-    if len(values) > MAX_EFS:
-        raise InvalidInputError(f"at most {MAX_EFS} values of ef, got {len(values)}")
-    return tuple(sorted({check_int(v, "every ef", low=1, high=MAX_EF) for v in values}))
+    return tuple(int(v) for v in check_efs(efs, high=MAX_EF, most=MAX_EFS))
 
 
 def _check_queries(n_queries: Any, n: int, k: int) -> int:
-    count = check_int(n_queries, "queries", low=1, high=MAX_QUERIES)
-    if n - count < k + 1:
-        raise InvalidInputError(
-            f"the dataset has {n} items: holding out {count} queries leaves "
-            f"{max(n - count, 0)} to index, fewer than k + 1 = {k + 1}: ask for fewer queries"
-        )
-    return count
+    return check_holdout(n_queries, n, k, high=MAX_QUERIES, name="queries")
 
 
 def ef_request(
@@ -261,7 +256,7 @@ def ef_request(
     k = check_int(k, "k", low=1, high=MAX_K)
     sample = min(info.n, DIAGNOSTIC_SAMPLE)
     if n_queries is None:
-        n_queries = max(1, min(DIAGNOSTIC_QUERIES, sample // 5))
+        n_queries = max(1, min(DIAGNOSTIC_QUERIES, sample // 5, sample - k - 1))
     n_queries = _check_queries(n_queries, sample, k)
     return EfDiagnosticsRequest(info, metric, k, n_queries, _check_efs(efs), sample)
 
@@ -273,7 +268,7 @@ def order_request(
     metric: str = "cosine",
     label_column: str | None = None,
     k: int = 10,
-    efs: Any = (10, 40),
+    efs: Any = DIAGNOSTIC_EFS,
     n_queries: int | None = None,
     seeds: int = ORDER_SEEDS,
 ) -> OrderDiagnosticsRequest:
@@ -297,8 +292,10 @@ def order_request(
     m = min(info.n, ORDER_SAMPLE)
     if n_queries is None:
         n_queries = min(DIAGNOSTIC_QUERIES, m // 5)
-    if m < 70:
-        raise InvalidInputError("the insertion-order experiment needs at least 70 items")
+    if m < ORDER_MIN_ITEMS:
+        raise InvalidInputError(
+            f"the insertion-order experiment needs at least {ORDER_MIN_ITEMS} items"
+        )
     n_queries = _check_queries(n_queries, m, k)
     return OrderDiagnosticsRequest(
         info, metric, label_column, m, n_queries, _check_efs(efs), k, seeds
@@ -345,7 +342,7 @@ def order_diagnostics(
     metric: str = "cosine",
     label_column: str | None = None,
     k: int = 10,
-    efs: Any = (10, 40),
+    efs: Any = DIAGNOSTIC_EFS,
     n_queries: int | None = None,
     seeds: int = ORDER_SEEDS,
     run: bool = True,
@@ -365,17 +362,13 @@ def order_diagnostics(
     )
 
 
-def _none_if_nan(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
-
-
 def diagnostics_report(
     service: NeighbourService,
     dataset_id: int,
     *,
     metric: str | None = None,
     k: int = 10,
-    efs: Any = (10, 20, 40, 80, 160),
+    efs: Any = DIAGNOSTIC_EFS,
     n_queries: int | None = None,
     seeds: int = ORDER_SEEDS,
     label_column: str | None = None,
@@ -393,40 +386,56 @@ def diagnostics_report(
     """
     info = service.store.get_dataset(dataset_id)
     metric = check_metric(metric or info.metric)
-    if label_column is None:
-        recorded = info.info.get("label_column")
-        label_column = recorded if recorded in info.metadata_columns else None
-        if label_column is not None:
-            try:
-                order_request(service, dataset_id, metric=metric, label_column=label_column)
-            except InvalidInputError:
-                label_column = None  # too many categories: the label orders are skipped
     ef_req = ef_request(service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries)
-    order_req = order_request(
-        service, dataset_id, metric=metric, label_column=label_column, k=k, efs=efs,
-        n_queries=ef_req.n_queries if n_queries is not None else None, seeds=seeds,
-    )  # fmt: skip
+    check_int(seeds, "seeds", low=1, high=MAX_SEEDS)
+    if label_column is not None and label_column not in info.metadata_columns:
+        raise InvalidInputError(
+            f"no metadata column {label_column!r}; the dataset has {list(info.metadata_columns)}"
+        )
+    order_req = None
+    skipped: dict[str, str] = {}
+    if info.n < ORDER_MIN_ITEMS:
+        skipped = dict.fromkeys(ORDERS, f"needs at least {ORDER_MIN_ITEMS} items")
+    else:
+        if label_column is None:
+            recorded = info.info.get("label_column")
+            if recorded in info.metadata_columns:
+                label_column = recorded
+                try:
+                    order_request(service, dataset_id, metric=metric, label_column=recorded)
+                except InvalidInputError:
+                    label_column = None  # too many categories: the label orders are skipped
+        order_req = order_request(
+            service, dataset_id, metric=metric, label_column=label_column, k=k, efs=efs,
+            n_queries=ef_req.n_queries if n_queries is not None else None, seeds=seeds,
+        )  # fmt: skip
     got = get_or_compute(
         service.store, EfDiagnosticsSpec(service), ef_req, progress=stage(progress, 0.0, 0.4)
     )
-    experiment = get_or_compute(
-        service.store, OrderDiagnosticsSpec(service), order_req,
-        progress=stage(progress, 0.4, 1.0),
-    )  # fmt: skip
-    assert got is not None and experiment is not None  # run=True always computes
+    assert got is not None  # run=True always computes
     curve, lid = got.curve, got.lid
-    orders = [
-        {
-            "order": order,
-            "ef": int(ef),
-            "recall_mean": float(experiment.recall[o, e]),
-            "recall_sd": _none_if_nan(float(experiment.recall_sd[o, e])),
-            "recall_ci": ci_json(tuple(experiment.recall_ci[o, e])),
-            "seeds": experiment.seeds,
-        }
-        for o, order in enumerate(experiment.orders)
-        for e, ef in enumerate(experiment.ef)
-    ]
+    orders: list[dict[str, Any]] = []
+    order_queries = 0
+    if order_req is not None:
+        experiment = get_or_compute(
+            service.store, OrderDiagnosticsSpec(service), order_req,
+            progress=stage(progress, 0.4, 1.0),
+        )  # fmt: skip
+        assert experiment is not None
+        skipped = dict(experiment.skipped)
+        order_queries = int(experiment.query_rows.shape[0])
+        orders = [
+            {
+                "order": order,
+                "ef": int(ef),
+                "recall_mean": float(experiment.recall[o, e]),
+                "recall_sd": finite_or_none(float(experiment.recall_sd[o, e])),
+                "recall_ci": ci_json(tuple(experiment.recall_ci[o, e])),
+                "seeds": experiment.seeds,
+            }
+            for o, order in enumerate(experiment.orders)
+            for e, ef in enumerate(experiment.ef)
+        ]
     return {
         "dataset": info.name,
         "queries": "held-out",
@@ -449,11 +458,11 @@ def diagnostics_report(
             }
             for row in curve.to_rows()
         ],
-        "recall_lid_spearman": None if lid is None else _none_if_nan(lid.spearman_rho),
+        "recall_lid_spearman": None if lid is None else finite_or_none(lid.spearman_rho),
         "recall_lid_ef": None if lid is None else lid.ef,
         "insertion_order": orders,
-        "insertion_order_sample": order_req.sample,
-        "insertion_order_n_queries": int(experiment.query_rows.shape[0]),
+        "insertion_order_sample": None if order_req is None else order_req.sample,
+        "insertion_order_n_queries": order_queries,
         "insertion_order_label_column": label_column,
-        "insertion_order_skipped": dict(experiment.skipped),
+        "insertion_order_skipped": skipped,
     }

@@ -29,8 +29,10 @@ Methods (``METHODS``):
     Mutual proximity, the Gaussian variant with independent distributions ("MP-GaussI",
     Schnitzer, Flexer, Schedl & Widmer, "Local and global scaling reduce hubs in space", JMLR
     2012): ``score = P(D_q > d) * P(D_x > d)``, each point's distances modelled as a normal
-    distribution; the score is the probability that ``x`` is closer to ``q`` than a random
-    item is to either. Each point's mean and standard deviation are estimated from its ``K``
+    distribution; the score is the probability that ``x`` is closer to ``q`` than a typical one
+    of ``q``'s K nearest is to ``q``, and closer than a typical one of ``x``'s K nearest is
+    to ``x`` (with the local estimate below, "typical" means among the K nearest, not among
+    all items). Each point's mean and standard deviation are estimated from its ``K``
     nearest neighbours (K = 30) in the shared graph, not from all its distances: the local
     estimate of scikit-hubness's ``MutualProximity(method="normal")`` and of Feldbauer,
     Leodolter, Plant & Flexer ("Fast approximate hubness reduction for large
@@ -156,9 +158,10 @@ def resolve_neighbours(method: str, neighbours: Any = None, *, n: int | None = N
 
 def pool_size(k: int, neighbours: int, available: int) -> int:
     """How many nearest candidates are re-ranked: max(10 k, 100, K), at most
-    :data:`POOL_MAX` and the ``available`` items."""
+    :data:`POOL_MAX` (but never fewer than k) and the ``available`` items."""
     want = max(POOL_FACTOR * int(k), POOL_MIN, int(neighbours))
-    return max(0, min(want, POOL_MAX, int(available)))
+    # Never fewer than k: a k above POOL_MAX re-ranks its own k nearest.
+    return max(0, min(max(min(want, POOL_MAX), int(k)), int(available)))
 
 
 @dataclass(frozen=True)
@@ -299,8 +302,9 @@ def hubness_reduction_effect(
     The queries are the dataset's rows (all up to ``n_queries``, a seeded sample above),
     self excluded. The unreduced lists are ``graph.head(k)`` (exact up to 50,000 items); the
     reduced ones re-rank each query's first ``min(max(10 k, 100, K), graph.k)`` graph
-    neighbours, exactly as a query through :meth:`core.neighbours.NeighbourService.search`
-    with exact search does.
+    neighbours: the pool a query through :meth:`core.neighbours.NeighbourService.search` with
+    exact search re-ranks when the graph is at least that wide, else the graph's width (the
+    ``"pool"`` of the result says which; the lists can then differ slightly from live ones).
 
     Parameters
     ----------

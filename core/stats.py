@@ -14,7 +14,14 @@ import numpy as np
 
 from embscope.core.errors import InvalidInputError
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "CI_LEVEL", "bootstrap_ci", "ci_json", "format_ci"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "CI_LEVEL",
+    "bootstrap_ci",
+    "ci_json",
+    "finite_or_none",
+    "format_ci",
+]
 
 BOOTSTRAP_RESAMPLES = 2_000
 CI_LEVEL = 0.95
@@ -28,6 +35,7 @@ def bootstrap_ci(
     seed: int = 0,
     resamples: int = BOOTSTRAP_RESAMPLES,
     level: float = CI_LEVEL,
+    population: int | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (one value per unit).
 
@@ -41,6 +49,12 @@ def bootstrap_ci(
         Bootstrap resamples, 100 to 100,000.
     level : float
         Coverage, in (0, 1).
+    population : int, optional
+        When the units are a sample drawn without replacement from a finite set of
+        ``population`` units (the points of one dataset) and the quantity of interest is the
+        mean over that set: the interval is shrunk about the sample mean by the finite
+        population correction sqrt((N - m) / (N - 1)) (0 when every unit was drawn). Leave
+        it out when the units stand for an unbounded supply (queries).
 
     Returns
     -------
@@ -69,12 +83,28 @@ def bootstrap_ci(
         means[start:stop] = x[picks].mean(axis=1)
     tail = (1.0 - float(level)) / 2.0
     lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    if population is not None:
+        total = int(population)
+        if total < m:
+            raise InvalidInputError(f"population = {population} is below the {m} values given")
+        shrink = np.sqrt((total - m) / (total - 1)) if total > 1 else 0.0
+        centre = float(x.mean())
+        lo, hi = centre - (centre - lo) * shrink, centre + (hi - centre) * shrink
     return float(lo), float(hi)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float for ``--json``, or None when it is missing, NaN or infinite
+    (strict JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def ci_json(interval: tuple[float, float]) -> list[float | None]:
     """``[lo, hi]`` for ``--json`` (None for an undefined end)."""
-    return [None if np.isnan(v) else float(v) for v in interval]
+    return [finite_or_none(v) for v in interval]
 
 
 def format_ci(value: float, interval: tuple[float, float], digits: int = 3) -> str:

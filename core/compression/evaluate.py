@@ -66,7 +66,7 @@ from embscope.core.geometry.isotropy import (
 )
 from embscope.core.index import exact_knn
 from embscope.core.progress import ProgressFn
-from embscope.core.stats import bootstrap_ci, ci_json, format_ci
+from embscope.core.stats import bootstrap_ci, ci_json, finite_or_none, format_ci
 from embscope.core.validation import check_int, check_metric, check_vectors, prepare_for_metric
 
 __all__ = [
@@ -280,10 +280,10 @@ class CompressionReport:
                     "query_seconds": r.query_seconds,
                     "explained_variance": r.explained_variance,
                     "dim": r.compressed_dim,
-                    "isoscore": _finite_or_none(r.isoscore),
-                    "effective_rank": _finite_or_none(r.effective_rank),
-                    "reference_isoscore": _finite_or_none(r.reference_isoscore),
-                    "reference_effective_rank": _finite_or_none(r.reference_effective_rank),
+                    "isoscore": finite_or_none(r.isoscore),
+                    "effective_rank": finite_or_none(r.effective_rank),
+                    "reference_isoscore": finite_or_none(r.reference_isoscore),
+                    "reference_effective_rank": finite_or_none(r.reference_effective_rank),
                     "geometry_reference": r.geometry_reference,
                 }
             )
@@ -308,8 +308,8 @@ class CompressionReport:
             "ground_truth_seconds": self.ground_truth_seconds,
             "warnings": list(self.warnings),
             "geometry_rows": self.geometry_rows,
-            "original_isoscore": _finite_or_none(self.original_isoscore),
-            "original_effective_rank": _finite_or_none(self.original_effective_rank),
+            "original_isoscore": finite_or_none(self.original_isoscore),
+            "original_effective_rank": finite_or_none(self.original_effective_rank),
             "rows": self.rows(),
         }
 
@@ -369,10 +369,6 @@ def format_report(
         f"leanvec: bytes = the code alone, and recall@{k} is their first stage alone)"
     )
     return "\n".join(lines) + "\n"
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def space_geometry(V: np.ndarray) -> tuple[float, float]:

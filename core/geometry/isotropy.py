@@ -16,7 +16,7 @@ Four scores, each answering a different question, plus the PCA spectrum:
 
 A finite sample of perfectly isotropic data does not score 1 (nor an effective rank of d):
 :func:`isotropic_reference` gives what an isotropic Gaussian of the same n and d scores, the
-value to compare a dataset with (docs/science.md §6.6).
+value to compare a dataset with (docs/science.md §6.7).
 
 Everything is computed in float64 from the first and second moments of the rows, accumulated
 over row blocks (one pass over ``X``, O(n d^2)), so a float32 matrix of any height is fine.
@@ -471,7 +471,7 @@ def isotropic_reference(n: int, d: int, *, seed: int = 0) -> tuple[float, float]
     values): perfectly isotropic data score below 1 and below ``d`` when the sample is small,
     because sampling noise spreads the covariance spectrum (Marchenko-Pastur). At d = 384,
     IsoScore is about 0.56 for n = 500, 0.72 for n = 1,000 and 0.97 for n = 12,000
-    (docs/science.md §6.6). Both scores come from the same functions the scorecard uses
+    (docs/science.md §6.7). Both scores come from the same functions the scorecard uses
     (:func:`isoscore_from_eigenvalues`, :func:`effective_rank_from_eigenvalues`), on spectra
     drawn by :func:`isotropic_gaussian_eigenvalues`, each averaged over
     ``max(4, min(64, 16384 // d))`` seeded draws (one draw is noisy at small d). Agrees with a

@@ -88,9 +88,10 @@ class ProjectionQuality:
         None without geodesic coordinates.
     intervals : dict of str to (float, float)
         95 % percentile-bootstrap interval of each computed score over the sampled points
-        (:func:`core.stats.bootstrap_ci`, seeded): every score is a mean of per-point terms,
-        so the points are resampled. With every point scored there is no sampling error and
-        each interval is the score itself.
+        (:func:`core.stats.bootstrap_ci`, seeded, with the finite-population correction for
+        m of n points): every score is a mean of per-point terms, so the points are
+        resampled. With every point scored there is no sampling error and each interval is
+        the score itself.
     """
 
     k: int
@@ -443,16 +444,10 @@ def projection_quality(
         geo = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
         terms["geodesic_spearman"] = values
     report(1.0, "projection scored")
-    # Every point scored: the scores are exact, not estimates from a sample.
+    # The score is the mean over the dataset's n points, estimated from m of them drawn
+    # without replacement: the finite-population bootstrap (exact when m == n).
     intervals = {
-        name: (
-            bootstrap_ci(values, seed=seed)
-            if m < n
-            else (float(np.nanmean(values)),) * 2
-            if np.isfinite(values).any()
-            else (float("nan"),) * 2
-        )
-        for name, values in terms.items()
+        name: bootstrap_ci(values, seed=seed, population=n) for name, values in terms.items()
     }
     return ProjectionQuality(
         k=k,

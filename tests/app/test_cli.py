@@ -157,7 +157,7 @@ def test_delete(capsys, tmp_path, npy):
         (["diagnostics", "taken", "--ef", "0"], "every ef"),
         (["diagnostics", "taken", "--seeds", "0"], "seeds must be"),
         (["diagnostics", "taken", "--queries", "50"], "fewer than k"),
-        (["diagnostics", "taken", "-k", "101"], "k must be"),
+        (["diagnostics", "taken", "-k", "201"], "k must be"),
         (["diagnostics", "taken", "--label-column", "nope"], "no metadata column"),
     ],
 )

@@ -380,7 +380,7 @@ def test_order_effect_across_seeds():
 
     Over 10 data seeds x 3 HNSW seeds at 10,000 base points the loss at ef = 40 ranged from
     -0.9 to 13.9 pp (mean 3.8 pp; >= 5 pp in 11 of 30). The nine runs here (data 0-2 x
-    HNSW 0-2) lose 13.9, 9.3, 5.4, -0.9, 4.4, 3.2, -0.1, 0.3, -0.1 pp.
+    seeds 0-2, hnswlib seeds 1-3) lose 13.9, 6.9, 4.1, -0.9, 10.0, 8.0, -0.1, -0.6, -0.3 pp.
     """
     drops = []
     for data_seed in range(3):
@@ -449,6 +449,8 @@ def test_insertion_order_over_seeds_reports_the_mean_and_spread_of_independent_b
     )
     assert res.seeds == 3 and res.params["seeds"] == 3 and res.seed_recall.shape == (3, 2, 2)
     np.testing.assert_allclose(res.recall, res.seed_recall.mean(axis=0))
+    # The builds differ: a deterministic order still gets new HNSW levels from each seed.
+    assert (res.recall_sd > 0).any(axis=1).all(), res.seed_recall
     np.testing.assert_allclose(res.recall_sd, res.seed_recall.std(axis=0, ddof=1))
     assert (res.recall_ci[..., 0] <= res.recall).all() and (
         res.recall <= res.recall_ci[..., 1]
@@ -479,7 +481,7 @@ SMALL = np.random.default_rng(5).standard_normal((60, 8)).astype(np.float32)
         ({"X": np.where(np.eye(60, 8) > 0, np.nan, SMALL)}, "NaN"),
         ({"k": 60}, "fewer than k"),
         ({"k": 0}, "at least 1"),
-        ({"efs": ()}, "efs is empty"),
+        ({"efs": ()}, "no ef given"),
         ({"efs": (10, 0)}, "every ef"),
         ({"n_queries": 61}, "holding out 61"),
         ({"metric": "hamming"}, "unknown metric"),
@@ -501,10 +503,10 @@ def test_recall_vs_ef_rejects_bad_input(kwargs, match):
         ({"orders": ("random", "lid_sideways")}, "unknown insertion order 'lid_sideways'"),
         ({"orders": ()}, "orders is empty"),
         ({"orders": ("random", "random")}, "twice"),
-        ({"n_queries": 55}, "lower n_queries or k"),
+        ({"n_queries": 55}, "ask for fewer queries"),
         ({"k": 0}, "k must be"),
         ({"M": 1}, "M must be"),
-        ({"X": np.ones((60,))}, "X has 1 rows"),
+        ({"X": np.ones((60,))}, "1 items: holding out"),
     ],
 )
 def test_insertion_order_experiment_rejects_bad_input(kwargs, match):

@@ -38,7 +38,7 @@ def test_ef_diagnostics_are_stored_and_read_back_identical(dataset, monkeypatch)
         assert ef_diagnostics(service, info.id, run=False) is None
         seen = []
         curve, lid = ef_diagnostics(service, info.id, k=10, progress=lambda f, m: seen.append(f))
-        assert list(curve.ef) == list(DIAGNOSTIC_EFS) and curve.recall.shape == (6,)
+        assert list(curve.ef) == list(DIAGNOSTIC_EFS) and curve.recall.shape == (5,)
         assert curve.recall[-1] >= 0.99 and (curve.p50_ms > 0).all()
         assert lid is not None and lid.recall.shape == lid.lid.shape
         assert seen and seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
@@ -72,7 +72,7 @@ def test_order_diagnostics_with_labels_round_trip(dataset):
         service = NeighbourService(store)
         result = order_diagnostics(service, info.id, metric="l2", label_column="cluster")
         assert result.orders[0] == "random" and len(result.orders) == 5
-        assert result.recall.shape == (5, 2) and (result.recall > 0.5).all()
+        assert result.recall.shape == (5, 5) and (result.recall > 0.5).all()
         assert sorted(result.label_values.tolist()) == ["c0", "c1", "c2", "c3"]
         again = order_diagnostics(service, info.id, metric="l2", label_column="cluster", run=False)
     np.testing.assert_array_equal(again.recall, result.recall)
@@ -138,14 +138,14 @@ def test_diagnostics_report_is_the_cli_json_on_held_out_queries(dataset):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"efs": ()}, "at least one ef"),
+        ({"efs": ()}, "no ef given"),
         ({"efs": (10, 5000)}, "every ef must be"),
         ({"efs": tuple(range(1, 14))}, "at most 12"),
         ({"n_queries": 0}, "queries must be"),
         ({"n_queries": 5001}, "queries must be"),
         ({"n_queries": 1495}, "fewer than k"),
         ({"seeds": 11}, "seeds must be"),
-        ({"k": 101}, "k must be"),
+        ({"k": 201}, "k must be"),
         ({"label_column": "value"}, "distinct values"),
     ],
 )
@@ -161,3 +161,40 @@ def test_diagnostics_report_refuses_out_of_bounds_settings_before_any_work(
     db_path, info = dataset
     with Store(db_path) as store, pytest.raises(InvalidInputError, match=match):
         diagnostics_report(NeighbourService(store), info.id, **kwargs)
+
+
+def test_a_small_dataset_gets_recall_vs_ef_and_the_orders_skipped_with_the_reason(db_path):
+    """Below 70 items there is no insertion-order experiment: the report says why rather
+    than failing, and recall vs ef still runs."""
+    from embscope.core.diagnostics_runs import ORDER_MIN_ITEMS, diagnostics_report
+
+    X, meta = _clusters(n=60)
+    with Store(db_path) as store:
+        info = store.add_dataset(make_parsed(X, meta), name="small")
+        report = diagnostics_report(NeighbourService(store), info.id, efs=(10,), n_queries=10)
+    assert report["insertion_order"] == [] and report["insertion_order_sample"] is None
+    assert set(report["insertion_order_skipped"]) == {
+        "random", "lid_ascending", "lid_descending", "label_low_lid_first", "label_high_lid_first"
+    }  # fmt: skip
+    assert f"at least {ORDER_MIN_ITEMS}" in report["insertion_order_skipped"]["random"]
+    assert report["recall_vs_ef"][0]["ef"] == 10 and report["n_indexed"] == 50
+
+
+def test_above_the_sample_query_rows_are_rows_of_the_dataset(dataset, monkeypatch):
+    """Recall vs ef on a seeded sample: the stored query rows are the dataset's rows, and LID
+    was read at those rows of the shared graph."""
+    from embscope.core import diagnostics_runs as dr
+    from embscope.core.geometry.intrinsic import local_intrinsic_dimension
+
+    monkeypatch.setattr(dr, "DIAGNOSTIC_SAMPLE", 700)
+    db_path, info = dataset
+    with Store(db_path) as store:
+        curve, lid = ef_diagnostics(NeighbourService(store), info.id, efs=(10,), n_queries=50)
+        graph = find_graph(store, info.id, metric="cosine", k=20)
+    sample = np.sort(np.random.default_rng(0).choice(1500, size=700, replace=False))
+    assert curve.n_points == 700 and set(curve.query_rows) <= set(sample)
+    np.testing.assert_array_equal(lid.query_rows, curve.query_rows)
+    direct = local_intrinsic_dimension(
+        graph.distances[curve.query_rows, :20], k=20, metric="cosine"
+    )
+    np.testing.assert_allclose(lid.lid, direct)

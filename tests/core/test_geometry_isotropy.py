@@ -280,7 +280,7 @@ def test_isotropy_functions_reject_bad_input(fn):
         fn(np.array([["a", "b"]]))
 
 
-# -- finite-sample references (docs/science.md §6.6) ----------------------------------------
+# -- finite-sample references (docs/science.md §6.7) ----------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,8 @@ def test_bad_input_is_refused_with_a_message():
     assert check_method(" CSLS ") == "csls" and check_method(None) == "none"
     assert pool_size(10, 10, 5000) == 100 and pool_size(50, 10, 5000) == 500
     assert pool_size(200, 10, 5000) == 2000 and pool_size(10, 10, 40) == 40
+    # Never fewer than k: a k above the cap re-ranks its own k nearest (k items back).
+    assert pool_size(2500, 30, 5000) == 2500 and pool_size(2500, 30, 2000) == 2000
     assert HUBNESS_PARAMS["neighbours"].high == 150
 
 

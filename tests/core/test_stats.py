@@ -65,3 +65,18 @@ def test_format_ci():
     assert format_ci(0.877, (0.861, 0.893)) == "0.877 ± 0.016"
     assert format_ci(0.99, (0.95, 1.0)) == "0.990 (0.950–1.000)"
     assert format_ci(float("nan"), (0.1, 0.2)) == "–"
+
+
+def test_finite_population_correction():
+    # A sample of m from N, the mean over all N wanted: the interval shrinks by
+    # sqrt((N - m) / (N - 1)) about the sample mean, to nothing when every unit was drawn.
+    x = np.random.default_rng(11).random(400)
+    lo, hi = bootstrap_ci(x, seed=2)
+    flo, fhi = bootstrap_ci(x, seed=2, population=500)
+    shrink = np.sqrt(100 / 499)
+    assert fhi - flo == pytest.approx((hi - lo) * shrink)
+    assert (x.mean() - flo) == pytest.approx((x.mean() - lo) * shrink)
+    assert bootstrap_ci(x, seed=2, population=400) == (pytest.approx(x.mean()),) * 2
+    assert bootstrap_ci(x, seed=2, population=10**9)[1] == pytest.approx(hi)
+    with pytest.raises(InvalidInputError, match="population"):
+        bootstrap_ci(x, population=100)
