@@ -70,6 +70,16 @@ def hnsw_seed(seed: int) -> int:
     return int(seed) + 1
 
 
+def _experiment_index(
+    metric: str, M: int, ef_construction: int, efs: np.ndarray, seed: int, threads: int
+) -> HnswIndex:
+    """An empty HNSW index of an experiment, searched at most as wide as its largest ef."""
+    return HnswIndex(
+        metric, M=M, ef_construction=ef_construction, ef=int(efs[-1]), seed=hnsw_seed(seed),
+        num_threads=threads,
+    )  # fmt: skip
+
+
 # Single queries timed between two progress reports in recall_vs_ef.
 _LATENCY_REPORT_EVERY = 100
 
@@ -418,14 +428,7 @@ def recall_vs_ef(
 
     rows, base_rows = holdout_rows(n, n_queries, seed)
     X_base, Q = np.ascontiguousarray(X[base_rows]), np.ascontiguousarray(X[rows])
-    hnsw = HnswIndex(
-        metric,
-        M=M,
-        ef_construction=ef_construction,
-        ef=int(efs_arr[-1]),
-        seed=hnsw_seed(seed),
-        num_threads=num_threads,
-    )
+    hnsw = _experiment_index(metric, M, ef_construction, efs_arr, seed, num_threads)
     build_share = 0.5
     hnsw.build(
         X_base,
@@ -762,14 +765,7 @@ def insertion_order_experiment(
             perm = _insertion_order(
                 order, nb, lid=base_lid, codes=base_codes, group_lid=group_lid, seed=build_seed
             )
-            index = HnswIndex(
-                metric,
-                M=M,
-                ef_construction=ef_construction,
-                ef=int(efs_arr[-1]),
-                seed=hnsw_seed(build_seed),
-                num_threads=1,
-            )
+            index = _experiment_index(metric, M, ef_construction, efs_arr, build_seed, 1)
             what = order if seeds == 1 else f"{order}, seed {s_i + 1} of {seeds}"
 
             def build_progress(f: float, msg: str, low: float = low, what: str = what) -> bool:

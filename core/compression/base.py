@@ -17,7 +17,7 @@ row number (docs/science.md §0.2), so results never depend on the chunking.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -585,17 +585,33 @@ def search_rescored(
     depth = min(multiplier * k, len(codes) - (0 if exclude is None else 1))
     candidates, _ = codec.search(Q, codes, depth, exclude=exclude)
     queries = prepare_for_metric(check_vectors(Q, dim=d, name="queries"), metric)
+    scores = score_candidates(
+        queries, candidates, lambda rows: prepare_for_metric(X[rows], metric), metric
+    )
+    return sort_by_score(candidates, scores, k)
+
+
+def score_candidates(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+    metric: str,
+) -> np.ndarray:
+    """Similarity of each query with each of its candidate rows (dot, or minus the squared
+    distance for ``l2``), float32 (m, c); ``vectors_of(rows)`` gives the rows' vectors as
+    they are compared (full precision, or a codec's decoded second stage). Blocks of 256
+    queries keep memory bounded."""
     scores = np.empty(candidates.shape, dtype=np.float32)
     for start in range(0, candidates.shape[0], 256):
         rows = candidates[start : start + 256]
-        block = prepare_for_metric(X[rows.ravel()], metric).reshape(*rows.shape, d)
+        block = vectors_of(rows.ravel()).reshape(rows.shape[0], rows.shape[1], -1)
         q = queries[start : start + 256, None, :]
         if metric == "l2":
             diff = block - q
             scores[start : start + 256] = -np.einsum("mcd,mcd->mc", diff, diff)
         else:
             scores[start : start + 256] = np.einsum("mcd,mcd->mc", block, q)
-    return sort_by_score(candidates, scores, k)
+    return scores
 
 
 def sort_by_score(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

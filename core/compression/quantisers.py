@@ -44,6 +44,7 @@ from embscope.core.compression.base import (
     Codec,
     dense_pair_similarity,
     dense_similarity,
+    score_candidates,
 )
 from embscope.core.compression.reducers import principal_basis, subspace_query
 from embscope.core.errors import InvalidInputError
@@ -519,17 +520,7 @@ def _rerank_decoded(
         raise InvalidInputError(
             f"candidates must have one row per query ({Q.shape[0]}), got {candidates.shape}"
         )
-    out = np.empty(candidates.shape, dtype=np.float32)
-    for start in range(0, Q.shape[0], 256):
-        rows = candidates[start : start + 256]
-        decoded = decode(codes.rows(rows.ravel()).arrays).reshape(rows.shape[0], rows.shape[1], -1)
-        q = Q[start : start + 256, None, :]
-        if metric == "l2":
-            diff = decoded - q
-            out[start : start + 256] = -np.einsum("mcd,mcd->mc", diff, diff)
-        else:
-            out[start : start + 256] = np.einsum("mcd,mcd->mc", decoded, q)
-    return out
+    return score_candidates(Q, candidates, lambda rows: decode(codes.rows(rows).arrays), metric)
 
 
 # -- binary ---------------------------------------------------------------------------------
