@@ -513,7 +513,7 @@ def _rerank_decoded(
     """Similarities of each query with its candidate rows decoded by ``decode`` (a codec's own
     second stage), in blocks of 256 queries."""
     codec._check_codes(codes)
-    metric = codec.metric
+    metric = codec._require_metric()
     Q = codec._prepare_input(check_vectors(Q, dim=codec.dim, name="queries"), metric)
     candidates = np.asarray(candidates, dtype=np.int64)
     if candidates.ndim != 2 or candidates.shape[0] != Q.shape[0]:
