@@ -71,7 +71,7 @@ def _show(result: HubnessEffect) -> None:
     table = pd.DataFrame(
         {
             "method": [METHOD_LABELS[r.method] for r in result.rows],
-            "K": [r.neighbours or None for r in result.rows],
+            "K": [str(r.neighbours) if r.neighbours else "–" for r in result.rows],
             f"skewness of N{result.k}": [r.skewness for r in result.rows],
             f"recall@{result.k} vs exact": [r.recall_vs_exact for r in result.rows],
             "anti-hubs (in no list)": [r.antihubs for r in result.rows],
@@ -80,7 +80,22 @@ def _show(result: HubnessEffect) -> None:
     )
     if result.label_column is not None:
         table[f"same {result.label_column}"] = [r.label_agreement for r in result.rows]
-    st.dataframe(table, hide_index=True, width="stretch", key="hubness.effect_table")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="hubness.effect_table",
+        column_config={
+            "K": st.column_config.TextColumn(help="Neighbours each point's scale is read from"),
+            f"skewness of N{result.k}": st.column_config.NumberColumn(format="%.2f"),
+            f"recall@{result.k} vs exact": st.column_config.NumberColumn(format="%.3f"),
+            **(
+                {f"same {result.label_column}": st.column_config.NumberColumn(format="%.3f")}
+                if result.label_column is not None
+                else {}
+            ),
+        },
+    )
     graph = (
         "exact"
         if result.graph_recall >= 1.0
