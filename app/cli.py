@@ -206,7 +206,9 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"{rank:>4}  row {item['row']:<8} {item['distance']:.6f}{score}  {item['id']}\n"
         )
-    if search.comparison is not None:
+    if search.comparison is not None and len(search.comparison.exact.rows) == 0:
+        sys.stdout.write("no item matches the filter: exact search found none either\n")
+    elif search.comparison is not None:
         sys.stdout.write(
             f"recall@{len(answer.rows)} against exact search: {search.comparison.recall:.3f} "
             f"(exact search {search.comparison.exact.latency_ms:.2f} ms)\n"
@@ -783,7 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--queries", type=int, default=None, metavar="N",
-        help="rows held out of the index as queries (default 500, at most a fifth; max 5000)",
+        help="rows held out of the index as queries (default 500, or a fifth of the items "
+        "if fewer; max 5000)",
     )  # fmt: skip
     p.add_argument(
         "--seeds", type=int, default=3, metavar="S",
@@ -939,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Disk full, permission denied, a path that is a directory...: the user can act on it.
         _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
-        _fail("interrupted; nothing was changed")
+        _fail("interrupted; nothing half-done was stored (work that finished before stays)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import pandas as pd
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.progress import ProgressFn
+from embscope.core.stats import finite_or_none
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import check_metric, metric_record
 
@@ -714,5 +715,5 @@ class Search:
             exact = self.comparison.exact.to_json()
             result["exact"] = exact["neighbours"]
             result["exact_latency_ms"] = exact["latency_ms"]
-            result["recall"] = self.comparison.recall
+            result["recall"] = finite_or_none(self.comparison.recall)
         return result

@@ -419,8 +419,9 @@ def recall_vs_ef(
     X = check_vectors(X)
     metric = check_metric(metric)
     n = X.shape[0]
-    efs_arr = check_efs(efs)
     k = check_int(k, "k", low=1)
+    # hnswlib searches at least k wide: a smaller ef is raised to k (and merged with it).
+    efs_arr = np.unique(np.maximum(check_efs(efs), k))
     n_queries = check_holdout(n_queries, n, k)
     M = check_int(M, "M", low=2)
     ef_construction = check_int(ef_construction, "ef_construction", low=1)
@@ -678,8 +679,9 @@ def insertion_order_experiment(
     X = check_vectors(X)
     metric = check_metric(metric)
     n = X.shape[0]
-    efs_arr = check_efs(efs)
     k = check_int(k, "k", low=1)
+    # hnswlib searches at least k wide: a smaller ef is raised to k (and merged with it).
+    efs_arr = np.unique(np.maximum(check_efs(efs), k))
     n_queries = check_holdout(n_queries, n, k)
     check_int(M, "M", low=2)
     check_int(ef_construction, "ef_construction", low=1)

