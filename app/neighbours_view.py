@@ -1,5 +1,5 @@
-"""The Neighbours page's sections: search settings, the query picker, and the answer beside the
-exact one."""
+"""The Neighbours page's sections: search settings, the query picker, and the answer marked
+against the exact one."""
 
 from __future__ import annotations
 
@@ -213,9 +213,16 @@ def _item_tab(info: DatasetInfo) -> None:
                 if not current or current["kind"] != "row" or current["value"] != row:
                     set_query(info, "row", row)
     elif how == "id":
-        item_id = st.text_input("Item id", key="neighbours.id")
-        if st.button("Find neighbours", key="neighbours.go_id", disabled=not item_id.strip()):
-            set_query(info, "id", item_id.strip())
+        # A form: Enter in the box, or one click on the button, answers (a box outside a
+        # form keeps its text from the script until it loses focus).
+        with st.form("neighbours.id_form", border=False):
+            item_id = st.text_input("Item id", key="neighbours.id")
+            go = st.form_submit_button("Find neighbours", key="neighbours.go_id")
+        if go:
+            if item_id.strip():
+                set_query(info, "id", item_id.strip())
+            else:
+                st.caption("Type an item's id first.")
     else:
         if not 0 <= st.session_state.get("neighbours.row", 0) < info.n:
             st.session_state["neighbours.row"] = 0  # set on a larger dataset
@@ -225,19 +232,23 @@ def _item_tab(info: DatasetInfo) -> None:
 
 
 def _vector_tab(info: DatasetInfo) -> None:
-    pasted = st.text_area(
-        f"Paste a vector ({info.dim} numbers)",
-        key="neighbours.vector_text",
-        height=100,
-        placeholder="0.12, -0.03, 0.51, …",
-    )
-    upload = st.file_uploader(
-        "…or upload one as .npy",
-        type=["npy"],
-        key="neighbours.vector_file",
-        max_upload_size=MAX_QUERY_VECTOR_BYTES // 2**20,
-    )
-    if st.button("Find neighbours", key="neighbours.go_vector", disabled=not (pasted or upload)):
+    with st.form("neighbours.vector_form", border=False):  # Ctrl+Enter or one click answers
+        pasted = st.text_area(
+            f"Paste a vector ({info.dim} numbers)",
+            key="neighbours.vector_text",
+            height=100,
+            placeholder="0.12, -0.03, 0.51, …",
+        )
+        upload = st.file_uploader(
+            "…or upload one as .npy",
+            type=["npy"],
+            key="neighbours.vector_file",
+            max_upload_size=MAX_QUERY_VECTOR_BYTES // 2**20,
+        )
+        go = st.form_submit_button("Find neighbours", key="neighbours.go_vector")
+    if go and not (pasted.strip() or upload):
+        st.caption("Paste a vector or upload one first.")
+    elif go:
         try:
             if upload is not None:
                 vec = read_query_vector(upload.getvalue(), label=upload.name, dim=info.dim)
@@ -261,9 +272,20 @@ def _text_tab(info: DatasetInfo) -> None:
         f"The text is embedded with {md_escape(info.info.get('model'))}, "
         "the model this dataset was embedded with (run offline with onnxruntime)."
     )
-    text = st.text_input("Text", key="neighbours.text", placeholder="open a zip archive")
-    if st.button("Find neighbours", key="neighbours.go_text", disabled=not text.strip()):
-        set_query(info, "text", text.strip())
+    # A form: Enter in the box, or one click on the button right after typing, answers.
+    with st.form("neighbours.text_form", border=False):
+        text = st.text_input(
+            "Text",
+            key="neighbours.text",
+            placeholder="open a zip archive",
+            max_chars=MAX_TEXT_CHARS,
+        )
+        go = st.form_submit_button("Find neighbours", key="neighbours.go_text")
+    if go:
+        if text.strip():
+            set_query(info, "text", text.strip())
+        else:
+            st.caption("Type a text to search for first.")
 
 
 def query_picker(info: DatasetInfo) -> None:
@@ -377,20 +399,178 @@ def _index_ready_soon(info: DatasetInfo, metric: str, backend: str) -> bool:
     return False
 
 
-def _table(info: DatasetInfo, answer: Any, other_rows: set[int], mark: str) -> pd.DataFrame:
-    rows = get_store().load_rows(info.id, answer.rows)
-    rows.insert(0, "rank", np.arange(1, len(rows) + 1))
-    rows.insert(3, "distance", answer.distances)
-    at = 4
-    if answer.scores is not None:
-        rows.insert(at, "score", answer.scores)
-        at += 1
-    rows.insert(at, mark, [int(r) in other_rows for r in answer.rows])
-    return rows
+# The mark column of the answer table: how each row stands against exact search.
+MARK = "vs exact"
+FOUND = "✓"
+MISSED = "✕ missed"
+MARK_HELP = (
+    "✓: one of the exact k nearest, found by the index. ✕ missed: one of the exact k "
+    "nearest that the index did not return (shown at its place, without a rank). "
+    "–: returned by the index but not among the exact k nearest (it took a missed item's "
+    "place)."
+)
+MISSED_STYLE = "background-color: rgba(255, 75, 75, 0.12)"
+# Columns the page adds; a metadata column of the same name is shown renamed.
+ADDED_COLUMNS = ("rank", MARK, "found by index", "distance", "score")
+# Widths in pixels of the columns the page adds (the rest are sized by their content).
+COLUMN_PX = {"rank": 48, MARK: 130, "found by index": 110, "row": 64, "distance": 80, "score": 80}
+# Long texts wrap: their columns share what the others leave of a table this wide (the main
+# area of a 1,400-px window; a wider one stretches every column a little), at least this much
+# each. About CHAR_PX a character, LINE_PX a line, at most MAX_LINES lines a row.
+TABLE_PX, MIN_TEXT_PX, CHAR_PX, LINE_PX, MAX_LINES = 1_000, 320, 7.5, 19, 8
+DISTANCE_HELP = (
+    "True metric distance to the query: 1 − cos for cosine, Euclidean for l2, 1 − ⟨q, x⟩ for "
+    "inner product."
+)
+
+
+def _outside(k: int) -> str:
+    return f"– not in exact top {k}"
+
+
+def _rows_frame(info: DatasetInfo, rows: list[int]) -> pd.DataFrame:
+    """``row``, ``id`` and the metadata of ``rows``; metadata named like a column the page
+    adds gets " (metadata)" after its name."""
+    frame = get_store().load_rows(info.id, rows)
+    clash = {c: f"{c} (metadata)" for c in frame.columns if c in ADDED_COLUMNS}
+    return frame.rename(columns=clash) if clash else frame
+
+
+def answer_table(info: DatasetInfo, comparison: QueryComparison) -> pd.DataFrame:
+    """The index's answer with the items it missed put in at their place: one row per item,
+    ordered as the answer is (by distance, or by score when hubs are reduced), ``rank`` in
+    the index's answer (none for a missed item) and the :data:`MARK` column."""
+    approx, exact = comparison.approximate, comparison.exact
+    k = len(exact.rows)
+    in_exact, in_approx = set(exact.rows.tolist()), set(approx.rows.tolist())
+    entries: list[tuple[int, float, float | None, int | None, str]] = []
+    for i, r in enumerate(approx.rows.tolist()):
+        score = None if approx.scores is None else float(approx.scores[i])
+        mark = FOUND if r in in_exact else _outside(k)
+        entries.append((int(r), float(approx.distances[i]), score, i + 1, mark))
+    for i, r in enumerate(exact.rows.tolist()):
+        if r not in in_approx:
+            score = None if exact.scores is None else float(exact.scores[i])
+            entries.append((int(r), float(exact.distances[i]), score, None, MISSED))
+    if approx.scores is not None:
+        entries.sort(key=lambda e: -(e[2] if e[2] is not None else -np.inf))
+    else:
+        entries.sort(key=lambda e: e[1])  # stable: the index's order among equal distances
+    frame = _rows_frame(info, [e[0] for e in entries])
+    frame.insert(0, "rank", pd.array([e[3] for e in entries], dtype="Int64"))
+    frame.insert(1, MARK, [e[4] for e in entries])
+    frame.insert(4, "distance", np.array([e[1] for e in entries], dtype=np.float64))
+    if approx.scores is not None:
+        frame.insert(5, "score", np.array([e[2] for e in entries], dtype=np.float64))
+    return frame
+
+
+def exact_table(info: DatasetInfo, comparison: QueryComparison) -> pd.DataFrame:
+    """The exact answer, with whether the index found each item."""
+    approx, exact = comparison.approximate, comparison.exact
+    found = set(approx.rows.tolist())
+    frame = _rows_frame(info, exact.rows.tolist())
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    frame.insert(1, "found by index", [int(r) in found for r in exact.rows])
+    frame.insert(4, "distance", np.asarray(exact.distances, dtype=np.float64))
+    if exact.scores is not None:
+        frame.insert(5, "score", np.asarray(exact.scores, dtype=np.float64))
+    return frame
+
+
+def _long_text_columns(frame: pd.DataFrame) -> dict[str, int]:
+    """Text columns (not the id) whose longest value does not fit a plain cell, with that
+    length."""
+    long = {}
+    for column in frame.columns:
+        values = frame[column]
+        if column in ("id", MARK) or not pd.api.types.is_string_dtype(values.dtype):
+            continue
+        lengths = values.dropna().astype(str).str.len()
+        longest = int(lengths.max()) if len(lengths) else 0
+        if longest > 40:
+            long[str(column)] = longest
+    return long
+
+
+def _content_px(frame: pd.DataFrame, column: str) -> float:
+    """About how wide the grid draws a column sized by its content."""
+    if column in COLUMN_PX:
+        return COLUMN_PX[column]
+    lengths = frame[column].dropna().astype(str).str.len()
+    chars = max(len(str(column)), int(lengths.max()) if len(lengths) else 0)
+    return min(chars * CHAR_PX + 24, 300)
+
+
+def _text_px(frame: pd.DataFrame, long: dict[str, int]) -> int:
+    """The width each long text column gets: what the other columns leave of the table."""
+    others = sum(_content_px(frame, str(c)) for c in frame.columns if c not in long)
+    return max(MIN_TEXT_PX, int((TABLE_PX - others) / max(len(long), 1)))
+
+
+def _row_height(long: dict[str, int], text_px: int) -> int | None:
+    """A row height that shows the longest text wrapped in ``text_px`` (None: one line is
+    enough). The grid wraps text only in rows taller than 64 px, so a wrapped row is at least
+    three lines."""
+    per_line = max(1, int((text_px - 16) / CHAR_PX))
+    lines = max((-(-n // per_line) for n in long.values()), default=1)
+    if lines <= 1:
+        return None
+    return max(3, min(lines, MAX_LINES)) * LINE_PX + 8
+
+
+def _show_table(frame: pd.DataFrame, *, key: str, scored: bool, styled: bool = False) -> None:
+    long = _long_text_columns(frame)
+    text_px = _text_px(frame, long)
+    # rank and row are pinned (drawn faded, as an index is): they stay in view when the table
+    # scrolls sideways, and the width left over goes to the columns that read (a pinned column
+    # keeps its width).
+    config: dict[str, Any] = {
+        "rank": st.column_config.NumberColumn(
+            "rank",
+            width=COLUMN_PX["rank"],
+            help="Place in the answer (a missed item has none).",
+            pinned=True,
+        ),
+        MARK: st.column_config.TextColumn(MARK, width=COLUMN_PX[MARK], help=MARK_HELP),
+        "found by index": st.column_config.CheckboxColumn(
+            "found by index",
+            width=COLUMN_PX["found by index"],
+            help="Whether the index returned this item too.",
+        ),
+        "row": st.column_config.NumberColumn("row", width=COLUMN_PX["row"], pinned=True),
+        "distance": st.column_config.NumberColumn(
+            "distance", width=COLUMN_PX["distance"], format="%.4f", help=DISTANCE_HELP
+        ),
+        **{c: st.column_config.TextColumn(c, width=text_px) for c in long},
+    }
+    if scored:
+        config["score"] = st.column_config.NumberColumn(
+            "score",
+            width=COLUMN_PX["score"],
+            format="%.4f",
+            help="What ordered the answer once hubs are reduced: higher is nearer.",
+        )
+    data: Any = frame
+    if styled and (frame[MARK] == MISSED).any():
+        data = frame.style.apply(
+            lambda r: [MISSED_STYLE if r[MARK] == MISSED else ""] * len(r), axis=1
+        )
+    st.dataframe(
+        data,
+        hide_index=True,
+        width="stretch",
+        column_config=config,
+        row_height=_row_height(long, text_px),
+        height="content",  # every row shown: no scrolling inside the page
+        placeholder="",
+        key=key,
+    )
 
 
 def show_answer(info: DatasetInfo, query: Query, comparison: QueryComparison) -> None:
-    """Both answers side by side, with recall@k and the two latencies."""
+    """The index's answer in one table, the items it missed marked in their place, with
+    recall@k and the two latencies; the exact answer on demand."""
     approx, exact = comparison.approximate, comparison.exact
     k = len(exact.rows)
     st.markdown(f"**Query:** {md_escape(query.description)}")
@@ -405,23 +585,24 @@ def show_answer(info: DatasetInfo, query: Query, comparison: QueryComparison) ->
     )
     cols[1].metric(f"{backend_label(approx.backend)} latency", f"{approx.latency_ms:.2f} ms")
     cols[2].metric("Exact search latency", f"{exact.latency_ms:.2f} ms")
-    left, right = st.columns(2)
-    exact_rows = set(exact.rows.tolist())
-    approx_rows = set(approx.rows.tolist())
-    left.markdown(f"**{backend_label(approx.backend)}**")
-    left.dataframe(
-        _table(info, approx, exact_rows, "in exact"),
-        hide_index=True,
-        width="stretch",
-        key="neighbours.approx_table",
+    name = backend_label(approx.backend)
+    if k == 0:
+        st.caption("No item matches the filter: there are no neighbours to show.")
+        return
+    if found == k:
+        summary = f"the same {k} items as exact search"
+    else:
+        summary = (
+            f"{found} of the exact {k} nearest; the {k - found} it missed are marked "
+            f"{MISSED} in their place"
+        )
+    st.markdown(f"**{md_escape(name)}** found {summary}.")
+    scored = approx.scores is not None
+    _show_table(
+        answer_table(info, comparison), key="neighbours.approx_table", scored=scored, styled=True
     )
-    right.markdown("**Exact (ground truth)**")
-    right.dataframe(
-        _table(info, exact, approx_rows, "found by index"),
-        hide_index=True,
-        width="stretch",
-        key="neighbours.exact_table",
-    )
+    with st.expander(f"Show the exact answer (ground truth, {found} of {k} found by the index)"):
+        _show_table(exact_table(info, comparison), key="neighbours.exact_table", scored=scored)
     reduced = ""
     if approx.hubness_reduction is not None:
         reduced = (

@@ -1,4 +1,4 @@
-"""Neighbours: nearest neighbours of an item, a vector or a text, beside the exact answer."""
+"""Neighbours: nearest neighbours of an item, a vector or a text, checked against exact search."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""AppTest of the Neighbours page: item, vector and text queries with the exact answer beside."""
+"""AppTest of the Neighbours page: item, vector and text queries, answered in one table that
+marks what the index missed, with the exact answer on demand."""
 
 from __future__ import annotations
 
@@ -35,8 +36,12 @@ def _neighbours_page() -> AppTest:
 
 
 def _result_frames(at) -> tuple:
+    """The answer table (the index's answer, its misses marked) and the exact table."""
     frames = [d.value for d in at.dataframe]
-    return frames[-2], frames[-1]
+    answer = [f for f in frames if "vs exact" in f.columns]
+    exact = [f for f in frames if "found by index" in f.columns]
+    assert len(answer) == len(exact) == 1, [list(f.columns) for f in frames]
+    return answer[0], exact[0]
 
 
 def test_empty_database(db):
@@ -57,18 +62,69 @@ def test_row_query_shows_both_answers_and_recall(db):
     labels = [m.label for m in at.metric]
     assert "recall@10 of this query" in labels and "Exact search latency" in labels
     found = next(m.value for m in at.metric if m.label == "recall@10 of this query")
-    approx, exact = _result_frames(at)
-    assert len(approx) == len(exact) == 10
-    # A count for one query, the same as the marks in the table.
-    assert found == f"{int(exact['found by index'].sum())} of 10"
-    assert 12 not in exact["row"].tolist() and 12 not in approx["row"].tolist()
-    assert list(exact.columns[:5]) == ["rank", "row", "id", "distance", "found by index"]
+    answer, exact = _result_frames(at)
+    assert len(exact) == 10 and len(answer) >= 10
+    # A count for one query, the same as the marks in both tables.
+    hits = int(exact["found by index"].sum())
+    assert found == f"{hits} of 10" == f"{(answer['vs exact'] == '✓').sum()} of 10"
+    assert (answer["vs exact"] == "✕ missed").sum() == 10 - hits
+    assert 12 not in exact["row"].tolist() and 12 not in answer["row"].tolist()
+    assert list(answer.columns[:5]) == ["rank", "vs exact", "row", "id", "distance"]
+    assert list(exact.columns[:5]) == ["rank", "found by index", "row", "id", "distance"]
     assert (exact["distance"].diff().dropna() >= 0).all()
+    assert (answer["distance"].diff().dropna() >= 0).all()
     # Metadata is shown as data, exactly as stored (never rendered as HTML).
     assert exact["label"].str.startswith("<b>group").all()
+    assert answer["label"].str.startswith("<b>group").all()
+    # The exact answer is there on demand, folded away.
+    assert any(e.label.startswith("Show the exact answer") for e in at.expander)
     # Changing k answers the same query again.
     by_key(at.number_input, "neighbours.k").set_value(4).run()
     assert len(_result_frames(at)[1]) == 4
+
+
+def test_one_table_marks_what_the_index_missed_at_its_place(db, monkeypatch):
+    """An index answer that misses the exact 3rd nearest (and returns the 11th instead): one
+    table, the missed item at its place without a rank, the stand-in marked, the page's
+    recall the same count; the exact answer folded away below."""
+    import dataclasses
+
+    from embscope.core.neighbours import NeighbourService, QueryComparison
+
+    real = NeighbourService.compare
+
+    def missing_the_third(self, dataset_id, query, **options):
+        got = real(self, dataset_id, query, **{**options, "k": options["k"] + 1})
+        exact = got.exact
+        keep = [0, 1, 3, 4, 5, 6, 7, 8, 9, 10]  # the 3rd left out, the 11th in its stead
+        approx = dataclasses.replace(
+            exact, rows=exact.rows[keep], ids=exact.ids[keep], distances=exact.distances[keep]
+        )
+        first = slice(0, 10)
+        exact = dataclasses.replace(
+            exact, rows=exact.rows[first], ids=exact.ids[first], distances=exact.distances[first]
+        )
+        return QueryComparison(approx, exact, 0.9)
+
+    monkeypatch.setattr(NeighbourService, "compare", missing_the_third)
+    _points(db)
+    at = _neighbours_page()
+    by_key(at.radio, "neighbours.item_how").set_value("row").run()
+    by_key(at.number_input, "neighbours.row").set_value(12).run()
+    by_key(at.button, "neighbours.go_row").click().run()
+    assert not at.exception
+    assert next(m.value for m in at.metric if m.label.startswith("recall@10")) == "9 of 10"
+    answer, exact = _result_frames(at)
+    assert len(answer) == 11 and len(exact) == 10
+    marks = answer["vs exact"].tolist()
+    assert marks == ["✓", "✓", "✕ missed"] + ["✓"] * 7 + ["– not in exact top 10"]
+    assert answer["rank"].isna().tolist() == [False, False, True] + [False] * 8
+    assert answer["rank"].dropna().astype(int).tolist() == list(range(1, 11))
+    assert answer["row"].iloc[2] == exact["row"].iloc[2]
+    assert not exact["found by index"].iloc[2] and exact["found by index"].sum() == 9
+    assert (answer["distance"].diff().dropna() >= 0).all()  # in the order of distance
+    assert any("found 9 of the exact 10 nearest" in m.value for m in at.markdown)
+    assert any(e.label.startswith("Show the exact answer") for e in at.expander)
 
 
 def test_search_then_pick_an_item(db):
@@ -99,17 +155,34 @@ def test_a_search_with_one_match_answers_at_once(db):
 def test_vector_query_and_bad_vector(db):
     X = _points(db)
     at = _neighbours_page()
-    by_key(at.text_area, "neighbours.vector_text").input(", ".join(map(str, X[5]))).run()
+    # The box sits in a form: its text reaches the page with the submit (Ctrl+Enter or a
+    # click), in the same run.
+    by_key(at.text_area, "neighbours.vector_text").input(", ".join(map(str, X[5])))
     by_key(at.button, "neighbours.go_vector").click().run()
     assert not at.exception
     exact = _result_frames(at)[1]
     assert exact["row"].iloc[0] == 5 and exact["distance"].iloc[0] == pytest.approx(0, abs=1e-5)
-    by_key(at.text_area, "neighbours.vector_text").input("1, 2, three").run()
+    by_key(at.text_area, "neighbours.vector_text").input("1, 2, three")
     by_key(at.button, "neighbours.go_vector").click().run()
     assert any("not a list of numbers" in e.value for e in at.error)
-    by_key(at.text_area, "neighbours.vector_text").input("1, 2").run()
+    by_key(at.text_area, "neighbours.vector_text").input("1, 2")
     by_key(at.button, "neighbours.go_vector").click().run()
     assert any("dimension 2" in e.value for e in at.error)
+
+
+def test_id_query_in_one_submit_and_an_empty_submit_says_what_to_do(db):
+    _points(db)
+    at = _neighbours_page()
+    by_key(at.radio, "neighbours.item_how").set_value("id").run()
+    by_key(at.button, "neighbours.go_id").click().run()  # nothing typed: no query, a hint
+    assert not at.exception and not at.dataframe
+    assert any("Type an item's id first" in c.value for c in at.caption)
+    by_key(at.text_input, "neighbours.id").input("p7")
+    by_key(at.button, "neighbours.go_id").click().run()
+    assert not at.exception
+    assert any("row 7 (id p7)" in m.value.replace("\\", "") for m in at.markdown)
+    answer, exact = _result_frames(at)
+    assert "p7" not in answer["id"].tolist() and len(exact) == 10
 
 
 def test_text_box_hidden_with_a_reason_when_model_unknown(db):
@@ -124,7 +197,8 @@ def test_text_query_with_the_model(db):
     with Store(db) as s:
         store_demo_dataset(s, stdlib_docstrings())
     at = _neighbours_page()
-    by_key(at.text_input, "neighbours.text").input("parse a JSON document").run()
+    # A form: the text and the submit arrive in one run (Enter or one click in a browser).
+    by_key(at.text_input, "neighbours.text").input("parse a JSON document")
     by_key(at.button, "neighbours.go_text").click().run()
     assert not at.exception
     exact = _result_frames(at)[1]
@@ -256,10 +330,10 @@ def test_reduce_hubs_scores_the_answer_and_measures_its_effect(db):
     by_key(at.button, "neighbours.go_row").click().run()
     at = until(at, lambda a: any("row 12" in m.value for m in a.markdown))
     assert not at.exception
-    approx, exact = _result_frames(at)
-    assert list(exact.columns[:6]) == ["rank", "row", "id", "distance", "score", "found by index"]
-    assert "score" in approx.columns
-    assert list(approx["score"]) == sorted(approx["score"], reverse=True)
+    answer, exact = _result_frames(at)
+    assert list(exact.columns[:6]) == ["rank", "found by index", "row", "id", "distance", "score"]
+    assert list(answer.columns[:6]) == ["rank", "vs exact", "row", "id", "distance", "score"]
+    assert list(answer["score"]) == sorted(answer["score"], reverse=True)
     assert any("Mutual proximity" in c.value for c in at.caption)
     assert at.query_params.get("reduce") == "mp"
     by_key(at.selectbox, "hubness.label_column").set_value("label").run()

@@ -108,20 +108,29 @@ ARM_LATENCY = """(expect) => {
                               attributes: true, attributeFilter: ['data-stale']});
 }"""
 
-# The "id" column of each fresh result table, read from the grid's accessibility table.
-TABLE_IDS = """() => [...document.querySelectorAll(
-    "[data-testid='stElementContainer'][data-stale='false'] [data-testid='stDataFrame']")]
-  .map(df => {
-    const t = df.querySelector('canvas table');
-    if (!t) return null;
-    const heads = [...t.querySelectorAll('thead th')].map(th => (th.textContent || '').trim());
-    const col = heads.indexOf('id') + 1;
-    if (col < 1) return null;
-    return [...t.querySelectorAll('tbody tr')].map(tr => {
-      const td = tr.querySelector(`td[aria-colindex='${col}']`);
-      return td ? td.textContent.trim() : null;
-    });
-  })"""
+# The two answers of the fresh result table, read from the grid's accessibility table: the
+# page shows one table, the index's answer with the exact neighbours it missed put in at
+# their place ("vs exact" marks ✓ found, ✕ missed, – not in the exact top k; a missed row has
+# no rank). [index's ids, exact ids], each in the table's order, or null.
+TABLE_IDS = """() => {
+  const df = [...document.querySelectorAll(
+      "[data-testid='stElementContainer'][data-stale='false'] [data-testid='stDataFrame']")]
+    .find(d => [...d.querySelectorAll('canvas table thead th')]
+      .some(th => (th.textContent || '').trim() === 'vs exact'));
+  const t = df ? df.querySelector('canvas table') : null;
+  if (!t) return null;
+  const heads = [...t.querySelectorAll('thead th')].map(th => (th.textContent || '').trim());
+  const at = name => heads.indexOf(name) + 1;
+  const cell = (tr, name) => {
+    const td = tr.querySelector(`td[aria-colindex='${at(name)}']`);
+    return td ? td.textContent.trim() : '';
+  };
+  const rows = [...t.querySelectorAll('tbody tr')];
+  return [
+    rows.filter(tr => cell(tr, 'rank') !== '').map(tr => cell(tr, 'id')),
+    rows.filter(tr => !cell(tr, 'vs exact').startsWith('–')).map(tr => cell(tr, 'id')),
+  ];
+}"""
 
 # Record and clear the exceptions and error boxes INIT_SCRIPT has kept.
 TAKE_ERRORS = (
@@ -823,7 +832,7 @@ class Run:
         give_up = time.monotonic() + TABLE_SETTLE_S
         while True:
             handle = await page.wait_for_function(
-                f"() => {{ const t = ({TABLE_IDS})(); return t.length >= 2 && t[0] && t[1]"
+                f"() => {{ const t = ({TABLE_IDS})(); return t"
                 f" && t[0].length >= {K} && t[1].length >= {K} ? t : null; }}",
                 timeout=STEP_MS,
                 polling=200,
