@@ -11,16 +11,15 @@ import streamlit as st
 from embscope.app import figures, share, widgets
 from embscope.app.cache import id_row_map, shared_item_count
 from embscope.app.jobs import artifact_or_job
-from embscope.app.runtime import get_store
-from embscope.app.scatter import (
-    PCA_CHOICE,
-    Panel,
-    hover_for,
-    layout_choice,
-    linked_pair,
-    make_panel,
-    stored_layouts,
+from embscope.app.layout_pair import (
+    SAME_CHOICE,
+    left_layout,
+    pair_caption,
+    pair_or_left,
+    right_layout,
 )
+from embscope.app.runtime import get_store
+from embscope.app.scatter import PCA_CHOICE, Panel, hover_for, make_panel, stored_layouts
 from embscope.app.selection import selection_list
 from embscope.app.text import md_escape
 from embscope.core import compare, compare_runs
@@ -32,11 +31,16 @@ OVERLAP = "neighbourhood overlap"
 
 
 def _link_layout(link: share.Link, name: str, info: DatasetInfo, key: str) -> None:
-    """``layout_a``/``layout_b``: ``pca`` or a stored projection's fingerprint."""
+    """``layout_a``/``layout_b``: ``pca``, ``same`` (``layout_b``: the left one's method and
+    parameters, the default) or a stored projection's fingerprint."""
     if name not in link:
         return
-    if (link.raw(name) or "").strip().lower() == "pca":
+    raw = (link.raw(name) or "").strip().lower()
+    if raw == "pca":
         st.session_state[key] = PCA_CHOICE
+        return
+    if raw == "same" and name == "layout_b":
+        st.session_state[key] = SAME_CHOICE
         return
     found = link.fingerprint(name, [p.fingerprint for p in stored_layouts(info)])
     if found is not None:
@@ -76,7 +80,7 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
 
 def _layout_param(key: str) -> str | None:
     value = st.session_state.get(key)
-    if value is None:
+    if value is None or value == SAME_CHOICE:  # the default needs no word in the link
         return None
     return "pca" if value == PCA_CHOICE else share.short(str(value))
 
@@ -285,40 +289,56 @@ def moved_most(info: DatasetInfo, result: compare.SpaceComparison, n_top: int = 
 
 
 def projections(info: DatasetInfo, other: DatasetInfo, result: compare.SpaceComparison) -> None:
-    """Both spaces' layouts, B Procrustes-aligned onto A, coloured by per-item overlap."""
+    """Both spaces' layouts, like for like by default (the same method, parameters and seed:
+    :mod:`app.layout_pair`), B Procrustes-aligned onto A, coloured by per-item overlap."""
     cols = st.columns(3)
     with cols[0]:
-        coords_a, label_a = layout_choice(info, f"compare.layout_a.{info.id}")
+        side_a = left_layout(info, f"compare.layout_a.{info.id}")
     with cols[1]:
-        coords_b, label_b = layout_choice(other, f"compare.layout_b.{other.id}")
+        side_b = right_layout(other, f"compare.layout_b.{other.id}", side_a)
     colour_key = f"compare.colour.{info.id}"
     if st.session_state.get(colour_key) not in (OVERLAP, *info.metadata_columns):
         st.session_state[colour_key] = OVERLAP
     colour_by = cols[2].selectbox("Colour by", [OVERLAP, *info.metadata_columns], key=colour_key)
-    alignment = compare.procrustes_align(coords_a[result.rows_a], coords_b[result.rows_b])
-    aligned_b = alignment.apply(coords_b).astype(np.float32)
-    if colour_by == OVERLAP:
-        values_a = np.full(info.n, np.nan)
-        values_a[result.rows_a] = result.jaccard
-        values_b = np.full(other.n, np.nan)
-        values_b[result.rows_b] = result.jaccard
-        title = f"Jaccard@{result.k}"
-        left = Panel(info, coords_a, f"{label_a} of {info.name}", values_a, False, title,
-                           hover_for(info, []))  # fmt: skip
-        right = Panel(other, aligned_b, f"{label_b} of {other.name} (aligned)", values_b,
-                            False, title, hover_for(other, []))  # fmt: skip
-    else:
-        left = make_panel(info, coords_a, title=f"{label_a} of {info.name}",
-                                colour=colour_by, hover_columns=[colour_by])  # fmt: skip
-        right = make_panel(other, aligned_b, title=f"{label_b} of {other.name} (aligned)",
-                                 colour=colour_by, hover_columns=[colour_by])  # fmt: skip
+    coords_a, coords_b = side_a.coords, side_b.coords
+    assert coords_a is not None
+    left = _panel(info, coords_a, f"{side_a.title} of {info.name}", result.rows_a, result,
+                  colour_by)  # fmt: skip
+    right, alignment = None, None
+    if coords_b is not None:  # None while the right layout is being computed
+        alignment = compare.procrustes_align(coords_a[result.rows_a], coords_b[result.rows_b])
+        right = _panel(other, alignment.apply(coords_b).astype(np.float32),
+                       f"{side_b.title} of {other.name} (aligned)", result.rows_b, result,
+                       colour_by)  # fmt: skip
     st.caption(
-        f"The right layout is rotated, scaled and shifted onto the left one (Procrustes over "
-        f"the matched items, disparity {alignment.disparity:.3f}). Select points in either to "
-        "see the same items in the other."
+        pair_caption(side_a, side_b)
+        + (
+            ""
+            if alignment is None
+            else " The right layout is rotated, scaled and shifted onto the left one "
+            f"(Procrustes over the matched items, disparity {alignment.disparity:.3f})."
+        )
+        + " Select points in either to see the same items in the other."
     )
-    linked_pair(left, right, id_row_map(info.id, other.id), key="compare.pair")
+    pair_or_left(left, right, id_row_map(info.id, other.id), key="compare.pair", pending=side_b)
     selection_list(info)
+
+
+def _panel(
+    info: DatasetInfo,
+    coords: np.ndarray,
+    title: str,
+    rows: np.ndarray,
+    result: compare.SpaceComparison,
+    colour_by: str,
+) -> Panel:
+    """One side's panel, coloured by per-item overlap (``rows``: its matched rows) or by a
+    metadata column."""
+    if colour_by == OVERLAP:
+        values = np.full(info.n, np.nan)
+        values[rows] = result.jaccard
+        return Panel(info, coords, title, values, False, f"Jaccard@{result.k}", hover_for(info, []))
+    return make_panel(info, coords, title=title, colour=colour_by, hover_columns=[colour_by])
 
 
 def _cka_verdict(result: Any) -> str:

@@ -28,13 +28,14 @@ def job_panel(key: str) -> None:
     status = get_job_runner().status(key)
     if status is None or not status.active:
         st.rerun(scope="app")
-    cols = st.columns([6, 1])
-    cols[0].progress(
+    # The bar takes the room the Cancel button leaves (never cut, even in a narrow column).
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    row.progress(
         min(max(status.fraction, 0.0), 1.0),
         text=f"{md_escape(status.label)}: {md_escape(status.message)}"
         + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
     )
-    if cols[1].button("Cancel", key=f"job.cancel.{key}"):
+    if row.button("Cancel", key=f"job.cancel.{key}"):
         get_job_runner().cancel(key)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import figures, map_charts, map_filter, share, state, widgets
-from embscope.app.cache import id_row_map, projection_coords
+from embscope.app.cache import id_row_map, metadata_column, projection_coords
 from embscope.app.clusters_panel import CLUSTERS, cluster_table
 from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
@@ -26,7 +26,7 @@ from embscope.app.selection import (
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
 from embscope.core.params import AUTO, Param
-from embscope.core.projections import runs
+from embscope.core.projections import label_scores, runs
 from embscope.core.store import DatasetInfo
 from embscope.core.validation import METRICS
 
@@ -695,7 +695,35 @@ def _with_chosen(p: runs.Projection, name: str, value: Any) -> str:
     return f"{shown} ({chosen:.3g})" if isinstance(chosen, float) else f"{shown} ({chosen})"
 
 
-def _gallery_rows(projections: list[runs.Projection]) -> pd.DataFrame:
+# The gallery's score columns (three decimals); its rows (up to four lines each) shown at once.
+GALLERY_ROWS = 8
+GALLERY_ROW_HEIGHT = 78
+_SCORES = ("trust@10", "continuity@10", "kNN pres.@10", "kNN acc.@10", "geodesic ρ")
+ACCURACY_HELP = (
+    "kNN accuracy@10: a 10-NN vote on the layout recovers the label column. It is scored "
+    "when a layout is computed, on the dataset's label column of that moment; choose "
+    "another categorical column above the table to score the stored layouts on it (their "
+    "coordinates are read again, nothing is laid out anew)."
+)
+
+
+def _accuracy(p: runs.Projection, label: str | None, rescored: Mapping[str, Any]) -> float | None:
+    """The layout's kNN accuracy on ``label``: its own score when it was scored on that
+    column, else one scored since (:mod:`core.projections.label_scores`), else None."""
+    if label is None:
+        return None
+    if p.label_column == label and p.quality.get("knn_accuracy@10") is not None:
+        return float(p.quality["knn_accuracy@10"])
+    score = rescored.get(p.fingerprint)
+    return None if score is None else float(score.knn_accuracy)
+
+
+def _gallery_rows(
+    projections: list[runs.Projection],
+    label: str | None = None,
+    rescored: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One row per stored projection; only the columns with at least one value."""
     rows = []
     for p in projections:
         q = p.quality
@@ -713,34 +741,137 @@ def _gallery_rows(projections: list[runs.Projection]) -> pd.DataFrame:
                 "trust@10": q.get("trustworthiness@10"),
                 "continuity@10": q.get("continuity@10"),
                 "kNN pres.@10": q.get("knn_preservation@10"),
-                "kNN acc.@10": q.get("knn_accuracy@10"),
+                "kNN acc.@10": _accuracy(p, label, rescored or {}),
                 "geodesic ρ": q.get("geodesic_spearman"),
                 "differs from paper": ", ".join(p.chosen.get("differs_from_paper") or {}),
                 "seconds": p.seconds,
                 "created": p.created,
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    filled = [
+        c
+        for c in frame.columns
+        if frame[c].notna().any() and not (frame[c].astype(str).str.strip() == "").all()
+    ]
+    return frame[filled]
+
+
+def _label_columns(info: DatasetInfo) -> list[str]:
+    """The metadata columns that can serve as class labels (not continuous, 2-200 values)."""
+    return [c for c in info.metadata_columns if runs.is_categorical(metadata_column(info.id, c))]
+
+
+def _label_default(
+    info: DatasetInfo, projections: list[runs.Projection], candidates: list[str]
+) -> str:
+    """The column most stored layouts were scored on; else the one the map is coloured by;
+    else the dataset's label column; else the first that can be one."""
+    scored = [p.label_column for p in projections if p.label_column in candidates]
+    if scored:
+        return max(set(scored), key=scored.count)
+    for column in (st.session_state.get(f"projections.colour.{info.id}"),
+                   runs.default_label_column(info)):  # fmt: skip
+        if column in candidates:
+            return str(column)
+    return candidates[0]
+
+
+def _gallery_label(info: DatasetInfo, projections: list[runs.Projection]) -> str | None:
+    """The label column the gallery's kNN accuracy is shown on (chosen above the table)."""
+    candidates = _label_columns(info)
+    if not candidates:
+        st.caption(
+            "kNN accuracy needs a categorical metadata column (class labels): this dataset "
+            "has none, so the layouts are scored without it."
+        )
+        return None
+    key = f"projections.gallery.labels.{info.id}"
+    if st.session_state.get(key) not in candidates:
+        st.session_state[key] = _label_default(info, projections, candidates)
+    cols = st.columns([1, 2])
+    return str(
+        cols[0].selectbox(
+            "kNN accuracy on the label column", candidates, key=key, help=ACCURACY_HELP
+        )  # fmt: skip
+    )
+
+
+def _rescore(
+    info: DatasetInfo, projections: list[runs.Projection], label: str, frame: pd.DataFrame
+) -> None:
+    """Score the layouts that have no kNN accuracy on ``label`` yet, as a background job
+    (stored: :mod:`core.projections.label_scores`), or show its progress."""
+    if "kNN acc.@10" in frame.columns:
+        missing = [p.fingerprint for p, v in zip(projections, frame["kNN acc.@10"], strict=True)
+                   if pd.isna(v)]  # fmt: skip
+    else:
+        missing = [p.fingerprint for p in projections]
+    if not missing:
+        return
+    request = widgets.guarded(
+        lambda: label_scores.label_scores_request(get_store(), info.id, label, missing)
+    )
+    if request is None:
+        return
+    count = len(missing)
+    layouts = f"{count} layout{'' if count == 1 else 's'}"
+    artifact_or_job(
+        label_scores.LABEL_SCORES,
+        request,
+        button=f"Score kNN accuracy on {md_escape(label)} ({layouts})",
+        button_key=f"projections.gallery.rescore.{info.id}",
+        caption=f"{count} of {len(projections)} layouts were not scored on "
+        f"{md_escape(label)} when they were computed: the button scores their stored "
+        "coordinates against it in the background (nothing is laid out again).",
+    )
 
 
 def gallery(info: DatasetInfo) -> None:
-    """Every stored projection of the dataset with its parameters and scores; pick one to open."""
-    projections = runs.list_projections(get_store(), info.id)
+    """Every stored projection of the dataset with its parameters and scores (only the
+    columns that have a value), the kNN accuracy on a label column of the reader's choice
+    (scored again on demand); pick a row to open it."""
+    store = get_store()
+    projections = runs.list_projections(store, info.id)
     if not projections:
         st.caption("No projection of this dataset is stored yet.")
         return
+    label = _gallery_label(info, projections)
+    rescored = label_scores.stored_label_scores(store, info.id, label) if label else {}
+    frame = _gallery_rows(projections, label, rescored)
+    accuracy = "kNN acc.@10" if label is None else f"kNN acc.@10 ({label})"
+    accuracy_help = ACCURACY_HELP if label is None else f"On {md_escape(label)}. {ACCURACY_HELP}"
+    rows_shown = min(len(frame), GALLERY_ROWS)
     event = st.dataframe(
-        _gallery_rows(projections),
+        frame,
         hide_index=True,
         width="stretch",
+        # Rows of four lines: long parameters wrap (Streamlit wraps above 64 px) instead of
+        # widening the table past the page; the widths fit 1,600 px with every column.
+        row_height=GALLERY_ROW_HEIGHT,
+        height=48 + rows_shown * GALLERY_ROW_HEIGHT,  # the header and up to GALLERY_ROWS rows
         on_select="rerun",
         selection_mode="single-row",
         key=f"projections.gallery.{info.id}",
         column_config={
-            c: st.column_config.NumberColumn(format="%.3f")
-            for c in ("trust@10", "continuity@10", "kNN pres.@10", "kNN acc.@10", "geodesic ρ")
+            **{c: st.column_config.NumberColumn(format="%.3f", width=90) for c in _SCORES},
+            "continuity@10": st.column_config.NumberColumn(format="%.3f", width=96),
+            "kNN acc.@10": st.column_config.NumberColumn(
+                accuracy, format="%.3f", width=140,
+                help=accuracy_help,
+            ),
+            "method": st.column_config.TextColumn(pinned=True, width=80),
+            "dims": st.column_config.NumberColumn(width=44),
+            "metric": st.column_config.TextColumn(width=58),
+            "seed": st.column_config.NumberColumn(width=44),
+            "parameters": st.column_config.TextColumn(width=200),
+            "differs from paper": st.column_config.TextColumn(width=110),
+            "seconds": st.column_config.NumberColumn(format="%.1f", width=62),
+            "created": st.column_config.DatetimeColumn(format="distance", width=116),
         },
-    )
+    )  # fmt: skip
+    if label is not None:
+        _rescore(info, projections, label, frame)
     rows = event.selection.rows if event else []
     picked = rows[0] if rows else None
     if picked is not None:

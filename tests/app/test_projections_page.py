@@ -350,3 +350,80 @@ def test_a_session_cannot_queue_more_than_its_share_of_jobs(db, monkeypatch):
     assert any("You have 1 jobs running" in w.value for w in at.warning)
     assert len(get_job_runner().active()) == 1
     release.set()
+
+
+def _chart_titles(at) -> list[str]:
+    import json
+
+    return [
+        (json.loads(c.proto.spec)["layout"].get("title") or {}).get("text", "")
+        for c in at.get("plotly_chart")
+    ]
+
+
+def test_compare_layouts_are_like_for_like_by_default(db):
+    """The left side opens on the dataset's best stored layout (not the newest), and the
+    right side on the same method, parameters and seed, computed in the background when the
+    other dataset has none: never a UMAP beside a PCA."""
+    from embscope.app.runtime import get_store
+    from embscope.core import compare_runs
+    from embscope.core.artifacts import get_or_compute
+
+    with Store(db) as s:
+        umap = runs.compute_projection(s, 1, method="umap", seed=3, params={"n_epochs": 60})
+        runs.compute_projection(s, 1, method="pca")  # newer, less faithful
+        get_or_compute(s, compare_runs.COMPARISONS, compare_runs.comparison_request(s, 1, 2))
+    at = open_page("compare")
+    assert not at.exception
+    assert by_key(at.selectbox, "compare.layout_a.1").value == umap.fingerprint
+    assert by_key(at.selectbox, "compare.layout_b.2").value == "same as the left"
+    # the copy has no layout yet: its twin is computed as a background job
+    at = until(at, lambda a: len(a.get("plotly_chart")) == 3)
+    assert not at.exception
+    titles = _chart_titles(at)
+    assert "UMAP 2-D of points" in titles and "UMAP 2-D of points noisy (aligned)" in titles
+    [twin] = runs.list_projections(get_store(), 2)
+    assert (twin.method, twin.seed, dict(twin.params)) == ("umap", 3, dict(umap.params))
+    assert any("Like for like: both maps are UMAP" in c.value for c in at.caption)
+    assert "layout_b" not in at.query_params  # the default needs no word in the link
+    # another layout on the right is allowed, and said to be unlike
+    by_key(at.selectbox, "compare.layout_b.2").set_value("PCA (instant)").run()
+    assert any("Two different layouts" in c.value for c in at.caption)
+    assert at.query_params["layout_b"] == "pca"
+
+
+def test_gallery_shows_only_filled_columns_and_scores_another_label_column(tmp_path, monkeypatch):
+    """The gallery hides columns without a value, says which column kNN accuracy was scored
+    on, and scores the stored layouts on another label column as a job (no new layout)."""
+    path = tmp_path / "labels.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    X, meta = _data()
+    meta["parity"] = np.where(np.arange(len(meta)) % 2 == 0, "even", "odd")
+    with Store(path) as s:
+        s.add_dataset(make_parsed(X, meta), name="points", info={"label_column": "label"})
+        pca = runs.compute_projection(s, 1, method="pca")
+    at = open_page("projections")
+    by_key(at.selectbox, "projections.method").set_value("pca").run()
+
+    def gallery(a):
+        return next(d for d in a.dataframe if "trust@10" in d.value.columns)
+
+    assert not at.exception
+    frame = gallery(at).value
+    # PCA has no parameters, departs from no paper, and the points have no geodesic truth:
+    # no empty columns
+    assert not {"parameters", "differs from paper", "geodesic ρ"} & set(frame.columns)
+    assert frame["kNN acc.@10"].tolist() == [pca.quality["knn_accuracy@10"]]
+    config = gallery(at).proto.columns
+    assert "kNN acc.@10 (label)" in config  # the header names the label column
+    assert by_key(at.selectbox, "projections.gallery.labels.1").value == "label"
+    by_key(at.selectbox, "projections.gallery.labels.1").set_value("parity").run()
+    assert "kNN acc.@10" not in gallery(at).value.columns  # not scored on parity yet
+    by_key(at.button, "projections.gallery.rescore.1").click().run()
+    at = until(at, lambda a: "kNN acc.@10" in gallery(a).value.columns)
+    assert not at.exception
+    parity = gallery(at).value["kNN acc.@10"].iloc[0]
+    assert 0.0 <= parity <= 1.0 and parity != pca.quality["knn_accuracy@10"]
+    from embscope.app.runtime import get_store
+
+    assert len(runs.list_projections(get_store(), 1)) == 1  # scored, not laid out again
