@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from embscope.app import plot_style as style
 from embscope.core.export import MISSING, as_text
 
 # Every figure here uses plotly's "plotly_white" look. As the process default, plotly applies
@@ -31,14 +33,19 @@ ORDER_LABELS = {
 }
 
 
-def _layout(fig: go.Figure, title: str) -> go.Figure:
+def _layout(
+    fig: go.Figure, title: str, *, width: float = style.FULL_WIDTH, height: int = 380
+) -> go.Figure:
+    """The common look: title, margins, height, a legend below, the design width (for the
+    label placement of :mod:`app.plot_style`) and hover labels that show whole names."""
     fig.update_layout(
         title={"text": title, "font": {"size": 15}},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        height=380,
+        height=height,
         legend={"orientation": "h", "y": -0.2},
+        hoverlabel={"namelength": -1},
     )
-    return fig
+    return style.set_width(fig, width)
 
 
 def recall_ef_figure(curve: Any) -> go.Figure:
@@ -58,27 +65,27 @@ def recall_ef_figure(curve: Any) -> go.Figure:
         ),
         secondary_y=False,
     )  # fmt: skip
-    fig.add_trace(
-        go.Scatter(x=ef, y=curve.p50_ms, mode="lines+markers", name="latency p50 (ms)",
-                   line={"dash": "dot"}),
-        secondary_y=True,
-    )  # fmt: skip
-    fig.add_trace(
-        go.Scatter(x=ef, y=curve.p99_ms, mode="lines+markers", name="latency p99 (ms)",
-                   line={"dash": "dash"}),
-        secondary_y=True,
-    )  # fmt: skip
+    latency = []
+    for label, values, dash in (("p50", curve.p50_ms, "dot"), ("p99", curve.p99_ms, "dash")):
+        latency.append(np.asarray(values, float))
+        fig.add_trace(
+            go.Scatter(
+                x=ef, y=values, mode="lines+markers", name=f"latency {label} (ms)",
+                line={"dash": dash},
+                hovertemplate=f"ef %{{x}}<br>{label} latency %{{y:{style.SIG}}} ms"
+                "<extra></extra>",
+            ),
+            secondary_y=True,
+        )  # fmt: skip
     # Ticks at the measured ef only (a log axis would label its minor ticks 2 3 4 ...).
-    fig.update_xaxes(
-        type="log", title_text="ef (search breadth, log scale)", tickvals=ef,
-        ticktext=[str(int(e)) for e in ef],
-    )  # fmt: skip
+    style.log_axis(fig, ef, at_values=True, title_text="ef (search breadth, log scale)")
     low = float(np.nanmin(ci[:, 0])) if np.isfinite(ci[:, 0]).any() else 0.0
-    fig.update_yaxes(
-        title_text=f"recall@{curve.k}", range=[max(0.0, min(low, 0.9) - 0.05), 1.01],
-        secondary_y=False,
+    style.linear_axis(
+        fig, max(0.0, min(low, 0.9) - 0.05), 1.01, secondary_y=False, extend=False,
+        title_text=f"recall@{curve.k}",
     )  # fmt: skip
-    fig.update_yaxes(title_text="milliseconds", rangemode="tozero", secondary_y=True)
+    top = max((float(np.nanmax(v)) for v in latency if np.isfinite(v).any()), default=1.0)
+    style.linear_axis(fig, 0.0, top * 1.05, secondary_y=True, grid=False, title_text="milliseconds")
     return _layout(
         fig, f"HNSW recall@{curve.k} and latency against ef ({curve.n_queries} held-out queries)"
     )
@@ -104,34 +111,48 @@ def recall_lid_figure(result: Any) -> go.Figure:
         centres = [(edges[i] + edges[i + 1]) / 2 for i in range(len(edges) - 1)]
         means = [recall[ok][which == i].mean() if (which == i).any() else np.nan
                  for i in range(len(edges) - 1)]  # fmt: skip
-        fig.add_trace(go.Scatter(x=centres, y=means, mode="lines+markers", name="mean per decile"))
+        fig.add_trace(
+            go.Scatter(
+                x=centres, y=means, mode="lines+markers", name="mean per decile",
+                customdata=np.column_stack([edges[:-1], edges[1:]]),
+                hovertemplate="LID %{customdata[0]:.1f}–%{customdata[1]:.1f}<br>mean recall "
+                "%{y:.3f}<extra></extra>",
+            )
+        )  # fmt: skip
     rho = result.spearman_rho
     fig.update_xaxes(title_text="local intrinsic dimension of the query (LID, k = 20)")
-    fig.update_yaxes(
-        title_text="recall", range=[max(-0.05, float(recall[ok].min(initial=1.0)) - 0.1), 1.05]
-    )
+    style.linear_axis(
+        fig, max(-0.05, float(recall[ok].min(initial=1.0)) - 0.1), 1.05, extend=False,
+        title_text="recall",
+    )  # fmt: skip
     title = f"Per-query recall at ef = {result.ef} against LID"
     if np.isfinite(rho):
-        title += f" (Spearman ρ = {rho:.2f})"
+        title += f" (Spearman ρ = {style.fmt_num(rho)})"
     return _layout(fig, title)
 
 
 def order_figure(result: Any) -> go.Figure:
     """recall@k of each insertion order, one bar group per ef: the mean over the seeds, ± one
-    standard deviation, and each seed's build as a dot (the spread the order must beat)."""
+    standard deviation, and each seed's build as a dot (the spread the order must beat).
+    Each bar's value is written inside it, at its foot, where it has room."""
     fig = go.Figure()
     names = [ORDER_LABELS.get(o, o) for o in result.orders]
     seeds = int(result.seed_recall.shape[0])
+    # The bars stand on the axis's foot (not on 0, far below it), so a value written at a
+    # bar's foot is in view.
+    low = max(0.0, float(np.nanmin(result.seed_recall)) - 0.1)
     for j, ef in enumerate(np.asarray(result.ef)):
         sd = np.nan_to_num(np.asarray(result.recall_sd[:, j], float))
+        recall = np.asarray(result.recall[:, j], float)
         fig.add_trace(
             go.Bar(
-                x=names, y=result.recall[:, j], name=f"ef = {ef}", offsetgroup=str(j),
+                x=names, y=recall - low, base=low, name=f"ef = {ef}", offsetgroup=str(j),
                 error_y={"type": "data", "array": sd, "visible": seeds > 1},
-                text=[f"{v:.3f}" for v in result.recall[:, j]], textposition="outside",
-                customdata=sd,
-                hovertemplate="%{x}<br>recall %{y:.3f} ± %{customdata:.3f} sd over "
-                f"{seeds} seed{'s' if seeds != 1 else ''}<extra>ef = {ef}</extra>",
+                text=[style.fmt_num(v) for v in recall], textposition="inside",
+                textangle=-90, insidetextanchor="start", textfont={"size": style.LABEL_FONT},
+                customdata=np.column_stack([recall, sd]),
+                hovertemplate="%{x}<br>recall %{customdata[0]:.3f} ± %{customdata[1]:.3f} sd "
+                f"over {seeds} seed{'s' if seeds != 1 else ''}<extra>ef = {ef}</extra>",
             )
         )  # fmt: skip
         if seeds > 1:
@@ -144,61 +165,128 @@ def order_figure(result: Any) -> go.Figure:
                     hovertemplate="%{x}<br>one seed: recall %{y:.3f}<extra></extra>",
                 )
             )  # fmt: skip
-    low = float(np.nanmin(result.seed_recall))
-    fig.update_yaxes(title_text=f"recall@{result.k}", range=[max(0.0, low - 0.1), 1.02])
+    style.linear_axis(fig, low, 1.02, extend=False, title_text=f"recall@{result.k}")
     fig.update_layout(barmode="group", scattermode="group")
-    return _layout(
+    fig = _layout(
         fig,
         f"recall@{result.k} by insertion order (held-out queries, {seeds} single-threaded "
         f"build{'s' if seeds != 1 else ''} per order)",
     )
+    if style.overlapping_labels(fig):  # bars too narrow for their values: hover has them
+        fig.update_traces(text=None, selector={"type": "bar"})
+    return fig
 
 
 def spectrum_figure(spectrum: Any) -> go.Figure:
-    """PCA spectrum: variance ratio per component (log scale) and cumulative variance."""
+    """PCA spectrum: variance ratio per component (log scale) and cumulative variance, with
+    the components that reach 90, 95 and 99 % marked on the cumulative curve."""
     ratio = np.asarray(spectrum.variance_ratio, float)
+    cumulative = np.asarray(spectrum.cumulative, float)
     comps = np.arange(1, len(ratio) + 1)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=comps, y=ratio, mode="lines", name="variance ratio"),
-                  secondary_y=False)  # fmt: skip
     fig.add_trace(
-        go.Scatter(x=comps, y=spectrum.cumulative, mode="lines", name="cumulative",
-                   line={"dash": "dash"}),
+        go.Scatter(x=comps, y=ratio, mode="lines", name="variance ratio (left)",
+                   hovertemplate=f"component %{{x}}: %{{y:{style.SIG}}} of the variance"
+                   "<extra></extra>"),
+        secondary_y=False,
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(x=comps, y=cumulative, mode="lines", name="cumulative (right)",
+                   line={"dash": "dash"},
+                   hovertemplate="components 1–%{x}: %{y:.1%} of the variance<extra></extra>"),
         secondary_y=True,
     )  # fmt: skip
-    for level, n in ((0.90, spectrum.n90), (0.95, spectrum.n95), (0.99, spectrum.n99)):
-        fig.add_vline(x=n, line={"width": 1, "dash": "dot", "color": "grey"},
-                      annotation_text=f"{int(level * 100)} % at {n}")  # fmt: skip
-    fig.update_xaxes(title_text="principal component")
-    fig.update_yaxes(title_text="share of variance (log)", type="log", dtick=1,
-                     exponentformat="power", secondary_y=False)  # fmt: skip
-    fig.update_yaxes(title_text="cumulative share", range=[0, 1.02], secondary_y=True)
-    return _layout(fig, "PCA spectrum")
+    levels = [(90, spectrum.n90), (95, spectrum.n95), (99, spectrum.n99)]
+    levels = [(level, int(n)) for level, n in levels if n and n <= len(ratio)]
+    for level, n in levels:  # a drop line from the mark to the axis
+        fig.add_shape(
+            type="line", x0=n, x1=n, y0=0, y1=level / 100, xref="x", yref="y2",
+            line={"width": 1, "dash": "dot", "color": "grey"},
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[n for _, n in levels], y=[level / 100 for level, _ in levels],
+            mode="markers+text", name="components for 90 / 95 / 99 %",
+            marker={"size": 7, "color": "#555555"},
+            text=[f"{level} %: {n}" for level, n in levels], textposition="middle right",
+            textfont={"size": style.LABEL_FONT},
+            customdata=[[level, n] for level, n in levels],
+            hovertemplate="%{customdata[0]} % of the variance in the first %{customdata[1]} "
+            "components<extra></extra>",
+        ),
+        secondary_y=True,
+    )  # fmt: skip
+    style.linear_axis(fig, 0, len(ratio) + 1, axis="x", extend=False,
+                      title_text="principal component")  # fmt: skip
+    style.log_axis(fig, ratio, axis="y", secondary_y=False,
+                   title_text="share of variance (log)")  # fmt: skip
+    style.linear_axis(fig, 0, 1, secondary_y=True, extend=False, percent=True, headroom=0.1,
+                      grid=False, title_text="cumulative share")  # fmt: skip
+    fig = _layout(fig, "PCA spectrum", width=style.HALF_WIDTH)
+    return style.place_labels(fig)
 
 
 def twonn_figure(result: Any) -> go.Figure:
     """TwoNN fit: −log(1 − F(μ)) against log μ, with the fitted line through the origin."""
     x, y = np.asarray(result.log_mu, float), np.asarray(result.neg_log_survival, float)
     step = max(1, len(x) // 5000)  # the fit is a line: a few thousand points show it
-    fig = go.Figure(go.Scattergl(x=x[::step], y=y[::step], mode="markers", name="points",
-                                 marker={"size": 4, "opacity": 0.5}))  # fmt: skip
+    fig = go.Figure(
+        go.Scattergl(
+            x=x[::step], y=y[::step], mode="markers", name="points",
+            marker={"size": 4, "opacity": 0.5},
+            hovertemplate="log μ %{x:.3f}<br>−log(1 − F(μ)) %{y:.3f}<extra></extra>",
+        )
+    )  # fmt: skip
+    dimension = style.fmt_num(result.dimension)
     if len(x):
         xs = np.array([0.0, float(x.max())])
-        fig.add_trace(go.Scatter(x=xs, y=result.dimension * xs, mode="lines",
-                                 name=f"slope d = {result.dimension:.2f}"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=result.dimension * xs, mode="lines", name=f"slope d = {dimension}",
+                hovertemplate=f"fitted line, slope d = {dimension}<br>log μ %{{x:.3f}}: "
+                "%{y:.3f}<extra></extra>",
+            )
+        )  # fmt: skip
     fig.update_xaxes(title_text="log μ   (μ = r₂ / r₁)")
     fig.update_yaxes(title_text="−log(1 − F(μ))")
-    return _layout(fig, f"TwoNN fit: intrinsic dimension {result.dimension:.2f}")
+    return _layout(fig, f"TwoNN fit: intrinsic dimension {dimension}", width=style.HALF_WIDTH)
 
 
 def histogram_figure(values: Any, *, title: str, x_title: str, log_y: bool = False) -> go.Figure:
-    """A histogram of per-point values (NaN left out)."""
+    """A histogram of per-point values (NaN left out): one bar per whole number for counts
+    (up to 150 of them), else 60 bins; on a log count axis labelled at 1, 10, 100, ..."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
-    fig = go.Figure(go.Histogram(x=v, nbinsx=60, name=x_title))
+    whole = v.size > 0 and np.all(v == np.round(v)) and v.max() - v.min() <= 150
+    if whole:
+        edges = np.arange(v.min() - 0.5, v.max() + 1.0)
+    else:
+        edges = np.histogram_bin_edges(v, bins=60) if v.size else np.array([0.0, 1.0])
+    counts, edges = np.histogram(v, bins=edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    if whole:
+        custom = [[style.fmt_num(int(round(c))), ""] for c in centres]
+        where = "%{customdata[0]}"
+    else:
+        custom = [[style.fmt_num(a), style.fmt_num(b)] for a, b in zip(edges[:-1], edges[1:],
+                                                                        strict=True)]  # fmt: skip
+        where = "%{customdata[0]}–%{customdata[1]}"
+    fig = go.Figure(
+        go.Bar(
+            x=centres, y=counts, width=np.diff(edges), name=x_title, marker_color="#636efa",
+            customdata=custom,
+            hovertemplate=f"{where}: %{{y:,}} points<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(bargap=0.04)
     fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text="points", type="log" if log_y else "linear")
-    return _layout(fig, title)
+    if log_y:
+        top = float(counts.max()) if counts.size else 1.0
+        style.log_axis(fig, counts[counts > 0], axis="y", low=0.8, high=max(top, 1.0) * 1.2,
+                       pad=0.0, title_text="points (log)")  # fmt: skip
+    else:
+        fig.update_yaxes(title_text="points")
+    return _layout(fig, title, width=style.HALF_WIDTH)
 
 
 def scatter_figure(
@@ -208,8 +296,10 @@ def scatter_figure(
     color_title: str,
     hover: list[str],
     title: str,
+    axis_titles: tuple[str, str] = ("PC 1", "PC 2"),
 ) -> go.Figure:
-    """A WebGL scatter of a 2-D layout coloured by a per-point value (continuous scale).
+    """A WebGL scatter of a 2-D layout coloured by a per-point value (continuous scale),
+    opened on the bulk of its points, with point size and opacity for its number of points.
 
     ``hover`` must already be escaped text: plotly renders a subset of HTML in hover labels.
     """
@@ -217,20 +307,24 @@ def scatter_figure(
     finite = c[np.isfinite(c)]
     # A few extreme values would flatten the colour scale: clip it to the 1-99 % range.
     low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    n = len(coords)
     fig = go.Figure(
         go.Scattergl(
-            x=coords[:, 0], y=coords[:, 1], mode="markers",
-            marker={"size": 4, "color": np.where(np.isfinite(c), c, np.nan), "colorscale": "Viridis",
-                    "showscale": True, "colorbar": {"title": {"text": color_title}},
+            x=coords[:, 0], y=coords[:, 1], mode="markers", name=html.escape(color_title),
+            marker={"size": point_size(n), "color": np.where(np.isfinite(c), c, np.nan),
+                    "colorscale": "Viridis", "showscale": True,
+                    "colorbar": {"title": {"text": html.escape(color_title)}},
                     "cmin": float(low), "cmax": float(max(high, low + 1e-9)),
-                    "opacity": 0.8},
+                    "opacity": point_opacity(n)},
             hovertext=hover, hoverinfo="text",
         )
     )  # fmt: skip
-    fig.update_xaxes(showticklabels=False, title_text="PC 1")
-    fig.update_yaxes(showticklabels=False, title_text="PC 2", scaleanchor="x")
-    fig = _layout(fig, title)
-    fig.update_layout(height=520)
+    fig.update_xaxes(title_text=html.escape(axis_titles[0]), range=robust_range(coords[:, 0]),
+                     zeroline=False)  # fmt: skip
+    fig.update_yaxes(title_text=html.escape(axis_titles[1]), range=robust_range(coords[:, 1]),
+                     zeroline=False, scaleanchor="x")  # fmt: skip
+    fig = _layout(fig, html.escape(title))
+    fig.update_layout(height=560, dragmode="pan", uirevision="keep")
     return fig
 
 
@@ -544,6 +638,7 @@ def projection_figure(
                 font={"size": label.size, "color": "#111111"},
                 bgcolor="rgba(255,255,255,0.72)", borderpad=2,
             )  # fmt: skip
+        style.drop_overlapping_annotations(fig)  # a name over another: the legend has it
     else:
         axis = {"showticklabels": False, "title": ""}
         scene: dict[str, Any] = {"xaxis": axis, "yaxis": axis, "zaxis": axis}
@@ -654,7 +749,7 @@ def metadata_histogram(
     fig = go.Figure(
         go.Bar(
             x=centres, y=whole, width=widths, name="all", marker_color=WHOLE_COLOUR,
-            customdata=positions, hovertemplate="%{x:.4g}: %{y:,} items<extra></extra>",
+            customdata=positions, hovertemplate=f"%{{x:{style.SIG}}}: %{{y:,}} items<extra></extra>",
         )
     )  # fmt: skip
     if selected is not None:
@@ -662,7 +757,7 @@ def metadata_histogram(
             go.Bar(
                 x=centres, y=selected, width=widths, name="selected",
                 marker_color=SELECTED_COLOUR, customdata=positions,
-                hovertemplate="%{x:.4g}: %{y:,} selected<extra></extra>",
+                hovertemplate=f"%{{x:{style.SIG}}}: %{{y:,}} selected<extra></extra>",
             )
         )  # fmt: skip
     fig.update_layout(barmode="overlay", bargap=0.02)
@@ -698,10 +793,16 @@ def selected_rows(fig: go.Figure, selection: Any) -> np.ndarray:
 def shared_neighbours_figure(histogram: np.ndarray, k: int, chance: float) -> go.Figure:
     """How many items keep 0..k of their k neighbours in the other space (bars)."""
     counts = np.asarray(histogram)
-    fig = go.Figure(go.Bar(x=np.arange(len(counts)), y=counts, marker_color="#1f77b4"))
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(len(counts)), y=counts, marker_color="#1f77b4", name="items",
+            hovertemplate=f"%{{x}} of {k} neighbours kept: %{{y:,}} items<extra></extra>",
+        )
+    )  # fmt: skip
     fig.add_vline(
         x=chance * k, line_dash="dot", line_color="#d62728",
-        annotation_text="chance", annotation_position="top",
+        annotation_text=f"chance ({style.fmt_num(chance * k)})", annotation_position="top",
+        annotation_font_size=style.LABEL_FONT,
     )  # fmt: skip
     fig = _layout(fig, f"Neighbours kept, out of {k}")
     fig.update_xaxes(title_text=f"shared neighbours (of {k})", dtick=1 if k <= 20 else None)
@@ -710,9 +811,26 @@ def shared_neighbours_figure(histogram: np.ndarray, k: int, chance: float) -> go
     return fig
 
 
+def pareto_front(x: Any, y: Any) -> np.ndarray:
+    """Positions of the points on the upper-left envelope of (x, y): each has a higher y
+    than every point with an x no larger (the best recall for the bytes), by ascending x."""
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    ok = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+    order = ok[np.lexsort((-ys[ok], xs[ok]))]  # by x, the best y first among equal x
+    front, best = [], -np.inf
+    for i in order:
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    return np.asarray(front, dtype=np.int64)
+
+
 def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
-    """recall@k against bytes per vector (log axis), one labelled curve per codec family,
-    with 95 % intervals as error bars.
+    """recall@k against bytes per vector (log axis, labelled at the decades), one labelled
+    curve per codec family, with 95 % intervals as error bars and the Pareto front over all
+    codecs (a dashed line: the best recall any codec reaches within the bytes). Labels of
+    points drawn together are joined ("int8 · lvq:8"); a label with no room is left to the
+    hover.
 
     ``frame`` has the columns of :meth:`core.compression.CompressionReport.rows`: ``codec``,
     ``family``, ``bytes_per_vector``, ``recall@{k}`` and ``recall@{k}_rescored``, their
@@ -724,6 +842,7 @@ def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
     column = f"recall@{k}_rescored" if rescored else f"recall@{k}"
     x_column = "bytes_per_vector_rescored" if rescored else "bytes_per_vector"
     fig = go.Figure()
+    lows: list[float] = []  # the lowest interval ends: where the y axis opens
     for g, (family, part) in enumerate(frame.groupby("family", sort=False)):
         part = part.sort_values(x_column)
         y = part[column].to_numpy(dtype=float)
@@ -731,25 +850,28 @@ def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
         for i, ci in enumerate(part[column + "_ci"]):
             if ci is not None and ci[0] is not None and ci[1] is not None:
                 lo[i], hi[i] = ci
+        lows.extend(lo)
         name = html.escape(str(family))
+        codecs = [html.escape(str(c)) for c in part["codec"]]
         custom: list[list[Any]] = [
             [lo[i], hi[i], int(row["bytes_per_vector"]), html.escape(str(row["rescored_with"])),
              int(row["rerank_bytes_per_vector"]),
              f"<br>first stage alone: {html.escape(str(row['first_stage']))}"
-             if isinstance(row.get("first_stage"), str) else ""]
+             if isinstance(row.get("first_stage"), str) else "", codecs[i]]
             for i, (_, row) in enumerate(part.iterrows())
         ]  # fmt: skip
-        hover = "%{text}<br>%{x} bytes/vector"
+        hover = "%{customdata[6]}<br>%{x:,} bytes/vector"
         if not rescored:
             hover += "%{customdata[5]}"
         else:
             withs = sorted({str(w) for w in part["rescored_with"]})
             name += " + " + html.escape(" / ".join(withs))  # the legend names what re-ranks
-            hover += " = %{customdata[2]} code + %{customdata[4]} re-ranking (%{customdata[3]})"
+            hover += " = %{customdata[2]:,} code + %{customdata[4]:,} re-ranking " \
+                     "(%{customdata[3]})"  # fmt: skip
         fig.add_trace(
             go.Scatter(
                 x=part[x_column], y=y, mode="lines+markers+text", name=name,
-                textposition="top center", text=[html.escape(str(c)) for c in part["codec"]],
+                textposition="top center", text=codecs, textfont={"size": style.LABEL_FONT},
                 marker={"size": 9, "color": _PALETTE[g % len(_PALETTE)]},
                 error_y={"type": "data", "symmetric": False, "array": hi - y,
                          "arrayminus": y - lo, "thickness": 1, "width": 3},
@@ -758,13 +880,40 @@ def pareto_figure(frame: Any, *, k: int, rescored: bool = False) -> go.Figure:
                 "%{customdata[0]:.3f}–%{customdata[1]:.3f})<extra></extra>",
             )
         )  # fmt: skip
+    xs, ys = frame[x_column].to_numpy(dtype=float), frame[column].to_numpy(dtype=float)
+    front = pareto_front(xs, ys)
+    if front.size:
+        names = [html.escape(str(c)) for c in frame["codec"].to_numpy()[front]]
+        fig.add_trace(
+            go.Scatter(
+                x=xs[front], y=ys[front], mode="lines", name="Pareto front",
+                line={"shape": "hv", "dash": "dash", "color": "#555555", "width": 1.5},
+                customdata=names, legendrank=2000,
+                hovertemplate="Pareto front: %{customdata}<br>%{x:,} bytes/vector, "
+                + column + " %{y:.3f}<extra></extra>",
+            )
+        )  # fmt: skip
     if rescored:
-        fig.update_xaxes(type="log", title_text="bytes per vector held: code + re-ranking (log)")
+        title_x = "bytes per vector held: code + re-ranking (log)"
         title = f"recall@{k} re-ranked against the bytes two-stage search holds"
     else:
-        fig.update_xaxes(type="log", title_text="bytes per vector (log)")
+        title_x = "bytes per vector (log)"
         title = f"What each codec keeps: {column} against size"
-    fig.update_yaxes(title_text=column + (" (re-ranked)" if rescored else ""), range=[0, 1.05])
+    style.log_axis(fig, xs, title_text=title_x)
+    # Opened on the recalls measured (down to the lowest interval), not on 0: the codecs
+    # spread out and their names have room. The axis is labelled, and zooming out shows 0.
+    bottom = float(np.nanmin(lows)) if np.isfinite(lows).any() else 0.0
+    step = 0.05 if bottom > 0.8 else 0.1
+    style.linear_axis(
+        fig, max(0.0, math.floor((bottom - 0.02) / step) * step), 1.0, count=6, extend=False,
+        headroom=0.08, title_text=column + (" (re-ranked)" if rescored else ""),
+    )  # fmt: skip
     fig = _layout(fig, title)
     fig.update_layout(height=460, legend={"orientation": "v", "x": 1.01, "y": 1})
-    return fig
+    on_front = {(float(xs[i]), float(ys[i])) for i in front}
+
+    def first(trace: int, point: int) -> float:  # the front's labels are placed first
+        t = fig.data[trace]
+        return 0.0 if (float(t.x[point]), float(t.y[point])) in on_front else 1.0
+
+    return style.place_labels(fig, priority=first)

@@ -42,6 +42,20 @@ MAP_LABELS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(
     g => ((g._fullLayout || {}).annotations || []).map(a => a.text))"""
 
 
+# Per chart: how many point labels and annotations are drawn, and the pairs that overlap.
+LABELS_OVERLAPPING = """() => [...document.querySelectorAll('.js-plotly-plot')].map(p => {
+  const r = [...p.querySelectorAll('.textpoint text, .annotation-text')]
+    .filter(e => e.textContent.trim()).map(e => [e.textContent, e.getBoundingClientRect()]);
+  const bad = [];
+  for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) {
+    const a = r[i][1], b = r[j][1];
+    if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5
+        && b.top < a.bottom - 0.5) bad.push([r[i][0], r[j][0]]);
+  }
+  return [r.length, bad];
+})"""
+
+
 def prepare_db(path) -> None:
     from embscope.core.compression import save_compressed_copy
     from embscope.core.demo import digits, stdlib_docstrings
@@ -210,6 +224,9 @@ def test_compression_pareto_and_harm_map_render(page, app_server):
     assert 1797 in counts  # the harm map: every query point (the rest grey)
     page.wait_for_selector(".js-plotly-plot .xtick", timeout=30_000)  # drawn after the data
     assert page.locator(".js-plotly-plot .xtick").count() > 0  # the Pareto plot has axes
+    # As drawn (not only as app/plot_style estimates): codec names, no two overlapping.
+    labels, overlaps = page.evaluate(LABELS_OVERLAPPING)[0]
+    assert labels >= 5 and overlaps == [], overlaps
     screenshot(page, "compression")
 
 
