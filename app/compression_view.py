@@ -7,14 +7,16 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from embscope.app import figures, share, state, widgets
+from embscope.app import figures, glossary, plot_style, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import id_row_map
 from embscope.app.jobs import artifact_or_job, start_index_job
+from embscope.app.layout_pair import left_layout, pair_caption, pair_or_left, right_layout
 from embscope.app.runtime import get_store
-from embscope.app.scatter import Panel, draw, hover_for, layout_choice, linked_pair, make_panel
+from embscope.app.scatter import Panel, draw, hover_for, layout_choice, make_panel
 from embscope.app.selection import current_selection, selection_list, update_selection
 from embscope.app.text import md_escape
+from embscope.core.compare import procrustes_align
 from embscope.core.compression import SPEC_GRAMMAR, as_codec, save_compressed_copy
 from embscope.core.compression import runs as crun
 from embscope.core.compression.evaluate import CompressionReport
@@ -127,11 +129,17 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
             "the harm map colours: use all rows to colour every point.",
         )
     )  # fmt: skip
-    k = int(cols[2].number_input("k", 1, 100, key="compression.k"))
+    k = int(
+        cols[2].number_input(
+            "k", 1, 100, key="compression.k",
+            help="Neighbours per query: recall@k is the share of the k true nearest "
+            "neighbours that the compressed search finds.",
+        )
+    )  # fmt: skip
     rescore = int(
         cols[3].number_input(
             "Rescore ×", 1, 50, key="compression.rescore",
-            help="Re-rank the compressed top r·k with the full vectors.",
+            help="r: " + glossary.explain("rerank"),
         )
     )  # fmt: skip
     defaults = crun.resolve_specs(None, dim=info.dim, n=info.n, metric=metric)
@@ -164,6 +172,10 @@ def settings(info: DatasetInfo) -> dict[str, Any]:
                         state.put(extra_key, [*extra, spec])
                     state.put(f"compression.added.{info.id}", spec)  # and chosen
                     st.rerun()
+    glossary.what_is_this(
+        glossary.PAGE_TERMS["Compression"], codecs=specs,
+        label="What is this? Every codec chosen, and the terms of the table",
+    )  # fmt: skip
     return {"codecs": specs, "metric": metric, "n_queries": n_queries, "k": k, "rescore": rescore}
 
 
@@ -185,6 +197,26 @@ def stored_or_job(info: DatasetInfo, options: dict[str, Any]) -> CompressionRepo
         "re-ranking, plus rank fidelity (Spearman of pair similarities), size, time and the "
         "compressed copy's geometry. Runs in the background.",
     )
+
+
+# Table columns shown at 3 significant digits.
+READABLE = (
+    "compression_ratio", "spearman", "isoscore", "reference_isoscore", "effective_rank",
+    "reference_effective_rank", "encode_seconds", "query_seconds",
+)  # fmt: skip
+
+
+def _readable(values: Any) -> list[float]:
+    """Numbers rounded as :func:`app.plot_style.fmt_num` writes them, 3 significant digits
+    (whole numbers whole; more only where 3 would round 0.9996 to 1): 0.08253 beside 0.199
+    reads 0.0825, 282.04 reads 282; NaN stays NaN."""
+    out = []
+    for text in (plot_style.fmt_num(v) for v in values):
+        try:
+            out.append(float(text.replace(",", "")))
+        except ValueError:  # "—": not measured
+            out.append(float("nan"))
+    return out
 
 
 def _with_interval(values: Any, intervals: Any) -> list[str]:
@@ -214,11 +246,25 @@ def results(report: Any) -> None:
     ].copy()  # fmt: skip
     for key in (f"recall@{k}", f"recall@{k}_rescored", "recall@100"):
         shown[key] = _with_interval(frame[key], frame[key + "_ci"])
+    for key in READABLE:
+        shown[key] = _readable(shown[key])
     ci = "± half the 95 % interval (bootstrap over queries)"
+    # The values are rounded to what a reader needs (_readable) and shown as they are: "%g"
+    # is JavaScript's own number to text ("plain" writes 117 as 116.99999999999999, and the
+    # automatic format cuts 0.00459 to 0.0046).
+    plain = "%g"
     st.dataframe(
         shown, hide_index=True, width="stretch",
         column_config={
-            "compression_ratio": st.column_config.NumberColumn("× smaller", format="%.1f"),
+            "codec": st.column_config.TextColumn(
+                "codec", help="What each codec stores: see 'What is this?' under the codecs."
+            ),
+            "bytes_per_vector": st.column_config.NumberColumn(
+                "bytes / vector", format="%d", help=glossary.explain("bytes")
+            ),
+            "compression_ratio": st.column_config.NumberColumn(
+                "× smaller", format=plain, help=glossary.explain("ratio")
+            ),
             f"recall@{k}": st.column_config.TextColumn(
                 f"recall@{k}", help=f"Mean recall@{k} over the query rows {ci}. Two-level "
                 "codecs (LVQ-B1×B2, LeanVec): their first stage alone (see 'first stage').",
@@ -228,7 +274,9 @@ def results(report: Any) -> None:
                 help=f"recall@{k} after re-ranking the top {report.rescore}·{k} with the "
                 f"representation in 're-ranked with', {ci}.",
             ),
-            "rescored_with": st.column_config.TextColumn("re-ranked with"),
+            "rescored_with": st.column_config.TextColumn(
+                "re-ranked with", help=glossary.explain("rerank")
+            ),
             "bytes_per_vector_rescored": st.column_config.NumberColumn(
                 "bytes re-ranked", format="%d",
                 help="Bytes per vector two-stage search holds: the code plus the re-ranking "
@@ -236,25 +284,38 @@ def results(report: Any) -> None:
                 "level is already in its code).",
             ),
             "recall@100": st.column_config.TextColumn("recall@100", help=f"Mean recall@100 {ci}."),
-            "spearman": st.column_config.NumberColumn("Spearman ρ", format="%.4f"),
+            "spearman": st.column_config.NumberColumn(
+                "Spearman ρ", format=plain, help=glossary.explain("spearman")
+            ),
             "dim": st.column_config.NumberColumn("dims", format="%d"),
             "isoscore": st.column_config.NumberColumn(
-                "IsoScore", format="%.3f", help=_geometry_help("isoscore")
+                "IsoScore", format=plain, help=_geometry_help("isoscore")
             ),
             "reference_isoscore": st.column_config.NumberColumn(
-                "IsoScore float32, same dims", format="%.3f", help=_REFERENCE_HELP
+                "IsoScore float32, same dims", format=plain, help=_REFERENCE_HELP
             ),
             "effective_rank": st.column_config.NumberColumn(
-                "eff. rank", format="%.1f", help=_geometry_help("effective_rank")
+                "eff. rank", format=plain, help=_geometry_help("effective_rank")
             ),
             "reference_effective_rank": st.column_config.NumberColumn(
-                "eff. rank float32, same dims", format="%.1f", help=_REFERENCE_HELP
+                "eff. rank float32, same dims", format=plain, help=_REFERENCE_HELP
             ),
             "first_stage": st.column_config.TextColumn(
-                "first stage", help=f"Two-level codecs: what recall@{k} searched with."
+                "first stage",
+                help=f"{glossary.explain('first_stage')} Here: what recall@{k} searched with.",
             ),
-            "encode_seconds": st.column_config.NumberColumn("encode s", format="%.2f"),
-            "query_seconds": st.column_config.NumberColumn("query s", format="%.2f"),
+            "shared_bytes": st.column_config.NumberColumn(
+                "shared bytes", format="%d", help="Bytes stored once for the whole dataset: "
+                "codebooks, ranges, projections.",
+            ),
+            "encode_seconds": st.column_config.NumberColumn(
+                "encode s", format=plain, help="Seconds to fit the codec and compress every "
+                "vector."
+            ),
+            "query_seconds": st.column_config.NumberColumn(
+                "query s", format=plain, help="Seconds to search all the queries with the "
+                "compressed vectors."
+            ),
         },
     )  # fmt: skip
     st.caption(
@@ -307,9 +368,11 @@ def _geometry_caption(report: Any) -> str:
         f"Geometry of each compressed copy on {rows}: IsoScore (1 = variance equal in every "
         "direction) and effective rank, each beside the float32 vectors' at the same "
         "dimension on the same rows: for codecs that keep all "
-        f"{report.dim} dimensions, the float32 vectors score {report.original_isoscore:.3f} "
-        f"and {report.original_effective_rank:.1f}; a copy reduced to k dimensions is set "
-        "beside the float32 vectors' own top-k principal components, never beside the "
+        f"{report.dim} dimensions, the float32 vectors score "
+        f"{plot_style.fmt_num(report.original_isoscore)} and "
+        f"{plot_style.fmt_num(report.original_effective_rank)}; a copy reduced to k "
+        "dimensions is set beside the float32 vectors' own top-k principal components, never "
+        "beside the "
         f"{report.dim}-dimensional original (both scores depend on the dimension)."
     )
 
@@ -363,12 +426,14 @@ def harm_map(info: DatasetInfo, report: Any) -> None:
 
 
 def _save_copy(info: DatasetInfo, report: Any) -> None:
-    cols = st.columns([2, 1, 3])
+    cols = st.columns([2, 1, 3], vertical_alignment="bottom")
     spec = cols[0].selectbox(
         "Save a compressed copy", [r.spec for r in report.results],
         key=f"compression.save_spec.{info.id}",
+        help="Save the vectors as this codec gives them back (decoded to float32; for PCA, "
+        "random projection, truncation and DCT the reduced vectors) as a new dataset, to "
+        "project, query or compare like any other.",
     )  # fmt: skip
-    cols[1].write("")
     if cols[1].button("Save as dataset", key="compression.save"):
         try:
             require_writable("save a compressed copy")
@@ -377,8 +442,18 @@ def _save_copy(info: DatasetInfo, report: Any) -> None:
             widgets.show_error(exc)
         else:
             start_index_job(copy)  # ready for its first query
-            state.flash("success", f"Saved {copy.name} ({copy.n:,} × {copy.dim}).")
+            # Shown beside the original just below, and said here, where the click was.
+            st.session_state[f"compression.beside.{info.id}"] = copy.id
+            widgets.note_for(
+                "compression.save",
+                f"Saved {copy.name} ({copy.n:,} × {copy.dim}) as dataset {copy.id}: shown "
+                "below beside the original.",
+                toast=f"Saved {copy.name}",
+                link=("projections.py", f"Open {copy.name} on the Projections page",
+                      {"dataset": str(copy.id)}),
+            )  # fmt: skip
             st.rerun()
+    widgets.show_note("compression.save")
 
 
 def saved_copies(info: DatasetInfo, report: Any) -> None:
@@ -406,15 +481,30 @@ def saved_copies(info: DatasetInfo, report: Any) -> None:
     )  # fmt: skip
     copy = by_id[copy_id]
     cols = st.columns(2)
-    with cols[0]:
-        coords_a, label_a = layout_choice(info, f"compression.side_a.{info.id}")
+    with cols[0]:  # like for like by default: the copy laid out as the original is
+        side_a = left_layout(info, f"compression.side_a.{info.id}")
     with cols[1]:
-        coords_b, label_b = layout_choice(copy, f"compression.side_b.{copy.id}")
+        side_b = right_layout(copy, f"compression.side_b.{copy.id}", side_a)
+    assert side_a.coords is not None
     colour = prun.default_label_column(info)
     left = make_panel(
-        info, coords_a, title=f"{label_a} of {info.name}", colour=colour, hover_columns=[]
+        info, side_a.coords, title=f"{side_a.title} of {info.name}", colour=colour,
+        hover_columns=[],
+    )  # fmt: skip
+    forward = id_row_map(info.id, copy.id)
+    right, aligned = None, ""
+    if side_b.coords is not None:  # None while the copy's layout is being computed
+        ours = np.flatnonzero(forward >= 0)
+        alignment = procrustes_align(side_a.coords[ours], side_b.coords[forward[ours]])
+        right = make_panel(
+            copy, alignment.apply(side_b.coords).astype(np.float32),
+            title=f"{side_b.title} of {copy.name} (aligned)", colour=colour, hover_columns=[],
+        )  # fmt: skip
+        aligned = (
+            " The copy's map is rotated, scaled and shifted onto the original's (Procrustes, "
+            f"disparity {alignment.disparity:.3g})."
+        )
+    st.caption(
+        pair_caption(side_a, side_b) + aligned + " Select points in either to see them in both."
     )
-    right = make_panel(
-        copy, coords_b, title=f"{label_b} of {copy.name}", colour=colour, hover_columns=[]
-    )
-    linked_pair(left, right, id_row_map(info.id, copy.id), key="compression.pair")
+    pair_or_left(left, right, forward, key="compression.pair", pending=side_b)

@@ -261,6 +261,8 @@ def catalog_section(current: DatasetInfo | None) -> None:
     """The stored datasets, details of the current one, and rename/delete."""
     st.subheader("Stored datasets")
     datasets = get_store().list_datasets()
+    if not datasets or current is None:  # the last one deleted: say so here
+        widgets.show_note(ACTIONS_NOTE)
     if not datasets:
         if access.read_only():
             st.info("This read-only demo server holds no datasets yet.")
@@ -298,21 +300,36 @@ def catalog_section(current: DatasetInfo | None) -> None:
         _rename_and_delete(current)
 
 
+ACTIONS_NOTE = "datasets.actions"  # where rename and delete say what they did
+
+
 def _rename_and_delete(current: DatasetInfo) -> None:
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    # One row, every control on the same baseline: the name box, Rename, and Delete at the
+    # right end (the form keeps Enter in the box as a click on Rename).
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
     with left.form(f"rename.{current.id}", border=False):
-        new_name = st.text_input("Rename to", value=current.name, max_chars=200)
-        if st.form_submit_button("Rename"):
-            try:
-                access.require_writable("rename a dataset")
-                get_store().rename_dataset(current.id, new_name)
-                get_neighbour_service().forget(current.id)
-            except InvalidInputError as exc:
-                widgets.show_error(exc)
-            else:
-                state.flash("success", "Dataset renamed.")
-                st.rerun()
-    if right.button("Delete dataset…", type="secondary", icon=":material/delete:"):
+        box, button = st.columns([4, 1], vertical_alignment="bottom")
+        new_name = box.text_input("Rename to", value=current.name, max_chars=200)
+        renamed = button.form_submit_button("Rename", width="stretch")
+    deleting = right.button(
+        "Delete dataset…", type="secondary", icon=":material/delete:", width="stretch"
+    )
+    if renamed:
+        try:
+            access.require_writable("rename a dataset")
+            get_store().rename_dataset(current.id, new_name)
+            get_neighbour_service().forget(current.id)
+        except InvalidInputError as exc:
+            widgets.show_error(exc)
+        else:
+            name = get_store().get_dataset(current.id).name
+            widgets.note_for(
+                ACTIONS_NOTE, f"Renamed dataset {current.id} to “{name}”.",
+                toast="Dataset renamed",
+            )  # fmt: skip
+            st.rerun()
+    widgets.show_note(ACTIONS_NOTE)
+    if deleting:
         state.put("pending_delete", current.id)
     # Kept in session state so the confirmation survives the rerun its own buttons cause.
     if state.get("pending_delete") == current.id:
@@ -341,7 +358,10 @@ def _confirm_delete(current: DatasetInfo) -> None:
         get_neighbour_service().delete_dataset(current.id)
         _clear_pending_delete()
         state.select_dataset(None)
-        state.flash("success", "Dataset deleted.")
+        widgets.note_for(
+            ACTIONS_NOTE, f"Deleted dataset {current.id} “{current.name}” and everything "
+            "computed from it.", toast="Dataset deleted",
+        )  # fmt: skip
         st.rerun()
     if no.button("Cancel", key="cancel_delete"):
         _clear_pending_delete()

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, share, state, widgets
+from embscope.app import figures, glossary, plot_style, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import (
     hover_texts,
     isotropy_before_after,
     pca_layout_of,
+    projection_coords,
 )
 from embscope.app.choices import GEOMETRY_METRICS
 from embscope.app.jobs import (
@@ -41,6 +42,7 @@ from embscope.core.geometry.scorecard import (
     scorecard_key,
     scorecard_request,
 )
+from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
 
 GROUPS = {
@@ -67,8 +69,8 @@ LABELS = {
     "mle": "MLE (k = 20)",
     "lid_median": "LID median",
     "lid_mean": "LID mean",
-    "dse": "Diffusion spectral entropy",
-    "dse_ceiling": "DSE ceiling log2(sample size)",
+    "dse": "Diffusion spectral entropy (DSE)",
+    "dse_ceiling": "Diffusion spectral entropy (DSE) ceiling: log2 of its sample size",
     "hubness_skew": "k-occurrence skewness",
     "n_duplicates": "Duplicate vectors",
 }
@@ -81,15 +83,32 @@ TRANSFORM_LABELS = {
 }
 
 
+# How a score's reference is named beside it (where the scorecard's own name is a formula).
+REFERENCE_NAMES = {"dse_ceiling": "at most log2(sample size)"}
+
+
 def fmt(value: Any) -> str:
-    """A score as text: NaN/None as a dash, whole numbers with separators, else 4 digits."""
+    """A score as text, as every number on the page: 3 significant digits (0.0825, 0.199,
+    77.2), whole numbers whole with separators, NaN/None as a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return plot_style.fmt_num(value)
     return str(value)
+
+
+def expand_dse(text: str) -> str:
+    """``text`` with its first bare "DSE" written out: "diffusion spectral entropy (DSE)"."""
+    at = text.find("DSE")
+    if at < 0 or text[max(at - 1, 0)] == "(":
+        return text
+    words = "Diffusion spectral entropy (DSE)" if at == 0 else "diffusion spectral entropy (DSE)"
+    return text[:at] + words + text[at + 3 :]
+
+
+def explanation(key: str) -> str:
+    """What the score ``key`` means, without repeating its label ("IsoScore: IsoScore: ...")."""
+    return glossary.without_label(LABELS.get(key, key), SCORES.get(key, ""))
 
 
 def _k_max(info: DatasetInfo) -> int:
@@ -183,7 +202,7 @@ def _reference(card: Scorecard, key: str) -> str | None:
     if key not in REFERENCES or REFERENCES[key][0] not in card.values:
         return None
     ref_key, what = REFERENCES[key]
-    return f"{what}: {fmt(card.values[ref_key])}"
+    return f"{REFERENCE_NAMES.get(ref_key, what)}: {fmt(card.values[ref_key])}"
 
 
 def reference_captions(card: Scorecard) -> dict[str, str]:
@@ -202,7 +221,7 @@ def reference_captions(card: Scorecard) -> dict[str, str]:
         )
     if "dse_ceiling" in v:
         out["Intrinsic dimension"] = (
-            f"DSE is at most log2 of its sample size: {fmt(v['dse_ceiling'])} bits on "
+            f"Diffusion spectral entropy (DSE) is at most log2 of its sample size: {fmt(v['dse_ceiling'])} bits on "
             f"{fmt(v.get('dse_n'))} points. Compare DSE across datasets as a fraction of this "
             "ceiling: a smaller sample has a lower one."
         )
@@ -214,7 +233,7 @@ def show_scorecard(card: Scorecard) -> None:
     beside their finite-sample reference (as a grey delta and a caption)."""
     if card.notes:
         st.info(
-            "\n".join(f"- {md_escape(note)}" for note in card.notes),
+            "\n".join(f"- {md_escape(expand_dse(note))}" for note in card.notes),
             icon=":material/info:",
         )
     captions = reference_captions(card)
@@ -223,17 +242,19 @@ def show_scorecard(card: Scorecard) -> None:
         cols = st.columns(4)
         for i, key in enumerate(keys):
             cols[i % 4].metric(
-                LABELS[key], fmt(card.values.get(key)), help=SCORES.get(key),
+                LABELS[key], fmt(card.values.get(key)), help=explanation(key) or None,
                 delta=_reference(card, key), delta_color="off", delta_arrow="off",
             )  # fmt: skip
         if group in captions:
             st.caption(captions[group])
         with st.expander(f"What the {group.lower()} scores mean"):
+            lines = []
             for key in keys:
-                st.markdown(f"- **{LABELS[key]}**: {md_escape(SCORES.get(key, ''))}")
+                lines.append(f"- **{LABELS[key]}**: {md_escape(explanation(key))}")
                 if key in REFERENCES:
                     ref_key = REFERENCES[key][0]
-                    st.markdown(f"- **{LABELS[ref_key]}**: {md_escape(SCORES[ref_key])}")
+                    lines.append(f"- **{LABELS[ref_key]}**: {md_escape(explanation(ref_key))}")
+            st.markdown("\n".join(lines))
 
 
 def plots(info: DatasetInfo, card: Scorecard) -> None:
@@ -266,18 +287,52 @@ def plots(info: DatasetInfo, card: Scorecard) -> None:
             st.dataframe(get_store().load_rows(info.id, hub.antihubs), hide_index=True)
 
 
+def best_layout(info: DatasetInfo) -> runs.Projection | None:
+    """The dataset's stored 2-D projection that keeps neighbourhoods best (highest
+    trustworthiness@10, then kNN preservation@10), or None when none is stored."""
+    k = runs.QUALITY_K
+
+    def value(p: runs.Projection, name: str) -> float:
+        v = p.quality.get(f"{name}@{k}")
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else -1.0
+
+    def score(p: runs.Projection) -> tuple[float, float]:
+        return value(p, "trustworthiness"), value(p, "knn_preservation")
+
+    layouts = [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
+    return max(layouts, key=score, default=None)
+
+
 def where(info: DatasetInfo, card: Scorecard) -> None:
-    """The PCA layout coloured by a per-point score: where the data is high-dimensional, or
-    where the hubs are."""
+    """A map coloured by a per-point score: where the data is high-dimensional, or where the
+    hubs are. The map is the dataset's most faithful stored layout, else its PCA."""
     left, right = st.columns(2)
     which = left.radio(
-        "Colour the PCA projection by", COLOUR_BY, horizontal=True, key="geometry.colour_by",
+        "Colour the map by", COLOUR_BY, horizontal=True, key="geometry.colour_by",
     )  # fmt: skip
     columns = [ID_ONLY, *info.metadata_columns]
     if st.session_state.get("geometry.hover") not in columns:  # a column of another dataset
         st.session_state.pop("geometry.hover", None)
     hover_col = right.selectbox("Hover text", columns, key="geometry.hover")
-    coords = pca_layout_of(info.id)
+    layout = best_layout(info)
+    if layout is not None:
+        coords = projection_coords(layout.fingerprint)
+        method = runs.METHOD_LABELS.get(layout.method, layout.method)
+        name, axes = f"{layout.title} layout", (f"{method} 1", f"{method} 2")
+        trust = layout.quality.get(f"trustworthiness@{runs.QUALITY_K}")
+        caption = (
+            f"The dataset's most faithful stored layout: {md_escape(layout.label)}"
+            + (f", trustworthiness@{runs.QUALITY_K} {fmt(trust)}" if trust is not None else "")
+            + ". The Projections page makes others."
+        )
+    else:
+        coords = pca_layout_of(info.id)
+        name, axes = "PCA projection", ("PC 1", "PC 2")
+        caption = (
+            "The first two principal components. A layout made on the Projections page "
+            "(UMAP, LargeVis) keeps neighbourhoods this linear view blurs, and is shown here "
+            "once stored."
+        )
     hover = hover_texts(info.id, None if hover_col == ID_ONLY else hover_col)
     if which == "LID":
         color, title = card.lid, "LID"
@@ -285,9 +340,10 @@ def where(info: DatasetInfo, card: Scorecard) -> None:
         color, title = card.hubness.k_occurrence, f"N{card.hubness.k}"
     st.plotly_chart(
         figures.scatter_figure(coords, color=color, color_title=title, hover=hover,
-                               title=f"PCA projection coloured by {which}"),
+                               title=f"{name} coloured by {which}", axis_titles=axes),
         key="geometry.where",
     )  # fmt: skip
+    st.caption(caption)
 
 
 def export(info: DatasetInfo, card: Scorecard) -> None:
@@ -404,5 +460,12 @@ def postprocess(info: DatasetInfo) -> None:
             widgets.show_error(exc)
             return
         start_index_job(new)  # ready for its first query
-        state.flash("success", f"Saved dataset {new.id} {new.name!r}: pick it in the sidebar.")
+        widgets.note_for(
+            "geometry.save_derived",
+            f"Saved dataset {new.id} “{new.name}”: pick it in the sidebar, or open it here.",
+            toast=f"Saved {new.name}",
+            link=("geometry.py", f"Open {new.name} on the Geometry page",
+                  {"dataset": str(new.id)}),
+        )  # fmt: skip
         st.rerun()
+    widgets.show_note("geometry.save_derived")

@@ -4,7 +4,11 @@ its nearest neighbours."""
 
 from __future__ import annotations
 
+import hashlib
+from typing import cast
+
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from embscope.app import state, widgets
@@ -74,13 +78,35 @@ def selection_list(
             frame[axis] = coords[rows, j]
     st.markdown(f"**{rows.size:,} selected point(s)**")
     st.dataframe(frame, hide_index=True, width="stretch", height=280)
-    cols = st.columns([1, 1, 1, 3])
-    widgets.table_downloads(lambda: frame, "selection", key="projections.sel", columns=cols)
-    if cols[2].button("Clear", key="projections.clear_selection"):
+    row = st.container(horizontal=True)
+    widgets.frame_downloads(
+        selection_files(info, rows, frame), "selection", key="projections.sel",
+        columns=(row, row),
+    )  # fmt: skip
+    if row.button("Clear", key="projections.clear_selection"):
         set_selection(info, None)
         st.rerun()
     if rows.size == 1:
         point_neighbours(info, int(rows[0]), metric or runs.default_metric(info), where=where)
+
+
+def selection_files(
+    info: DatasetInfo, rows: np.ndarray, frame: pd.DataFrame
+) -> tuple[bytes, bytes]:
+    """The selected rows' table as CSV and Parquet bytes, made from the table itself (not
+    later, from the session, when a button is clicked) and kept for the session while the
+    same rows of the same dataset are listed, so a rerun does not write them again."""
+    digest = hashlib.blake2b(rows.tobytes(), digest_size=16)
+    for axis in ("x", "y", "z"):  # the layout's coordinates (the metadata is the dataset's)
+        if axis in frame.columns:
+            digest.update(np.ascontiguousarray(frame[axis].to_numpy(np.float64)).tobytes())
+    signature = (info.fingerprint, digest.hexdigest())
+    kept = state.get("selection.files")
+    if kept is not None and kept[0] == signature:
+        return cast("tuple[bytes, bytes]", kept[1])
+    files = (widgets.table_csv(frame), widgets.table_parquet(frame))
+    state.put("selection.files", (signature, files))
+    return files
 
 
 POINT_NEIGHBOURS = 10

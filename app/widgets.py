@@ -3,12 +3,14 @@ display."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
 
-from embscope.app import share, state
+from embscope.app import glossary, share, state
 from embscope.app.runtime import get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
@@ -16,14 +18,21 @@ from embscope.core.store import DatasetInfo
 
 T = TypeVar("T")
 PICKER_KEY = "embscope.picker"
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+# Pages whose header lists the page's terms (the Compression page lists them beside its
+# codecs, each codec explained).
+GLOSSARY_IN_HEADER = ("Projections", "Neighbours", "Compare", "Geometry")
 
 
 def page_header(title: str) -> None:
-    """The page title with the Copy link button at its right, the same on every page."""
+    """The page title with the Copy link button at its right, the same on every page; below
+    it, on the pages of :data:`GLOSSARY_IN_HEADER`, a "What is this?" of the page's terms."""
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.title(title)
     with right:
         share.copy_link_button()
+    if title in GLOSSARY_IN_HEADER:
+        glossary.what_is_this(glossary.PAGE_TERMS[title])
 
 
 def has_layout(info: DatasetInfo) -> bool:
@@ -91,32 +100,116 @@ def _picker_changed() -> None:
     state.select_dataset(st.session_state[PICKER_KEY])
 
 
+def table_csv(frame: Any) -> bytes:
+    """``frame`` as CSV bytes (formulas in user text stay text in a spreadsheet)."""
+    from embscope.core.export import csv_bytes
+
+    return csv_bytes(frame)
+
+
+def table_parquet(frame: Any) -> bytes:
+    """``frame`` as Parquet bytes (every value verbatim)."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _download_row(columns: Any) -> tuple[Any, Any]:
+    # Side by side, each button as wide as its label ("Per-item overlap (Parquet)" whole).
+    if columns is not None:
+        return columns[0], columns[1]
+    row = st.container(horizontal=True)
+    return row, row
+
+
 def table_downloads(
     make_frame: Callable[[], Any], name: str, *, key: str, label: str = "", columns: Any = None
 ) -> None:
     """CSV and Parquet download buttons for a table built only when a button is clicked
-    (a million-row export must not slow down every rerun of the page)."""
-    import io
+    (a million-row export must not slow down every rerun of the page).
+
+    A click does not rerun the page (``on_click="ignore"``): Streamlit gives a lazy download
+    a new id on every run and forgets the old one, so a rerun between drawing a button and
+    a click on it left the click waiting for a file that no longer existed (the selection's
+    CSV after a click on its Parquet). A table the page has built anyway is better offered
+    with :func:`frame_downloads`, whose files do not depend on that."""
 
     def csv() -> bytes:
-        from embscope.core.export import (
-            csv_bytes,  # formulas in user text stay text in a spreadsheet
-        )
-
-        return csv_bytes(make_frame())
+        return table_csv(make_frame())
 
     def parquet() -> bytes:
-        buffer = io.BytesIO()
-        make_frame().to_parquet(buffer, index=False)
-        return buffer.getvalue()
+        return table_parquet(make_frame())
 
-    cols = columns if columns is not None else st.columns([1, 1, 4])
+    first, second = _download_row(columns)
     prefix = f"{label} " if label else ""
-    cols[0].download_button(f"{prefix}(CSV)" if label else "CSV", csv, f"{name}.csv",
-                            "text/csv", key=f"{key}.csv")  # fmt: skip
-    cols[1].download_button(f"{prefix}(Parquet)" if label else "Parquet", parquet,
-                            f"{name}.parquet", "application/octet-stream",
-                            key=f"{key}.parquet")  # fmt: skip
+    first.download_button(f"{prefix}(CSV)" if label else "CSV", csv, f"{name}.csv",
+                          "text/csv", key=f"{key}.csv", on_click="ignore")  # fmt: skip
+    second.download_button(f"{prefix}(Parquet)" if label else "Parquet", parquet,
+                           f"{name}.parquet", "application/octet-stream",
+                           key=f"{key}.parquet", on_click="ignore")  # fmt: skip
+
+
+def frame_downloads(
+    files: tuple[bytes, bytes], name: str, *, key: str, label: str = "", columns: Any = None
+) -> None:
+    """CSV and Parquet download buttons for ``files`` (the table's CSV and Parquet bytes,
+    made before: :func:`table_csv`, :func:`table_parquet`). The bytes are sent with the page
+    and served as plain files, so a click always gets them, whatever ran in between; and a
+    click does not rerun the page."""
+    first, second = _download_row(columns)
+    prefix = f"{label} " if label else ""
+    first.download_button(f"{prefix}(CSV)" if label else "CSV", files[0], f"{name}.csv",
+                          "text/csv", key=f"{key}.csv", on_click="ignore")  # fmt: skip
+    second.download_button(f"{prefix}(Parquet)" if label else "Parquet", files[1],
+                           f"{name}.parquet", "application/octet-stream",
+                           key=f"{key}.parquet", on_click="ignore")  # fmt: skip
+
+
+# -- feedback next to the control that caused it -------------------------------------------
+
+
+# How long a note stays beside its control: the page reruns by itself now and then (a
+# background job finishing), and the note must outlive that.
+NOTE_SECONDS = 60.0
+
+
+def note_for(
+    place: str,
+    message: str,
+    *,
+    kind: str = "success",
+    toast: str | None = None,
+    link: tuple[str, str, Mapping[str, str]] | None = None,
+) -> None:
+    """Queue ``message`` to show at ``place`` (:func:`show_note`, drawn right under the
+    control that caused it) from the next rerun on, for :data:`NOTE_SECONDS`, with a
+    ``toast`` (shown once, seen wherever the page is scrolled) and a ``link`` to the new
+    thing: (page script name, label, query parameters), e.g. ``("projections.py", "Open it
+    on the map", {"dataset": "7"})``."""
+    state.put(f"note.{place}", (time.monotonic(), kind, message, toast, link))
+
+
+def show_note(place: str) -> None:
+    """The message queued for ``place`` by :func:`note_for`: inline, with its link (and its
+    toast, the first time)."""
+    note = state.get(f"note.{place}")
+    if note is None:
+        return
+    since, kind, message, toast, link = note
+    if time.monotonic() - since > NOTE_SECONDS:
+        state.put(f"note.{place}", None)
+        return
+    getattr(st, kind, st.info)(md_escape(message))
+    if toast:
+        icon = ":material/check_circle:" if kind == "success" else None
+        st.toast(md_escape(toast), icon=icon)
+        state.put(f"note.{place}", (since, kind, message, None, link))
+    if link is not None:
+        page, label, params = link
+        st.page_link(str(PAGES / page), label=label, icon=":material/arrow_forward:",
+                     query_params=dict(params))  # fmt: skip
 
 
 def run_steps(title: str, steps: list[tuple[str, Callable[[], Any]]]) -> list[Any]:

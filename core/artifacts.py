@@ -770,7 +770,8 @@ def _computing(
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(key, threading.Lock())
     while not lock.acquire(timeout=_WAIT_POLL_S):
-        check_cancel(progress, 0.0, f"waiting for the {spec.kind} another job computes", spec.kind)
+        waiting = f"waiting for another job computing the same {spec.label(request)}"
+        check_cancel(progress, 0.0, waiting, spec.kind)
     try:
         yield
     finally:

@@ -58,6 +58,8 @@ DEBIASED_MIN_ITEMS = 4
 # A debiased self-similarity this small next to the biased one counts as zero: the space's
 # spread is carried by too few items for the unbiased estimate to be positive.
 _DEGENERATE = 1e-10
+# What the permutations measure, in words (the progress message).
+CHANCE_MESSAGE = "CKA of unrelated spaces (the chance level): items shuffled"
 
 
 @dataclass(frozen=True)
@@ -212,11 +214,11 @@ def _null(
     # products ran up to 6x slower (core.geometry.intrinsic.BLAS_THREADS).
     with limit_blas_threads():
         for i in range(permutations):
-            check_cancel(progress, i / permutations, "CKA chance level", "the CKA chance level")
+            check_cancel(progress, i / permutations, CHANCE_MESSAGE, "the CKA chance level")
             cross = a32.T @ b32[rng.permutation(n)]
             squares = float(np.einsum("ij,ij->", cross, cross, dtype=np.float64))
             values[i] = min(max(squares / scale, 0.0), 1.0)
-    check_cancel(progress, 1.0, "CKA chance level", "the CKA chance level")
+    check_cancel(progress, 1.0, CHANCE_MESSAGE, "the CKA chance level")
     return float(np.quantile(values, quantile))
 
 

@@ -722,16 +722,16 @@ def compare_spaces(
             f"unknown method {method!r}: use auto, exact, cells, nndescent or hnsw"
         )
 
-    _tick(progress, 0.0, "neighbours in A")
+    _tick(progress, 0.0, "finding each item's neighbours in the first dataset")
     idx_a, info_a = _neighbours_for(graph_a, A, name="A", progress=stage(progress, 0.0, 0.4),
                                     k=k, metric=metric, method=method, seed=seed)  # fmt: skip
-    _tick(progress, 0.4, "neighbours in B")
+    _tick(progress, 0.4, "finding each item's neighbours in the second dataset")
     idx_b, info_b = _neighbours_for(graph_b, B, name="B", progress=stage(progress, 0.4, 0.8),
                                     k=k, metric=metric, method=method, seed=seed)  # fmt: skip
-    _tick(progress, 0.8, "neighbourhood overlap")
+    _tick(progress, 0.8, "comparing each item's neighbours in both")
     overlap = knn_overlap(idx_a, idx_b)
 
-    _tick(progress, 0.85, "linear CKA")
+    _tick(progress, 0.85, "how alike are the two spaces? (linear CKA)")
     rows = np.arange(n)
     if cka_sample is not None and n > cka_sample:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=int(cka_sample), replace=False))

@@ -140,10 +140,14 @@ def compare_datasets(
     k = check_k(k, match.matched - 1)
     X_a = store.load_vectors(info_a.id)[match.rows_a]
     X_b = store.load_vectors(info_b.id)[match.rows_b]
-    check_cancel(progress, 0.05, f"neighbours in {info_a.name}", "the comparison")
+    check_cancel(
+        progress, 0.05, f"finding each item's neighbours in {info_a.name}", "the comparison"
+    )
     graph_a = _subset_graph(store, info_a.id, info_a.n, match.rows_a, X_a, k=k, metric=metric,
                             progress=stage(progress, 0.05, 0.45))  # fmt: skip
-    check_cancel(progress, 0.45, f"neighbours in {info_b.name}", "the comparison")
+    check_cancel(
+        progress, 0.45, f"finding each item's neighbours in {info_b.name}", "the comparison"
+    )
     graph_b = _subset_graph(store, info_b.id, info_b.n, match.rows_b, X_b, k=k, metric=metric,
                             progress=stage(progress, 0.45, 0.85))  # fmt: skip
     result = compare_spaces(

@@ -343,14 +343,14 @@ def build_knn_graph(
             i, d = index.query(X[start:stop], k, exclude=rows[start:stop], ef=ef)
             parts_i.append(i)
             parts_d.append(d)
-            if report(stop / n, f"searched {stop:,}/{n:,}", 0.6, 0.95):
+            if report(stop / n, f"finding each item's neighbours: {stop:,} of {n:,}", 0.6, 0.95):
                 raise OperationCancelled("building the neighbour graph was cancelled")
         idx, dist = np.vstack(parts_i), np.vstack(parts_d)
         seconds = time.perf_counter() - t0
         recall, checked = measure_recall(X, idx, metric=metric, sample=recall_sample, seed=seed)
     params["recall_sample"] = checked
     if progress:
-        progress(1.0, f"{k}-NN graph ready")
+        progress(1.0, f"neighbour lists ready ({k} per item)")
     index_dtype = np.int32 if n < 2**31 else np.int64
     return KnnGraph(
         np.ascontiguousarray(idx, dtype=index_dtype),

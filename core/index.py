@@ -172,7 +172,9 @@ def exact_knn(
         order = np.lexsort((part, dd), axis=-1)
         out_i[start:stop] = np.take_along_axis(part, order, axis=1)
         out_d[start:stop] = np.take_along_axis(dd, order, axis=1)
-        if progress is not None and progress(stop / m, f"exact search {stop:,}/{m:,}"):
+        if progress is not None and progress(
+            stop / m, f"comparing with every item: {stop:,} of {m:,} queries"
+        ):
             raise OperationCancelled("exact search was cancelled")
     if metric == "l2":
         out_d = true_l2(Q, X, out_i)
@@ -386,7 +388,9 @@ class HnswIndex:
                 rows = order[start : start + chunk]
                 index.add_items(X[rows], rows)
                 done = min(start + chunk, n)
-                if progress is not None and progress(done / n, f"indexed {done:,}/{n:,}"):
+                if progress is not None and progress(
+                    done / n, f"building the search index: {done:,} of {n:,} items"
+                ):
                     raise OperationCancelled("building the HNSW index was cancelled")
             self._index = index
             self._ef_in_use = self.ef

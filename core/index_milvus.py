@@ -516,7 +516,9 @@ class MilvusIndex:
                 for label, vector in zip(labels[start:stop], X[start:stop], strict=True)
             ]
             client.insert(name, batch)
-            if progress is not None and progress(stop / n, f"indexed {stop:,}/{n:,}"):
+            if progress is not None and progress(
+                stop / n, f"building the Milvus index: {stop:,} of {n:,} items"
+            ):
                 raise OperationCancelled("building the Milvus index was cancelled")
 
     def _adopt_existing(self) -> None:

@@ -504,7 +504,7 @@ def _search(
         # own cells first (a's rows only, the block being symmetric), so that every row has a
         # threshold before the cross-cell blocks
         for a in range(C):
-            report(0.1 * a / C, f"searching cell {a + 1:,} of {C:,}")
+            report(0.1 * a / C, f"finding nearest neighbours in each group: {a + 1:,} of {C:,}")
             sa, ea = int(bounds[a]), int(bounds[a + 1])
             for cols in pieces([(sa, ea)]):
                 pos, mat = block(cols)
@@ -516,7 +516,8 @@ def _search(
         # points, so no two threads touch one heap). Pair a only meets the cells after it: the
         # work per a shrinks, hence the square in the progress.
         for a in range(C):
-            report(0.1 + 0.9 * (1 - (1 - a / C) ** 2), f"searching cell pairs {a + 1:,} of {C:,}")
+            done = 0.1 + 0.9 * (1 - (1 - a / C) ** 2)
+            report(done, f"finding each item's nearest neighbours: part {a + 1:,} of {C:,}")
             sa, ea = int(bounds[a]), int(bounds[a + 1])
             runs = [
                 (int(bounds[b]), int(bounds[b + 1]))

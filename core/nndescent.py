@@ -470,7 +470,7 @@ def nn_descent(
         "taken": [],
     }
     spherical = metric == "cosine"
-    report(0.0, f"grouping {n:,} points into {cells:,} neighbourhoods")
+    report(0.0, f"grouping {n:,} items into {cells:,} groups of similar items")
     clock = [time.perf_counter()]
 
     def lap(name: str) -> None:
@@ -499,7 +499,7 @@ def nn_descent(
     levels = _start_groups(labs, order, bounds, CELL_CAP * cell_size, seed)
     del labs
     lap("cells")
-    report(0.02, f"{cells:,} neighbourhoods")
+    report(0.02, f"grouped the items into {cells:,} groups")
 
     sims = np.full((n, K), -np.inf, np.float32)
     idx = np.full((n, K), -1, np.int32)
@@ -529,8 +529,8 @@ def nn_descent(
                 for f in [pool.submit(start, batch[i::threads]) for i in range(threads)]:
                     f.result()
                 done += len(batch)
-                report(0.02 + 0.13 * done / total, f"first neighbour lists: pass {level + 1} "
-                       f"of {len(levels)}")  # fmt: skip
+                report(0.02 + 0.13 * done / total, "a first guess at each item's neighbours: "
+                       f"pass {level + 1} of {len(levels)}")  # fmt: skip
         del levels
         each_span(_fill_random, n, seeds[0], h, Xp, sims, idx, flag)
         lap("start")
@@ -566,8 +566,8 @@ def nn_descent(
                     for (_, w), buf in zip(joined, mine, strict=True):
                         if w:
                             taken += sum(each_span(_apply, *buf, w, sims, idx, flag))
-                report(0.15 + 0.8 * (1.0 - 0.5 ** (rnd + s1 / n)), "improving the neighbour "
-                       f"lists (round {rnd + 1}): {s1:,} of {n:,} points")  # fmt: skip
+                report(0.15 + 0.8 * (1.0 - 0.5 ** (rnd + s1 / n)), "improving each item's "
+                       f"neighbours (round {rnd + 1}): {s1:,} of {n:,} items")  # fmt: skip
             info["taken"].append(int(taken))
             lap(f"round {rnd + 1}")
             if taken <= delta * n * K:

@@ -372,7 +372,9 @@ class Codec:
                 else:
                     best_i, best_s = _merge_above(best_i, best_s, S, start)
                 done += 1
-                if progress is not None and progress(done / steps, f"{self.spec}: searching"):
+                if progress is not None and progress(
+                    done / steps, f"{self.spec}: searching with the compressed vectors"
+                ):
                     raise OperationCancelled(f"search with {self.spec} was cancelled")
             out_i[q0:q1], out_s[q0:q1] = best_i, best_s
         return out_i, out_s

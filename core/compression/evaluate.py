@@ -590,7 +590,7 @@ def _evaluate(
     if not codecs:
         raise InvalidInputError("no codecs to compare: give at least one spec, e.g. int8")
 
-    _tick(progress, 0.0, "exact search for the ground truth")
+    _tick(progress, 0.0, "finding the true nearest neighbours of the queries (exact search)")
     start = time.perf_counter()
     truth = np.empty((n_queries, depth), dtype=np.int64)
     for q0 in range(0, n_queries, _TRUTH_BLOCK):  # exact_knn holds (block x n) distances
@@ -602,7 +602,7 @@ def _evaluate(
             metric=metric,
             exclude=None if exclude is None else exclude[q0:q1],
         )[0]
-        _tick(progress, 0.05 * q1 / n_queries, "exact search for the ground truth")
+        _tick(progress, 0.05 * q1 / n_queries, "finding the true nearest neighbours (exact search)")
     gt_seconds = time.perf_counter() - start
 
     i = rng.integers(0, n_db, size=n_pairs)
@@ -621,12 +621,12 @@ def _evaluate(
     share = 0.95 / len(codecs)
     for c_index, codec in enumerate(codecs):
         low = 0.05 + share * c_index
-        _tick(progress, low, f"{codec.spec}: fitting and encoding")
+        _tick(progress, low, f"{codec.spec}: learning the codec and compressing the vectors")
         t0 = time.perf_counter()
         codec.fit(database, metric=metric)
         codes = codec.encode(database)
         encode_seconds = time.perf_counter() - t0
-        _tick(progress, low + 0.3 * share, f"{codec.spec}: searching")
+        _tick(progress, low + 0.3 * share, f"{codec.spec}: searching with the compressed vectors")
         t0 = time.perf_counter()
         found, _ = codec.search(
             queries,
@@ -651,7 +651,7 @@ def _evaluate(
             rerank_bytes = 0 if codec.spec == "float32" else 4 * d
         per_query_rescored = _hits(rescored, truth[:, :k]) / k
 
-        _tick(progress, low + 0.9 * share, f"{codec.spec}: rank correlation of pairs")
+        _tick(progress, low + 0.9 * share, f"{codec.spec}: do similarities keep their order?")
         compressed_pairs = np.empty(n_pairs, dtype=np.float32)
         for p in range(0, n_pairs, ENCODE_BLOCK):
             rows = slice(p, p + ENCODE_BLOCK)

@@ -325,7 +325,7 @@ def _compute(
             f"{'s' if groups != 1 else ''}){excluded}"
         )
 
-    _cancel_check(progress, 0.05, "isotropy: covariance")
+    _cancel_check(progress, 0.05, "isotropy: how the variance spreads over directions")
     m = moments(X)
     eigenvalues = m.covariance_eigenvalues()
     spectrum = pca_spectrum_from_eigenvalues(eigenvalues, n=n)
@@ -334,14 +334,14 @@ def _compute(
     n_zero = n - count
     if n_zero:
         notes.append(f"{n_zero:,} zero vectors: left out of the average cosine")
-    _cancel_check(progress, 0.35, "isotropy: partition function")
+    _cancel_check(progress, 0.35, "isotropy: is there a dominant direction?")
     partition = partition_isotropy_from(X, m)
     notes.append("partition isotropy on the raw (not normalised) vectors")
     # IsoScore and effective rank come from all n rows (the moments above), so the reference
     # is an isotropic Gaussian of n rows.
     iso_reference, rank_reference = isotropic_reference(n, d, seed=seed)
 
-    _cancel_check(progress, 0.6, "intrinsic dimension from the neighbour graph")
+    _cancel_check(progress, 0.6, "intrinsic dimension: how many directions the data vary in")
     distances = np.asarray(graph.distances)[:, :id_k]
     if metric == "ip":
         empty = np.empty(0)
@@ -371,10 +371,10 @@ def _compute(
             )
     lid_stats = lid_summary(lid)
 
-    _cancel_check(progress, 0.7, "hubness")
+    _cancel_check(progress, 0.7, "hubness: how often each item is someone's neighbour")
     hub = hubness(np.asarray(graph.indices)[:, :k])
 
-    _cancel_check(progress, 0.75, "diffusion spectral entropy")
+    _cancel_check(progress, 0.75, "diffusion spectral entropy (DSE)")
     rows = sample_rows(n, DSE_MAX_N, seed)
     sample = X[rows]
     if metric == "cosine":

@@ -804,23 +804,23 @@ def largevis_layout(
 
     pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     try:
-        report(0.0, "LargeVis: calibrating the edge weights")
+        report(0.0, "LargeVis: weighing each neighbour link")
         _, u, v, w = _edge_weights(
             graph,
             n_neighbors=K,
             perplexity=perplexity,
             pool=pool,
             n_threads=n_threads,
-            check=lambda f: report(0.04 * f, "LargeVis: calibrating the edge weights"),
+            check=lambda f: report(0.04 * f, "LargeVis: weighing each neighbour link"),
         )
         if w.size == 0 or not w.sum() > 0:
             raise InvalidInputError("the graph links no two distinct points: nothing to lay out")
-        report(0.04, f"LargeVis: {w.size:,} edges; building the samplers")
+        report(0.04, f"LargeVis: {w.size:,} neighbour links; preparing to draw them")
         edge_table = _pack_alias(*_alias_table(w))
         edges = (u.astype(np.uint64) << np.uint64(32)) | v.astype(np.uint64)
         neg_table = _pack_alias(*_alias_table(_weighted_degree(u, v, w, n) ** 0.75))
         del u, v, w
-        report(0.05, f"LargeVis: {total:,} samples")
+        report(0.05, f"LargeVis: placing the points ({total:,} steps)")
 
         per_chunk = max(1, min(math.ceil(total / _MIN_CHUNKS), _THREAD_CHUNK * n_threads))
         done = 0
@@ -838,7 +838,10 @@ def largevis_layout(
                 for future in [pool.submit(_sgd, *a) for a in args]:
                     future.result()
             done += size
-            report(0.05 + 0.95 * done / total, f"LargeVis: {done:,}/{total:,} samples")
+            report(
+                0.05 + 0.95 * done / total,
+                f"LargeVis: placing the points, {done:,} of {total:,} steps",
+            )
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

@@ -368,7 +368,7 @@ def projection_quality(
         if progress is not None and progress(fraction, message):
             raise OperationCancelled("scoring the projection was cancelled")
 
-    report(0.0, "layout neighbours")
+    report(0.0, "scoring the map: neighbours on the map")
     tree = cKDTree(Y)
     low = _layout_neighbours(tree, Y, rows, k)
     graph_nbrs = np.asarray(graph.indices[rows, :k], dtype=np.int64)
@@ -411,7 +411,10 @@ def projection_quality(
                 torn_i.append(np.full(torn.size, start + b))
                 torn_j.append(torn)
             done = min(start + block, m)
-            report(0.05 + 0.85 * done / m, f"ranked {done:,}/{m:,} points in the original space")
+            report(
+                0.05 + 0.85 * done / m,
+                f"scoring the map: {done:,} of {m:,} points checked against their true neighbours",
+            )
         # Continuity: the layout rank of each torn neighbour is the number of points (self
         # excluded) within its layout distance, itself included.
         # torn_i holds the position of the sampled point in ``rows``, torn_j a point index.
@@ -432,7 +435,7 @@ def projection_quality(
 
     geo = None
     if G is not None:
-        report(0.9, "geodesic correlation")
+        report(0.9, "scoring the map: distances along the data")
         cols = (
             np.arange(n)
             if n <= GEODESIC_MAX_COLUMNS

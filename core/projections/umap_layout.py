@@ -298,7 +298,7 @@ def umap_layout(
         # 1 - <a, b> can be <= 0. UMAP's weights depend on d - (nearest d) per row only, so a
         # shift that makes every neighbour distance positive changes no weight.
         distances[:, 1:] -= distances[:, 1:].min() - 1e-6
-    _check(progress, 0.0, "UMAP: fuzzy graph")
+    _check(progress, 0.0, "UMAP: weighing each neighbour link (fuzzy graph)")
     threads = 1 if deterministic else available_threads()
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:

@@ -71,15 +71,17 @@ def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     assert len(charts) == 2  # Pareto + harm map
     assert "log" in charts[0].proto.spec and "recall@10 of binary" in charts[1].proto.spec
     pareto = json.loads(charts[0].proto.spec)["data"]
-    for trace in pareto:  # 95 % error bars on every point
+    codecs = [t for t in pareto if t["name"] != "Pareto front"]
+    for trace in codecs:  # 95 % error bars on every point
         assert len(_values(trace["error_y"]["arrayminus"])) == len(_values(trace["x"]))
-    assert any(max(_values(t["error_y"]["array"])) > 0 for t in pareto)
+    assert any(t["name"] == "Pareto front" for t in pareto)  # the best recall for the bytes
+    assert any(max(_values(t["error_y"]["array"])) > 0 for t in codecs)
     by_toggle = by_key(at.toggle, "compression.pareto_rescored")
     by_toggle.set_value(True)
     at.run()
     assert not at.exception
     pareto = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
-    int8 = next(t for t in pareto if t["text"] == ["int8"])
+    int8 = next(t for t in pareto if t["name"].startswith("int8"))
     assert _values(int8["x"]) == [32 + 128] and "float32" in int8["name"]  # code + float32
     assert "re-ranking" in int8["hovertemplate"]
     assert any("4·d = 128 bytes per vector" in c.value for c in at.caption)
@@ -94,3 +96,35 @@ def test_run_shows_table_pareto_and_harm_map_then_saves_a_copy(db):
     [copy] = [d for d in get_store().list_datasets() if "int8" in d.name]
     assert_index_built_in_background(copy.id)
     assert len(at.get("plotly_chart")) == 4  # + the original beside its copy
+
+
+def test_original_beside_a_saved_copy_is_like_for_like(db):
+    """A saved copy is laid out as the original is (same method, parameters and seed,
+    computed in the background), not a UMAP beside a PCA."""
+    import json
+
+    from embscope.app.runtime import get_store
+    from embscope.core.artifacts import get_or_compute
+    from embscope.core.compression import runs as crun
+    from embscope.core.compression import save_compressed_copy
+    from embscope.core.projections import runs
+
+    with Store(db) as s:
+        umap = runs.compute_projection(s, 1, method="umap", params={"n_epochs": 60})
+        copy = save_compressed_copy(s, 1, "int8", metric="cosine")
+        request = crun.compression_request(s, 1, codecs=["int8"], metric="cosine", n_queries=600)
+        get_or_compute(s, crun.COMPRESSION, request)
+    at = open_page("compression", {"dataset": "1", "codecs": "int8", "queries": "600"})
+    assert not at.exception
+    assert by_key(at.selectbox, "compression.side_a.1").value == umap.fingerprint
+    assert by_key(at.selectbox, "compression.side_b.2").value == "same as the left"
+    at = until(at, lambda a: len(a.get("plotly_chart")) == 4)  # Pareto, harm map, the pair
+    assert not at.exception
+    titles = [
+        (json.loads(c.proto.spec)["layout"].get("title") or {}).get("text", "")
+        for c in at.get("plotly_chart")
+    ]
+    assert "UMAP 2-D of gm" in titles and f"UMAP 2-D of {copy.name} (aligned)" in titles
+    [twin] = runs.list_projections(get_store(), copy.id)
+    assert (twin.method, twin.seed, dict(twin.params)) == ("umap", 0, dict(umap.params))
+    assert any("Like for like" in c.value for c in at.caption)

@@ -74,7 +74,7 @@ def test_scorecard_computed_once_with_plots_and_hubs(db):
     deltas = {m.label: m.proto.delta for m in at.metric}
     assert deltas["IsoScore"].startswith("isotropic Gaussian of the same n, d: 0.")
     assert deltas["Effective rank"].startswith("isotropic Gaussian of the same n, d: ")
-    assert deltas["Diffusion spectral entropy"].startswith("ceiling log2(dse_n): ")
+    assert deltas["Diffusion spectral entropy (DSE)"].startswith("at most log2(sample size): ")
     captions = " ".join(c.value for c in at.caption)
     assert "perfectly isotropic data does not score 1" in captions
     assert "400 vectors in 16 dimensions" in captions and "at most log2" in captions

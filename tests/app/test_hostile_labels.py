@@ -93,7 +93,9 @@ def hostile_db(tmp_path_factory) -> Path:
         get_or_compute_scorecard(s, a.id, k=10, metric="cosine")  # the page's defaults
         get_or_compare_datasets(s, a.id, b.id, k=10, metric="cosine")
         crun.get_or_evaluate(s, a.id, metric="cosine", n_queries=N)
-        save_compressed_copy(s, a.id, "int8", metric="cosine")  # dataset 3, "<NAME> [int8]"
+        copy = save_compressed_copy(s, a.id, "int8", metric="cosine")  # 3, "<NAME> [int8]"
+        # The copy's twin of the original's layout, so the side by side is like for like.
+        compute_projection(s, copy.id, method="pca")
         service = NeighbourService(s)
         ef_diagnostics(service, a.id, metric="cosine", k=10)
         order_diagnostics(service, a.id, metric="cosine", label_column=HOSTILE[1])
