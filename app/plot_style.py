@@ -535,26 +535,22 @@ def _font_size(fig: go.Figure, font: Any, i: int = 0) -> float:
     return float(size)
 
 
+def _span(centre: float, size: float, side: str, before: str, off: float) -> tuple[float, float]:
+    """Where text of ``size`` lands along one axis: ``before`` the point (left / top), after
+    it, or centred on it."""
+    if side == before:
+        return centre - off - size, centre - off
+    if side in ("left", "right", "top", "bottom"):
+        return centre + off, centre + off + size
+    return centre - size / 2, centre + size / 2
+
+
 def _position_box(cx: float, cy: float, w: float, h: float, position: str, radius: float) -> Box:
     """Where plotly draws a point's text of size (w, h) for a ``textposition``."""
     vert, _, horiz = str(position or "middle center").partition(" ")
     off = radius + 2.0 if radius > 0 else 0.0
-    if horiz == "left":
-        x1 = cx - off
-        x0 = x1 - w
-    elif horiz == "right":
-        x0 = cx + off
-        x1 = x0 + w
-    else:
-        x0, x1 = cx - w / 2, cx + w / 2
-    if vert == "top":
-        y1 = cy - off
-        y0 = y1 - h
-    elif vert == "bottom":
-        y0 = cy + off
-        y1 = y0 + h
-    else:
-        y0, y1 = cy - h / 2, cy + h / 2
+    x0, x1 = _span(cx, w, horiz, "left", off)
+    y0, y1 = _span(cy, h, vert, "top", off)
     return Box(x0, y0, x1, y1)
 
 

@@ -200,3 +200,18 @@ def spec_strings(spec: Any) -> list[str]:
 
     walk(json.loads(spec) if isinstance(spec, str) else spec)
     return out
+
+
+def lasso_middle(page: Any, share: float = 0.3) -> None:
+    """Lasso the middle of the page's first map with the mode bar's lasso tool (the map opens
+    panning, so that a click selects one point): a square of ``share`` of the plot's size."""
+    page.locator(".js-plotly-plot").first.hover()
+    page.locator(".modebar-btn[data-val='lasso']").first.click()
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    r = min(box["width"], box["height"]) * share
+    page.mouse.move(cx - r, cy - r)
+    page.mouse.down()
+    for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()

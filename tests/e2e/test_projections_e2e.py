@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.server import screenshot, wait_for_app
+from tests.helpers import lasso_middle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -88,18 +89,8 @@ def test_projection_job_draws_every_point_and_lasso_selects(page, app_server):
     assert float(metrics["kNN accuracy@10"]) > 0.95
     page.wait_for_function(f"() => ({POINTS_DRAWN})().some(n => n === 1797)", timeout=30_000)
 
-    # lasso a region of the scatter (the mode bar's lasso tool; the map opens panning, so
-    # that a click selects one point): the selected rows are listed
-    page.locator(".js-plotly-plot").first.hover()
-    page.locator(".modebar-btn[data-val='lasso']").first.click()
-    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    r = min(box["width"], box["height"]) * 0.3
-    page.mouse.move(cx - r, cy - r)
-    page.mouse.down()
-    for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r)):
-        page.mouse.move(x, y, steps=8)
-    page.mouse.up()
+    # lasso a region of the scatter: the selected rows are listed
+    lasso_middle(page, 0.3)
     page.get_by_text("selected point(s)").wait_for(timeout=30_000)
     wait_for_app(page)
     screenshot(page, "projections-lasso")

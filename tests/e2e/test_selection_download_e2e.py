@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.server import wait_for_app
+from tests.helpers import lasso_middle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,20 +32,6 @@ def prepare_db(path) -> None:
         runs.compute_projection(store, info.id, method="pca", metric="l2")
 
 
-def _lasso(page) -> None:
-    """Lasso the middle of the map with the mode bar's lasso tool."""
-    page.locator(".js-plotly-plot").first.hover()
-    page.locator(".modebar-btn[data-val='lasso']").first.click()
-    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    r = min(box["width"], box["height"]) * 0.25
-    page.mouse.move(cx - r, cy - r)
-    page.mouse.down()
-    for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r)):
-        page.mouse.move(x, y, steps=8)
-    page.mouse.up()
-
-
 def _download(page, name: str) -> bytes:
     with page.expect_download(timeout=15_000) as info:
         page.get_by_role("button", name=name, exact=True).click()
@@ -58,7 +45,7 @@ def test_selection_downloads_as_csv_right_after_parquet(page, app_server):
     page.goto(app_server["url"] + "/projections?dataset=1&method=pca")
     wait_for_app(page)
     page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=30_000)
-    _lasso(page)
+    lasso_middle(page, 0.25)
     heading = page.get_by_text(re.compile(r"^[\d,]+ selected point\(s\)$"))
     heading.wait_for(timeout=30_000)
     wait_for_app(page)
