@@ -162,6 +162,27 @@ def metadata_column(dataset_id: int, column: str):
     return _metadata_column(path, info.fingerprint, info.id, column)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _label_columns(path: str, fingerprint: str, dataset_id: int) -> list[str]:
+    from embscope.core.projections.runs import is_categorical
+
+    store = get_store(path)
+    info = store.get_dataset(dataset_id)
+    return [
+        c
+        for c in info.metadata_columns
+        if is_categorical(store.load_metadata(dataset_id, columns=[c])[c])
+    ]
+
+
+def label_columns(dataset_id: int) -> list[str]:
+    """The metadata columns that can serve as class labels (not continuous, 2-200 values),
+    worked out once per dataset content (each column read once, not kept)."""
+    path = db_path()
+    info = get_neighbour_service(path).dataset(dataset_id)
+    return _label_columns(path, info.fingerprint, info.id)
+
+
 def hover_labels(dataset_id: int, columns: tuple[str, ...]) -> list[str]:
     """Escaped hover labels: the id and up to three metadata columns, once per content."""
     path = db_path()

@@ -445,7 +445,7 @@ def _save_copy(info: DatasetInfo, report: Any) -> None:
             # Shown beside the original just below, and said here, where the click was.
             st.session_state[f"compression.beside.{info.id}"] = copy.id
             widgets.note_for(
-                "compression.save",
+                f"compression.save.{info.id}",
                 f"Saved {copy.name} ({copy.n:,} × {copy.dim}) as dataset {copy.id}: shown "
                 "below beside the original.",
                 toast=f"Saved {copy.name}",
@@ -453,7 +453,7 @@ def _save_copy(info: DatasetInfo, report: Any) -> None:
                       {"dataset": str(copy.id)}),
             )  # fmt: skip
             st.rerun()
-    widgets.show_note("compression.save")
+    widgets.show_note(f"compression.save.{info.id}")
 
 
 def saved_copies(info: DatasetInfo, report: Any) -> None:
@@ -495,14 +495,22 @@ def saved_copies(info: DatasetInfo, report: Any) -> None:
     right, aligned = None, ""
     if side_b.coords is not None:  # None while the copy's layout is being computed
         ours = np.flatnonzero(forward >= 0)
-        alignment = procrustes_align(side_a.coords[ours], side_b.coords[forward[ours]])
+        try:
+            alignment = procrustes_align(side_a.coords[ours], side_b.coords[forward[ours]])
+        except InvalidInputError:  # a degenerate layout (every point at one place)
+            alignment = None
         right = make_panel(
-            copy, alignment.apply(side_b.coords).astype(np.float32),
-            title=f"{side_b.title} of {copy.name} (aligned)", colour=colour, hover_columns=[],
+            copy,
+            side_b.coords if alignment is None else alignment.apply(side_b.coords).astype(np.float32),
+            title=f"{side_b.title} of {copy.name}" + ("" if alignment is None else " (aligned)"),
+            colour=colour, hover_columns=[],
         )  # fmt: skip
         aligned = (
-            " The copy's map is rotated, scaled and shifted onto the original's (Procrustes, "
-            f"disparity {alignment.disparity:.3g})."
+            " The copy's map is shown as laid out (a layout with every point at one place "
+            "cannot be aligned)."
+            if alignment is None
+            else " The copy's map is rotated, scaled and shifted onto the original's "
+            f"(Procrustes, disparity {alignment.disparity:.3g})."
         )
     st.caption(
         pair_caption(side_a, side_b) + aligned + " Select points in either to see them in both."

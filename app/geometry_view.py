@@ -461,11 +461,11 @@ def postprocess(info: DatasetInfo) -> None:
             return
         start_index_job(new)  # ready for its first query
         widgets.note_for(
-            "geometry.save_derived",
+            f"geometry.save_derived.{info.id}",
             f"Saved dataset {new.id} “{new.name}”: pick it in the sidebar, or open it here.",
             toast=f"Saved {new.name}",
             link=("geometry.py", f"Open {new.name} on the Geometry page",
                   {"dataset": str(new.id)}),
         )  # fmt: skip
         st.rerun()
-    widgets.show_note("geometry.save_derived")
+    widgets.show_note(f"geometry.save_derived.{info.id}")

@@ -173,14 +173,16 @@ def pair_or_left(
                 pending.request,
                 button=f"Compute {pending.title} of {md_escape(pending.dataset.name)}",
                 button_key=f"{key}.compute",
-                start_now=True,
+                # Only instant work starts by itself: a visitor who merely looks at a page
+                # must not start a UMAP or LargeVis of another dataset.
+                start_now=pending.request.method == "pca",
                 with_arrays=False,
             )
             if found is not None:  # it finished meanwhile
                 st.rerun()
         st.caption(
             "The other map appears here once it is laid out with the left one's method, "
-            "parameters and seed."
+            "parameters and seed, in the background."
         )
     if event is not None and update_selection(
         left.info, f"{key}.left", figures.selected_rows(fig, event), redrawn=redrawn

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from embscope.app import figures, map_charts, map_filter, share, state, widgets
-from embscope.app.cache import id_row_map, metadata_column, projection_coords
+from embscope.app.cache import id_row_map, label_columns, projection_coords
 from embscope.app.clusters_panel import CLUSTERS, cluster_table
 from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
@@ -759,7 +759,7 @@ def _gallery_rows(
 
 def _label_columns(info: DatasetInfo) -> list[str]:
     """The metadata columns that can serve as class labels (not continuous, 2-200 values)."""
-    return [c for c in info.metadata_columns if runs.is_categorical(metadata_column(info.id, c))]
+    return label_columns(info.id)
 
 
 def _label_default(

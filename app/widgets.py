@@ -208,7 +208,7 @@ def show_note(place: str) -> None:
         state.put(f"note.{place}", (since, kind, message, None, link))
     if link is not None:
         page, label, params = link
-        st.page_link(str(PAGES / page), label=label, icon=":material/arrow_forward:",
+        st.page_link(str(PAGES / page), label=md_escape(label), icon=":material/arrow_forward:",
                      query_params=dict(params))  # fmt: skip
 
 

@@ -118,6 +118,7 @@ def test_original_beside_a_saved_copy_is_like_for_like(db):
     assert not at.exception
     assert by_key(at.selectbox, "compression.side_a.1").value == umap.fingerprint
     assert by_key(at.selectbox, "compression.side_b.2").value == "same as the left"
+    by_key(at.button, "compression.pair.compute").click().run()  # a click starts the twin
     at = until(at, lambda a: len(a.get("plotly_chart")) == 4)  # Pareto, harm map, the pair
     assert not at.exception
     titles = [

@@ -377,7 +377,10 @@ def test_compare_layouts_are_like_for_like_by_default(db):
     assert not at.exception
     assert by_key(at.selectbox, "compare.layout_a.1").value == umap.fingerprint
     assert by_key(at.selectbox, "compare.layout_b.2").value == "same as the left"
-    # the copy has no layout yet: its twin is computed as a background job
+    # the copy has no layout yet: its twin is computed as a background job, on a click (a
+    # visitor who only looks starts no UMAP)
+    assert len(at.get("plotly_chart")) == 2 and not runs.list_projections(get_store(), 2)
+    by_key(at.button, "compare.pair.compute").click().run()
     at = until(at, lambda a: len(a.get("plotly_chart")) == 3)
     assert not at.exception
     titles = _chart_titles(at)

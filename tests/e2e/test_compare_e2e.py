@@ -48,6 +48,8 @@ def test_compare_with_an_int8_copy_defaults_to_the_same_method_on_both_sides(pag
     # and parameters for the copy, computed as a job: both maps are UMAP
     assert left.locator("input").input_value().startswith("UMAP 2-D")
     assert right.locator("input").input_value() == "Same method and parameters as the left"
+    # a click starts the twin (a visitor who only looks starts no UMAP)
+    page.get_by_role("button", name="Compute UMAP").first.click()
     page.wait_for_function(
         f"() => ({CHARTS})().filter(c => c.points === 1797).length === 2", timeout=120_000
     )
