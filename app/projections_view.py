@@ -81,7 +81,8 @@ def _rows_of_ids(info: DatasetInfo, link: share.Link) -> list[int] | None:
 
 def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     """Set the page's widgets from a share link: method, dims, seed, metric, the method's
-    parameters (``p.<name>``), colour, hover columns, the filter (``where``, repeated), the
+    parameters (``p.<name>``), colour, hover columns, point size and opacity, cluster names
+    and density (``names``, ``density``: 1 or 0), the filter (``where``, repeated), the
     search (``q``), the selected items and the side-by-side partner. Does nothing when there
     is no new link."""
     link = share.link("projections") if link is None else link
@@ -116,6 +117,18 @@ def apply_url(info: DatasetInfo, link: share.Link | None = None) -> None:
     hover = link.values("hover", options=info.metadata_columns, max_count=3)
     if hover is not None:
         state.set_widget(f"projections.hover.{info.id}", hover)
+    size = link.number("size", *SIZE_RANGE)
+    if size is not None:  # on the slider's steps
+        state.set_widget(f"projections.size.{info.id}", round(size * 2) / 2)
+    opacity = link.number("opacity", *OPACITY_RANGE)
+    if opacity is not None:
+        state.set_widget(f"projections.opacity.{info.id}", round(opacity * 20) / 20)
+    names = link.flag("names")
+    if names is not None:
+        state.set_widget("projections.cluster_names", names)
+    density = link.flag("density")
+    if density is not None:
+        state.set_widget(f"projections.density.{info.id}", density)
     map_filter.from_link(info, link)
     search = link.text("q", max_chars=map_filter.MAX_SEARCH_CHARS)
     if search is not None:
@@ -151,6 +164,21 @@ def write_url(info: DatasetInfo, request: dict[str, Any]) -> None:
     hover = state.widget_value(f"projections.hover.{info.id}")
     if hover is not None and list(hover) != _hover_default(info):
         params["hover"] = list(hover)
+    # The look, where it is not the default for this dataset.
+    for name, key, default in (
+        ("size", f"projections.size.{info.id}", float(figures.point_size(info.n))),
+        ("opacity", f"projections.opacity.{info.id}", float(figures.point_opacity(info.n))),
+    ):
+        value = state.widget_value(key)
+        if value is not None and float(value) != default:
+            params[name] = f"{float(value):g}"
+    for name, key, default in (
+        ("names", "projections.cluster_names", True),
+        ("density", f"projections.density.{info.id}", info.n > DENSITY_FROM),
+    ):
+        value = state.widget_value(key)
+        if value is not None and bool(value) != default:
+            params[name] = int(bool(value))
     if map_filter.current(info):
         params["where"] = map_filter.current(info)
     if map_filter.search_text(info).strip():
@@ -330,10 +358,14 @@ def _colour_default(info: DatasetInfo) -> str:
     return label if label is not None else CLUSTERS
 
 
+SIZE_RANGE = (1.0, 12.0)
+OPACITY_RANGE = (0.05, 1.0)
+
+
 def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
     """The map's colour, hover columns, cluster names, density, point size and opacity (in
-    ``cols``, five columns of the top row), kept for the session (across methods); colour and
-    hover also in the share link."""
+    ``cols``, five columns of the top row), kept for the session (across methods) and in the
+    share link (``color``, ``hover``, ``size``, ``opacity``, ``names``, ``density``)."""
     columns = [NO_COLOUR, *info.metadata_columns]
     if clustering is not None and CLUSTERS not in info.metadata_columns:
         columns.insert(1, CLUSTERS)
@@ -373,8 +405,8 @@ def map_controls(info: DatasetInfo, clustering: Any, cols: list[Any]) -> Look:
     size_key, opacity_key = f"projections.size.{info.id}", f"projections.opacity.{info.id}"
     state.restore_widget(size_key, float(figures.point_size(info.n)))
     state.restore_widget(opacity_key, float(figures.point_opacity(info.n)))
-    size = cols[2].slider("Point size", 1.0, 12.0, step=0.5, key=size_key)
-    opacity = cols[3].slider("Opacity", 0.05, 1.0, step=0.05, key=opacity_key)
+    size = cols[2].slider("Point size", *SIZE_RANGE, step=0.5, key=size_key)
+    opacity = cols[3].slider("Opacity", *OPACITY_RANGE, step=0.05, key=opacity_key)
     names_key = "projections.cluster_names"
     state.restore_widget(names_key, True)
     names = cols[4].toggle(

@@ -122,6 +122,27 @@ def test_projections_link_to_a_method_not_computed_keeps_its_parameters(db):
     assert at.query_params == link  # nothing lost while the projection is not computed
 
 
+def test_projections_link_keeps_the_look_of_the_map(db):
+    """Point size, opacity, cluster names and density travel in the link (on the sliders'
+    steps); a value past its bound is ignored with a toast; defaults are left out."""
+    link = {"dataset": "1", "method": "pca", "metric": "l2", "size": "4.2", "opacity": "0.33",
+            "names": "0", "density": "1"}  # fmt: skip
+    at = _open("projections", link)
+    assert not at.exception
+    assert by_key(at.slider, "projections.size.1").value == 4.0
+    assert by_key(at.slider, "projections.opacity.1").value == pytest.approx(0.35)
+    assert by_key(at.toggle, "projections.cluster_names").value is False
+    assert by_key(at.toggle, "projections.density.1").value is True
+    written = at.query_params
+    assert written["size"] == "4" and written["opacity"] == "0.35"
+    assert written["names"] == "0" and written["density"] == "1"
+    at = _open("projections", {"dataset": "1", "method": "pca", "size": "40", "opacity": "-1"})
+    assert not at.exception
+    toasts = _toasts(at)
+    assert any("size=40" in t for t in toasts) and any("opacity=-1" in t for t in toasts)
+    assert "size" not in at.query_params and "opacity" not in at.query_params
+
+
 def test_projections_link_with_bad_values_is_ignored_with_toasts(db):
     link = {
         "dataset": "99", "method": "tsne", "dims": "7", "seed": "-3", "metric": HOSTILE,
