@@ -153,7 +153,7 @@ def test_datasets_and_projections_show_markup_as_text(page, app_server):
     for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0)):
         page.mouse.move(x, y, steps=6)
     page.mouse.up()
-    page.get_by_text("selected point(s)").wait_for(timeout=30_000)
+    page.get_by_text("selected point(s)").wait_for(timeout=60_000)
     wait_for_app(page)
     _grid_text(page, _ids()[0], _ids()[3], MARKUP[3], f"{MARKUP[1]} | {MARKUP[2]}")
     # the selection's CSV download holds the text verbatim
