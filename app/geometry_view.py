@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, glossary, plot_style, share, state, widgets
+from embscope.app import figures, glossary, plot_style, scatter, share, state, widgets
 from embscope.app.access import read_only, require_writable
 from embscope.app.cache import (
     hover_texts,
@@ -290,17 +290,8 @@ def plots(info: DatasetInfo, card: Scorecard) -> None:
 def best_layout(info: DatasetInfo) -> runs.Projection | None:
     """The dataset's stored 2-D projection that keeps neighbourhoods best (highest
     trustworthiness@10, then kNN preservation@10), or None when none is stored."""
-    k = runs.QUALITY_K
-
-    def value(p: runs.Projection, name: str) -> float:
-        v = p.quality.get(f"{name}@{k}")
-        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else -1.0
-
-    def score(p: runs.Projection) -> tuple[float, float]:
-        return value(p, "trustworthiness"), value(p, "knn_preservation")
-
     layouts = [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
-    return max(layouts, key=score, default=None)
+    return scatter.best_layout(layouts)
 
 
 def where(info: DatasetInfo, card: Scorecard) -> None:

@@ -15,7 +15,14 @@ from embscope.app import figures
 from embscope.app.cache import pca_layout_of, projection_coords
 from embscope.app.jobs import artifact_or_job
 from embscope.app.runtime import get_store
-from embscope.app.scatter import PCA_CHOICE, Panel, draw, linked_pair, stored_layouts
+from embscope.app.scatter import (
+    PCA_CHOICE,
+    Panel,
+    best_layout,
+    draw,
+    linked_pair,
+    stored_layouts,
+)
 from embscope.app.selection import current_selection, update_selection
 from embscope.app.text import md_escape
 from embscope.app.widgets import guarded
@@ -41,15 +48,6 @@ class Side:
     # The right side while its layout is not stored: what to compute (see pair_or_left).
     request: runs.ProjectionRequest | None = None
     dataset: DatasetInfo | None = None
-
-
-def best_layout(layouts: list[runs.Projection]) -> runs.Projection | None:
-    """The most faithful stored 2-D layout (highest trustworthiness@10; the newest of equals;
-    unscored ones last), or None."""
-    if not layouts:
-        return None
-    # list_projections gives the newest first: max keeps the first of equals.
-    return max(layouts, key=lambda p: (p.quality.get(TRUST) is not None, p.quality.get(TRUST, 0)))
 
 
 def _labels(layouts: dict[str, runs.Projection]) -> dict[str, str]:

@@ -187,6 +187,23 @@ def stored_layouts(info: DatasetInfo) -> list[runs.Projection]:
     return [p for p in runs.list_projections(get_store(), info.id) if p.dims == 2]
 
 
+def best_layout(layouts: list[runs.Projection]) -> runs.Projection | None:
+    """The most faithful of ``layouts``: highest trustworthiness@10, then kNN preservation@10
+    (unscored ones last; the first of equals, which is the newest as list_projections gives
+    them), or None when there is none."""
+    k = runs.QUALITY_K
+
+    def value(p: runs.Projection, name: str) -> float:
+        v = p.quality.get(f"{name}@{k}")
+        return float(v) if isinstance(v, (int, float)) and np.isfinite(v) else -1.0
+
+    return max(
+        layouts,
+        key=lambda p: (value(p, "trustworthiness"), value(p, "knn_preservation")),
+        default=None,
+    )
+
+
 def layout_choice(info: DatasetInfo, key: str) -> tuple[np.ndarray, str]:
     """A layout of ``info`` to draw: PCA, or one of its stored 2-D projections (by
     fingerprint, so a share link can name it)."""

@@ -397,18 +397,19 @@ def diagnostics_report(
     if info.n < ORDER_MIN_ITEMS:
         skipped = dict.fromkeys(ORDERS, f"needs at least {ORDER_MIN_ITEMS} items")
     else:
-        if label_column is None:
-            recorded = info.info.get("label_column")
-            if recorded in info.metadata_columns:
+        same = {
+            "metric": metric, "k": k, "efs": efs, "seeds": seeds,
+            "n_queries": ef_req.n_queries if n_queries is not None else None,
+        }  # fmt: skip
+        recorded = info.info.get("label_column")
+        if label_column is None and recorded in info.metadata_columns:
+            try:  # the recorded label column, unless it has too many categories
+                order_req = order_request(service, dataset_id, label_column=recorded, **same)
                 label_column = recorded
-                try:
-                    order_request(service, dataset_id, metric=metric, label_column=recorded)
-                except InvalidInputError:
-                    label_column = None  # too many categories: the label orders are skipped
-        order_req = order_request(
-            service, dataset_id, metric=metric, label_column=label_column, k=k, efs=efs,
-            n_queries=ef_req.n_queries if n_queries is not None else None, seeds=seeds,
-        )  # fmt: skip
+            except InvalidInputError:
+                pass  # the label orders are skipped
+        if order_req is None:
+            order_req = order_request(service, dataset_id, label_column=label_column, **same)
     got = get_or_compute(
         service.store, EfDiagnosticsSpec(service), ef_req, progress=stage(progress, 0.0, 0.4)
     )
