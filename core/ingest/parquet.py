@@ -16,11 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embscope.core.errors import InvalidInputError
+from embscope.core.ingest.checks import float32_warning
 from embscope.core.ingest.columns import (
     arrow_frame,
     check_vector_columns,
@@ -84,20 +87,49 @@ def read_parquet_table(path: Path, label: str, budget: ReadBudget) -> pa.Table:
     real size is counted as they arrive, so a footer that understates the data stops the
     read at the limit rather than at the end of memory.
     """
+    table, _ = _read_parquet(path, label, budget, None)
+    return table
+
+
+def _read_parquet(
+    path: Path, label: str, budget: ReadBudget, vector_key: str | None
+) -> tuple[pa.Table, np.ndarray | None]:
+    """The file's columns, and with ``vector_key`` that column streamed into an owned float32
+    matrix instead (None when it cannot be: the caller reads it the whole-table way, whose
+    messages say what is wrong)."""
+    spent = (budget.used, budget.expanded)
     try:
         with open_binary(path) as fh:
             check_footer(fh, label)  # before pyarrow touches a column chunk
             md = pq.ParquetFile(fh).metadata
             estimate = parquet_decoded_estimate(md)
             budget.inflate(estimate, "its columns (as its footer declares them)", commit=False)
-            pf = pq.ParquetFile(fh, metadata=md, read_dictionary=_parquet_text_leaves(md))
+            pf = pq.ParquetFile(
+                fh, metadata=md, read_dictionary=_parquet_text_leaves(md), pre_buffer=False
+            )  # pre-buffering keeps every column chunk read so far: memory grew to the file
             schema = pf.schema_arrow
             n_rows = max(int(md.num_rows), 1)
             rows = int(min(max(_PARQUET_BATCH_BYTES * n_rows // max(estimate, 1), 64), 1 << 16))
+            stream = None
+            if vector_key is not None and md.num_rows and _streamable(schema, vector_key):
+                stream = _VectorStream(int(md.num_rows), budget)
             batches = []
             for batch in pf.iter_batches(batch_size=rows):
                 budget.inflate(batch.nbytes, "its columns")
+                if stream is not None:
+                    if not stream.add(batch.column(vector_key)):
+                        break  # the whole-table read below names the problem
+                    batch = batch.drop_columns([vector_key])
                 batches.append(batch)
+            if stream is not None and stream.ok and stream.filled == int(md.num_rows):
+                schema = schema.remove(schema.get_field_index(vector_key))
+                table = pa.Table.from_batches(batches, schema=schema)
+                pa.default_memory_pool().release_unused()  # the batches' buffers, to the OS
+                return table, stream.matrix
+            if stream is not None:
+                del batches, stream
+                budget.used, budget.expanded = spent
+                return _read_parquet(path, label, budget, None)
             table = pa.Table.from_batches(batches, schema=schema)
     except (pa.ArrowException, OSError) as exc:
         if "crypt" in str(exc).lower():  # "encrypted metadata", "Cannot decrypt ColumnMetadata"
@@ -106,7 +138,143 @@ def read_parquet_table(path: Path, label: str, budget: ReadBudget) -> pa.Table:
             f"{label} is not a readable Parquet file ({str(exc).splitlines()[0]}); it may be "
             "truncated or of another format: re-export it, e.g. with DataFrame.to_parquet"
         ) from exc
-    return table
+    return table, None
+
+
+def _streamable(schema: pa.Schema, key: str) -> bool:
+    """A list column of float32 or float64 values: copied batch by batch into the matrix."""
+    if schema.get_field_index(key) < 0 or not is_vector_type(schema.field(key).type):
+        return False
+    value = schema.field(key).type.value_type
+    return bool(pa.types.is_float32(value) or pa.types.is_float64(value))
+
+
+class _VectorStream:
+    """A vector column read batch by batch into one preallocated float32 (n, d) matrix, so the
+    file's vectors are held once (not as Arrow batches, their concatenation and a float32
+    copy). Any null, ragged row or value beyond float32 stops it (``ok`` False)."""
+
+    def __init__(self, n: int, budget: ReadBudget):
+        self.n, self.budget = n, budget
+        self.matrix: np.ndarray | None = None
+        self.filled = 0
+        self.ok = True
+
+    def add(self, col: pa.Array) -> bool:
+        rows = len(col)
+        if rows == 0:
+            return True
+        if col.null_count:
+            self.ok = False
+            return False
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        d = int(lengths[0])
+        if self.matrix is None:
+            if d < 1:
+                self.ok = False
+                return False
+            self.budget.take(self.n * d * 4, f"the {self.n:,} x {d:,} float32 vectors")
+            self.matrix = np.empty((self.n, d), dtype=np.float32)
+        values = col.flatten()
+        if (
+            d != self.matrix.shape[1]
+            or (lengths != d).any()
+            or values.null_count
+            or self.filled + rows > self.n
+        ):
+            self.ok = False
+            return False
+        raw = values.to_numpy(zero_copy_only=False).reshape(rows, d)
+        part = self.matrix[self.filled : self.filled + rows]
+        with np.errstate(over="ignore"):
+            np.copyto(part, raw, casting="unsafe")
+        if raw.dtype != np.float32 and not np.isfinite(part).all() and np.isfinite(raw).all():
+            self.ok = False  # float64 beyond float32's range: the whole-table read says so
+            return False
+        self.filled += rows
+        return True
+
+
+def several_lists_warning(list_cols: list[str], key: str) -> str:
+    """The warning when the vectors were picked among several list columns."""
+    return (
+        f"several list columns could be the vectors ({quote_list(list_cols)}); "
+        f"{key!r} was used: choose another with vector_column"
+    )
+
+
+def _named_index(table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """A pandas index saved by to_parquet is a real column here: kept, named sensibly."""
+    names = list(table.column_names)
+    if "__index_level_0__" in names and "index" not in names:
+        names[names.index("__index_level_0__")] = "index"
+        table = table.rename_columns(names)
+    return table, names
+
+
+def _vector_key(path: Path, label: str, vector_column: str | None) -> str | None:
+    """The list column the vectors will come from, from the schema alone (None: not a list
+    column, or the file cannot be read: the whole-table read says why)."""
+    try:
+        with open_binary(path) as fh:
+            check_footer(fh, label)
+            schema = pq.ParquetFile(fh).schema_arrow
+    except (pa.ArrowException, OSError, InvalidInputError):
+        return None
+    list_cols = [f.name for f in schema if is_vector_type(f.type)]
+    if vector_column is not None:
+        return vector_column if vector_column in list_cols else None
+    return pick_vector(list_cols) if list_cols else None
+
+
+def _streamed(request: ReadRequest, rest: pa.Table, vectors: np.ndarray, key: str) -> Loaded:
+    """The Loaded of a file whose vector column ``key`` was streamed into ``vectors``."""
+    with open_binary(request.path) as fh:
+        schema = pq.ParquetFile(fh).schema_arrow
+    list_cols = [f.name for f in schema if is_vector_type(f.type)]
+    rest, _ = _named_index(rest)
+    names = [("index" if c == "__index_level_0__" and "index" not in schema.names else c)
+             for c in schema.names]  # fmt: skip
+    warnings = []
+    if request.vector_column is None and len(list_cols) > 1:
+        warnings.append(several_lists_warning(list_cols, key))
+    if schema.field(key).type.value_type != pa.float32():
+        warnings.append(
+            float32_warning(np.dtype(schema.field(key).type.value_type.to_pandas_dtype()))
+        )
+    loaded = _list_loaded(rest, names, list_cols, key, vectors, warnings, request)
+    loaded.declared_dtype = False  # already float32: its conversion is in the warnings
+    return loaded
+
+
+def _list_loaded(
+    rest: pa.Table,
+    names: list[str],
+    list_cols: list[str],
+    key: str,
+    vectors: np.ndarray,
+    warnings: list[str],
+    request: ReadRequest,
+) -> Loaded:
+    """The Loaded of a file whose vectors come from list column ``key`` (``rest``: the others)."""
+    dropped = [c for c in list_cols if c != key]
+    if dropped:
+        rest = rest.drop_columns(dropped)
+        warnings.append(
+            f"other vector columns ({quote_list(dropped)}) were not kept as metadata; "
+            "ingest them as datasets of their own with vector_column"
+        )
+    return Loaded(
+        format="parquet",
+        vectors=vectors,
+        metadata=arrow_frame(rest, rest.num_rows, request.budget),
+        where=Where(),
+        vector_column=key,
+        vector_candidates=order_candidates(list_cols),
+        columns=tuple(names),
+        warnings=warnings,
+        what=f"column {key!r}",
+    )
 
 
 def read_parquet(request: ReadRequest) -> Loaded:
@@ -114,12 +282,11 @@ def read_parquet(request: ReadRequest) -> Loaded:
     path, label, budget = request.path, request.label, request.budget
     id_column, vector_column = request.id_column, request.vector_column
     vector_columns = request.vector_columns
-    table = read_parquet_table(path, label, budget)
-    # A pandas index saved by to_parquet is a real column here: keep it, named sensibly.
-    names = list(table.column_names)
-    if "__index_level_0__" in names and "index" not in names:
-        names[names.index("__index_level_0__")] = "index"
-        table = table.rename_columns(names)
+    key = None if vector_columns is not None else _vector_key(path, label, vector_column)
+    table, streamed = _read_parquet(path, label, budget, key)
+    if streamed is not None:
+        return _streamed(request, table, streamed, key)
+    table, names = _named_index(table)
     n = table.num_rows
     where = Where()
     schema = table.schema
@@ -151,31 +318,10 @@ def read_parquet(request: ReadRequest) -> Loaded:
     if vector_columns is None and (vector_column is not None or list_cols):
         key = vector_column or pick_vector(list_cols)
         if vector_column is None and len(list_cols) > 1:
-            warnings.append(
-                f"several list columns could be the vectors ({quote_list(list_cols)}); "
-                f"{key!r} was used: choose another with vector_column"
-            )
+            warnings.append(several_lists_warning(list_cols, key))
         vectors = list_matrix(table.column(key), key, label, where)
-        rest = table.drop_columns([key])
-        dropped = [c for c in list_cols if c != key]
-        if dropped:
-            rest = rest.drop_columns(dropped)
-            warnings.append(
-                f"other vector columns ({quote_list(dropped)}) were not kept as metadata; "
-                "ingest them as datasets of their own with vector_column"
-            )
-        meta = arrow_frame(rest, n, budget)
-        return Loaded(
-            format="parquet",
-            vectors=vectors,
-            metadata=meta,
-            where=where,
-            vector_column=key,
-            vector_candidates=order_candidates(list_cols),
-            columns=tuple(names),
-            warnings=warnings,
-            what=f"column {key!r}",
-        )
+        return _list_loaded(table.drop_columns([key]), names, list_cols, key, vectors,
+                            warnings, request)  # fmt: skip
     # No list column: numeric scalar columns are the coordinates, like a CSV with a header.
     if vector_columns is not None:
         chosen = check_vector_columns(vector_columns, names, numeric, label)

@@ -923,3 +923,45 @@ def test_parquet_numeric_columns_leave_integer_labels_as_metadata(tmp_path: Path
     assert inspect_file(path).default_vector_columns == ("a", "b")
     chosen = read_dataset(path, vector_columns=["label", "a"])
     assert chosen.vectors.shape == (3, 2)
+
+
+def test_parquet_vectors_are_streamed_into_one_owned_matrix(tmp_path: Path) -> None:
+    """A list column is copied batch by batch into one float32 matrix that the checks keep
+    as it is (no second copy); two list columns and float64 keep their warnings."""
+    table = pa.table(
+        {
+            "id": IDS,
+            "embedding": pa.array(list(X.astype(np.float64)), type=pa.list_(pa.float64())),
+            "other": pa.array(list(X), type=pa.list_(pa.float32(), D)),
+        }
+    )
+    pq.write_table(table, tmp_path / "v.parquet", row_group_size=2)
+    parsed = read_dataset(tmp_path / "v.parquet", id_column="id")
+    np.testing.assert_array_equal(parsed.vectors, X)
+    assert parsed.vectors.flags.owndata and parsed.vectors.dtype == np.float32
+    assert parsed.vector_column == "embedding" and list(parsed.metadata.columns) == ["id"]
+    assert any("several list columns" in w for w in parsed.warnings)
+    assert any("converted from float64" in w for w in parsed.warnings)
+    assert any("other vector columns" in w for w in parsed.warnings)
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "message"),
+    [
+        ([1.0] * (D - 1), "different lengths"),
+        (None, r"no vector \(null\) in 1 row: row 5"),
+        ([np.nan] + [1.0] * (D - 1), "NaN"),
+        ([1e300] + [1.0] * (D - 1), "float32"),
+    ],
+    ids=["ragged", "null", "nan", "overflow"],
+)
+def test_parquet_problem_in_a_later_batch_is_named(
+    tmp_path: Path, bad_row: list[float] | None, message: str
+) -> None:
+    """A problem met after the first batches still gets the whole-file message."""
+    rows: list[Any] = [list(map(float, r)) for r in X]
+    rows[5] = bad_row
+    table = pa.table({"vector": pa.array(rows, type=pa.list_(pa.float64()))})
+    pq.write_table(table, tmp_path / "v.parquet", row_group_size=2)
+    with pytest.raises(InvalidInputError, match=message):
+        read_dataset(tmp_path / "v.parquet")
