@@ -319,7 +319,9 @@ def results(report: Any) -> None:
         },
     )  # fmt: skip
     st.caption(
-        f"{report.n:,} × {report.dim} vectors, {report.metric}; {len(report.query_rows):,} "
+        f"{report.n:,} × {report.dim} vectors"
+        + (f" (a seeded sample of the {report.sampled_from:,})" if report.sampled_from else "")
+        + f", {report.metric}; {len(report.query_rows):,} "
         f"query rows{' held out' if report.held_out else ' (each left out of its own results)'}; "
         f"exact search of all queries took {report.ground_truth_seconds:.2f} s. Recall: mean "
         f"over the query rows {ci}. Bytes per vector include per-vector constants; shared "

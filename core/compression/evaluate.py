@@ -213,6 +213,9 @@ class CompressionReport:
         Database rows the geometry scores are computed on (a seeded sample).
     original_isoscore, original_effective_rank : float or None
         The same scores of the float32 vectors (prepared for the metric) on those rows.
+    sampled_from : int or None
+        The dataset's rows when ``X`` was a seeded sample of them (``n`` of ``sampled_from``;
+        ``query_rows`` are then dataset rows); None when every row was used.
     """
 
     results: tuple[CodecResult, ...]
@@ -231,6 +234,7 @@ class CompressionReport:
     geometry_rows: int = 0
     original_isoscore: float | None = None
     original_effective_rank: float | None = None
+    sampled_from: int | None = None
 
     def result(self, spec: str) -> CodecResult:
         """The result of the codec with canonical spec ``spec``."""
@@ -292,8 +296,9 @@ class CompressionReport:
     def to_json(self) -> dict[str, Any]:
         """Settings and rows: ``{"metric", "k", "rescore", "n", "n_database", "dim",
         "n_queries", "held_out", "n_pairs", "seed", "ground_truth_seconds", "warnings",
-        "geometry_rows", "original_isoscore", "original_effective_rank", "rows": [...]}``
-        (rows as :meth:`rows`)."""
+        "geometry_rows", "original_isoscore", "original_effective_rank", "sampled_from",
+        "rows": [...]}`` (rows as :meth:`rows`; ``sampled_from``: the dataset's size when ``n``
+        rows were a sample of it, else null)."""
         return {
             "metric": self.metric,
             "k": self.k,
@@ -310,6 +315,7 @@ class CompressionReport:
             "geometry_rows": self.geometry_rows,
             "original_isoscore": finite_or_none(self.original_isoscore),
             "original_effective_rank": finite_or_none(self.original_effective_rank),
+            "sampled_from": self.sampled_from,
             "rows": self.rows(),
         }
 

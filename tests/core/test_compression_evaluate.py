@@ -578,3 +578,28 @@ def test_save_compressed_copy(store):
     lvq = save_compressed_copy(store, original.id, "lvq:8", name="lvq copy")
     assert lvq.dim == 16
     assert np.abs(store.load_vectors(lvq.id) - X).max() < 0.01
+
+
+def test_a_large_dataset_is_compared_on_a_seeded_sample_that_says_so(store, monkeypatch):
+    """Above COMPRESSION_SAMPLE rows the lab runs on a seeded sample: the same report as
+    evaluate_codecs on those rows, its query rows named as dataset rows, the sample stated."""
+    from embscope.core.compression import runs
+    from embscope.core.geometry.intrinsic import sample_rows
+
+    X = _small(900, 16)
+    info = store.add_dataset(make_parsed(X), name="big")
+    monkeypatch.setattr(runs, "COMPRESSION_SAMPLE", 400)
+    report = runs.get_or_evaluate(store, info.id, codecs=["int8"], n_queries=50, seed=3)
+    rows = sample_rows(900, 400, 3)
+    direct = evaluate_codecs(X[rows], ["int8"], n_queries=50, seed=3)
+    assert report.n == 400 and report.sampled_from == 900
+    assert report.to_json()["sampled_from"] == 900
+    untimed = [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in report.rows()]
+    assert untimed == [
+        {k: v for k, v in r.items() if not k.endswith("_seconds")} for r in direct.rows()
+    ]
+    np.testing.assert_array_equal(report.query_rows, rows[direct.query_rows])
+    # Small datasets are compared on every row, and say so.
+    monkeypatch.setattr(runs, "COMPRESSION_SAMPLE", 10_000)
+    whole = runs.get_or_evaluate(store, info.id, codecs=["int8"], n_queries=50, seed=4)
+    assert whole.n == 900 and whole.sampled_from is None
