@@ -403,13 +403,15 @@ class Dataset:
         exact: bool = False,
         where: Sequence[str] | None = None,
         hubness_reduction: str = "none",
+        milvus_uri: str | None = None,
     ) -> Search:
         """The query and its answer as objects (:meth:`neighbours` gives them as a dict).
         ``where``: filter expressions (``core.filters``, AND-ed); only matching items return.
         ``hubness_reduction``: ``"none"``, ``"csls"`` or ``"mp"`` (``core.hubness_reduction``:
         the nearest max(10 k, 100) candidates re-ranked; each neighbour gets its ``score``,
         its ``distance`` stays the true one; with ``exact`` the exact answer is re-ranked
-        the same way)."""
+        the same way). ``milvus_uri``: the Milvus of backend ``"milvus"`` (default
+        ``$EMBSCOPE_MILVUS_URI``, else a Milvus Lite file beside the database)."""
         from embscope.core.hubness_reduction import check_method
 
         method = check_method(hubness_reduction)
@@ -420,6 +422,10 @@ class Dataset:
             "k": k, "metric": metric, "backend": backend, "ef": ef, "where": where,
             "hubness_reduction": method,
         }  # fmt: skip
+        if milvus_uri is not None:
+            if backend != "milvus":
+                raise InvalidInputError("a Milvus uri only goes with backend milvus")
+            options["uri"] = milvus_uri
         if exact:
             comparison = service.compare(self.id, query, **options)
             return Search(query, comparison.approximate, comparison)
@@ -439,6 +445,7 @@ class Dataset:
         exact: bool = False,
         where: Sequence[str] | None = None,
         hubness_reduction: str = "none",
+        milvus_uri: str | None = None,
     ) -> dict[str, Any]:
         """Nearest neighbours of an item (``row`` or ``id``), a ``vector`` or a ``text``:
         ``embscope neighbours --json`` (with ``exact``: the exact answer and recall too; with
@@ -449,6 +456,7 @@ class Dataset:
         return self.search(
             row=row, id=id, vector=vector, text=text, k=k, metric=metric, backend=backend,
             ef=ef, exact=exact, where=where, hubness_reduction=hubness_reduction,
+            milvus_uri=milvus_uri,
         ).to_json()  # fmt: skip
 
     def geometry(
@@ -476,16 +484,20 @@ class Dataset:
         metric: str | None = None,
         label_column: str | None = None,
         progress: ProgressFn | None = None,
+        backend: str = "hnsw",
+        milvus_uri: str | None = None,
     ) -> dict[str, Any]:
         """ANN diagnostics on held-out queries: ``embscope diagnostics --json`` (recall and
         latency against ef with 95 % intervals, recall against LID, insertion order over
         ``seeds`` builds each), with the served index settings. Stored; a second call reads
-        them back."""
+        them back. ``backend="milvus"``: recall vs ef measured in a temporary collection of
+        the Milvus at ``milvus_uri`` (default ``$EMBSCOPE_MILVUS_URI``)."""
         from embscope.core.diagnostics_runs import diagnostics_report
 
         return diagnostics_report(
             self.db.neighbour_service, self.id, metric=metric, k=k, efs=efs, n_queries=queries,
-            seeds=seeds, label_column=label_column, progress=progress,
+            seeds=seeds, label_column=label_column, progress=progress, backend=backend,
+            milvus_uri=milvus_uri,
         )  # fmt: skip
 
     def projection(
@@ -680,7 +692,9 @@ class Dataset:
 
         ``codecs``: specs such as ``"int8"``, ``"pq:48"``, ``"pca:128"`` (default: a set
         covering every family); ``save``: store each compressed copy as a dataset (its id in
-        ``"saved_dataset"``).
+        ``"saved_dataset"``). Each row also says on how many items the codecs were compared
+        (``"rows_compared"``: every item, or a seeded sample when ``"sampled_from"``, the
+        dataset's size, is not null).
         """
         from embscope.core.compression import save_compressed_copy
         from embscope.core.projections.runs import default_metric
@@ -691,6 +705,8 @@ class Dataset:
             progress=progress,
         )  # fmt: skip
         rows: list[dict[str, Any]] = report.rows()
+        for row in rows:  # the rows compared: every item, or a seeded sample of them
+            row.update(rows_compared=report.n, sampled_from=report.sampled_from)
         if save:
             for row in rows:
                 copy = save_compressed_copy(

@@ -346,7 +346,9 @@ def format_report(
         return "-" if value is None else f"{value:.4f}"
 
     lines = [
-        f"compression of {name!r} ({report.n} x {report.dim}, {report.metric}, "
+        f"compression of {name!r} ({report.n} x {report.dim}"
+        + (f", a seeded sample of its {report.sampled_from}" if report.sampled_from else "")
+        + f", {report.metric}, "
         f"{report.query_rows.shape[0]} queries, recall@{k} against exact float32 search, "
         "± half its 95 % interval):",
         f"  {'codec':<18} {'bytes/vec':>9} {'shared':>10} {f'recall@{k}':>15} "
