@@ -163,8 +163,10 @@ _SQL_MAX_ID = {
 }
 
 
-# DuckDB's memory limit while a dataset's rows are appended (a constant, never user input).
-_APPEND_MEMORY_LIMIT = "512MB"
+# Rows per batch when a dataset's vectors are read (~100 MB at 384-d).
+_LOAD_ROWS = 65_536
+# DuckDB's memory limit while vectors are appended or read (a constant, never user input).
+_BULK_MEMORY_LIMIT = "512MB"
 
 
 def _table_id(dataset_id: Any) -> int:
@@ -387,6 +389,8 @@ class Store:
             ) from exc
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self._bulk_lock = threading.Lock()
+        self._bulk_sections = 0
         if not read_only:
             self._create_schema()
 
@@ -429,23 +433,31 @@ class Store:
                     raise _write_failed(self.path, exc) from exc
 
     @contextmanager
-    def _appending(self) -> Iterator[None]:
-        """DuckDB's memory held to :data:`_APPEND_MEMORY_LIMIT` while a dataset is stored.
+    def _bulk(self) -> Iterator[None]:
+        """DuckDB's memory held to :data:`_BULK_MEMORY_LIMIT` while vectors are stored or read.
 
-        Unbounded, DuckDB keeps what a transaction appends in memory until it commits: a
-        second copy of the vectors (+2.5 GiB at 1M x 384). Bounded, it writes them to the
-        file as they come. Writes are serialised, so the default returns after the commit.
+        Unbounded, DuckDB keeps what a transaction appends in memory until it commits (a
+        second copy of the vectors: +2.5 GiB at 1M x 384), and keeps every block a scan read
+        cached (+1.8 GiB after reading them). Bounded, it writes as it goes and evicts what it
+        read. Sections nest and overlap across threads: the default returns when the last
+        one ends. (A query beside one that needs more than the limit at once, such as a
+        stored array over 512 MB, does not wait: it fails and can be tried again.)
         """
         if str(self.path) == ":memory:":
             yield
             return
         cur = self._cursor()
-        with self._write_lock:
-            cur.execute(f"SET memory_limit = '{_APPEND_MEMORY_LIMIT}'")
-            try:
-                yield
-            finally:
-                cur.execute("RESET memory_limit")
+        with self._bulk_lock:
+            if self._bulk_sections == 0:
+                cur.execute(f"SET memory_limit = '{_BULK_MEMORY_LIMIT}'")
+            self._bulk_sections += 1
+        try:
+            yield
+        finally:
+            with self._bulk_lock:
+                self._bulk_sections -= 1
+                if self._bulk_sections == 0:
+                    cur.execute("RESET memory_limit")
 
     def _create_schema(self) -> None:
         with self._transaction() as cur:
@@ -540,7 +552,7 @@ class Store:
             }
         )
         fingerprint = fingerprint_arrays(vectors, ids)
-        with self._appending(), self._transaction() as cur:
+        with self._bulk(), self._transaction() as cur:
             taken = _one(cur.execute("SELECT id FROM datasets WHERE name = ?", [name]))
             if taken:
                 raise InvalidInputError(
@@ -643,20 +655,31 @@ class Store:
         return self.get_dataset(int(dataset_id))
 
     def load_vectors(self, dataset_id: int) -> np.ndarray:
-        """The vectors of a dataset, float32 of shape (n, d), in ingest row order."""
+        """The vectors of a dataset, float32 of shape (n, d), in ingest row order.
+
+        Read in batches straight into one array, so the vectors are held once (not as a
+        query result, its concatenation and a copy: 4.3 GiB at 1M x 384 against 1.4 GiB).
+        """
         ds = self._require(dataset_id)
-        table = self._cursor().sql(_on_dataset(_SQL_LOAD_VECTORS, ds.id)).to_arrow_table()
-        rows = table.column("row").to_numpy()
-        col = table.column("vec").combine_chunks()
-        flat = col.values.to_numpy(zero_copy_only=False)
-        if col.offset or len(flat) != ds.n * ds.dim:
-            flat = col.flatten().to_numpy(zero_copy_only=False)
-        out = flat.reshape(ds.n, ds.dim)
-        # A plain scan returns insertion order (DuckDB's preserve_insertion_order); the row
-        # column makes that a checked fact rather than an assumption.
-        if not np.array_equal(rows, np.arange(ds.n)):
-            out = out[np.argsort(rows, kind="stable")]
-        return np.ascontiguousarray(out, dtype=np.float32)
+        out = np.empty((ds.n, ds.dim), dtype=np.float32)
+        seen = np.zeros(ds.n, dtype=bool)
+        with self._bulk():
+            sql = self._cursor().sql(_on_dataset(_SQL_LOAD_VECTORS, ds.id))
+            for batch in sql.to_arrow_reader(_LOAD_ROWS):
+                rows = batch.column(0).to_numpy()
+                col = batch.column(1)
+                flat = col.values.to_numpy(zero_copy_only=False)
+                if col.offset or len(flat) != len(rows) * ds.dim:
+                    flat = col.flatten().to_numpy(zero_copy_only=False)
+                # The row column places each vector, so the scan's order is not relied upon.
+                out[rows] = flat.reshape(len(rows), ds.dim)
+                seen[rows] = True
+        if not seen.all():
+            raise InvalidInputError(
+                f"dataset {ds.name!r} is damaged: {int((~seen).sum()):,} of its {ds.n:,} "
+                "vectors are missing; ingest the file again"
+            )
+        return out
 
     def load_ids(self, dataset_id: int) -> np.ndarray:
         """The ids of a dataset, an object array of str of shape (n,), in row order."""

@@ -371,3 +371,32 @@ def test_whole_numbers_with_missing_values_stay_whole(tmp_path):
         rows = store.load_rows(info.id, [1, 0])
         assert str(rows["year"].dtype) == "Int64" and rows["year"].iloc[1] == 2019
         assert pd.isna(rows["year"].iloc[0])
+
+
+def test_bulk_reads_and_writes_bound_duckdb_memory_only_while_they_run(tmp_path):
+    """Storing and reading vectors hold DuckDB to the bulk limit; the default comes back
+    after, also when sections overlap across threads."""
+    from embscope.core.store import _BULK_MEMORY_LIMIT
+
+    store = Store(tmp_path / "bulk.duckdb")
+
+    def limit() -> str:
+        return str(store._cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
+    default = limit()
+    X = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    info = store.add_dataset(make_parsed(X), name="v")
+    assert limit() == default
+    inside = []
+    with store._bulk():
+        inside.append(limit())
+        threads = [threading.Thread(target=store.load_vectors, args=(info.id,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        inside.append(limit())  # the others ended; this section still holds the limit
+    assert inside[0] == inside[1] != default
+    assert inside[0] == "488.2 MiB" and _BULK_MEMORY_LIMIT == "512MB"  # DuckDB says MiB
+    assert limit() == default
+    np.testing.assert_array_equal(store.load_vectors(info.id), X)
