@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from embscope.app.choices import GEOMETRY_METRICS
 from embscope.core.clusters import METHODS as CLUSTER_METHODS
+from embscope.core.diagnostics import EF_BACKENDS
 from embscope.core.errors import InvalidInputError
 from embscope.core.hubness_reduction import METHODS as HUBNESS_METHODS
 from embscope.core.index import BACKENDS
@@ -55,6 +56,10 @@ def _print_json(value: Any) -> None:
 
 
 _METRIC_HELP = "default: the dataset's, recorded at upload"
+_MILVUS_URI_HELP = (
+    "with --backend milvus: http://host:19530 for a Milvus server, or a local .db file for "
+    "Milvus Lite (default $EMBSCOPE_MILVUS_URI, else <db>.milvus.db beside the database)"
+)
 
 
 def _open(args: argparse.Namespace, *, read_only: bool = False) -> Database:
@@ -187,6 +192,7 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
             row=args.row, id=args.id, vector=vector, text=args.text, k=args.k,
             metric=args.metric, backend=args.backend, ef=args.ef, exact=args.exact,
             where=args.filter, hubness_reduction=args.hubness_reduction,
+            milvus_uri=args.milvus_uri,
         )  # fmt: skip
     result = search.to_json()
     if args.json:
@@ -262,16 +268,18 @@ def _cmd_diagnostics(args: argparse.Namespace) -> int:
         ds = db.dataset(args.dataset)
         result = ds.diagnostics(
             k=args.k, efs=args.ef, queries=args.queries, seeds=args.seeds, metric=args.metric,
-            label_column=args.label_column, progress=_stderr_progress,
+            label_column=args.label_column, progress=_stderr_progress, backend=args.backend,
+            milvus_uri=args.milvus_uri,
         )  # fmt: skip
         _end_progress()
     if args.json:
         _print_json(result)
         return 0
     index = result["index"]
+    kind = "an HNSW index" if result["backend"] == "hnsw" else "a Milvus HNSW collection"
     sys.stdout.write(
         f"ANN diagnostics of {ds.name!r} ({result['metric']}): {result['n_queries']} held-out "
-        f"queries, an HNSW index of the other {result['n_indexed']:,} items "
+        f"queries, {kind} of the other {result['n_indexed']:,} items "
         f"(M={index['M']}, ef_construction={index['ef_construction']}), recall@{result['k']} "
         "with 95 % bootstrap intervals\n"
     )
@@ -757,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
     p.add_argument("--metric", choices=METRICS, default=None, help=_METRIC_HELP)
     p.add_argument("--backend", choices=BACKENDS, default="hnsw")
+    p.add_argument("--milvus-uri", metavar="URI", default=None, help=_MILVUS_URI_HELP)
     p.add_argument("--ef", type=int, default=None, help="HNSW search breadth (default 50)")
     p.add_argument("--exact", action="store_true", help="also run exact search and report recall@k")
     p.add_argument(
@@ -798,6 +807,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-column", metavar="COL", default=None,
         help="category column for the cluster-by-cluster orders (default: the recorded one)",
     )  # fmt: skip
+    p.add_argument(
+        "--backend", choices=EF_BACKENDS, default="hnsw",
+        help="where recall vs ef runs: hnsw (an hnswlib index here, default) or milvus (a "
+        "temporary collection of a Milvus, dropped after)",
+    )  # fmt: skip
+    p.add_argument("--milvus-uri", metavar="URI", default=None, help=_MILVUS_URI_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_diagnostics)
 

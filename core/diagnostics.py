@@ -20,7 +20,9 @@ Every recall comes with a 95 % percentile-bootstrap interval over the queries
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,6 +33,7 @@ from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import KnnGraph, recall_per_row
 from embscope.core.index import HnswIndex, exact_knn
+from embscope.core.index_milvus import MilvusIndex
 from embscope.core.progress import ProgressFn
 from embscope.core.stats import bootstrap_ci
 from embscope.core.validation import (
@@ -41,6 +44,7 @@ from embscope.core.validation import (
 )
 
 __all__ = [
+    "EF_BACKENDS",
     "ORDERS",
     "EfCurve",
     "OrderExperiment",
@@ -64,6 +68,12 @@ ORDERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Where recall_vs_ef builds its index: hnswlib in this process, or a Milvus collection by URI.
+EF_BACKENDS = ("hnsw", "milvus")
+
+log = logging.getLogger(__name__)
+
+
 def hnsw_seed(seed: int) -> int:
     """hnswlib's level-assignment seed for our ``seed``: hnswlib's engine treats 0 and 1 alike,
     so seeds 0, 1, 2, ... map to 1, 2, 3, ... (distinct builds, and seed 0 is unchanged)."""
@@ -78,6 +88,31 @@ def _experiment_index(
         metric, M=M, ef_construction=ef_construction, ef=int(efs[-1]), seed=hnsw_seed(seed),
         num_threads=threads,
     )  # fmt: skip
+
+
+def _milvus_experiment_index(
+    metric: str, M: int, ef_construction: int, efs: np.ndarray, uri: str | None,
+    token: str | None,
+) -> MilvusIndex:  # fmt: skip
+    """An empty HNSW collection of an experiment in the Milvus at ``uri`` (a temporary one,
+    dropped by :func:`_drop_experiment_index`)."""
+    return MilvusIndex(
+        metric, uri=uri, collection=f"embscope_diagnostics_{uuid.uuid4().hex[:12]}",
+        index_type="HNSW", M=M, ef_construction=ef_construction, ef=int(efs[-1]), token=token,
+    )  # fmt: skip
+
+
+def _drop_experiment_index(index: HnswIndex | MilvusIndex) -> None:
+    """Drop a Milvus experiment's collection and close it; a failure (Milvus gone) is logged,
+    never raised over the experiment's own result or error."""
+    if not isinstance(index, MilvusIndex):
+        return
+    try:
+        index.drop()
+    except InvalidInputError as exc:
+        log.warning("the temporary Milvus collection %s was not dropped: %s", index.collection, exc)
+    finally:
+        index.close()
 
 
 # Single queries timed between two progress reports in recall_vs_ef.
@@ -378,6 +413,9 @@ def recall_vs_ef(
     seed: int = 0,
     num_threads: int = -1,
     progress: ProgressFn | None = None,
+    backend: str = "hnsw",
+    milvus_uri: str | None = None,
+    milvus_token: str | None = None,
 ) -> EfCurve:
     """Recall@k, latency and throughput of an HNSW index over a range of search beams ``ef``,
     on queries the index has never seen.
@@ -411,6 +449,12 @@ def recall_vs_ef(
         Build threads; 1 makes the build deterministic.
     progress : callable(fraction, message) -> bool, optional
         Returning True cancels (raises :class:`core.errors.OperationCancelled`).
+    backend : {"hnsw", "milvus"}
+        ``"milvus"``: the rows not held out go into a temporary HNSW collection (``M``,
+        ``ef_construction``) of the Milvus at ``milvus_uri`` (``milvus_token`` for a server
+        with authentication), searched through Milvus's ``ef`` search parameter and
+        dropped afterwards (also on error or Cancel). Milvus's build takes no seed, and
+        timings include the round trip to the server.
 
     Returns
     -------
@@ -425,59 +469,79 @@ def recall_vs_ef(
     n_queries = check_holdout(n_queries, n, k)
     M = check_int(M, "M", low=2)
     ef_construction = check_int(ef_construction, "ef_construction", low=1)
+    if backend not in EF_BACKENDS:
+        raise InvalidInputError(
+            f"unknown backend {backend!r} for recall vs ef: use one of {', '.join(EF_BACKENDS)}"
+        )
     report = _reporter(_check_progress(progress), "measuring recall against ef")
 
     rows, base_rows = holdout_rows(n, n_queries, seed)
     X_base, Q = np.ascontiguousarray(X[base_rows]), np.ascontiguousarray(X[rows])
-    hnsw = _experiment_index(metric, M, ef_construction, efs_arr, seed, num_threads)
+    params: dict[str, Any] = {"M": M, "ef_construction": ef_construction, "seed": int(seed)}
+    index: HnswIndex | MilvusIndex
+    if backend == "milvus":
+        index = _milvus_experiment_index(
+            metric, M, ef_construction, efs_arr, milvus_uri, milvus_token
+        )
+        params.update(backend="milvus", uri=index.stats()["uri"])
+    else:
+        index = _experiment_index(metric, M, ef_construction, efs_arr, seed, num_threads)
     build_share = 0.5
-    hnsw.build(
-        X_base,
-        progress=lambda f, msg: bool(progress and progress(build_share * f, msg)),
-        chunk=max(1_000, X_base.shape[0] // 20),
-    )
-    truth, _ = exact_knn(
-        prepare_for_metric(Q, metric), prepare_for_metric(X_base, metric), k, metric=metric
-    )
-    share = 0.1 * (1.0 - build_share)
-    report(build_share + share, f"exact neighbours of {n_queries} held-out queries found")
 
-    e_count = efs_arr.shape[0]
+    def build_progress(fraction: float, message: str) -> bool:
+        return bool(progress and progress(build_share * fraction, message))
+
+    try:
+        if isinstance(index, MilvusIndex):
+            index.build(X_base, progress=build_progress)
+            index.wait_for_index()  # a server indexes in the background
+        else:
+            index.build(X_base, progress=build_progress, chunk=max(1_000, X_base.shape[0] // 20))
+        truth, _ = exact_knn(
+            prepare_for_metric(Q, metric), prepare_for_metric(X_base, metric), k, metric=metric
+        )
+        share = 0.1 * (1.0 - build_share)
+        report(build_share + share, f"exact neighbours of {n_queries} held-out queries found")
+        curve = _sweep_ef(index, Q, truth, k, efs_arr, seed, report, build_share + share)
+    finally:
+        _drop_experiment_index(index)
+    return EfCurve(
+        **curve, query_rows=rows, k=k, metric=metric, n_points=n,
+        build_seconds=float(index.build_seconds), params=params,
+    )  # fmt: skip
+
+
+def _sweep_ef(
+    index: HnswIndex | MilvusIndex, Q: np.ndarray, truth: np.ndarray, k: int, efs: np.ndarray,
+    seed: int, report: Callable[[float, str], None], start: float,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Recall, its interval, latency and QPS of ``index`` at each ef: EfCurve's fields."""
+    n_queries = Q.shape[0]
+    e_count = efs.shape[0]
     recall = np.empty((e_count, n_queries))
     recall_ci = np.empty((e_count, 2))
     p50, p99, qps = np.empty(e_count), np.empty(e_count), np.empty(e_count)
-    start, width = build_share + share, (1.0 - build_share - share) / e_count
-    for i, ef in enumerate(efs_arr):
+    width = (1.0 - start) / e_count
+    for i, ef in enumerate(efs):
         ef = int(ef)
         t0 = time.perf_counter()
-        found, _ = hnsw.query(Q, k, ef=ef)
+        found, _ = index.query(Q, k, ef=ef)
         qps[i] = n_queries / max(time.perf_counter() - t0, 1e-9)
         recall[i] = recall_per_row(found, truth)
         recall_ci[i] = bootstrap_ci(recall[i], seed=seed)
         times = np.empty(n_queries)
         for j in range(n_queries):
             t0 = time.perf_counter()
-            hnsw.query(Q[j : j + 1], k, ef=ef)
+            index.query(Q[j : j + 1], k, ef=ef)
             times[j] = time.perf_counter() - t0
             if (j + 1) % _LATENCY_REPORT_EVERY == 0:
                 report(start + width * (i + (j + 1) / n_queries), f"ef={ef}: timed {j + 1} queries")
         p50[i], p99[i] = np.percentile(times, [50, 99]) * 1e3
         report(start + width * (i + 1), f"ef={ef}: recall@{k} {recall[i].mean():.3f}")
-    return EfCurve(
-        ef=efs_arr,
-        recall=recall.mean(axis=1),
-        recall_ci=recall_ci,
-        p50_ms=p50,
-        p99_ms=p99,
-        qps=qps,
-        per_query_recall=recall,
-        query_rows=rows,
-        k=k,
-        metric=metric,
-        n_points=n,
-        build_seconds=float(hnsw.build_seconds),
-        params={"M": int(M), "ef_construction": int(ef_construction), "seed": int(seed)},
-    )
+    return {
+        "ef": efs, "recall": recall.mean(axis=1), "recall_ci": recall_ci, "p50_ms": p50,
+        "p99_ms": p99, "qps": qps, "per_query_recall": recall,
+    }  # fmt: skip
 
 
 # -- per-query recall vs LID ----------------------------------------------------------------

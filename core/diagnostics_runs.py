@@ -22,6 +22,7 @@ import numpy as np
 
 from embscope.core.artifacts import ArtifactSpec, fingerprint, get_or_compute
 from embscope.core.diagnostics import (
+    EF_BACKENDS,
     ORDERS,
     EfCurve,
     OrderExperiment,
@@ -36,6 +37,7 @@ from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
 from embscope.core.geometry.intrinsic import LID_K, local_intrinsic_dimension
 from embscope.core.graph import get_or_build_graph
+from embscope.core.milvus_client import public_uri, resolve_uri
 from embscope.core.neighbours import DEFAULT_HNSW, NeighbourService
 from embscope.core.progress import ProgressFn, stage
 from embscope.core.stats import ci_json, finite_or_none
@@ -105,6 +107,8 @@ class EfDiagnosticsRequest:
     n_queries: int
     efs: tuple[int, ...] = DIAGNOSTIC_EFS
     sample: int = 0  # rows the experiment uses (a seeded sample when below the dataset's n)
+    backend: str = "hnsw"  # EF_BACKENDS: hnswlib here, or a temporary Milvus collection
+    milvus_uri: str | None = None  # backend "milvus": where (may hold credentials: never stored)
 
 
 class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
@@ -118,15 +122,19 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
         self.service = service
 
     def key(self, request: EfDiagnosticsRequest) -> tuple[Any, ...]:
+        # hnsw keeps the key it always had, so results stored before backends still count.
+        where = () if request.backend == "hnsw" else (request.backend, _where(request))
         return (
             request.dataset.fingerprint, request.metric, request.k, request.efs,
-            request.n_queries, request.sample, dict(DEFAULT_HNSW),
+            request.n_queries, request.sample, dict(DEFAULT_HNSW), *where,
         )  # fmt: skip
 
     def describe(self, request: EfDiagnosticsRequest) -> dict[str, Any]:
+        where = {} if request.backend == "hnsw" else {"milvus_uri": _where(request)}
         return {
             "metric": request.metric, "k": request.k, "n_queries": request.n_queries,
             "efs": list(request.efs), "sample": request.sample, **DEFAULT_HNSW,
+            "backend": request.backend, **where,
         }  # fmt: skip
 
     def compute(
@@ -139,7 +147,8 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
             X if rows is None else X[rows], metric=metric, k=request.k, efs=request.efs,
             n_queries=request.n_queries, M=DEFAULT_HNSW["M"],
             ef_construction=DEFAULT_HNSW["ef_construction"], seed=0, num_threads=1,
-            progress=stage(progress, 0.0, 0.9),
+            progress=stage(progress, 0.0, 0.9), backend=request.backend,
+            milvus_uri=request.milvus_uri, milvus_token=self.service.milvus_token,
         )  # fmt: skip
         lid = None
         if metric != "ip" and info.n > LID_K:
@@ -156,7 +165,13 @@ class EfDiagnosticsSpec(ArtifactSpec[EfDiagnosticsRequest, EfDiagnostics]):
         return EfDiagnostics(curve, lid)
 
     def label(self, request: EfDiagnosticsRequest) -> str:
-        return f"Recall vs ef of {request.dataset.name}"
+        on = "" if request.backend == "hnsw" else f" on Milvus at {_where(request)}"
+        return f"Recall vs ef of {request.dataset.name}{on}"
+
+
+def _where(request: EfDiagnosticsRequest) -> str:
+    """The request's Milvus URI without credentials (what keys and records hold)."""
+    return public_uri(request.milvus_uri or "")
 
 
 @dataclass(frozen=True)
@@ -248,9 +263,28 @@ def ef_request(
     k: int = 10,
     efs: Any = DIAGNOSTIC_EFS,
     n_queries: int | None = None,
+    backend: str = "hnsw",
+    milvus_uri: str | None = None,
 ) -> EfDiagnosticsRequest:
     """The recall-vs-ef request for these settings, validated. ``n_queries`` defaults to
-    :data:`DIAGNOSTIC_QUERIES` (at most a fifth of the dataset)."""
+    :data:`DIAGNOSTIC_QUERIES` (at most a fifth of the dataset). ``backend`` ``"milvus"``:
+    the index is a temporary collection of the Milvus at ``milvus_uri`` (default the
+    service's, ``$EMBSCOPE_MILVUS_URI``)."""
+    if backend not in EF_BACKENDS:
+        raise InvalidInputError(
+            f"unknown backend {backend!r} for the diagnostics: use one of {', '.join(EF_BACKENDS)}"
+        )
+    uri = None
+    if backend == "milvus":
+        if service.store.read_only:
+            raise InvalidInputError(
+                "the Milvus backend is not available on a read-only server: it would create "
+                "collections; use hnsw"
+            )
+        uri = milvus_uri or service.milvus_uri
+        resolve_uri(uri)  # a malformed uri is refused before any work
+    elif milvus_uri is not None:
+        raise InvalidInputError("a Milvus uri only goes with backend milvus")
     info = service.store.get_dataset(dataset_id)
     metric = check_metric(metric)
     k = check_int(k, "k", low=1, high=MAX_K)
@@ -258,7 +292,7 @@ def ef_request(
     if n_queries is None:
         n_queries = max(1, min(DIAGNOSTIC_QUERIES, sample // 5, sample - k - 1))
     n_queries = _check_queries(n_queries, sample, k)
-    return EfDiagnosticsRequest(info, metric, k, n_queries, _check_efs(efs), sample)
+    return EfDiagnosticsRequest(info, metric, k, n_queries, _check_efs(efs), sample, backend, uri)
 
 
 def order_request(
@@ -312,14 +346,20 @@ def ef_diagnostics(
     n_queries: int | None = None,
     run: bool = True,
     progress: ProgressFn | None = None,
+    backend: str = "hnsw",
+    milvus_uri: str | None = None,
 ) -> tuple[EfCurve, RecallLid | None] | None:
     """Recall@k and latency on held-out queries of an index with the served settings over
     ``efs``, and per-query recall against LID (from the shared graph).
 
     Returns None when nothing is stored and ``run`` is False. The LID part is None for the
-    ``ip`` metric, whose distances can be negative (LID needs distances >= 0).
+    ``ip`` metric, whose distances can be negative (LID needs distances >= 0). ``backend``
+    and ``milvus_uri``: as for :func:`ef_request`.
     """
-    request = ef_request(service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries)
+    request = ef_request(
+        service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries,
+        backend=backend, milvus_uri=milvus_uri,
+    )  # fmt: skip
     result = get_or_compute(
         service.store, EfDiagnosticsSpec(service), request, run=run, progress=progress
     )
@@ -373,6 +413,8 @@ def diagnostics_report(
     seeds: int = ORDER_SEEDS,
     label_column: str | None = None,
     progress: ProgressFn | None = None,
+    backend: str = "hnsw",
+    milvus_uri: str | None = None,
 ) -> dict[str, Any]:
     """``embscope diagnostics --json``: recall vs ef, recall vs LID and the insertion-order
     experiment, all on held-out queries and with the served index settings.
@@ -382,11 +424,16 @@ def diagnostics_report(
     ``recall``, ``recall_ci``, ``p50_ms``, ``p99_ms``, ``qps``), ``recall_lid_spearman`` (None
     without LID), ``insertion_order`` (one dict per order and ef: ``order``, ``ef``,
     ``recall_mean``, ``recall_sd``, ``recall_ci``, ``seeds``), ``insertion_order_sample``,
-    ``insertion_order_skipped``.
+    ``insertion_order_skipped``, ``backend`` (where recall vs ef ran: ``"hnsw"``, or
+    ``"milvus"``: a temporary collection of the Milvus at ``milvus_uri``, default the
+    service's; the insertion-order experiment always builds hnswlib indexes here).
     """
     info = service.store.get_dataset(dataset_id)
     metric = check_metric(metric or info.metric)
-    ef_req = ef_request(service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries)
+    ef_req = ef_request(
+        service, dataset_id, metric=metric, k=k, efs=efs, n_queries=n_queries,
+        backend=backend, milvus_uri=milvus_uri,
+    )  # fmt: skip
     check_int(seeds, "seeds", low=1, high=MAX_SEEDS)
     if label_column is not None and label_column not in info.metadata_columns:
         raise InvalidInputError(
@@ -466,4 +513,5 @@ def diagnostics_report(
         "insertion_order_n_queries": order_queries,
         "insertion_order_label_column": label_column,
         "insertion_order_skipped": skipped,
+        "backend": ef_req.backend,
     }

@@ -8,6 +8,8 @@ One class, :class:`MilvusIndex`, configured by a URI:
   A Milvus Lite database is used by one process at a time.
 * ``http://host:19530`` (or ``https://``) reaches a Milvus server or cluster.
 
+(The connections themselves: :mod:`core.milvus_client`.)
+
 The vectors live in a Milvus collection (an INT64 primary key ``id`` holding the label and a
 FLOAT_VECTOR field ``vector``); :meth:`MilvusIndex.save` writes only a small JSON
 description (uri, collection, metric, dim, n, parameters) from which :meth:`MilvusIndex.load`
@@ -27,7 +29,9 @@ ip        IP: inner product            ``1 - score``
 Collections are created with Strong consistency, so a query sees every row written before
 it; a build flushes once at its end (Milvus rate-limits flushes, so add() does not). Milvus,
 Lite included, builds its index in the background, so recall right after a build can differ
-from recall later on.
+from recall later on (:meth:`MilvusIndex.wait_for_index` waits for it). A filtered query
+(``query(..., among=labels)``) is filtered by Milvus itself. Every request has a timeout, and
+a Milvus that fails or stops answering raises InvalidInputError naming it.
 """
 
 from __future__ import annotations
@@ -35,15 +39,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -58,22 +60,27 @@ from embscope.core.index_base import (
     sidecar_path,
     sort_rows,
 )
+from embscope.core.milvus_client import (
+    check_collection,
+    disconnect,
+    drop_collections,
+    error_text,
+    is_milvus_failure,
+    open_client,
+    public_uri,
+    resolve_uri,
+)
 from embscope.core.progress import ProgressFn
 from embscope.core.validation import check_int, check_k, check_metric, check_vectors
 
-__all__ = ["INDEX_TYPES", "MilvusIndex", "drop_collections"]
+__all__ = ["INDEX_TYPES", "MAX_FILTER_IDS", "MilvusIndex", "drop_collections"]
 
-INSTALL_HINT = "install the milvus extra: pip install 'embscope[milvus]'"
 # FLAT is exact; HNSW and IVF_FLAT are approximate; AUTOINDEX lets the server choose
 # (HNSW in Milvus Lite). All four work in Milvus Lite 3.x (HNSW and IVF_FLAT through
 # faiss-cpu, a dependency of milvus-lite) and in Milvus 2.x servers.
 INDEX_TYPES = ("HNSW", "IVF_FLAT", "FLAT", "AUTOINDEX")
 _MILVUS_METRIC = {"cosine": "COSINE", "l2": "L2", "ip": "IP"}
 _PK, _VECTOR = "id", "vector"
-# Milvus names: a letter or underscore, then letters, digits and underscores, at most 255
-# characters; a rebuild stages into "<name>_build_<8 hex>", hence the lower limit here.
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MAX_NAME = 200
 # Milvus answers at most 16384 results per query vector and 16384 vectors per request.
 _MAX_TOPK = 16_384
 _QUERY_ROWS = 1_024
@@ -82,107 +89,11 @@ _MAX_EF = 32_768
 _INSERT_BYTES = 16 * 2**20
 _INSERT_MAX_ROWS = 10_000
 _GET_IDS = 1_000
-
-
-# -- Milvus Lite servers shared per database path -------------------------------------------
-
-# Re-entrant: a garbage-collected index's finaliser may run while this thread holds it.
-_local_lock = threading.RLock()
-_local_users: dict[str, int] = {}
-
-
-def _release_local(path: str) -> None:
-    with _local_lock:
-        _release_local_locked(path)
-
-
-def _release_local_locked(path: str) -> None:
-    left = _local_users.get(path, 0) - 1
-    if left > 0:
-        _local_users[path] = left
-        return
-    _local_users.pop(path, None)
-    try:
-        from milvus_lite.server_manager import (
-            server_manager_instance,
-        )
-    except ImportError:  # pragma: no cover - the server could not have started
-        return
-    # Stops the in-process gRPC server and closes the database (releasing its lock file).
-    server_manager_instance.release_server(path)
-
-
-def _disconnect(client: Any, local_path: str | None) -> None:
-    """Close a client and, for Milvus Lite, release its server (also run by the finaliser)."""
-    try:
-        client.close()
-    finally:
-        if local_path is not None:
-            _release_local(local_path)
-
-
-# -- boundary checks ------------------------------------------------------------------------
-
-
-def _import_pymilvus() -> Any:
-    try:
-        import pymilvus
-    except ImportError as exc:
-        raise InvalidInputError(f"the milvus index backend needs pymilvus: {INSTALL_HINT}") from exc
-    return pymilvus
-
-
-def _resolve_uri(uri: Any) -> tuple[str, str | None]:
-    """(uri for pymilvus, absolute local database path or None for a server)."""
-    if uri is None:
-        raise InvalidInputError(
-            "the milvus backend needs a uri: a local path ending in .db runs Milvus Lite "
-            "in-process, http://host:19530 reaches a Milvus server"
-        )
-    if isinstance(uri, os.PathLike):
-        uri = os.fspath(uri)
-    if not isinstance(uri, str) or not uri.strip():
-        raise InvalidInputError(f"the Milvus uri must be a non-empty string, got {uri!r}")
-    uri = uri.strip()
-    if uri.lower().startswith(("http://", "https://", "tcp://", "unix:")):
-        return uri, None
-    if "://" in uri:
-        raise InvalidInputError(
-            f"unsupported Milvus uri {_public_uri(uri)!r}: use http://host:port or "
-            "https://host:port for a server, or a local path ending in .db for Milvus Lite"
-        )
-    if not uri.endswith(".db"):
-        raise InvalidInputError(
-            f"a Milvus Lite database path must end in .db, got {uri!r} "
-            "(or give http://host:port for a Milvus server)"
-        )
-    # Absolute at once, so that a later change of working directory changes nothing.
-    path = os.path.abspath(os.path.expanduser(uri))
-    return path, path
-
-
-def _public_uri(uri: str) -> str:
-    """``uri`` without user name or password (for messages, stats and saved descriptions)."""
-    try:
-        parts = urlsplit(uri)
-        if parts.username is None and parts.password is None:
-            return uri
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host if parts.port is None else f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparseable uri>"
-
-
-def _check_collection(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > _MAX_NAME:
-        raise InvalidInputError(
-            f"invalid Milvus collection name {name!r}: use letters, digits and underscores, "
-            f"starting with a letter or underscore, at most {_MAX_NAME} characters"
-        )
-    return name
+# A filtered query names its labels in one expression (``id in [...]``, or ``id not in`` the
+# others when that is shorter); Milvus Lite parses ~7 us per label (0.35 s for 50,000).
+MAX_FILTER_IDS = 50_000
+# Requests that may take long on a big collection (flush, load, index) still end.
+_LONG_TIMEOUT = 3_600.0
 
 
 def default_collection_name(metric: str) -> str:
@@ -192,115 +103,6 @@ def default_collection_name(metric: str) -> str:
     other's collection; it is fixed for the life of the index and saved with it.
     """
     return f"embscope_{metric}_{uuid.uuid4().hex[:12]}"
-
-
-def _error_text(exc: BaseException) -> str:
-    return str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
-
-
-# -- connections and collections -----------------------------------------------------------
-
-
-def _open_client(
-    uri: str, local_path: str | None, token: str | None, timeout: float
-) -> tuple[Any, str]:
-    """A client of its own (and the server's version) for ``uri`` from :func:`_resolve_uri`;
-    for Milvus Lite it counts as a user of the path's in-process server: close it with
-    :func:`_disconnect`."""
-    pymilvus = _import_pymilvus()
-    if local_path is None:
-        return _new_client(pymilvus, uri, None, token, timeout)
-    try:
-        # pymilvus starts it for .db uris
-        import milvus_lite  # noqa: F401
-    except ImportError as exc:
-        raise InvalidInputError(
-            f"a local .db uri runs Milvus Lite, which is not installed: {INSTALL_HINT}"
-        ) from exc
-    parent = Path(local_path).parent
-    if parent.exists() and not parent.is_dir():
-        raise InvalidInputError(f"cannot put a Milvus Lite database in {parent}: not a folder")
-    parent.mkdir(parents=True, exist_ok=True)
-    # Counted under the lock, so a server being stopped by the last user of a path is never
-    # handed to a new one.
-    with _local_lock:
-        _local_users[local_path] = _local_users.get(local_path, 0) + 1
-        try:
-            return _new_client(pymilvus, uri, local_path, token, timeout)
-        except BaseException:
-            _release_local_locked(local_path)
-            raise
-
-
-def _new_client(
-    pymilvus: Any, uri: str, local_path: str | None, token: str | None, timeout: float
-) -> tuple[Any, str]:
-    shown = _public_uri(uri)
-    t0 = time.perf_counter()
-    client = None
-    try:
-        client = pymilvus.MilvusClient(
-            uri=uri,
-            token=token or "",
-            timeout=timeout,
-            # Its own channel, so that close() really closes it.
-            dedicated=True,
-        )
-        version = str(client.get_server_version())
-    except Exception as exc:
-        if client is not None:
-            client.close()
-        if local_path is not None:
-            raise InvalidInputError(
-                f"could not open the Milvus Lite database {local_path}: "
-                f"{_error_text(exc)} (a Milvus Lite database is used by one process at "
-                "a time; close the other one or use another path)"
-            ) from exc
-        waited = time.perf_counter() - t0
-        raise InvalidInputError(
-            f"cannot reach a Milvus server at {shown}: is it running? Check the host, port "
-            f"and token (failed after {waited:.1f} s, connect_timeout = "
-            f"{timeout:g} s) [{_error_text(exc)}]"
-        ) from exc
-    return client, version
-
-
-def drop_collections(
-    uri: str | os.PathLike[str],
-    names: Iterable[str],
-    *,
-    token: str | None = None,
-    connect_timeout: float = 5.0,
-) -> list[str]:
-    """Delete the collections ``names`` from the Milvus at ``uri``, with the staging
-    collections an interrupted build of them left (``<name>_build_<hex>``); returns the names
-    dropped. Names that are not there are skipped; a Milvus Lite database that does not
-    exist is not created (nothing is in it).
-
-    Raises InvalidInputError when Milvus cannot be reached (a server down, a Lite database
-    that another process holds).
-    """
-    wanted = [_check_collection(n) for n in dict.fromkeys(names)]
-    target, local = _resolve_uri(uri)
-    if not wanted or (local is not None and not os.path.exists(local)):
-        return []
-    client, _ = _open_client(target, local, token, connect_timeout)
-    dropped = []
-    try:
-        present = set(client.list_collections())
-        for name in wanted:
-            found = [name] if name in present else []
-            found += sorted(p for p in present if p.startswith(f"{name}_build_"))
-            for each in found:
-                client.drop_collection(each)
-                dropped.append(each)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"could not drop Milvus collections at {_public_uri(target)}: {_error_text(exc)}"
-        ) from exc
-    finally:
-        _disconnect(client, local)
-    return dropped
 
 
 # -- the index ------------------------------------------------------------------------------
@@ -332,6 +134,10 @@ class MilvusIndex:
         ``"user:password"`` or an API key, for servers with authentication. Never saved.
     connect_timeout : float
         Seconds to wait for a server before giving up with InvalidInputError.
+    request_timeout : float
+        Seconds one search, insert or lookup may take (flush, load and index builds get an
+        hour); a server that stops answering (or goes away) then gives InvalidInputError
+        naming it, never a hang.
 
     Notes
     -----
@@ -359,6 +165,7 @@ class MilvusIndex:
         nprobe: int = 16,
         token: str | None = None,
         connect_timeout: float = 5.0,
+        request_timeout: float = 60.0,
     ):
         self.metric = check_metric(metric)
         self.dim = None if dim is None else check_int(dim, "dim", low=1)
@@ -373,19 +180,24 @@ class MilvusIndex:
         self.ef = check_int(ef, "ef", low=1)
         self.nlist = check_int(nlist, "nlist", low=1)
         self.nprobe = check_int(nprobe, "nprobe", low=1)
-        if isinstance(connect_timeout, bool) or not (
-            isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("request_timeout", request_timeout),
         ):
-            raise InvalidInputError(
-                f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
-            )
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and 0 < value < math.inf
+            ):
+                raise InvalidInputError(
+                    f"{name} must be a positive number of seconds, got {value!r}"
+                )
         self.connect_timeout = float(connect_timeout)
+        self.request_timeout = float(request_timeout)
         self.collection = (
             default_collection_name(self.metric)
             if collection is None
-            else _check_collection(collection)
+            else check_collection(collection)
         )
-        self.uri, self._local_path = _resolve_uri(uri)
+        self.uri, self._local_path = resolve_uri(uri)
         self._token = token
         self._lock = ReadWriteLock()
         self._n = 0
@@ -395,9 +207,10 @@ class MilvusIndex:
         self._exists = False
         self._client: Any = None
         self._client = self._connect()
-        self._finalizer = weakref.finalize(self, _disconnect, self._client, self._local_path)
+        self._finalizer = weakref.finalize(self, disconnect, self._client, self._local_path)
         try:
-            self._adopt_existing()
+            with self._failures("open the collection"):
+                self._adopt_existing()
         except BaseException:
             self.close()
             raise
@@ -410,7 +223,7 @@ class MilvusIndex:
         return self._local_path is not None
 
     def _connect(self) -> Any:
-        client, self.server_version = _open_client(
+        client, self.server_version = open_client(
             self.uri, self._local_path, self._token, self.connect_timeout
         )
         return client
@@ -421,6 +234,21 @@ class MilvusIndex:
                 f"the Milvus index on {self.collection} is closed: load it again to use it"
             )
         return self._client
+
+    @contextmanager
+    def _failures(self, what: str) -> Iterator[None]:
+        """pymilvus and gRPC errors (Milvus down, refusing, or not answering in time) raised
+        as InvalidInputError naming the server and what was being done."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_milvus_failure(exc):
+                raise
+            raise InvalidInputError(
+                f"Milvus at {public_uri(self.uri)} failed to {what} in collection "
+                f"{self.collection}: {error_text(exc)} (is the server still running? requests "
+                f"wait at most request_timeout = {self.request_timeout:g} s)"
+            ) from exc
 
     def close(self) -> None:
         """Close the connection (and Milvus Lite's server, if no other index uses it).
@@ -441,10 +269,10 @@ class MilvusIndex:
 
     def drop(self) -> None:
         """Delete the collection (the index's data) from Milvus; the index is left empty."""
-        with self._lock.write():
+        with self._lock.write(), self._failures("drop the collection"):
             client = self._live()
-            if client.has_collection(self.collection):
-                client.drop_collection(self.collection)
+            if client.has_collection(self.collection, timeout=self.request_timeout):
+                client.drop_collection(self.collection, timeout=self.request_timeout)
             self._exists, self._n, self._next_label = False, 0, 0
 
     # -- collections ------------------------------------------------------------------------
@@ -475,7 +303,9 @@ class MilvusIndex:
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(_PK, DataType.INT64, is_primary=True)
         schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=dim)
-        client.create_collection(name, schema=schema, consistency_level="Strong")
+        client.create_collection(
+            name, schema=schema, consistency_level="Strong", timeout=self.request_timeout
+        )
         try:
             params = client.prepare_index_params()
             params.add_index(
@@ -489,13 +319,13 @@ class MilvusIndex:
                 params = _lite_index_params(params)
             # sync=False: pymilvus would otherwise poll the (empty) index's state with
             # half-second sleeps; loading below waits for what matters.
-            client.create_index(name, params, sync=False)
-            client.load_collection(name)
+            client.create_index(name, params, sync=False, timeout=self.request_timeout)
+            client.load_collection(name, timeout=_LONG_TIMEOUT)
         except Exception as exc:
             _drop_quietly(client, name)
             raise InvalidInputError(
-                f"Milvus at {_public_uri(self.uri)} refused a {self.index_type} index with "
-                f"metric {self._milvus_metric()}: {_error_text(exc)} "
+                f"Milvus at {public_uri(self.uri)} refused a {self.index_type} index with "
+                f"metric {self._milvus_metric()}: {error_text(exc)} "
                 f"(index_type can be one of {', '.join(INDEX_TYPES)})"
             ) from exc
 
@@ -515,7 +345,7 @@ class MilvusIndex:
                 {_PK: int(label), _VECTOR: vector}
                 for label, vector in zip(labels[start:stop], X[start:stop], strict=True)
             ]
-            client.insert(name, batch)
+            client.insert(name, batch, timeout=self.request_timeout)
             if progress is not None and progress(
                 stop / n, f"building the Milvus index: {stop:,} of {n:,} items"
             ):
@@ -524,10 +354,11 @@ class MilvusIndex:
     def _adopt_existing(self) -> None:
         """Read size and dimension of an existing collection of this name; check it fits."""
         client = self._live()
-        if not client.has_collection(self.collection):
+        wait = self.request_timeout
+        if not client.has_collection(self.collection, timeout=wait):
             return
-        where = f"collection {self.collection!r} at {_public_uri(self.uri)}"
-        info = client.describe_collection(self.collection)
+        where = f"collection {self.collection!r} at {public_uri(self.uri)}"
+        info = client.describe_collection(self.collection, timeout=wait)
         fields = {f.get("name"): f for f in info.get("fields", [])}
         vec = fields.get(_VECTOR)
         if _PK not in fields or vec is None or not fields[_PK].get("is_primary"):
@@ -541,8 +372,8 @@ class MilvusIndex:
                 f"{where} holds {dim}-dimensional vectors, not {self.dim}-dimensional ones"
             )
         described: dict[str, Any] = {}
-        if _VECTOR in (client.list_indexes(self.collection) or []):
-            described = dict(client.describe_index(self.collection, _VECTOR) or {})
+        if _VECTOR in (client.list_indexes(self.collection, timeout=wait) or []):
+            described = dict(client.describe_index(self.collection, _VECTOR, timeout=wait) or {})
         metric = str(described.get("metric_type") or "").upper()
         if metric and metric != self._milvus_metric():
             raise InvalidInputError(
@@ -560,10 +391,11 @@ class MilvusIndex:
                 setattr(self, attr, int(built[key]))
             except (KeyError, TypeError, ValueError):
                 pass
-        client.load_collection(self.collection)
+        client.load_collection(self.collection, timeout=_LONG_TIMEOUT)
         rows = client.query(
-            self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
-        )
+            self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong",
+            timeout=wait,
+        )  # fmt: skip
         self._n = int(rows[0]["count(*)"]) if rows else 0
         self.dim = dim
         self._next_label = None if self._n else 0  # found on the first add() that needs it
@@ -572,8 +404,9 @@ class MilvusIndex:
     def _scan_next_label(self, client: Any) -> int:
         top = -1
         iterator = client.query_iterator(
-            self.collection, batch_size=10_000, filter="", output_fields=[_PK]
-        )
+            self.collection, batch_size=10_000, filter="", output_fields=[_PK],
+            timeout=self.request_timeout,
+        )  # fmt: skip
         try:
             while rows := iterator.next():
                 top = max(top, max(int(r[_PK]) for r in rows))
@@ -585,9 +418,10 @@ class MilvusIndex:
         found: list[int] = []
         for start in range(0, labels.size, _GET_IDS):
             chunk = [int(x) for x in labels[start : start + _GET_IDS]]
-            found += [
-                int(r[_PK]) for r in client.get(self.collection, ids=chunk, output_fields=[_PK])
-            ]
+            got = client.get(
+                self.collection, ids=chunk, output_fields=[_PK], timeout=self.request_timeout
+            )
+            found += [int(r[_PK]) for r in got]
         return np.asarray(sorted(found), dtype=np.int64)
 
     # -- the protocol -----------------------------------------------------------------------
@@ -602,20 +436,21 @@ class MilvusIndex:
         X = check_vectors(X)
         n, d = X.shape
         t0 = time.perf_counter()
-        with self._lock.write():
+        with self._lock.write(), self._failures("build the index"):
             client = self._live()
             staging = f"{self.collection}_build_{uuid.uuid4().hex[:8]}"
             self._create_collection(client, staging, d)
             try:
                 self._insert(client, staging, X, np.arange(n, dtype=np.int64), progress)
-                client.flush(staging)
+                client.flush(staging, timeout=_LONG_TIMEOUT)
             except BaseException:
                 _drop_quietly(client, staging)
                 raise
-            if client.has_collection(self.collection):
-                client.drop_collection(self.collection)
-            client.rename_collection(staging, self.collection)
-            client.load_collection(self.collection)  # a renamed collection must be loaded again
+            if client.has_collection(self.collection, timeout=self.request_timeout):
+                client.drop_collection(self.collection, timeout=self.request_timeout)
+            client.rename_collection(staging, self.collection, timeout=self.request_timeout)
+            # a renamed collection must be loaded again
+            client.load_collection(self.collection, timeout=_LONG_TIMEOUT)
             self.dim, self._n, self._next_label, self._exists = d, n, n, True
         self.build_seconds = time.perf_counter() - t0
         return self
@@ -627,7 +462,7 @@ class MilvusIndex:
         if labels is not None:
             # Shape, type, sign and uniqueness here; presence in Milvus below.
             labels = new_labels(labels, m, np.empty(0, dtype=np.int64))
-        with self._lock.write():
+        with self._lock.write(), self._failures("add rows"):
             client = self._live()
             if not self._exists:
                 self._create_collection(client, self.collection, X.shape[1])
@@ -652,16 +487,27 @@ class MilvusIndex:
                 self._next_label = max(self._next_label, top)
 
     def query(
-        self, Q: np.ndarray, k: int, *, exclude: np.ndarray | None = None, ef: int | None = None
+        self,
+        Q: np.ndarray,
+        k: int,
+        *,
+        exclude: np.ndarray | None = None,
+        ef: int | None = None,
+        among: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64[m, k], true distances float32[m, k]), rows sorted by (distance, label).
 
         ``ef`` (HNSW only) overrides the search-time candidate list for this call.
+        ``among`` (labels): only these may be answers. Milvus filters the search with one
+        ``id in [...]`` expression, or ``id not in`` the other labels when that is shorter
+        (at most :data:`MAX_FILTER_IDS` labels either way). A row Milvus cannot fill (fewer
+        labels match, or an approximate index found fewer even searching exhaustively) ends
+        in label -1 at distance inf.
         """
         Q = check_vectors(Q, dim=self.dim, name="query vectors")
         exclude = check_exclude(exclude, Q.shape[0])
         ef = self.ef if ef is None else check_int(ef, "ef", low=1)
-        with self._lock.read():
+        with self._lock.read(), self._failures("search"):
             client = self._live()
             if self._n == 0:
                 raise InvalidInputError("the Milvus index is empty: build it first")
@@ -672,16 +518,43 @@ class MilvusIndex:
                 raise InvalidInputError(
                     f"Milvus answers at most {_MAX_TOPK} neighbours per query; k = {k} is too large"
                 )
-            labels, scores = self._search(client, Q, want, ef)
+            expr = None if among is None else self._among_filter(among)
+            if expr is None and among is not None:  # no label matches
+                labels = np.full((Q.shape[0], want), -1, dtype=np.int64)
+                scores = np.full(labels.shape, np.nan)
+            else:
+                labels, scores = self._search(client, Q, want, ef, expr or "")
         if self.metric == "l2":
             dist = np.sqrt(np.maximum(scores, 0.0))  # Milvus returns squared L2
         else:
             dist = 1.0 - scores  # COSINE and IP return similarities
+        dist[labels < 0] = np.inf
         labels, dist = sort_rows(labels, dist.astype(np.float32))
         return drop_excluded(labels, dist, exclude, k)
 
+    def _among_filter(self, among: Any) -> str | None:
+        """The filter expression keeping only the labels ``among`` ("" keeps every row; None:
+        no label of the index is among them)."""
+        labels = np.unique(np.asarray(among).ravel())
+        if labels.size and (labels.dtype.kind not in "iu" or labels[0] < 0):
+            raise InvalidInputError("among must hold labels: whole numbers >= 0")
+        outside = None
+        if self._next_label == self._n:  # the labels are 0..n-1 (a build, then adds)
+            labels = labels[labels < self._n]
+            if 2 * labels.size > self._n:
+                outside = np.setdiff1d(np.arange(self._n), labels, assume_unique=True)
+        named = labels if outside is None else outside
+        if named.size > MAX_FILTER_IDS:
+            raise InvalidInputError(
+                f"a filter naming {named.size:,} labels is too long for one Milvus expression "
+                f"(at most {MAX_FILTER_IDS:,})"
+            )
+        if outside is not None:
+            return f"{_PK} not in {outside.tolist()}" if outside.size else ""
+        return f"{_PK} in {labels.tolist()}" if labels.size else None
+
     def _search(
-        self, client: Any, Q: np.ndarray, want: int, ef: int
+        self, client: Any, Q: np.ndarray, want: int, ef: int, expr: str = ""
     ) -> tuple[np.ndarray, np.ndarray]:
         m = Q.shape[0]
         labels = np.empty((m, want), dtype=np.int64)
@@ -689,33 +562,35 @@ class MilvusIndex:
         short: list[int] = []
         for start in range(0, m, _QUERY_ROWS):
             stop = min(start + _QUERY_ROWS, m)
-            hits = self._search_rows(client, Q[start:stop], want, ef, exhaustive=False)
+            hits = self._search_rows(client, Q[start:stop], want, ef, expr, exhaustive=False)
             for r, (ids, dists) in enumerate(hits, start=start):
                 if len(ids) < want:
                     short.append(r)
                 else:
                     labels[r], scores[r] = ids[:want], dists[:want]
         if short:
-            # An approximate index may come back short (small or badly connected graphs):
-            # ask again for those rows, searching as widely as the index allows.
+            # An approximate index may come back short (small or badly connected graphs, or
+            # a selective filter): ask again for those rows, searching as widely as it allows.
             rows = np.asarray(short)
-            for r, (ids, dists) in zip(
-                rows, self._search_rows(client, Q[rows], want, ef, exhaustive=True), strict=True
-            ):
-                if len(ids) < want:
+            again = self._search_rows(client, Q[rows], want, ef, expr, exhaustive=True)
+            for r, (ids, dists) in zip(rows, again, strict=True):
+                got = min(len(ids), want)
+                if got < want and not expr:
                     raise RuntimeError(
                         f"Milvus returned {len(ids)} of the {want} neighbours asked for query "
                         f"row {r} from {self._n} items in {self.collection}"
                     )
-                labels[r], scores[r] = ids[:want], dists[:want]
+                labels[r], scores[r] = -1, np.nan
+                labels[r, :got], scores[r, :got] = ids[:got], dists[:got]
         return labels, scores
 
     def _search_rows(
-        self, client: Any, Q: np.ndarray, want: int, ef: int, *, exhaustive: bool
+        self, client: Any, Q: np.ndarray, want: int, ef: int, expr: str, *, exhaustive: bool
     ) -> list[tuple[list[int], list[float]]]:
         result = client.search(
             self.collection,
             data=Q,
+            filter=expr,
             limit=want,
             anns_field=_VECTOR,
             search_params={
@@ -724,6 +599,7 @@ class MilvusIndex:
             },
             output_fields=[_PK],
             consistency_level="Strong",
+            timeout=self.request_timeout,
         )
         out = []
         for hits in result:
@@ -735,6 +611,35 @@ class MilvusIndex:
             out.append((list(ids), list(dists)))
         return out
 
+    def wait_for_index(self, timeout: float = 600.0) -> None:
+        """Wait until Milvus has indexed every row. A server builds its index in the
+        background and meanwhile scans the rows not yet indexed exactly, which would flatter
+        a recall measurement (Milvus Lite indexes at once)."""
+        deadline = time.monotonic() + timeout
+        with self._lock.read(), self._failures("describe the index"):
+            client = self._live()
+            while True:
+                info = (
+                    client.describe_index(self.collection, _VECTOR, timeout=self.request_timeout)
+                    or {}
+                )
+                if str(info.get("state", "")) == "Failed":
+                    raise InvalidInputError(
+                        f"Milvus could not index {self.collection}: {info.get('fail_reason')}"
+                    )
+                total = int(info.get("total_rows", 0) or 0)
+                if (
+                    int(info.get("pending_index_rows", 0) or 0) == 0
+                    and int(info.get("indexed_rows", total) or 0) >= total
+                ):
+                    return
+                if time.monotonic() > deadline:
+                    raise InvalidInputError(
+                        f"Milvus had not indexed {self.collection} after {timeout:g} s "
+                        f"({info.get('indexed_rows')} of {total} rows)"
+                    )
+                time.sleep(0.2)
+
     def _description(self, path: Path) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "backend": self.backend,
@@ -742,7 +647,7 @@ class MilvusIndex:
             "dim": self.dim,
             "n": self._n,
             "next_label": self._next_label,
-            "uri": _public_uri(self.uri),
+            "uri": public_uri(self.uri),
             "collection": self.collection,
             "index_type": self.index_type,
             "M": self.M,
@@ -788,6 +693,7 @@ class MilvusIndex:
         ef: int | None = None,
         nprobe: int | None = None,
         connect_timeout: float = 5.0,
+        request_timeout: float = 60.0,
         **_: Any,
     ) -> MilvusIndex:
         """Reconnect to the collection described at ``path`` (written by :meth:`save`).
@@ -811,7 +717,7 @@ class MilvusIndex:
                 moved = os.path.join(os.path.abspath(path.parent), meta["local_relative"])
                 if os.path.exists(moved):
                     uri = moved
-        target, local = _resolve_uri(uri)
+        target, local = resolve_uri(uri)
         if local is not None and not os.path.exists(local):
             # pymilvus would silently create an empty database there.
             raise InvalidInputError(
@@ -831,12 +737,13 @@ class MilvusIndex:
             nprobe=meta.get("nprobe", 16) if nprobe is None else nprobe,
             token=token,
             connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
         )
         if not index._exists:
             index.close()
             raise InvalidInputError(
                 f"the Milvus collection {collection!r} of the index at {path} is gone from "
-                f"{_public_uri(target)}: build the index again"
+                f"{public_uri(target)}: build the index again"
             )
         if index._n == meta.get("n") and meta.get("next_label") is not None:
             index._next_label = int(meta["next_label"])
@@ -849,7 +756,7 @@ class MilvusIndex:
             "metric": self.metric,
             "dim": self.dim,
             "n": self._n,
-            "uri": _public_uri(self.uri),
+            "uri": public_uri(self.uri),
             "local": self.is_local,
             "collection": self.collection,
             "index_type": self.index_type,
@@ -867,7 +774,7 @@ class MilvusIndex:
 
     def __repr__(self) -> str:
         return (
-            f"MilvusIndex({self.metric!r}, dim={self.dim}, uri={_public_uri(self.uri)!r}, "
+            f"MilvusIndex({self.metric!r}, dim={self.dim}, uri={public_uri(self.uri)!r}, "
             f"collection={self.collection!r}, index_type={self.index_type!r}, n={self._n})"
         )
 

@@ -287,18 +287,13 @@ class TestMilvusLiteIndex(MilvusContractSetup, IndexContract):
 
 
 class TestMilvusServerIndex(MilvusContractSetup, IndexContract):
-    """A `milvus-lite server` process on 127.0.0.1, shared by the class; each index its own
-    collection (the default, randomly named)."""
+    """A `milvus-lite server` process on 127.0.0.1 (the session's, tests/core/conftest.py);
+    each index its own collection (the default, randomly named)."""
 
     @pytest.fixture(scope="class", autouse=True)
     @classmethod
-    def _milvus_server(cls, tmp_path_factory):
-        pytest.importorskip("milvus_lite")
-        from tests.core.test_index_milvus import milvus_lite_server
-
-        with milvus_lite_server(tmp_path_factory.mktemp("milvus-server")) as uri:
-            cls.server_uri = uri
-            yield
+    def _milvus_server(cls, milvus_server_uri):
+        cls.server_uri = milvus_server_uri
 
     def uri(self, tmp_path):
         return self.server_uri

@@ -1,8 +1,8 @@
 """MilvusIndex beyond the shared contract: connecting, naming, save/load, threads, cleanup.
 
 The contract itself (shapes, true distances, self exclusion, round trips...) runs against
-Milvus Lite and a Milvus Lite server in ``test_index_contract.py``; this module also holds
-:func:`milvus_lite_server`, which that module's server class uses.
+Milvus Lite and a Milvus Lite server in ``test_index_contract.py``; the server
+(``milvus-lite server`` on loopback) is ``tests/milvus_server.py``.
 """
 
 from __future__ import annotations
@@ -10,14 +10,10 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +26,7 @@ pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
 from embscope.core.index_milvus import MilvusIndex  # noqa: E402 - after the skips
+from tests.milvus_server import free_port  # noqa: E402
 
 
 def _data(n=300, d=16, seed=0):
@@ -38,79 +35,10 @@ def _data(n=300, d=16, seed=0):
     return (centres[rng.integers(0, 5, n)] + rng.standard_normal((n, d))).astype(np.float32)
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (at the moment of asking)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@contextmanager
-def milvus_lite_server(data_dir: Path, *, startup_timeout: float = 30.0) -> Iterator[str]:
-    """Run ``milvus-lite server`` bound to 127.0.0.1 on a free port; yield its uri.
-
-    The same as ``milvus-lite server --data-dir DIR --host 127.0.0.1 --port PORT`` (run as
-    ``python -m milvus_lite`` so that it is this virtualenv's copy). Stopped at exit: SIGINT
-    (the server closes its database), then SIGTERM, then SIGKILL.
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "server.log"
-    for _attempt in range(3):
-        port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "milvus_lite",
-            "server",
-            "--data-dir",
-            str(data_dir / "milvus_data"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--max-workers",
-            "8",
-        ]
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + startup_timeout
-        while proc.poll() is None and not _port_answers(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc.poll() is None and _port_answers(port):
-            break
-        _stop(proc)  # died (the port was taken meanwhile?) or too slow: try another port
-    else:
-        raise RuntimeError(f"milvus-lite server did not start: {log_path.read_text()[-2000:]}")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-        assert proc.poll() is not None, "the milvus-lite server is still running"
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGINT, 8.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="module")
-def server_uri(tmp_path_factory) -> Iterator[str]:
-    with milvus_lite_server(tmp_path_factory.mktemp("milvus-server")) as uri:
-        yield uri
+@pytest.fixture
+def server_uri(milvus_server_uri: str) -> str:
+    """The session's ``milvus-lite server`` (tests/milvus_server.py, tests/core/conftest.py)."""
+    return milvus_server_uri
 
 
 @pytest.fixture
@@ -632,3 +560,66 @@ def test_drop_collections_takes_staging_leftovers_and_creates_nothing(tmp_path):
     assert not nowhere.exists() and not nowhere.parent.exists()
     with pytest.raises(InvalidInputError, match="invalid Milvus collection name"):
         drop_collections(uri, ["no-such name"])
+
+
+# -- filtered queries (among), waiting for the index, timeouts -----------------------------------
+
+
+def test_query_among_names_the_shorter_label_set_and_pads_what_it_cannot_fill(
+    tmp_path, opened, monkeypatch
+):
+    import embscope.core.index_milvus as mod
+
+    X = _data(n=200)
+    index = MilvusIndex("l2", uri=tmp_path / "m.db", index_type="FLAT").build(X)
+    opened.append(index)
+    sent: list[str] = []
+    original = MilvusIndex._search_rows
+
+    def spy(self, client, Q, want, ef, expr, *, exhaustive):
+        sent.append(expr)
+        return original(self, client, Q, want, ef, expr, exhaustive=exhaustive)
+
+    monkeypatch.setattr(MilvusIndex, "_search_rows", spy)
+    for among in (np.arange(0, 200, 7), np.setdiff1d(np.arange(200), [3, 50, 51])):
+        idx, dist = index.query(X[:4], 5, exclude=np.arange(4), among=among)
+        assert np.isin(idx, among).all()
+        # the reference: exact search among the same labels
+        sub = ExactIndex("l2").build(X[among])
+        sub_idx, sub_dist = sub.query(X[:4], 6)
+        for r in range(4):
+            keep = among[sub_idx[r]] != r
+            np.testing.assert_array_equal(idx[r], among[sub_idx[r]][keep][:5])
+            np.testing.assert_allclose(dist[r], sub_dist[r][keep][:5], atol=2e-5)
+    assert sent[0].startswith("id in [0, 7, 14") and sent[1] == "id not in [3, 50, 51]"
+    # fewer labels than k: the rest is label -1 at distance inf, nearest first
+    idx, dist = index.query(X[:1], 4, among=np.array([10, 20]))
+    assert idx[0, 2:].tolist() == [-1, -1] and np.isinf(dist[0, 2:]).all()
+    assert sorted(idx[0, :2].tolist()) == [10, 20] and np.isfinite(dist[0, :2]).all()
+    idx, dist = index.query(X[:1], 3, among=np.array([], dtype=np.int64))  # nothing matches
+    assert idx.tolist() == [[-1, -1, -1]] and np.isinf(dist).all()
+    assert index.query(X[:1], 3, among=np.arange(500))[0].min() >= 0  # labels past n ignored
+    with pytest.raises(InvalidInputError, match="whole numbers >= 0"):
+        index.query(X[:1], 3, among=np.array([-1, 2]))
+    monkeypatch.setattr(mod, "MAX_FILTER_IDS", 10)
+    with pytest.raises(InvalidInputError, match="too long for one Milvus expression"):
+        index.query(X[:1], 3, among=np.arange(0, 200, 2))
+
+
+def test_query_among_after_custom_labels_names_them(tmp_path, opened):
+    X = _data(n=60)
+    index = MilvusIndex("cosine", uri=tmp_path / "m.db", index_type="FLAT")
+    opened.append(index)
+    index.add(X, labels=np.arange(1000, 1060))  # not 0..n-1: no complement can be formed
+    idx, _ = index.query(X[:2], 3, among=np.arange(1000, 1050))
+    assert ((idx >= 1000) & (idx < 1050)).all()
+
+
+def test_wait_for_index_returns_once_indexed_and_timeouts_are_checked(tmp_path, opened):
+    index = MilvusIndex("l2", uri=tmp_path / "m.db").build(_data(n=100))
+    opened.append(index)
+    t0 = time.monotonic()
+    index.wait_for_index(timeout=30)
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(InvalidInputError, match="request_timeout must be a positive"):
+        MilvusIndex("l2", uri=tmp_path / "m.db", request_timeout=0)
