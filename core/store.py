@@ -1,4 +1,4 @@
-"""The DuckDB store: the schema and every SQL statement embscope runs.
+"""The DuckDB store: runs the schema and every SQL statement of :mod:`core.store_sql`.
 
 One database file holds a catalog of datasets, per dataset its vectors (a ``FLOAT[d]``
 array column) and its metadata (real typed columns, filterable with SQL), and an
@@ -40,6 +40,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embscope.core.errors import DatabaseBusyError, DatasetNotFoundError, InvalidInputError
+from embscope.core.store_sql import (
+    FILTER_CLAUSE,
+    SCHEMA,
+    SQL_CREATE_META,
+    SQL_CREATE_VECTORS,
+    SQL_DESCRIBE_META,
+    SQL_DROP_META,
+    SQL_DROP_VECTORS,
+    SQL_INSERT_VECTORS,
+    SQL_LOAD_IDS,
+    SQL_LOAD_META,
+    SQL_LOAD_VECTORS,
+    SQL_MAX_ID,
+    SQL_META_WHERE,
+    SQL_ROWS,
+    SQL_ROWS_WITH_META,
+    SQL_SEARCH,
+    SQL_SEARCH_ROWS,
+    SQL_SEARCH_ROWS_WITH_META,
+    SQL_SEARCH_WITH_META,
+    on_dataset,
+)
 from embscope.core.tables import (
     arrow_to_frame,
     key_columns_first,
@@ -64,133 +86,10 @@ __all__ = [
 SCHEMA_VERSION = 1
 DEFAULT_DB = "embscope.duckdb"
 
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS embscope_settings (
-        key VARCHAR PRIMARY KEY,
-        value VARCHAR NOT NULL)""",
-    # Ids come from a counter row updated in the same transaction as the insert, so a
-    # rolled-back ingest leaves the counter (and so the database) exactly as it was;
-    # a DuckDB SEQUENCE would not roll back. Ids are never reused after a delete.
-    """CREATE TABLE IF NOT EXISTS embscope_counters (
-        name VARCHAR PRIMARY KEY,
-        value BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS datasets (
-        id INTEGER PRIMARY KEY,
-        name VARCHAR NOT NULL,
-        n BIGINT NOT NULL,
-        dim INTEGER NOT NULL,
-        created TIMESTAMP NOT NULL,
-        source VARCHAR NOT NULL,
-        format VARCHAR NOT NULL,
-        id_column VARCHAR,
-        vector_column VARCHAR,
-        metadata_columns VARCHAR NOT NULL,
-        warnings VARCHAR NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        info VARCHAR NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS artifacts (
-        id INTEGER PRIMARY KEY,
-        dataset_id INTEGER,
-        kind VARCHAR NOT NULL,
-        params VARCHAR NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        created TIMESTAMP NOT NULL,
-        duration_s DOUBLE,
-        lineage VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,
-        payload BLOB)""",
-    # Background jobs (core/jobs.py): one row per job key, its last known state. Rows left
-    # "queued" or "running" by a process that died are marked "interrupted" on the next start.
-    """CREATE TABLE IF NOT EXISTS jobs (
-        key VARCHAR PRIMARY KEY,
-        kind VARCHAR NOT NULL,
-        dataset_id INTEGER,
-        label VARCHAR NOT NULL,
-        params VARCHAR NOT NULL,
-        state VARCHAR NOT NULL,
-        message VARCHAR NOT NULL,
-        error VARCHAR,
-        created TIMESTAMP NOT NULL,
-        updated TIMESTAMP NOT NULL)""",
-]
-
-
-# Every statement on a dataset's own tables is one of these literal templates. _on_dataset
-# puts in the only things ever substituted into SQL: the table names, built from the integer
-# dataset id, and the vector dimension, an integer. Nothing a user typed or uploaded can
-# reach a statement; values always travel as bound parameters or inside Arrow tables.
-_SQL_CREATE_VECTORS = (
-    "CREATE TABLE $vectors (row BIGINT NOT NULL, id VARCHAR NOT NULL, vec FLOAT[$dim] NOT NULL)"
-)
-_SQL_INSERT_VECTORS = "INSERT INTO $vectors SELECT row, id, vec FROM embscope_vec_in"
-_SQL_CREATE_META = "CREATE TABLE $meta AS SELECT * FROM embscope_meta_in"
-_SQL_LOAD_VECTORS = "SELECT row, vec FROM $vectors"
-_SQL_LOAD_IDS = "SELECT id FROM $vectors ORDER BY row"
-_SQL_LOAD_META = "SELECT * EXCLUDE (__row) FROM $meta ORDER BY __row"
-_SQL_ROWS_WITH_META = (
-    "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
-    "FROM $vectors v JOIN $meta m ON m.__row = v.row WHERE list_contains(?, v.row)"
-)
-_SQL_ROWS = "SELECT row, id FROM $vectors WHERE list_contains(?, row)"
-_SQL_SEARCH_WITH_META = (
-    "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
-    "FROM $vectors v JOIN $meta m ON m.__row = v.row "
-    "WHERE contains(lower(v.id), lower(?)) OR contains(lower(concat_ws(chr(31), "
-    "*COLUMNS(m.* EXCLUDE (__row)))), lower(?)) ORDER BY v.row LIMIT ?"
-)
-_SQL_SEARCH = (
-    "SELECT row, id FROM $vectors WHERE contains(lower(id), lower(?)) ORDER BY row LIMIT ?"
-)
-_SQL_SEARCH_ROWS_WITH_META = "SELECT row FROM (" + _SQL_SEARCH_WITH_META + ") ORDER BY row"
-_SQL_SEARCH_ROWS = "SELECT row FROM (" + _SQL_SEARCH + ") ORDER BY row"
-_SQL_DESCRIBE_META = "DESCRIBE $meta"
-# $where: a CompiledFilter's clause (column positions and ? only, core/filters.py), checked
-# against exactly the grammar compile_filter writes before it is put in.
-_SQL_META_WHERE = "SELECT __row FROM $meta WHERE $where ORDER BY __row"
-_FILTER_COLUMN = r"(?:#\d+|CAST\(#\d+ AS VARCHAR\))"
-_FILTER_TERM = (
-    rf"\((?:{_FILTER_COLUMN} (?:=|<>|<|<=|>|>=) \?"
-    rf"|{_FILTER_COLUMN} IN \(\?(?:, \?)*\)"
-    rf"|strpos\(lower\({_FILTER_COLUMN}\), lower\(\?\)\) > 0)\)"
-)
-_FILTER_CLAUSE = re.compile(rf"TRUE|{_FILTER_TERM}(?: AND {_FILTER_TERM})*")
-_SQL_DROP_VECTORS = "DROP TABLE IF EXISTS $vectors"
-_SQL_DROP_META = "DROP TABLE IF EXISTS $meta"
-# The highest id of each table with an id column (see Store._next_id).
-_SQL_MAX_ID = {
-    "datasets": "SELECT COALESCE(MAX(id), 0) FROM datasets",
-    "artifacts": "SELECT COALESCE(MAX(id), 0) FROM artifacts",
-}
-
-
 # Rows per batch when a dataset's vectors are read (~100 MB at 384-d).
 _LOAD_ROWS = 65_536
 # DuckDB's memory limit while vectors are appended or read (a constant, never user input).
 _BULK_MEMORY_LIMIT = "512MB"
-
-
-def _table_id(dataset_id: Any) -> int:
-    if type(dataset_id) is not int and not isinstance(dataset_id, np.integer):
-        raise TypeError(f"table names are built from integer ids only, got {dataset_id!r}")
-    return int(dataset_id)
-
-
-def _vectors(dataset_id: int) -> str:
-    """The name of a dataset's vectors table, ``vectors_<id>``."""
-    return f"vectors_{_table_id(dataset_id)}"
-
-
-def _meta(dataset_id: int) -> str:
-    """The name of a dataset's metadata table, ``meta_<id>``."""
-    return f"meta_{_table_id(dataset_id)}"
-
-
-def _on_dataset(template: str, dataset_id: int, *, dim: int | None = None) -> str:
-    """A ``_SQL_*`` template with dataset ``dataset_id``'s table names (and ``dim``) put in."""
-    sql = template.replace("$vectors", _vectors(dataset_id)).replace("$meta", _meta(dataset_id))
-    if "$dim" in sql:
-        sql = sql.replace("$dim", str(_table_id(dim)))
-    return sql
 
 
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -461,7 +360,7 @@ class Store:
 
     def _create_schema(self) -> None:
         with self._transaction() as cur:
-            for stmt in _SCHEMA:
+            for stmt in SCHEMA:
                 cur.execute(stmt)
             cur.execute(
                 "INSERT INTO embscope_settings VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
@@ -493,7 +392,7 @@ class Store:
         row = _one(cur.execute("SELECT value FROM embscope_counters WHERE name = ?", [counter]))
         # The MAX() covers databases whose counter row is missing (never the case when
         # written by this module, but cheap insurance against reusing an id).
-        top = _aggregate(cur.execute(_SQL_MAX_ID[table]))
+        top = _aggregate(cur.execute(SQL_MAX_ID[table]))
         new_id = max(int(row[0]) if row else 0, int(top)) + 1
         if row:
             cur.execute("UPDATE embscope_counters SET value = ? WHERE name = ?", [new_id, counter])
@@ -562,9 +461,9 @@ class Store:
             cur.register("embscope_vec_in", vec_table)
             cur.register("embscope_meta_in", meta)
             try:
-                cur.execute(_on_dataset(_SQL_CREATE_VECTORS, new_id, dim=int(d)))
-                cur.execute(_on_dataset(_SQL_INSERT_VECTORS, new_id))
-                cur.execute(_on_dataset(_SQL_CREATE_META, new_id))
+                cur.execute(on_dataset(SQL_CREATE_VECTORS, new_id, dim=int(d)))
+                cur.execute(on_dataset(SQL_INSERT_VECTORS, new_id))
+                cur.execute(on_dataset(SQL_CREATE_META, new_id))
             except duckdb.Error as exc:
                 raise InvalidInputError(f"the dataset could not be stored: {exc}") from exc
             finally:
@@ -664,7 +563,7 @@ class Store:
         out = np.empty((ds.n, ds.dim), dtype=np.float32)
         seen = np.zeros(ds.n, dtype=bool)
         with self._bulk():
-            sql = self._cursor().sql(_on_dataset(_SQL_LOAD_VECTORS, ds.id))
+            sql = self._cursor().sql(on_dataset(SQL_LOAD_VECTORS, ds.id))
             for batch in sql.to_arrow_reader(_LOAD_ROWS):
                 rows = batch.column(0).to_numpy()
                 col = batch.column(1)
@@ -684,7 +583,7 @@ class Store:
     def load_ids(self, dataset_id: int) -> np.ndarray:
         """The ids of a dataset, an object array of str of shape (n,), in row order."""
         ds = self._require(dataset_id)
-        table = self._cursor().sql(_on_dataset(_SQL_LOAD_IDS, ds.id)).to_arrow_table()
+        table = self._cursor().sql(on_dataset(SQL_LOAD_IDS, ds.id)).to_arrow_table()
         return np.asarray(table.column("id").to_pylist(), dtype=object)
 
     def load_metadata(
@@ -708,7 +607,7 @@ class Store:
             rows = ds.n if limit is None else min(ds.n, max(int(limit), 0))
             return pd.DataFrame(index=pd.RangeIndex(rows))
         params: list[Any] = []
-        sql = _on_dataset(_SQL_LOAD_META, ds.id)
+        sql = on_dataset(SQL_LOAD_META, ds.id)
         if limit is not None:
             if int(limit) < 0:
                 raise InvalidInputError("limit must be >= 0")
@@ -731,9 +630,9 @@ class Store:
         if wanted.size and (wanted.min() < 0 or wanted.max() >= ds.n):
             raise InvalidInputError(f"rows must be between 0 and {ds.n - 1}")
         if ds.metadata_columns:
-            sql = _on_dataset(_SQL_ROWS_WITH_META, ds.id)
+            sql = on_dataset(SQL_ROWS_WITH_META, ds.id)
         else:
-            sql = _on_dataset(_SQL_ROWS, ds.id)
+            sql = on_dataset(SQL_ROWS, ds.id)
         frame = key_columns_first(
             self._cursor().sql(sql, params=[wanted.tolist()]).to_arrow_table()
         )
@@ -746,7 +645,7 @@ class Store:
         ds = self._require(dataset_id)
         if not ds.metadata_columns:
             return []
-        rows = self._cursor().sql(_on_dataset(_SQL_DESCRIBE_META, ds.id)).fetchall()
+        rows = self._cursor().sql(on_dataset(SQL_DESCRIBE_META, ds.id)).fetchall()
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def rows_where(self, dataset_id: int, where: str, params: Sequence[Any]) -> np.ndarray:
@@ -754,11 +653,11 @@ class Store:
         ``core.filters.compile_filter`` (column positions, functions and ``?`` only; values in
         ``params``)."""
         ds = self._require(dataset_id)
-        if not _FILTER_CLAUSE.fullmatch(where):
+        if not FILTER_CLAUSE.fullmatch(where):
             raise ValueError("a filter clause is compile_filter's grammar: positions and ? only")
         if not ds.metadata_columns:
             return np.arange(ds.n, dtype=np.int64)
-        sql = _on_dataset(_SQL_META_WHERE, ds.id).replace("$where", where)
+        sql = on_dataset(SQL_META_WHERE, ds.id).replace("$where", where)
         table = self._cursor().sql(sql, params=list(params)).to_arrow_table()
         return np.asarray(table.column("__row").to_numpy(), dtype=np.int64)
 
@@ -788,12 +687,12 @@ class Store:
             raise InvalidInputError("type some text to search the ids and metadata for")
         needle, limit = text.strip(), max(int(limit), 0)
         if ds.metadata_columns and rows_only:
-            return _on_dataset(_SQL_SEARCH_ROWS_WITH_META, ds.id), [needle, needle, limit]
+            return on_dataset(SQL_SEARCH_ROWS_WITH_META, ds.id), [needle, needle, limit]
         if ds.metadata_columns:
-            return _on_dataset(_SQL_SEARCH_WITH_META, ds.id), [needle, needle, limit]
+            return on_dataset(SQL_SEARCH_WITH_META, ds.id), [needle, needle, limit]
         if rows_only:
-            return _on_dataset(_SQL_SEARCH_ROWS, ds.id), [needle, limit]
-        return _on_dataset(_SQL_SEARCH, ds.id), [needle, limit]
+            return on_dataset(SQL_SEARCH_ROWS, ds.id), [needle, limit]
+        return on_dataset(SQL_SEARCH, ds.id), [needle, limit]
 
     def rename_dataset(self, dataset_id: int, name: str) -> DatasetInfo:
         """Give a dataset a new unique name."""
@@ -814,8 +713,8 @@ class Store:
         """Delete a dataset, its tables and its artifacts, in one transaction."""
         ds = self._require(dataset_id)
         with self._transaction() as cur:
-            cur.execute(_on_dataset(_SQL_DROP_VECTORS, ds.id))
-            cur.execute(_on_dataset(_SQL_DROP_META, ds.id))
+            cur.execute(on_dataset(SQL_DROP_VECTORS, ds.id))
+            cur.execute(on_dataset(SQL_DROP_META, ds.id))
             cur.execute("DELETE FROM artifacts WHERE dataset_id = ?", [ds.id])
             cur.execute("DELETE FROM jobs WHERE dataset_id = ?", [ds.id])
             cur.execute("DELETE FROM datasets WHERE id = ?", [ds.id])

@@ -284,7 +284,7 @@ def read_parquet(request: ReadRequest) -> Loaded:
     vector_columns = request.vector_columns
     key = None if vector_columns is not None else _vector_key(path, label, vector_column)
     table, streamed = _read_parquet(path, label, budget, key)
-    if streamed is not None:
+    if streamed is not None and key is not None:
         return _streamed(request, table, streamed, key)
     table, names = _named_index(table)
     n = table.num_rows

@@ -102,7 +102,7 @@ def test_no_pickle_loading_in_product_code():
 def test_sql_never_formats_text_in():
     """No SQL is built with an f-string or format(): statements are literals, and the only
     substitution, of a dataset's table names and vector dimension, happens in
-    ``core.store._on_dataset`` on the store's own ``_SQL_*`` templates."""
+    ``core.store_sql.on_dataset`` on the store's own ``SQL_*`` templates."""
     sql_word = r"(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE|ALTER)\b"
     f_string = re.compile(r'\bf"[^"]*' + sql_word + r'[^"]*"')
     formatted = re.compile(r'"[^"]*' + sql_word + r'[^"]*"\s*\.format\(|%\s*\(')
@@ -112,14 +112,14 @@ def test_sql_never_formats_text_in():
         for line in text.splitlines():
             if re.search(sql_word, line):
                 assert not formatted.search(line), f"{path.name}: formatted SQL: {line.strip()}"
-        for call in re.findall(r"_on_dataset\(\s*([^,\s)]+)", text):
-            if path.name == "store.py" and call == "template:":
+        for call in re.findall(r"on_dataset\(\s*([^,\s)]+)", text):
+            if path.name == "store_sql.py" and call == "template:":
                 continue  # the definition
-            assert re.fullmatch(r"_SQL_[A-Z_]+", call), f"{path.name}: _on_dataset({call}, ...)"
+            assert re.fullmatch(r"SQL_[A-Z_]+", call), f"{path.name}: on_dataset({call}, ...)"
 
 
 def test_table_names_refuse_anything_but_integer_ids():
-    from embscope.core import store
+    from embscope.core import store_sql as store
 
     assert store._vectors(7) == "vectors_7" and store._meta(7) == "meta_7"
     for bad in ("7; DROP TABLE datasets", "7", 7.0, True, None):
@@ -128,19 +128,19 @@ def test_table_names_refuse_anything_but_integer_ids():
         with pytest.raises(TypeError):
             store._meta(bad)
         with pytest.raises(TypeError):
-            store._on_dataset(store._SQL_LOAD_IDS, bad)
+            store.on_dataset(store.SQL_LOAD_IDS, bad)
         with pytest.raises(TypeError):
-            store._on_dataset(store._SQL_CREATE_VECTORS, 7, dim=bad)
-    assert store._on_dataset(store._SQL_ROWS_WITH_META, 7) == (
+            store.on_dataset(store.SQL_CREATE_VECTORS, 7, dim=bad)
+    assert store.on_dataset(store.SQL_ROWS_WITH_META, 7) == (
         "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
         "FROM vectors_7 v JOIN meta_7 m ON m.__row = v.row WHERE list_contains(?, v.row)"
     )
-    assert "FLOAT[384]" in store._on_dataset(store._SQL_CREATE_VECTORS, 7, dim=384)
+    assert "FLOAT[384]" in store.on_dataset(store.SQL_CREATE_VECTORS, 7, dim=384)
     from embscope.core.tables import ROW_COLUMN
 
     assert ROW_COLUMN == "__row"  # the name the templates use
     with pytest.raises(KeyError):
-        store._SQL_MAX_ID["datasets; --"]
+        store.SQL_MAX_ID["datasets; --"]
 
 
 # -- how app/ is put together --------------------------------------------------------------------
