@@ -337,13 +337,17 @@ def _end_progress() -> None:
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
+    from embscope.core.projections.preview import preview_caption, preview_pairs
     from embscope.core.projections.runs import PARAM_TABLES
 
     out = _out_path(args.out)
     with _open(args) as db:
         ds = db.dataset(args.dataset)
         # Every value is checked against the method's bounds before any work starts.
-        params = PARAM_TABLES[args.method].parse(_param_pairs(args.param), n=ds.n)
+        pairs = _param_pairs(args.param)
+        if args.preview or args.sample is not None:
+            pairs.update(preview_pairs(args.method, preview=args.preview, sample=args.sample))
+        params = PARAM_TABLES[args.method].parse(pairs, n=ds.n)
         options = {"dims": args.dims, "seed": args.seed, "metric": args.metric, "params": params}
         result = ds.project(
             args.method, label_column=args.label_column, progress=_stderr_progress, **options
@@ -362,6 +366,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         f"{how} {projection.label} of {ds.name!r} ({projection.metric} graph, "
         f"{projection.seconds or 0:.2f} s)\n"
     )
+    if result["preview"]:
+        sys.stdout.write(f"{preview_caption(result['preview'])}\n")
     for key, value in result["quality"].items():
         sys.stdout.write(f"  {key:<22} {value:.4f}\n" if isinstance(value, float) else "")
     if out is not None:
@@ -501,7 +507,9 @@ def _is_loopback(address: str) -> bool:
 def _serve_env(args: argparse.Namespace, db: Path) -> dict[str, str]:
     """The server's environment: database, read-only mode, token, limits, bind address, TLS."""
     from embscope.app import access, gate
+    from embscope.core.memory import budget_bytes
 
+    budget_bytes()  # a bad $EMBSCOPE_MEMORY_BUDGET_GIB stops the start (the runner reads it)
     if args.max_upload_mb < 1:
         raise InvalidInputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
     if args.new_token and args.token is not None:
@@ -845,6 +853,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", metavar="NAME=VALUE", action="append",
         help="a method parameter, e.g. --param samples_per_point=2000 (repeatable)",
     )  # fmt: skip
+    p.add_argument("--preview", action="store_true", help="largevis/umap: lay out a sample, "
+                   "place the other points by their neighbours")  # fmt: skip
+    p.add_argument("--sample", type=int, metavar="N", help="the preview's sample (default 50000)")
     p.add_argument("--out", metavar="FILE", help="write the coordinates (.npy or .parquet)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_project)

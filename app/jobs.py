@@ -15,6 +15,7 @@ from embscope.app.text import md_escape
 from embscope.app.widgets import show_error
 from embscope.core import artifacts
 from embscope.core.artifacts import ArtifactSpec
+from embscope.core.memory import format_gib, index_peak
 from embscope.core.store import DatasetInfo
 
 Q = TypeVar("Q")
@@ -30,10 +31,13 @@ def job_panel(key: str) -> None:
         st.rerun(scope="app")
     # The bar takes the room the Cancel button leaves (never cut, even in a narrow column).
     row = st.container(horizontal=True, vertical_alignment="bottom")
+    # A queued job's message already says what memory it waits for.
+    peak = status.memory if status.state == "running" else None
     row.progress(
         min(max(status.fraction, 0.0), 1.0),
         text=f"{md_escape(status.label)}: {md_escape(status.message)}"
-        + (f" ({status.seconds:.0f} s)" if status.seconds else ""),
+        + (f" ({status.seconds:.0f} s)" if status.seconds else "")
+        + (f" · expected peak {format_gib(peak)}" if peak else ""),
     )
     if row.button("Cancel", key=f"job.cancel.{key}"):
         get_job_runner().cancel(key)
@@ -183,4 +187,5 @@ def start_index_job(info: DatasetInfo, *, metric: str | None = None, backend: st
         label=f"{backend_label(backend)} index of {info.name}",
         dataset_id=info.id,
         params={"metric": metric, "backend": backend},
+        memory=index_peak(info.n, info.dim, backend=backend),
     )

@@ -920,6 +920,8 @@ def open_stored(info: DatasetInfo, p: runs.Projection) -> None:
     st.session_state["projections.seed"] = p.seed
     st.session_state[f"projections.metric.{info.id}"] = p.metric
     table = runs.PARAM_TABLES[p.method]
+    if "preview" in table:  # a full layout's parameters leave the preview's out
+        st.session_state[f"projections.{p.method}.preview"] = bool(p.preview)
     for name, value in p.params.items():
         key = f"projections.{p.method}.{name}"
         param = table.get(name)

@@ -533,8 +533,10 @@ class Dataset:
         """A 2-D or 3-D projection and its faithfulness scores: ``embscope project --json``.
 
         ``method``: pca, largevis, umap or heatgeo; ``params``: the method's parameters
-        (bounded, see ``core.projections.params``); ``label_column``: a categorical metadata
-        column to score kNN accuracy on (default: the dataset's recorded one).
+        (bounded, see ``core.projections.params``; LargeVis and UMAP take ``preview=True``
+        and ``preview_sample``: a sample laid out, the rest placed by their neighbours);
+        ``label_column``: a categorical metadata column to score kNN accuracy on (default:
+        the dataset's recorded one).
         :meth:`coordinates` gives the coordinates themselves.
         """
         from embscope.core.projections import runs
@@ -567,6 +569,8 @@ class Dataset:
             "chosen": dict(projection.chosen),
             "reused": reused,
             "dataset": self.id,
+            # A preview (params preview=True): {"sample": m, "placed": n - m, ...}, else None.
+            "preview": projection.preview,
         }
 
     def coordinates(

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import numpy as np
 
 from embscope.core.errors import InvalidInputError
+from embscope.core.memory import job_peak
 from embscope.core.progress import ProgressFn, check_cancel
 from embscope.core.store import Artifact, fingerprint_arrays
 
@@ -792,7 +793,8 @@ def submit(
     The job's result is the fingerprint the result is stored under (for a graph, the one it
     was built under, see :meth:`ArtifactSpec.fingerprint_of`), not the result itself: a
     finished job stays in the runner's memory, a result (a million coordinates) is read from
-    the store when shown.
+    the store when shown. Its expected peak memory, :func:`core.memory.job_peak`, holds it
+    in the queue until it fits the runner's memory budget.
     """
     key = fingerprint(spec, request)
 
@@ -808,4 +810,5 @@ def submit(
         dataset_id=spec.dataset_id(request),
         params=spec.describe(request),
         serial=spec.serial(request),
+        memory=job_peak(spec.kind, request),
     )

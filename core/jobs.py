@@ -16,6 +16,22 @@ session sees it.
 * **Nothing is lost silently.** Every state change is recorded in the store's ``jobs``
   table; jobs a dead process left queued or running are shown as ``interrupted`` the next
   time the database is opened by a runner, and can be submitted again.
+* **A memory budget.** Every job states its expected peak memory (``submit(memory=...)``,
+  bytes; :func:`core.memory.job_peak` estimates it) and starts only when that fits what the
+  running jobs leave of the server's budget (:func:`core.memory.budget_bytes`:
+  ``$EMBSCOPE_MEMORY_BUDGET_GIB``, else 75 % of the machine's memory). Until then it stays
+  ``queued`` with a message that says why ("waiting for memory: needs 3.4 GiB, 2.1 GiB of the
+  17.7 GiB budget free"). Admission is first come, first served across both lanes (in the
+  order the jobs reach a worker), so a stream of small jobs never starves a large one: a
+  small job that would fit waits behind a large one that does not. A job larger than the
+  whole budget runs
+  alone, once nothing else runs (the budget is a share for running side by side, and such a
+  job can still fit the machine); one larger than the machine's memory too is refused at
+  once: it is recorded as failed with a message, since it could only end in the kernel
+  killing the server. A job waiting for memory holds its worker but no lock and no memory,
+  and running jobs never wait for a queued one (only for locks that running jobs hold), so
+  the lanes cannot deadlock: when nothing runs, the first in line always starts. Work that
+  states no memory (``memory=0``) is not counted and never waits for memory.
 * **A read-only store records nothing.** On it (``embscope serve --read-only``) the jobs of
   this process live in memory only; the recorded ones are read as they are, except that a
   queued or running one reads as ``interrupted`` (no writer can hold the file meanwhile, so
@@ -36,6 +52,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from embscope.core.errors import InvalidInputError, OperationCancelled
+from embscope.core.memory import BUDGET_ENV, budget_bytes, format_gib, machine_memory
 from embscope.core.progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -68,6 +85,7 @@ class JobStatus:
     error: str | None
     created: datetime | None
     seconds: float | None
+    memory: int | None = None  # expected peak, bytes (None: recorded by another process)
 
     @property
     def active(self) -> bool:
@@ -85,6 +103,7 @@ class JobStatus:
             "message": self.message,
             "error": self.error,
             "seconds": self.seconds,
+            "memory": self.memory,
         }
 
 
@@ -99,6 +118,7 @@ class Job:
     params: Mapping[str, Any]
     work: Work
     serial: bool
+    memory: int = 0  # expected peak, bytes; 0: too little to count
     state: str = "queued"
     fraction: float = 0.0
     message: str = "waiting for a worker"
@@ -139,6 +159,7 @@ class Job:
             error=self.error,
             created=self.created,
             seconds=seconds,
+            memory=self.memory,
         )
 
 
@@ -172,6 +193,10 @@ class JobRunner:
     warm_up : sequence of callables
         Run first on the serial lane, before any job (e.g. compiling numba code, so the first
         projection a user asks for does not pay for it). Not recorded; a failure is logged.
+    memory_budget : int, optional
+        Bytes the running jobs may use together (their expected peaks). Default
+        :func:`core.memory.budget_bytes` (``$EMBSCOPE_MEMORY_BUDGET_GIB``, else 75 % of the
+        machine's memory; a bad value raises :class:`InvalidInputError` here).
     """
 
     def __init__(
@@ -180,9 +205,25 @@ class JobRunner:
         *,
         workers: int = 2,
         warm_up: Sequence[Callable[[], Any]] = (),
+        memory_budget: int | None = None,
     ):
         if not isinstance(workers, int) or workers < 1:
             raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
+        if memory_budget is None:
+            memory_budget = budget_bytes()
+        elif isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
+            raise InvalidInputError(f"memory_budget is a number of bytes, got {memory_budget!r}")
+        if memory_budget < 1:
+            raise InvalidInputError(f"memory_budget must be above 0 bytes, got {memory_budget}")
+        #: Bytes the running jobs may use together.
+        self.memory_budget = memory_budget
+        #: A job expected to need more than this is refused: more than the budget (which it
+        #: could have alone) and more than the machine has.
+        self._machine_total = machine_memory().total
+        self.memory_limit = max(memory_budget, self._machine_total or 0)
+        self._admission = threading.Condition()
+        self._reserved = 0  # bytes of the admitted jobs that have not finished
+        self._waiting: list[Job] = []  # jobs a worker holds until their memory fits, FIFO
         self.store = store
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
@@ -223,16 +264,23 @@ class JobRunner:
         dataset_id: int | None = None,
         params: Mapping[str, Any] | None = None,
         serial: bool = False,
+        memory: int = 0,
     ) -> Job:
         """Run ``work(progress)`` in the background, or join the job already running for ``key``.
 
         ``work`` receives ``progress(fraction, message) -> bool``; it should report now and
         then and stop (raise :class:`OperationCancelled`) when that returns True.
+        ``memory``: the work's expected peak in bytes (:func:`core.memory.job_peak`); it
+        starts when that fits the budget the running jobs leave (0: always, at once). A job
+        needing more than :attr:`memory_limit` is not run: it is returned failed, its error
+        saying why.
         """
         if not key or not isinstance(key, str):
             raise InvalidInputError("a job needs a non-empty string key")
         if not callable(work):
             raise InvalidInputError("a job's work must be callable")
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 0:
+            raise InvalidInputError(f"a job's memory is a number of bytes >= 0, got {memory!r}")
         with self._lock:
             if self._closed:
                 raise InvalidInputError("the job runner has been shut down")
@@ -247,11 +295,22 @@ class JobRunner:
                 params=dict(params or {}),
                 work=work,
                 serial=serial,
+                memory=memory,
             )
+            if memory:
+                job.message = f"waiting for a worker (expected peak {format_gib(memory)})"
+            refused = memory > self.memory_limit
+            if refused:
+                job.state, job.message = "failed", "refused: not enough memory"
+                job.error = self._too_large(memory)
+                job.finished_at = time.monotonic()
             self._jobs[key] = job
             self._prune()
         self._record(job)
-        self._queues["serial" if serial else "pool"].put(job)
+        if refused:
+            job._finished.set()
+        else:
+            self._queues["serial" if serial else "pool"].put(job)
         return job
 
     def get(self, key: str) -> Job | None:
@@ -298,7 +357,15 @@ class JobRunner:
         if job is None or job.state not in ACTIVE_STATES:
             return False
         job.cancel()
+        with self._admission:  # a job waiting for memory leaves the queue now
+            self._admission.notify_all()
         return True
+
+    @property
+    def memory_reserved(self) -> int:
+        """Bytes of the budget the running jobs hold (their expected peaks)."""
+        with self._admission:
+            return self._reserved
 
     def shutdown(self, *, wait: float | None = 5.0) -> None:
         """Cancel everything and stop the worker threads (waiting up to ``wait`` seconds)."""
@@ -307,6 +374,8 @@ class JobRunner:
             jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel()
+        with self._admission:
+            self._admission.notify_all()
         for lane, q in self._queues.items():
             for _ in range(1 if lane == "serial" else len(self._threads) - 1):
                 q.put(None)
@@ -388,14 +457,75 @@ class JobRunner:
                 except Exception:
                     log.warning("warm-up %r failed", job, exc_info=True)
                 continue
-            self._run(job)
+            admitted = self._admit(job)
+            try:
+                self._run(job)  # cancelled while it waited: recorded as cancelled, not run
+            finally:
+                if admitted:
+                    self._release(job)
+                job._finished.set()  # after the release: a waiter sees the memory free
+
+    # -- the memory budget ------------------------------------------------------------------
+
+    def _too_large(self, memory: int) -> str:
+        total = self._machine_total
+        return (
+            f"this job is expected to need {format_gib(memory)} of memory at its peak, more "
+            + (f"than this machine's {format_gib(total)}" if total else "than this machine has")
+            + f" and more than the {format_gib(self.memory_budget)} budget of background jobs: "
+            "use a smaller dataset (a subset or a sample), or run it on a larger machine; if "
+            f"the estimate is too cautious, raise ${BUDGET_ENV}"
+        )
+
+    def _fits(self, memory: int) -> bool:
+        # Called with self._admission held. A job above the whole budget fits when nothing
+        # else holds any of it: it runs alone.
+        return memory <= self.memory_budget - self._reserved or self._reserved == 0
+
+    def _admit(self, job: Job) -> bool:
+        """Wait until ``job``'s memory fits, first come first served; reserve it. False when
+        the job was cancelled while it waited (nothing reserved)."""
+        if job.memory == 0:
+            return False  # nothing to reserve (and nothing to release)
+        with self._admission:
+            self._waiting.append(job)
+            try:
+                while not job.cancel_requested:
+                    if self._waiting[0] is job and self._fits(job.memory):
+                        self._reserved += job.memory
+                        return True
+                    job.message = self._waiting_message(job)
+                    # Woken when a job ends or is cancelled; the timeout also hears a Cancel
+                    # given to the job itself (Job.cancel, not JobRunner.cancel).
+                    self._admission.wait(timeout=0.25)
+                return False
+            finally:
+                self._waiting.remove(job)
+                self._admission.notify_all()  # the next in line may fit now
+
+    def _release(self, job: Job) -> None:
+        with self._admission:
+            self._reserved -= job.memory
+            self._admission.notify_all()
+
+    def _waiting_message(self, job: Job) -> str:
+        free = max(0, self.memory_budget - self._reserved)
+        message = (
+            f"waiting for memory: needs {format_gib(job.memory)}, {format_gib(free)} of the "
+            f"{format_gib(self.memory_budget)} budget free"
+        )
+        ahead = self._waiting.index(job)
+        if ahead:
+            message += f", after {ahead} job{'s' if ahead > 1 else ''} waiting before it"
+        elif job.memory > self.memory_budget:
+            message += "; more than the whole budget, it runs alone when the others finish"
+        return message
 
     def _run(self, job: Job) -> None:
         if job.cancel_requested:
             job.state, job.message = "cancelled", "cancelled before it started"
             job.finished_at = time.monotonic()
             self._record(job)
-            job._finished.set()
             return
         job.state, job.message, job.started_at = "running", "starting", time.monotonic()
         self._record(job)
@@ -422,4 +552,3 @@ class JobRunner:
                 job.state, job.fraction, job.message = "done", 1.0, "done"
         job.finished_at = time.monotonic()
         self._record(job)
-        job._finished.set()

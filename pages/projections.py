@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from embscope.app import clusters_panel, widgets
+from embscope.app import clusters_panel, preview_note, widgets
 from embscope.app import projections_view as view
 
 widgets.page_header("Projections")
@@ -15,6 +15,7 @@ request, slots = view.settings(info)
 projection = view.stored_or_job(info, request)
 view.other_jobs(info, view.request_key(info, request))
 if projection is not None:
+    preview_note.show(projection)
     clustering = clusters_panel.clustering(info, projection.metric)
     look = view.map_controls(info, clustering, slots)
     mapped = view.find_row(info, projection.metric)

@@ -13,12 +13,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embscope.core.errors import InvalidInputError
+from embscope.core.memory import machine_memory
 from embscope.core.validation import check_int, check_number
 
 #: Environment variable: the most memory (MiB) one read may build; default half of the
@@ -50,25 +50,9 @@ def mib(nbytes: float) -> str:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory this process could still use: MemAvailable, within a cgroup limit."""
-    avail = None
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    if avail is None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    # In a container MemAvailable describes the host; the cgroup's own limit is what counts.
-    with contextlib.suppress(OSError, ValueError):
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-            room = max(int(limit) - used, 0)
-            avail = room if avail is None else min(avail, room)
-    return avail
+    """Bytes of memory this process could still use: MemAvailable, within a cgroup limit
+    (in a container MemAvailable describes the host; :func:`core.memory.machine_memory`)."""
+    return machine_memory().available
 
 
 def read_budget_bytes() -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from embscope.core.params import AUTO, Param, ParamTable
 
-__all__ = ["HEATGEO_PARAMS", "LARGEVIS_PARAMS", "PCA_PARAMS", "UMAP_PARAMS"]
+__all__ = ["HEATGEO_PARAMS", "LARGEVIS_PARAMS", "PCA_PARAMS", "PREVIEW_PARAMS", "UMAP_PARAMS"]
 
 # The widest neighbour list any method may ask for: the shared graph is built this wide at
 # most (GRAPH_K = 150 by default), so a link cannot ask for a graph of n x n.
@@ -105,6 +105,28 @@ HEATGEO_PARAMS = ParamTable(
             "Our addition, not in the paper: distances beyond the heat kernel's reach (which "
             "all saturate at one value) are replaced by shortest paths through reliable "
             "heat-geodesic distances. Off: the paper's saturated distances.",
+        ),
+    ),
+)  # fmt: skip
+
+# The quick preview of LargeVis and UMAP (core/projections/preview.py): a layout of a seeded
+# sample, every other point placed by its neighbours in the sample. The two settings join
+# those methods' tables in core/projections/runs.py (PARAM_TABLES); preview_layout takes its
+# defaults from here. Off, they are left out of the request, so a full layout's key is the
+# same as before they existed.
+PREVIEW_PARAMS = ParamTable(
+    "Preview",
+    (
+        Param(
+            "preview", "bool", False, 0, 1, "preview",
+            "A quick preview: lay out a sample of the points, then place every other point at "
+            "its nearest sample points (a few optimisation steps each). Minutes faster on "
+            "large datasets; labelled as a preview wherever it is shown.",
+        ),
+        Param(
+            "preview_sample", "int", 50_000, 1_000, 200_000, "preview sample",
+            "Points laid out in a preview (used only with preview on; a dataset of at most "
+            "this many points gets its full layout).",
         ),
     ),
 )  # fmt: skip

@@ -30,13 +30,14 @@ from embscope.core.artifacts import (
 )
 from embscope.core.errors import InvalidInputError
 from embscope.core.export import MISSING, as_text
-from embscope.core.graph import GRAPH_K, find_graph, get_or_build_graph
+from embscope.core.graph import GRAPH_K, NNDESCENT_MIN_N, find_graph, get_or_build_graph
 from embscope.core.params import ParamTable
 from embscope.core.progress import ProgressFn, check_cancel, stage
 from embscope.core.projections.params import (
     HEATGEO_PARAMS,
     LARGEVIS_PARAMS,
     PCA_PARAMS,
+    PREVIEW_PARAMS,
     UMAP_PARAMS,
 )
 from embscope.core.store import DatasetInfo, Store
@@ -47,6 +48,7 @@ __all__ = [
     "METHODS",
     "METHOD_PARAMS",
     "PARAM_TABLES",
+    "PREVIEW_KEYS",
     "PROJECTIONS",
     "Projection",
     "ProjectionRequest",
@@ -80,6 +82,9 @@ QUALITY_K = 10
 # PCA is the instant baseline: above this size it is not scored unless the dataset's graph
 # is already stored (scoring needs the graph, which takes minutes to build at a million).
 PCA_SCORE_LIMIT = 100_000
+# A preview is the quick look that skips that graph: scored only where the graph is exact and
+# takes seconds (core.graph.NNDESCENT_MIN_N), or when it is already stored.
+PREVIEW_SCORE_LIMIT = NNDESCENT_MIN_N
 
 METHODS = ("pca", "largevis", "umap", "heatgeo")
 METHOD_LABELS = {
@@ -89,12 +94,18 @@ METHOD_LABELS = {
     "heatgeo": "Heat-geodesic",
 }
 # Each method's tunable parameters: defaults, bounds and help (core/projections/params.py).
+# LargeVis and UMAP also take the preview's two (core/projections/preview.py): a request
+# leaves them out while preview is off, so a full layout keeps the key it always had.
 PARAM_TABLES: dict[str, ParamTable] = {
     "pca": PCA_PARAMS,
-    "largevis": LARGEVIS_PARAMS,
-    "umap": UMAP_PARAMS,
+    "largevis": ParamTable("LargeVis", LARGEVIS_PARAMS.params + PREVIEW_PARAMS.params),
+    "umap": ParamTable("UMAP", UMAP_PARAMS.params + PREVIEW_PARAMS.params),
     "heatgeo": HEATGEO_PARAMS,
 }
+PREVIEW_KEYS = tuple(PREVIEW_PARAMS)
+# Bump when the preview's placement changes, so stored previews are computed again (and
+# full layouts are not).
+PREVIEW_CODE_VERSION = 1
 # Their defaults (None or "auto": chosen from the data).
 METHOD_PARAMS: dict[str, dict[str, Any]] = {m: t.defaults() for m, t in PARAM_TABLES.items()}
 # Methods whose layout is numba-heavy: their jobs are serialised (see core.jobs).
@@ -126,7 +137,17 @@ class Projection:
     @property
     def title(self) -> str:
         """Method and dimensions only (a chart title; the parameters are in :attr:`label`)."""
-        return f"{METHOD_LABELS.get(self.method, self.method)} {self.dims}-D"
+        title = f"{METHOD_LABELS.get(self.method, self.method)} {self.dims}-D"
+        return title + " preview" if self.preview else title
+
+    @property
+    def preview(self) -> dict[str, Any] | None:
+        """``{"sample": m, "placed": n - m, ...}`` when this layout is a preview (a sample laid
+        out, the other points placed by their neighbours; core/projections/preview.py), else
+        None."""
+        if not self.params.get("preview"):
+            return None
+        return dict(self.chosen.get("preview") or {"sample": self.params.get("preview_sample")})
 
     @property
     def label(self) -> str:
@@ -212,6 +233,15 @@ def resolve_params(
     return PARAM_TABLES[method].resolve(params, n=n)
 
 
+def _without_idle_preview(params: dict[str, Any], n: int) -> dict[str, Any]:
+    """The parameters without the preview's when it is off, or when its sample holds every
+    point (the full layout: the same request, the same key)."""
+    sample = params.get("preview_sample")
+    if params.get("preview") and sample is not None and sample < n:
+        return params
+    return {k: v for k, v in params.items() if k not in PREVIEW_KEYS}
+
+
 def _check_dims(dims: Any) -> int:
     if isinstance(dims, bool) or dims not in (2, 3):
         raise InvalidInputError(f"a projection has 2 or 3 dimensions, got {dims!r}")
@@ -241,7 +271,7 @@ class ProjectionSpec(ArtifactSpec[ProjectionRequest, Projection]):
 
     def key(self, request: ProjectionRequest) -> tuple[Any, ...]:
         params = {k: request.params[k] for k in sorted(request.params)}
-        return (
+        key = (
             request.dataset.fingerprint,
             request.method,
             request.dims,
@@ -249,6 +279,7 @@ class ProjectionSpec(ArtifactSpec[ProjectionRequest, Projection]):
             request.metric,
             params,
         )
+        return key + (("preview", PREVIEW_CODE_VERSION),) if params.get("preview") else key
 
     def describe(self, request: ProjectionRequest) -> dict[str, Any]:
         return {
@@ -294,7 +325,7 @@ def projection_request(
     """The request these settings make, validated (missing parameters take their defaults)."""
     info = store.get_dataset(dataset_id)
     metric = default_metric(info) if metric is None else check_metric(metric)
-    full = resolve_params(method, params, n=info.n)
+    full = _without_idle_preview(resolve_params(method, params, n=info.n), info.n)
     dims, seed = _check_dims(dims), check_seed(seed)
     if method == "pca":
         seed = 0  # PCA is deterministic: a seed would only key copies of one layout
@@ -472,22 +503,36 @@ def _layout(
         from embscope.core.projections.pca import pca_layout
 
         return pca_layout(X, dims=dims), {}
-    if method == "largevis":
-        from embscope.core.projections.largevis import chosen as largevis_chosen
-        from embscope.core.projections.largevis import largevis_layout
+    if method in ("largevis", "umap"):
+        from embscope.core.projections.preview import sgd_layout
 
-        coords = largevis_layout(graph, dims=dims, seed=seed, X=X, progress=progress, **given)
-        return coords, largevis_chosen(graph, **given)
-    if method == "umap":
-        from embscope.core.projections.umap_layout import chosen as umap_chosen
-        from embscope.core.projections.umap_layout import umap_layout
-
-        coords = umap_layout(graph, dims=dims, seed=seed, progress=progress, **given)
-        return coords, umap_chosen(graph.n, given.get("n_epochs"))
+        return sgd_layout(method, graph, X=X, dims=dims, seed=seed, params=given,
+                          progress=progress)  # fmt: skip
     from embscope.core.projections.heatgeo import heatgeo_embedding
 
     layout = heatgeo_embedding(graph, dims=dims, seed=seed, progress=progress, **given)
     return layout.coords, layout.chosen()
+
+
+def _preview(
+    method: str,
+    X: np.ndarray,
+    *,
+    dims: int,
+    seed: int,
+    metric: str,
+    params: Mapping[str, Any],
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A preview's coordinates and what it chose (core/projections/preview.py)."""
+    from embscope.core.projections.preview import preview_layout
+
+    own = {k: v for k, v in params.items() if k not in PREVIEW_KEYS}
+    layout = preview_layout(
+        X, method=method, dims=dims, sample=params["preview_sample"], metric=metric, seed=seed,
+        params=own, progress=progress,
+    )  # fmt: skip
+    return layout.coords, layout.chosen
 
 
 def _graph_width(method: str, params: Mapping[str, Any], n: int) -> int:
@@ -573,19 +618,28 @@ def _compute(store: Store, request: ProjectionRequest, progress: ProgressFn | No
     info, method, dims, seed = request.dataset, request.method, request.dims, request.seed
     metric, full = request.metric, request.params
     started = time.perf_counter()
+    preview = bool(full.get("preview"))
     graph = None
-    if method != "pca":
+    if method != "pca" and not preview:
         width = _graph_width(method, full, info.n)
         graph = get_or_build_graph(
             store, info.id, k=width, metric=metric, progress=stage(progress, 0.0, 0.3)
         )
     # Loaded after the graph, which loads (and frees) its own copy: one copy of X at a time.
-    check_cancel(progress, 0.3, "loading vectors", "the projection")
+    check_cancel(progress, 0.0 if preview else 0.3, "loading vectors", "the projection")
     X = store.load_vectors(info.id)
-    check_cancel(progress, 0.3, f"computing the {METHOD_LABELS[method]} layout", "the projection")
-    coords, chosen = _layout(
-        method, X, graph, dims=dims, seed=seed, params=full, progress=stage(progress, 0.3, 0.9)
-    )
+    if preview:
+        coords, chosen = _preview(
+            method, X, dims=dims, seed=seed, metric=metric, params=full,
+            progress=stage(progress, 0.0, 0.9),
+        )  # fmt: skip
+    else:
+        check_cancel(
+            progress, 0.3, f"computing the {METHOD_LABELS[method]} layout", "the projection"
+        )
+        coords, chosen = _layout(
+            method, X, graph, dims=dims, seed=seed, params=full, progress=stage(progress, 0.3, 0.9)
+        )
     coords = np.ascontiguousarray(coords, dtype=np.float32)
     if coords.shape != (info.n, dims) or not np.isfinite(coords).all():
         raise RuntimeError(
@@ -599,9 +653,10 @@ def _compute(store: Store, request: ProjectionRequest, progress: ProgressFn | No
         if not is_categorical(values):
             label_column = None
     quality: dict[str, Any] = {}
+    limit = PREVIEW_SCORE_LIMIT if preview else PCA_SCORE_LIMIT
     if (
-        method != "pca"
-        or info.n <= PCA_SCORE_LIMIT
+        (method != "pca" and not preview)
+        or info.n <= limit
         or find_graph(store, info.id, metric=metric, k=QUALITY_K) is not None
     ):
         quality = score_layout(

@@ -352,6 +352,36 @@ def test_a_session_cannot_queue_more_than_its_share_of_jobs(db, monkeypatch):
     release.set()
 
 
+def test_a_running_jobs_progress_says_its_expected_peak_memory(db, monkeypatch):
+    import threading
+
+    from embscope.app.runtime import get_job_runner
+    from embscope.core.memory import format_gib
+    from embscope.core.projections import runs as runs_module
+
+    release = threading.Event()
+    real = runs_module.PROJECTIONS.compute
+
+    def held(store, request, progress):
+        progress(0.1, "held")
+        release.wait(30)
+        return real(store, request, progress)
+
+    monkeypatch.setattr(runs_module.PROJECTIONS, "compute", held)
+    at = open_page("projections")
+    by_key(at.selectbox, "projections.method").set_value("umap").run()
+    by_key(at.button, "projections.compute").click().run()
+    try:
+        [status] = get_job_runner().active()
+        assert status.memory and status.memory > 0
+        at = until(at, lambda a: any("held" in p.proto.text for p in a.get("progress")))
+        texts = [p.proto.text for p in at.get("progress")]
+        peak = f"· expected peak {format_gib(status.memory)}"
+        assert any("held" in t and t.endswith(peak) for t in texts), texts
+    finally:
+        release.set()
+
+
 def _chart_titles(at) -> list[str]:
     import json
 

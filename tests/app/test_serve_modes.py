@@ -383,6 +383,16 @@ def test_serve_bad_flags_exit_2_without_starting(capsys, tmp_path, execve, args,
     assert execve == []
 
 
+def test_serve_refuses_a_bad_memory_budget_at_start(capsys, tmp_path, execve, monkeypatch):
+    monkeypatch.setenv("EMBSCOPE_MEMORY_BUDGET_GIB", "half")
+    code, _, err = run_cli(capsys, "--db", str(tmp_path / "s.duckdb"), "serve")
+    assert code == 2 and err.startswith("error: EMBSCOPE_MEMORY_BUDGET_GIB='half'")
+    assert err.count("\n") == 1 and execve == []
+    monkeypatch.setenv("EMBSCOPE_MEMORY_BUDGET_GIB", "4")
+    assert run_cli(capsys, "--db", str(tmp_path / "s.duckdb"), "serve")[0] == 0
+    assert execve[0][2]["EMBSCOPE_MEMORY_BUDGET_GIB"] == "4"  # the server reads it
+
+
 def test_serve_help_describes_the_modes(capsys):
     code, out, _ = run_cli(capsys, "serve", "--help")
     assert code == 0

@@ -1,0 +1,440 @@
+"""Memory: what the machine has, what background jobs may use together, what each one needs.
+
+* **The machine.** :func:`machine_memory` reads ``MemTotal`` and ``MemAvailable`` from
+  ``/proc/meminfo`` and, in a container, the cgroup's limit (``memory.max``, cgroup v2; or
+  ``memory/memory.limit_in_bytes``, v1) when it is lower.
+* **The budget.** :func:`budget_bytes`: the memory the jobs of one server may use together,
+  ``$EMBSCOPE_MEMORY_BUDGET_GIB`` when set (a number of GiB above 0; anything else is an
+  :class:`~core.errors.InvalidInputError`, raised when the job runner is made and when
+  ``embscope serve`` starts), else :data:`DEFAULT_BUDGET_SHARE` (75 %) of the machine's
+  memory. The other quarter is the server itself (imports, DuckDB's page cache, the vectors
+  and indexes the neighbour service keeps loaded, the pages' data).
+* **What a job needs.** :func:`job_peak` gives the expected peak of one job, in bytes, from
+  its kind and request (the dataset's ``n`` and ``d``, the neighbour count, the method); the
+  per-kind functions below it say how. :class:`core.jobs.JobRunner` admits a job only when
+  its peak fits what the running jobs leave of the budget.
+
+The estimates are fits to peaks measured in fresh processes (growth of the peak resident set
+over the job, cold DuckDB cache; 2 cores; Gaussian mixtures of 50,000 to 200,000 points at
+d = 64 and 384, through the artifact layer as a job runs it), checked against figures
+measured at a million points. They are meant to be a little above the truth, never far
+below. What they count, with V = ``4 n d`` the bytes of the vectors:
+
+* **Reading the vectors from the store** costs about 3 V at its peak (DuckDB's result, the
+  Arrow copy, DuckDB's cached pages) and leaves 2 V resident (the array and the cached pages).
+  Every job that reads the vectors pays it.
+* **A neighbour graph** (NN-descent above 50,000 points, exact below): about 3.3 V +
+  ``n (1,500 + 24 k)`` + :data:`GRAPH_CODE` (measured 3.27 V + 1.98 KB per point + 530 MiB
+  at k = 30; the recall check on 500 points holds a 500 x n block of distances).
+* **LargeVis / UMAP layouts:** 3.3 V / 3.0 V + 60 / 120 bytes per (point, neighbour): 1M x
+  384 measured 3.3 GB for either (LargeVis k = 30, UMAP k = 15) with the vectors read from a
+  file (1.5 GB), so 1.8 GB beyond them; read from the store, add 2 V. A stored graph wider
+  than the layout's k (150 up to 50,000 points) is read whole: 24 bytes per extra column.
+* **A preview** (LargeVis or UMAP of a sample, the rest placed): 3.1 V + the sample's graph
+  or layout, whichever is larger, + its HNSW index (the parts above, not measured as a whole).
+* **PCA**: 5.2 V + 1.3 KB per point (a float64 centred copy of the vectors, the scores).
+* **Clusters** (Leiden): 1.7 V + 260 bytes per (point, neighbour) of the 15-NN graph: about
+  6.7 GB at 1M x 384 (the edge list handed to graspologic is Python tuples).
+* **HNSW index**: 3.1 V + ``n (8 M + 64)``. **Geometry**: 2.4 V + ``n (600 + 30 k)``.
+  **Compression**: 3.2 V + 128 MiB. **Heat-geodesic**: 3.3 V + the 150-wide graph + the
+  ``n x L`` heat columns (twice) + ``L x L`` matrices.
+* Every job adds :data:`JOB_OVERHEAD` (thread pools, numba's loaded code, BLAS buffers:
+  the fits' intercepts were 20-280 MiB, a graph build's 530 MiB).
+
+A job that may build the shared graph first (projections, clusters, geometry, ...) counts the
+larger of the graph's peak and its own: it does not know whether another job stored the graph
+meanwhile, and over-counting only makes it wait a little longer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embscope.core.errors import InvalidInputError
+
+__all__ = [
+    "BUDGET_ENV",
+    "DEFAULT_BUDGET_SHARE",
+    "ESTIMATED_KINDS",
+    "GIB",
+    "GRAPH_CODE",
+    "JOB_OVERHEAD",
+    "MIB",
+    "MachineMemory",
+    "budget_bytes",
+    "clusters_peak",
+    "compression_peak",
+    "default_peak",
+    "format_gib",
+    "geometry_peak",
+    "graph_peak",
+    "graph_width",
+    "index_peak",
+    "job_peak",
+    "layout_peak",
+    "machine_memory",
+    "preview_peak",
+    "vectors_bytes",
+]
+
+GIB = 2**30
+MIB = 2**20
+#: Environment variable: the memory (GiB) the jobs of one server may use together.
+BUDGET_ENV = "EMBSCOPE_MEMORY_BUDGET_GIB"
+#: Without it: this share of the machine's memory (the rest is the server itself).
+DEFAULT_BUDGET_SHARE = 0.75
+#: The machine's memory when the system does not say (no /proc/meminfo, no sysconf).
+ASSUMED_MACHINE = 8 * GIB
+#: Added to every estimate: what any job costs beyond its arrays.
+JOB_OVERHEAD = 256 * MIB
+#: Added to a graph build: the compiled NN-descent and search code it loads (the fits'
+#: intercept was 530 MiB, against 20-280 MiB for the other kinds).
+GRAPH_CODE = 256 * MIB
+
+# What core.graph.stored_width does, repeated here because core/graph.py cannot be imported by
+# this module (jobs.py imports it, and graph.py -> artifacts.py -> jobs.py); a test checks that
+# graph_width agrees with core.graph.stored_width.
+_EXACT_MAX_N = {"cosine": 50_000, "l2": 50_000, "ip": 20_000}
+_EXACT_WIDTH = 150
+_APPROX_MIN_WIDTH = 30
+# The neighbour counts some kinds ask the graph for (core.clusters.GRAPH_NEIGHBOURS,
+# core.geometry.scorecard.ID_K, core.projections.runs.QUALITY_K, the widest default of
+# core.hubness_reduction.DEFAULT_NEIGHBOURS); checked by the same test.
+_CLUSTER_K = 15
+_GEOMETRY_MIN_K = 20
+_QUALITY_K = 10
+_HUBNESS_K = 30
+_HNSW_M = 16
+# core.projections.heatgeo_kernel's WORK_BUDGET and (MIN_LANDMARKS, MAX_LANDMARKS).
+_HEAT_WORK = 2.0e9
+_HEAT_LANDMARKS = (256, 2000)
+#: The artifact kinds :func:`job_peak` has an estimate of its own for (a test checks that
+#: every kind in core has one).
+ESTIMATED_KINDS = frozenset({
+    "knn_graph", "index", "projection", "clusters", "scorecard", "compression",
+    "ef_diagnostics", "order_diagnostics", "comparison", "hubness_reduction",
+    "projection_labels",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MachineMemory:
+    """This machine's memory as a process sees it, in bytes (None: the system did not say)."""
+
+    total: int | None  # MemTotal, or the cgroup's limit when lower
+    available: int | None  # MemAvailable, or what the cgroup leaves when lower
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def _meminfo(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                parts = value.split()
+                if parts and parts[0].isdigit():
+                    out[name.strip()] = int(parts[0]) * (1024 if parts[-1] == "kB" else 1)
+    except OSError:
+        pass
+    return out
+
+
+def machine_memory(
+    *, meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")
+) -> MachineMemory:
+    """Total and available memory: ``/proc/meminfo`` (else ``sysconf``), within the limit of
+    the cgroup the process runs in (v2 ``memory.max`` / ``memory.current``, v1
+    ``memory/memory.limit_in_bytes`` / ``memory.usage_in_bytes``) when that is lower."""
+    info = _meminfo(meminfo)
+    total, available = info.get("MemTotal"), info.get("MemAvailable")
+    if total is None:
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            total = None
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            available = None
+    for limit_file, used_file in (
+        (cgroup / "memory.max", cgroup / "memory.current"),
+        (cgroup / "memory" / "memory.limit_in_bytes", cgroup / "memory" / "memory.usage_in_bytes"),
+    ):
+        limit = _read_int(limit_file)
+        if limit is None:
+            continue
+        # v1 says "no limit" with a huge number: min() leaves the machine's figure then.
+        total = limit if total is None else min(total, limit)
+        used = _read_int(used_file)
+        if used is not None:
+            room = max(limit - used, 0)
+            available = room if available is None else min(available, room)
+        break
+    return MachineMemory(total, available)
+
+
+def budget_bytes(
+    environ: Mapping[str, str] | None = None, *, machine: MachineMemory | None = None
+) -> int:
+    """The memory the background jobs of one server may use together, in bytes.
+
+    ``$EMBSCOPE_MEMORY_BUDGET_GIB`` (GiB, a number above 0, e.g. ``12`` or ``0.5``) when
+    set, else :data:`DEFAULT_BUDGET_SHARE` of the machine's memory (:func:`machine_memory`;
+    8 GiB assumed when the system does not say). A budget above the machine's memory is
+    allowed (swap), but a job needing more than both is refused by the job runner.
+
+    Raises
+    ------
+    InvalidInputError
+        The variable is set to something that is not a finite number of GiB above 0.
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(BUDGET_ENV, "").strip()
+    if text:
+        try:
+            gib = float(text)
+        except ValueError:
+            gib = math.nan
+        if not math.isfinite(gib) or gib <= 0 or gib * GIB < 1:
+            raise InvalidInputError(
+                f"{BUDGET_ENV}={text!r} is not a number of GiB above 0: set it to the memory "
+                "the background jobs may use together (e.g. 12 or 0.5), or unset it for "
+                f"{DEFAULT_BUDGET_SHARE:.0%} of this machine's memory"
+            )
+        return int(gib * GIB)
+    machine = machine_memory() if machine is None else machine
+    return int(DEFAULT_BUDGET_SHARE * (machine.total or ASSUMED_MACHINE))
+
+
+def format_gib(nbytes: float) -> str:
+    """A memory figure for a message, in GiB: ``'3.4 GiB'``, ``'0.05 GiB'``, ``'<0.01 GiB'``."""
+    gib = float(nbytes) / GIB
+    if gib >= 0.095:
+        return f"{gib:,.1f} GiB"
+    if gib >= 0.005:
+        return f"{gib:.2f} GiB"
+    return "<0.01 GiB"
+
+
+# -- estimates, in bytes ----------------------------------------------------------------------
+
+
+def _count(value: Any, name: str, *, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInputError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
+def vectors_bytes(n: int, d: int) -> int:
+    """V: the bytes of ``n`` float32 vectors of dimension ``d``."""
+    return 4 * _count(n, "n") * _count(d, "d")
+
+
+def _bytes(value: float) -> int:
+    return int(math.ceil(value))
+
+
+def graph_width(k: int, n: int, metric: str = "cosine") -> int:
+    """How wide the shared graph is built when ``k`` neighbours of ``n`` points are asked for
+    (:func:`core.graph.stored_width`): at least 150 where search is exact, else at least 30."""
+    k, n = _count(k, "k", low=1), _count(n, "n")
+    if metric not in _EXACT_MAX_N:
+        raise InvalidInputError(f"unknown metric {metric!r}: use cosine, l2 or ip")
+    floor = _EXACT_WIDTH if n <= _EXACT_MAX_N[metric] else _APPROX_MIN_WIDTH
+    return max(1, min(max(k, floor), n - 1))
+
+
+def graph_peak(n: int, d: int, k: int, *, method: str = "nndescent") -> int:
+    """Building a ``k``-wide neighbour graph (``method``: ``nndescent``, ``exact``, ``cells``
+    or ``hnsw``): the vectors read, a copy in cell order or for the recall check, the lists
+    being built and the 500 x n distances of the recall check."""
+    if method not in ("nndescent", "exact", "cells", "hnsw"):
+        raise InvalidInputError(f"unknown graph method {method!r}")
+    v = vectors_bytes(n, d)
+    links = n * (8 * _HNSW_M + 64) if method == "hnsw" else 0
+    per_point = 1500 + 24 * _count(k, "k", low=1)
+    return _bytes(JOB_OVERHEAD + GRAPH_CODE + 3.3 * v + n * per_point + links)
+
+
+def index_peak(n: int, d: int, *, backend: str = "hnsw", M: int = _HNSW_M) -> int:
+    """Building a search index: the vectors read (3 V), hnswlib's copy and links, or the
+    exact index's normalised copy; Milvus holds its copy in its own process."""
+    v = vectors_bytes(n, d)
+    if backend == "hnsw":
+        return _bytes(JOB_OVERHEAD + 3.1 * v + n * (8 * _count(M, "M", low=2) + 64))
+    if backend == "exact":
+        return _bytes(JOB_OVERHEAD + 4.1 * v)
+    if backend == "milvus":
+        return _bytes(JOB_OVERHEAD + 3.1 * v)
+    raise InvalidInputError(f"unknown index backend {backend!r}: use hnsw, exact or milvus")
+
+
+def _landmarks(n: int, given: Any) -> int:
+    """Heat-geodesic's landmark count: as given, else what core.projections.heatgeo_kernel's
+    work budget allows (multiply-adds over ~100 kernel entries per point at order ~48),
+    256 to 2,000, at most n."""
+    if isinstance(given, int) and not isinstance(given, bool) and given > 0:
+        return min(given, n)
+    auto = int(_HEAT_WORK / max(1, n * 100 * 48))
+    return min(n, max(_HEAT_LANDMARKS[0], min(_HEAT_LANDMARKS[1], auto)))
+
+
+def layout_peak(
+    n: int, d: int, k: int, *, method: str, graph_k: int | None = None, landmarks: Any = None
+) -> int:
+    """A layout computed from a stored graph, scored after: ``pca``, ``largevis``, ``umap``
+    or ``heatgeo``. ``k``: the neighbours per point it uses; ``graph_k``: the stored graph's
+    width (read whole; default ``k``); ``landmarks`` (heat-geodesic) None: automatic."""
+    v = vectors_bytes(n, d)
+    k = _count(k, "k", low=1)
+    wide = max(0, _count(graph_k if graph_k is not None else k, "graph_k") - k)
+    read = 24 * n * wide  # the stored graph's columns beyond k, read and decoded
+    if method == "pca":
+        return _bytes(JOB_OVERHEAD + 5.2 * v + 1300 * n)
+    if method == "largevis":
+        return _bytes(JOB_OVERHEAD + 3.3 * v + 60 * n * k + read)
+    if method == "umap":
+        return _bytes(JOB_OVERHEAD + 3.0 * v + 120 * n * k + read)
+    if method == "heatgeo":
+        L = _landmarks(n, landmarks)
+        return _bytes(JOB_OVERHEAD + 3.3 * v + 24 * n * k + read + 8 * n * L + 32 * L * L)
+    raise InvalidInputError(f"unknown layout method {method!r}")
+
+
+def preview_peak(
+    n: int, d: int, k: int, *, method: str, sample: int, metric: str = "cosine"
+) -> int:
+    """A LargeVis or UMAP preview (core/projections/preview.py): every vector read (3 V),
+    then the larger of the sample's own graph build and its layout, the sample's HNSW index
+    for the placement, and the coordinates; no graph of all ``n`` points. Not measured: the
+    sum of the parts measured above."""
+    m = min(_count(sample, "sample", low=2), n)
+    width = graph_width(k, m, metric)
+    own = max(
+        graph_peak(m, d, width, method=_graph_method(m, metric)),
+        layout_peak(m, d, min(k, m - 1), method=method, graph_k=width),
+    )
+    placed = vectors_bytes(m, d) + m * (8 * _HNSW_M + 64) + 64 * n
+    return _bytes(3.1 * vectors_bytes(n, d) + own + placed)
+
+
+def clusters_peak(n: int, d: int, k: int = _CLUSTER_K) -> int:
+    """Leiden on the fuzzy graph of the ``k``-NN lists, then each cluster's examples."""
+    return _bytes(JOB_OVERHEAD + 1.7 * vectors_bytes(n, d) + 260 * n * _count(k, "k", low=1))
+
+
+def geometry_peak(n: int, d: int, k: int) -> int:
+    """The scorecard on a stored graph ``k`` wide (isotropy, intrinsic dimension, hubness)."""
+    return _bytes(JOB_OVERHEAD + 2.4 * vectors_bytes(n, d) + n * (600 + 30 * _count(k, "k")))
+
+
+def compression_peak(n: int, d: int, n_queries: int = 1000) -> int:
+    """Codecs compared one at a time: the vectors, the prepared database, one codec's codes,
+    the queries and their true neighbours."""
+    q = _count(n_queries, "n_queries")
+    return _bytes(JOB_OVERHEAD + 128 * MIB + 3.2 * vectors_bytes(n, d) + q * (4 * d + 1000))
+
+
+def default_peak(n: int, d: int) -> int:
+    """A kind without its own estimate: the vectors read and four copies' worth of work."""
+    return _bytes(JOB_OVERHEAD + 5.0 * vectors_bytes(n, d) + 2000 * n)
+
+
+def _graph_method(n: int, metric: str, method: str = "auto") -> str:
+    """The method core.graph.build_knn_graph picks for ``auto``."""
+    if method != "auto":
+        return method
+    exact = n <= _EXACT_MAX_N.get(metric, _EXACT_MAX_N["cosine"])
+    if metric == "ip":
+        return "exact" if exact else "hnsw"
+    return "exact" if exact else "nndescent"
+
+
+def _graph_first(n: int, d: int, k: int, metric: str) -> int:
+    """The peak of building the shared graph a job may need first (``k`` asked)."""
+    width = graph_width(k, n, metric)
+    return graph_peak(n, d, width, method=_graph_method(n, metric))
+
+
+def job_peak(kind: str, request: Any) -> int:
+    """The expected peak memory of the job computing ``request`` (an artifact kind's request
+    dataclass, e.g. :class:`core.graph.GraphRequest`), in bytes.
+
+    Read from the request's fields (``dataset.n``, ``dataset.dim``, ``k``, ``metric``,
+    ``method``, ``params``, ``sample``, ``other``); a kind without an estimate of its own gets
+    :func:`default_peak` of its dataset, a request without a dataset 1 GiB.
+    """
+    info = getattr(request, "dataset", None)
+    if info is None:
+        return GIB
+    n, d = int(info.n), int(info.dim)
+    metric = str(getattr(request, "metric", None) or "cosine")
+    if metric not in _EXACT_MAX_N:
+        metric = "cosine"
+    k = max(1, int(getattr(request, "k", None) or _QUALITY_K))
+    params: Mapping[str, Any] = getattr(request, "params", None) or {}
+    if kind == "knn_graph":
+        method = _graph_method(n, metric, str(getattr(request, "method", "auto")))
+        return graph_peak(n, d, graph_width(k, n, metric), method=method)
+    if kind == "index":
+        backend = str(getattr(request, "backend", "hnsw"))
+        M = int(params.get("M", _HNSW_M)) if backend == "hnsw" else _HNSW_M
+        return index_peak(n, d, backend=backend, M=M)
+    if kind == "projection":
+        method = str(request.method)
+        if method == "pca":  # reads a stored graph to score, never builds one
+            return layout_peak(n, d, _QUALITY_K, method="pca")
+        asked = int(params.get("n_neighbors") or (30 if method == "largevis" else 15))
+        asked = max(asked, _QUALITY_K, _EXACT_WIDTH if method == "heatgeo" else 0)
+        sample = min(n, int(params.get("preview_sample") or n))
+        if params.get("preview") and sample < n:
+            return preview_peak(n, d, asked, method=method, sample=sample, metric=metric)
+        own = layout_peak(
+            n, d, asked, method=method, graph_k=graph_width(asked, n, metric),
+            landmarks=params.get("n_landmarks"),
+        )  # fmt: skip
+        return max(_graph_first(n, d, asked, metric), own)
+    if kind == "clusters":
+        return max(_graph_first(n, d, _CLUSTER_K, metric), clusters_peak(n, d))
+    if kind == "scorecard":
+        width = max(k, _GEOMETRY_MIN_K)
+        return max(_graph_first(n, d, width, metric), geometry_peak(n, d, width))
+    if kind == "compression":
+        queries = int(getattr(request, "n_queries", 1000))
+        return compression_peak(n, d, min(queries, n))
+    if kind in ("ef_diagnostics", "order_diagnostics"):
+        m = min(n, int(getattr(request, "sample", 0) or n))
+        own = _bytes(
+            JOB_OVERHEAD + 3.1 * vectors_bytes(n, d) + 3 * vectors_bytes(m, d)
+            + m * (8 * _HNSW_M + 64)
+        )  # fmt: skip
+        lid = 0 if metric == "ip" else _graph_first(n, d, _GEOMETRY_MIN_K, metric)
+        return max(lid, own)
+    if kind == "comparison":
+        other = request.other
+        n_b, d_b = int(other.n), int(other.dim)
+        both = [(n, d), (n_b, d_b)]
+        return _bytes(
+            JOB_OVERHEAD
+            + sum(3.1 * vectors_bytes(m, e) for m, e in both)
+            + sum(m * (1300 + 24 * graph_width(k, m, metric)) for m, _ in both)
+        )
+    if kind in ("hubness_reduction", "projection_labels"):
+        width = graph_width(max(k, _HUBNESS_K if kind == "hubness_reduction" else 1), n, metric)
+        own = JOB_OVERHEAD + 40 * n * width
+        return max(_graph_first(n, d, width, metric), own)
+    return default_peak(n, d)

@@ -1,0 +1,48 @@
+"""AppTest: a preview layout on the Projections page is labelled as one (app/preview_note.py),
+from a share link or the settings, and the full layout of the same settings is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embscope.core.projections import runs
+from embscope.core.store import Store
+from tests.helpers import by_key, make_parsed, open_page
+
+N, SAMPLE = 1_200, 1_000
+CAPTION = "Preview: layout of a 1,000-point sample, the other 200 placed by their neighbours"
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "preview.duckdb"
+    monkeypatch.setenv("EMBSCOPE_DB", str(path))
+    rng = np.random.default_rng(0)
+    centres = 6 * rng.standard_normal((4, 8))
+    X = (rng.standard_normal((N, 8)) + centres[rng.integers(0, 4, N)]).astype(np.float32)
+    with Store(path) as s:
+        info = s.add_dataset(make_parsed(X), name="points")
+        params = {"preview": True, "preview_sample": SAMPLE}
+        runs.compute_projection(s, info.id, method="largevis", params=params)
+    return path
+
+
+def _notes(at) -> list[str]:
+    return [i.value for i in at.info]
+
+
+def test_a_preview_is_labelled_and_the_full_layout_is_not(db):
+    at = open_page(
+        "projections",
+        {"dataset": "1", "method": "largevis", "p.preview": "1", "p.preview_sample": str(SAMPLE)},
+    )
+    assert not at.exception
+    assert any(note.startswith(CAPTION) for note in _notes(at)), _notes(at)
+    assert any("LargeVis 2-D preview" in c.proto.spec for c in at.get("plotly_chart"))
+    # Preview off: the full layout (not computed yet), and no label.
+    by_key(at.checkbox, "projections.largevis.preview").uncheck()
+    at.run()
+    assert not at.exception and not any(n.startswith("Preview:") for n in _notes(at))
