@@ -36,8 +36,9 @@ below. What they count, with V = ``4 n d`` the bytes of the vectors:
 * **Clusters** (Leiden): 1.7 V + 260 bytes per (point, neighbour) of the 15-NN graph: about
   6.7 GB at 1M x 384 (the edge list handed to graspologic is Python tuples).
 * **HNSW index**: 3.1 V + ``n (8 M + 64)``. **Geometry**: 2.4 V + ``n (600 + 30 k)``.
-  **Compression**: 3.2 V + 128 MiB. **Heat-geodesic**: 3.3 V + the 150-wide graph + the
-  ``n x L`` heat columns (twice) + ``L x L`` matrices.
+  **Compression**: 1.6 V + 3.2 V of its sample (at most 100,000 rows) + 128 MiB.
+  **Heat-geodesic**: 3.3 V + the 150-wide graph + the ``n x L`` heat columns (twice) +
+  ``L x L`` matrices.
 * Every job adds :data:`JOB_OVERHEAD` (thread pools, numba's loaded code, BLAS buffers:
   the fits' intercepts were 20-280 MiB, a graph build's 530 MiB).
 
@@ -110,6 +111,8 @@ _GEOMETRY_MIN_K = 20
 _QUALITY_K = 10
 _HUBNESS_K = 30
 _HNSW_M = 16
+# core.compression.runs.COMPRESSION_SAMPLE: the rows codecs are compared on, at most.
+_COMPRESSION_SAMPLE = 100_000
 # core.projections.heatgeo_kernel's WORK_BUDGET and (MIN_LANDMARKS, MAX_LANDMARKS).
 _HEAT_WORK = 2.0e9
 _HEAT_LANDMARKS = (256, 2000)
@@ -343,10 +346,14 @@ def geometry_peak(n: int, d: int, k: int) -> int:
 
 
 def compression_peak(n: int, d: int, n_queries: int = 1000) -> int:
-    """Codecs compared one at a time: the vectors, the prepared database, one codec's codes,
-    the queries and their true neighbours."""
+    """Codecs compared one at a time on at most :data:`_COMPRESSION_SAMPLE` rows: the vectors
+    read (1.6 V, bench_scale.py: 1.30 GiB at 300k x 384), then on the sample its copy, the
+    prepared database, one codec's codes, the queries and their true neighbours."""
     q = _count(n_queries, "n_queries")
-    return _bytes(JOB_OVERHEAD + 128 * MIB + 3.2 * vectors_bytes(n, d) + q * (4 * d + 1000))
+    sample = vectors_bytes(min(_count(n, "n"), _COMPRESSION_SAMPLE), d)
+    return _bytes(
+        JOB_OVERHEAD + 128 * MIB + 1.6 * vectors_bytes(n, d) + 3.2 * sample + q * (4 * d + 1000)
+    )
 
 
 def default_peak(n: int, d: int) -> int:

@@ -219,6 +219,7 @@ def test_the_constants_repeated_in_memory_are_the_modules_own():
     artifact layer): what it repeats must stay what they say."""
     from embscope.core import graph
     from embscope.core.clusters import GRAPH_NEIGHBOURS
+    from embscope.core.compression.runs import COMPRESSION_SAMPLE
     from embscope.core.geometry.scorecard import ID_K
     from embscope.core.hubness_reduction import DEFAULT_NEIGHBOURS
     from embscope.core.neighbours import DEFAULT_HNSW
@@ -236,6 +237,7 @@ def test_the_constants_repeated_in_memory_are_the_modules_own():
     assert memory._CLUSTER_K == GRAPH_NEIGHBOURS and memory._GEOMETRY_MIN_K == ID_K
     assert memory._QUALITY_K == QUALITY_K and memory._HUBNESS_K == max(DEFAULT_NEIGHBOURS.values())
     assert memory._HNSW_M == DEFAULT_HNSW["M"]
+    assert memory._COMPRESSION_SAMPLE == COMPRESSION_SAMPLE
     assert memory._HEAT_WORK == WORK_BUDGET
     assert memory._HEAT_LANDMARKS == (MIN_LANDMARKS, MAX_LANDMARKS)
     assert memory._landmarks(10**7, None) == MIN_LANDMARKS
