@@ -18,14 +18,15 @@ own; later steps reuse what earlier ones stored, as a user's session would:
 
 ========== ==================================================================================
 ingest     ``embscope ingest FILE.parquet``
+preview    ``embscope project --method largevis --preview`` when that option exists, right
+           after ingest (a user's first look: no graph stored, so the preview is not scored)
 graph      ``embscope graph -k 30`` (the width the layouts read above 50,000 points); its
            build seconds (recall check excluded) and recall on 500 sampled rows
-pynndescent  pynndescent 0.5 at the same k in a process with an empty numba cache (cold), then
+pynndescent  pynndescent (as installed) at the same k in a process with an empty numba cache (cold), then
            again in that process (warm); recall on the same 1,000 rows as exact
            (bench/bench_graph.py's worker)
 largevis   ``embscope project --method largevis`` (graph stored: layout and its scores)
 umap       ``embscope project --method umap``
-preview    ``embscope project --method largevis --preview`` when that option exists
 index      the first ``embscope neighbours --row 0``: the HNSW index build (M 16, efC 200)
 queries    the query path (NeighbourService.search, one query at a time, HNSW loaded) of 1,000
            rows at several ef: p50/p99 latency and recall@10 against exact search; the ef
@@ -59,7 +60,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (
-    "ingest", "graph", "pynndescent", "largevis", "umap", "preview", "index", "queries",
+    "ingest", "preview", "graph", "pynndescent", "largevis", "umap", "index", "queries",
     "geometry", "compress", "clusters", "map",
 )  # fmt: skip
 GRAPH_K = 30
@@ -264,13 +265,13 @@ def run_size(n: int, steps: list[str], work: Path) -> dict:
         print(f" {res.get('wall_s', '?')} s, {res.get('peak_gib', '?')} GiB{extra}", flush=True)
 
     step("ingest", cli(db, "ingest", str(parquet), "--name", "scale", "--json"))
+    if "preview" in steps and has_preview():  # first, as a user's first look: no graph yet
+        step("preview", cli(db, "project", "scale", "--method", "largevis", "--preview", "--json"))
     step("graph", cli(db, "graph", "scale", "-k", str(GRAPH_K), "--json"))
     if "pynndescent" in steps:
         step("pynndescent", fn=lambda: pynndescent_row(vectors, folder, GRAPH_K))
     step("largevis", cli(db, "project", "scale", "--method", "largevis", "--json"))
     step("umap", cli(db, "project", "scale", "--method", "umap", "--json"))
-    if "preview" in steps and has_preview():
-        step("preview", cli(db, "project", "scale", "--method", "largevis", "--preview", "--json"))
     step("index", cli(db, "neighbours", "scale", "--row", "0", "--json"))
     spec = {"db": str(db), "dataset": "scale", "queries": QUERIES, "efs": list(EFS)}
     step("queries", measured([sys.executable, __file__, "--worker", json.dumps(spec)]))
