@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -292,6 +292,14 @@ def _is_arange(labels: np.ndarray) -> bool:
 # -- HNSW -----------------------------------------------------------------------------------
 
 
+def _report_build(progress: ProgressFn | None, done: int, n: int) -> None:
+    """An index build's progress; True from ``progress`` cancels it."""
+    if progress is not None and progress(
+        done / n, f"building the search index: {done:,} of {n:,} items"
+    ):
+        raise OperationCancelled("building the HNSW index was cancelled")
+
+
 class HnswIndex:
     """Approximate search with hnswlib's HNSW graph: the default backend.
 
@@ -387,11 +395,38 @@ class HnswIndex:
             for start in range(0, n, chunk):
                 rows = order[start : start + chunk]
                 index.add_items(X[rows], rows)
-                done = min(start + chunk, n)
-                if progress is not None and progress(
-                    done / n, f"building the search index: {done:,} of {n:,} items"
-                ):
-                    raise OperationCancelled("building the HNSW index was cancelled")
+                _report_build(progress, min(start + chunk, n), n)
+            self._index = index
+            self._ef_in_use = self.ef
+        self.build_seconds = time.perf_counter() - t0
+        return self
+
+    def build_from(
+        self,
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        n: int,
+        *,
+        progress: ProgressFn | None = None,
+        chunk: int = 10_000,
+    ) -> HnswIndex:
+        """Index ``n`` vectors given as ``(row numbers, vectors)`` batches (a store's scan,
+        :meth:`core.store.Store.iter_vectors`), never holding them all: the labels are the
+        row numbers, as :meth:`build` makes them."""
+        t0 = time.perf_counter()
+        done, index = 0, None
+        with self._lock.write():
+            for rows, block in batches:
+                block = check_vectors(block, dim=self.dim if index is not None else None)
+                if index is None:
+                    self.dim = block.shape[1]
+                    index = self._new(n)
+                for start in range(0, len(block), chunk):
+                    part = slice(start, start + chunk)
+                    index.add_items(block[part], np.asarray(rows[part], dtype=np.int64))
+                    done += len(block[part])
+                    _report_build(progress, done, n)
+            if index is None or done != n or index.get_current_count() != n:
+                raise InvalidInputError(f"the batches held {done:,} vectors, not {n:,}")
             self._index = index
             self._ef_in_use = self.ef
         self.build_seconds = time.perf_counter() - t0

@@ -54,6 +54,7 @@ from embscope.core.store_sql import (
     SQL_LOAD_VECTORS,
     SQL_MAX_ID,
     SQL_META_WHERE,
+    SQL_ROW_VECTORS,
     SQL_ROWS,
     SQL_ROWS_WITH_META,
     SQL_SEARCH,
@@ -93,6 +94,14 @@ _BULK_MEMORY_LIMIT = "512MB"
 # Set for a moment when the last bulk section ends: DuckDB evicts down to it (-0.45 GiB after
 # reading 1M x 384), then the default limit returns.
 _BULK_EVICT_LIMIT = "32MB"
+
+
+def _vector_block(col: pa.Array, dim: int) -> np.ndarray:
+    """A FLOAT[dim] column (fixed-size list) as a float32 (m, dim) array."""
+    flat = col.values.to_numpy(zero_copy_only=False)
+    if col.offset or len(flat) != len(col) * dim:
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(len(col), dim)
 
 
 def resolve_db_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -363,7 +372,10 @@ class Store:
                         cur.execute(f"SET memory_limit = '{_BULK_EVICT_LIMIT}'")
                     except duckdb.Error:  # pinned by a query running beside: left cached
                         pass
-                    cur.execute("RESET memory_limit")
+                    try:
+                        cur.execute("RESET memory_limit")
+                    except duckdb.ConnectionException:  # closed (a read abandoned at close)
+                        pass
 
     def _create_schema(self) -> None:
         with self._transaction() as cur:
@@ -569,23 +581,41 @@ class Store:
         ds = self._require(dataset_id)
         out = np.empty((ds.n, ds.dim), dtype=np.float32)
         seen = np.zeros(ds.n, dtype=bool)
-        with self._bulk():
-            sql = self._cursor().sql(on_dataset(SQL_LOAD_VECTORS, ds.id))
-            for batch in sql.to_arrow_reader(_LOAD_ROWS):
-                rows = batch.column(0).to_numpy()
-                col = batch.column(1)
-                flat = col.values.to_numpy(zero_copy_only=False)
-                if col.offset or len(flat) != len(rows) * ds.dim:
-                    flat = col.flatten().to_numpy(zero_copy_only=False)
-                # The row column places each vector, so the scan's order is not relied upon.
-                out[rows] = flat.reshape(len(rows), ds.dim)
-                seen[rows] = True
+        for rows, block in self.iter_vectors(ds.id):
+            out[rows] = block  # the row column places each vector: no scan order assumed
+            seen[rows] = True
         if not seen.all():
             raise InvalidInputError(
                 f"dataset {ds.name!r} is damaged: {int((~seen).sum()):,} of its {ds.n:,} "
                 "vectors are missing; ingest the file again"
             )
         return out
+
+    def iter_vectors(self, dataset_id: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The vectors of a dataset in batches of at most 65,536: ``(rows, vectors)``, int64
+        row numbers and float32 (m, d), in no promised order; each batch is its own array."""
+        ds = self._require(dataset_id)
+        with self._bulk():
+            sql = self._cursor().sql(on_dataset(SQL_LOAD_VECTORS, ds.id))
+            for batch in sql.to_arrow_reader(_LOAD_ROWS):
+                yield batch.column(0).to_numpy(), _vector_block(batch.column(1), ds.dim)
+
+    def load_vector_rows(self, dataset_id: int, rows: Any) -> np.ndarray:
+        """The vectors of the given rows (in that order), float32 (len(rows), d): a few rows
+        read without loading the whole dataset."""
+        ds = self._require(dataset_id)
+        wanted = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= ds.n):
+            raise InvalidInputError(f"rows must be between 0 and {ds.n - 1}")
+        table = (
+            self._cursor()
+            .sql(on_dataset(SQL_ROW_VECTORS, ds.id), params=[np.unique(wanted).tolist()])
+            .to_arrow_table()
+        )
+        found = table.column("row").to_numpy()
+        block = _vector_block(table.column("vec").combine_chunks(), ds.dim)
+        where = {int(r): i for i, r in enumerate(found)}
+        return np.ascontiguousarray(block[[where[int(r)] for r in wanted]], dtype=np.float32)
 
     def load_ids(self, dataset_id: int) -> np.ndarray:
         """The ids of a dataset, an object array of str of shape (n,), in row order."""

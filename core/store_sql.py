@@ -82,6 +82,7 @@ SQL_ROWS_WITH_META = (
     "FROM $vectors v JOIN $meta m ON m.__row = v.row WHERE list_contains(?, v.row)"
 )
 SQL_ROWS = "SELECT row, id FROM $vectors WHERE list_contains(?, row)"
+SQL_ROW_VECTORS = "SELECT row, vec FROM $vectors WHERE list_contains(?, row)"
 SQL_SEARCH_WITH_META = (
     "SELECT v.row AS row, v.id AS id, m.* EXCLUDE (__row) "
     "FROM $vectors v JOIN $meta m ON m.__row = v.row "

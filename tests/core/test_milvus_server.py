@@ -280,6 +280,23 @@ def test_unreachable_server_is_a_clear_error_and_stores_nothing(tmp_path):
         assert store.list_artifacts(kind="index") == []
 
 
+def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Until every thread of ``pid`` is stopped (state T): SIGSTOP is delivered
+    asynchronously, and a thread still running could answer one more request."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except OSError:  # the thread ended meanwhile
+                continue
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop within {timeout} s")
+
+
 def test_a_server_that_stops_answering_or_goes_away_is_a_clear_error(tmp_path):
     server = start_milvus_lite_server(tmp_path / "own-server")
     try:
@@ -288,6 +305,7 @@ def test_a_server_that_stops_answering_or_goes_away_is_a_clear_error(tmp_path):
         assert index.query(X[:2], 3)[0].shape == (2, 3)
         os.kill(server.proc.pid, signal.SIGSTOP)  # alive, but silent
         try:
+            _wait_stopped(server.proc.pid)  # every thread: a busy machine delivers it late
             t0 = time.monotonic()
             with pytest.raises(InvalidInputError, match="failed to search") as err:
                 index.query(X[:2], 3)

@@ -35,13 +35,18 @@ def blobs(store):
 @pytest.fixture
 def counted_hnsw_builds(monkeypatch):
     calls = []
-    real = index_mod.HnswIndex.build
+    real, real_from = index_mod.HnswIndex.build, index_mod.HnswIndex.build_from
 
     def counting(self, X, **kwargs):
         calls.append(len(X))
         return real(self, X, **kwargs)
 
+    def counting_from(self, batches, n, **kwargs):
+        calls.append(n)
+        return real_from(self, batches, n, **kwargs)
+
     monkeypatch.setattr(index_mod.HnswIndex, "build", counting)
+    monkeypatch.setattr(index_mod.HnswIndex, "build_from", counting_from)
     return calls
 
 
@@ -233,3 +238,28 @@ def test_temp_files_of_a_killed_index_save_are_pruned(tmp_path):
     assert service.prune_files() == [orphan]
     assert not orphan.exists() and ours.exists() and alive.exists() and odd.exists()
     store.close()
+
+
+def test_index_built_from_the_stores_batches_answers_as_one_built_from_the_matrix(blobs):
+    """A first query by row builds the index from the store's batches and reads the row alone:
+    the vectors are never loaded whole, and the answer is the one the matrix-built index
+    (same settings, one thread: deterministic) gives."""
+    from embscope.core.index import HnswIndex
+
+    store, info, X = blobs
+    service = NeighbourService(store)
+    got = service.search(info.id, service.resolve(info.id, row=7), k=10, metric="cosine")
+    assert not service.has_vectors(info.id)
+    streamed = HnswIndex("cosine", ef=200, num_threads=1).build_from(
+        store.iter_vectors(info.id), len(X)
+    )
+    whole = HnswIndex("cosine", ef=200, num_threads=1).build(X)
+    for index in (streamed, whole):
+        rows, _ = index.query(X[7:8], 10, exclude=np.array([7]))
+        np.testing.assert_array_equal(rows[0], got.rows)
+    np.testing.assert_array_equal(store.load_vector_rows(info.id, [7, 3, 7]), X[[7, 3, 7]])
+    with pytest.raises(InvalidInputError, match="rows must be between"):
+        store.load_vector_rows(info.id, [len(X)])
+    batches = list(store.iter_vectors(info.id))
+    with pytest.raises(InvalidInputError, match="not 1,201"):
+        HnswIndex("cosine").build_from(batches, len(X) + 1)
