@@ -48,7 +48,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -180,26 +179,10 @@ def map_first_draw(db: Path) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     import bench_scatter
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "embscope.app.cli", "--db", str(db), "serve", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(150):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with bench_scatter.serve(db) as port:
         url = f"http://127.0.0.1:{port}/projections?dataset=1&method=largevis&density=1"
         bench_scatter.measure(url)  # warm: imports, the frontend's cache
         script, drawn, points = bench_scatter.measure(url)
-    finally:
-        server.terminate()
-        server.wait(30)
     return {"script_s": round(script, 2), "drawn_s": round(drawn, 2), "points": points}
 
 

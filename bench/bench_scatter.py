@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,28 @@ def prepare(db: Path, n: int, dim: int) -> int:
         labels = store.load_metadata(info.id, columns=["cluster"])["cluster"].astype(str)
         fig = figures.projection_figure(p.coords, color=labels.to_numpy(), categorical=True)
         return len(fig.to_json())
+
+
+@contextmanager
+def serve(db: Path) -> Iterator[int]:
+    """``embscope serve`` of ``db`` on a free loopback port, until the block ends."""
+    port = free_port()
+    env = dict(os.environ, EMBSCOPE_DB=str(db))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "embscope.app.cli", "--db", str(db), "serve", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def measure(url: str) -> tuple[float, float, int]:
@@ -89,25 +113,10 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="embscope-scatter-"))
         db = tmp / "scatter.duckdb"
         payload = prepare(db, n, args.dim)
-        port = free_port()
-        env = dict(os.environ, EMBSCOPE_DB=str(db))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "embscope.app.cli", "--db", str(db), "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.2)
+        with serve(db) as port:
             url = f"http://127.0.0.1:{port}/projections?dataset=1&method=pca&color=cluster"
             measure(url)  # warm: the server imports, Chromium caches the frontend
             script, drawn, points = measure(url)
-        finally:
-            server.terminate()
-            server.wait(10)
         rows.append((n, payload, script, drawn, points))
     print()
     print(f"{'points':>10} {'payload MB':>11} {'bytes/pt':>9} {'script s':>9} {'drawn s':>8}")

@@ -1,4 +1,5 @@
-"""Fixtures of the core tests: a Milvus server reached by URI (tests/milvus_server.py)."""
+"""Fixtures of the core tests: a Milvus server reached by URI (tests/milvus_server.py), and the
+filter expressions Milvus searches were sent."""
 
 from __future__ import annotations
 
@@ -18,3 +19,19 @@ def milvus_server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
     with milvus_lite_server(tmp_path_factory.mktemp("milvus-server")) as uri:
         yield uri
+
+
+@pytest.fixture
+def milvus_expressions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The filter expressions the Milvus searches of the test were sent (``""``: none)."""
+    from embscope.core.index_milvus import MilvusIndex
+
+    sent: list[str] = []
+    original = MilvusIndex._search_rows
+
+    def spy(self, client, Q, want, ef, expr, *, exhaustive):  # type: ignore[no-untyped-def]
+        sent.append(expr)
+        return original(self, client, Q, want, ef, expr, exhaustive=exhaustive)
+
+    monkeypatch.setattr(MilvusIndex, "_search_rows", spy)
+    return sent

@@ -566,21 +566,14 @@ def test_drop_collections_takes_staging_leftovers_and_creates_nothing(tmp_path):
 
 
 def test_query_among_names_the_shorter_label_set_and_pads_what_it_cannot_fill(
-    tmp_path, opened, monkeypatch
+    tmp_path, opened, monkeypatch, milvus_expressions
 ):
     import embscope.core.index_milvus as mod
 
     X = _data(n=200)
     index = MilvusIndex("l2", uri=tmp_path / "m.db", index_type="FLAT").build(X)
     opened.append(index)
-    sent: list[str] = []
-    original = MilvusIndex._search_rows
-
-    def spy(self, client, Q, want, ef, expr, *, exhaustive):
-        sent.append(expr)
-        return original(self, client, Q, want, ef, expr, exhaustive=exhaustive)
-
-    monkeypatch.setattr(MilvusIndex, "_search_rows", spy)
+    sent = milvus_expressions
     for among in (np.arange(0, 200, 7), np.setdiff1d(np.arange(200), [3, 50, 51])):
         idx, dist = index.query(X[:4], 5, exclude=np.arange(4), among=among)
         assert np.isin(idx, among).all()

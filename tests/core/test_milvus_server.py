@@ -107,17 +107,9 @@ def test_hnsw_collection_on_the_server_has_recall_at_least_095(served):
 
 
 @pytest.fixture
-def expressions(monkeypatch):
+def expressions(milvus_expressions):
     """The filter expressions the Milvus searches were sent."""
-    sent: list[str] = []
-    original = MilvusIndex._search_rows
-
-    def spy(self, client, Q, want, ef, expr, *, exhaustive):
-        sent.append(expr)
-        return original(self, client, Q, want, ef, expr, exhaustive=exhaustive)
-
-    monkeypatch.setattr(MilvusIndex, "_search_rows", spy)
-    return sent
+    return milvus_expressions
 
 
 @pytest.mark.parametrize(
