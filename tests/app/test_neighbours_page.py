@@ -277,15 +277,15 @@ def test_a_cancelled_index_build_is_not_started_again_by_the_next_run(db, monkey
 
     _points(db)
     release = threading.Event()
-    real_build = index_module.HnswIndex.build
+    real_build = index_module.HnswIndex.build_from  # the service builds from the store's batches
 
-    def held(self, X, *, progress=None):
+    def held(self, batches, n, *, progress=None):
         while not release.wait(0.05):
             if progress is not None and progress(0.1, "held by the test"):
                 raise OperationCancelled("building the index was cancelled")
-        return real_build(self, X, progress=progress)
+        return real_build(self, batches, n, progress=progress)
 
-    monkeypatch.setattr(index_module.HnswIndex, "build", held)
+    monkeypatch.setattr(index_module.HnswIndex, "build_from", held)
     monkeypatch.setattr("embscope.app.neighbours_view.INDEX_WAIT_S", 0.2)
     at = _neighbours_page()
     by_key(at.radio, "neighbours.item_how").set_value("row").run()
