@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from embscope.app import figures, map_charts, map_filter, share, state, widgets
+from embscope.app import figures, map_charts, map_filter, preview_note, share, state, widgets
 from embscope.app.cache import id_row_map, label_columns, projection_coords
 from embscope.app.clusters_panel import CLUSTERS, cluster_table
 from embscope.app.jobs import artifact_or_job
@@ -319,7 +319,8 @@ def stored_or_job(info: DatasetInfo, request: dict[str, Any]) -> runs.Projection
         button_key="projections.compute",
         start_now=method == "pca",
         caption="Not computed yet. It runs in the background: you can leave the page and come "
-        "back, and everyone using this server sees the result.",
+        "back, and everyone using this server sees the result."
+        + preview_note.compute_hint(info.n, method, request["params"]),
         with_arrays=False,  # the coordinates are read once, by projection_coords
     )
 

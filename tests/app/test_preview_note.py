@@ -46,3 +46,20 @@ def test_a_preview_is_labelled_and_the_full_layout_is_not(db):
     by_key(at.checkbox, "projections.largevis.preview").uncheck()
     at.run()
     assert not at.exception and not any(n.startswith("Preview:") for n in _notes(at))
+
+
+def test_a_full_layout_that_takes_minutes_points_to_the_preview(db, monkeypatch):
+    """Above HINT_N items the Compute caption of a full LargeVis or UMAP layout says where the
+    preview is; below it, for PCA, or with preview on, it does not."""
+    from embscope.app import preview_note
+
+    def captions(at) -> str:
+        return " ".join(c.value for c in at.caption)
+
+    at = open_page("projections", {"dataset": "1", "method": "largevis"})
+    assert not at.exception and "'preview' switch" not in captions(at)  # 1,200 < HINT_N
+    monkeypatch.setattr(preview_note, "HINT_N", 1_000)
+    at = open_page("projections", {"dataset": "1", "method": "umap"})
+    assert not at.exception and "On 1,200 items a full layout takes minutes" in captions(at)
+    assert preview_note.compute_hint(1_200, "pca", {}) == ""
+    assert preview_note.compute_hint(1_200, "largevis", {"preview": True}) == ""
