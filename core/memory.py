@@ -16,31 +16,40 @@
 
 The estimates are fits to peaks measured in fresh processes (growth of the peak resident set
 over the job, cold DuckDB cache; 2 cores; Gaussian mixtures of 50,000 to 200,000 points at
-d = 64 and 384, through the artifact layer as a job runs it), checked against figures
-measured at a million points. They are meant to be a little above the truth, never far
+d = 64 and 384, through the artifact layer as a job runs it; tests/core/test_memory.py keeps
+the figures), checked against bench/bench_scale.py's peaks at 1M x 384 (docs/SCALE.md, less
+the ~0.25 GiB of a fresh interpreter): each estimate is 0.95-2x the small measurements and
+1.0-1.5x the million-point ones. They are meant to be a little above the truth, never far
 below. What they count, with V = ``4 n d`` the bytes of the vectors:
 
-* **Reading the vectors from the store** costs about 3 V at its peak (DuckDB's result, the
-  Arrow copy, DuckDB's cached pages) and leaves 2 V resident (the array and the cached pages).
-  Every job that reads the vectors pays it.
-* **A neighbour graph** (NN-descent above 50,000 points, exact below): about 3.3 V +
-  ``n (1,500 + 24 k)`` + :data:`GRAPH_CODE` (measured 3.27 V + 1.98 KB per point + 530 MiB
-  at k = 30; the recall check on 500 points holds a 500 x n block of distances).
-* **LargeVis / UMAP layouts:** 3.3 V / 3.0 V + 60 / 120 bytes per (point, neighbour): 1M x
-  384 measured 3.3 GB for either (LargeVis k = 30, UMAP k = 15) with the vectors read from a
-  file (1.5 GB), so 1.8 GB beyond them; read from the store, add 2 V. A stored graph wider
-  than the layout's k (150 up to 50,000 points) is read whole: 24 bytes per extra column.
-* **A preview** (LargeVis or UMAP of a sample, the rest placed): 3.1 V + the sample's graph
-  or layout, whichever is larger, + its HNSW index (the parts above, not measured as a whole).
-* **PCA**: 5.2 V + 1.3 KB per point (a float64 centred copy of the vectors, the scores).
-* **Clusters** (Leiden): 1.7 V + 260 bytes per (point, neighbour) of the 15-NN graph: about
-  6.7 GB at 1M x 384 (the edge list handed to graspologic is Python tuples).
-* **HNSW index**: 3.1 V + ``n (8 M + 64)``. **Geometry**: 2.4 V + ``n (600 + 30 k)``.
-  **Compression**: 1.6 V + 3.2 V of its sample (at most 100,000 rows) + 128 MiB.
-  **Heat-geodesic**: 3.3 V + the 150-wide graph + the ``n x L`` heat columns (twice) +
-  ``L x L`` matrices.
-* Every job adds :data:`JOB_OVERHEAD` (thread pools, numba's loaded code, BLAS buffers:
-  the fits' intercepts were 20-280 MiB, a graph build's 530 MiB).
+* **Reading the vectors from the store** (batches straight into one array, DuckDB held to
+  512 MB, its cache evicted after) peaks at V + DuckDB's buffers: about 1.4 V while that is
+  below its limit, 512 MiB above (measured 693 MiB = 2.4 V at 200,000 x 384; about V + 0.5
+  GiB at 1M x 384), and leaves about V resident. Every job that reads the vectors pays it;
+  it is "the read" below.
+* **A neighbour graph** (NN-descent above 50,000 points, exact below): the read +
+  ``n (2,000 + 24 k)`` + :data:`GRAPH_CODE` (1M x 384, k = 30: 4.90 GiB estimated, 4.80
+  measured; the recall check on 500 points holds a 500 x n block of distances).
+* **LargeVis / UMAP layouts** (graph stored): the read + 80 / 120 bytes per (point,
+  neighbour) (1M x 384, LargeVis k = 30 / UMAP k = 15: 4.23 / 4.00 GiB estimated, 3.94 /
+  3.88 measured). A stored graph wider than the layout's k (150 up to 50,000 points; 30
+  above) is read whole: 24 bytes per extra column.
+* **A preview** (LargeVis or UMAP of a sample, the rest placed): the larger of the read and
+  V held beside the sample's graph build or layout (the larger of those), + the sample's
+  HNSW index and the coordinates (1M x 384, 50,000 sampled: 2.44 GiB estimated, 2.09
+  measured).
+* **PCA**: the read + 2 V + 1.3 KB per point (a float64 centred copy, the scores).
+* **Clusters** (Leiden): 0.5 V + 350 bytes per (point, neighbour) of the 15-NN graph (the
+  edge list handed to graspologic is Python tuples; 1M x 384: 5.67 GiB estimated, 4.11
+  measured; 200,000 points take ~1.1 GiB at d = 64 as at 384).
+* **HNSW index** (from the store's batches, the whole matrix never loaded): the read +
+  ``n (8 M + 450)`` (1M x 384: 2.53 GiB estimated, 2.46 measured). **Geometry**: the read +
+  ``n (300 + 20 k)`` (2.64 / 2.31 GiB). **Compression**: the read + 2 V of its sample (at most
+  100,000 rows) + 160 MiB (2.44 / 2.10 GiB). **Heat-geodesic**: the read + V + the 150-wide
+  graph + the ``n x L`` heat columns (twice) + ``L x L`` matrices.
+* Every job adds :data:`JOB_OVERHEAD` (thread pools, BLAS buffers: the fits' intercepts
+  were at most 64 MiB, the layouts measured with their numba code compiled before), a graph
+  build :data:`GRAPH_CODE` too (its code compiled in the job: an intercept of ~450 MiB).
 
 A job that may build the shared graph first (projections, clusters, geometry, ...) counts the
 larger of the graph's peak and its own: it does not know whether another job stored the graph
@@ -92,10 +101,14 @@ DEFAULT_BUDGET_SHARE = 0.75
 #: The machine's memory when the system does not say (no /proc/meminfo, no sysconf).
 ASSUMED_MACHINE = 8 * GIB
 #: Added to every estimate: what any job costs beyond its arrays.
-JOB_OVERHEAD = 256 * MIB
-#: Added to a graph build: the compiled NN-descent and search code it loads (the fits'
-#: intercept was 530 MiB, against 20-280 MiB for the other kinds).
-GRAPH_CODE = 256 * MIB
+JOB_OVERHEAD = 64 * MIB
+#: Added to a graph build: the compiled NN-descent and search code it loads and its thread
+#: pools (the fit's intercept was about 450 MiB, against at most 64 MiB for the other kinds).
+GRAPH_CODE = 384 * MIB
+# Reading the vectors from the store (core.store.Store.load_vectors, iter_vectors): DuckDB's
+# buffers beside the array, about 1.4 V while that is below its 512 MB limit, this much after.
+_READ_BUFFERS = 512 * MIB
+_READ_BUFFER_SHARE = 1.4
 
 # What core.graph.stored_width does, repeated here because core/graph.py cannot be imported by
 # this module (jobs.py imports it, and graph.py -> artifacts.py -> jobs.py); a test checks that
@@ -251,6 +264,12 @@ def _bytes(value: float) -> int:
     return int(math.ceil(value))
 
 
+def _read(v: float) -> float:
+    """The peak of reading ``v`` bytes of vectors from the store: the array and DuckDB's
+    buffers (1.4 v, at most 512 MiB). What stays resident after is about v."""
+    return v + min(_READ_BUFFER_SHARE * v, _READ_BUFFERS)
+
+
 def graph_width(k: int, n: int, metric: str = "cosine") -> int:
     """How wide the shared graph is built when ``k`` neighbours of ``n`` points are asked for
     (:func:`core.graph.stored_width`): at least 150 where search is exact, else at least 30."""
@@ -263,26 +282,28 @@ def graph_width(k: int, n: int, metric: str = "cosine") -> int:
 
 def graph_peak(n: int, d: int, k: int, *, method: str = "nndescent") -> int:
     """Building a ``k``-wide neighbour graph (``method``: ``nndescent``, ``exact``, ``cells``
-    or ``hnsw``): the vectors read, a copy in cell order or for the recall check, the lists
-    being built and the 500 x n distances of the recall check."""
+    or ``hnsw``): the vectors read, the lists being built (their candidates, distances and
+    flags) and the 500 x n distances of the recall check."""
     if method not in ("nndescent", "exact", "cells", "hnsw"):
         raise InvalidInputError(f"unknown graph method {method!r}")
     v = vectors_bytes(n, d)
     links = n * (8 * _HNSW_M + 64) if method == "hnsw" else 0
-    per_point = 1500 + 24 * _count(k, "k", low=1)
-    return _bytes(JOB_OVERHEAD + GRAPH_CODE + 3.3 * v + n * per_point + links)
+    per_point = 2000 + 24 * _count(k, "k", low=1)
+    return _bytes(JOB_OVERHEAD + GRAPH_CODE + _read(v) + n * per_point + links)
 
 
 def index_peak(n: int, d: int, *, backend: str = "hnsw", M: int = _HNSW_M) -> int:
-    """Building a search index: the vectors read (3 V), hnswlib's copy and links, or the
-    exact index's normalised copy; Milvus holds its copy in its own process."""
+    """Building a search index: HNSW from the store's batches (DuckDB's buffers, hnswlib's
+    copy of the vectors, its links, locks and label map: 8 M + 450 bytes a point, fitted), the
+    exact index from the vectors read and its normalised copy; Milvus from the vectors read
+    (it holds its copy in its own process)."""
     v = vectors_bytes(n, d)
     if backend == "hnsw":
-        return _bytes(JOB_OVERHEAD + 3.1 * v + n * (8 * _count(M, "M", low=2) + 64))
+        return _bytes(JOB_OVERHEAD + _read(v) + n * (8 * _count(M, "M", low=2) + 450))
     if backend == "exact":
-        return _bytes(JOB_OVERHEAD + 4.1 * v)
+        return _bytes(JOB_OVERHEAD + _read(v) + v)
     if backend == "milvus":
-        return _bytes(JOB_OVERHEAD + 3.1 * v)
+        return _bytes(JOB_OVERHEAD + _read(v))
     raise InvalidInputError(f"unknown index backend {backend!r}: use hnsw, exact or milvus")
 
 
@@ -307,24 +328,25 @@ def layout_peak(
     wide = max(0, _count(graph_k if graph_k is not None else k, "graph_k") - k)
     read = 24 * n * wide  # the stored graph's columns beyond k, read and decoded
     if method == "pca":
-        return _bytes(JOB_OVERHEAD + 5.2 * v + 1300 * n)
+        return _bytes(JOB_OVERHEAD + _read(v) + 2 * v + 1300 * n)
     if method == "largevis":
-        return _bytes(JOB_OVERHEAD + 3.3 * v + 60 * n * k + read)
+        return _bytes(JOB_OVERHEAD + _read(v) + 80 * n * k + read)
     if method == "umap":
-        return _bytes(JOB_OVERHEAD + 3.0 * v + 120 * n * k + read)
+        return _bytes(JOB_OVERHEAD + _read(v) + 120 * n * k + read)
     if method == "heatgeo":
         L = _landmarks(n, landmarks)
-        return _bytes(JOB_OVERHEAD + 3.3 * v + 24 * n * k + read + 8 * n * L + 32 * L * L)
+        return _bytes(JOB_OVERHEAD + _read(v) + v + 32 * n * k + read + 8 * n * L + 32 * L * L)
     raise InvalidInputError(f"unknown layout method {method!r}")
 
 
 def preview_peak(
     n: int, d: int, k: int, *, method: str, sample: int, metric: str = "cosine"
 ) -> int:
-    """A LargeVis or UMAP preview (core/projections/preview.py): every vector read (3 V),
-    then the larger of the sample's own graph build and its layout, the sample's HNSW index
-    for the placement, and the coordinates; no graph of all ``n`` points. Not measured: the
-    sum of the parts measured above."""
+    """A LargeVis or UMAP preview (core/projections/preview.py): every vector read, then,
+    with them held (V), the larger of the sample's own graph build and its layout; and the
+    sample's HNSW index for the placement and the coordinates; no graph of all ``n`` points.
+    The parts measured above put together (measured whole: 721 MiB at 200,000 x 384, 2.09
+    GiB at 1M x 384, estimated 1.25 and 2.44 GiB)."""
     m = min(_count(sample, "sample", low=2), n)
     width = graph_width(k, m, metric)
     own = max(
@@ -332,33 +354,36 @@ def preview_peak(
         layout_peak(m, d, min(k, m - 1), method=method, graph_k=width),
     )
     placed = vectors_bytes(m, d) + m * (8 * _HNSW_M + 64) + 64 * n
-    return _bytes(3.1 * vectors_bytes(n, d) + own + placed)
+    v = vectors_bytes(n, d)
+    return _bytes(max(JOB_OVERHEAD + _read(v), v + own) + placed)
 
 
 def clusters_peak(n: int, d: int, k: int = _CLUSTER_K) -> int:
-    """Leiden on the fuzzy graph of the ``k``-NN lists, then each cluster's examples."""
-    return _bytes(JOB_OVERHEAD + 1.7 * vectors_bytes(n, d) + 260 * n * _count(k, "k", low=1))
+    """Leiden on the fuzzy graph of the ``k``-NN lists (its edge list is Python tuples),
+    then each cluster's examples from the vectors."""
+    return _bytes(JOB_OVERHEAD + 0.5 * vectors_bytes(n, d) + 350 * n * _count(k, "k", low=1))
 
 
 def geometry_peak(n: int, d: int, k: int) -> int:
     """The scorecard on a stored graph ``k`` wide (isotropy, intrinsic dimension, hubness)."""
-    return _bytes(JOB_OVERHEAD + 2.4 * vectors_bytes(n, d) + n * (600 + 30 * _count(k, "k")))
+    return _bytes(JOB_OVERHEAD + _read(vectors_bytes(n, d)) + n * (300 + 20 * _count(k, "k")))
 
 
 def compression_peak(n: int, d: int, n_queries: int = 1000) -> int:
     """Codecs compared one at a time on at most :data:`_COMPRESSION_SAMPLE` rows: the vectors
-    read (1.6 V, bench_scale.py: 1.30 GiB at 300k x 384), then on the sample its copy, the
-    prepared database, one codec's codes, the queries and their true neighbours."""
+    read, then on the sample its copy and the prepared database (2 V of the sample), one
+    codec's training and codes (160 MiB), the queries and their true neighbours."""
     q = _count(n_queries, "n_queries")
     sample = vectors_bytes(min(_count(n, "n"), _COMPRESSION_SAMPLE), d)
     return _bytes(
-        JOB_OVERHEAD + 128 * MIB + 1.6 * vectors_bytes(n, d) + 3.2 * sample + q * (4 * d + 1000)
+        JOB_OVERHEAD + 160 * MIB + _read(vectors_bytes(n, d)) + 2 * sample + q * (4 * d + 1000)
     )
 
 
 def default_peak(n: int, d: int) -> int:
-    """A kind without its own estimate: the vectors read and four copies' worth of work."""
-    return _bytes(JOB_OVERHEAD + 5.0 * vectors_bytes(n, d) + 2000 * n)
+    """A kind without its own estimate: the vectors read and three copies' worth of work."""
+    v = vectors_bytes(n, d)
+    return _bytes(JOB_OVERHEAD + _read(v) + 3 * v + 2000 * n)
 
 
 def _graph_method(n: int, metric: str, method: str = "auto") -> str:
@@ -426,7 +451,7 @@ def job_peak(kind: str, request: Any) -> int:
     if kind in ("ef_diagnostics", "order_diagnostics"):
         m = min(n, int(getattr(request, "sample", 0) or n))
         own = _bytes(
-            JOB_OVERHEAD + 3.1 * vectors_bytes(n, d) + 3 * vectors_bytes(m, d)
+            JOB_OVERHEAD + _read(vectors_bytes(n, d)) + 3 * vectors_bytes(m, d)
             + m * (8 * _HNSW_M + 64)
         )  # fmt: skip
         lid = 0 if metric == "ip" else _graph_first(n, d, _GEOMETRY_MIN_K, metric)
@@ -437,7 +462,7 @@ def job_peak(kind: str, request: Any) -> int:
         both = [(n, d), (n_b, d_b)]
         return _bytes(
             JOB_OVERHEAD
-            + sum(3.1 * vectors_bytes(m, e) for m, e in both)
+            + sum(_read(vectors_bytes(m, e)) for m, e in both)
             + sum(m * (1300 + 24 * graph_width(k, m, metric)) for m, _ in both)
         )
     if kind in ("hubness_reduction", "projection_labels"):

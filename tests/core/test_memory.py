@@ -120,19 +120,26 @@ def test_format_gib():
 
 
 def test_estimates_scale_as_stated():
-    n, d, k = 200_000, 384, 30
+    n, d, k = 100_000, 384, 30  # 2n x d vectors: 293 MiB, DuckDB's buffers below 512 MiB
     fixed = memory.JOB_OVERHEAD + memory.GRAPH_CODE
-    # linear in n: twice the points, twice what is above the fixed part
+    # linear in n while the read's buffers are below their cap: twice the points, twice what
+    # is above the fixed part
     assert graph_peak(2 * n, d, k) - fixed == pytest.approx(2 * (graph_peak(n, d, k) - fixed), 1e-6)
-    # 3.3 V per dimension, 24 bytes per point and neighbour
-    assert graph_peak(n, d + 1, k) - graph_peak(n, d, k) == pytest.approx(3.3 * 4 * n, abs=2)
+    # the read: 2.4 V per dimension below the cap, V + 512 MiB above it (1M x 384)
+    assert graph_peak(n, d + 1, k) - graph_peak(n, d, k) == pytest.approx(2.4 * 4 * n, abs=2)
+    big = 1_000_000
+    assert graph_peak(big, d + 1, k) - graph_peak(big, d, k) == pytest.approx(4 * big, abs=2)
+    assert graph_peak(big, d, k) == pytest.approx(
+        fixed + vectors_bytes(big, d) + 512 * MIB + big * (2000 + 24 * k), abs=2
+    )
+    # 24 bytes per point and neighbour
     assert graph_peak(n, d, k + 1) - graph_peak(n, d, k) == 24 * n
     # HNSW graphs add their links (M = 16: 8 M + 64 bytes a point)
     assert graph_peak(n, d, k, method="hnsw") - graph_peak(n, d, k) == n * (8 * 16 + 64)
-    # layouts: 60 (LargeVis) and 120 (UMAP) bytes per point and neighbour
+    # layouts: 80 (LargeVis) and 120 (UMAP) bytes per point and neighbour
     assert (
         layout_peak(n, d, k + 1, method="largevis") - layout_peak(n, d, k, method="largevis")
-        == 60 * n
+        == 80 * n
     )
     assert layout_peak(n, d, k + 1, method="umap") - layout_peak(n, d, k, method="umap") == 120 * n
     # a stored graph wider than the layout's k is read whole: 24 bytes per extra column
@@ -147,29 +154,33 @@ def test_estimates_scale_as_stated():
 
 
 # Peaks measured in a fresh process (growth of VmHWM over the job, through the artifact layer,
-# graph stored where the kind only reads it), Gaussian mixtures, 2 cores: MiB.
+# graph stored where the kind only reads it; the layouts' numba code compiled before; preview:
+# no graph stored, 50,000 sampled), Gaussian mixtures, 2 cores, with the bounded store reads
+# (caac2a6, 284d7a5) and the HNSW index built from the store's batches (67d00ae): MiB.
+# Where a size was measured twice, the larger figure.
 MEASURED_MIB = [
-    ("graph", 100_000, 384, 30, 1197),
-    ("graph", 200_000, 384, 30, 1863),
-    ("graph", 200_000, 64, 30, 1067),
-    ("graph", 50_000, 384, 150, 710),
-    ("largevis", 100_000, 384, 30, 815),
-    ("largevis", 200_000, 384, 30, 1351),
-    ("largevis", 200_000, 64, 30, 553),
-    ("umap", 200_000, 384, 15, 1339),
-    ("umap", 200_000, 64, 15, 629),
-    ("pca", 200_000, 384, 10, 1764),
-    ("pca", 200_000, 64, 10, 518),
-    ("heatgeo", 50_000, 384, 150, 691),
-    ("clusters", 100_000, 384, 15, 867),
-    ("clusters", 200_000, 384, 15, 1503),
-    ("clusters", 200_000, 64, 15, 1096),
-    ("scorecard", 200_000, 384, 20, 1028),
-    ("scorecard", 200_000, 64, 20, 453),
-    ("compression", 200_000, 384, 0, 1234),
-    ("compression", 200_000, 64, 0, 453),
-    ("index", 200_000, 384, 0, 952),
-    ("index", 200_000, 64, 0, 204),
+    ("graph", 100_000, 384, 30, 1072),
+    ("graph", 200_000, 384, 30, 1600),
+    ("graph", 200_000, 64, 30, 1062),
+    ("graph", 50_000, 384, 150, 672),
+    ("largevis", 100_000, 384, 30, 659),
+    ("largevis", 200_000, 384, 30, 1036),
+    ("largevis", 200_000, 64, 30, 504),
+    ("umap", 200_000, 384, 15, 1041),
+    ("umap", 200_000, 64, 15, 564),
+    ("pca", 200_000, 384, 10, 1495),
+    ("pca", 200_000, 64, 10, 507),
+    ("heatgeo", 50_000, 384, 150, 578),
+    ("clusters", 100_000, 384, 15, 570),
+    ("clusters", 200_000, 384, 15, 1094),
+    ("clusters", 200_000, 64, 15, 1114),
+    ("scorecard", 200_000, 384, 20, 783),
+    ("scorecard", 200_000, 64, 20, 297),
+    ("compression", 200_000, 384, 0, 693),
+    ("compression", 200_000, 64, 0, 384),
+    ("index", 200_000, 384, 0, 773),
+    ("index", 200_000, 64, 0, 163),
+    ("preview", 200_000, 384, 30, 721),
 ]
 
 
@@ -184,24 +195,39 @@ def _estimate(kind, n, d, k):
         return memory.geometry_peak(n, d, k)
     if kind == "compression":
         return memory.compression_peak(n, d)
+    if kind == "preview":
+        return memory.preview_peak(n, d, k, method="largevis", sample=50_000)
     return memory.index_peak(n, d)
 
 
 @pytest.mark.parametrize(("kind", "n", "d", "k", "measured"), MEASURED_MIB)
 def test_estimates_cover_measured_peaks_without_overshooting_far(kind, n, d, k, measured):
     estimate = _estimate(kind, n, d, k) / MIB
-    assert 0.95 * measured <= estimate <= 2.5 * measured, (estimate, measured)
+    assert 0.95 * measured <= estimate <= 2 * measured, (estimate, measured)
 
 
-def test_estimates_at_a_million_points_match_the_figures_measured_there():
-    """1M x 384: LargeVis (k = 30) and UMAP (k = 15) peaked at 3.3 GB with the vectors read
-    from a file (1.5 GB of them); read from the store the vectors cost 2 V more. Leiden
-    clusters of 1M: about 6 GB."""
-    n, d = 1_000_000, 384
-    from_store = 3.3e9 + 2 * vectors_bytes(n, d)
-    for method, k in (("largevis", 30), ("umap", 15)):
-        assert 1.0 <= layout_peak(n, d, k, method=method) / from_store <= 1.25
-    assert 1.0 <= memory.clusters_peak(n, d) / 6e9 <= 1.25
+# bench/bench_scale.py at 1M x 384 (docs/SCALE.md): each step's peak RSS in a fresh CLI
+# process (graph stored where the step only reads it; the index built from the store's
+# batches; the preview on a fresh dataset, 50,000 sampled, unscored), GiB.
+MILLION_GIB = [
+    ("graph", 30, 5.05),
+    ("largevis", 30, 4.19),
+    ("umap", 15, 4.13),
+    ("index", 0, 2.71),
+    ("scorecard", 20, 2.56),
+    ("compression", 0, 2.35),
+    ("clusters", 15, 4.36),
+    ("preview", 30, 2.34),
+]
+INTERPRETER_GIB = 0.25  # a fresh CLI process's own resident set before the step's work
+
+
+@pytest.mark.parametrize(("kind", "k", "measured"), MILLION_GIB)
+def test_estimates_at_a_million_points_match_the_bench_scale_figures(kind, k, measured):
+    """The job's own peak (the figure less the interpreter) to at most 1.5x: a 1M job is not
+    kept waiting for memory it will not use."""
+    estimate = _estimate(kind, 1_000_000, 384, k) / GIB
+    assert 1.0 <= estimate / (measured - INTERPRETER_GIB) <= 1.5, (estimate, measured)
 
 
 def test_graph_width_is_core_graphs_stored_width():
@@ -283,7 +309,7 @@ def test_job_peak_reads_the_request():
                                         "preview_sample": 50_000}),
     )  # fmt: skip
     assert preview == memory.preview_peak(n, d, 15, method="umap", sample=50_000)
-    assert 3 * vectors_bytes(n, d) < preview < umap
+    assert vectors_bytes(n, d) + 512 * MIB < preview < umap
     off = _request(method="umap", params={"n_neighbors": 15, "preview": False})
     assert job_peak("projection", off) == umap
     # PCA reads a stored graph to score, never builds one
@@ -303,7 +329,7 @@ def test_job_peak_reads_the_request():
     assert job_peak("knn_graph", SimpleNamespace(k=3)) == GIB
     # two datasets compared: both counted
     both = job_peak("comparison", _request(other=SimpleNamespace(n=n, dim=d), k=10))
-    assert both > 2 * 3 * vectors_bytes(n, d)
+    assert both > 2 * (vectors_bytes(n, d) + 512 * MIB)
 
 
 def test_artifacts_submit_states_the_estimate(tmp_path):
