@@ -446,9 +446,11 @@ class MilvusIndex:
             except BaseException:
                 _drop_quietly(client, staging)
                 raise
+            # After a large flush the server may take minutes to answer DDL (Milvus Lite: the
+            # rename after 1M x 384 rows passed 60 s): these wait as long as the flush may.
             if client.has_collection(self.collection, timeout=self.request_timeout):
-                client.drop_collection(self.collection, timeout=self.request_timeout)
-            client.rename_collection(staging, self.collection, timeout=self.request_timeout)
+                client.drop_collection(self.collection, timeout=_LONG_TIMEOUT)
+            client.rename_collection(staging, self.collection, timeout=_LONG_TIMEOUT)
             # a renamed collection must be loaded again
             client.load_collection(self.collection, timeout=_LONG_TIMEOUT)
             self.dim, self._n, self._next_label, self._exists = d, n, n, True
