@@ -360,7 +360,7 @@ class Store:
         cur = self._cursor()
         with self._bulk_lock:
             if self._bulk_sections == 0:
-                cur.execute(f"SET memory_limit = '{_BULK_MEMORY_LIMIT}'")
+                cur.execute("SET memory_limit = ?", [_BULK_MEMORY_LIMIT])
             self._bulk_sections += 1
         try:
             yield
@@ -369,7 +369,7 @@ class Store:
                 self._bulk_sections -= 1
                 if self._bulk_sections == 0:
                     try:  # a small limit evicts the blocks the scan or append left cached
-                        cur.execute(f"SET memory_limit = '{_BULK_EVICT_LIMIT}'")
+                        cur.execute("SET memory_limit = ?", [_BULK_EVICT_LIMIT])
                     except duckdb.Error:  # pinned by a query running beside: left cached
                         pass
                     try:

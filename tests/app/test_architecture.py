@@ -103,7 +103,7 @@ def test_sql_never_formats_text_in():
     """No SQL is built with an f-string or format(): statements are literals, and the only
     substitution, of a dataset's table names and vector dimension, happens in
     ``core.store_sql.on_dataset`` on the store's own ``SQL_*`` templates."""
-    sql_word = r"(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE|ALTER)\b"
+    sql_word = r"(?:SELECT|INSERT|CREATE|DROP|DELETE|UPDATE|ALTER|SET|RESET|PRAGMA|COPY|ATTACH)\b"
     f_string = re.compile(r'\bf"[^"]*' + sql_word + r'[^"]*"')
     formatted = re.compile(r'"[^"]*' + sql_word + r'[^"]*"\s*\.format\(|%\s*\(')
     for path in _files("core") + _files("app"):
