@@ -322,6 +322,13 @@ def _place_block(
     return out
 
 
+def _others(n: int, rows: np.ndarray) -> np.ndarray:
+    """The rows of ``0..n-1`` not in ``rows``, sorted: the placed ones of a sample."""
+    is_placed = np.ones(n, dtype=bool)
+    is_placed[rows] = False
+    return np.flatnonzero(is_placed)
+
+
 @dataclass(frozen=True)
 class PreviewLayout:
     """A preview: ``coords`` (float32, (n, dims), row order), the sorted ``sample`` rows that
@@ -335,9 +342,7 @@ class PreviewLayout:
     @property
     def placed(self) -> np.ndarray:
         """The rows that were placed (not in the sample), sorted."""
-        is_placed = np.ones(self.coords.shape[0], dtype=bool)
-        is_placed[self.sample] = False
-        return np.flatnonzero(is_placed)
+        return _others(self.coords.shape[0], self.sample)
 
 
 def _check_method_params(method: str, params: Mapping[str, Any] | None, m: int) -> dict[str, Any]:
@@ -429,9 +434,7 @@ def preview_layout(
     if m >= n:
         return PreviewLayout(np.ascontiguousarray(Ys, dtype=np.float32), rows, chosen)
 
-    is_placed = np.ones(n, dtype=bool)
-    is_placed[rows] = False
-    placed = np.flatnonzero(is_placed)
+    placed = _others(n, rows)
     k = min(k, m)
     exact = placed.size * m <= EXACT_MAX_PAIRS
     check_cancel(progress, 0.4, f"preview: indexing the {m:,} sample points", "the preview")
@@ -543,19 +546,6 @@ class PlacementError:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def _layout_knn(Y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest other points of each of ``rows`` in the layout ``Y`` (among all)."""
-    from scipy.spatial import cKDTree
-
-    _, idx = cKDTree(Y).query(Y[rows], k + 1)
-    own = idx == rows[:, None]
-    # Drop the point itself (or, when k + 1 points coincide with it, the last one).
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-    keep = np.ones_like(own)
-    keep[np.arange(rows.size), drop] = False
-    return np.asarray(idx[keep].reshape(rows.size, k), dtype=np.int64)
-
-
 def placement_error(
     preview: PreviewLayout,
     full: np.ndarray,
@@ -569,7 +559,7 @@ def placement_error(
     same rows; ``graph`` (the dataset's k-NN graph, at least ``k`` wide) adds the kNN
     preservation of both (see :class:`PlacementError`)."""
     from embscope.core.compare import procrustes_align
-    from embscope.core.projections.quality import sample_rows
+    from embscope.core.projections.quality import layout_neighbours, sample_rows
 
     if not isinstance(preview, PreviewLayout):
         raise InvalidInputError(f"preview must be a PreviewLayout, got {type(preview).__name__}")
@@ -591,7 +581,9 @@ def placement_error(
             f"graph must be the KnnGraph of the same {n:,} points, at least k = {k} wide"
         )
     rows = placed[sample_rows(placed.size, sample, check_seed(seed))]
-    agreement = float(recall_per_row(_layout_knn(Y, rows, k), _layout_knn(F, rows, k)).mean())
+    agreement = float(
+        recall_per_row(layout_neighbours(Y, rows, k), layout_neighbours(F, rows, k)).mean()
+    )
     fit = procrustes_align(F[preview.sample], Y[preview.sample])
     spread = float(np.sqrt(((F - F.mean(axis=0)) ** 2).sum(axis=1).mean()))
     off = np.linalg.norm(fit.apply(Y[rows]) - F[rows], axis=1) / spread
@@ -607,7 +599,7 @@ def placement_error(
             ("preservation_full", F, rows),
         ):
             high = np.asarray(graph.indices[which, :k], dtype=np.int64)
-            scores[name] = float(recall_per_row(_layout_knn(layout, which, k), high).mean())
+            scores[name] = float(recall_per_row(layout_neighbours(layout, which, k), high).mean())
     return PlacementError(
         k=k,
         points=int(rows.size),

@@ -48,6 +48,7 @@ __all__ = [
     "GEODESIC_MAX_COLUMNS",
     "QUALITY_K",
     "ProjectionQuality",
+    "layout_neighbours",
     "projection_quality",
     "sample_rows",
 ]
@@ -184,8 +185,14 @@ def sample_rows(n: int, sample: Any, seed: Any) -> np.ndarray:
 # -- neighbours and ranks ----------------------------------------------------------------------
 
 
-def _layout_neighbours(tree: Any, Y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest layout neighbours of each sampled point, self excluded, ties by index."""
+def layout_neighbours(Y: np.ndarray, rows: np.ndarray, k: int, *, tree: Any = None) -> np.ndarray:
+    """The k nearest layout neighbours (int64, (len(rows), k)) of each of ``rows`` among all
+    points of the layout ``Y``, self excluded, ties broken by row number as exact search
+    does. ``tree``: a ``scipy.spatial.cKDTree`` of ``Y`` already built."""
+    if tree is None:
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(Y)
     m = rows.size
     dist, idx = tree.query(Y[rows], k + 2)
     out = np.empty((m, k), dtype=np.int64)
@@ -370,7 +377,7 @@ def projection_quality(
 
     report(0.0, "scoring the map: neighbours on the map")
     tree = cKDTree(Y)
-    low = _layout_neighbours(tree, Y, rows, k)
+    low = layout_neighbours(Y, rows, k, tree=tree)
     graph_nbrs = np.asarray(graph.indices[rows, :k], dtype=np.int64)
     # Per sampled point terms of each score (the score is their mean), for the intervals.
     terms: dict[str, np.ndarray] = {}
