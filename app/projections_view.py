@@ -720,9 +720,9 @@ def export_projection(
 
 def _with_chosen(p: runs.Projection, name: str, value: Any) -> str:
     """A parameter as set, with the value the method chose for it where it chose one
-    ("tau=auto (24.1)", "n_epochs=auto (50)")."""
+    ("tau=auto (24.1)", "n_epochs=auto (50)"); a record (a preview's) is not a value."""
     chosen = p.chosen.get(name)
-    if chosen is None or chosen == value:
+    if chosen is None or chosen == value or isinstance(chosen, Mapping):
         return str(value)
     shown = "auto" if value is None else value
     return f"{shown} ({chosen:.3g})" if isinstance(chosen, float) else f"{shown} ({chosen})"

@@ -63,3 +63,15 @@ def test_a_full_layout_that_takes_minutes_points_to_the_preview(db, monkeypatch)
     assert not at.exception and "On 1,200 items a full layout takes minutes" in captions(at)
     assert preview_note.compute_hint(1_200, "pca", {}) == ""
     assert preview_note.compute_hint(1_200, "largevis", {"preview": True}) == ""
+
+
+def test_the_gallery_lists_a_previews_settings_not_its_record(db):
+    """The gallery's parameters column shows preview=True and its sample, not the dict of
+    what the preview did (that is the note above the map)."""
+    from embscope.app.projections_view import _gallery_rows
+
+    with Store(db) as s:
+        stored = runs.list_projections(s, 1)
+    frame = _gallery_rows(stored)
+    text = " ".join(frame["parameters"])
+    assert "preview=True" in text and f"preview_sample={SAMPLE}" in text and "{" not in text
