@@ -54,18 +54,19 @@ SLAB = 2048
 def kmeans(
     Y: np.ndarray, C: int, iters: int, rng: np.random.Generator, spherical: bool
 ) -> np.ndarray:
-    """Lloyd k-means on Y (spherical: unit centroids, cosine assignment); sums by one-hot sgemm."""
+    """Lloyd k-means on Y (spherical: unit centroids, cosine assignment); a cell's sum by one
+    reduceat over the rows sorted by cell."""
     cen = Y[rng.choice(len(Y), C, replace=False)].copy()
-    cols = np.arange(len(Y))
     for _ in range(iters):
         score = Y @ cen.T
         if not spherical:
             score -= 0.5 * (cen * cen).sum(1)[None, :]
         lab = np.argmax(score, 1)
-        onehot = np.zeros((C, len(Y)), np.float32)
-        onehot[lab, cols] = 1.0
-        sums = onehot @ Y
-        cnt = onehot.sum(1)
+        cnt = np.bincount(lab, minlength=C).astype(np.float32)
+        starts = np.cumsum(cnt, dtype=np.int64) - cnt.astype(np.int64)
+        held = cnt > 0
+        sums = np.zeros((C, Y.shape[1]), np.float32)
+        sums[held] = np.add.reduceat(Y[np.argsort(lab, kind="stable")], starts[held], axis=0)
         empty = cnt == 0
         if empty.any():
             sums[empty] = Y[rng.choice(len(Y), int(empty.sum()))]
