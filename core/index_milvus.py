@@ -429,29 +429,36 @@ class MilvusIndex:
     def build(self, X: np.ndarray, *, progress: ProgressFn | None = None) -> MilvusIndex:
         """Index the rows of ``X`` (labels 0..n-1), replacing the collection's content.
 
-        The rows go into a staging collection first, which then replaces the old one; a
-        failed or cancelled build (``progress`` returned True: OperationCancelled) leaves
-        the previous content as it was.
+        When the collection exists, the rows go into a staging collection first, which then
+        replaces it; a failed or cancelled build (``progress`` returned True:
+        OperationCancelled) leaves the previous content as it was. A first build writes the
+        collection itself, and drops it if it fails.
         """
         X = check_vectors(X)
         n, d = X.shape
         t0 = time.perf_counter()
         with self._lock.write(), self._failures("build the index"):
             client = self._live()
-            staging = f"{self.collection}_build_{uuid.uuid4().hex[:8]}"
-            self._create_collection(client, staging, d)
+            replacing = client.has_collection(self.collection, timeout=self.request_timeout)
+            # With nothing to keep, the rows go straight into the collection: no rename after
+            # the flush (Milvus Lite's rename of a 1M x 384 collection failed on the server:
+            # a KeyError in its collection table, after a retried request).
+            target = (
+                f"{self.collection}_build_{uuid.uuid4().hex[:8]}" if replacing else self.collection
+            )
+            self._create_collection(client, target, d)
             try:
-                self._insert(client, staging, X, np.arange(n, dtype=np.int64), progress)
-                client.flush(staging, timeout=_LONG_TIMEOUT)
+                self._insert(client, target, X, np.arange(n, dtype=np.int64), progress)
+                client.flush(target, timeout=_LONG_TIMEOUT)
             except BaseException:
-                _drop_quietly(client, staging)
+                _drop_quietly(client, target)
                 raise
-            # After a large flush the server may take minutes to answer DDL (Milvus Lite: the
-            # rename after 1M x 384 rows passed 60 s): these wait as long as the flush may.
-            if client.has_collection(self.collection, timeout=self.request_timeout):
+            if replacing:
+                # After a large flush the server may take minutes to answer DDL (Milvus Lite:
+                # the rename after 1M x 384 rows passed 60 s): these wait as long as the flush.
                 client.drop_collection(self.collection, timeout=_LONG_TIMEOUT)
-            client.rename_collection(staging, self.collection, timeout=_LONG_TIMEOUT)
-            # a renamed collection must be loaded again
+                client.rename_collection(target, self.collection, timeout=_LONG_TIMEOUT)
+            # a new or renamed collection must be loaded
             client.load_collection(self.collection, timeout=_LONG_TIMEOUT)
             self.dim, self._n, self._next_label, self._exists = d, n, n, True
         self.build_seconds = time.perf_counter() - t0
