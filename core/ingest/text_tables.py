@@ -1,19 +1,22 @@
 """Delimited text (CSV, TSV, the TensorFlow Projector's files) parsed into Arrow tables.
 
 The first records decide the delimiter and whether there is a header; pyarrow parses the
-file (never through a path whose suffix would make it decompress); Python's csv module is
-used only to name the lines behind an error, and only as far as the message needs them.
+file (never through a path whose suffix would make it decompress), as one table
+(:func:`read_csv_table`) or block by block (:func:`csv_stream`, with the same options);
+Python's csv module is used only to name the lines behind an error, and only as far as the
+message needs them.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import itertools
-import mmap
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +46,7 @@ class TextHead:
     bom: bool
     crlf: bool
     has_quotes: bool
+    lines: int  # lines in the file (a last line without a line break counted): >= its records
 
 
 def text_head(path: Path, label: str, suffix: str, *, metadata: bool) -> TextHead:
@@ -89,9 +93,14 @@ def text_head(path: Path, label: str, suffix: str, *, metadata: bool) -> TextHea
                     break
     except csv.Error:
         pass  # the head was cut inside a quoted field; pyarrow reads the full file below
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        has_quotes = mm.find(b'"') != -1
-    return TextHead(delimiter, records, bom, "\r\n" in text, has_quotes)
+    # One pass in blocks (a memory map would count the whole file as resident memory).
+    has_quotes, lines, last = False, 0, b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(BLOCK):
+            has_quotes = has_quotes or b'"' in chunk
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return TextHead(delimiter, records, bom, "\r\n" in text, has_quotes, lines + (last != b"\n"))
 
 
 def is_number(cell: str) -> bool:
@@ -213,19 +222,16 @@ def _diagnose_csv(
     return unreadable(label, ".csv", exc)
 
 
-def read_csv_table(
-    path: Path,
-    label: str,
+def _csv_options(
     head: TextHead,
-    budget: ReadBudget,
-    *,
     header: bool,
     column_names: Sequence[str] | None,
     column_types: dict[str, pa.DataType] | None,
-) -> pa.Table:
-    """The whole file parsed by pyarrow, counted against ``budget``; errors located by line."""
+    block_size: int,
+) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+    """How pyarrow parses the file: the same for the whole-file read and the stream."""
     read = pacsv.ReadOptions(
-        block_size=BLOCK,
+        block_size=block_size,
         column_names=list(column_names) if column_names is not None and not header else None,
     )
     parse = pacsv.ParseOptions(
@@ -239,6 +245,21 @@ def read_csv_table(
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
+    return read, parse, convert
+
+
+def read_csv_table(
+    path: Path,
+    label: str,
+    head: TextHead,
+    budget: ReadBudget,
+    *,
+    header: bool,
+    column_names: Sequence[str] | None,
+    column_types: dict[str, pa.DataType] | None,
+) -> pa.Table:
+    """The whole file parsed by pyarrow, counted against ``budget``; errors located by line."""
+    read, parse, convert = _csv_options(head, header, column_names, column_types, BLOCK)
     try:
         with open_binary(path) as fh:
             table = pacsv.read_csv(
@@ -250,6 +271,43 @@ def read_csv_table(
         raise _diagnose_csv(path, label, head, header, exc) from exc
     budget.take(table.nbytes, "its parsed columns")
     return table
+
+
+@contextlib.contextmanager
+def csv_stream(
+    path: Path,
+    head: TextHead,
+    *,
+    header: bool,
+    column_names: Sequence[str] | None,
+    column_types: dict[str, pa.DataType] | None,
+    block_size: int,
+) -> Iterator[pacsv.CSVStreamingReader]:
+    """The file as record batches of about ``block_size`` bytes of text each, parsed as
+    :func:`read_csv_table` parses it, except that the column types are those of the first
+    block: a later block that does not fit them raises ``pyarrow.ArrowInvalid``, as does any
+    parse error (unlocated: the caller reads the whole file again to name the lines)."""
+    read, parse, convert = _csv_options(head, header, column_names, column_types, block_size)
+    with open_binary(path) as fh:
+        yield pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
+
+
+def read_ahead(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+    """The reader's blocks, the next one parsed on a worker thread (pyarrow lets go of the
+    GIL) while the caller handles the current one: one block more in memory. Closing the
+    generator early waits for that one block."""
+
+    def following() -> pa.RecordBatch | None:
+        try:
+            return reader.read_next_batch()
+        except StopIteration:
+            return None
+
+    with ThreadPoolExecutor(1, thread_name_prefix="csv-block") as pool:
+        pending = pool.submit(following)
+        while (block := pending.result()) is not None:  # the reader's errors raise here
+            pending = pool.submit(following)
+            yield block
 
 
 def check_utf8(path: Path, label: str, table: pa.Table) -> None:
