@@ -6,14 +6,13 @@ are not drawn, and their handlers refuse as well (:func:`app.access.require_writ
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from embscope.app import access, state, text_upload, widgets
+from embscope.app import access, metric_change, state, text_upload, upload_panel, widgets
 from embscope.app.cache import inspect_upload
 from embscope.app.jobs import start_index_job
 from embscope.app.runtime import get_neighbour_service, get_store
@@ -21,11 +20,10 @@ from embscope.app.text import md_escape
 from embscope.app.uploads import save_upload
 from embscope.core.demo_store import load_demo_datasets
 from embscope.core.errors import InvalidInputError
-from embscope.core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES, read_dataset
+from embscope.core.ingest import METADATA_SUFFIXES, SUPPORTED_SUFFIXES
 from embscope.core.store import DatasetInfo
-from embscope.core.text_ingest import recognise_model
 from embscope.core.text_model import SUPPORTED_MODELS
-from embscope.core.validation import metric_record
+from embscope.core.upload_jobs import VectorsUpload
 
 ROW_NUMBERS = "(row number)"
 UNKNOWN_MODEL = "(unknown model)"
@@ -43,6 +41,7 @@ def upload_section() -> None:
         st.caption(f":material/lock: {access.READ_ONLY_CAPTION}")
         return
     st.subheader("Add a dataset")
+    upload_panel.upload_jobs_panel()  # this session's uploads being saved, with Cancel
     gen = _uploader_generation()
     left, right = st.columns(2)
     vec_file = left.file_uploader(
@@ -152,93 +151,26 @@ def _save_form(
         submitted = st.form_submit_button("Save dataset", type="primary")
     if not submitted:
         return
-    if vector_columns is not None and not vector_columns:
-        widgets.show_error(InvalidInputError("choose at least one vector column"))
-        return
-    source = filename if meta_name is None else f"{filename} + {meta_name}"
-    kwargs: dict[str, Any] = {
-        "filename": filename,
-        "metadata_path": meta_path,
-        "metadata_filename": meta_name,
-        "id_column": None if id_choice == ROW_NUMBERS else id_choice,
-        "vector_column": vector_column,
-        "vector_columns": vector_columns,
-    }
-    done: dict[str, Any] = {}
+    request = VectorsUpload(
+        path=vec_path,
+        filename=filename,
+        name=name,
+        n=int(inspection.n_rows),
+        dim=int(inspection.dim or 0),
+        metadata_path=meta_path,
+        metadata_filename=meta_name,
+        id_column=None if id_choice == ROW_NUMBERS else id_choice,
+        vector_column=vector_column,
+        vector_columns=None if vector_columns is None else tuple(vector_columns),
+        model=None if model == UNKNOWN_MODEL else model,
+        metric=None if metric_choice == GUESS_METRIC else metric_choice,
+    )
     try:
-        access.require_writable("add a dataset")
-        widgets.run_steps(
-            "Saving dataset",
-            [
-                (
-                    "reading and checking the file",
-                    # The catalog shows the names the user's files had, not the upload paths.
-                    lambda: done.update(
-                        parsed=dataclasses.replace(read_dataset(vec_path, **kwargs), source=source)
-                    ),
-                ),
-                (
-                    "recognising the model from the file's own texts",
-                    lambda: done.update(
-                        recognised=recognise_model(done["parsed"].vectors, done["parsed"].metadata)
-                        if model == UNKNOWN_MODEL
-                        else None
-                    ),
-                ),
-                (
-                    "writing to the database",
-                    lambda: done.update(
-                        info=get_store().add_dataset(
-                            done["parsed"],
-                            name=name,
-                            info={
-                                **metric_record(
-                                    done["parsed"].vectors,
-                                    None if metric_choice == GUESS_METRIC else metric_choice,
-                                ),
-                                **_model_record(model, done.get("recognised")),
-                            },
-                        )
-                    ),
-                ),
-            ],
-        )
+        # A background job reads, checks and stores it, with progress and Cancel; the page
+        # reruns with its panel where this form was (app/upload_panel.py).
+        upload_panel.start_upload(request)
     except InvalidInputError as exc:
         widgets.show_error(exc)
-        return
-    info: DatasetInfo = done["info"]
-    # The data now lives in the database; this session's upload copies are not needed
-    # (app.uploads names them per upload, so no other session is reading them).
-    for path in (vec_path, meta_path):
-        if path is not None:
-            path.unlink(missing_ok=True)
-    state.select_dataset(info.id)
-    start_index_job(info)  # ready for the first query, built at low priority
-    state.put("upload_generation", _uploader_generation() + 1)
-    state.flash(
-        "success",
-        f"Saved dataset {info.id}: {info.n:,} vectors of dimension {info.dim}; metric "
-        f"{info.metric} ({info.info.get('metric_reason', '')}).",
-    )
-    if done.get("recognised"):
-        found, column, cosine = done["recognised"]
-        state.flash(
-            "info",
-            f"Recognised the vectors as {found}'s: its embeddings of column “{column}” match "
-            f"(lowest cosine {cosine:.4f}), so the dataset can be searched by text.",
-        )
-    for warning in done["parsed"].warnings:
-        state.flash("warning", warning)
-    st.rerun()
-
-
-def _model_record(chosen: str, recognised: tuple[str, str, float] | None) -> dict[str, str]:
-    """What the dataset records of its model: the one chosen, else the one recognised."""
-    if chosen != UNKNOWN_MODEL:
-        return {"model": chosen}
-    if recognised is not None:
-        return {"model": recognised[0], "text_column": recognised[1]}
-    return {}
 
 
 def catalog_frame(datasets: list[DatasetInfo]) -> pd.DataFrame:
@@ -287,6 +219,7 @@ def catalog_section(current: DatasetInfo | None) -> None:
     )
     for warning in current.warnings:
         st.warning(md_escape(warning))
+    metric_change.metric_control(current)
     with st.expander("Metadata (first 200 rows)", expanded=True):
         meta = get_store().load_metadata(current.id, limit=200)
         if meta.shape[1] == 0:

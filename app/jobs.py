@@ -124,8 +124,12 @@ def job_refusal() -> str | None:
 
 def submit_for_session(spec: ArtifactSpec[Q, Any], request: Q) -> None:
     """Submit a stored result's job and count it against this session's jobs."""
-    job = artifacts.submit(get_job_runner(), get_store(), spec, request)
-    st.session_state[_MY_JOBS] = [*st.session_state.get(_MY_JOBS, []), job.key]
+    count_for_session(artifacts.submit(get_job_runner(), get_store(), spec, request).key)
+
+
+def count_for_session(key: str) -> None:
+    """Count the job ``key`` (just submitted) against this session's jobs (:func:`job_refusal`)."""
+    st.session_state[_MY_JOBS] = [*st.session_state.get(_MY_JOBS, []), key]
 
 
 def _active(status: Any) -> bool:

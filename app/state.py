@@ -58,6 +58,16 @@ def metric_from_link(page: str, info: Any, metric: str) -> None:
     st.session_state[f"{page}.metric_for"] = info.id
 
 
+def forget_metric_choices(dataset_id: int) -> None:
+    """After the dataset's metric changed (app/metric_change.py): every page's metric select
+    starts again at the new one (the keys of :func:`metric_for_dataset`, ``<page>.metric.<id>``)."""
+    for key in list(st.session_state):
+        name = str(key)
+        mine = name.endswith(".metric_for") and st.session_state[key] == dataset_id
+        if mine or name.endswith(f".metric.{dataset_id}"):
+            del st.session_state[key]
+
+
 # Streamlit forgets a widget's value when a run does not draw it (the map's controls while
 # another method's layout is computed): these keep a copy in the session and give it back.
 

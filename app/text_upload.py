@@ -1,28 +1,20 @@
 """The Datasets page's upload of a table of texts (no vectors): pick the text column, embed it
-with the bundled model (a progress bar; leaving the page stops it; one table at a time on a
-server), save it as a dataset with its model and text column recorded, so the map, its
-clusters' names and search by meaning work at once."""
+with the bundled model and save it as a dataset with its model and text column recorded, so
+the map, its clusters' names and search by meaning work at once. The embedding runs as a
+background job (app/upload_panel.py: progress with Cancel; one table at a time on a server)."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import streamlit as st
 
-from embscope.app import access, state, widgets
+from embscope.app import upload_panel, widgets
 from embscope.app.cache import text_table
-from embscope.app.jobs import start_index_job
-from embscope.app.runtime import get_store
 from embscope.core.errors import InvalidInputError
-from embscope.core.text_ingest import (
-    DEFAULT_TEXT_MODEL,
-    MAX_TEXTS,
-    TABLE_SUFFIXES,
-    read_texts,
-    texts_info,
-)
+from embscope.core.text_ingest import DEFAULT_TEXT_MODEL, MAX_TEXTS, TABLE_SUFFIXES
 from embscope.core.text_model import SUPPORTED_MODELS, text_model_status
+from embscope.core.upload_jobs import TextsUpload
 
 ROW_NUMBERS = "(row number)"
 
@@ -82,64 +74,15 @@ def texts_form(filename: str, path: Path, *, key: str) -> None:
             "text column are kept, so search by meaning and cluster names work at once."
         )
         submitted = st.form_submit_button("Embed and save", type="primary")
-    if submitted:
-        _embed_and_save(path, filename, name, column, id_choice, model)
-
-
-# One table of texts is embedded at a time on a server (it takes both cores for minutes).
-_EMBEDDING = threading.BoundedSemaphore(1)
-
-
-def _embed_and_save(
-    path: Path, filename: str, name: str, column: str, id_choice: str, model: str
-) -> None:
-    if not _EMBEDDING.acquire(blocking=False):
-        widgets.show_error(
-            "Another upload's texts are being embedded on this server: try again when it has "
-            "finished."
-        )
+    if not submitted:
         return
+    request = TextsUpload(
+        path=path, filename=filename, name=name, text_column=column, model=model, n=int(n),
+        id_column=None if id_choice == ROW_NUMBERS else id_choice,
+    )  # fmt: skip
     try:
-        _embed_and_save_now(path, filename, name, column, id_choice, model)
-    finally:
-        _EMBEDDING.release()
-
-
-def _embed_and_save_now(
-    path: Path, filename: str, name: str, column: str, id_choice: str, model: str
-) -> None:
-    # Leaving the page (or another click) stops the script at its next progress report.
-    bar = st.progress(0.0, text="reading the table")
-
-    def progress(fraction: float, message: str) -> bool:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
-        return False
-
-    try:
-        access.require_writable("add a dataset")
-        parsed = read_texts(
-            path, text_column=column, model=model, filename=filename,
-            id_column=None if id_choice == ROW_NUMBERS else id_choice, progress=progress,
-        )  # fmt: skip
-        bar.progress(1.0, text="writing to the database")
-        info = get_store().add_dataset(
-            parsed,
-            name=name,
-            info=texts_info(parsed, model=model, text_column=column, metric=None),
-        )
+        # Embedded and stored by a background job, with progress and Cancel (one table of
+        # texts at a time on a server: it takes both cores for minutes).
+        upload_panel.start_upload(request)
     except InvalidInputError as exc:
-        bar.empty()
         widgets.show_error(exc)
-        return
-    path.unlink(missing_ok=True)
-    state.select_dataset(info.id)
-    start_index_job(info)
-    state.put("upload_generation", int(state.get("upload_generation", 0)) + 1)
-    state.flash(
-        "success",
-        f"Saved dataset {info.id}: {info.n:,} texts of “{column}” embedded with {model} "
-        f"({info.dim} dimensions). Open Projections to see its map.",
-    )
-    for warning in parsed.warnings:
-        state.flash("warning", warning)
-    st.rerun()

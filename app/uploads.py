@@ -14,7 +14,9 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -110,9 +112,54 @@ def _upload_dir() -> Path:
     return directory
 
 
+# Uploads a background job is saving as a dataset (app/upload_panel.py): each with what says
+# whether it is still needed (its job queued or running).
+_HELD: dict[Path, Callable[[], bool]] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def _in_upload_dir(paths: Iterable[Path]) -> list[Path]:
+    out = []
+    for path in paths:
+        if not isinstance(path, Path) or path.parent != UPLOAD_DIR:
+            raise InvalidInputError(f"{path!r} is not a file in the upload folder {UPLOAD_DIR}")
+        out.append(path)
+    return out
+
+
+def hold_uploads(paths: Iterable[Path], *, needed: Callable[[], bool]) -> None:
+    """Keep uploaded files (paths :func:`save_upload` returned) while ``needed()`` is true,
+    however old they get: a background job reads them after the page that uploaded them has
+    moved on (its uploader emptied, the session perhaps gone). Once ``needed()`` is false the
+    next clean-up removes them, if :func:`release_uploads` has not already."""
+    if not callable(needed):
+        raise InvalidInputError("hold_uploads needs a callable that says whether they are needed")
+    held = _in_upload_dir(paths)
+    with _HELD_LOCK:
+        for path in held:
+            _HELD[path] = needed
+
+
+def release_uploads(paths: Iterable[Path]) -> None:
+    """Remove uploaded files that are no longer needed (the job saving them has ended, or a
+    page saw it end); removing one already gone is not an error."""
+    for path in _in_upload_dir(paths):
+        with _HELD_LOCK:
+            _HELD.pop(path, None)
+        path.unlink(missing_ok=True)
+
+
 def _prune(directory: Path, now: float) -> None:
-    """Remove uploads older than a day (previews never saved) and stray partial writes."""
+    """Remove uploads older than a day (previews never saved) and stray partial writes; an
+    upload a job holds stays until its job has ended, and goes then."""
+    with _HELD_LOCK:
+        held = dict(_HELD)
     for entry in directory.glob("*upload-*"):
+        needed = held.get(entry)
+        if needed is not None:
+            if not needed():
+                release_uploads([entry])
+            continue
         try:
             if now - entry.lstat().st_mtime > STALE_UPLOAD_SECONDS:
                 entry.unlink(missing_ok=True)

@@ -47,6 +47,16 @@ below. What they count, with V = ``4 n d`` the bytes of the vectors:
   ``n (300 + 20 k)`` (2.64 / 2.31 GiB). **Compression**: the read + 2 V of its sample (at most
   100,000 rows) + 160 MiB (2.44 / 2.10 GiB). **Heat-geodesic**: the read + V + the 150-wide
   graph + the ``n x L`` heat columns (twice) + ``L x L`` matrices.
+* **An upload saved as a dataset** (``upload``: read, checked, appended to the store): V +
+  500 bytes a row (ids, metadata) + twice the bytes of CSV/TSV/JSON files parsed + the larger
+  of DuckDB's buffers while appending (4 V, at most 512 MiB) and, when the model is recognised
+  from the file's texts, the sentence model loaded (:data:`TEXT_MODEL_LOAD`). Measured from
+  Parquet at 100,000 x 384: 0.66-0.75 GiB (estimated 0.75), 200,000 x 64 / 384: 0.30 / 0.95
+  (0.39 / 0.94); .npy 200,000 x 384: 0.83; CSV 100,000 x 64: 0.30 (0.36); 2,000 x 384 with
+  the model recognised: 0.40 (0.44); bench_scale's 1M x 384 Parquet ingest 2.28 (2.46).
+  ``text_upload`` (a table of texts embedded): V + 1,000 bytes a row + 4 x the file's bytes
+  + the larger of the same buffers and the model embedding (:data:`TEXT_MODEL_EMBED`; 3,000
+  short texts: 0.47-0.49 GiB, estimated 0.70).
 * Every job adds :data:`JOB_OVERHEAD` (thread pools, BLAS buffers: the fits' intercepts
   were at most 64 MiB, the layouts measured with their numba code compiled before), a graph
   build :data:`GRAPH_CODE` too (its code compiled in the job: an intercept of ~450 MiB).
@@ -75,6 +85,8 @@ __all__ = [
     "GRAPH_CODE",
     "JOB_OVERHEAD",
     "MIB",
+    "TEXT_MODEL_EMBED",
+    "TEXT_MODEL_LOAD",
     "MachineMemory",
     "budget_bytes",
     "clusters_peak",
@@ -89,6 +101,9 @@ __all__ = [
     "layout_peak",
     "machine_memory",
     "preview_peak",
+    "text_upload_peak",
+    "upload_peak",
+    "upload_text_bytes",
     "vectors_bytes",
 ]
 
@@ -129,13 +144,20 @@ _COMPRESSION_SAMPLE = 100_000
 # core.projections.heatgeo_kernel's WORK_BUDGET and (MIN_LANDMARKS, MAX_LANDMARKS).
 _HEAT_WORK = 2.0e9
 _HEAT_LANDMARKS = (256, 2000)
-#: The artifact kinds :func:`job_peak` has an estimate of its own for (a test checks that
-#: every kind in core has one).
+#: The job kinds :func:`job_peak` has an estimate of its own for: every artifact kind (a test
+#: checks that every kind in core has one) and the two kinds of upload (core/upload_jobs.py).
 ESTIMATED_KINDS = frozenset({
     "knn_graph", "index", "projection", "clusters", "scorecard", "compression",
     "ef_diagnostics", "order_diagnostics", "comparison", "hubness_reduction",
-    "projection_labels",
+    "projection_labels", "upload", "text_upload",
 })  # fmt: skip
+#: Loading a sentence model (its ONNX graph built in memory, an onnxruntime session), as an
+#: upload's vectors are recognised (measured +370 MiB with 8 texts embedded).
+TEXT_MODEL_LOAD = 384 * MIB
+#: Embedding texts with it: the model and a batch of 32 texts of up to 256 tokens.
+TEXT_MODEL_EMBED = 640 * MIB
+# Files whose text is parsed into values (CSV, TSV, JSON): the parse holds about 2x their bytes.
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl")
 
 
 @dataclass(frozen=True)
@@ -380,6 +402,41 @@ def compression_peak(n: int, d: int, n_queries: int = 1000) -> int:
     )
 
 
+def upload_peak(n: int, d: int, *, text_bytes: int = 0, recognise: bool = False) -> int:
+    """Saving an upload of ``n`` vectors of dimension ``d`` as a dataset (core/upload_jobs.py):
+    the vectors read (a Parquet column batch by batch into one array, a .npy file memory-mapped
+    and copied once) with their ids and metadata, ``text_bytes`` of CSV/TSV/JSON parsed, then
+    the larger of the model loaded to recognise the vectors (``recognise``) and DuckDB's
+    buffers while they are appended (4 V, at most 512 MiB)."""
+    v = vectors_bytes(n, d)
+    parsed = 2 * _count(text_bytes, "text_bytes")
+    write = max(min(4 * v, _READ_BUFFERS), TEXT_MODEL_LOAD if recognise else 0)
+    return _bytes(JOB_OVERHEAD + v + 500 * n + parsed + write)
+
+
+def text_upload_peak(n: int, d: int, *, text_bytes: int = 0) -> int:
+    """A table of ``n`` texts (a file of ``text_bytes``) embedded with a model of dimension
+    ``d`` and saved: the table held (its texts twice, as values and as a list), then the
+    larger of the model embedding and DuckDB's buffers while the vectors are appended."""
+    v = vectors_bytes(n, d)
+    table = 4 * _count(text_bytes, "text_bytes") + 1000 * n
+    return _bytes(JOB_OVERHEAD + v + table + max(min(4 * v, _READ_BUFFERS), TEXT_MODEL_EMBED))
+
+
+def upload_text_bytes(paths: Any) -> int:
+    """The bytes of the files in ``paths`` whose text is parsed (CSV, TSV, JSON; a missing file
+    counts 0), for :func:`upload_peak`."""
+    total = 0
+    for path in paths:
+        path = Path(path)
+        if path.suffix.lower() in _TEXT_SUFFIXES:
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue
+    return total
+
+
 def default_peak(n: int, d: int) -> int:
     """A kind without its own estimate: the vectors read and three copies' worth of work."""
     v = vectors_bytes(n, d)
@@ -408,8 +465,15 @@ def job_peak(kind: str, request: Any) -> int:
 
     Read from the request's fields (``dataset.n``, ``dataset.dim``, ``k``, ``metric``,
     ``method``, ``params``, ``sample``, ``other``); a kind without an estimate of its own gets
-    :func:`default_peak` of its dataset, a request without a dataset 1 GiB.
+    :func:`default_peak` of its dataset, a request without a dataset 1 GiB. An upload's request
+    (:mod:`core.upload_jobs`) has no dataset yet: its ``n``, ``dim``, ``text_bytes`` and
+    ``loads_model`` are read.
     """
+    if kind in ("upload", "text_upload"):  # core.upload_jobs: no dataset yet
+        n, d = int(request.n), int(request.dim)
+        if kind == "text_upload":
+            return text_upload_peak(n, d, text_bytes=int(request.text_bytes))
+        return upload_peak(n, d, text_bytes=int(request.text_bytes), recognise=request.loads_model)
     info = getattr(request, "dataset", None)
     if info is None:
         return GIB

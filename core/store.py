@@ -746,6 +746,21 @@ class Store:
             cur.execute("UPDATE datasets SET name = ? WHERE id = ?", [name, ds.id])
         return self.get_dataset(ds.id)
 
+    def set_info(
+        self, dataset_id: int, info: Mapping[str, Any], *, drop: Sequence[str] = ()
+    ) -> DatasetInfo:
+        """Replace a dataset's info and delete its artifacts with a fingerprint in ``drop``, in
+        one transaction (a metric changed after upload: core/metric_change.py)."""
+        if not isinstance(info, Mapping) or not isinstance(drop, (list, tuple)):
+            raise InvalidInputError("info must be a mapping and drop a list of fingerprints")
+        ds = self._require(dataset_id)
+        text = json.dumps(dict(info), sort_keys=True, default=str, ensure_ascii=False)
+        with self._transaction() as cur:
+            sql = "DELETE FROM artifacts WHERE dataset_id = ? AND list_contains(?, fingerprint)"
+            cur.execute(sql, [ds.id, [str(fp) for fp in drop]])
+            cur.execute("UPDATE datasets SET info = ? WHERE id = ?", [text, ds.id])
+        return self.get_dataset(ds.id)
+
     def delete_dataset(self, dataset_id: int) -> None:
         """Delete a dataset, its tables and its artifacts, in one transaction."""
         ds = self._require(dataset_id)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from embscope.app.uploads import UPLOAD_DIR
 from embscope.core.store import Store
-from tests.helpers import assert_index_built_in_background, make_parsed, snapshot
+from tests.helpers import assert_index_built_in_background, make_parsed, snapshot, until
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 
@@ -74,6 +74,8 @@ def test_upload_preview_and_save(db):
     submit = [b for b in at.button if b.label == "Save dataset"][0]
     submit.click()
     at.run()
+    # saved by a background job: the page shows its message once the job has ended
+    until(at, lambda a: a.exception or any("Saved dataset" in s.value for s in a.success))
     assert not at.exception, at.exception
     # 6 features: l2 is guessed, recorded and said.
     assert any("Saved dataset" in s.value and "metric l2" in s.value and "6 dimensions" in s.value
@@ -103,6 +105,7 @@ def test_bad_upload_is_an_error_message_and_changes_nothing(db):
     if submit:  # the preview may already refuse it; otherwise saving must
         submit[0].click()
         at.run()
+        until(at, lambda a: a.exception or a.error)
     assert not at.exception
     assert any("inf" in e.value.lower() for e in at.error), [e.value for e in at.error]
     store = _open_store(db)
@@ -176,6 +179,7 @@ def test_csv_with_header_vector_columns_are_chosen_in_the_form(db):
     at.multiselect[0].set_value(["x0", "x1"])
     [b for b in at.button if b.label == "Save dataset"][0].click()
     at.run()
+    until(at, lambda a: a.exception or _open_store(db).list_datasets())
     [info] = _open_store(db).list_datasets()
     assert info.dim == 2 and set(info.metadata_columns) == {"name", "label", "x2", "x3", "x4"}
 
@@ -193,6 +197,7 @@ def test_upload_records_the_embedding_model(db):
     metric_box.set_value("ip")
     [b for b in at.button if b.label == "Save dataset"][0].click()
     at.run()
+    until(at, lambda a: a.exception or _open_store(db).list_datasets())
     assert not at.exception
     [info] = _open_store(db).list_datasets()
     assert info.info["model"] == "sentence-transformers/all-MiniLM-L6-v2"

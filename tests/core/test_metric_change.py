@@ -1,0 +1,212 @@
+"""A dataset's metric changed after upload: recorded with its reason, the old metric's stored
+results kept unless dropped, and then exactly those dropped, in one transaction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embscope.core.errors import DatasetNotFoundError, InvalidInputError
+from embscope.core.graph import find_graph, get_or_build_graph
+from embscope.core.metric_change import CHANGED_REASON, set_metric, stale_artifacts
+from embscope.core.projections import runs
+from embscope.core.projections.label_scores import score_labels, stored_label_scores
+from embscope.core.store import Store
+from embscope.core.validation import metric_record
+from tests.helpers import make_parsed, snapshot
+
+
+@pytest.fixture
+def store():
+    s = Store(":memory:")
+    yield s
+    s.close()
+
+
+def _blobs(n: int = 90, d: int = 8, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    X = rng.standard_normal((n, d)) * 0.3 + np.eye(3, d)[labels] * 3.0
+    return X.astype(np.float32), pd.DataFrame({"label": [f"c{v}" for v in labels]})
+
+
+def _dataset(store: Store, name: str, *, seed: int = 0):
+    X, meta = _blobs(seed=seed)
+    info = {**metric_record(X, "cosine"), "label_column": "label", "model": "kept"}
+    return store.add_dataset(make_parsed(X, meta), name=name, info=info)
+
+
+def _kinds(store: Store, dataset_id: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for record in store.list_artifacts(dataset_id):
+        out[record.kind] = out.get(record.kind, 0) + 1
+    return out
+
+
+@pytest.fixture
+def computed(store):
+    """A dataset with results under cosine (graph, PCA layout, its kNN accuracy on the labels)
+    and under l2 (graph, PCA layout), and a second dataset with a cosine graph."""
+    info = _dataset(store, "blobs")
+    cosine = runs.compute_projection(store, info.id, method="pca", metric="cosine")
+    score_labels(store, info.id, "label", [cosine.fingerprint])
+    l2 = runs.compute_projection(store, info.id, method="pca", metric="l2")
+    other = _dataset(store, "other", seed=1)
+    get_or_build_graph(store, other.id, k=5, metric="cosine")
+    return info, cosine, l2, other
+
+
+def test_the_new_metric_is_recorded_with_its_reason_and_the_rest_of_the_info_kept(store):
+    info = _dataset(store, "blobs")
+    assert (info.metric, info.info["metric_reason"]) == ("cosine", "chosen at upload")
+    change = set_metric(store, info.id, "l2")
+    assert change.changed and (change.old, change.new) == ("cosine", "l2")
+    after = store.get_dataset(info.id)
+    assert after == change.dataset
+    assert after.metric == "l2" and after.info["metric_reason"] == CHANGED_REASON
+    assert {k: v for k, v in after.info.items() if not k.startswith("metric")} == {
+        "label_column": "label",
+        "model": "kept",
+    }
+    # By name too; the metric the dataset has already changes nothing.
+    again = set_metric(store, "blobs", "l2", drop_stale=True)
+    assert not again.changed and again.stale == {} and store.get_dataset(info.id) == after
+
+
+def test_a_dataset_stored_without_a_metric_counts_as_cosine(store):
+    X, meta = _blobs()
+    info = store.add_dataset(make_parsed(X, meta), name="old")
+    assert "metric" not in info.info
+    change = set_metric(store, info.id, "ip")
+    assert change.old == "cosine" and store.get_dataset(info.id).metric == "ip"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"metric": "euclidean"}, "unknown metric 'euclidean': use one of cosine, l2, ip"),
+        ({"metric": None}, "unknown metric None"),
+        ({"metric": "l2", "drop_stale": "yes"}, "drop_stale must be True or False, got 'yes'"),
+        ({"metric": "l2", "dry_run": 1}, "dry_run must be True or False, got 1"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(store, kwargs, message):
+    info = _dataset(store, "blobs")
+    get_or_build_graph(store, info.id, k=5, metric="cosine")
+    before = (snapshot(store), store.get_dataset(info.id))
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
+        set_metric(store, info.id, **kwargs)
+    with pytest.raises(DatasetNotFoundError):
+        set_metric(store, info.id + 1, "l2")
+    assert (snapshot(store), store.get_dataset(info.id)) == before
+
+
+def test_dry_run_reports_the_old_metrics_results_and_changes_nothing(store, computed):
+    info, cosine, _, _ = computed
+    before = (snapshot(store), store.get_dataset(info.id))
+    change = set_metric(store, info.id, "l2", dry_run=True, drop_stale=True)
+    assert not change.changed and change.dropped == {}
+    # One cosine graph, the cosine layout, its label scores; not the l2 graph and layout.
+    assert change.stale == {"knn_graph": 1, "projection": 1, "projection_labels": 1}
+    assert change.stale_count == 3 and change.dataset == info
+    assert (snapshot(store), store.get_dataset(info.id)) == before
+    stale = {r.fingerprint for r in stale_artifacts(store, info.id, "cosine")}
+    assert cosine.fingerprint in stale and len(stale) == 3
+
+
+def test_results_of_the_old_metric_are_kept_by_default(store, computed):
+    info, cosine, l2, other = computed
+    kinds = _kinds(store, info.id)
+    assert kinds == {"knn_graph": 2, "projection": 2, "projection_labels": 1}
+    change = set_metric(store, info.id, "l2")
+    assert change.stale_count == 3 and change.dropped == {}
+    assert _kinds(store, info.id) == kinds
+    # Still reached by asking for cosine; the dataset's default is now l2.
+    found = runs.find_projection(store, info.id, method="pca", metric="cosine")
+    assert found is not None and found.fingerprint == cosine.fingerprint
+    assert runs.default_metric(store.get_dataset(info.id)) == "l2"
+
+
+def test_drop_stale_drops_exactly_the_old_metrics_results(store, computed):
+    info, cosine, l2, other = computed
+    other_before = store.list_artifacts(other.id)
+    keep = {
+        r.fingerprint
+        for r in store.list_artifacts(info.id)
+        if r.params["request"].get("metric") == "l2"
+    }
+    assert len(keep) == 2  # the l2 graph and layout
+    change = set_metric(store, info.id, "l2", drop_stale=True)
+    assert change.changed and change.dropped == change.stale
+    assert change.dropped == {"knn_graph": 1, "projection": 1, "projection_labels": 1}
+    assert {r.fingerprint for r in store.list_artifacts(info.id)} == keep
+    assert find_graph(store, info.id, metric="cosine") is None
+    assert find_graph(store, info.id, metric="l2") is not None
+    assert runs.find_projection(store, info.id, method="pca", metric="cosine") is None
+    kept = runs.find_projection(store, info.id, method="pca", metric="l2")
+    assert kept is not None and kept.fingerprint == l2.fingerprint
+    np.testing.assert_array_equal(kept.coords, l2.coords)
+    assert stored_label_scores(store, info.id, "label") == {}
+    # Another dataset's results under the old metric are its own: untouched.
+    assert store.list_artifacts(other.id) == other_before
+    assert store.get_dataset(info.id).metric == "l2"
+
+
+class _FailingUpdate:
+    """A cursor that fails the catalog update, after the artifacts were deleted."""
+
+    def __init__(self, cursor):
+        self.cursor, self.ran = cursor, []
+
+    def execute(self, sql, *args):
+        self.ran.append(sql.split()[0])
+        if sql.startswith("UPDATE datasets"):
+            raise RuntimeError("disk failed")
+        return self.cursor.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+
+def test_a_failure_leaves_the_dataset_and_its_results_as_they_were(store, computed, monkeypatch):
+    info = computed[0]
+    before = (snapshot(store), store.get_dataset(info.id))
+    failing = _FailingUpdate(store._cursor())
+    monkeypatch.setattr(store, "_cursor", lambda: failing)
+    with pytest.raises(RuntimeError, match="disk failed"):
+        set_metric(store, info.id, "l2", drop_stale=True)
+    monkeypatch.undo()
+    assert failing.ran[-2:] == ["DELETE", "UPDATE"]  # the results were deleted, then undone
+    assert (snapshot(store), store.get_dataset(info.id)) == before
+
+
+def test_a_read_only_database_is_refused(tmp_path):
+    path = tmp_path / "ro.duckdb"
+    with Store(path) as s:
+        info = _dataset(s, "blobs")
+    with Store(path, read_only=True) as ro:
+        with pytest.raises(InvalidInputError, match="read-only"):
+            set_metric(ro, info.id, "l2")
+        assert ro.get_dataset(info.id).metric == "cosine"
+
+
+def test_a_dropped_index_record_takes_its_file_when_the_service_forgets_the_dataset(tmp_path):
+    from embscope.core.neighbours import NeighbourService
+
+    with Store(tmp_path / "idx.duckdb") as s:
+        info = _dataset(s, "blobs")
+        service = NeighbourService(s)
+        service.get_index(info.id, metric="cosine", backend="hnsw")
+        service.get_index(info.id, metric="l2", backend="hnsw")
+        files = {p.name.split(".")[0]: p for p in service.index_dir.iterdir()}
+        cosine = service.index_fingerprint(info.id, metric="cosine")
+        l2 = service.index_fingerprint(info.id, metric="l2")
+        assert set(files) == {cosine, l2}
+        change = set_metric(s, info.id, "l2", drop_stale=True)
+        assert change.dropped == {"index": 1}
+        service.forget(info.id)  # what the page does after a change
+        assert not files[cosine].exists() and files[l2].exists()
+        assert service.dataset(info.id).metric == "l2"
+        assert service.has_index(info.id, metric="l2")
+        assert not service.has_index(info.id, metric="cosine")
