@@ -100,6 +100,32 @@ def make_panel(
     )  # fmt: skip
 
 
+def grouping_note(panel: Panel, *, clusters: int | None = None) -> str:
+    """When a categorical colour has more values than the map has colours, what its legend
+    groups (:func:`app.figures.category_groups`: the largest ``MAX_CATEGORIES - 1`` values
+    keep a colour, the rest share a grey "other"), and, given how many clusters the dataset
+    has (None: no suggestion), colouring by them instead. Empty when every value has a
+    colour."""
+    limit = figures.MAX_CATEGORIES
+    if not panel.categorical or panel.colour is None or len(panel.colour) <= limit:
+        return ""
+    values = len(pd.unique(np.asarray(panel.colour, dtype=object)))
+    if values <= limit:
+        return ""
+    kept = limit - 1
+    text = (
+        f"{md_escape(panel.colour_title)}: {values:,} values, more than the map's {limit} "
+        f"colours: the {kept} largest have one each, the other {values - kept:,} share the "
+        f'grey "other ({values - kept:,} values)".'
+    )
+    if clusters:
+        text += (
+            f" Colour by clusters (found in the data) to see the {clusters:,} groups the "
+            "data falls into, each in its own colour."
+        )
+    return text
+
+
 def draw(panel: Panel, *, selected: np.ndarray | None, key: str, height: int = 620):
     """Draw a panel; returns (figure, selection event or None for 3-D, whether it changed).
 
