@@ -16,6 +16,7 @@ from embscope.app.neighbour_query import open_query
 from embscope.app.runtime import get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
+from embscope.core.graph import PointNeighbours
 from embscope.core.projections import runs
 from embscope.core.store import DatasetInfo
 
@@ -112,6 +113,31 @@ def selection_files(
 POINT_NEIGHBOURS = 10
 
 
+def neighbours_found(
+    info: DatasetInfo,
+    row: int,
+    metric: str,
+    *,
+    k: int = POINT_NEIGHBOURS,
+    where: list[str] | None = None,
+) -> PointNeighbours:
+    """A point's ``k`` nearest neighbours, the point itself left out, and where they came
+    from (:meth:`core.neighbours.NeighbourService.point_neighbours`): its row of the shared
+    neighbour graph when one at least ``k`` wide is stored for ``metric`` and no filter is
+    on, else exact search (only items matching ``where``, filter expressions, when given).
+    Kept for the session's last point, so the map's rings and the table below it read one
+    answer."""
+    key = (info.fingerprint, int(row), metric, int(k), tuple(where or ()))
+    kept = state.get("selection.neighbours")
+    if kept is not None and kept[0] == key:
+        return cast("PointNeighbours", kept[1])
+    found = get_neighbour_service().point_neighbours(
+        info.id, int(row), k=min(k, info.n - 1), metric=metric, where=where or None
+    )
+    state.put("selection.neighbours", (key, found))
+    return found
+
+
 def neighbours_of(
     info: DatasetInfo,
     row: int,
@@ -120,22 +146,9 @@ def neighbours_of(
     k: int = POINT_NEIGHBOURS,
     where: list[str] | None = None,
 ) -> tuple[str, np.ndarray, np.ndarray]:
-    """A point's ``k`` nearest neighbours (exact, the point itself left out; only items
-    matching ``where``, filter expressions, when given): its description, their rows and
-    distances. Kept for the session's last point, so the map's rings and the table below it
-    read one search."""
-    key = (info.fingerprint, int(row), metric, int(k), tuple(where or ()))
-    kept = state.get("selection.neighbours")
-    if kept is not None and kept[0] == key:
-        return kept[1]
-    service = get_neighbour_service()
-    query = service.resolve(info.id, row=int(row))
-    answer = service.search(
-        info.id, query, k=min(k, info.n - 1), metric=metric, backend="exact", where=where or None
-    )
-    found = (query.description, np.asarray(answer.rows), np.asarray(answer.distances))
-    state.put("selection.neighbours", (key, found))
-    return found
+    """:func:`neighbours_found` as (the point's description, their rows, distances)."""
+    found = neighbours_found(info, row, metric, k=k, where=where)
+    return found.description, np.asarray(found.rows), np.asarray(found.distances)
 
 
 def point_neighbours(
@@ -143,15 +156,15 @@ def point_neighbours(
 ) -> None:
     """A clicked point's nearest neighbours, and a link to explore them on the Neighbours page."""
     try:
-        description, rows, distances = neighbours_of(info, row, metric, where=where)
+        found = neighbours_found(info, row, metric, where=where)
     except InvalidInputError as exc:
         widgets.show_error(exc)
         return
-    table = get_store().load_rows(info.id, rows)
-    table.insert(1, "distance", distances)
+    table = get_store().load_rows(info.id, found.rows)
+    table.insert(1, "distance", found.distances)
     st.markdown(
-        f"**Nearest neighbours of {md_escape(description)}** ({rows.size}, {metric}, exact; "
-        "ringed on the map)"
+        f"**Nearest neighbours of {md_escape(found.description)}** ({found.rows.size}, "
+        f"{metric}) {found.label}, ringed on the map"
     )
     st.dataframe(table, hide_index=True, width="stretch", height=240)
     if st.button("Open in Neighbours →", key="projections.open_neighbours"):

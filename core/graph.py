@@ -12,6 +12,7 @@ metric distances (Euclidean, not squared; ``1 - cos`` for cosine; ``1 - <a, b>``
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -42,8 +43,10 @@ __all__ = [
     "GRAPH_CODE_VERSION",
     "GRAPH_K",
     "GRAPH_MIN_K",
+    "GraphHeads",
     "NNDESCENT_MIN_N",
     "KnnGraph",
+    "PointNeighbours",
     "build_knn_graph",
     "find_graph",
     "get_or_build_graph",
@@ -78,6 +81,13 @@ HNSW_GRAPH_M = 16
 HNSW_GRAPH_EF_CONSTRUCTION = 100
 HNSW_GRAPH_EF_FACTOR = 2.0
 HNSW_GRAPH_EF_MIN = 100
+# Stored graphs' first k columns kept per process for single rows (a clicked point's
+# neighbours): n x k x 8 bytes each, 80 MB at 1M x 10, where reading the whole 1M x 30 graph
+# from the store again would take ~0.6 s per click.
+GRAPH_HEAD_CACHE = 4
+# Heads wider than this (the API may ask up to the graph's width) are not kept: 4 x 1M x 150
+# columns would pin 4.8 GB.
+GRAPH_HEAD_MAX_K = 32
 # Points checked against exact search: 500 x k neighbours pins recall to about +-0.001 and
 # takes half the time of 1,000 (0.8 s against 1.6 s at 100k x 384).
 RECALL_SAMPLE = 500
@@ -165,6 +175,42 @@ class KnnGraph:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The arrays to persist."""
         return {"indices": self.indices, "distances": self.distances}
+
+
+@dataclass(frozen=True)
+class PointNeighbours:
+    """A stored point's nearest neighbours and where they came from
+    (:meth:`core.neighbours.NeighbourService.point_neighbours`).
+
+    Attributes
+    ----------
+    rows : int64 ndarray of shape (k,)
+        Row numbers of the neighbours, nearest first; the point itself left out.
+    distances : float32 ndarray of shape (k,)
+        True metric distances, ascending.
+    description : str
+        The point as a query names it (``"row 3 (id a)"``).
+    source : str
+        ``"graph"``: its row of the stored shared graph; ``"exact"``: exact search.
+    graph_method, graph_recall, graph_k : str, float, int or None
+        The graph's build method, its recorded recall and its stored width (the recall is
+        recall@graph_k); None when the source is exact search.
+    """
+
+    rows: np.ndarray
+    distances: np.ndarray
+    description: str
+    source: str
+    graph_method: str | None = None
+    graph_recall: float | None = None
+    graph_k: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Where the neighbours came from, in words."""
+        if self.source == "graph":
+            return f"from the neighbour graph (recall@{self.graph_k} {self.graph_recall:.3f})"
+        return "by exact search"
 
 
 def vectors_of_points(X: Any, n: int, *, made: str = "graph") -> np.ndarray:
@@ -473,3 +519,57 @@ def get_or_build_graph(
     graph = get_or_compute(store, GRAPHS, request, progress=progress)
     assert graph is not None
     return graph.head(request.k)
+
+
+class GraphHeads:
+    """Stored graphs' first ``k`` columns, kept to read single rows from (a clicked point's
+    neighbours): one per (vectors, stored graph, k), the least recently used dropped past
+    ``limit``, none wider than :data:`GRAPH_HEAD_MAX_K`; a wider graph stored later is found
+    and kept anew. Safe to share between threads; one whole graph is read at a time."""
+
+    def __init__(self, limit: int = GRAPH_HEAD_CACHE):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._heads: dict[tuple[str, str, int], tuple[KnnGraph, int]] = {}
+
+    def row(
+        self, store: Store, info: DatasetInfo, row: int, description: str, *, metric: str, k: int
+    ) -> PointNeighbours | None:
+        """Row ``row``'s ``k`` nearest from the widest stored graph of ``info`` and ``metric``
+        at least ``k`` wide (never built here), or None when there is none."""
+        k = check_k(k, info.n - 1)
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < info.n:
+            raise InvalidInputError(f"row must be a row number from 0 to {info.n - 1}, got {row!r}")
+        fp = GRAPHS.find(store, GraphRequest(info, check_metric(metric), k))
+        if fp is None:
+            return None
+        key = (info.fingerprint, fp, k)
+        with self._load_lock:  # one whole graph read at a time, each read once
+            with self._lock:
+                kept = self._heads.get(key)
+                if kept is not None:
+                    self._heads[key] = self._heads.pop(key)  # most recently used last
+            if kept is None:
+                graph = load(store, GRAPHS, fp)
+                if graph is None:  # deleted meanwhile
+                    return None
+                head = graph.head(k)  # copied: the whole graph is not kept alive by a view
+                kept = (replace(head, indices=head.indices.copy(),
+                                distances=head.distances.copy()), graph.k)  # fmt: skip
+                if k <= GRAPH_HEAD_MAX_K:  # a wider head is read, used and not kept
+                    with self._lock:
+                        self._heads[key] = kept
+                        while len(self._heads) > self.limit:
+                            self._heads.pop(next(iter(self._heads)))
+        graph, width = kept
+        return PointNeighbours(
+            graph.indices[row].astype(np.int64), graph.distances[row].copy(), description,
+            "graph", graph.method, graph.recall, width,
+        )  # fmt: skip
+
+    def forget(self, fingerprint: str | None = None) -> None:
+        """Drop the heads kept for the vectors with this fingerprint, or all."""
+        with self._lock:
+            for key in [h for h in self._heads if fingerprint in (None, h[0])]:
+                del self._heads[key]

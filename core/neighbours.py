@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from embscope.core.artifacts import (
     stored,
 )
 from embscope.core.errors import InvalidInputError
-from embscope.core.graph import get_or_build_graph, recall_at_k
+from embscope.core.graph import GraphHeads, PointNeighbours, get_or_build_graph, recall_at_k
 from embscope.core.hubness_reduction import (
     HubStats,
     check_method,
@@ -230,6 +230,7 @@ class NeighbourService:
         # Per (vectors, metric, K): each row's mean and sd of distances to its K nearest,
         # read once from the shared graph (hubness reduction).
         self._hub_stats: dict[tuple[str, str, int], HubStats] = {}
+        self._graph_heads = GraphHeads()  # stored graphs' first k columns (clicked points)
 
     # -- cached data --------------------------------------------------------------------------
 
@@ -420,6 +421,7 @@ class NeighbourService:
                 self._infos.clear()
                 self._filters.clear()
                 self._hub_stats.clear()
+                self._graph_heads.forget()
             else:
                 info = self._infos.pop(int(dataset_id), None)
                 for fp, owner in list(self._index_owner.items()):
@@ -433,6 +435,7 @@ class NeighbourService:
                         del self._filters[key]
                     for hub in [h for h in self._hub_stats if h[0] == info.fingerprint]:
                         del self._hub_stats[hub]
+                    self._graph_heads.forget(info.fingerprint)
         self.prune_files()
 
     def delete_dataset(self, dataset_id: int | str) -> list[str]:
@@ -658,6 +661,26 @@ class NeighbourService:
         return Neighbours(
             rows2, self.ids(info.id)[rows2], _true(dist2, metric), latency, used, len(allowed)
         )
+
+    def point_neighbours(
+        self, dataset_id: int, row: int, *, k: int = 10, metric: str = "cosine",
+        where: Sequence[str] | None = None,
+    ) -> PointNeighbours:  # fmt: skip
+        """Row ``row``'s ``k`` nearest neighbours (itself left out) and where they came from:
+        its row of the dataset's stored shared graph for ``metric`` when one at least ``k``
+        wide is stored (read, never built here) and no filter ``where`` is given; else exact
+        search (over the rows matching ``where``)."""
+        info = self.dataset(dataset_id)
+        metric = check_metric(metric)
+        query = self.resolve(info.id, row=row)
+        where = [where] if isinstance(where, str) else where
+        found = None if where else self._graph_heads.row(
+            self.store, info, int(row), query.description, metric=metric, k=check_k(k, info.n - 1)
+        )  # fmt: skip
+        if found is None:
+            answer = self.search(info.id, query, k=k, metric=metric, backend="exact", where=where)
+            return PointNeighbours(answer.rows, answer.distances, query.description, "exact")
+        return replace(found, distances=_true(found.distances, metric))
 
     def hub_stats(
         self, dataset_id: int, *, metric: str, neighbours: int, progress: ProgressFn | None = None

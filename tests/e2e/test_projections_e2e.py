@@ -240,3 +240,58 @@ def test_compare_page_compares_item_by_item(page, app_server):
         f"() => ({POINTS_DRAWN})().filter(n => n > 0).length >= 2", timeout=120_000
     )
     screenshot(page, "compare")
+
+
+# The rows each map's markers show as selected (customdata of the selected points).
+SELECTED_ON_MAP = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(
+    g => (g._fullData || []).filter(t => t.type === 'scattergl' && t.mode === 'markers'
+        && t.customdata && Array.isArray(t.selectedpoints))
+      .flatMap(t => t.selectedpoints.map(i => t.customdata[i])))"""
+
+# The clusters table (drawn on a canvas) as glide's accessible table: column names and cells.
+CLUSTER_GRID = """() => {
+  const df = [...document.querySelectorAll("[data-testid='stDataFrame']")].find(d =>
+    [...d.querySelectorAll('canvas table thead th')].some(th => th.textContent.trim() === 'keywords'));
+  if (!df) return null;
+  const t = df.querySelector('canvas table');
+  return {
+    heads: [...t.querySelectorAll('thead th')].map(th => th.textContent.trim()),
+    rows: [...t.querySelectorAll('tbody tr')]
+      .map(tr => [...tr.querySelectorAll('td')].map(td => td.textContent.trim())),
+  };
+}"""
+
+
+def test_a_click_on_a_cluster_row_selects_its_points(page, app_server):
+    # The clusters are stored by the test above (found here first when this test runs alone).
+    page.goto(app_server["url"] + "/projections?dataset=3&method=pca&color=%28clusters%29")
+    page.wait_for_function(f"() => ({MAP_LABELS})().length >= 10", timeout=120_000)
+    wait_for_app(page)
+    assert page.evaluate(SELECTED_ON_MAP) == []  # nothing selected yet
+    expander = page.get_by_text(re.compile(r"^Clusters: \d+ found"))
+    expander.click()
+    page.wait_for_function(f"() => ({CLUSTER_GRID})() !== null", timeout=30_000)
+    grid = page.evaluate(CLUSTER_GRID)
+    first = dict(zip(grid["heads"], grid["rows"][0], strict=False))
+    size = int(first["size"].replace(",", ""))
+    assert first["cluster"] == "0" and 10 < size < 2098, first
+
+    # The first row's selection box (the grid's leftmost column): cluster 0 is picked.
+    table = page.locator("[data-testid='stDataFrame']").filter(
+        has=page.locator("canvas table thead th", has_text="keywords")
+    )
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    # Streamlit draws 35 px rows under a 35 px header; the boxes' column is the first.
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 35 / 2)
+    page.get_by_text(f"{size:,} selected point(s)").wait_for(timeout=30_000)
+    wait_for_app(page)
+    # On the map exactly the cluster's points are selected: those of its trace, "0 · ...".
+    traces = {t["name"]: t["rows"] for t in page.evaluate(TRACES)}
+    [name] = [n for n in traces if n.startswith("0 · ")]
+    assert name.removeprefix("0 · ") == first["label"]
+    page.wait_for_function(f"() => ({SELECTED_ON_MAP})().length === {size}", timeout=30_000)
+    selected = page.evaluate(SELECTED_ON_MAP)
+    assert sorted(selected) == sorted(traces[name]) and len(traces[name]) == size
+    screenshot(page, "projections-cluster-row")
+    assert page.dialogs == []
