@@ -371,6 +371,8 @@ def _join(
         for p in range(pn, pn + mo):
             hh[p] = h[ids[p]]
             bar[p] = sims[ids[p], 0]
+        # The offer is written out in both loops: as a helper function (even inlined) it made
+        # the rounds 1.4x slower at 300k.
         for i in range(mn):
             a = ids[i]
             bar_a = bar[i]
