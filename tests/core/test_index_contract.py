@@ -121,7 +121,9 @@ class IndexContract:
         assert len(again) == len(index) and again.metric == metric and again.dim == index.dim
         after = again.query(X[:25], 6)
         np.testing.assert_array_equal(before[0], after[0])
-        np.testing.assert_allclose(before[1], after[1], atol=1e-6)
+        # a few float32 ulps: Milvus computes a fresh collection's distances (growing
+        # segments) and a reloaded one's (sealed) in another order (ip ~ 280: 1 ulp = 3e-5)
+        np.testing.assert_allclose(before[1], after[1], rtol=1e-6, atol=1e-6)
         stats = again.stats()
         assert stats["backend"] == index.backend and stats["n"] == len(X)
 
