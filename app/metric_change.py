@@ -127,13 +127,13 @@ def _apply(current: DatasetInfo, metric: str, *, drop: bool) -> None:
     """Record the metric (dropping the old one's results if asked), say so, and rerun."""
     try:
         access.require_writable("change a dataset's metric")
-        change = set_metric(get_store(), current.id, metric, drop_stale=drop)
+        # also forgets the service's cached catalog row and drops the index files and Milvus
+        # collections of dropped records
+        change = get_neighbour_service().change_metric(current.id, metric, drop_stale=drop)
     except InvalidInputError as exc:
         _clear_pending()
         widgets.show_error(exc)
         return
-    # The neighbour service's cached catalog row, and the index files of dropped records.
-    get_neighbour_service().forget(current.id)
     state.forget_metric_choices(current.id)
     _clear_pending()
     widgets.note_for(NOTE, _done_text(change), toast="Metric changed")

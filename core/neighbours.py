@@ -65,6 +65,7 @@ from embscope.core.validation import (
 )
 
 if TYPE_CHECKING:  # imported when the first text query runs
+    from embscope.core.metric_change import MetricChange
     from embscope.core.text_model import TextEncoder
 
 __all__ = [
@@ -449,14 +450,37 @@ class NeighbourService:
         dataset is gone all the same.
         """
         info = self.store.get_dataset(dataset_id)
-        milvus = [
-            (str(r.request.get("uri") or self.milvus_uri), r.fingerprint)
-            for r in stored(self.store, IndexSpec(self), info.id)
-            if r.request.get("backend") == "milvus"
-        ]
+        milvus = self._milvus_indexes(info.id)
         self.store.delete_dataset(info.id)
         self.forget(info.id)
         return self._drop_milvus(milvus)
+
+    def change_metric(
+        self, dataset_id: int | str, metric: str, *, drop_stale: bool = False
+    ) -> MetricChange:
+        """:func:`core.metric_change.set_metric` and what this service holds: what is cached
+        for the dataset is forgotten (the files of dropped indexes go), and the Milvus
+        collections of dropped Milvus indexes are dropped once the change is committed."""
+        from embscope.core.metric_change import set_metric, stale_artifacts
+
+        info = self.store.get_dataset(dataset_id)
+        stale = set()
+        if drop_stale is True:
+            stale = {r.fingerprint for r in stale_artifacts(self.store, info.id, info.metric)}
+        milvus = [(uri, fp) for uri, fp in self._milvus_indexes(info.id) if fp in stale]
+        change = set_metric(self.store, info.id, metric, drop_stale=drop_stale)
+        self.forget(info.id)
+        if change.dropped:
+            self._drop_milvus(milvus)
+        return change
+
+    def _milvus_indexes(self, dataset_id: int) -> list[tuple[str, str]]:
+        """(uri, fingerprint) of the dataset's stored Milvus index records."""
+        return [
+            (str(r.request.get("uri") or self.milvus_uri), r.fingerprint)
+            for r in stored(self.store, IndexSpec(self), dataset_id)
+            if r.request.get("backend") == "milvus"
+        ]
 
     def _drop_milvus(self, indexes: list[tuple[str, str]]) -> list[str]:
         """Drop the collections of these (uri, index fingerprint) pairs, except those still in

@@ -210,3 +210,29 @@ def test_a_dropped_index_record_takes_its_file_when_the_service_forgets_the_data
         assert service.dataset(info.id).metric == "l2"
         assert service.has_index(info.id, metric="l2")
         assert not service.has_index(info.id, metric="cosine")
+
+
+def test_the_service_drops_the_milvus_collection_of_a_dropped_index_and_keeps_the_other(tmp_path):
+    from embscope.core.index_milvus import MilvusIndex
+    from embscope.core.neighbours import NeighbourService, milvus_collection
+
+    uri = str(tmp_path / "m.db")
+    with Store(tmp_path / "mv.duckdb") as s:
+        info = _dataset(s, "blobs")
+        service = NeighbourService(s, milvus_uri=uri)
+        for metric in ("cosine", "l2"):
+            service.get_index(info.id, metric=metric, backend="milvus")
+        names = {
+            m: milvus_collection(service.index_fingerprint(info.id, metric=m, backend="milvus"))
+            for m in ("cosine", "l2")
+        }
+        kept = service.change_metric(info.id, "l2")  # kept: nothing dropped anywhere
+        assert kept.dropped == {} and service.dataset(info.id).metric == "l2"
+        service.change_metric(info.id, "cosine")
+        change = service.change_metric(info.id, "l2", drop_stale=True)
+        assert change.dropped == {"index": 1}
+        with MilvusIndex("cosine", uri=uri, collection="embscope_probe") as probe:
+            left = set(probe._client.list_collections())
+        assert names["l2"] in left and names["cosine"] not in left
+        assert service.has_index(info.id, metric="l2", backend="milvus")
+        assert not service.has_index(info.id, metric="cosine", backend="milvus")
