@@ -11,6 +11,7 @@ files are held (:func:`app.uploads.hold_uploads`) until the job ends, and remove
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ from embscope.core.upload_jobs import (
 
 log = logging.getLogger(__name__)
 
+# Held from the check that no table of texts is being embedded to the submit of a new one, so
+# two sessions cannot both pass the check (the second job would fail after its form emptied).
+_SUBMITTING = threading.Lock()
 # This session's uploads being saved: job key -> the uploaded files it reads.
 _PENDING = "upload_jobs"
 #: Where the end of an upload that saved nothing is said (app.widgets.note_for).
@@ -66,6 +70,18 @@ def start_upload(request: VectorsUpload | TextsUpload) -> None:
     refusal = job_refusal()
     if refusal is not None:
         raise InvalidInputError(refusal)
+    with _SUBMITTING:
+        job = _submit(runner, store, request)
+    count_for_session(job.key)
+    state.put(_PENDING, {**state.get(_PENDING, {}), job.key: [str(p) for p in request.paths]})
+    # A new uploader key gives an empty form: Streamlit forgets its copy, the job has its own.
+    state.put("upload_generation", int(state.get("upload_generation", 0)) + 1)
+    st.rerun()
+
+
+def _submit(runner: JobRunner, store: Any, request: VectorsUpload | TextsUpload) -> Any:
+    """The upload's job, submitted (its files held until it ends); one table of texts embedded
+    at a time."""
     if request.kind == TEXT_UPLOAD_KIND and any(s.kind == TEXT_UPLOAD_KIND for s in runner.live()):
         raise InvalidInputError(BUSY_EMBEDDING)
     key, paths = upload_key(request), request.paths
@@ -100,11 +116,7 @@ def start_upload(request: VectorsUpload | TextsUpload) -> None:
         release_uploads(paths)
         raise
     submitted[0] = True
-    count_for_session(job.key)
-    state.put(_PENDING, {**state.get(_PENDING, {}), job.key: [str(p) for p in paths]})
-    # A new uploader key gives an empty form: Streamlit forgets its copy, the job has its own.
-    state.put("upload_generation", int(state.get("upload_generation", 0)) + 1)
-    st.rerun()
+    return job
 
 
 def upload_jobs_panel() -> None:
