@@ -27,7 +27,7 @@ from embscope.app.scatter import (
 )
 from embscope.app.selection import (
     current_selection,
-    neighbours_of,
+    neighbours_found,
     selection_list,
     update_selection,
 )
@@ -255,9 +255,9 @@ def main_scatter(
     selected = _within(current_selection(info), mapped)
     if selected is not None and selected.size == 1:
         try:
-            _, near, _ = neighbours_of(
+            near = neighbours_found(
                 info, int(selected[0]), projection.metric, where=mapped.expressions
-            )
+            ).rows
         except InvalidInputError:
             near = np.zeros(0, dtype=np.int64)
         panel.focus, panel.neighbours = int(selected[0]), near

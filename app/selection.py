@@ -138,19 +138,6 @@ def neighbours_found(
     return found
 
 
-def neighbours_of(
-    info: DatasetInfo,
-    row: int,
-    metric: str,
-    *,
-    k: int = POINT_NEIGHBOURS,
-    where: list[str] | None = None,
-) -> tuple[str, np.ndarray, np.ndarray]:
-    """:func:`neighbours_found` as (the point's description, their rows, distances)."""
-    found = neighbours_found(info, row, metric, k=k, where=where)
-    return found.description, np.asarray(found.rows), np.asarray(found.distances)
-
-
 def point_neighbours(
     info: DatasetInfo, row: int, metric: str, *, where: list[str] | None = None
 ) -> None:
