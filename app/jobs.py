@@ -1,7 +1,13 @@
 """Background jobs on a page: a job's progress with Cancel, a stored result or its job or a
 start button, the sidebar list of every session's jobs, and a new dataset's index built as a
 job. The jobs themselves run on the process's :class:`core.jobs.JobRunner`
-(:func:`app.runtime.get_job_runner`)."""
+(:func:`app.runtime.get_job_runner`).
+
+The sidebar lists every session's jobs, but an upload's label (its file's and dataset's
+names) only to the session that submitted it (:func:`shown_label`): the others see "Saving an
+upload". A job does not know its session; the session knows its jobs
+(:func:`count_for_session` records each job it submits).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,9 @@ from embscope.app.widgets import show_error
 from embscope.core import artifacts
 from embscope.core.artifacts import ArtifactSpec
 from embscope.core.memory import format_gib, index_peak
+from embscope.core.result_drops import asked, now
 from embscope.core.store import DatasetInfo
+from embscope.core.upload_jobs import UPLOAD_KINDS
 
 Q = TypeVar("Q")
 T = TypeVar("T")
@@ -103,7 +111,10 @@ def artifact_or_job(
 # parameter of a job is bounded (core/params.py); these bound how many a visitor can start.
 MAX_JOBS_PER_SESSION = 3
 MAX_JOBS_WAITING = 12
-_MY_JOBS = "embscope.my_jobs"
+_MY_JOBS = "embscope.my_jobs"  # the active jobs this session submitted
+_MY_UPLOADS = "embscope.my_uploads"  # every upload job this session submitted
+#: What other sessions see of an upload's job: its file's and dataset's names are private.
+OTHERS_UPLOAD = "Saving an upload"
 
 
 def job_refusal() -> str | None:
@@ -127,9 +138,20 @@ def submit_for_session(spec: ArtifactSpec[Q, Any], request: Q) -> None:
     count_for_session(artifacts.submit(get_job_runner(), get_store(), spec, request).key)
 
 
-def count_for_session(key: str) -> None:
-    """Count the job ``key`` (just submitted) against this session's jobs (:func:`job_refusal`)."""
+def count_for_session(key: str, *, upload: bool = False) -> None:
+    """Count the job ``key`` (just submitted) against this session's jobs (:func:`job_refusal`);
+    ``upload``: an upload's, whose label only this session is shown (:func:`shown_label`)."""
     st.session_state[_MY_JOBS] = [*st.session_state.get(_MY_JOBS, []), key]
+    if upload:
+        st.session_state[_MY_UPLOADS] = [*st.session_state.get(_MY_UPLOADS, []), key]
+
+
+def shown_label(job: Any) -> str:
+    """A job's label as this session may see it: an upload's (its file's and dataset's names)
+    only in the session that submitted it, :data:`OTHERS_UPLOAD` in every other."""
+    if job.kind in UPLOAD_KINDS and job.key not in st.session_state.get(_MY_UPLOADS, []):
+        return OTHERS_UPLOAD
+    return str(job.label)
 
 
 def _active(status: Any) -> bool:
@@ -149,7 +171,7 @@ def jobs_sidebar() -> None:
         if running:
             _running_jobs()
         for job in interrupted[:3]:
-            st.caption(f":orange[interrupted:] {md_escape(job.label)}")
+            st.caption(f":orange[interrupted:] {md_escape(shown_label(job))}")
 
 
 @st.fragment(run_every=1.5)
@@ -164,7 +186,7 @@ def _running_jobs() -> None:
     for job in active[:5]:
         st.progress(
             min(max(job.fraction, 0.0), 1.0),
-            text=f"{md_escape(job.label)} ({job.fraction:.0%})",
+            text=f"{md_escape(shown_label(job))} ({job.fraction:.0%})",
         )
 
 
@@ -181,8 +203,11 @@ def start_index_job(info: DatasetInfo, *, metric: str | None = None, backend: st
     if service.has_index(info.id, metric=metric, backend=backend):
         return
 
+    when = now()  # asked for now (a drop of this metric's results after it holds)
+
     def work(progress):
-        service.get_index(info.id, metric=metric, backend=backend, progress=progress)
+        with asked(when):
+            service.get_index(info.id, metric=metric, backend=backend, progress=progress)
 
     get_job_runner().submit(
         service.index_fingerprint(info.id, metric=metric, backend=backend),

@@ -3,7 +3,11 @@ change to another one (:func:`core.metric_change.set_metric`).
 
 When results were stored under the old metric, a dialog says how many and of what kind, and
 asks whether to keep them (still right for the old metric: a page shows them when that metric
-is chosen) or drop them. On a read-only server only the metric and its reason are shown.
+is chosen) or drop them. Results another dataset of the same vectors uses too are kept either
+way, and the dialog says so (with nothing left to drop, it does not ask). Dropping also stops
+the dataset's jobs still computing with the old metric (their results could not be stored:
+core/result_drops.py), through the job runner's Cancel, and says so. On a read-only server
+only the metric and its reason are shown.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import streamlit as st
 
 from embscope.app import access, state, widgets
 from embscope.app.choices import metric_label
-from embscope.app.runtime import get_neighbour_service, get_store
+from embscope.app.runtime import get_job_runner, get_neighbour_service, get_store
 from embscope.app.text import md_escape
 from embscope.core.errors import InvalidInputError
 from embscope.core.metric_change import MetricChange, set_metric
@@ -82,7 +86,7 @@ def metric_control(current: DatasetInfo) -> None:
         except InvalidInputError as exc:
             widgets.show_error(exc)
             return
-        if preview.stale_count == 0:  # nothing to keep or drop: no question to ask
+        if preview.to_drop_count == 0:  # nothing a drop would delete: no question to ask
             _apply(current, choice, drop=False)
         else:
             state.put(PENDING, (current.id, choice))
@@ -105,14 +109,31 @@ def _confirm(current: DatasetInfo, metric: str) -> None:
         widgets.show_error(exc)
         return
     old, new = md_escape(metric_label(preview.old)), md_escape(metric_label(preview.new))
-    count = preview.stale_count
-    st.markdown(
+    count, shared = preview.stale_count, preview.shared_count
+    text = (
         f"**{md_escape(current.name)}**: from {old} to {new}.\n\n"
         f"{count:,} stored result{'' if count == 1 else 's'} "
         f"({md_escape(results_text(preview.stale))}) {'was' if count == 1 else 'were'} "
         f"computed with {old}. Kept, they stay right for {old}: a page shows them when "
-        f"{old} is chosen. Dropped, they are deleted. Keep them or drop them?"
+        f"{old} is chosen. "
     )
+    if shared:
+        text += (
+            f"{shared:,} of them ({md_escape(results_text(preview.shared))}) "
+            f"{'is' if shared == 1 else 'are'} used by {_names(preview.shared_with)} too (the "
+            f"same vectors) and {'stays' if shared == 1 else 'stay'} either way. Dropped, the "
+            f"other {preview.to_drop_count:,} ({md_escape(results_text(preview.to_drop))}) "
+            "are deleted."
+        )
+    else:
+        text += "Dropped, they are deleted."
+    running = len(_computing_with(current.id, preview.old)) if not shared else 0
+    if running:
+        text += (
+            f" {running} job{' is' if running == 1 else 's are'} computing with {old} now: "
+            f"dropping stops {'it' if running == 1 else 'them'}."
+        )
+    st.markdown(text + " Keep them or drop them?")
     keep, drop, cancel = st.columns(3)
     if keep.button("Keep them", type="primary", key="metric_keep"):
         _apply(current, metric, drop=False)
@@ -134,18 +155,49 @@ def _apply(current: DatasetInfo, metric: str, *, drop: bool) -> None:
         _clear_pending()
         widgets.show_error(exc)
         return
+    stopped = _stop_jobs(current.id, change) if drop else []
     state.forget_metric_choices(current.id)
     _clear_pending()
-    widgets.note_for(NOTE, _done_text(change), toast="Metric changed")
+    widgets.note_for(NOTE, _done_text(change, stopped), toast="Metric changed")
     st.rerun()
 
 
-def _done_text(change: MetricChange) -> str:
+def _names(names: tuple[str, ...]) -> str:
+    """Dataset names (user input) for markdown: escaped, each in quotes."""
+    return ", ".join(f"“{md_escape(name)}”" for name in names)
+
+
+def _computing_with(dataset_id: int, metric: str) -> list[str]:
+    """Keys of the dataset's queued and running jobs whose request names ``metric``."""
+    return [s.key for s in get_job_runner().active(dataset_id) if s.params.get("metric") == metric]
+
+
+def _stop_jobs(dataset_id: int, change: MetricChange) -> list[str]:
+    """Cancel the dataset's jobs still computing with the old metric after a drop: asked for
+    before it, their results would be refused (core/result_drops.py). None when another
+    dataset shares the vectors (their results are kept: they are its too)."""
+    if not change.changed or change.shared_with:
+        return []
+    runner = get_job_runner()
+    return [key for key in _computing_with(dataset_id, change.old) if runner.cancel(key)]
+
+
+def _done_text(change: MetricChange, stopped: list[str] | None = None) -> str:
     old, new = metric_label(change.old), metric_label(change.new)
     text = f"The metric of “{change.dataset.name}” is now {new} (was {old})."
+    if change.shared:  # a note is escaped when shown (app.widgets.show_note): names as they are
+        one = len(change.shared_with) == 1
+        text += (
+            f" Kept {results_text(change.shared)} computed with {old}: "
+            f"{', '.join(f'“{n}”' for n in change.shared_with)} "
+            f"{'holds' if one else 'hold'} the same vectors and {'uses' if one else 'use'} them."
+        )
+    if stopped:
+        n = len(stopped)
+        text += f" Stopped {n} job{'' if n == 1 else 's'} still computing with {old}."
     if change.dropped:
         return f"{text} Dropped what was computed with {old}: {results_text(change.dropped)}."
-    if change.stale:
+    if change.stale and not change.shared:
         return (
             f"{text} Kept what was computed with {old} ({results_text(change.stale)}): "
             f"choose {old} on a page to see it."

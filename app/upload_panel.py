@@ -6,10 +6,15 @@ error, or that it was cancelled and nothing was saved.
 
 The uploaded files belong to the job once it is submitted: the upload form is emptied, the
 files are held (:func:`app.uploads.hold_uploads`) until the job ends, and removed then.
+
+The Save button sits at the foot of a tall form; the browser keeps the page's scroll position
+across the rerun that replaces the form with the job's panel, which left the panel (at the top
+of the section) out of view. The first run after a submit scrolls the panel into view, once.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from pathlib import Path
@@ -45,6 +50,17 @@ _SUBMITTING = threading.Lock()
 _PENDING = "upload_jobs"
 #: Where the end of an upload that saved nothing is said (app.widgets.note_for).
 NOTE = "datasets.upload"
+# The job just submitted, whose panel the next run brings into view.
+_SCROLL = "upload_jobs.scroll"
+# Our own markup and script (the only value in it is a job key, a hash): brings the panels
+# that follow it into view. Run by st.html in the page itself, like app/share.py's button.
+_SCROLL_HTML = """<div class="embscope-upload-jobs" data-job="{job}"></div><script>
+(function () {{
+  var marks = document.querySelectorAll(".embscope-upload-jobs");
+  var mark = marks[marks.length - 1];
+  if (mark) {{ mark.scrollIntoView({{block: "center", behavior: "instant"}}); }}
+}})();
+</script>"""
 
 
 def _active(runner: JobRunner, key: str) -> bool:
@@ -72,8 +88,9 @@ def start_upload(request: VectorsUpload | TextsUpload) -> None:
         raise InvalidInputError(refusal)
     with _SUBMITTING:
         job = _submit(runner, store, request)
-    count_for_session(job.key)
+    count_for_session(job.key, upload=True)  # its label: shown to this session only
     state.put(_PENDING, {**state.get(_PENDING, {}), job.key: [str(p) for p in request.paths]})
+    state.put(_SCROLL, job.key)  # its panel in view after the rerun, not the page scrolled down
     # A new uploader key gives an empty form: Streamlit forgets its copy, the job has its own.
     state.put("upload_generation", int(state.get("upload_generation", 0)) + 1)
     st.rerun()
@@ -124,6 +141,9 @@ def upload_jobs_panel() -> None:
     ended is shown here once (a saved dataset through the page's messages)."""
     pending: dict[str, list[str]] = dict(state.get(_PENDING, {}))
     runner = get_job_runner()
+    scroll = state.get(_SCROLL)
+    if scroll is not None:
+        st.html(_SCROLL_HTML.format(job=html.escape(str(scroll))), unsafe_allow_javascript=True)
     for key, paths in list(pending.items()):
         if _active(runner, key):
             job_panel(key)
@@ -133,6 +153,9 @@ def upload_jobs_panel() -> None:
         release_uploads([Path(p) for p in paths])  # a job cancelled before it started
         job = runner.get(key)
         _ended(runner.status(key), None if job is None else job.result)
+    # Once (a run that ended in a rerun above scrolls again): then the page keeps where the user
+    # scrolls to.
+    state.put(_SCROLL, None)
     widgets.show_note(NOTE)
 
 

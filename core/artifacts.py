@@ -41,7 +41,7 @@ import types
 import typing
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +53,7 @@ import numpy as np
 from embscope.core.errors import InvalidInputError
 from embscope.core.memory import job_peak
 from embscope.core.progress import ProgressFn, check_cancel
+from embscope.core.result_drops import asked, now, refuse_dropped
 from embscope.core.store import Artifact, fingerprint_arrays
 
 if TYPE_CHECKING:
@@ -708,6 +709,12 @@ def get_or_compute(
     -------
     The result, or None when ``run`` is False and nothing is stored. A read-only store
     writes nothing: its result is kept in the process's :class:`ReadOnlyCache` instead.
+
+    Raises
+    ------
+    ResultDroppedError
+        Its dataset's results of its metric were dropped after it was asked for
+        (:func:`core.result_drops.refuse_dropped`): computed, not stored.
     """
     if not recompute:
         found = _stored_result(store, spec, request)
@@ -715,7 +722,7 @@ def get_or_compute(
             return found
     elif not run:
         return None
-    with _computing(spec, request, progress):
+    with asked() as since, _computing(spec, request, progress):
         # Another job (a projection, a scorecard) may have computed it while this one waited.
         found = None if recompute else _stored_result(store, spec, request)
         if found is not None:
@@ -743,10 +750,21 @@ def get_or_compute(
         if store.read_only:  # the same record, kept in memory: nothing is written
             record = _READ_ONLY_CACHE.put(_db_key(store), **fields)
         else:
-            record = store.put_artifact(**fields)
+            record = store.put_artifact(**fields, check=_not_dropped(store, fields, since))
     # The record fields (fingerprint, created, duration) as a later read gives them; the
     # arrays are the ones just computed, not read back.
     return _with_record(result, record)
+
+
+def _not_dropped(store: Store, fields: Mapping[str, Any], since: datetime) -> Callable[[], None]:
+    """The check a result is stored under: not one of a drop made after it was asked for."""
+    dataset_id, request = fields["dataset_id"], fields["params"]["request"]
+
+    def check() -> None:
+        if dataset_id is not None:
+            refuse_dropped(store, dataset_id=int(dataset_id), request=request, since=since)
+
+    return check
 
 
 def _stored_result(store: Store, spec: ArtifactSpec[Q, T], request: Q) -> T | None:
@@ -797,9 +815,11 @@ def submit(
     in the queue until it fits the runner's memory budget.
     """
     key = fingerprint(spec, request)
+    when = now()  # asked for now: a queued job's result counts from here (core/result_drops.py)
 
     def work(progress: ProgressFn) -> str:
-        get_or_compute(store, spec, request, progress=progress)
+        with asked(when):
+            get_or_compute(store, spec, request, progress=progress)
         return spec.find(store, request) or key
 
     return runner.submit(

@@ -23,3 +23,8 @@ class DatabaseBusyError(InvalidInputError):
 
 class OperationCancelled(Exception):
     """Long work stopped because its ``progress`` callback returned True (the user cancelled)."""
+
+
+class ResultDroppedError(InvalidInputError):
+    """A result computed for a request made before its dataset's results of that metric were
+    dropped (a metric change, core/metric_change.py): not stored, so the drop holds."""

@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,6 +94,7 @@ _BULK_MEMORY_LIMIT = "512MB"
 # Set for a moment when the last bulk section ends: DuckDB evicts down to it (-0.45 GiB after
 # reading 1M x 384), then the default limit returns.
 _BULK_EVICT_LIMIT = "32MB"
+_Drop = Sequence[str] | Callable[[], Sequence[str]]  # what Store.set_info deletes
 
 
 def _vector_block(col: pa.Array, dim: int) -> np.ndarray:
@@ -747,17 +748,19 @@ class Store:
         return self.get_dataset(ds.id)
 
     def set_info(
-        self, dataset_id: int, info: Mapping[str, Any], *, drop: Sequence[str] = ()
+        self, dataset_id: int, info: Mapping[str, Any], *, drop: _Drop = ()
     ) -> DatasetInfo:
-        """Replace a dataset's info and delete its artifacts with a fingerprint in ``drop``, in
-        one transaction (a metric changed after upload: core/metric_change.py)."""
-        if not isinstance(info, Mapping) or not isinstance(drop, (list, tuple)):
+        """Replace a dataset's info and delete its artifacts with a fingerprint in ``drop`` (or
+        that ``drop()`` gives, called in the transaction: what it reads here, the write sees;
+        what it raises undoes all), in one transaction (a metric change: core/metric_change.py)."""
+        if not isinstance(info, Mapping) or not (callable(drop) or isinstance(drop, list | tuple)):
             raise InvalidInputError("info must be a mapping and drop a list of fingerprints")
         ds = self._require(dataset_id)
         text = json.dumps(dict(info), sort_keys=True, default=str, ensure_ascii=False)
         with self._transaction() as cur:
+            fps = [str(fp) for fp in (drop() if callable(drop) else drop)]
             sql = "DELETE FROM artifacts WHERE dataset_id = ? AND list_contains(?, fingerprint)"
-            cur.execute(sql, [ds.id, [str(fp) for fp in drop]])
+            cur.execute(sql, [ds.id, fps])
             cur.execute("UPDATE datasets SET info = ? WHERE id = ?", [text, ds.id])
         return self.get_dataset(ds.id)
 
@@ -784,11 +787,10 @@ class Store:
         duration_s: float | None = None,
         lineage: Mapping[str, Any] | None = None,
         status: str = "done",
+        check: Callable[[], object] = lambda: None,
     ) -> Artifact:
-        """Store (or replace) the artifact with this fingerprint, in one transaction.
-
-        ``arrays`` are kept as an ``.npz`` blob and read back without pickle.
-        """
+        """Store (or replace) the artifact with this fingerprint, in one transaction; ``check()``
+        runs first in it (what it raises stores nothing). ``arrays``: a ``.npz`` blob, no pickle."""
         if not kind or not isinstance(kind, str):
             raise InvalidInputError("artifact kind must be a non-empty string")
         if not fingerprint or not isinstance(fingerprint, str):
@@ -804,6 +806,7 @@ class Store:
                 )
         blob = _arrays_to_blob(arrays or {})
         with self._transaction() as cur:
+            check()
             cur.execute("DELETE FROM artifacts WHERE fingerprint = ?", [fingerprint])
             new_id = self._next_id(cur, "artifact", "artifacts")
             cur.execute(
@@ -812,9 +815,7 @@ class Store:
                     new_id,
                     dataset_id,
                     kind,
-                    json.dumps(
-                        dict(params or {}), default=str
-                    ),  # order kept: results read back alike
+                    json.dumps(dict(params or {}), default=str),  # order kept: read back alike
                     fingerprint,
                     datetime.now(UTC).replace(tzinfo=None),
                     duration_s,
@@ -830,9 +831,7 @@ class Store:
     _ARTIFACT_COLUMNS = (
         "id, dataset_id, kind, params, fingerprint, created, duration_s, lineage, status, payload"
     )
-    _ARTIFACT_SUMMARY_COLUMNS = (
-        "id, dataset_id, kind, params, fingerprint, created, duration_s, lineage, status, NULL"
-    )
+    _ARTIFACT_SUMMARY_COLUMNS = _ARTIFACT_COLUMNS.replace("payload", "NULL")
     _SELECT_ARTIFACTS = "SELECT " + _ARTIFACT_COLUMNS + " FROM artifacts"
     _SELECT_ARTIFACT_SUMMARIES = "SELECT " + _ARTIFACT_SUMMARY_COLUMNS + " FROM artifacts"
 

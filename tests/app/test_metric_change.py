@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from embscope.app.state import DATASET_KEY
 from embscope.core.graph import get_or_build_graph
 from embscope.core.store import Store
 from embscope.core.validation import metric_record
@@ -97,3 +98,61 @@ def test_results_of_the_old_metric_are_kept_when_asked_and_cancel_changes_nothin
     assert _store().get_dataset(dataset).metric == "ip" and _catalog_metric(at) == ["ip"]
     assert [a.fingerprint for a in _store().list_artifacts(dataset)] == [graph]
     assert any("Kept what was computed with cosine" in s.value for s in at.success)
+
+
+def test_results_a_dataset_of_the_same_vectors_uses_are_kept_without_asking(db):
+    """A twin (the same vectors, another name) reaches every result of the dataset: a drop
+    would take them from it, so there is nothing to drop and no question; the note says why."""
+    dataset, graph = _store_with_graph(db, "blobs")
+    X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)  # the same vectors
+    with Store(db) as s:
+        s.add_dataset(make_parsed(X), name=EVIL, info=metric_record(X, "cosine"))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.session_state[DATASET_KEY] = dataset  # the one whose graph it is
+    at.run()
+    _change_to(at, "l2")
+    assert not [b for b in at.button if b.key == "metric_drop"]  # not asked: nothing to drop
+    assert _store().get_dataset(dataset).metric == "l2"
+    assert [a.fingerprint for a in _store().list_artifacts(dataset)] == [graph]
+    [note] = [s.value for s in at.success if "is now" in s.value]
+    assert ESCAPED in note  # the twin's name shown as text (the note escapes all of it)
+    shown = note.replace("\\", "")
+    assert f"Kept 1 neighbour graph computed with cosine: “{EVIL}” holds the same vectors" in shown
+    assert "Dropped" not in note
+
+
+def test_dropping_stops_the_jobs_still_computing_with_the_old_metric_and_says_so(db):
+    import threading
+
+    from embscope.app.runtime import get_job_runner
+    from embscope.core.errors import OperationCancelled
+
+    dataset, _ = _store_with_graph(db)
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    running = threading.Event()
+
+    def work(progress):  # a cosine layout of the dataset, running until cancelled
+        running.set()
+        for _ in range(600):
+            if progress(0.5, "laying out"):
+                raise OperationCancelled("cancelled")
+            threading.Event().wait(0.05)
+
+    runner = get_job_runner()
+    old = runner.submit("layout-cosine", work, kind="projection", label="UMAP 2-D of blobs",
+                        dataset_id=dataset, params={"metric": "cosine"})  # fmt: skip
+    other = runner.submit("layout-ip", work, kind="projection", label="UMAP 2-D of blobs",
+                          dataset_id=dataset, params={"metric": "ip"})  # fmt: skip
+    assert running.wait(30)
+    _change_to(at, "l2")
+    [question] = [m.value for m in at.markdown if "stored result" in m.value]
+    assert "1 job is computing with cosine now: dropping stops it." in question
+    [b for b in at.button if b.key == "metric_drop"][0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert old.wait(30) and old.state == "cancelled"
+    assert other.state == "running"  # another metric's job is none of the change's business
+    [note] = [s.value for s in at.success if "is now" in s.value]
+    shown = note.replace("\\", "")
+    assert "Stopped 1 job still computing with cosine. Dropped what was computed" in shown
+    runner.cancel(other.key)

@@ -236,3 +236,169 @@ def test_the_service_drops_the_milvus_collection_of_a_dropped_index_and_keeps_th
         assert names["l2"] in left and names["cosine"] not in left
         assert service.has_index(info.id, metric="l2", backend="milvus")
         assert not service.has_index(info.id, metric="cosine", backend="milvus")
+
+
+# -- results of jobs asked for before a drop, a write during the change, twin datasets -------
+
+
+@pytest.fixture
+def held_graph(monkeypatch):
+    """Every neighbour graph build waits (``started`` set) until ``release`` is set."""
+    import threading
+
+    from embscope.core import graph
+
+    started, release = threading.Event(), threading.Event()
+    real = graph.build_knn_graph
+
+    def held(*args, **kwargs):
+        started.set()
+        assert release.wait(30), "the test never released the build"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graph, "build_knn_graph", held)
+    return started, release
+
+
+@pytest.fixture
+def runner(store):
+    from embscope.core.jobs import JobRunner
+
+    r = JobRunner(store, workers=2, memory_budget=2**40)
+    yield r
+    r.shutdown()
+
+
+def _layout_job(runner, store, dataset_id: int, metric: str):
+    from embscope.core.artifacts import submit
+
+    request = runs.projection_request(store, dataset_id, method="pca", metric=metric)
+    return submit(runner, store, runs.PROJECTIONS, request)
+
+
+def test_a_job_asked_for_before_a_drop_does_not_bring_the_old_metrics_results_back(
+    store, held_graph
+):
+    from embscope.core.artifacts import submit
+    from embscope.core.graph import GRAPHS, GraphRequest
+    from embscope.core.jobs import JobRunner
+
+    started, release = held_graph
+    info = _dataset(store, "blobs")
+    runner = JobRunner(store, workers=1, memory_budget=2**40)  # one lane: the second job waits
+    try:
+        job = _layout_job(runner, store, info.id, "cosine")  # the default: cosine, until changed
+        assert started.wait(30)  # running: its cosine graph being built
+        queued = submit(runner, store, GRAPHS, GraphRequest(info, "cosine", 5))
+        assert queued.state == "queued"  # asked for now, started after the change
+        change = set_metric(store, info.id, "l2", drop_stale=True)
+        assert change.changed and store.get_dataset(info.id).metric == "l2"
+        release.set()
+        assert job.wait(60) and queued.wait(60)
+    finally:
+        runner.shutdown()
+    # Neither stores anything: each says why, and nothing computed with cosine is back.
+    for ended in (job, queued):
+        assert ended.state == "failed" and "dropped" in (ended.error or ""), ended.status()
+        assert "cosine" in ended.error and "“blobs”" in ended.error
+    assert stale_artifacts(store, info.id, "cosine") == []
+    assert find_graph(store, info.id, metric="cosine") is None
+    assert runs.find_projection(store, info.id, method="pca", metric="cosine") is None
+    # Asked for after the change, cosine is a metric chosen on purpose: computed and kept.
+    again = JobRunner(store, workers=1, memory_budget=2**40)
+    try:
+        later = _layout_job(again, store, info.id, "cosine")
+        assert later.wait(60) and later.state == "done", later.error
+    finally:
+        again.shutdown()
+    assert runs.find_projection(store, info.id, method="pca", metric="cosine") is not None
+
+
+def test_jobs_keep_their_results_when_nothing_was_dropped(store, runner, held_graph):
+    started, release = held_graph
+    info = _dataset(store, "blobs")
+    # An explicitly chosen metric other than the dataset's, no change: stored.
+    release.set()
+    l2 = _layout_job(runner, store, info.id, "l2")
+    assert l2.wait(60) and l2.state == "done", l2.error
+    # A change that keeps the old metric's results: a job running under it stores its result.
+    release.clear()
+    started.clear()
+    job = _layout_job(runner, store, info.id, "cosine")
+    assert started.wait(30)
+    set_metric(store, info.id, "ip")  # kept (the default)
+    release.set()
+    assert job.wait(60) and job.state == "done", job.error
+    assert runs.find_projection(store, info.id, method="pca", metric="cosine") is not None
+    assert find_graph(store, info.id, metric="cosine") is not None
+
+
+def test_a_result_written_during_the_change_cannot_slip_between_its_count_and_its_drop(
+    store, computed, monkeypatch
+):
+    """Another thread stores a cosine result while set_metric reads what to drop: it either
+    lands before (then it is counted and dropped) or after the change (then it is a later
+    result): never counted as nothing and left behind."""
+    import threading
+
+    from embscope.core import metric_change
+
+    info = computed[0]
+    real = metric_change.stale_artifacts
+    seen: dict[str, str] = {}
+    writers: list[threading.Thread] = []
+
+    def late_write() -> None:
+        store.put_artifact(
+            kind="scorecard", fingerprint="late", dataset_id=info.id,
+            params={"request": {"metric": "cosine"}},
+        )  # fmt: skip
+        seen["metric"] = store.get_dataset(info.id).metric  # when the write was done
+
+    def reading(*args, **kwargs):
+        found = real(*args, **kwargs)
+        writer = threading.Thread(target=late_write)
+        writer.start()
+        writer.join(1.0)  # a write that is not held off lands now, between read and write
+        writers.append(writer)
+        return found
+
+    monkeypatch.setattr(metric_change, "stale_artifacts", reading)
+    change = set_metric(store, info.id, "l2", drop_stale=True)
+    for writer in writers:
+        writer.join(30)
+    assert writers and seen, "the late write never ran"
+    # Held off until the change committed: written under l2, a later result, kept.
+    assert seen["metric"] == "l2"
+    assert store.get_artifact("late", with_arrays=False) is not None
+    assert (
+        change.dropped == change.stale == {"knn_graph": 1, "projection": 1, "projection_labels": 1}
+    )
+    assert [r.fingerprint for r in stale_artifacts(store, info.id, "cosine")] == ["late"]
+
+
+def test_results_shared_with_a_dataset_of_the_same_vectors_are_kept_on_a_drop(store):
+    a, b = _dataset(store, "a"), _dataset(store, "twin")
+    assert a.fingerprint == b.fingerprint  # the same vectors and ids: one graph serves both
+    cosine = runs.compute_projection(store, a.id, method="pca", metric="cosine")
+    assert {r.dataset_id for r in store.list_artifacts()} == {a.id}
+    assert find_graph(store, b.id, metric="cosine") is not None
+    before = snapshot(store)
+    dry = set_metric(store, a.id, "l2", drop_stale=True, dry_run=True)
+    # Counted as computed with cosine, and as kept: the twin still reaches them.
+    assert dry.stale == dry.shared == {"knn_graph": 1, "projection": 1}
+    assert dry.shared_with == ("twin",) and dry.to_drop == {} and dry.to_drop_count == 0
+    assert snapshot(store) == before
+    change = set_metric(store, a.id, "l2", drop_stale=True)
+    assert change.changed and change.dropped == {} and change.shared == dry.shared
+    assert snapshot(store)["artifacts"] == before["artifacts"]
+    assert find_graph(store, b.id, metric="cosine") is not None
+    kept = runs.find_projection(store, b.id, method="pca", metric="cosine")
+    assert kept is not None and kept.fingerprint == cosine.fingerprint
+    # A dataset of other vectors shares nothing: its results of the old metric go.
+    c = _dataset(store, "other", seed=1)
+    runs.compute_projection(store, c.id, method="pca", metric="cosine")
+    alone = set_metric(store, c.id, "l2", drop_stale=True)
+    assert alone.dropped == alone.to_drop == {"knn_graph": 1, "projection": 1}
+    assert alone.shared == {} and alone.shared_with == ()
+    assert store.list_artifacts(c.id) == []
