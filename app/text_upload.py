@@ -1,7 +1,9 @@
-"""The Datasets page's upload of a table of texts (no vectors): pick the text column, embed it
-with the bundled model and save it as a dataset with its model and text column recorded, so
-the map, its clusters' names and search by meaning work at once. The embedding runs as a
-background job (app/upload_panel.py: progress with Cancel; one table at a time on a server)."""
+"""The Datasets page's upload of a table of texts (no vectors): pick the text column and one of
+the models embscope runs offline (all-MiniLM-L6-v2 by default, or WordLlama), embed it and save
+it as a dataset with its model and text column recorded, so the map, its clusters' names and
+search by meaning work at once; the same table embedded by both models can be compared. The
+embedding runs as a background job (app/upload_panel.py: progress with Cancel; one table at a
+time on a server)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,23 @@ def id_default(candidates: list[str]) -> int:
     return 0
 
 
+def runnable_models() -> tuple[list[str], list[tuple[str, str]]]:
+    """The models that can embed texts here, the default first, and those that cannot (each
+    with the reason)."""
+    ordered = [DEFAULT_TEXT_MODEL, *(m for m in SUPPORTED_MODELS if m != DEFAULT_TEXT_MODEL)]
+    status = {name: text_model_status(name) for name in ordered}
+    return (
+        [name for name in ordered if status[name][0]],
+        [(name, status[name][1]) for name in ordered if not status[name][0]],
+    )
+
+
+def model_help(models: list[str]) -> str:
+    """The model box's help: where the models run and what each one is."""
+    lines = [f"- **{name}**: {SUPPORTED_MODELS[name].about}" for name in models]
+    return "Run here, offline.\n\n" + "\n".join(lines)
+
+
 def texts_form(filename: str, path: Path, *, key: str) -> None:
     """Preview a table of texts and embed one of its columns as a new dataset."""
     try:
@@ -48,8 +67,9 @@ def texts_form(filename: str, path: Path, *, key: str) -> None:
     cols[2].metric("Text columns", len(columns))
     st.caption("Preview (first rows)")
     st.dataframe(frame, hide_index=True, width="stretch")
-    ok, reason = text_model_status(DEFAULT_TEXT_MODEL)
-    if not ok:
+    models, unavailable = runnable_models()
+    if not models:
+        reason = text_model_status(DEFAULT_TEXT_MODEL)[1]
         widgets.show_error(f"Texts cannot be embedded on this server: {reason}")
         return
     if n > MAX_TEXTS:
@@ -68,11 +88,15 @@ def texts_form(filename: str, path: Path, *, key: str) -> None:
             "Id column", [ROW_NUMBERS, *ids], index=id_default(ids),
             help="A column whose values are unique; otherwise items are numbered by row.",
         )  # fmt: skip
-        model = right.selectbox("Model", list(SUPPORTED_MODELS), help="Run here, offline.")
+        model = right.selectbox("Model", models, help=model_help(models))
         st.caption(
-            f"About {max(1, n // 150):,} s on this server's CPU; the texts, the model and the "
-            "text column are kept, so search by meaning and cluster names work at once."
+            f"About {max(1, n // 150):,} s with all-MiniLM-L6-v2 on this server's CPU, a second "
+            "or so with WordLlama; the texts, the model and the text column are kept, so search "
+            "by meaning and cluster names work at once. Embed the table again with the other "
+            "model to compare the two on the Compare page."
         )
+        for other, why in unavailable:
+            st.caption(f"{other} cannot run here: {why}")
         submitted = st.form_submit_button("Embed and save", type="primary")
     if not submitted:
         return

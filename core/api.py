@@ -115,7 +115,8 @@ class Database:
         default; None: guessed from the vectors (:func:`core.validation.guess_metric`), the
         reason recorded beside it. ``text_column``: the file is a table of texts (CSV, TSV,
         Parquet, JSONL) with no vectors: each text of that column is embedded with ``model``
-        (default all-MiniLM-L6-v2, run offline) and the table kept as metadata
+        (default all-MiniLM-L6-v2, or wordllama/l2_supercat_256: ``SUPPORTED_MODELS``, run
+        offline) and the table kept as metadata
         (:func:`core.text_ingest.read_texts`). The handle's :meth:`Dataset.ingest_report` is
         ``ingest --json``.
         """

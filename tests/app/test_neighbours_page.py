@@ -205,6 +205,28 @@ def test_text_query_with_the_model(db):
     assert (exact["module"] == "json").sum() >= 5, exact["module"].tolist()
 
 
+def test_text_query_of_a_dataset_embedded_with_wordllama(db):
+    """The query is embedded by the dataset's own model (256-d WordLlama, not MiniLM)."""
+    import dataclasses
+
+    from embscope.core.text_model import load_text_encoder, text_model_status
+
+    wordllama = "wordllama/l2_supercat_256"
+    if not text_model_status(wordllama)[0]:
+        pytest.skip(text_model_status(wordllama)[1])
+    demo = stdlib_docstrings()
+    vectors = load_text_encoder(wordllama).encode(demo.metadata["text"].tolist())
+    demo = dataclasses.replace(demo, vectors=vectors, info={**demo.info, "model": wordllama})
+    with Store(db) as s:
+        store_demo_dataset(s, demo, name="docstrings (wordllama)")
+    at = _neighbours_page()
+    by_key(at.text_input, "neighbours.text").input("parse a JSON document")
+    by_key(at.button, "neighbours.go_text").click().run()
+    assert not at.exception
+    exact = _result_frames(at)[1]
+    assert (exact["module"] == "json").sum() >= 5, exact["module"].tolist()
+
+
 def test_diagnostics_run_once_then_show_from_the_store(db):
     _points(db)
     at = _neighbours_page()
