@@ -6,11 +6,12 @@ start, for sets where exact search costs too much.
    point's neighbours, sit together in memory.
 2. **Start.** Every point is searched exactly (one sgemm per block of rows) against its
    :data:`PROBES` nearest cells (a cell above :data:`CELL_CAP` x its expected size — duplicates,
-   a clump — through a sample of that many of its points, so the start stays linear in n): on 1M real-structured text embeddings that finds about 3/4
-   of its true 15 neighbours, and — what the descent needs — links every cell to its
-   neighbouring cells (with one probe no list would leave its cell and the descent would
-   have nothing to join).
-3. **Descent.** Each round, every point's new and old neighbours — forward and reverse, at most
+   a clump — through a sample of that many of its points, so the start stays linear in n): on
+   1M real-structured text embeddings that finds about 3/4 of its true 15 neighbours, and —
+   what the descent needs — links every cell to its neighbouring cells (with one probe no
+   list would leave its cell and the descent would have nothing to join). Rows are copied
+   into cell order on every thread at once (numpy's one-thread ``X[order]`` took ~4 s at 1M).
+3. **Descent.** Each round, every point's new and old neighbours — forward and reverse, about
    ``max_candidates`` of each, a deterministic random sample — are compared pairwise (the
    "local join"); a pair closer than either end's current k-th neighbour, and not already in
    that end's list, is offered to both. Rounds stop when at most ``delta * n * K`` offers were
@@ -18,25 +19,34 @@ start, for sets where exact search costs too much.
    thread writing offers to its own buffer; the offers are then applied with each thread
    owning a range of rows, so no list is shared.
 
+   The sample keeps a neighbour when a 32-bit hash of (round seed, the pair) falls below
+   ``max_candidates`` / (how many the row has) of the hash's range, up to 1.5x
+   ``max_candidates``: a pass that counts each row's new and old neighbours (forward and
+   reverse), then one that keeps them. A heap of the smallest priorities, as before, cost
+   more than a third of the rounds at 1M: its branches mispredict on every offer.
+
    The join is where the time goes, so it is built for it: a row's candidates are copied into
-   one small block and their dot products taken sixteen at a time (:func:`_tile`: a 4 x 4 tile
-   keeps sixteen running sums side by side, where one dot product at a time waits on its own
-   sum — about 2x on the join), and a close pair whose ends already list each other (two
-   neighbours of a row usually are neighbours) is dropped in the join, not written and
-   rejected later: on 300k rows that cut the offers from 124M to 5.2M for the same 3.9M taken.
+   one small block, element by element (numba's row-slice copy took 2-3x as long), and their
+   dot products taken sixteen at a time (:func:`_tile`: a 4 x 4 tile keeps sixteen running
+   sums side by side, where one dot product at a time waits on its own sum — about 2x on the
+   join); a close pair whose ends already list each other (two neighbours of a row usually
+   are neighbours) is dropped in the join, not written and rejected later: on 300k rows that
+   cut the offers from 124M to 5.2M for the same 3.9M taken.
 
 Lists are built a little wider than asked (:data:`BUILD_EXTRA`, :data:`WIDEN`) and cut at the
 end: a wider list finds more of the true nearest. The outcome is deterministic for a seed and
 the same whatever the thread count as long as no offer buffer fills mid-step (then offers are
 applied in another order, which matters only for ties; at the default sizes the busiest row
-offered 79 where the buffers hold 400 per row). Similarities are dot products of unit rows (cosine) or
-``x.y - |x|^2/2 - |y|^2/2`` (l2; = ``-|x - y|^2 / 2``).
+offered 79 where the buffers hold 400 per row). Similarities are dot products of unit rows
+(cosine) or ``x.y - |x|^2/2 - |y|^2/2`` (l2; = ``-|x - y|^2 / 2``).
 
 1M x 384 real-structured (bench/real_set.py), 2 cores, k = 30 (the narrowest graph the product
-stores at that size): 77 s at recall 0.986, where pynndescent took 119 s cold and 90 s warm at
-the same recall in the same run (bench/bench_scale.py, 2026-12-07; 107 s before the tiled join).
-Of ~71 s measured alone: cells 9 s, start 16 s, rounds 46 s (their joins 31 s, the candidate
-samples 12 s).
+stores at that size), bench/bench_scale.py on 2026-12-08 (a slower machine than the day
+before: the old code took 115 s here against 71 s then): 87.0 s at recall 0.985 (500 rows),
+where pynndescent took 177.8 s cold (its JIT compile included) and 139.6 s warm at 0.988 in
+the same run; 100.7 s in another run that included our own JIT compile (pynndescent 190.3 s
+cold, 137.7 s warm). Of ~80 s measured alone: cells 11-13 s, start 26-29 s (its sgemm
+~17 s), rounds ~40 s (joins ~30 s, the sample ~7 s).
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ CELL_SIZE = 1000
 # 45: 0.987 in 95 s).
 BUILD_EXTRA = 8
 WIDEN = 1.2
-MAX_CANDIDATES = 20
+MAX_CANDIDATES = 24
 # A cell of more than CELL_CAP x CELL_SIZE points is searched through a sample of that many.
 CELL_CAP = 4
 PROBES = 3
@@ -92,11 +102,20 @@ def _push(sims: np.ndarray, idx: np.ndarray, flag: np.ndarray, r: int, j: int, s
     """Offer neighbour ``j`` at similarity ``s`` to row ``r``; 1 if taken (new flag set)."""
     if s <= sims[r, 0]:
         return 0
-    k = sims.shape[1]
-    for t in range(k):
+    for t in range(sims.shape[1]):
         if idx[r, t] == j:
             return 0
-    # Replace the root and sift it down.
+    _replace_root(sims, idx, flag, r, j, s)
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def _replace_root(
+    sims: np.ndarray, idx: np.ndarray, flag: np.ndarray, r: int, j: int, s: float
+) -> None:  # fmt: skip
+    """Put ``j`` at similarity ``s`` (above the root's) in row ``r``'s list in place of its
+    root, flagged new, and sift it down."""
+    k = sims.shape[1]
     i = 0
     while True:
         left = 2 * i + 1
@@ -115,7 +134,6 @@ def _push(sims: np.ndarray, idx: np.ndarray, flag: np.ndarray, r: int, j: int, s
     sims[r, i] = s
     idx[r, i] = j
     flag[r, i] = 1
-    return 1
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -134,7 +152,10 @@ def _take_block(
     S: np.ndarray, rows: np.ndarray, cols: np.ndarray, h: np.ndarray,
     sims: np.ndarray, idx: np.ndarray, flag: np.ndarray,
 ) -> None:  # fmt: skip
-    """Offer every entry of the block ``S`` (rows ``rows``, columns ``cols``) to its row."""
+    """Offer every entry of the block ``S`` (rows ``rows``, columns ``cols``) to its row.
+
+    No row's list can hold a column yet: the start searches each row against cells it has
+    not searched, and a point is in one cell (so no scan for duplicates)."""
     for i in range(S.shape[0]):
         r = rows[i]
         hr = h[r]
@@ -143,7 +164,7 @@ def _take_block(
             c = cols[j]
             s = S[i, j] - hr - h[c]
             if s > bar and c != r:
-                _push(sims, idx, flag, r, c, s)
+                _replace_root(sims, idx, flag, r, c, s)
                 bar = sims[r, 0]
 
 
@@ -176,84 +197,134 @@ def _fill_random(
 
 
 @njit(cache=True, nogil=True)
-def _cand_push(cand: np.ndarray, pri: np.ndarray, r: int, j: int, p: np.uint64) -> None:
-    """Keep the ``m`` candidates of row ``r`` with the smallest priorities (a max-heap)."""
-    m = cand.shape[1]
-    if p >= pri[r, 0] or _has(cand, r, j):
-        return
-    i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= m:
-            break
-        c = left
-        right = left + 1
-        if right < m and pri[r, right] > pri[r, left]:
-            c = right
-        if pri[r, c] <= p:
-            break
-        pri[r, i] = pri[r, c]
-        cand[r, i] = cand[r, c]
-        i = c
-    pri[r, i] = p
-    cand[r, i] = j
+def _priorities(
+    lo: int, hi: int, seed: np.uint64, idx: np.ndarray, flag: np.ndarray, pri: np.ndarray,
+    deg_new: np.ndarray, deg_old: np.ndarray,
+) -> None:  # fmt: skip
+    """Rows ``lo..hi``: each edge's priority, a 32-bit hash of (seed, its two ends), so a pair
+    listed by both its ends has one priority and the sample does not depend on the thread
+    count; and how many new and old neighbours each row lists."""
+    for r in range(lo, hi):
+        dn = 0
+        do = 0
+        for t in range(idx.shape[1]):
+            u = idx[r, t]
+            if u < 0:
+                pri[r, t] = 0xFFFFFFFF
+                continue
+            a = min(u, r)
+            b = max(u, r)
+            _, z = splitmix(seed ^ (np.uint64(a) << np.uint64(32)) ^ np.uint64(b))
+            pri[r, t] = np.uint32(z >> np.uint64(32))
+            if flag[r, t]:
+                dn += 1
+            else:
+                do += 1
+        deg_new[r] = dn
+        deg_old[r] = do
 
 
 @njit(cache=True, nogil=True)
-def _candidates(
-    lo: int, hi: int, seed: np.uint64, idx: np.ndarray, flag: np.ndarray,
-    new: np.ndarray, new_pri: np.ndarray, old: np.ndarray, old_pri: np.ndarray,
+def _reverse_degrees(
+    lo: int, hi: int, idx: np.ndarray, flag: np.ndarray, deg_new: np.ndarray, deg_old: np.ndarray
 ) -> None:  # fmt: skip
-    """Sample the new and old, forward and reverse neighbours of rows ``lo..hi``.
-
-    Every thread scans every edge and keeps what lands in its rows; an edge's priority is a
-    hash of (seed, its two ends), so the sample does not depend on the thread count."""
+    """Add to rows ``lo..hi`` how many rows list them, as new and as old neighbours (every
+    thread scans every edge and counts what lands in its rows)."""
     n, k = idx.shape
-    top = np.uint64(0xFFFFFFFFFFFFFFFF)
-    for r in range(lo, hi):
-        for t in range(new.shape[1]):
-            new[r, t] = -1
-            new_pri[r, t] = top
-        for t in range(old.shape[1]):
-            old[r, t] = -1
-            old_pri[r, t] = top
     for v in range(n):
         for t in range(k):
             u = idx[v, t]
+            if lo <= u < hi:
+                if flag[v, t]:
+                    deg_new[u] += 1
+                else:
+                    deg_old[u] += 1
+
+
+@njit(cache=True, nogil=True)
+def _bar(degree: np.uint64, m: int) -> np.uint64:
+    """The priority below which an edge is sampled: ``m`` of ``degree`` expected."""
+    if degree <= np.uint64(m):
+        return np.uint64(1) << np.uint64(32)
+    return (np.uint64(m) << np.uint64(32)) // degree
+
+
+@njit(cache=True, nogil=True)
+def _forward_sample(
+    lo: int, hi: int, m: int, idx: np.ndarray, flag: np.ndarray, pri: np.ndarray,
+    deg_new: np.ndarray, deg_old: np.ndarray, new: np.ndarray, old: np.ndarray,
+    n_new: np.ndarray, n_old: np.ndarray,
+) -> None:  # fmt: skip
+    """Rows ``lo..hi``: the sampling bars (``deg_new``/``deg_old`` become them) and the
+    forward half of the sample: each listed neighbour whose priority is below its bar."""
+    cap = new.shape[1]
+    for r in range(lo, hi):
+        bn = _bar(deg_new[r], m)
+        bo = _bar(deg_old[r], m)
+        deg_new[r] = bn
+        deg_old[r] = bo
+        for t in range(cap):
+            new[r, t] = -1
+            old[r, t] = -1
+        cn = 0
+        co = 0
+        for t in range(idx.shape[1]):
+            u = idx[r, t]
             if u < 0:
                 continue
-            a = min(u, v)
-            b = max(u, v)
-            _, p = splitmix(seed ^ (np.uint64(a) << np.uint64(32)) ^ np.uint64(b))
+            if flag[r, t]:
+                if pri[r, t] < bn and cn < cap:
+                    new[r, cn] = u
+                    cn += 1
+            elif pri[r, t] < bo and co < cap:
+                old[r, co] = u
+                co += 1
+        n_new[r] = cn
+        n_old[r] = co
+
+
+@njit(cache=True, nogil=True)
+def _reverse_sample(
+    lo: int, hi: int, idx: np.ndarray, flag: np.ndarray, pri: np.ndarray,
+    bar_new: np.ndarray, bar_old: np.ndarray, new: np.ndarray, old: np.ndarray,
+    n_new: np.ndarray, n_old: np.ndarray,
+) -> None:  # fmt: skip
+    """The reverse half of rows ``lo..hi``'s sample, after :func:`_forward_sample` ran on
+    every row: a row ``v`` listing ``u`` (in ``lo..hi``) joins ``u``'s sample when the edge's
+    priority is below ``u``'s bar and ``u`` does not already have it."""
+    n, k = idx.shape
+    cap = new.shape[1]
+    for v in range(n):
+        for t in range(k):
+            u = idx[v, t]
+            if u < lo or u >= hi:
+                continue
+            p = pri[v, t]
             if flag[v, t]:
-                if lo <= v < hi:
-                    _cand_push(new, new_pri, v, u, p)
-                if lo <= u < hi:
-                    _cand_push(new, new_pri, u, v, p)
+                c = n_new[u]
+                if p < bar_new[u] and c < cap and not _has(new, u, v):
+                    new[u, c] = v
+                    n_new[u] = c + 1
             else:
-                if lo <= v < hi:
-                    _cand_push(old, old_pri, v, u, p)
-                if lo <= u < hi:
-                    _cand_push(old, old_pri, u, v, p)
+                c = n_old[u]
+                if p < bar_old[u] and c < cap and not _has(old, u, v):
+                    old[u, c] = v
+                    n_old[u] = c + 1
 
 
 @njit(cache=True, nogil=True)
 def _mark_old(
-    lo: int, hi: int, seed: np.uint64, idx: np.ndarray, flag: np.ndarray, new_pri: np.ndarray
+    lo: int, hi: int, idx: np.ndarray, flag: np.ndarray, pri: np.ndarray, bar_new: np.ndarray,
+    new: np.ndarray, n_new: np.ndarray,
 ) -> None:  # fmt: skip
-    """A new neighbour that was sampled for this round's join is old from now on: it was
-    sampled exactly when its edge's priority is at most the largest one row's sample kept
-    (:func:`_candidates` keeps the smallest; a sample not yet full keeps every edge)."""
+    """A new neighbour sampled for this round's join is old from now on: its priority is below
+    its row's bar, and (when the sample filled up) it is in the sample."""
+    cap = new.shape[1]
     for r in range(lo, hi):
-        bar = new_pri[r, 0]
+        full = n_new[r] >= cap
+        bar = bar_new[r]
         for t in range(idx.shape[1]):
-            if not flag[r, t]:
-                continue
-            j = idx[r, t]
-            a = min(r, j)
-            b = max(r, j)
-            _, p = splitmix(seed ^ (np.uint64(a) << np.uint64(32)) ^ np.uint64(b))
-            if p <= bar:
+            if flag[r, t] and pri[r, t] < bar and (not full or _has(new, r, idx[r, t])):
                 flag[r, t] = 0
 
 
@@ -311,11 +382,17 @@ def _tile(G: np.ndarray, i0: int, j0: int, P: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True)
 def _gather(X: np.ndarray, ids: np.ndarray, lo: int, hi: int, top: int, G: np.ndarray) -> None:
-    """Rows ``ids[lo:hi]`` of ``X`` into ``G[lo:hi]``, zero rows up to ``top``."""
+    """Rows ``ids[lo:hi]`` of ``X`` into ``G[lo:hi]``, zero rows up to ``top``.
+
+    Element by element: numba's row-slice copy (``G[r, :] = X[i, :]``) took 2-3x as long."""
+    d = X.shape[1]
     for r in range(lo, hi):
-        G[r, :] = X[ids[r], :]
+        a = ids[r]
+        for t in range(d):
+            G[r, t] = X[a, t]
     for r in range(hi, top):
-        G[r, :] = 0.0
+        for t in range(d):
+            G[r, t] = 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -415,6 +492,20 @@ def _apply(
         if lo <= b < hi:
             taken += _push(sims, idx, flag, b, a, s)
     return taken
+
+
+@njit(cache=True, nogil=True)
+def _reorder(
+    lo: int, hi: int, X: np.ndarray, order: np.ndarray, mu: np.ndarray, scale: np.ndarray,
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """``out[r] = (X[order[r]] - mu) * scale[order[r]]`` for rows ``lo..hi`` (numpy's
+    ``X[order]`` then ``*=`` took ~4 s at 1M x 384 on one thread)."""
+    for r in range(lo, hi):
+        src = order[r]
+        s = scale[src]
+        for t in range(X.shape[1]):
+            out[r, t] = (X[src, t] - mu[t]) * s
 
 
 @njit(cache=True, nogil=True)
@@ -615,12 +706,21 @@ def nn_descent(
         labs = _kmeans_cells(X, scale, cells, probes, rng)
     order = np.argsort(labs[:, 0], kind="stable")
     bounds = np.searchsorted(labs[order, 0], np.arange(cells + 1))
-    Xp = np.asarray(X, np.float32)[order]
+    X32 = np.asarray(X, np.float32)
+    Xp = np.empty_like(X32, order="C")
     if scale is not None:
-        Xp *= scale[order, None]
+        mu = np.zeros(d, np.float32)
+    else:
+        mu = X32.mean(axis=0, dtype=np.float64).astype(np.float32)
+        scale = np.ones(n, np.float32)
+    with ThreadPoolExecutor(threads) as copiers:
+        for f in [copiers.submit(_reorder, lo, hi, X32, order, mu, scale, Xp)
+                  for lo, hi in ranges(n, threads)]:  # fmt: skip
+            f.result()
+    del X32
+    if spherical:
         h = np.zeros(n, np.float32)
     else:
-        Xp -= Xp.mean(axis=0, dtype=np.float64).astype(np.float32)
         h = (0.5 * np.einsum("ij,ij->i", Xp, Xp, dtype=np.float64)).astype(np.float32)
     levels = _start_groups(labs, order, bounds, CELL_CAP * cell_size, seed)
     del labs
@@ -662,19 +762,26 @@ def nn_descent(
         lap("start")
 
         M = int(max_candidates)
-        new = np.empty((n, M), np.int32)
-        new_pri = np.empty((n, M), np.uint64)
-        old = np.empty((n, M), np.int32)
-        old_pri = np.empty((n, M), np.uint64)
+        cap = M + M // 2  # a sample holds M on average, at most this many
+        new = np.empty((n, cap), np.int32)
+        old = np.empty((n, cap), np.int32)
+        n_new = np.empty(n, np.int32)
+        n_old = np.empty(n, np.int32)
+        bar_new = np.empty(n, np.uint64)
+        bar_old = np.empty(n, np.uint64)
+        pri = np.empty((n, K), np.uint32)
         share = -(-STEP // threads)
-        cap = share * OFFERS_PER_ROW + M * M * 2
+        size = share * OFFERS_PER_ROW + cap * cap * 2
         bufs = [
-            (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.float32))
+            (np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size, np.float32))
             for _ in range(threads)
         ]
         for rnd in range(max_rounds):
-            each_span(_candidates, seeds[rnd + 1], idx, flag, new, new_pri, old, old_pri)
-            each_span(_mark_old, seeds[rnd + 1], idx, flag, new_pri)
+            each_span(_priorities, seeds[rnd + 1], idx, flag, pri, bar_new, bar_old)
+            each_span(_reverse_degrees, idx, flag, bar_new, bar_old)
+            each_span(_forward_sample, M, idx, flag, pri, bar_new, bar_old, new, old, n_new, n_old)
+            each_span(_reverse_sample, idx, flag, pri, bar_new, bar_old, new, old, n_new, n_old)
+            each_span(_mark_old, idx, flag, pri, bar_new, new, n_new)
             taken = 0
             for s0 in range(0, n, STEP):
                 s1 = min(n, s0 + STEP)
