@@ -209,10 +209,12 @@ def set_metric(
     def drop() -> list[str]:
         # Called by set_info inside its transaction: what is counted is what is dropped.
         current = store.get_dataset(info.id)
-        if current.metric != old:
+        # The record written is built from the info read before: any change since (another
+        # metric change and back, with its drop record) would be overwritten.
+        if current.metric != old or current.info != info.info:
             raise InvalidInputError(
-                f"the metric of {info.name!r} was changed meanwhile (to {current.metric}): "
-                "look at it again before changing it"
+                f"the metric of {info.name!r} was changed meanwhile (it is {current.metric} "
+                "now): look at it again before changing it"
             )
         plans.append(_plan(store, info, old))
         return plans[-1].to_drop if drop_stale else []

@@ -36,8 +36,8 @@ start, for sets where exact search costs too much.
 Lists are built a little wider than asked (:data:`BUILD_EXTRA`, :data:`WIDEN`) and cut at the
 end: a wider list finds more of the true nearest. The outcome is deterministic for a seed and
 the same whatever the thread count as long as no offer buffer fills mid-step (then offers are
-applied in another order, which matters only for ties; at the default sizes the busiest row
-offered 79 where the buffers hold 400 per row). Similarities are dot products of unit rows
+applied in another order, which matters only for ties; the buffers hold 400 offers per row,
+and with the heap sample of 2026-12-07 the busiest row offered 79). Similarities are dot products of unit rows
 (cosine) or ``x.y - |x|^2/2 - |y|^2/2`` (l2; = ``-|x - y|^2 / 2``).
 
 1M x 384 real-structured (bench/real_set.py), 2 cores, k = 30 (the narrowest graph the product
@@ -60,7 +60,7 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from embscope.core.errors import OperationCancelled
+from embscope.core.errors import InvalidInputError, OperationCancelled
 from embscope.core.knn_build import kmeans
 from embscope.core.numba_rng import splitmix
 from embscope.core.threads import available_threads, ranges
@@ -665,6 +665,16 @@ def nn_descent(
         # join across cells: it would stop where it started.
         raise ValueError(f"probes must be at least 2, got {probes}")
     n, d = X.shape
+    if metric == "l2":
+        # x.y - |x|^2/2 - |y|^2/2 in float32: a squared norm past ~3e38 is inf, and the lists
+        # would fill with ties and NaN (cosine works on unit rows and has no such limit).
+        sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        if not (sq < 1e37).all():
+            raise InvalidInputError(
+                "a vector is too long for an l2 neighbour graph in float32 (a squared length "
+                f"of {float(np.nanmax(sq)):.3g}, or not finite): rescale the vectors"
+            )
+        del sq
     k = int(k)
     K = int(build_k or max(k + BUILD_EXTRA, int(np.ceil(WIDEN * k))))
     if K < k:

@@ -181,6 +181,30 @@ def test_a_failure_leaves_the_dataset_and_its_results_as_they_were(store, comput
     assert (snapshot(store), store.get_dataset(info.id)) == before
 
 
+def test_an_info_changed_between_the_read_and_the_write_is_not_overwritten(
+    store, computed, monkeypatch
+):
+    # Another session changed the metric and back (its drop recorded in the info) after this
+    # change read the info: writing the record built from the stale read would lose that.
+    info = computed[0]
+    kinds = _kinds(store, info.id)
+    real = store.set_info
+
+    def meanwhile(dataset_id, record, *, drop=()):
+        real(dataset_id, {**info.info, "results_dropped": {"cosine": "2026-12-08T00:00:00"}})
+        return real(dataset_id, record, drop=drop)
+
+    monkeypatch.setattr(store, "set_info", meanwhile)
+    with pytest.raises(InvalidInputError, match="changed meanwhile"):
+        set_metric(store, info.id, "l2", drop_stale=True)
+    monkeypatch.undo()
+    after = store.get_dataset(info.id)
+    assert after.metric == "cosine" and after.info["results_dropped"] == {
+        "cosine": "2026-12-08T00:00:00"
+    }
+    assert _kinds(store, info.id) == kinds  # nothing dropped
+
+
 def test_a_read_only_database_is_refused(tmp_path):
     path = tmp_path / "ro.duckdb"
     with Store(path) as s:

@@ -183,3 +183,12 @@ def test_at_least_as_good_as_pynndescent_on_real_text(texts):
     ref_idx = np.array([r[r != o[0]][:k] for r, o in zip(ref_idx, own, strict=True)])
     ours, _, _ = nn_descent(texts, k, "cosine", cell_size=100, probes=2)
     assert recall_at_k(ours, exact) >= recall_at_k(ref_idx, exact) - 0.005
+
+
+def test_l2_vectors_too_long_for_float32_are_refused():
+    # A squared length past float32's range would make every l2 similarity inf or NaN.
+    X = _cube(300, 8) * 1e19
+    with pytest.raises(InvalidInputError, match="too long"):
+        nn_descent(X, 10, "l2", cell_size=50)
+    idx, sim, _ = nn_descent(X, 10, "cosine", cell_size=50)  # unit rows: no such limit
+    assert np.isfinite(sim).all()
