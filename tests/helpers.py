@@ -215,3 +215,25 @@ def lasso_middle(page: Any, share: float = 0.3) -> None:
     for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r)):
         page.mouse.move(x, y, steps=8)
     page.mouse.up()
+
+
+def assert_same_from_threads(
+    encode: Callable[..., np.ndarray], texts: list[str], expected: np.ndarray, *, atol: float
+) -> None:
+    """``encode(texts, batch_size=2)`` from four threads at once gives ``expected`` in each (a
+    text encoder shared by a server's sessions)."""
+    import threading
+
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        results[i] = encode(texts, batch_size=2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1, 2, 3]
+    for i in range(4):
+        np.testing.assert_allclose(results[i], expected, atol=atol)

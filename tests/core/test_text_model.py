@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -16,6 +14,7 @@ from embscope.core.text_model import (
     read_safetensors,
     text_model_status,
 )
+from tests.helpers import assert_same_from_threads
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -98,19 +97,7 @@ def test_truncation_at_256_tokens(encoder, docstrings):
 
 def test_concurrent_encode_from_threads(encoder):
     queries = ["parse a csv file", "send an email", "start a thread", "compute a mean"]
-    expected = encoder.encode(queries)
-    results: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        results[i] = encoder.encode(queries, batch_size=2)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(4):
-        np.testing.assert_allclose(results[i], expected, atol=1e-5)
+    assert_same_from_threads(encoder.encode, queries, encoder.encode(queries), atol=1e-5)
 
 
 @pytest.mark.parametrize(

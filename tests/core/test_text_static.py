@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from embscope.core.text_model import (
     text_model_status,
 )
 from embscope.core.text_static import embedding_table, mean_pool
+from tests.helpers import assert_same_from_threads
 
 WORDLLAMA = "wordllama/l2_supercat_256"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -139,18 +139,7 @@ def test_batch_size_order_strip_and_threads(encoder, texts):
     np.testing.assert_allclose(
         encoder.encode(["  open a file \n"]), encoder.encode(["open a file"])
     )
-    results: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        results[i] = encoder.encode(sample, batch_size=3)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(4):
-        np.testing.assert_allclose(results[i], by_one, atol=1e-6)
+    assert_same_from_threads(encoder.encode, sample, by_one, atol=1e-6)
 
 
 @pytest.mark.parametrize(
