@@ -107,6 +107,14 @@ def wait_for_app(page, timeout: float = 60_000) -> None:
     page.wait_for_timeout(300)
 
 
+def upload_input(page, label: str = "Vectors file"):
+    """The file input of the uploader labelled ``label``, found by its label: by position
+    (``.nth(0)``) a file could land in the metadata uploader while the page was still
+    settling (seen on a slow machine, at every commit)."""
+    box = page.locator("[data-testid='stFileUploader']").filter(has_text=label)
+    return box.locator("[data-testid='stFileUploaderDropzoneInput']")
+
+
 def screenshot(page, name: str) -> Path:
     """A full-page screenshot in test-results/NAME.png."""
     ARTIFACTS.mkdir(exist_ok=True)

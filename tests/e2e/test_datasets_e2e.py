@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.server import screenshot, wait_for_app
+from tests.e2e.server import screenshot, upload_input, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,10 +26,9 @@ def test_upload_save_list_and_screenshot(page, app_server):
         }
     ).to_csv(meta, index=False)
 
-    inputs = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-    inputs.nth(0).set_input_files(str(vec))
+    upload_input(page).set_input_files(str(vec))
     wait_for_app(page)
-    inputs.nth(1).set_input_files(str(meta))
+    upload_input(page, "Metadata file").set_input_files(str(meta))
     wait_for_app(page)
     page.get_by_text("Preview (first rows)").wait_for(timeout=30_000)
     metric_text = page.locator("[data-testid='stMetric']").all_inner_texts()
@@ -63,7 +62,7 @@ def test_upload_save_list_and_screenshot(page, app_server):
 def test_bad_file_shows_a_clear_error(page, app_server):
     bad = app_server["tmp"] / "broken.npy"
     bad.write_bytes(b"\x93NUMPY garbage that is not an array")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(str(bad))
+    upload_input(page).set_input_files(str(bad))
     wait_for_app(page)
     err = page.locator("[data-testid='stAlertContentError']")
     err.first.wait_for(timeout=30_000)
@@ -85,7 +84,7 @@ def test_an_h5ad_storing_its_data_in_another_file_is_refused_in_the_page(page, a
     evil = tmp / "cells.h5ad"
     with h5py.File(evil, "w") as f:
         f.create_dataset("X", shape=(4, 4), dtype="<f4", external=[(str(secret), 0, 64)])
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(str(evil))
+    upload_input(page).set_input_files(str(evil))
     wait_for_app(page)
     err = page.locator("[data-testid='stAlertContentError']")
     err.first.wait_for(timeout=30_000)
@@ -118,7 +117,7 @@ def test_upload_a_csv_of_texts_then_see_its_map(page, app_server):
             )
     path = tmp / "notes.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(str(path))
+    upload_input(page).set_input_files(str(path))
     page.get_by_role("button", name="Embed and save").wait_for(timeout=30_000)
     wait_for_app(page)
     screenshot(page, "datasets-texts-preview")

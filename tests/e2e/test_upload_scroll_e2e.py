@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.server import ARTIFACTS, wait_for_app
+from tests.e2e.server import ARTIFACTS, upload_input, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def test_the_uploads_progress_and_cancel_are_in_view_after_save(page, app_server
     frame.insert(0, "text", [f"a sentence about item {i} and topic {i % 7}" for i in range(n)])
     path = app_server["tmp"] / "tall form.csv"
     frame.to_csv(path, index=False, float_format="%.5f")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").nth(0).set_input_files(str(path))
+    upload_input(page).set_input_files(str(path))
     save = page.get_by_role("button", name="Save dataset")
     save.wait_for(timeout=60_000)
     wait_for_app(page)
